@@ -1,0 +1,180 @@
+import { hrtime } from 'node:process';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/**
+ * The benchmark harness: closed-loop load with a fixed number of workers, each calling, awaiting the
+ * answer, and calling again. Latency is measured per call with `process.hrtime.bigint()`; throughput is
+ * the number of calls that started and finished inside the measured window, divided by its length.
+ * Reused by every benchmark in this package: give it a name, a concurrency and one call.
+ */
+
+export interface MeasureOptions {
+  /** Calls made before measuring, to warm up JIT, connections and caches. Default 1000 ms. */
+  warmupMs?: number;
+  /** Length of the measured window. Default 5000 ms. */
+  durationMs?: number;
+  /** How long to wait, after the window closes, for calls still in flight. Default 10 000 ms. */
+  settleMs?: number;
+  /** Progress lines; default `console.log`. */
+  log?: (line: string) => void;
+}
+
+export interface Measurement {
+  name: string;
+  concurrency: number;
+  /** Length of the measured window, in seconds. */
+  seconds: number;
+  /** Calls that succeeded inside the window. */
+  ops: number;
+  opsPerSec: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  meanMs: number;
+  maxMs: number;
+  /** Calls that failed, warm-up included. */
+  errors: number;
+  /** The first error's message, if any call failed. */
+  firstError: string | null;
+}
+
+/** Seconds of the measured window: `BENCH_SECONDS` if set, else 5. */
+export function benchDurationMs(defaultSeconds = 5): number {
+  const raw = process.env.BENCH_SECONDS;
+  if (raw === undefined || raw === '') return defaultSeconds * 1000;
+  const seconds = Number(raw);
+  if (!Number.isFinite(seconds) || seconds <= 0) {
+    throw new TypeError(`BENCH_SECONDS must be a positive number of seconds, not "${raw}"`);
+  }
+  return Math.round(seconds * 1000);
+}
+
+/** Growable list of float64s: avoids boxing hundreds of thousands of latencies in a plain array. */
+class Samples {
+  private data = new Float64Array(1 << 16);
+  length = 0;
+
+  push(value: number): void {
+    if (this.length === this.data.length) {
+      const bigger = new Float64Array(this.data.length * 2);
+      bigger.set(this.data);
+      this.data = bigger;
+    }
+    this.data[this.length++] = value;
+  }
+
+  sorted(): Float64Array {
+    return this.data.slice(0, this.length).sort();
+  }
+}
+
+/** Nearest-rank percentile of sorted values. */
+export function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank]!;
+}
+
+type Phase = 'warmup' | 'measure' | 'stop';
+
+/** Runs `concurrency` workers looping over `callOnce`: a warm-up, then the measured window. */
+export async function measure(
+  name: string,
+  concurrency: number,
+  callOnce: () => Promise<unknown>,
+  options: MeasureOptions = {},
+): Promise<Measurement> {
+  const warmupMs = options.warmupMs ?? 1000;
+  const durationMs = options.durationMs ?? benchDurationMs();
+  const settleMs = options.settleMs ?? 10_000;
+  const log = options.log ?? ((line: string) => console.log(line));
+  const label = `${name} ×${concurrency}`;
+
+  const latenciesNs = new Samples();
+  let phase: Phase = 'warmup';
+  let windowStart = 0n;
+  let windowEnd = 0n;
+  let errors = 0;
+  let firstError: string | null = null;
+
+  const worker = async (): Promise<void> => {
+    while (phase !== 'stop') {
+      const started = hrtime.bigint();
+      try {
+        await callOnce();
+      } catch (error) {
+        errors++;
+        firstError ??= error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+        // A failing call may fail at once; do not spin the loop on it.
+        await sleep(1);
+        continue;
+      }
+      const finished = hrtime.bigint();
+      if (phase === 'measure' && started >= windowStart) latenciesNs.push(Number(finished - started));
+    }
+  };
+
+  log(`  ${label}: warm-up ${warmupMs} ms`);
+  const workers = Array.from({ length: concurrency }, worker);
+  const allDone = Promise.all(workers);
+  await sleep(warmupMs);
+  log(`  ${label}: measuring ${durationMs} ms`);
+  windowStart = hrtime.bigint();
+  phase = 'measure';
+  await sleep(durationMs);
+  // Calls that finish after this point are not counted (the phase is no longer 'measure'): the window
+  // has a fixed length, and only calls that started and finished inside it count.
+  windowEnd = hrtime.bigint();
+  phase = 'stop';
+  const counted = latenciesNs.length;
+
+  let settleTimer: NodeJS.Timeout | undefined;
+  const settled = await Promise.race([
+    allDone.then(() => true),
+    new Promise<boolean>((resolve) => {
+      settleTimer = setTimeout(() => resolve(false), settleMs);
+    }),
+  ]);
+  clearTimeout(settleTimer);
+  if (!settled) log(`  ${label}: some calls were still in flight ${settleMs} ms after the window closed`);
+
+  const ordered = latenciesNs.sorted();
+  const seconds = Number(windowEnd - windowStart) / 1e9;
+  const toMs = (ns: number) => ns / 1e6;
+  let total = 0;
+  for (const ns of ordered) total += ns;
+  const result: Measurement = {
+    name,
+    concurrency,
+    seconds,
+    ops: counted,
+    opsPerSec: counted / seconds,
+    p50Ms: toMs(percentile(ordered, 50)),
+    p90Ms: toMs(percentile(ordered, 90)),
+    p99Ms: toMs(percentile(ordered, 99)),
+    meanMs: counted === 0 ? Number.NaN : toMs(total / counted),
+    maxMs: counted === 0 ? Number.NaN : toMs(ordered[counted - 1]!),
+    errors,
+    firstError,
+  };
+  log(
+    `  ${label}: ${Math.round(result.opsPerSec).toLocaleString('en-US')} ops/s, p50 ${result.p50Ms.toFixed(3)} ms, p99 ${result.p99Ms.toFixed(3)} ms` +
+      (errors > 0 ? `, ${errors} errors (first: ${firstError})` : ''),
+  );
+  return result;
+}
+
+/** A fixed-width text table: first row is the header; columns after the first are right-aligned. */
+export function formatTable(rows: string[][]): string {
+  const widths: number[] = [];
+  for (const row of rows) {
+    row.forEach((cell, i) => {
+      widths[i] = Math.max(widths[i] ?? 0, cell.length);
+    });
+  }
+  const line = (row: string[]) =>
+    row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ');
+  const [header, ...body] = rows;
+  if (!header) return '';
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}

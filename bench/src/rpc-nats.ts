@@ -1,0 +1,275 @@
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { cpus } from 'node:os';
+import { isDeepStrictEqual } from 'node:util';
+import { action, createNode, defineService, handle } from '@chassis/core';
+import { reachable } from '@chassis/testing';
+import Moleculer from 'moleculer';
+import { connect } from 'nats';
+import { z } from 'zod';
+import { benchDurationMs, formatTable, type Measurement, measure } from './harness.ts';
+
+/**
+ * RPC over NATS, side by side, in one run against one local nats-server: raw nats.js (the floor),
+ * Moleculer 0.14 with its NATS transporter, and Chassis with its NATS transport. Each echoes a small
+ * sell order back, at concurrency 1 and 64. See ../README.md for how to read the table.
+ */
+
+const NATS_URL = process.env.BENCH_NATS_URL ?? 'nats://127.0.0.1:4222';
+const WARMUP_MS = 1000;
+const DURATION_MS = benchDurationMs(5);
+const CONCURRENCIES = (process.env.BENCH_CONCURRENCY ?? '1,64').split(',').map((c) => {
+  const n = Number(c.trim());
+  if (!Number.isInteger(n) || n < 1) throw new TypeError(`BENCH_CONCURRENCY lists positive integers, not "${c}"`);
+  return n;
+});
+/** Comma-separated contender names to run, in that order (e.g. `chassis` while profiling); all by default. */
+const ONLY = process.env.BENCH_ONLY?.split(',').map((name) => name.trim());
+const BASELINE = 'moleculer';
+
+/** SimpleBank's sell order: what every contender sends and gets back. */
+const payload = { accountId: '101', symbol: 'BHP', quantity: 10 };
+type Payload = typeof payload;
+
+/** Runs of this benchmark never see each other's subjects, services or namespaces. */
+const suffix = Math.random().toString(36).slice(2, 8);
+
+interface Running {
+  call: () => Promise<unknown>;
+  close: () => Promise<void>;
+  /** Anything worth recording about this contender: versions, settings. */
+  notes: Record<string, unknown>;
+}
+
+interface Contender {
+  name: string;
+  description: string;
+  start(): Promise<Running>;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+const rawNats: Contender = {
+  name: 'raw-nats',
+  description:
+    'nats.js 2.x: nc.request (noAsyncTraces) to a queue-group subscriber on another connection; JSON both ways',
+  async start() {
+    const subject = `bench.echo.${suffix}`;
+    const server = await connect({ servers: NATS_URL, name: 'bench-raw-server' });
+    // Parses and re-encodes, as every RPC framework's server does with a JSON body.
+    server.subscribe(subject, {
+      queue: 'bench-echo',
+      callback: (error, msg) => {
+        if (error) return;
+        msg.respond(encoder.encode(JSON.stringify(JSON.parse(decoder.decode(msg.data)))));
+      },
+    });
+    await server.flush();
+    // noAsyncTraces: by default nats.js 2.x makes an Error per request to keep the caller's stack for a
+    // failure, which costs about a third of the throughput at concurrency 64; the floor goes without.
+    const client = await connect({ servers: NATS_URL, name: 'bench-raw-client', noAsyncTraces: true });
+    const require = createRequire(import.meta.url);
+    const { version } = require('nats/package.json') as { version: string };
+    return {
+      call: async () => {
+        const reply = await client.request(subject, encoder.encode(JSON.stringify(payload)), { timeout: 5000 });
+        return JSON.parse(decoder.decode(reply.data)) as Payload;
+      },
+      close: async () => {
+        await client.drain();
+        await server.drain();
+      },
+      notes: { nats: version, server: server.info?.version },
+    };
+  },
+};
+
+const moleculer: Contender = {
+  name: 'moleculer',
+  description: 'Moleculer 0.14 NATS transporter, JSON serializer; metrics, tracing and validator off',
+  async start() {
+    const options: Moleculer.BrokerOptions = {
+      namespace: `bench-${suffix}`,
+      transporter: { type: 'NATS', options: { url: NATS_URL } },
+      serializer: 'JSON',
+      logger: false,
+      metrics: false,
+      tracing: false,
+      validator: false,
+      // Chassis gives every call a deadline; so does this, for a like-for-like comparison.
+      requestTimeout: 5000,
+    };
+    const server = new Moleculer.ServiceBroker({ ...options, nodeID: `bench-server-${suffix}` });
+    server.createService({
+      name: 'echo',
+      actions: { echo: (ctx: Moleculer.Context<Payload>) => ctx.params },
+    });
+    const client = new Moleculer.ServiceBroker({ ...options, nodeID: `bench-client-${suffix}` });
+    await server.start();
+    await client.start();
+    await client.waitForServices('echo', 10_000);
+    return {
+      call: () => client.call<Payload, Payload>('echo.echo', payload),
+      close: async () => {
+        await client.stop();
+        await server.stop();
+      },
+      notes: { moleculer: Moleculer.MOLECULER_VERSION, requestTimeout: options.requestTimeout },
+    };
+  },
+};
+
+const chassis: Contender = {
+  name: 'chassis',
+  description: 'Chassis: two nodes on natsTransport, zod contract, node.call; default options, logs silent',
+  async start() {
+    // Loaded here, not at the top, so the other contenders still run if the NATS transport is broken.
+    const { natsTransport } = await import('@chassis/core/nats');
+    const service = `bench-echo-${suffix}`;
+    const order = z.object({
+      accountId: z.string().regex(/^\d+$/),
+      symbol: z.string().regex(/^[A-Z]{1,5}$/),
+      quantity: z.number().int().positive(),
+    });
+    const echo = action(`${service}.echo`, { input: order, output: order, idempotent: true });
+    const server = createNode({
+      services: [defineService({ name: service, actions: [handle(echo, (input) => input)] })],
+      transport: natsTransport({ url: NATS_URL }),
+      logLevel: 'silent',
+    });
+    const client = createNode({ services: [], transport: natsTransport({ url: NATS_URL }), logLevel: 'silent' });
+    await server.start();
+    try {
+      await client.start();
+    } catch (error) {
+      await server.stop();
+      throw error;
+    }
+    const manifest = JSON.parse(
+      await readFile(new URL('../../packages/core/package.json', import.meta.url), 'utf8'),
+    ) as { version: string };
+    return {
+      call: () => client.call(echo, payload),
+      close: async () => {
+        await client.stop();
+        await server.stop();
+      },
+      notes: { core: manifest.version, validateOutput: process.env.NODE_ENV !== 'production' },
+    };
+  },
+};
+
+interface Row extends Measurement {
+  /** Throughput relative to Moleculer's at the same concurrency. */
+  ratioToMoleculer: number | undefined;
+}
+
+async function main(): Promise<number> {
+  if (!(await reachable({ name: 'NATS', url: NATS_URL, port: 4222 }))) {
+    console.error(`NATS is not reachable at ${NATS_URL}. Start nats-server (or set BENCH_NATS_URL) and run again.`);
+    return 1;
+  }
+  const all = [rawNats, moleculer, chassis];
+  const unknown = ONLY?.filter((name) => !all.some((c) => c.name === name)) ?? [];
+  if (unknown.length > 0) {
+    console.error(`BENCH_ONLY names ${unknown.join(', ')}; the contenders are ${all.map((c) => c.name).join(', ')}`);
+    return 1;
+  }
+  // BENCH_ONLY also sets the order, to check that running last or first does not change a result.
+  const contenders = ONLY ? ONLY.map((name) => all.find((c) => c.name === name)!) : all;
+  const startedAt = new Date();
+  console.log(
+    `rpc-nats: ${contenders.map((c) => c.name).join(', ')} at concurrency ${CONCURRENCIES.join(', ')}; ` +
+      `warm-up ${WARMUP_MS} ms, ${DURATION_MS} ms measured each; ${NATS_URL}`,
+  );
+
+  const measurements: Measurement[] = [];
+  const failures: { name: string; error: string }[] = [];
+  const notes: Record<string, Record<string, unknown>> = {};
+  for (const contender of contenders) {
+    console.log(`${contender.name}: starting (${contender.description})`);
+    let running: Running;
+    try {
+      running = await contender.start();
+      const echoed = await running.call();
+      if (!isDeepStrictEqual(echoed, payload)) {
+        await running.close();
+        throw new Error(`echoed ${JSON.stringify(echoed)} instead of ${JSON.stringify(payload)}`);
+      }
+    } catch (error) {
+      const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+      console.error(`${contender.name}: could not start; skipped.\n${message}`);
+      failures.push({ name: contender.name, error: message });
+      continue;
+    }
+    notes[contender.name] = running.notes;
+    try {
+      for (const concurrency of CONCURRENCIES) {
+        measurements.push(
+          await measure(contender.name, concurrency, running.call, { warmupMs: WARMUP_MS, durationMs: DURATION_MS }),
+        );
+      }
+    } finally {
+      console.log(`${contender.name}: closing`);
+      await running.close().catch((error: unknown) => {
+        console.error(`${contender.name}: close failed: ${error instanceof Error ? error.message : String(error)}`);
+        failures.push({ name: contender.name, error: `close failed: ${String(error)}` });
+      });
+    }
+  }
+
+  const rows: Row[] = measurements.map((m) => {
+    const baseline = measurements.find((b) => b.name === BASELINE && b.concurrency === m.concurrency);
+    return { ...m, ratioToMoleculer: baseline ? m.opsPerSec / baseline.opsPerSec : undefined };
+  });
+  const fixed = (n: number, digits: number) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
+  console.log('');
+  console.log(
+    formatTable([
+      ['contender', 'concurrency', 'ops/s', 'p50 ms', 'p99 ms', 'vs moleculer', 'errors'],
+      ...[...rows]
+        .sort((a, b) => a.concurrency - b.concurrency)
+        .map((r) => [
+          r.name,
+          String(r.concurrency),
+          Math.round(r.opsPerSec).toLocaleString('en-US'),
+          fixed(r.p50Ms, 3),
+          fixed(r.p99Ms, 3),
+          r.ratioToMoleculer === undefined ? 'n/a' : `${r.ratioToMoleculer.toFixed(2)}×`,
+          String(r.errors),
+        ]),
+    ]),
+  );
+
+  const file = new URL(`../results/rpc-nats-${startedAt.toISOString().replaceAll(':', '-')}.json`, import.meta.url);
+  await mkdir(new URL('.', file), { recursive: true });
+  const report = {
+    benchmark: 'rpc-nats',
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    natsUrl: NATS_URL,
+    node: process.version,
+    platform: `${process.platform} ${process.arch}`,
+    cpu: `${cpus().length} × ${cpus()[0]?.model ?? 'unknown'}`,
+    warmupMs: WARMUP_MS,
+    durationMs: DURATION_MS,
+    payload,
+    contenders: Object.fromEntries(
+      contenders.map((c) => [c.name, { description: c.description, ...(notes[c.name] ?? {}) }]),
+    ),
+    results: rows,
+    failures,
+  };
+  await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
+  console.log(`\nresults written to ${file.pathname}`);
+  if (failures.length > 0) console.error(`failed: ${failures.map((f) => f.name).join(', ')}`);
+  return failures.length > 0 ? 1 : 0;
+}
+
+process.exitCode = await main();
+// Everything was closed above; if some handle still keeps the process alive, say so and leave anyway.
+setTimeout(() => {
+  console.error(`still running 5 s after the end; open resources: ${process.getActiveResourcesInfo().join(', ')}`);
+  process.exit();
+}, 5000).unref();

@@ -1,0 +1,59 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { Client as FlagClient } from '@openfeature/server-sdk';
+import type { Span } from '@opentelemetry/api';
+import type { Logger } from 'pino';
+import type { ActionContract, EventContract, InputOf, OutputOf, PayloadInputOf } from './contracts.ts';
+import type { CallPolicies, Fallback } from './policies/index.ts';
+
+export interface CallOptions<C extends ActionContract = ActionContract> extends CallPolicies {
+  /** Milliseconds to wait in all, retries included; never past the deadline inherited from the caller. */
+  timeoutMs?: number;
+  /** Absolute epoch ms after which the call is abandoned. */
+  deadline?: number;
+  /** Answers in place of the target when it fails or is unavailable (not for validation or domain errors). */
+  fallback?: Fallback<InputOf<C>, OutputOf<C>>;
+}
+
+export interface EmitOptions {
+  /** An absolute epoch ms after which the event is no longer worth handling (it is dead-lettered). */
+  deadline?: number;
+}
+
+/**
+ * What a handler is given besides its input, and what `currentContext()` returns anywhere inside it.
+ * Calls and emits made through it carry the correlation id, the causation id and the remaining deadline.
+ */
+export interface Context {
+  readonly service: string;
+  readonly nodeId: string;
+  /** The id of the message being handled. */
+  readonly messageId: string;
+  /** One id for everything one outside request caused, from the edge to the last service. */
+  readonly correlationId: string;
+  /** The id of the message that caused this one. */
+  readonly causationId: string | undefined;
+  /** Absolute epoch ms; work after it is wasted, nobody waits for the answer. */
+  readonly deadline: number;
+  /** Aborts when the deadline passes or the node gives up on the work. */
+  readonly signal: AbortSignal;
+  /** 1 on first delivery of an event, higher on redeliveries; 1 for calls. */
+  readonly attempt: number;
+  /** The caller's signed identity token as it arrived (verification comes with the gateway). */
+  readonly auth: string | undefined;
+  readonly log: Logger;
+  /** The OpenTelemetry span of this handler; add attributes or events to it. */
+  readonly span: Span;
+  /** Feature flags (OpenFeature): `await ctx.flags.getBooleanValue('new-pricing', false)`. */
+  readonly flags: FlagClient;
+  /** Milliseconds left until the deadline (never negative). */
+  remainingMs(): number;
+  call<C extends ActionContract>(contract: C, input: InputOf<C>, options?: CallOptions<C>): Promise<OutputOf<C>>;
+  emit<E extends EventContract>(contract: E, payload: PayloadInputOf<E>, options?: EmitOptions): Promise<void>;
+}
+
+export const contextStorage = new AsyncLocalStorage<Context>();
+
+/** The context of the handler running now, if any. */
+export function currentContext(): Context | undefined {
+  return contextStorage.getStore();
+}

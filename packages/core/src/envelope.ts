@@ -1,0 +1,97 @@
+import { randomUUID } from 'node:crypto';
+import { Packr } from 'msgpackr';
+import { ChassisError } from './errors.ts';
+import type { WireMessage } from './transports/transport.ts';
+
+/**
+ * The envelope: the header names a message may carry, and the codecs for its body.
+ * Header names are lower-case so they read the same in NATS headers and AMQP properties. A header whose
+ * default holds is left out: no `correlation-id` means the message's own `id`, no `content-type` means
+ * JSON, no `attempt` means the first, no `status` means success; RPC requests carry no `type`, since the
+ * subject or routing key names the action.
+ */
+export const Header = {
+  id: 'id',
+  type: 'type',
+  correlationId: 'correlation-id',
+  causationId: 'causation-id',
+  traceparent: 'traceparent',
+  tracestate: 'tracestate',
+  /** Absolute epoch ms after which nobody waits for the answer. */
+  deadline: 'deadline',
+  /** The caller's signed identity token; services verify it, the transport is not trusted. */
+  auth: 'auth',
+  contentType: 'content-type',
+  /** Omitted on a first attempt. */
+  attempt: 'attempt',
+  /** On replies: `error` when the body is an error; absent on success. */
+  status: 'status',
+} as const;
+
+export const ContentType = {
+  json: 'application/json',
+  msgpack: 'application/msgpack',
+} as const;
+
+export type Serializer = keyof typeof ContentType;
+
+export interface Codec {
+  readonly contentType: string;
+  encode(value: unknown): Uint8Array;
+  decode(bytes: Uint8Array): unknown;
+}
+
+// Fatal: a body that is not valid UTF-8 is refused, not silently patched with U+FFFD.
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+const json: Codec = {
+  contentType: ContentType.json,
+  // Buffer.from rather than TextEncoder: it draws small buffers from a pool, and encoding is on every message.
+  encode: (value) => Buffer.from(value === undefined ? 'null' : JSON.stringify(value), 'utf8'),
+  decode: (bytes) => JSON.parse(decoder.decode(bytes)),
+};
+
+// useRecords: false keeps plain maps on the wire, so any MessagePack reader in any language can decode it.
+const packr = new Packr({ useRecords: false });
+const msgpack: Codec = {
+  contentType: ContentType.msgpack,
+  encode: (value) => packr.pack(value),
+  decode: (bytes) => packr.unpack(bytes),
+};
+
+export function codecFor(serializer: Serializer): Codec {
+  return serializer === 'msgpack' ? msgpack : json;
+}
+
+/** Picks the codec a received message says it was written with. */
+export function codecOf(message: WireMessage): Codec {
+  const type = message.headers[Header.contentType] ?? ContentType.json;
+  if (type === ContentType.json) return json;
+  if (type === ContentType.msgpack) return msgpack;
+  throw new ChassisError(
+    'BAD_MESSAGE',
+    `Unsupported content-type "${type}"; use ${ContentType.json} or ${ContentType.msgpack}`,
+  );
+}
+
+/** Decodes a message body, turning any failure into a `BAD_MESSAGE` error. */
+export function decodeBody(message: WireMessage): unknown {
+  const codec = codecOf(message);
+  try {
+    return codec.decode(message.body);
+  } catch (error) {
+    throw new ChassisError('BAD_MESSAGE', `The message body is not valid ${codec.contentType}`, { cause: error });
+  }
+}
+
+export function newId(): string {
+  return randomUUID();
+}
+
+/** Reads the deadline header; `undefined` when absent or unreadable. */
+export function deadlineOf(message: WireMessage): number | undefined {
+  const raw = message.headers[Header.deadline];
+  if (raw === undefined) return undefined;
+  const value = Number(raw);
+  return Number.isFinite(value) ? value : undefined;
+}

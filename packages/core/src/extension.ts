@@ -1,0 +1,39 @@
+import type { Context } from './context.ts';
+import type { ChassisNode } from './node.ts';
+import type { HealthCheck } from './observability/health.ts';
+import type { ServiceDefinition } from './service.ts';
+import type { WireMessage } from './transports/transport.ts';
+
+/**
+ * A node extension adds a capability to every service of a node without the core knowing it: the data
+ * kit (`@chassis/data`) is one — it opens the database, migrates each service, runs handlers in a unit
+ * of work, and takes emitted events into a transactional outbox.
+ */
+export interface NodeExtension {
+  readonly name: string;
+  /** After the transport connects, before the services' start hooks run and before any message is taken. */
+  start?(node: ChassisNode): Promise<void>;
+  /** After the node has drained and the stop hooks ran, before the transport closes. */
+  stop?(node: ChassisNode): Promise<void>;
+  /**
+   * Wraps each handler run. Call `next` to run the handler (and the extensions inside this one); not
+   * calling it skips the handler — e.g. an event already handled once.
+   */
+  around?(invocation: Invocation, next: () => Promise<unknown>): Promise<unknown>;
+  /**
+   * Offered each event a handler emits, encoded, before it goes to the transport: resolve `true` to take
+   * it (e.g. into an outbox, published later), `false` to leave it to the transport.
+   */
+  emit?(ctx: Context, event: string, message: WireMessage): Promise<boolean>;
+  /** Readiness checks the extension adds (e.g. the database answers). */
+  checks?(): Record<string, HealthCheck>;
+}
+
+/** One run of a handler, as extensions see it. */
+export interface Invocation {
+  readonly kind: 'action' | 'event';
+  readonly service: ServiceDefinition;
+  readonly ctx: Context;
+  /** An event handler's durable subscription, `<service>.<handler>`. */
+  readonly subscription?: string;
+}

@@ -1,0 +1,106 @@
+export { loadConfig, type NodeConfig, nodeConfigSchema } from './config.ts';
+export { type CallOptions, type Context, currentContext, type EmitOptions } from './context.ts';
+export {
+  type ActionContract,
+  type AnyContract,
+  action,
+  type EventContract,
+  event,
+  type FieldError,
+  fieldErrors,
+  type InputOf,
+  type OutputOf,
+  type PayloadInputOf,
+  type PayloadOf,
+} from './contracts.ts';
+export { ContentType, Header, type Serializer } from './envelope.ts';
+export {
+  ChassisError,
+  type ChassisErrorCode,
+  chassisError,
+  defineError,
+  type ErrorSpec,
+  errorCatalog,
+  isChassisError,
+  type SerializedError,
+  toChassisError,
+} from './errors.ts';
+export type { Invocation, NodeExtension } from './extension.ts';
+export { createLogger, type Logger, type LoggerOptions } from './logger.ts';
+export {
+  ChassisNode,
+  createNode,
+  type NodeOptions,
+  type NodeState,
+  type OutsideCallOptions,
+  redeliveryDelay,
+} from './node.ts';
+export { EnvironmentFlagProvider } from './observability/flags.ts';
+export {
+  type CheckResult,
+  type HealthCheck,
+  type HealthEntry,
+  type HealthReport,
+  type HealthStatus,
+  runChecks,
+} from './observability/health.ts';
+export { NodeMetrics } from './observability/metrics.ts';
+export { InMemorySpanExporter, type SpanExporter, type TracingOptions } from './observability/tracing.ts';
+export {
+  type BreakerPolicy,
+  type BreakerState,
+  type BulkheadPolicy,
+  type CachePolicy,
+  type CacheStore,
+  type CallPolicies,
+  cacheKey,
+  defaultCallPolicies,
+  type Fallback,
+  fullJitterDelay,
+  type HandlerPolicies,
+  MemoryCacheStore,
+  type PolicyDefaults,
+  PolicyEngine,
+  type RateLimitOptions,
+  RedisCacheStore,
+  type RetryBudgetOptions,
+  type RetryPolicy,
+} from './policies/index.ts';
+export { type NodeInfo, type RegisteredNode, Registry } from './registry.ts';
+export { type RunNodeOptions, runNode, selectServices } from './run.ts';
+export {
+  type ActionHandler,
+  defineService,
+  type EventHandlerDefinition,
+  type EventHandlerOptions,
+  handle,
+  on,
+  type ServiceDefinition,
+  type ServiceHandle,
+  type ServiceSpec,
+  type TopologyEntry,
+  topology,
+} from './service.ts';
+export { createTransport } from './transports/index.ts';
+export {
+  defaultMemoryBroker,
+  MemoryBroker,
+  type MemoryTransportOptions,
+  memoryTransport,
+} from './transports/memory.ts';
+export type {
+  Consumer,
+  DeadLetter,
+  Disposition,
+  EventBinding,
+  EventDelivery,
+  EventHandler,
+  RequestOptions,
+  RpcHandler,
+  RpcRequest,
+  ServeOptions,
+  SubscribeOptions,
+  Transport,
+  TransportStatus,
+  WireMessage,
+} from './transports/transport.ts';

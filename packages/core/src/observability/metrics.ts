@@ -1,0 +1,169 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { PolicyEngine } from '../policies/index.ts';
+
+/**
+ * The metrics every node exposes with no user code (prom-client, Prometheus text on `/metrics`).
+ * Each node has its own registry, so several nodes in one process never collide.
+ *
+ * Durations are histograms in seconds with an `outcome` label: `ok`, or the error code
+ * (`TIMEOUT`, `VALIDATION`, `INSUFFICIENT_SHARES`, …) — codes are a bounded set, so cardinality stays low.
+ */
+const buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const breakerValue = { closed: 0, 'half-open': 0.5, open: 1 } as const;
+
+export class NodeMetrics {
+  readonly registry = new Registry();
+
+  readonly rpcServer = new Histogram({
+    name: 'chassis_rpc_server_duration_seconds',
+    help: 'Time to handle a request, by service, action and outcome',
+    labelNames: ['service', 'action', 'outcome'] as const,
+    buckets,
+    registers: [this.registry],
+  });
+  readonly rpcClient = new Histogram({
+    name: 'chassis_rpc_client_duration_seconds',
+    help: 'Time a call took as its caller saw it, retries included, by target action and outcome',
+    labelNames: ['target', 'outcome'] as const,
+    buckets,
+    registers: [this.registry],
+  });
+  readonly eventHandler = new Histogram({
+    name: 'chassis_event_handler_duration_seconds',
+    help: 'Time to handle one delivery of an event, by subscription and outcome',
+    labelNames: ['service', 'subscription', 'event', 'outcome'] as const,
+    buckets,
+    registers: [this.registry],
+  });
+  readonly published = new Counter({
+    name: 'chassis_events_published_total',
+    help: 'Events published (confirmed by the broker)',
+    labelNames: ['event'] as const,
+    registers: [this.registry],
+  });
+  readonly retries = new Counter({
+    name: 'chassis_retries_total',
+    help: 'Calls retried, by target',
+    labelNames: ['target'] as const,
+    registers: [this.registry],
+  });
+  readonly retryBudgetExhausted = new Counter({
+    name: 'chassis_retry_budget_exhausted_total',
+    help: 'Retries refused because the target’s retry budget was spent',
+    labelNames: ['target'] as const,
+    registers: [this.registry],
+  });
+  readonly redeliveries = new Counter({
+    name: 'chassis_redeliveries_total',
+    help: 'Event deliveries handed back to the broker to come again later',
+    labelNames: ['subscription'] as const,
+    registers: [this.registry],
+  });
+  readonly deadLetters = new Counter({
+    name: 'chassis_dead_letters_total',
+    help: 'Messages dead-lettered, by subscription or RPC queue',
+    labelNames: ['queue'] as const,
+    registers: [this.registry],
+  });
+  readonly rejections = new Counter({
+    name: 'chassis_policy_rejections_total',
+    help: 'Work refused by a policy: circuit open, bulkhead full, rate limited',
+    labelNames: ['target', 'code'] as const,
+    registers: [this.registry],
+  });
+  readonly breakerTransitions = new Counter({
+    name: 'chassis_circuit_breaker_transitions_total',
+    help: 'Circuit breaker state changes, by target and new state',
+    labelNames: ['target', 'state'] as const,
+    registers: [this.registry],
+  });
+  readonly inFlight = new Gauge({
+    name: 'chassis_in_flight',
+    help: 'Requests and event deliveries being handled now',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(policies: PolicyEngine, options: { defaultMetrics?: boolean; labels?: Record<string, string> } = {}) {
+    if (options.labels) this.registry.setDefaultLabels(options.labels);
+    new Gauge({
+      name: 'chassis_circuit_breaker_state',
+      help: 'Circuit breaker state by target: 0 closed, 0.5 half-open, 1 open',
+      labelNames: ['target'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const { target, state } of policies.breakerStates()) this.set({ target }, breakerValue[state]);
+      },
+    });
+    new Gauge({
+      name: 'chassis_bulkhead_in_flight',
+      help: 'Work running inside a bulkhead, by target',
+      labelNames: ['target'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const use of policies.bulkheadUse()) this.set({ target: use.target }, use.inFlight);
+      },
+    });
+    new Gauge({
+      name: 'chassis_bulkhead_queued',
+      help: 'Work waiting for a bulkhead slot, by target',
+      labelNames: ['target'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const use of policies.bulkheadUse()) this.set({ target: use.target }, use.queued);
+      },
+    });
+    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+  }
+
+  // Label children cached by a plain key: prom-client would otherwise hash the label object on every
+  // observation, which shows in profiles of the call path.
+  private readonly children = new Map<string, { observe(value: number): void }>();
+  readonly inFlightRpc = this.inFlight.labels('rpc');
+  readonly inFlightEvents = this.inFlight.labels('event');
+
+  observeServer(service: string, action: string, outcome: string, seconds: number): void {
+    const key = `s\0${service}\0${action}\0${outcome}`;
+    let child = this.children.get(key);
+    if (!child) {
+      child = this.rpcServer.labels(service, action, outcome);
+      this.children.set(key, child);
+    }
+    child.observe(seconds);
+  }
+
+  observeClient(target: string, outcome: string, seconds: number): void {
+    const key = `c\0${target}\0${outcome}`;
+    let child = this.children.get(key);
+    if (!child) {
+      child = this.rpcClient.labels(target, outcome);
+      this.children.set(key, child);
+    }
+    child.observe(seconds);
+  }
+
+  observeEvent(service: string, subscription: string, event: string, outcome: string, seconds: number): void {
+    const key = `e\0${subscription}\0${outcome}`;
+    let child = this.children.get(key);
+    if (!child) {
+      child = this.eventHandler.labels(service, subscription, event, outcome);
+      this.children.set(key, child);
+    }
+    child.observe(seconds);
+  }
+
+  /** The Prometheus text exposition of every metric. */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
+
+/** `ok`, or the error's code. */
+export function outcomeOf(error: unknown): string {
+  if (error === undefined) return 'ok';
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' ? code : 'INTERNAL';
+}

@@ -1,0 +1,234 @@
+import { ChassisError } from '../errors.ts';
+import { Bulkhead, type BulkheadPolicy } from './bulkhead.ts';
+import { type CachePolicy, type CacheStore, cacheKey, MemoryCacheStore } from './cache.ts';
+import { type BreakerPolicy, type BreakerState, CircuitBreaker } from './circuit-breaker.ts';
+import { applyFallback, canFallBack, type Fallback } from './fallback.ts';
+import { type RateLimitOptions, TokenBucket } from './rate-limit.ts';
+import { type RetryEvent, type RetryPolicy, withRetry } from './retry.ts';
+import { RetryBudget, type RetryBudgetOptions } from './retry-budget.ts';
+
+export type { BulkheadPolicy } from './bulkhead.ts';
+export { type CachePolicy, type CacheStore, cacheKey, MemoryCacheStore, RedisCacheStore } from './cache.ts';
+export type { BreakerPolicy, BreakerState } from './circuit-breaker.ts';
+export type { Fallback } from './fallback.ts';
+export type { RateLimitOptions } from './rate-limit.ts';
+export { fullJitterDelay, type RetryEvent, type RetryPolicy } from './retry.ts';
+export type { RetryBudgetOptions } from './retry-budget.ts';
+
+/**
+ * Policies on outbound calls. Set at three levels, the nearer winning key by key: the node's defaults,
+ * the action's contract (`action(name, { policies })`), and the call (`ctx.call(c, input, { retry })`).
+ * `false` turns a policy off.
+ */
+export interface CallPolicies {
+  retry?: RetryPolicy | false;
+  breaker?: BreakerPolicy | false;
+  bulkhead?: BulkheadPolicy | false;
+  /** Only for idempotent actions: others are never cached. */
+  cache?: CachePolicy | false;
+}
+
+/** Policies on a service's own handlers: node defaults, then `handle(c, fn, { … })` / `on(e, fn, { … })`. */
+export interface HandlerPolicies {
+  bulkhead?: BulkheadPolicy | false;
+  rateLimit?: RateLimitOptions | false;
+}
+
+export interface PolicyDefaults {
+  call?: CallPolicies;
+  handler?: HandlerPolicies;
+  /** One budget per target. */
+  retryBudget?: RetryBudgetOptions;
+  /** Where cached answers live; in memory by default. */
+  cacheStore?: CacheStore;
+}
+
+/** Safe by default: retries for idempotent calls, a breaker and a bulkhead on every target. */
+export const defaultCallPolicies: Required<CallPolicies> = {
+  retry: { maxAttempts: 3, initialDelayMs: 100, maxDelayMs: 2000 },
+  breaker: { kind: 'ratio', threshold: 0.5, windowMs: 10_000, minThroughput: 20, openMs: 10_000 },
+  bulkhead: { maxConcurrent: 256, maxQueued: 4096 },
+  cache: false,
+};
+
+export const defaultHandlerPolicies: Required<HandlerPolicies> = { bulkhead: false, rateLimit: false };
+
+/** What the engine tells about, for logs and metrics. */
+export interface PolicyHooks {
+  breakerStateChanged?(target: string, state: BreakerState): void;
+  retried?(target: string, event: RetryEvent): void;
+  retryBudgetExhausted?(target: string): void;
+  rejected?(target: string, code: 'BULKHEAD_FULL' | 'RATE_LIMITED' | 'CIRCUIT_OPEN'): void;
+  cacheHit?(target: string): void;
+  fellBack?(target: string, error: ChassisError): void;
+}
+
+export interface GuardedCall<I, O> {
+  /** The action's full name: breakers, bulkheads and budgets are kept per target. */
+  target: string;
+  idempotent: boolean;
+  deadline: number;
+  input: I;
+  policies: Required<CallPolicies>;
+  fallback?: Fallback<I, O> | undefined;
+  attempt: (attempt: number) => Promise<O>;
+}
+
+function merge<T extends object>(...levels: (Partial<T> | undefined)[]): T {
+  const out: Record<string, unknown> = {};
+  for (const level of levels) {
+    for (const [key, value] of Object.entries(level ?? {})) if (value !== undefined) out[key] = value;
+  }
+  return out as T;
+}
+
+/** Holds each target's breaker, bulkhead and retry budget, and runs calls and handlers through them. */
+export class PolicyEngine {
+  private readonly breakers = new Map<string, CircuitBreaker>();
+  private readonly bulkheads = new Map<string, Bulkhead>();
+  private readonly budgets = new Map<string, RetryBudget>();
+  private readonly limiters = new Map<string, TokenBucket>();
+  readonly cacheStore: CacheStore;
+  private readonly callDefaults: Required<CallPolicies>;
+  private readonly handlerDefaults: Required<HandlerPolicies>;
+
+  constructor(
+    private readonly defaults: PolicyDefaults = {},
+    private readonly hooks: PolicyHooks = {},
+  ) {
+    this.cacheStore = defaults.cacheStore ?? new MemoryCacheStore();
+    this.callDefaults = merge<Required<CallPolicies>>(defaultCallPolicies, defaults.call);
+    this.handlerDefaults = merge<Required<HandlerPolicies>>(defaultHandlerPolicies, defaults.handler);
+  }
+
+  resolveCall(...levels: (CallPolicies | undefined)[]): Required<CallPolicies> {
+    return merge<Required<CallPolicies>>(this.callDefaults, ...levels);
+  }
+
+  resolveHandler(...levels: (HandlerPolicies | undefined)[]): Required<HandlerPolicies> {
+    return merge<Required<HandlerPolicies>>(this.handlerDefaults, ...levels);
+  }
+
+  async call<I, O>(call: GuardedCall<I, O>): Promise<O> {
+    const { target, policies } = call;
+    const cache = call.idempotent && policies.cache ? policies.cache : undefined;
+    const key = cache ? cacheKey(target, call.input) : '';
+    if (cache) {
+      const hit = await this.cacheStore.get(key).catch(() => undefined);
+      if (hit !== undefined) {
+        this.hooks.cacheHit?.(target);
+        return hit as O;
+      }
+    }
+    const breaker = policies.breaker ? this.breakerFor(target, policies.breaker) : undefined;
+    const bulkhead = policies.bulkhead ? this.bulkheadFor(target, policies.bulkhead) : undefined;
+    const once = (attempt: number) => {
+      const guarded = breaker ? () => breaker.execute(() => call.attempt(attempt)) : () => call.attempt(attempt);
+      return bulkhead ? bulkhead.execute(guarded) : guarded();
+    };
+    try {
+      const output = policies.retry
+        ? await withRetry(once, {
+            policy: policies.retry,
+            idempotent: call.idempotent,
+            deadline: call.deadline,
+            budget: this.budgetFor(target),
+            onRetry: (event) => this.hooks.retried?.(target, event),
+            onBudgetExhausted: () => this.hooks.retryBudgetExhausted?.(target),
+          })
+        : await once(1);
+      if (cache) await this.cacheStore.set(key, output, cache.ttlMs).catch(() => undefined);
+      return output;
+    } catch (error) {
+      if (error instanceof ChassisError && (error.code === 'BULKHEAD_FULL' || error.code === 'CIRCUIT_OPEN')) {
+        this.hooks.rejected?.(target, error.code);
+      }
+      if (call.fallback && canFallBack(error)) {
+        this.hooks.fellBack?.(target, error);
+        return applyFallback(call.fallback, error, call.input);
+      }
+      throw error;
+    }
+  }
+
+  /** Runs a handler through its bulkhead and rate limit; `target` is `<service>.<action or handler>`. */
+  handle<T>(target: string, policies: Required<HandlerPolicies>, run: () => Promise<T>): Promise<T> {
+    // Most handlers have neither: no extra promise on their path.
+    if (!policies.rateLimit && !policies.bulkhead) return run();
+    return this.guardHandler(target, policies, run);
+  }
+
+  private async guardHandler<T>(
+    target: string,
+    policies: Required<HandlerPolicies>,
+    run: () => Promise<T>,
+  ): Promise<T> {
+    if (policies.rateLimit) {
+      const waitMs = this.limiterFor(target, policies.rateLimit).take();
+      if (waitMs > 0) {
+        this.hooks.rejected?.(target, 'RATE_LIMITED');
+        throw new ChassisError('RATE_LIMITED', `${target} takes at most ${policies.rateLimit.perSecond} per second`, {
+          data: { target, retryAfterMs: waitMs },
+        });
+      }
+    }
+    if (!policies.bulkhead) return run();
+    try {
+      return await this.bulkheadFor(target, policies.bulkhead).execute(run);
+    } catch (error) {
+      if (error instanceof ChassisError && error.code === 'BULKHEAD_FULL')
+        this.hooks.rejected?.(target, 'BULKHEAD_FULL');
+      throw error;
+    }
+  }
+
+  /** The state of every breaker, for health checks, metrics and operators. */
+  breakerStates(): { target: string; state: BreakerState }[] {
+    return [...this.breakers.values()].map((breaker) => ({ target: breaker.target, state: breaker.state }));
+  }
+
+  bulkheadUse(): { target: string; inFlight: number; queued: number; maxConcurrent: number }[] {
+    return [...this.bulkheads.values()].map((b) => ({
+      target: b.target,
+      inFlight: b.inFlight,
+      queued: b.queued,
+      maxConcurrent: b.settings.maxConcurrent,
+    }));
+  }
+
+  private breakerFor(target: string, settings: BreakerPolicy): CircuitBreaker {
+    let breaker = this.breakers.get(target);
+    if (!breaker) {
+      breaker = new CircuitBreaker(target, settings, (state) => this.hooks.breakerStateChanged?.(target, state));
+      this.breakers.set(target, breaker);
+    }
+    return breaker;
+  }
+
+  private bulkheadFor(target: string, settings: BulkheadPolicy): Bulkhead {
+    let bulkhead = this.bulkheads.get(target);
+    if (!bulkhead) {
+      bulkhead = new Bulkhead(target, settings);
+      this.bulkheads.set(target, bulkhead);
+    }
+    return bulkhead;
+  }
+
+  private budgetFor(target: string): RetryBudget {
+    let budget = this.budgets.get(target);
+    if (!budget) {
+      budget = new RetryBudget(this.defaults.retryBudget);
+      this.budgets.set(target, budget);
+    }
+    return budget;
+  }
+
+  private limiterFor(target: string, settings: RateLimitOptions): TokenBucket {
+    let limiter = this.limiters.get(target);
+    if (!limiter) {
+      limiter = new TokenBucket(settings);
+      this.limiters.set(target, limiter);
+    }
+    return limiter;
+  }
+}

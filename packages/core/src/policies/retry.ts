@@ -1,0 +1,72 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ChassisError } from '../errors.ts';
+import type { RetryBudget } from './retry-budget.ts';
+
+/**
+ * Retries with exponential backoff and full jitter, capped; only errors that say they are retryable;
+ * only idempotent actions unless the call says otherwise; never past the call's deadline; never beyond
+ * the target's retry budget.
+ *
+ * The loop is ours rather than cockatiel's `retry` because it must consult the deadline before each
+ * delay and a budget shared by every call to the target.
+ */
+export interface RetryPolicy {
+  /** Attempts in all, the first included. */
+  maxAttempts: number;
+  initialDelayMs: number;
+  maxDelayMs: number;
+  /** Retry even when the action is not idempotent (the callee must tolerate duplicates). */
+  nonIdempotent?: boolean;
+}
+
+export interface RetryEvent {
+  attempt: number;
+  delayMs: number;
+  error: ChassisError;
+}
+
+/** Full jitter: a random delay between 0 and the exponential ceiling. */
+export function fullJitterDelay(attempt: number, policy: RetryPolicy, random: () => number = Math.random): number {
+  const ceiling = Math.min(policy.maxDelayMs, policy.initialDelayMs * 2 ** (attempt - 1));
+  return Math.round(random() * ceiling);
+}
+
+/** Whether trying again could help, and is safe. */
+export function isWorthRetrying(error: unknown, idempotent: boolean, policy: RetryPolicy): boolean {
+  if (!(error instanceof ChassisError) || !error.retryable) return false;
+  // An open circuit or a full bulkhead will not have changed within a retry delay.
+  if (error.code === 'CIRCUIT_OPEN' || error.code === 'BULKHEAD_FULL') return false;
+  // Nobody received the request: trying again cannot apply it twice.
+  if (error.code === 'NO_SERVICE') return true;
+  return idempotent || policy.nonIdempotent === true;
+}
+
+export async function withRetry<T>(
+  run: (attempt: number) => Promise<T>,
+  options: {
+    policy: RetryPolicy;
+    idempotent: boolean;
+    deadline: number;
+    budget: RetryBudget;
+    onRetry?: (event: RetryEvent) => void;
+    onBudgetExhausted?: () => void;
+  },
+): Promise<T> {
+  const { policy, budget } = options;
+  budget.recordCall();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run(attempt);
+    } catch (error) {
+      if (attempt >= policy.maxAttempts || !isWorthRetrying(error, options.idempotent, policy)) throw error;
+      const delayMs = fullJitterDelay(attempt, policy);
+      if (Date.now() + delayMs >= options.deadline) throw error;
+      if (!budget.tryRetry()) {
+        options.onBudgetExhausted?.();
+        throw error;
+      }
+      options.onRetry?.({ attempt, delayMs, error: error as ChassisError });
+      await sleep(delayMs);
+    }
+  }
+}

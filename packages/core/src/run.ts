@@ -1,0 +1,72 @@
+import { loadConfig } from './config.ts';
+import { ChassisError } from './errors.ts';
+import { type ChassisNode, createNode, type NodeOptions } from './node.ts';
+import type { ServiceDefinition } from './service.ts';
+import { createTransport } from './transports/index.ts';
+
+export interface RunNodeOptions extends Omit<NodeOptions, 'services' | 'transport'> {
+  /** Every service the program can host; `SERVICES` picks which of them this node runs. */
+  services: readonly ServiceDefinition[];
+  env?: Record<string, string | undefined>;
+  /** Stop gracefully on SIGTERM and SIGINT, then exit. On by default. */
+  handleSignals?: boolean;
+}
+
+/** The services `SERVICES` names (all when empty), or one error naming the unknown ones. */
+export function selectServices(all: readonly ServiceDefinition[], names: readonly string[]): ServiceDefinition[] {
+  if (names.length === 0) return [...all];
+  const known = new Map(all.map((service) => [service.name, service]));
+  const unknown = names.filter((name) => !known.has(name));
+  if (unknown.length > 0) {
+    throw new ChassisError(
+      'CONFIG',
+      `SERVICES names ${unknown.map((n) => `"${n}"`).join(', ')}, which this program does not have; it has: ${[...known.keys()].join(', ')}`,
+    );
+  }
+  return names.map((name) => known.get(name)!);
+}
+
+/**
+ * Starts a node configured from the environment (`CHASSIS_TRANSPORT`, `SERVICES`, `NODE_ID`,
+ * `LOG_LEVEL`, …) and drains it on SIGTERM/SIGINT: not ready → stop consuming → finish in-flight → close.
+ */
+export async function runNode(options: RunNodeOptions): Promise<ChassisNode> {
+  const { services, env = process.env, handleSignals = true, ...nodeOptions } = options;
+  const config = loadConfig(env);
+  const transport = await createTransport(config.CHASSIS_TRANSPORT, config.NODE_ID ? { nodeId: config.NODE_ID } : {});
+  const node = createNode({
+    callTimeoutMs: config.CHASSIS_CALL_TIMEOUT_MS,
+    maxDeliveries: config.CHASSIS_MAX_DELIVERIES,
+    drainTimeoutMs: config.CHASSIS_DRAIN_TIMEOUT_MS,
+    serializer: config.CHASSIS_SERIALIZER,
+    logLevel: config.LOG_LEVEL,
+    defaultMetrics: true,
+    ...(config.OPS_PORT === 'off' ? {} : { opsPort: config.OPS_PORT }),
+    ...(config.NODE_ID ? { nodeId: config.NODE_ID } : {}),
+    ...nodeOptions,
+    services: selectServices(services, config.SERVICES),
+    transport,
+  });
+  await node.start();
+  if (handleSignals) {
+    let stopping = false;
+    const shutdown = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        node.log.warn(`${signal} again: exiting without draining`);
+        process.exit(1);
+      }
+      stopping = true;
+      node.log.info(`${signal} received: draining`);
+      node.stop().then(
+        () => process.exit(0),
+        (error) => {
+          node.log.error({ err: error }, 'drain failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.once('SIGTERM', shutdown);
+    process.once('SIGINT', shutdown);
+  }
+  return node;
+}

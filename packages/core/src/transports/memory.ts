@@ -1,0 +1,343 @@
+import { ChassisError } from '../errors.ts';
+import {
+  type Consumer,
+  type DeadLetter,
+  type Disposition,
+  type EventBinding,
+  type EventHandler,
+  type RequestOptions,
+  type RpcHandler,
+  type ServeOptions,
+  type SubscribeOptions,
+  subscriptionName,
+  type Transport,
+  type TransportStatus,
+  type WireMessage,
+} from './transport.ts';
+
+/**
+ * The in-process transport: the all-in-one default. It keeps the semantics of the brokers so a system
+ * behaves on one laptop as it does in production: instances of a service compete for a shared queue,
+ * each subscribing service gets its own copy of an event, a failed delivery comes back after a delay,
+ * dead letters are kept, and a request nobody answers in time fails with `TIMEOUT`.
+ *
+ * Several transports (one per node) share one `MemoryBroker`, so several nodes in one process form a
+ * cluster. Queues live as long as the broker, like durable queues live as long as the server.
+ */
+
+interface Delivery<T> {
+  item: T;
+  attempt: number;
+}
+
+type Deliver<T> = (delivery: Delivery<T>) => Promise<void>;
+
+interface QueueConsumer<T> {
+  readonly capacity: number;
+  inFlight: number;
+  active: boolean;
+  readonly deliver: Deliver<T>;
+}
+
+/** A queue with competing consumers, each taking up to its capacity at once. */
+class MemoryQueue<T> {
+  private readonly waiting: Delivery<T>[] = [];
+  private readonly consumers: QueueConsumer<T>[] = [];
+  private next = 0;
+
+  constructor(private readonly isExpired: (item: T) => boolean = () => false) {}
+
+  push(item: T, attempt = 1): void {
+    this.waiting.push({ item, attempt });
+    this.dispatch();
+  }
+
+  get consumerCount(): number {
+    return this.consumers.length;
+  }
+
+  get depth(): number {
+    return this.waiting.length;
+  }
+
+  addConsumer(capacity: number, deliver: Deliver<T>): QueueConsumer<T> {
+    const consumer: QueueConsumer<T> = { capacity: Math.max(1, capacity), inFlight: 0, active: true, deliver };
+    this.consumers.push(consumer);
+    this.dispatch();
+    return consumer;
+  }
+
+  removeConsumer(consumer: QueueConsumer<T>): void {
+    consumer.active = false;
+    const index = this.consumers.indexOf(consumer);
+    if (index >= 0) this.consumers.splice(index, 1);
+  }
+
+  private pickConsumer(): QueueConsumer<T> | undefined {
+    for (let i = 0; i < this.consumers.length; i++) {
+      const consumer = this.consumers[(this.next + i) % this.consumers.length]!;
+      if (consumer.inFlight < consumer.capacity) {
+        this.next = (this.next + i + 1) % this.consumers.length;
+        return consumer;
+      }
+    }
+    return undefined;
+  }
+
+  private dispatch(): void {
+    while (this.waiting.length > 0) {
+      const consumer = this.pickConsumer();
+      if (!consumer) return;
+      const delivery = this.waiting.shift()!;
+      if (this.isExpired(delivery.item)) continue;
+      consumer.inFlight++;
+      // Delivered on a later tick, as from a socket, so a handler never runs inside its caller's stack.
+      setImmediate(() => {
+        consumer
+          .deliver(delivery)
+          .catch(() => undefined)
+          .finally(() => {
+            consumer.inFlight--;
+            this.dispatch();
+          });
+      });
+    }
+  }
+}
+
+interface PendingRequest {
+  action: string;
+  message: WireMessage;
+  expiresAt: number;
+  answer: (reply: WireMessage) => void;
+}
+
+export class MemoryBroker {
+  readonly rpc = new Map<string, MemoryQueue<PendingRequest>>();
+  readonly queues = new Map<string, MemoryQueue<WireMessage>>();
+  /** event name → subscription names bound to it */
+  readonly bindings = new Map<string, Set<string>>();
+  readonly deadLetters = new Map<string, DeadLetter[]>();
+  readonly listeners = new Map<string, Set<(message: WireMessage) => void>>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+
+  rpcQueue(service: string): MemoryQueue<PendingRequest> {
+    let queue = this.rpc.get(service);
+    if (!queue) {
+      queue = new MemoryQueue<PendingRequest>((request) => request.expiresAt <= Date.now());
+      this.rpc.set(service, queue);
+    }
+    return queue;
+  }
+
+  eventQueue(binding: EventBinding): MemoryQueue<WireMessage> {
+    const name = subscriptionName(binding);
+    let queue = this.queues.get(name);
+    if (!queue) {
+      queue = new MemoryQueue<WireMessage>();
+      this.queues.set(name, queue);
+      const bound = this.bindings.get(binding.event) ?? new Set();
+      bound.add(name);
+      this.bindings.set(binding.event, bound);
+    }
+    return queue;
+  }
+
+  later(delayMs: number, run: () => void): void {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      run();
+    }, delayMs);
+    this.timers.add(timer);
+  }
+
+  addDeadLetter(queue: string, message: WireMessage, reason: string): void {
+    const list = this.deadLetters.get(queue) ?? [];
+    list.push({ message, reason, queue, at: Date.now() });
+    this.deadLetters.set(queue, list);
+  }
+}
+
+/** The broker every memory transport uses unless given its own: one process, one cluster. */
+export const defaultMemoryBroker = new MemoryBroker();
+
+export interface MemoryTransportOptions {
+  broker?: MemoryBroker;
+}
+
+export function memoryTransport(options: MemoryTransportOptions = {}): Transport {
+  return new MemoryTransport(options.broker ?? defaultMemoryBroker);
+}
+
+class MemoryTransport implements Transport {
+  readonly kind = 'memory';
+  private status: TransportStatus = 'disconnected';
+  private readonly statusListeners = new Set<(status: TransportStatus) => void>();
+  private readonly pending = new Set<(error: ChassisError) => void>();
+  private readonly consumers = new Set<Consumer>();
+
+  constructor(private readonly broker: MemoryBroker) {}
+
+  async connect(): Promise<void> {
+    this.setStatus('connected');
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.consumers].map((consumer) => consumer.stop()));
+    const closed = new ChassisError('TRANSPORT', 'The memory transport was closed while the request waited');
+    for (const fail of this.pending) fail(closed);
+    this.pending.clear();
+    this.setStatus('closed');
+  }
+
+  private ensureOpen(): void {
+    if (this.status !== 'connected') {
+      throw new ChassisError('TRANSPORT', `The memory transport is ${this.status}; call connect() first`);
+    }
+  }
+
+  request(service: string, action: string, message: WireMessage, options: RequestOptions): Promise<WireMessage> {
+    this.ensureOpen();
+    const queue = this.broker.rpc.get(service);
+    if (!queue || queue.consumerCount === 0) {
+      return Promise.reject(
+        new ChassisError('NO_SERVICE', `No instance of service "${service}" is serving; is it started on some node?`, {
+          data: { service, action },
+        }),
+      );
+    }
+    return new Promise<WireMessage>((resolve, reject) => {
+      let settled = false;
+      const settle = () => {
+        settled = true;
+        clearTimeout(timer);
+        this.pending.delete(fail);
+      };
+      const fail = (error: ChassisError) => {
+        if (settled) return;
+        settle();
+        reject(error);
+      };
+      const timer = setTimeout(
+        () =>
+          fail(
+            new ChassisError('TIMEOUT', `No reply from ${service}.${action} within ${options.timeoutMs} ms`, {
+              data: { service, action, timeoutMs: options.timeoutMs },
+            }),
+          ),
+        options.timeoutMs,
+      );
+      this.pending.add(fail);
+      queue.push({
+        action,
+        message,
+        expiresAt: Date.now() + options.timeoutMs,
+        answer: (reply) => {
+          if (settled) return;
+          settle();
+          resolve(reply);
+        },
+      });
+    });
+  }
+
+  async serve(service: string, handler: RpcHandler, options: ServeOptions): Promise<Consumer> {
+    this.ensureOpen();
+    const queue = this.broker.rpcQueue(service);
+    const inFlight = new Set<Promise<void>>();
+    const consumer = queue.addConsumer(options.concurrency, async ({ item }) => {
+      const work = handler({ action: item.action, message: item.message }).then(item.answer);
+      inFlight.add(work);
+      try {
+        await work;
+      } finally {
+        inFlight.delete(work);
+      }
+    });
+    return this.track(async () => {
+      queue.removeConsumer(consumer);
+      await Promise.allSettled([...inFlight]);
+    });
+  }
+
+  async publish(event: string, message: WireMessage): Promise<void> {
+    this.ensureOpen();
+    for (const name of this.broker.bindings.get(event) ?? []) this.broker.queues.get(name)?.push(message);
+  }
+
+  async subscribe(binding: EventBinding, handler: EventHandler, options: SubscribeOptions): Promise<Consumer> {
+    this.ensureOpen();
+    const queue = this.broker.eventQueue(binding);
+    const name = subscriptionName(binding);
+    const inFlight = new Set<Promise<Disposition>>();
+    const consumer = queue.addConsumer(options.prefetch, async ({ item, attempt }) => {
+      const work = handler({ message: item, attempt });
+      inFlight.add(work);
+      let disposition: Disposition;
+      try {
+        disposition = await work;
+      } catch {
+        // A handler must not throw; if one does, the message is not lost: it comes back.
+        disposition = { kind: 'retry', delayMs: 1000 };
+      } finally {
+        inFlight.delete(work);
+      }
+      if (disposition.kind === 'retry') {
+        this.broker.later(disposition.delayMs, () => queue.push(item, attempt + 1));
+      } else if (disposition.kind === 'dead') {
+        this.broker.addDeadLetter(name, item, disposition.reason);
+      }
+    });
+    return this.track(async () => {
+      queue.removeConsumer(consumer);
+      await Promise.allSettled([...inFlight]);
+    });
+  }
+
+  async deadLetter(queue: string, message: WireMessage, reason: string): Promise<void> {
+    this.broker.addDeadLetter(queue, message, reason);
+  }
+
+  async readDeadLetters(queue: string, limit = 100): Promise<DeadLetter[]> {
+    return (this.broker.deadLetters.get(queue) ?? []).slice(0, limit);
+  }
+
+  async broadcast(topic: string, message: WireMessage): Promise<void> {
+    this.ensureOpen();
+    for (const listener of this.broker.listeners.get(topic) ?? []) {
+      setImmediate(() => listener(message));
+    }
+  }
+
+  async listen(topic: string, handler: (message: WireMessage) => void): Promise<Consumer> {
+    this.ensureOpen();
+    const set = this.broker.listeners.get(topic) ?? new Set();
+    set.add(handler);
+    this.broker.listeners.set(topic, set);
+    return this.track(async () => {
+      set.delete(handler);
+    });
+  }
+
+  onStatus(listener: (status: TransportStatus) => void): () => void {
+    this.statusListeners.add(listener);
+    return () => this.statusListeners.delete(listener);
+  }
+
+  private setStatus(status: TransportStatus): void {
+    this.status = status;
+    for (const listener of this.statusListeners) listener(status);
+  }
+
+  private track(stop: () => Promise<void>): Consumer {
+    let stopping: Promise<void> | undefined;
+    const consumer: Consumer = {
+      stop: () => {
+        stopping ??= stop().finally(() => this.consumers.delete(consumer));
+        return stopping;
+      },
+    };
+    this.consumers.add(consumer);
+    return consumer;
+  }
+}

@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ChassisError, defineService, loadConfig, selectServices } from '@chassis/core';
+
+describe('configuration from the environment', () => {
+  it('defaults to the all-in-one memory transport with every service', () => {
+    const config = loadConfig({});
+    assert.equal(config.CHASSIS_TRANSPORT, 'memory');
+    assert.deepEqual(config.SERVICES, []);
+    assert.equal(config.CHASSIS_CALL_TIMEOUT_MS, 5000);
+    assert.equal(config.CHASSIS_SERIALIZER, 'json');
+  });
+
+  it('reads transports, service lists and numbers', () => {
+    const config = loadConfig({
+      CHASSIS_TRANSPORT: 'nats://127.0.0.1:4222',
+      SERVICES: 'orders, market ,',
+      CHASSIS_CALL_TIMEOUT_MS: '250',
+      LOG_LEVEL: 'debug',
+    });
+    assert.equal(config.CHASSIS_TRANSPORT, 'nats://127.0.0.1:4222');
+    assert.deepEqual(config.SERVICES, ['orders', 'market']);
+    assert.equal(config.CHASSIS_CALL_TIMEOUT_MS, 250);
+    assert.equal(config.LOG_LEVEL, 'debug');
+  });
+
+  it('fails at start with one error listing every problem', () => {
+    const error = (() => {
+      try {
+        loadConfig({ CHASSIS_TRANSPORT: 'kafka://x', LOG_LEVEL: 'loud', CHASSIS_CALL_TIMEOUT_MS: '-5' });
+      } catch (e) {
+        return e;
+      }
+      return assert.fail('a bad configuration must be refused');
+    })();
+    assert.ok(error instanceof ChassisError);
+    assert.equal(error.code, 'CONFIG');
+    assert.match(error.message, /CHASSIS_TRANSPORT="kafka:\/\/x": must be "memory", a nats/);
+    assert.match(error.message, /LOG_LEVEL="loud"/);
+    assert.match(error.message, /CHASSIS_CALL_TIMEOUT_MS="-5"/);
+    assert.equal((error.data as { problems: string[] }).problems.length, 3);
+  });
+
+  it('SERVICES picks services by name and names the unknown ones', () => {
+    const orders = defineService({ name: 'orders' });
+    const market = defineService({ name: 'market' });
+    assert.deepEqual(
+      selectServices([orders, market], ['market']).map((s) => s.name),
+      ['market'],
+    );
+    assert.deepEqual(
+      selectServices([orders, market], []).map((s) => s.name),
+      ['orders', 'market'],
+    );
+    assert.throws(() => selectServices([orders, market], ['market', 'fees']), /"fees".*it has: orders, market/);
+  });
+});

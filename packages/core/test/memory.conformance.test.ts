@@ -1,0 +1,4 @@
+import { memoryTarget } from '@chassis/testing';
+import { transportConformance } from './conformance/suite.ts';
+
+transportConformance(memoryTarget());

@@ -1,0 +1,4 @@
+import { natsTarget } from '@chassis/testing';
+import { transportConformance } from './conformance/suite.ts';
+
+transportConformance(await natsTarget());

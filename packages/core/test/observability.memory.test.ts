@@ -1,0 +1,4 @@
+import { memoryTarget } from '@chassis/testing';
+import { observabilitySuite } from './observability/suite.ts';
+
+observabilitySuite(memoryTarget());

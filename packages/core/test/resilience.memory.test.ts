@@ -1,0 +1,4 @@
+import { memoryTarget } from '@chassis/testing';
+import { resilienceSuite } from './resilience/suite.ts';
+
+resilienceSuite(memoryTarget());

@@ -1,0 +1,4 @@
+import { natsTarget } from '@chassis/testing';
+import { resilienceSuite } from './resilience/suite.ts';
+
+resilienceSuite(await natsTarget());

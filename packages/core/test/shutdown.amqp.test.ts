@@ -1,0 +1,4 @@
+import { amqpTarget } from '@chassis/testing';
+import { shutdownSuite } from './shutdown/suite.ts';
+
+shutdownSuite(await amqpTarget());

@@ -1,0 +1,4 @@
+import { natsTarget } from '@chassis/testing';
+import { shutdownSuite } from './shutdown/suite.ts';
+
+shutdownSuite(await natsTarget());

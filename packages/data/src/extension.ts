@@ -1,0 +1,225 @@
+import {
+  ChassisError,
+  type ChassisNode,
+  type Context,
+  currentContext,
+  type Invocation,
+  type NodeExtension,
+  type ServiceDefinition,
+} from '@chassis/core';
+import type { Kysely } from 'kysely';
+import { Gauge } from 'prom-client';
+import { type AnyTables, Database } from './database.ts';
+import { claimInbox, installInbox, isInInbox } from './inbox.ts';
+import { migrate } from './migrations.ts';
+import { installOutbox, OutboxRelay, writeOutbox } from './outbox.ts';
+import { UnitOfWork } from './unit-of-work.ts';
+
+/**
+ * The data kit as a node extension: give it to a node and every service that declares `migrations`
+ * owns a schema in the database, migrated at start, and gets:
+ *
+ * - a unit of work per handler run — `await database(ctx)` is its transaction, opened on first use and
+ *   committed when the handler returns;
+ * - a transactional outbox — `ctx.emit` writes the event in that transaction, and a relay publishes it
+ *   after the commit (a rolled-back handler publishes nothing; a crashed relay publishes again);
+ * - an inbox — an event already handled once (a redelivery) is acknowledged without running its handler
+ *   again, the message id being recorded in the same transaction as the handler's effects.
+ *
+ * Services without migrations are untouched: their emits go straight to the transport.
+ */
+export interface DataExtensionOptions {
+  /** `postgres://…`, `pglite://<dir>` or `pglite://memory`; default `DATABASE_URL`, else `pglite://memory`. */
+  url?: string;
+  /** A database already open (the extension then leaves closing it to you). */
+  database?: Database;
+  /** How often a relay looks for events a lost notification did not announce. Default 1000 ms. */
+  relayPollIntervalMs?: number;
+}
+
+export class DataExtension implements NodeExtension {
+  readonly name = 'data';
+  private db: Database | undefined;
+  private readonly owned: boolean;
+  private readonly relays = new Map<string, OutboxRelay>();
+  private readonly units = new WeakMap<Context, UnitOfWork>();
+  private services = new Set<string>();
+
+  constructor(private readonly options: DataExtensionOptions = {}) {
+    this.db = options.database;
+    this.owned = options.database === undefined;
+  }
+
+  /** The database, once the node has started. */
+  get database(): Database {
+    if (!this.db) throw new Error('The data extension has not started: start the node first');
+    return this.db;
+  }
+
+  async start(node: ChassisNode): Promise<void> {
+    extensionsByNode.set(node.id, this);
+    const withData = node.services.filter((service) => service.migrations !== undefined);
+    if (withData.length === 0) return;
+    this.db ??= await Database.open(this.options.url ?? process.env.DATABASE_URL ?? 'pglite://memory');
+    const db = this.db;
+    for (const service of withData) {
+      const report = await migrate(db, { service: service.name, folder: service.migrations! });
+      await installOutbox(db, service.name);
+      await installInbox(db, service.name);
+      if (report.applied.length > 0) {
+        node.log.info({ service: service.name, applied: report.applied }, `migrated ${service.name}`);
+      }
+      this.services.add(service.name);
+    }
+    for (const name of this.services) {
+      const relay = new OutboxRelay(
+        db,
+        name,
+        async (event, message) => {
+          await node.transport.publish(event, message);
+          node.metrics.published.inc({ event });
+        },
+        {
+          pollIntervalMs: this.options.relayPollIntervalMs ?? 1000,
+          onError: (error) =>
+            node.log.warn({ err: error, service: name }, 'outbox relay could not publish; it will retry'),
+        },
+      );
+      await relay.start();
+      this.relays.set(name, relay);
+    }
+    this.registerMetrics(node);
+    node.log.info(
+      { database: db.description, services: [...this.services] },
+      `database ${db.description} ready for ${[...this.services].join(', ')}`,
+    );
+  }
+
+  async stop(node: ChassisNode): Promise<void> {
+    extensionsByNode.delete(node.id);
+    // Handlers have finished: what they committed to the outbox goes out before the transport closes.
+    await Promise.allSettled([...this.relays.values()].map((relay) => relay.stop()));
+    this.relays.clear();
+    if (this.owned) await this.db?.close();
+  }
+
+  async around(invocation: Invocation, next: () => Promise<unknown>): Promise<unknown> {
+    const { service, ctx } = invocation;
+    if (!this.services.has(service.name)) return next();
+    const db = this.database;
+    const subscription = invocation.subscription;
+    if (invocation.kind === 'event' && subscription) {
+      // Handled before (a redelivery after a lost ack): no second effect.
+      if (await isInInbox(db, service.name, subscription, ctx.messageId)) return undefined;
+    }
+    const unit = new UnitOfWork(
+      db,
+      service.name,
+      invocation.kind === 'event' && subscription ? (trx) => this.claim(trx, service, subscription, ctx) : undefined,
+    );
+    this.units.set(ctx, unit);
+    try {
+      const result = await next();
+      // An event handler that wrote nothing still records that it ran.
+      if (invocation.kind === 'event' && subscription && !unit.opened) await unit.transaction();
+      await unit.commit();
+      return result;
+    } catch (error) {
+      await unit.rollback();
+      if (error instanceof AlreadyHandled) return undefined;
+      throw error;
+    } finally {
+      this.units.delete(ctx);
+    }
+  }
+
+  async emit(ctx: Context, event: string, message: { headers: Record<string, string>; body: Uint8Array }) {
+    const unit = this.units.get(ctx);
+    if (!unit) return false;
+    await writeOutbox(await unit.transaction(), unit.service, [{ event, message }]);
+    return true;
+  }
+
+  checks() {
+    return {
+      'database:connection': async () => {
+        if (!this.db) return { status: 'pass' as const, output: 'no service here owns a database' };
+        const started = performance.now();
+        await this.db.kysely.selectNoFrom((eb) => eb.val(1).as('one')).execute();
+        return { status: 'pass' as const, observedValue: Math.round(performance.now() - started) };
+      },
+    };
+  }
+
+  /** The transaction of the handler running with `ctx`, opened on first use. */
+  transactionOf(ctx: Context): Promise<Kysely<AnyTables>> {
+    const unit = this.units.get(ctx);
+    if (!unit) {
+      throw new ChassisError(
+        'INTERNAL',
+        `Service "${ctx.service}" has no database here: declare its migrations and give its node the data extension`,
+      );
+    }
+    return unit.transaction();
+  }
+
+  private async claim(trx: Kysely<AnyTables>, service: ServiceDefinition, subscription: string, ctx: Context) {
+    if (!(await claimInbox(trx, service.name, subscription, ctx.messageId))) throw new AlreadyHandled();
+  }
+
+  private registerMetrics(node: ChassisNode): void {
+    const relays = this.relays;
+    new Gauge({
+      name: 'chassis_outbox_pending',
+      help: 'Events committed to a service’s outbox and not yet published',
+      labelNames: ['service'] as const,
+      registers: [node.metrics.registry],
+      async collect() {
+        this.reset();
+        for (const [service, relay] of relays) this.set({ service }, (await relay.lag()).pending);
+      },
+    });
+    new Gauge({
+      name: 'chassis_outbox_lag_seconds',
+      help: 'Age of the oldest unpublished event in a service’s outbox',
+      labelNames: ['service'] as const,
+      registers: [node.metrics.registry],
+      async collect() {
+        this.reset();
+        for (const [service, relay] of relays) this.set({ service }, (await relay.lag()).oldestAgeMs / 1000);
+      },
+    });
+  }
+}
+
+/** Another instance claimed the same message first: this run's effects are rolled back, the event acked. */
+class AlreadyHandled extends Error {}
+
+export function dataExtension(options: DataExtensionOptions = {}): DataExtension {
+  return new DataExtension(options);
+}
+
+/** The extension a node runs with, found through the handler's context. */
+const extensionsByNode = new Map<string, DataExtension>();
+
+/**
+ * The database of the handler running now, as a Kysely on its service's schema, inside the handler's
+ * unit of work: `const db = await database<OrdersTables>(ctx); await db.insertInto('orders')…`.
+ */
+export async function database<Tables>(ctx: Context = requireContext()): Promise<Kysely<Tables>> {
+  const extension = extensionsByNode.get(ctx.nodeId);
+  if (!extension) {
+    throw new ChassisError(
+      'INTERNAL',
+      `Node ${ctx.nodeId} has no data extension: create it with extensions: [dataExtension()]`,
+    );
+  }
+  const trx = await extension.transactionOf(ctx);
+  return (trx as unknown as Kysely<Tables>).withSchema(ctx.service);
+}
+
+function requireContext(): Context {
+  const ctx = currentContext();
+  if (!ctx) throw new ChassisError('INTERNAL', 'database() was called outside a handler: pass the handler’s ctx');
+  return ctx;
+}

@@ -1,0 +1,68 @@
+export { type AnyTables, Database, type DatabaseKind, type DatabaseOptions, quoteIdentifier, sql } from './database.ts';
+export {
+  type AppendOptions,
+  type AppendResult,
+  type EventDataOf,
+  type EventSchemas,
+  EventStore,
+  type EventStoreOptions,
+  type ExpectedVersion,
+  eventsChannel,
+  LOG_START,
+  type LogPosition,
+  logPositionOf,
+  type NewEvent,
+  type NewEventOf,
+  type Snapshot,
+  type StoredEvent,
+  type StoredEventOf,
+  WrongExpectedVersion,
+} from './event-store.ts';
+export { claimInbox, InboxNotInstalled, installInbox, isInInbox, pruneInbox } from './inbox.ts';
+export { MigrationFailed, type MigrationReport, type MigrationsSpec, migrate } from './migrations.ts';
+export {
+  installOutbox,
+  type OutboxLag,
+  type OutboxMessage,
+  OutboxNotInstalled,
+  OutboxRelay,
+  type OutboxRelayOptions,
+  outboxChannel,
+  outboxLag,
+  type Publish,
+  pruneOutbox,
+  writeOutbox,
+} from './outbox.ts';
+export {
+  defineProjection,
+  type Projection,
+  ProjectionFailed,
+  type ProjectionHandler,
+  ProjectionRunner,
+  type ProjectionRunnerOptions,
+  type ProjectionSource,
+  type ProjectionSpec,
+} from './projections.ts';
+export {
+  defineSaga,
+  isTerminalSagaStatus,
+  type SagaBoundary,
+  type SagaBoundaryEvent,
+  type SagaDefinition,
+  type SagaError,
+  type SagaHistoryEntry,
+  type SagaHistoryKind,
+  type SagaInstance,
+  type SagaListFilter,
+  type SagaRetryPolicy,
+  SagaRunner,
+  type SagaRunnerOptions,
+  type SagaStartOptions,
+  type SagaStatus,
+  type SagaStep,
+  type SagaSummary,
+  type StepContext,
+  sagaStatuses,
+} from './sagas.ts';
+export { DataExtension, type DataExtensionOptions, database, dataExtension } from './extension.ts';
+export { UnitOfWork } from './unit-of-work.ts';

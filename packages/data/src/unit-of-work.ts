@@ -1,0 +1,62 @@
+import type { ControlledTransaction, Kysely } from 'kysely';
+import type { AnyTables, Database } from './database.ts';
+
+/**
+ * One handler's database work: a transaction opened at its first use and committed when the handler
+ * returns (rolled back when it throws), so the handler's writes, the events it emits (outbox) and the
+ * message it consumed (inbox) commit together or not at all.
+ *
+ * Opened lazily, not around the whole handler: a handler that first calls other services and then
+ * writes holds no transaction during its calls — which, in the all-in-one default where every service
+ * shares one PGlite connection, is what keeps a call into another local service from waiting on a
+ * connection its caller holds.
+ */
+export class UnitOfWork {
+  private opening: Promise<ControlledTransaction<AnyTables>> | undefined;
+  private settled = false;
+
+  constructor(
+    readonly db: Database,
+    readonly service: string,
+    /** Runs first in the new transaction (e.g. claims the inbox); a throw aborts the handler. */
+    private readonly onOpen?: (trx: Kysely<AnyTables>) => Promise<void>,
+  ) {}
+
+  get opened(): boolean {
+    return this.opening !== undefined;
+  }
+
+  /** The transaction, opened on first use. */
+  transaction(): Promise<Kysely<AnyTables>> {
+    if (this.settled) {
+      return Promise.reject(new Error(`The unit of work of ${this.service} has ended; its transaction is gone`));
+    }
+    this.opening ??= this.db.kysely
+      .startTransaction()
+      .execute()
+      .then(async (trx) => {
+        try {
+          await this.onOpen?.(trx);
+        } catch (error) {
+          await trx.rollback().execute();
+          throw error;
+        }
+        return trx;
+      });
+    return this.opening;
+  }
+
+  async commit(): Promise<void> {
+    if (this.settled) return;
+    this.settled = true;
+    if (this.opening) await (await this.opening).commit().execute();
+  }
+
+  async rollback(): Promise<void> {
+    if (this.settled) return;
+    this.settled = true;
+    if (!this.opening) return;
+    const trx = await this.opening.catch(() => undefined);
+    await trx?.rollback().execute();
+  }
+}

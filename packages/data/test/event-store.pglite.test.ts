@@ -1,0 +1,4 @@
+import { pgliteTarget } from '@chassis/testing';
+import { eventStoreSuite } from './event-store/suite.ts';
+
+eventStoreSuite(pgliteTarget());

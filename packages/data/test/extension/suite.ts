@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { action, defineService, event, handle, on, type ServiceDefinition } from '@chassis/core';
+import { type DataExtension, database, dataExtension, sql } from '@chassis/data';
+import { type DatabaseTarget, memoryTarget, useCluster, waitUntil } from '@chassis/testing';
+import type { Generated } from 'kysely';
+import { z } from 'zod';
+
+const fixtures = new URL('../fixtures/migrations/', import.meta.url);
+
+interface OrdersTables {
+  orders: { id: string; account_id: string; symbol: string; quantity: number; status: Generated<string> };
+}
+interface LedgerTables {
+  reservations: { order_id: string; quantity: number };
+  handled: { order_id: string };
+}
+
+/**
+ * The data kit inside a node: a handler's writes and the events it emits commit together (outbox),
+ * a failing handler leaves neither, and a redelivered event has one effect (inbox).
+ */
+export function extensionSuite(target: DatabaseTarget): void {
+  describe(`data extension in a node: ${target.name}`, { skip: target.skip }, () => {
+    const cluster = useCluster(memoryTarget(), { redelivery: { initialDelayMs: 20, maxDelayMs: 50 } });
+    after(() => target.cleanup());
+
+    function slice() {
+      const suffix = cluster.suffix;
+      const sellShares = action(`orders-${suffix}.sellShares`, {
+        input: z.object({
+          accountId: z.string(),
+          symbol: z.string(),
+          quantity: z.number().int(),
+          fail: z.boolean().optional(),
+        }),
+        output: z.object({ orderId: z.string() }),
+      });
+      const orderCreated = event(
+        `orders-${suffix}.order_created`,
+        z.object({ orderId: z.string(), quantity: z.number().int() }),
+      );
+      const orders = defineService({
+        name: sellShares.service,
+        migrations: new URL('orders/', fixtures),
+        uses: [orderCreated],
+        actions: [
+          handle(sellShares, async (input, ctx) => {
+            const orderId = randomUUID();
+            const db = await database<OrdersTables>(ctx);
+            await db
+              .insertInto('orders')
+              .values({ id: orderId, account_id: input.accountId, symbol: input.symbol, quantity: input.quantity })
+              .execute();
+            await ctx.emit(orderCreated, { orderId, quantity: input.quantity });
+            if (input.fail) throw new Error('the exchange said no after all');
+            return { orderId };
+          }),
+        ],
+      });
+      const runs = { count: 0 };
+      const ledger = defineService({
+        name: `ledger-${suffix}`,
+        migrations: new URL('ledger/', fixtures),
+        events: [
+          on(orderCreated, async ({ orderId, quantity }, ctx) => {
+            runs.count++;
+            const db = await database<LedgerTables>(ctx);
+            await db.insertInto('reservations').values({ order_id: orderId, quantity }).execute();
+            await db.insertInto('handled').values({ order_id: orderId }).execute();
+            if (ctx.attempt === 1 && quantity === 13) throw new Error('unlucky on the first try');
+          }),
+        ],
+      });
+      return { sellShares, orderCreated, orders, ledger, runs };
+    }
+
+    async function start(
+      services: ServiceDefinition[],
+    ): Promise<{ data: DataExtension; node: Awaited<ReturnType<typeof cluster.startNode>> }> {
+      const data = dataExtension({ url: await target.newDatabase(), relayPollIntervalMs: 200 });
+      const node = await cluster.startNode(services, { extensions: [data] });
+      return { data, node };
+    }
+
+    const count = async (data: DataExtension, schema: string, table: string) =>
+      (await sql<{ n: number }>`select count(*)::int as n from ${sql.id(schema, table)}`.execute(data.database.kysely))
+        .rows[0]!.n;
+
+    it(`[${target.name}] a handler's writes and the event it emits commit together; the relay publishes it`, async () => {
+      const s = slice();
+      const { data, node } = await start([s.orders, s.ledger]);
+      const { orderId } = await node.call(s.sellShares, { accountId: '101', symbol: 'BHP', quantity: 10 });
+      await waitUntil(async () => (await count(data, s.ledger.name, 'reservations')) === 1, {
+        what: 'the ledger to handle order_created',
+      });
+      const order = await sql<{
+        status: string;
+      }>`select status from ${sql.id(s.orders.name, 'orders')} where id = ${orderId}`.execute(data.database.kysely);
+      assert.equal(order.rows[0]?.status, 'created');
+    });
+
+    it(`[${target.name}] a handler that fails after writing and emitting leaves neither the row nor the event`, async () => {
+      const s = slice();
+      const { data, node } = await start([s.orders, s.ledger]);
+      await assert.rejects(
+        node.call(s.sellShares, { accountId: '101', symbol: 'BHP', quantity: 10, fail: true }),
+        /the exchange said no/,
+      );
+      await sleep(600);
+      assert.equal(await count(data, s.orders.name, 'orders'), 0, 'the order row rolled back');
+      assert.equal(s.runs.count, 0, 'no order_created was published');
+      assert.equal(await count(data, s.ledger.name, 'reservations'), 0);
+    });
+
+    it(`[${target.name}] a redelivered event has one effect; a failed attempt leaves nothing behind`, async () => {
+      const s = slice();
+      const { data, node } = await start([s.orders, s.ledger]);
+      const raw = await cluster.transport();
+      // The same event id twice, as a broker redelivers after a lost acknowledgement.
+      const message = {
+        headers: { id: 'evt-1', type: s.orderCreated.name },
+        body: Buffer.from(JSON.stringify({ orderId: 'o-1', quantity: 5 })),
+      };
+      await raw.publish(s.orderCreated.name, message);
+      await raw.publish(s.orderCreated.name, message);
+      // An order whose first attempt fails after writing: the retry's effect is the only one.
+      await node.call(s.sellShares, { accountId: '101', symbol: 'BHP', quantity: 13 });
+      await waitUntil(async () => (await count(data, s.ledger.name, 'reservations')) === 2, { what: 'two effects' });
+      await sleep(400);
+      assert.equal(await count(data, s.ledger.name, 'reservations'), 2);
+      assert.equal(await count(data, s.ledger.name, 'handled'), 2, 'each event handled once');
+      assert.ok(s.runs.count >= 3, `the failed attempt ran too (${s.runs.count} runs)`);
+    });
+
+    it(`[${target.name}] readiness checks the database`, async () => {
+      const s = slice();
+      const { node } = await start([s.orders]);
+      const report = await node.readiness();
+      assert.equal(report.checks['database:connection']?.[0]?.status, 'pass');
+    });
+  });
+}

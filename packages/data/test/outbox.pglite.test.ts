@@ -1,0 +1,4 @@
+import { pgliteTarget } from '@chassis/testing';
+import { outboxSuite } from './outbox/suite.ts';
+
+outboxSuite(pgliteTarget());

@@ -1,0 +1,466 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { after, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { ChassisError, type WireMessage } from '@chassis/core';
+import {
+  claimInbox,
+  Database,
+  InboxNotInstalled,
+  installInbox,
+  installOutbox,
+  isInInbox,
+  type OutboxMessage,
+  OutboxNotInstalled,
+  OutboxRelay,
+  type OutboxRelayOptions,
+  outboxChannel,
+  type Publish,
+  pruneInbox,
+  pruneOutbox,
+  sql,
+  writeOutbox,
+} from '@chassis/data';
+import { type DatabaseTarget, waitUntil } from '@chassis/testing';
+
+const root = fileURLToPath(new URL('../../../../', import.meta.url));
+const crashRelay = fileURLToPath(new URL('./crash-relay.ts', import.meta.url));
+const SUBSCRIPTION = 'market.order_created';
+
+interface Published {
+  event: string;
+  message: WireMessage;
+}
+
+/** A broker stand-in: records what the relay published, in order. */
+function recorder(): { got: Published[]; ids: () => string[]; publish: Publish } {
+  const got: Published[] = [];
+  return {
+    got,
+    ids: () => got.map((p) => p.message.headers.id ?? '?'),
+    publish: async (event, message) => {
+      got.push({ event, message });
+    },
+  };
+}
+
+function orderCreated(id: string, body: Uint8Array = Buffer.from(JSON.stringify({ orderId: id }))): OutboxMessage {
+  return {
+    event: 'orders.order_created',
+    message: {
+      headers: { id, type: 'orders.order_created', 'correlation-id': `c-${id}`, 'content-type': 'application/json' },
+      body,
+    },
+  };
+}
+
+/** The outbox relay and the inbox, the same on PGlite and PostgreSQL. */
+export function outboxSuite(target: DatabaseTarget): void {
+  describe(`outbox and inbox: ${target.name}`, { skip: target.skip }, () => {
+    const open: Database[] = [];
+    const relays: OutboxRelay[] = [];
+    after(async () => {
+      await Promise.allSettled(relays.map((relay) => relay.stop()));
+      await Promise.allSettled(open.map((db) => db.close()));
+      await target.cleanup();
+    });
+
+    async function openDb(url: string): Promise<Database> {
+      const db = await Database.open(url);
+      open.push(db);
+      return db;
+    }
+
+    /** A new database with a service whose outbox and inbox are installed, and a table for its effects. */
+    async function fresh(options: { persistent?: boolean } = {}) {
+      const url = await target.newDatabase(options);
+      const db = await openDb(url);
+      // A name that needs quoting and a hashed channel: the common case must not be the only one tested.
+      const service = `orders-${randomBytes(3).toString('hex')}`;
+      await installOutbox(db, service);
+      await installInbox(db, service);
+      await sql`create table ${sql.id(service, 'effects')} (message_id text not null)`.execute(db.kysely);
+      return { url, db, service };
+    }
+
+    /** Another node on the same database: its own pool on PostgreSQL; PGlite is one process's, so shared. */
+    async function anotherNode(url: string, db: Database): Promise<Database> {
+      return target.name === 'pglite' ? db : openDb(url);
+    }
+
+    const errors: unknown[] = [];
+    async function startRelay(db: Database, service: string, publish: Publish, options: OutboxRelayOptions = {}) {
+      const relay = new OutboxRelay(db, service, publish, { onError: (error) => errors.push(error), ...options });
+      relays.push(relay);
+      await relay.start();
+      return relay;
+    }
+
+    /** An event handler: its effect and the message id commit together; a redelivery has no effect. */
+    function consume(db: Database, service: string, messageId: string): Promise<boolean> {
+      return db.transaction(async (trx) => {
+        if (!(await claimInbox(trx, service, SUBSCRIPTION, messageId))) return false;
+        await sql`insert into ${sql.id(service, 'effects')} (message_id) values (${messageId})`.execute(trx);
+        return true;
+      });
+    }
+
+    async function effects(db: Database, service: string): Promise<string[]> {
+      const rows = await sql<{ message_id: string }>`
+        select message_id from ${sql.id(service, 'effects')} order by message_id`.execute(db.kysely);
+      return rows.rows.map((row) => row.message_id);
+    }
+
+    it(`[${target.name}] committed events are published once, in order, as written, soon after the commit`, async () => {
+      const { db, service } = await fresh();
+      const broker = recorder();
+      // A poll a minute apart: only the notification can explain a prompt publish.
+      const relay = await startRelay(db, service, broker.publish, { pollIntervalMs: 60_000 });
+      // A view into Node's shared buffer pool (non-zero offset), and bytes that are not UTF-8.
+      const pooled = Buffer.from('{"orderId":"a1","note":"pooled"}');
+      const binary = new Uint8Array([0, 255, 128, 10, 13, 0]);
+      const started = performance.now();
+      await db.transaction((trx) =>
+        writeOutbox(trx, service, [orderCreated('a1', pooled), orderCreated('a2', binary)]),
+      );
+      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('b1')]));
+      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('c1'), orderCreated('c2')]));
+      await waitUntil(() => broker.got.length >= 5, { timeoutMs: 10_000, intervalMs: 2, what: 'five publishes' });
+      const elapsed = performance.now() - started;
+      assert.ok(elapsed < 2000, `published ${Math.round(elapsed)} ms after the commits: the relay was woken`);
+      await sleep(300);
+      assert.deepEqual(broker.ids(), ['a1', 'a2', 'b1', 'c1', 'c2'], 'each once, in commit order');
+
+      const [first, second] = broker.got;
+      assert.equal(first?.event, 'orders.order_created');
+      assert.deepEqual(first?.message.headers, orderCreated('a1').message.headers);
+      assert.equal(Object.getPrototypeOf(first?.message.body), Uint8Array.prototype, 'a plain Uint8Array');
+      assert.deepEqual(first?.message.body, new Uint8Array(pooled));
+      assert.deepEqual(second?.message.body, binary);
+      assert.deepEqual(await relay.lag(), { pending: 0, oldestAgeMs: 0 });
+      await relay.stop();
+      assert.deepEqual(errors.splice(0), []);
+    });
+
+    it(`[${target.name}] a rolled-back transaction publishes nothing`, async () => {
+      const { db, service } = await fresh();
+      const broker = recorder();
+      const relay = await startRelay(db, service, broker.publish, { pollIntervalMs: 100 });
+      await assert.rejects(
+        db.transaction(async (trx) => {
+          await writeOutbox(trx, service, [orderCreated('never-1'), orderCreated('never-2')]);
+          throw new Error('the handler failed');
+        }),
+        /the handler failed/,
+      );
+      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('kept')]));
+      await waitUntil(() => broker.got.length >= 1, { what: 'the committed event' });
+      await sleep(400);
+      assert.deepEqual(broker.ids(), ['kept']);
+      const rows = await sql<{
+        n: number;
+      }>`select count(*)::int as n from ${sql.id(service, 'chassis_outbox')}`.execute(db.kysely);
+      assert.equal(rows.rows[0]?.n, 1, 'nothing of the rolled-back transaction is stored');
+      await relay.stop();
+    });
+
+    it(`[${target.name}] a relay that dies between publishing and marking: published again, applied once`, async () => {
+      const { url, db, service } = await fresh({ persistent: true });
+      await db.transaction((trx) =>
+        writeOutbox(trx, service, [orderCreated('o-1'), orderCreated('o-2'), orderCreated('o-3')]),
+      );
+      // PGlite's folder is one process's at a time: hand it over to the relay's process.
+      const handOver = target.name === 'pglite';
+      if (handOver) await db.close();
+
+      const child = spawn(process.execPath, ['--import', 'tsx', crashRelay, url, service, '3'], {
+        cwd: root,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (chunk: Buffer) => {
+        stdout += chunk.toString();
+      });
+      child.stderr.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString();
+      });
+      const signal = await new Promise<NodeJS.Signals | null>((resolve) =>
+        child.on('exit', (_code, sig) => resolve(sig)),
+      );
+      assert.equal(signal, 'SIGKILL', `the relay process died as planned (stderr: ${stderr})`);
+      const firstRun = stdout
+        .trim()
+        .split('\n')
+        .map((line) => (JSON.parse(line) as { id: string }).id);
+      assert.deepEqual(firstRun, ['o-1', 'o-2', 'o-3'], 'it published everything before it died');
+
+      const db2 = handOver ? await openDb(url) : db;
+      const broker = recorder();
+      const relay = new OutboxRelay(db2, service, broker.publish, { onError: (error) => errors.push(error) });
+      assert.equal((await relay.lag()).pending, 3, 'its marks never committed');
+      assert.equal(await relay.flush(), 3);
+      assert.deepEqual(broker.ids(), ['o-1', 'o-2', 'o-3'], 'published again: at least once');
+      assert.equal((await relay.lag()).pending, 0);
+
+      // The consumer sees every delivery, both runs' — and applies each event once.
+      const applied: boolean[] = [];
+      for (const id of [...firstRun, ...broker.ids()]) applied.push(await consume(db2, service, id));
+      assert.deepEqual(applied, [true, true, true, false, false, false]);
+      assert.deepEqual(await effects(db2, service), ['o-1', 'o-2', 'o-3']);
+    });
+
+    it(`[${target.name}] a publish that fails after the broker took it: retried first, nothing lost or reordered`, async () => {
+      const { db, service } = await fresh();
+      const deliveries: string[] = [];
+      let failed = false;
+      // The broker stores the message, then its confirmation is lost.
+      const publish: Publish = async (_event, message) => {
+        deliveries.push(message.headers.id ?? '?');
+        if (message.headers.id === 'p-3' && !failed) {
+          failed = true;
+          throw new Error('confirmation lost');
+        }
+      };
+      const relay = await startRelay(db, service, publish, { pollIntervalMs: 100 });
+      await db.transaction((trx) =>
+        writeOutbox(
+          trx,
+          service,
+          ['p-1', 'p-2', 'p-3', 'p-4', 'p-5'].map((id) => orderCreated(id)),
+        ),
+      );
+      await waitUntil(async () => deliveries.length >= 6 && (await relay.lag()).pending === 0, { what: 'the retry' });
+      assert.deepEqual(deliveries, ['p-1', 'p-2', 'p-3', 'p-3', 'p-4', 'p-5']);
+      assert.equal(errors.length, 1, 'the failure was reported');
+      assert.match(String(errors.splice(0)[0]), /confirmation lost/);
+      for (const id of deliveries) await consume(db, service, id);
+      assert.deepEqual(await effects(db, service), ['p-1', 'p-2', 'p-3', 'p-4', 'p-5']);
+      await relay.stop();
+    });
+
+    it(`[${target.name}] two relays on one service never publish a row twice while both are healthy`, async () => {
+      const { url, db, service } = await fresh();
+      const other = await anotherNode(url, db);
+      const broker = recorder();
+      const slowPublish: Publish = async (event, message) => {
+        await new Promise((resolve) => setImmediate(resolve));
+        await broker.publish(event, message);
+      };
+      const options = { batchSize: 7, pollIntervalMs: 50 };
+      const one = await startRelay(db, service, slowPublish, options);
+      const two = await startRelay(other, service, slowPublish, options);
+      const expected: string[] = [];
+      for (let t = 0; t < 30; t++) {
+        const ids = [`t${t}-a`, `t${t}-b`, `t${t}-c`];
+        expected.push(...ids);
+        await (t % 2 === 0 ? db : other).transaction((trx) =>
+          writeOutbox(
+            trx,
+            service,
+            ids.map((id) => orderCreated(id)),
+          ),
+        );
+      }
+      await waitUntil(() => broker.got.length >= expected.length, { what: 'every event' });
+      await sleep(300);
+      assert.deepEqual(broker.ids(), expected, 'each once, in order, whichever relay published it');
+      await Promise.all([one.stop(), two.stop()]);
+      assert.deepEqual(errors.splice(0), []);
+    });
+
+    it(`[${target.name}] an event committed late by a transaction that started writing first is not skipped`, async () => {
+      const { db, service } = await fresh();
+      const broker = recorder();
+      const relay = await startRelay(db, service, broker.publish, { pollIntervalMs: 50 });
+      const long = await db.kysely.startTransaction().execute();
+      await writeOutbox(long, service, [orderCreated('slow-1')]);
+      // On PostgreSQL this commits while the first is open; on PGlite (one connection) it waits for it.
+      const quick = db.transaction((trx) => writeOutbox(trx, service, [orderCreated('quick-1')]));
+      if (target.name === 'postgres') await quick;
+      await sleep(500);
+      assert.deepEqual(broker.ids(), [], 'held back while the older transaction runs, not published around it');
+      await long.commit().execute();
+      await quick;
+      await waitUntil(() => broker.got.length >= 2, { what: 'both events' });
+      await sleep(200);
+      assert.deepEqual(broker.ids(), ['slow-1', 'quick-1'], 'both, once, the one that began writing first first');
+      await relay.stop();
+    });
+
+    it(`[${target.name}] without notifications, polling publishes what was waiting and what comes next`, async () => {
+      const { db, service } = await fresh();
+      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('before-start')]));
+      const broker = recorder();
+      const relay = await startRelay(db, service, broker.publish, { listen: false, pollIntervalMs: 150 });
+      await waitUntil(() => broker.got.length >= 1, { timeoutMs: 2000, intervalMs: 5, what: 'the waiting event' });
+      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('after-start')]));
+      await waitUntil(() => broker.got.length >= 2, { timeoutMs: 2000, intervalMs: 5, what: 'the next poll' });
+      assert.deepEqual(broker.ids(), ['before-start', 'after-start']);
+      await relay.stop();
+    });
+
+    it(`[${target.name}] a dropped LISTEN connection: polling still publishes`, {
+      skip: target.name === 'pglite' && 'PGlite runs in this process: it has no connection to drop',
+    }, async () => {
+      const { db, service } = await fresh();
+      const broker = recorder();
+      const relay = await startRelay(db, service, broker.publish, { pollIntervalMs: 200 });
+      const listeners = await sql<{ pid: number }>`
+          select pid from pg_stat_activity
+          where datname = current_database() and query = ${`LISTEN "${outboxChannel(service)}"`}`.execute(db.kysely);
+      assert.equal(listeners.rows.length, 1, 'the relay listens on a connection of its own');
+      await sql`select pg_terminate_backend(${listeners.rows[0]?.pid})`.execute(db.kysely);
+      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('unannounced')]));
+      await waitUntil(() => broker.got.length >= 1, { timeoutMs: 3000, intervalMs: 10, what: 'a poll' });
+      assert.deepEqual(broker.ids(), ['unannounced']);
+      await relay.stop();
+    });
+
+    it(`[${target.name}] lag() reports the rows waiting and the age of the oldest`, async () => {
+      const { db, service } = await fresh();
+      const broker = recorder();
+      const relay = new OutboxRelay(db, service, broker.publish);
+      assert.deepEqual(await relay.lag(), { pending: 0, oldestAgeMs: 0 });
+      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('l-1'), orderCreated('l-2')]));
+      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('l-3')]));
+      await sleep(120);
+      const lag = await relay.lag();
+      assert.equal(lag.pending, 3);
+      assert.ok(lag.oldestAgeMs >= 100 && lag.oldestAgeMs < 10_000, `oldest waited ${lag.oldestAgeMs} ms`);
+      assert.equal(await relay.flush(), 3);
+      assert.deepEqual(await relay.lag(), { pending: 0, oldestAgeMs: 0 });
+    });
+
+    it(`[${target.name}] stop() finishes the batch in progress and drains what is ready, then publishes nothing`, async () => {
+      const { db, service } = await fresh();
+      const broker = recorder();
+      const slow: Publish = async (event, message) => {
+        await sleep(20);
+        await broker.publish(event, message);
+      };
+      const relay = await startRelay(db, service, slow, { pollIntervalMs: 60_000, batchSize: 5 });
+      const ids = Array.from({ length: 12 }, (_, i) => `s-${String(i).padStart(2, '0')}`);
+      await db.transaction((trx) =>
+        writeOutbox(
+          trx,
+          service,
+          ids.map((id) => orderCreated(id)),
+        ),
+      );
+      await waitUntil(() => broker.got.length >= 1, { intervalMs: 2, what: 'the first batch to begin' });
+      await relay.stop();
+      assert.deepEqual(broker.ids(), ids, 'everything committed before the stop went out, in order');
+      assert.equal((await relay.lag()).pending, 0, 'and was marked');
+      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('after-stop')]));
+      await sleep(300);
+      assert.equal(broker.got.length, ids.length, 'a stopped relay publishes nothing');
+    });
+
+    it(`[${target.name}] pruneOutbox deletes rows sent long enough ago and keeps unsent ones`, async () => {
+      const { db, service } = await fresh();
+      const relay = new OutboxRelay(db, service, recorder().publish);
+      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('x-1'), orderCreated('x-2')]));
+      assert.equal(await relay.flush(), 2);
+      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('x-3')]));
+      assert.equal(await pruneOutbox(db, service, 60_000), 0, 'sent just now: kept for debugging');
+      await sleep(20);
+      assert.equal(await pruneOutbox(db, service, 10), 2);
+      assert.equal((await relay.lag()).pending, 1, 'the unsent row stays');
+    });
+
+    it(`[${target.name}] inbox: a claim is true once; it rolls back with its transaction, so a failed handler retries`, async () => {
+      const { db, service } = await fresh();
+      const claim = (id: string, subscription = SUBSCRIPTION) =>
+        db.transaction((trx) => claimInbox(trx, service, subscription, id));
+      assert.equal(await claim('m-1'), true);
+      assert.equal(await claim('m-1'), false, 'a redelivery');
+      assert.equal(await claim('m-1', 'market.audit'), true, 'another handler handles it once too');
+
+      await assert.rejects(
+        db.transaction(async (trx) => {
+          assert.equal(await claimInbox(trx, service, SUBSCRIPTION, 'm-2'), true);
+          throw new Error('the handler failed');
+        }),
+        /the handler failed/,
+      );
+      assert.equal(await isInInbox(db, service, SUBSCRIPTION, 'm-2'), false, 'the claim rolled back');
+      assert.equal(await claim('m-2'), true, 'the retry runs the handler');
+      assert.equal(await isInInbox(db, service, SUBSCRIPTION, 'm-1'), true);
+
+      const empty = await claim('').catch((error: unknown) => error);
+      assert.ok(empty instanceof ChassisError && empty.code === 'BAD_MESSAGE', 'a message without an id is refused');
+
+      assert.equal(await pruneInbox(db, service, 60_000), 0, 'recent ids are kept');
+      await sleep(20);
+      assert.equal(await pruneInbox(db, service, 10), 3);
+      assert.equal(await isInInbox(db, service, SUBSCRIPTION, 'm-1'), false);
+    });
+
+    it(`[${target.name}] inbox: two deliveries of one message handled at once have one effect`, async () => {
+      const { url, db, service } = await fresh();
+      const other = await anotherNode(url, db);
+      const handle = (node: Database) =>
+        node.transaction(async (trx) => {
+          if (!(await claimInbox(trx, service, SUBSCRIPTION, 'twice'))) return false;
+          await sleep(100);
+          await sql`insert into ${sql.id(service, 'effects')} (message_id) values ('twice')`.execute(trx);
+          return true;
+        });
+      const results = await Promise.all([handle(db), handle(other)]);
+      assert.deepEqual(results.sort(), [false, true]);
+      assert.deepEqual(await effects(db, service), ['twice']);
+    });
+
+    it(`[${target.name}] installing is idempotent and safe from several nodes at once; skipping it is named`, async () => {
+      const url = await target.newDatabase();
+      const db = await openDb(url);
+      const other = await anotherNode(url, db);
+      const service = `orders-${randomBytes(3).toString('hex')}`;
+
+      const noOutbox = await db
+        .transaction((trx) => writeOutbox(trx, service, [orderCreated('e-1')]))
+        .catch((error: unknown) => error);
+      assert.ok(OutboxNotInstalled.is(noOutbox));
+      assert.match(noOutbox.message, new RegExp(`installOutbox\\(db, "${service}"\\)`));
+      const noInbox = await db
+        .transaction((trx) => claimInbox(trx, service, SUBSCRIPTION, 'e-1'))
+        .catch((error: unknown) => error);
+      assert.ok(InboxNotInstalled.is(noInbox));
+      await assert.rejects(new OutboxRelay(db, service, recorder().publish).start(), (error) =>
+        OutboxNotInstalled.is(error),
+      );
+      assert.throws(
+        () => new OutboxRelay(db, service, recorder().publish, { batchSize: 0 }),
+        (error) => error instanceof ChassisError && error.code === 'CONFIG',
+      );
+
+      await Promise.all([
+        installOutbox(db, service),
+        installOutbox(other, service),
+        installInbox(db, service),
+        installInbox(other, service),
+      ]);
+      await installOutbox(db, service);
+      await installInbox(db, service);
+      const tables = await sql<{ table_name: string }>`
+        select table_name from information_schema.tables where table_schema = ${service} order by table_name`.execute(
+        db.kysely,
+      );
+      assert.deepEqual(
+        tables.rows.map((row) => row.table_name),
+        ['chassis_inbox', 'chassis_outbox'],
+      );
+    });
+
+    it(`[${target.name}] relay channels are identifiers PostgreSQL keeps whole`, () => {
+      assert.equal(outboxChannel('orders'), 'chassis_outbox_orders');
+      const odd = outboxChannel(`Orders-Service.${'x'.repeat(80)}`);
+      assert.match(odd, /^chassis_outbox_[a-z0-9_]+_[0-9a-f]{8}$/);
+      assert.ok(Buffer.byteLength(odd) <= 63, odd);
+      assert.notEqual(outboxChannel('orders-a'), outboxChannel('orders_a'));
+    });
+  });
+}

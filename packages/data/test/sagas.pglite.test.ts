@@ -1,0 +1,4 @@
+import { pgliteTarget } from '@chassis/testing';
+import { sagaSuite } from './sagas/suite.ts';
+
+sagaSuite(pgliteTarget());

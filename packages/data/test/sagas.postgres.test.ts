@@ -1,0 +1,4 @@
+import { postgresTarget } from '@chassis/testing';
+import { sagaSuite } from './sagas/suite.ts';
+
+sagaSuite(await postgresTarget());

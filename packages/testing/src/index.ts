@@ -1,0 +1,23 @@
+export { removeNatsTestState, removeRabbitmqTestState } from './cleanup.ts';
+export {
+  amqpTarget,
+  memoryTarget,
+  natsTarget,
+  type TestCluster,
+  type TransportTarget,
+  useCluster,
+} from './cluster.ts';
+export { type DatabaseTarget, pgliteTarget, postgresTarget } from './databases.ts';
+export {
+  freePort,
+  infraRequired,
+  reachable,
+  restartNats,
+  restartRabbitmq,
+  type Server,
+  type ServerName,
+  servers,
+  skipUnlessInstalled,
+  skipUnlessUp,
+  waitUntil,
+} from './infra.ts';
