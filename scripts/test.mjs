@@ -37,7 +37,7 @@ if (files.length === 0) {
 const env = { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent', NODE_ENV: process.env.NODE_ENV ?? 'test' };
 const result = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', '--test-timeout=120000', ...files],
+  ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', '--test-timeout=300000', ...files],
   { cwd: root, env, stdio: 'inherit' },
 );
 process.exit(result.status ?? 1);

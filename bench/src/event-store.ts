@@ -74,7 +74,14 @@ function pgbenchPath(): string {
 async function pgbench(database: string): Promise<{ tps: number; output: string }> {
   const bin = pgbenchPath();
   const url = new URL(ADMIN_URL);
-  const connection = ['-h', url.hostname, '-p', url.port || '5432', '-U', decodeURIComponent(url.username || 'postgres')];
+  const connection = [
+    '-h',
+    url.hostname,
+    '-p',
+    url.port || '5432',
+    '-U',
+    decodeURIComponent(url.username || 'postgres'),
+  ];
   const env = { ...process.env, PGPASSWORD: decodeURIComponent(url.password) };
   console.log(`pgbench: -i on ${database}`);
   await run(bin, ['-i', '-q', ...connection, database], { env });
@@ -190,7 +197,16 @@ async function main(): Promise<number> {
   console.log(
     formatTable([
       ['contender', 'concurrency', 'appends/s', 'events/s', 'p50 ms', 'p99 ms', 'vs pgbench', 'errors'],
-      ['pgbench -N (tps)', String(CONCURRENCY), Math.round(pgbenchTps).toLocaleString('en-US'), '', '', '', '1.00×', ''],
+      [
+        'pgbench -N (tps)',
+        String(CONCURRENCY),
+        Math.round(pgbenchTps).toLocaleString('en-US'),
+        '',
+        '',
+        '',
+        '1.00×',
+        '',
+      ],
       ...rows.map((r) => [
         r.name,
         String(r.concurrency),

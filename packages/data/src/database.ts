@@ -145,7 +145,10 @@ async function openPglite(url: string): Promise<Database> {
   let lite: PGliteInterface;
   try {
     if (dataDir) lite = await PGlite.create(dataDir);
-    else lite = await (await (memoryTemplate ??= PGlite.create())).clone();
+    else {
+      memoryTemplate ??= PGlite.create();
+      lite = await (await memoryTemplate).clone();
+    }
   } catch (error) {
     throw new ChassisError('UNAVAILABLE', `Cannot open PGlite at ${dataDir ?? 'memory'}: ${(error as Error).message}`, {
       cause: error,

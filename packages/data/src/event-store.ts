@@ -357,7 +357,7 @@ export class EventStore<S extends EventSchemas = EventSchemas> {
       select ${EVENT_COLUMNS}
       from ${this.table(EVENTS_TABLE)}
       where (txid, position) > (cast(${String(after.txid)} as text)::xid8, ${after.position})
-        
+        and txid < ${LOG_HORIZON}
       order by txid, position
       limit ${limit}`.execute(options.trx ?? this.db.kysely);
     return result.rows.map(toStoredEvent) as StoredEventOf<S>[];

@@ -18,6 +18,7 @@ export {
   type StoredEventOf,
   WrongExpectedVersion,
 } from './event-store.ts';
+export { DataExtension, type DataExtensionOptions, database, dataExtension } from './extension.ts';
 export { claimInbox, InboxNotInstalled, installInbox, isInInbox, pruneInbox } from './inbox.ts';
 export { MigrationFailed, type MigrationReport, type MigrationsSpec, migrate } from './migrations.ts';
 export {
@@ -64,5 +65,4 @@ export {
   type StepContext,
   sagaStatuses,
 } from './sagas.ts';
-export { DataExtension, type DataExtensionOptions, database, dataExtension } from './extension.ts';
 export { UnitOfWork } from './unit-of-work.ts';

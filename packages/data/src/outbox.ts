@@ -354,8 +354,8 @@ export class OutboxRelay {
         if (!lock.rows[0]?.ours) return 'busy';
         const ready = await sql<Row>`
           select id, event, headers, body from ${table}
-          where sent_at is null
-          order by id
+          where sent_at is null and xid < pg_snapshot_xmin(pg_current_snapshot())
+          order by xid, id
           limit ${this.batchSize}`.execute(trx);
         const sent: number[] = [];
         let failure: unknown;
