@@ -39,6 +39,11 @@ export const nodeConfigSchema = z.object({
       error: 'must be a port number (0 picks a free one) or "off"',
     })
     .default(9400),
+  /** HS256 secret that verifies callers' tokens (development); or the JWKS URL of the issuer (production). */
+  CHASSIS_JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  CHASSIS_JWKS_URL: z.url().optional(),
+  CHASSIS_JWT_ISSUER: z.string().optional(),
+  CHASSIS_JWT_AUDIENCE: z.string().optional(),
 });
 
 export type NodeConfig = z.output<typeof nodeConfigSchema>;

@@ -3,6 +3,7 @@ import type { Client as FlagClient } from '@openfeature/server-sdk';
 import type { Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { ActionContract, EventContract, InputOf, OutputOf, PayloadInputOf } from './contracts.ts';
+import type { Identity } from './identity.ts';
 import type { CallPolicies, Fallback } from './policies/index.ts';
 
 export interface CallOptions<C extends ActionContract = ActionContract> extends CallPolicies {
@@ -38,8 +39,13 @@ export interface Context {
   readonly signal: AbortSignal;
   /** 1 on first delivery of an event, higher on redeliveries; 1 for calls. */
   readonly attempt: number;
-  /** The caller's signed identity token as it arrived (verification comes with the gateway). */
+  /** The caller's signed identity token as it arrived; passed on with every call made from here. */
   readonly auth: string | undefined;
+  /**
+   * Who is calling, verified from `auth` by the node's `identity` verifier before the handler ran; unset
+   * when the request carried no token or the node verifies none (event handlers: always unset).
+   */
+  readonly user: Identity | undefined;
   readonly log: Logger;
   /** The OpenTelemetry span of this handler; add attributes or events to it. */
   readonly span: Span;

@@ -26,6 +26,15 @@ export {
   toChassisError,
 } from './errors.ts';
 export type { Invocation, NodeExtension } from './extension.ts';
+export {
+  type Identity,
+  type IdentityVerifier,
+  type JwtOptions,
+  jwtVerifier,
+  requireIdentity,
+  requireRole,
+  signToken,
+} from './identity.ts';
 export { createLogger, type Logger, type LoggerOptions } from './logger.ts';
 export {
   ChassisNode,
@@ -67,7 +76,7 @@ export {
   type RetryPolicy,
 } from './policies/index.ts';
 export { type NodeInfo, type RegisteredNode, Registry } from './registry.ts';
-export { type RunNodeOptions, runNode, selectServices } from './run.ts';
+export { identityFrom, type RunNodeOptions, runNode, selectServices } from './run.ts';
 export {
   type ActionHandler,
   defineService,

@@ -1,5 +1,6 @@
-import { loadConfig } from './config.ts';
+import { loadConfig, type NodeConfig } from './config.ts';
 import { ChassisError } from './errors.ts';
+import { type IdentityVerifier, jwtVerifier } from './identity.ts';
 import { type ChassisNode, createNode, type NodeOptions } from './node.ts';
 import type { ServiceDefinition } from './service.ts';
 import { createTransport } from './transports/index.ts';
@@ -26,6 +27,17 @@ export function selectServices(all: readonly ServiceDefinition[], names: readonl
   return names.map((name) => known.get(name)!);
 }
 
+/** The token verifier `CHASSIS_JWT_SECRET` or `CHASSIS_JWKS_URL` asks for, if either is set. */
+export function identityFrom(config: NodeConfig): { identity?: IdentityVerifier } {
+  const claims = {
+    ...(config.CHASSIS_JWT_ISSUER ? { issuer: config.CHASSIS_JWT_ISSUER } : {}),
+    ...(config.CHASSIS_JWT_AUDIENCE ? { audience: config.CHASSIS_JWT_AUDIENCE } : {}),
+  };
+  if (config.CHASSIS_JWKS_URL) return { identity: jwtVerifier({ jwksUrl: config.CHASSIS_JWKS_URL, ...claims }) };
+  if (config.CHASSIS_JWT_SECRET) return { identity: jwtVerifier({ secret: config.CHASSIS_JWT_SECRET, ...claims }) };
+  return {};
+}
+
 /**
  * Starts a node configured from the environment (`CHASSIS_TRANSPORT`, `SERVICES`, `NODE_ID`,
  * `LOG_LEVEL`, …) and drains it on SIGTERM/SIGINT: not ready → stop consuming → finish in-flight → close.
@@ -43,6 +55,7 @@ export async function runNode(options: RunNodeOptions): Promise<ChassisNode> {
     defaultMetrics: true,
     ...(config.OPS_PORT === 'off' ? {} : { opsPort: config.OPS_PORT }),
     ...(config.NODE_ID ? { nodeId: config.NODE_ID } : {}),
+    ...identityFrom(config),
     ...nodeOptions,
     services: selectServices(services, config.SERVICES),
     transport,
