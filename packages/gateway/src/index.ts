@@ -1,0 +1,34 @@
+export { type DeadlineOptions, requestDeadline } from './deadline.ts';
+export {
+  type ErrorBody,
+  errorBodySchema,
+  IdempotencyKeyReused,
+  PayloadTooLarge,
+  UnsupportedMediaType,
+} from './errors.ts';
+export {
+  createGateway,
+  type Gateway,
+  type GatewayOptions,
+  type GatewayTools,
+  type RateLimitSettings,
+} from './gateway.ts';
+export {
+  type IdempotencyStore,
+  MemoryIdempotencyStore,
+  RedisIdempotencyStore,
+  type StoredAnswer,
+} from './idempotency.ts';
+export { type OpenApiInfo, openApiDocument } from './openapi.ts';
+export {
+  type ActionRoute,
+  type CustomRoute,
+  type CustomRouteContext,
+  type HttpMethod,
+  ownedBy,
+  type Route,
+  type RouteAuth,
+  type RouteOptions,
+  type RouteRequest,
+  route,
+} from './routes.ts';

@@ -1,0 +1,76 @@
+import type { z } from 'zod';
+import type { HttpMethod, RouteRequest } from './routes.ts';
+
+/**
+ * The default input of an action route: path parameters over the query string (GET, DELETE) or over
+ * the JSON body (POST, PUT, PATCH). A query string has only strings, so a value is read as a number or
+ * boolean where the contract's field is one; anything else is left for the contract to refuse.
+ */
+export function defaultInput(method: HttpMethod, schema: z.ZodType, request: RouteRequest): unknown {
+  if (method === 'GET' || method === 'DELETE') {
+    return { ...coerceQuery(schema, request.query), ...request.params };
+  }
+  const body = request.body;
+  if (body === undefined || body === null) return { ...request.params };
+  // A body that is not an object (an array, a number) goes to the contract as it is, to be refused there.
+  if (typeof body !== 'object' || Array.isArray(body)) return body;
+  return { ...(body as Record<string, unknown>), ...request.params };
+}
+
+/** Query values read as the contract's fields expect: `?page=2` is 2 when `page` is a number. */
+export function coerceQuery(schema: z.ZodType, query: Record<string, unknown>): Record<string, unknown> {
+  const shape = objectShape(schema);
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(query)) {
+    const field = shape?.[key];
+    out[key] = field === undefined ? value : coerce(baseType(field), value);
+  }
+  return out;
+}
+
+function coerce(type: string | undefined, value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  if (type === 'number' || type === 'int' || type === 'bigint') {
+    const n = Number(value);
+    return value.trim() === '' || Number.isNaN(n) ? value : n;
+  }
+  if (type === 'boolean') {
+    if (value === 'true') return true;
+    if (value === 'false') return false;
+  }
+  return value;
+}
+
+interface Def {
+  type?: string;
+  innerType?: z.ZodType;
+  in?: z.ZodType;
+  shape?: Record<string, z.ZodType>;
+}
+
+function defOf(schema: z.ZodType): Def {
+  return (schema as unknown as { _zod: { def: Def } })._zod.def;
+}
+
+/** The field's type under optional, nullable, default and pipe wrappers. */
+function baseType(schema: z.ZodType): string | undefined {
+  let def = defOf(schema);
+  for (let depth = 0; depth < 8; depth++) {
+    const inner = def.innerType ?? (def.type === 'pipe' ? def.in : undefined);
+    if (!inner) break;
+    def = defOf(inner);
+  }
+  return def.type;
+}
+
+function objectShape(schema: z.ZodType): Record<string, z.ZodType> | undefined {
+  let current = schema;
+  for (let depth = 0; depth < 8; depth++) {
+    const def = defOf(current);
+    if (def.type === 'object') return def.shape;
+    const inner = def.innerType ?? (def.type === 'pipe' ? def.in : undefined);
+    if (!inner) return undefined;
+    current = inner;
+  }
+  return undefined;
+}
