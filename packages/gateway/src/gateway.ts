@@ -91,6 +91,8 @@ export interface Gateway {
 const REQUEST_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 
 interface RequestState {
+  identity?: Promise<Identity | undefined>;
+  /** The verified caller, once `identity` has settled on one. */
   user?: Identity;
   deadline?: number;
   /** The error code the request ended with, for the metrics. */
@@ -189,16 +191,22 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
 
   if (options.cors) await app.register(cors, options.cors === true ? { origin: true } : options.cors);
 
-  const identify = async (request: FastifyRequest): Promise<Identity | undefined> => {
-    const state = stateOf(request);
-    if (state.user) return state.user;
+  const verifyBearer = async (request: FastifyRequest): Promise<Identity | undefined> => {
     const header = request.headers.authorization;
     if (header === undefined) return undefined;
     const token = /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
     if (!token) throw new ChassisError('UNAUTHENTICATED', 'The Authorization header must be "Bearer <token>"');
     if (!options.auth) throw new ChassisError('UNAUTHENTICATED', 'This gateway accepts no tokens');
-    state.user = await options.auth(token);
-    return state.user;
+    return options.auth(token);
+  };
+  // Verified once per request, whoever asks first (the route's auth, a call, a GraphQL resolver).
+  const identify = (request: FastifyRequest): Promise<Identity | undefined> => {
+    const state = stateOf(request);
+    state.identity ??= verifyBearer(request).then((user) => {
+      state.user = user;
+      return user;
+    });
+    return state.identity;
   };
 
   if (options.rateLimit !== false) {
@@ -227,18 +235,21 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     state.deadline ??= requestDeadline(request.headers, deadlines);
     return state.deadline;
   };
-  const callFor = <C extends ActionContract>(
+  const callFor = async <C extends ActionContract>(
     request: FastifyRequest,
     contract: C,
     input: InputOf<C>,
     callOptions: { timeoutMs?: number } = {},
   ): Promise<OutputOf<C>> => {
+    // Only a token the gateway verified travels on: on a public route a bad one is ignored, not passed
+    // to a service that would refuse the whole call.
+    const user = await identify(request).catch(() => undefined);
+    const token = user ? bearerToken(request) : undefined;
     const requestDeadlineAt = deadlineOf(request);
     const deadline =
       callOptions.timeoutMs === undefined
         ? requestDeadlineAt
         : Math.min(requestDeadlineAt, Date.now() + callOptions.timeoutMs);
-    const token = bearerToken(request);
     const traceparent = header(request, 'traceparent');
     const tracestate = header(request, 'tracestate');
     return node.call(contract, input, {

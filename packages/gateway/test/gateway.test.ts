@@ -294,6 +294,9 @@ describe('gateway: authentication and authorization', () => {
     const price = await get('/prices/BHP');
     assert.equal(price.statusCode, 200);
     assert.deepEqual(price.json(), { symbol: 'BHP', price: '91.72' });
+    // A stale token on a public route is ignored, not passed on for a service to refuse.
+    const stale = await signToken(SECRET, { sub: 'alice', roles: ['customer'] }, { expiresInSeconds: -120 });
+    assert.equal((await get('/prices/BHP', `Bearer ${stale}`)).statusCode, 200);
   });
 
   it('wrong role 403; another customer’s account 403; the admin role passes', async () => {
