@@ -144,6 +144,17 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     },
     // Behind a proxy the client's address is in X-Forwarded-For; rate limits key on it.
     trustProxy: true,
+    // A URL that does not decode or a path parameter too long for the router is refused before any hook
+    // or the error handler runs: without this Fastify answers in its own shape, with no request id.
+    frameworkErrors: (error, request, reply) => {
+      const failure = gatewayError(error);
+      stateOf(request as FastifyRequest).outcome = failure.code;
+      (reply as FastifyReply)
+        .header('x-request-id', request.id)
+        .status(failure.status)
+        .type('application/json')
+        .send(errorBody(failure, request.id));
+    },
   });
   // JSON only: a text/plain body is a 415, not a string handed to a contract.
   app.removeContentTypeParser('text/plain');

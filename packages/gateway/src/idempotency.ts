@@ -103,9 +103,7 @@ export async function withIdempotency(
     });
   }
   const key = `${options.scope}:${options.key}`;
-  const fingerprint = createHash('sha256')
-    .update(JSON.stringify(options.body ?? null))
-    .digest('base64url');
+  const fingerprint = fingerprintOf(options.body);
   const existing = await store.claim(key, fingerprint, options.ttlMs);
   if (existing) {
     if (existing.fingerprint !== fingerprint) {
@@ -136,6 +134,20 @@ export async function withIdempotency(
   }
   await store.complete(key, { fingerprint, answer }, options.ttlMs);
   return { ...answer, replayed: false };
+}
+
+/** sha-256 of the body as JSON. */
+function fingerprintOf(body: unknown): string {
+  let json: string;
+  try {
+    json = JSON.stringify(body ?? null);
+  } catch (error) {
+    // JSON.parse takes a body nested thousands deep within the size limit; JSON.stringify then runs out of
+    // stack. That is the request's fault, not a server error.
+    if (!(error instanceof RangeError)) throw error;
+    throw new ChassisError('VALIDATION', 'The request body is nested too deeply to be used with an Idempotency-Key');
+  }
+  return createHash('sha256').update(json).digest('base64url');
 }
 
 /** A client error is replayed by throwing it again; its answer is marked so. */

@@ -1,3 +1,11 @@
+export {
+  type ComposeOptions,
+  type ComposePart,
+  type Composition,
+  compose,
+  type PartBudget,
+  type PartError,
+} from './compose.ts';
 export { type DeadlineOptions, requestDeadline } from './deadline.ts';
 export {
   type ErrorBody,
@@ -13,6 +21,13 @@ export {
   type GatewayTools,
   type RateLimitSettings,
 } from './gateway.ts';
+export {
+  type GraphqlContext,
+  type GraphqlEndpointOptions,
+  type GraphqlResolver,
+  type GraphqlResolvers,
+  graphqlEndpoint,
+} from './graphql.ts';
 export {
   type IdempotencyStore,
   MemoryIdempotencyStore,

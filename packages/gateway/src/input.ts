@@ -20,9 +20,11 @@ export function defaultInput(method: HttpMethod, schema: z.ZodType, request: Rou
 /** Query values read as the contract's fields expect: `?page=2` is 2 when `page` is a number. */
 export function coerceQuery(schema: z.ZodType, query: Record<string, unknown>): Record<string, unknown> {
   const shape = objectShape(schema);
-  const out: Record<string, unknown> = {};
+  // No prototype: a `__proto__` key in the query is a plain field here, never the object's prototype.
+  const out: Record<string, unknown> = Object.create(null);
   for (const [key, value] of Object.entries(query)) {
-    const field = shape?.[key];
+    // Own fields only: `?constructor=x` or `?__proto__=x` must not find Object.prototype's members.
+    const field = shape && Object.hasOwn(shape, key) ? shape[key] : undefined;
     out[key] = field === undefined ? value : coerce(baseType(field), value);
   }
   return out;

@@ -14,7 +14,15 @@ import {
   requireRole,
   signToken,
 } from '@chassis/core';
-import { createGateway, type Gateway, type GatewayOptions, ownedBy, type Route, route } from '@chassis/gateway';
+import {
+  compose,
+  createGateway,
+  type Gateway,
+  type GatewayOptions,
+  ownedBy,
+  type Route,
+  route,
+} from '@chassis/gateway';
 import { z } from 'zod';
 
 /**
@@ -277,3 +285,82 @@ export async function startBankApi(
     },
   };
 }
+
+/*
+ * Backend-for-frontend and GraphQL additions: a portfolio service (holdings and orders by account) that
+ * runs on a node of its own, and a composed overview route.
+ */
+
+export const listHoldings = action('portfolio.listHoldings', {
+  input: z.object({ accountId: AccountId }),
+  output: z.array(z.object({ symbol: StockSymbol, quantity: z.number().int().min(0) })),
+  idempotent: true,
+});
+export const listOrders = action('portfolio.listOrders', {
+  input: z.object({ accountId: AccountId }),
+  output: z.array(getOrder.output),
+  idempotent: true,
+});
+
+export function portfolioService(state: BankState) {
+  return defineService({
+    name: 'portfolio',
+    actions: [
+      handle(listHoldings, (input, ctx) => {
+        requireIdentity(ctx.user);
+        return [...state.holdings]
+          .filter(([key]) => key.startsWith(`${input.accountId}:`))
+          .map(([key, quantity]) => ({ symbol: key.slice(key.indexOf(':') + 1), quantity }));
+      }),
+      handle(listOrders, (input, ctx) => {
+        requireIdentity(ctx.user);
+        return [...state.orders.values()].filter((order) => order.accountId === input.accountId);
+      }),
+    ],
+  });
+}
+
+/** The portfolio service on a second node sharing the bank's broker, as another process would. */
+export async function startPortfolioNode(state: BankState, broker: MemoryBroker): Promise<ChassisNode> {
+  const node = createNode({
+    services: [portfolioService(state)],
+    transport: memoryTransport({ broker }),
+    logLevel: 'silent',
+    identity: jwtVerifier({ secret: SECRET }),
+  });
+  await node.start();
+  return node;
+}
+
+/** How long the overview waits for its optional report before showing the page without it. */
+export const OVERVIEW_REPORT_BUDGET_MS = 200;
+
+/**
+ * One screen's data in one request: the account's transactions (required: no overview without them),
+ * prices of `?symbols=` (an unknown symbol fails that part only) and a report taking `?reportMs=`
+ * (past its budget it is left out). `?size=` goes to the transactions, to make the required part fail.
+ */
+export const bffRoutes: Route[] = [
+  route.custom(
+    'GET',
+    '/accounts/:accountId/overview',
+    async ({ request, call, deadline }) => {
+      const accountId = request.params.accountId ?? '';
+      const symbols = String(request.query.symbols ?? 'BHP,GOOG').split(',');
+      const size = Number(request.query.size ?? 5);
+      const reportMs = Number(request.query.reportMs ?? 0);
+      return compose(
+        {
+          transactions: ({ timeoutMs }) => call(getTransactions, { accountId, size }, { timeoutMs }),
+          prices: ({ timeoutMs }) => Promise.all(symbols.map((symbol) => call(getPrice, { symbol }, { timeoutMs }))),
+          report: ({ timeoutMs }) => call(slowReport, { ms: reportMs }, { timeoutMs }),
+        },
+        { deadline, timeoutMs: { report: OVERVIEW_REPORT_BUDGET_MS }, required: ['transactions'] },
+      );
+    },
+    {
+      auth: { owns: (user, request) => ownsAccount(user, request.params) },
+      summary: 'An account’s transactions, prices and report in one answer; `partial` when a part is missing',
+    },
+  ),
+];

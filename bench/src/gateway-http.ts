@@ -1,0 +1,457 @@
+import { fork, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { Agent, request } from 'node:http';
+import { cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { isDeepStrictEqual } from 'node:util';
+import {
+  action,
+  ChassisError,
+  createNode,
+  defineService,
+  handle,
+  jwtVerifier,
+  MemoryBroker,
+  memoryTransport,
+  signToken,
+} from '@chassis/core';
+import { createGateway, route } from '@chassis/gateway';
+import Fastify from 'fastify';
+import { z } from 'zod';
+import { benchDurationMs, formatTable, type Measurement, measure } from './harness.ts';
+
+/**
+ * The gateway's own cost over HTTP, in one run on loopback: bare Fastify answering `GET /prices/:symbol`
+ * from a handler, the Chassis gateway answering the same route through an action on the memory transport,
+ * and the gateway again with a bearer token verified on the way in (and again by the service). The
+ * servers run in a child process and the load comes from outside it (wrk if installed, else node:http
+ * with keep-alive in this process), so the two never share an event loop. See ../README.md.
+ */
+
+const WARMUP_MS = 1000;
+const DURATION_MS = benchDurationMs(5);
+const CONCURRENCIES = (process.env.BENCH_CONCURRENCY ?? '1,32').split(',').map((c) => {
+  const n = Number(c.trim());
+  if (!Number.isInteger(n) || n < 1) throw new TypeError(`BENCH_CONCURRENCY lists positive integers, not "${c}"`);
+  return n;
+});
+/** Comma-separated contender names to run, in that order; all by default. */
+const ONLY = process.env.BENCH_ONLY?.split(',').map((name) => name.trim());
+const BASELINE = 'fastify';
+/** Set in the child process that runs the servers. */
+const SERVERS_ROLE = 'BENCH_GATEWAY_SERVERS';
+/** The gateway's goal: at least this share of bare Fastify's throughput. */
+const GOAL_RATIO = 0.7;
+
+const SECRET = 'bench-gateway-secret-at-least-32-characters';
+const PRICES: Record<string, string> = { BHP: '91.72', GOOG: '34.21', ABC: '1.17' };
+const expected = { symbol: 'BHP', price: PRICES.BHP };
+
+// ---------------------------------------------------------------------------------------------------
+// The servers, in a child process
+
+interface ServerAddresses {
+  fastify: string;
+  gateway: string;
+  gatewayAuth: string;
+  /** A bearer token the authenticated gateway accepts. */
+  token: string;
+  versions: { fastify: string };
+}
+
+type ToServers = { type: 'stop' };
+type FromServers = { type: 'ready'; addresses: ServerAddresses } | { type: 'stopped' };
+
+const StockSymbol = z.string().regex(/^[A-Z]{1,5}$/);
+const getPrice = action('market-data.getPrice', {
+  input: z.object({ symbol: StockSymbol }),
+  output: z.object({ symbol: StockSymbol, price: z.string() }),
+  idempotent: true,
+});
+
+const marketData = defineService({
+  name: 'market-data',
+  actions: [
+    handle(getPrice, (input) => {
+      const price = PRICES[input.symbol];
+      if (!price) throw new ChassisError('NOT_FOUND', `No price for ${input.symbol}`);
+      return { symbol: input.symbol, price };
+    }),
+  ],
+});
+
+async function serve(): Promise<void> {
+  const send = (message: FromServers) => process.send?.(message);
+  const listen = { port: 0, host: '127.0.0.1' };
+
+  const bare = Fastify({ logger: false });
+  bare.get<{ Params: { symbol: string } }>('/prices/:symbol', async (req, reply) => {
+    const price = PRICES[req.params.symbol];
+    if (!price) return reply.status(404).send({ error: `No price for ${req.params.symbol}` });
+    return { symbol: req.params.symbol, price };
+  });
+
+  // As an edge node would run: its own broker, logs silent, no rate limit (it would refuse the load).
+  const publicNode = createNode({
+    services: [marketData],
+    transport: memoryTransport({ broker: new MemoryBroker() }),
+    logLevel: 'silent',
+  });
+  await publicNode.start();
+  const gateway = await createGateway({
+    node: publicNode,
+    routes: [route.get('/prices/:symbol', getPrice, { auth: 'public' })],
+    rateLimit: false,
+  });
+
+  // The service verifies the token again, as every Chassis service does: that is part of the cost.
+  const verifier = jwtVerifier({ secret: SECRET });
+  const authNode = createNode({
+    services: [marketData],
+    transport: memoryTransport({ broker: new MemoryBroker() }),
+    logLevel: 'silent',
+    identity: verifier,
+  });
+  await authNode.start();
+  const gatewayAuth = await createGateway({
+    node: authNode,
+    routes: [route.get('/prices/:symbol', getPrice, { auth: { roles: ['customer'] } })],
+    auth: verifier,
+    rateLimit: false,
+  });
+
+  const addresses: ServerAddresses = {
+    fastify: await bare.listen(listen),
+    gateway: await gateway.listen(listen),
+    gatewayAuth: await gatewayAuth.listen(listen),
+    token: await signToken(SECRET, { sub: 'alice', roles: ['customer'] }, { expiresInSeconds: 3600 }),
+    versions: { fastify: bare.version },
+  };
+  send({ type: 'ready', addresses });
+
+  process.on('message', async (message: ToServers) => {
+    if (message.type !== 'stop') return;
+    await bare.close();
+    await gateway.close();
+    await gatewayAuth.close();
+    await publicNode.stop();
+    await authNode.stop();
+    send({ type: 'stopped' });
+    process.disconnect();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Load generators
+
+interface Target {
+  url: string;
+  headers: Record<string, string>;
+}
+
+interface LoadGenerator {
+  name: string;
+  description: string;
+  run(name: string, concurrency: number, target: Target): Promise<Measurement>;
+  close(): void;
+}
+
+/** Closed-loop workers over node:http with a keep-alive agent: one socket per worker, reused. */
+function nodeClient(): LoadGenerator {
+  const agents: Agent[] = [];
+  return {
+    name: 'node',
+    description: 'node:http in the main thread, keep-alive Agent with one socket per worker; bench/src/harness.ts',
+    run(name, concurrency, target) {
+      const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
+      agents.push(agent);
+      const callOnce = () =>
+        new Promise<void>((resolve, reject) => {
+          const outgoing = request(target.url, { agent, headers: target.headers }, (response) => {
+            // The body is read to the end so the socket can serve the next request; it was checked once.
+            response.on('data', () => {});
+            response.on('end', () =>
+              response.statusCode === 200 ? resolve() : reject(new Error(`HTTP ${response.statusCode}`)),
+            );
+            response.on('error', reject);
+          });
+          outgoing.on('error', reject);
+          outgoing.end();
+        });
+      return measure(name, concurrency, callOnce, { warmupMs: WARMUP_MS, durationMs: DURATION_MS });
+    },
+    close() {
+      for (const agent of agents) agent.destroy();
+    },
+  };
+}
+
+/** wrk, one thread: it sends far faster than a Node client, so the server is what gets measured. */
+function wrkClient(): LoadGenerator {
+  const run = async (args: string[]): Promise<string> => {
+    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    const [code] = (await once(child, 'close')) as [number | null];
+    if (code !== 0) throw new Error(`wrk ${args.join(' ')} exited with ${code}:\n${output}`);
+    return output;
+  };
+  return {
+    name: 'wrk',
+    description: 'wrk -t1 (one thread, keep-alive connections = concurrency), --latency percentiles',
+    async run(name, concurrency, target) {
+      const headers = Object.entries(target.headers).flatMap(([key, value]) => ['-H', `${key}: ${value}`]);
+      const label = `${name} ×${concurrency}`;
+      const base = ['-t1', `-c${concurrency}`, ...headers];
+      // wrk takes whole seconds.
+      const warmupSeconds = Math.max(1, Math.round(WARMUP_MS / 1000));
+      const seconds = Math.max(1, Math.round(DURATION_MS / 1000));
+      console.log(`  ${label}: warm-up ${warmupSeconds} s`);
+      await run([...base, `-d${warmupSeconds}s`, target.url]);
+      console.log(`  ${label}: measuring ${seconds} s`);
+      const output = await run([...base, `-d${seconds}s`, '--latency', target.url]);
+      const result = parseWrk(name, concurrency, output);
+      console.log(
+        `  ${label}: ${Math.round(result.opsPerSec).toLocaleString('en-US')} req/s, p50 ${result.p50Ms.toFixed(3)} ms, p99 ${result.p99Ms.toFixed(3)} ms` +
+          (result.errors > 0 ? `, ${result.errors} errors (${result.firstError})` : ''),
+      );
+      return result;
+    },
+    close() {},
+  };
+}
+
+/** `712.34us`, `1.20ms`, `2.01s`, `1.00m` → milliseconds. */
+function durationMs(text: string): number {
+  const match = /^([\d.]+)(us|ms|s|m)$/.exec(text.trim());
+  if (!match) return Number.NaN;
+  const scale: Record<string, number> = { us: 1e-3, ms: 1, s: 1000, m: 60_000 };
+  return Number(match[1]) * scale[match[2]!]!;
+}
+
+function parseWrk(name: string, concurrency: number, output: string): Measurement {
+  const percentile = (p: number) => durationMs(new RegExp(`^\\s*${p}%\\s+(\\S+)`, 'm').exec(output)?.[1] ?? '');
+  const latency = /^\s*Latency\s+(\S+)\s+\S+\s+(\S+)/m.exec(output);
+  const totals = /^\s*(\d+) requests in (\S+),/m.exec(output);
+  if (!totals || !latency) throw new Error(`could not read wrk's output:\n${output}`);
+  const ops = Number(totals[1]);
+  const seconds = durationMs(totals[2]!) / 1000;
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(output)?.[1] ?? 0);
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(output);
+  const socketErrors = socket ? socket.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0;
+  const errors = non2xx + socketErrors;
+  return {
+    name,
+    concurrency,
+    seconds,
+    // wrk counts every answer; the ones that were not 2xx are errors, not throughput.
+    ops: ops - non2xx,
+    opsPerSec: (ops - non2xx) / seconds,
+    p50Ms: percentile(50),
+    p90Ms: percentile(90),
+    p99Ms: percentile(99),
+    meanMs: durationMs(latency[1]!),
+    maxMs: durationMs(latency[2]!),
+    errors,
+    firstError: errors === 0 ? null : (socket?.[0] ?? `${non2xx} answers were not 2xx`),
+  };
+}
+
+function wrkInstalled(): boolean {
+  return spawnSync('wrk', ['--version'], { stdio: 'ignore' }).error === undefined;
+}
+
+function chooseClient(): LoadGenerator {
+  const asked = process.env.BENCH_CLIENT;
+  if (asked === 'node') return nodeClient();
+  if (asked === 'wrk') {
+    if (!wrkInstalled()) throw new Error('BENCH_CLIENT=wrk but wrk is not installed (apt-get install wrk)');
+    return wrkClient();
+  }
+  if (asked !== undefined && asked !== '') throw new TypeError(`BENCH_CLIENT is wrk or node, not "${asked}"`);
+  return wrkInstalled() ? wrkClient() : nodeClient();
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+interface Contender {
+  name: string;
+  description: string;
+  target(addresses: ServerAddresses): Target;
+}
+
+const contenders: Contender[] = [
+  {
+    name: 'fastify',
+    description: 'bare Fastify 5: a handler returning { symbol, price }; logger off',
+    target: (a) => ({ url: `${a.fastify}/prices/BHP`, headers: {} }),
+  },
+  {
+    name: 'gateway',
+    description:
+      'Chassis gateway: public route → market-data.getPrice on the memory transport, same process; rate limit off',
+    target: (a) => ({ url: `${a.gateway}/prices/BHP`, headers: {} }),
+  },
+  {
+    name: 'gateway-auth',
+    description: 'the same behind a bearer token (HS256 JWT, role customer), verified by the gateway and the service',
+    target: (a) => ({ url: `${a.gatewayAuth}/prices/BHP`, headers: { authorization: `Bearer ${a.token}` } }),
+  },
+];
+
+/** One request through node:http, to check a contender answers what the others answer. */
+async function fetchOnce(target: Target): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const outgoing = request(target.url, { headers: target.headers }, (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => {
+        body += chunk;
+      });
+      response.on('end', () => {
+        if (response.statusCode !== 200) reject(new Error(`HTTP ${response.statusCode}: ${body}`));
+        else resolve(JSON.parse(body));
+      });
+    });
+    outgoing.on('error', reject);
+    outgoing.end();
+  });
+}
+
+interface Row extends Measurement {
+  /** Throughput relative to bare Fastify's at the same concurrency. */
+  ratioToFastify: number | undefined;
+}
+
+async function main(): Promise<number> {
+  const unknown = ONLY?.filter((name) => !contenders.some((c) => c.name === name)) ?? [];
+  if (unknown.length > 0) {
+    console.error(
+      `BENCH_ONLY names ${unknown.join(', ')}; the contenders are ${contenders.map((c) => c.name).join(', ')}`,
+    );
+    return 1;
+  }
+  const chosen = ONLY ? ONLY.map((name) => contenders.find((c) => c.name === name)!) : contenders;
+  const client = chooseClient();
+  const startedAt = new Date();
+  console.log(
+    `gateway-http: ${chosen.map((c) => c.name).join(', ')} at concurrency ${CONCURRENCIES.join(', ')}; ` +
+      `warm-up ${WARMUP_MS} ms, ${DURATION_MS} ms measured each; load from ${client.name}`,
+  );
+
+  // The same file, run with --import tsx as this process was (fork passes execArgv on).
+  const servers = fork(fileURLToPath(import.meta.url), [], { env: { ...process.env, [SERVERS_ROLE]: '1' } });
+  const failed = new Promise<never>((_resolve, reject) => {
+    servers.once('error', reject);
+    servers.once('exit', (code) => reject(new Error(`the server process exited with ${code}`)));
+  });
+  failed.catch(() => {});
+  const ready = (await Promise.race([once(servers, 'message'), failed])) as [FromServers];
+  if (ready[0].type !== 'ready') throw new Error('the server process did not start');
+  const addresses = ready[0].addresses;
+
+  const measurements: Measurement[] = [];
+  const failures: { name: string; error: string }[] = [];
+  try {
+    for (const contender of chosen) {
+      const target = contender.target(addresses);
+      console.log(`${contender.name}: ${contender.description}`);
+      try {
+        const answer = await fetchOnce(target);
+        if (!isDeepStrictEqual(answer, expected)) {
+          throw new Error(`answered ${JSON.stringify(answer)} instead of ${JSON.stringify(expected)}`);
+        }
+        for (const concurrency of CONCURRENCIES) {
+          measurements.push(await client.run(contender.name, concurrency, target));
+        }
+      } catch (error) {
+        const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+        console.error(`${contender.name}: failed; skipped.\n${message}`);
+        failures.push({ name: contender.name, error: message });
+      }
+    }
+  } finally {
+    client.close();
+    servers.send({ type: 'stop' } satisfies ToServers);
+    await Promise.race([once(servers, 'message'), failed]).catch((error: unknown) => {
+      failures.push({ name: 'servers', error: `close failed: ${String(error)}` });
+    });
+    if (servers.exitCode === null) await Promise.race([once(servers, 'exit'), failed.catch(() => {})]);
+  }
+
+  const rows: Row[] = measurements.map((m) => {
+    const baseline = measurements.find((b) => b.name === BASELINE && b.concurrency === m.concurrency);
+    return { ...m, ratioToFastify: baseline ? m.opsPerSec / baseline.opsPerSec : undefined };
+  });
+  const fixed = (n: number, digits: number) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
+  console.log('');
+  console.log(
+    formatTable([
+      ['contender', 'concurrency', 'req/s', 'p50 ms', 'p99 ms', 'vs fastify', 'errors'],
+      ...[...rows]
+        .sort((a, b) => a.concurrency - b.concurrency)
+        .map((r) => [
+          r.name,
+          String(r.concurrency),
+          Math.round(r.opsPerSec).toLocaleString('en-US'),
+          fixed(r.p50Ms, 3),
+          fixed(r.p99Ms, 3),
+          r.ratioToFastify === undefined ? 'n/a' : `${r.ratioToFastify.toFixed(2)}×`,
+          String(r.errors),
+        ]),
+    ]),
+  );
+  const gatewayRows = rows.filter((r) => r.name === 'gateway' && r.ratioToFastify !== undefined);
+  if (gatewayRows.length > 0) {
+    const met = gatewayRows.every((r) => r.ratioToFastify! >= GOAL_RATIO);
+    console.log(
+      `\ngoal: gateway ≥ ${GOAL_RATIO.toFixed(1)}× bare Fastify at every concurrency — ${met ? 'met' : 'NOT met'} ` +
+        `(${gatewayRows.map((r) => `${r.ratioToFastify!.toFixed(2)}× at ${r.concurrency}`).join(', ')})`,
+    );
+  }
+
+  const file = new URL(`../results/gateway-http-${startedAt.toISOString().replaceAll(':', '-')}.json`, import.meta.url);
+  await mkdir(new URL('.', file), { recursive: true });
+  const manifest = JSON.parse(
+    await readFile(new URL('../../packages/gateway/package.json', import.meta.url), 'utf8'),
+  ) as { version: string };
+  const report = {
+    benchmark: 'gateway-http',
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    node: process.version,
+    platform: `${process.platform} ${process.arch}`,
+    cpu: `${cpus().length} × ${cpus()[0]?.model ?? 'unknown'}`,
+    client: { name: client.name, description: client.description },
+    warmupMs: WARMUP_MS,
+    durationMs: DURATION_MS,
+    request: 'GET /prices/BHP',
+    response: expected,
+    versions: { ...addresses.versions, gateway: manifest.version },
+    goal: { contender: 'gateway', minRatioToFastify: GOAL_RATIO },
+    contenders: Object.fromEntries(chosen.map((c) => [c.name, { description: c.description }])),
+    results: rows,
+    failures,
+  };
+  await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
+  console.log(`\nresults written to ${file.pathname}`);
+  if (failures.length > 0) console.error(`failed: ${failures.map((f) => f.name).join(', ')}`);
+  return failures.length > 0 ? 1 : 0;
+}
+
+if (process.env[SERVERS_ROLE] !== '1') {
+  process.exitCode = await main();
+  // Everything was closed above; if some handle still keeps the process alive, say so and leave anyway.
+  setTimeout(() => {
+    console.error(`still running 5 s after the end; open resources: ${process.getActiveResourcesInfo().join(', ')}`);
+    process.exit();
+  }, 5000).unref();
+} else {
+  await serve();
+}
