@@ -79,6 +79,12 @@ export interface GatewayTools {
   ): Promise<OutputOf<C>>;
   /** The request's absolute deadline: from `Request-Timeout` or `X-Deadline`, capped, else the default. */
   deadlineOf(request: FastifyRequest): number;
+  /** Records how a request ended (an error code, or `ok`) for the gateway's request histogram. */
+  recordOutcome(request: FastifyRequest, outcome: string): void;
+  /** The node's logger: what a plugin hides from a client (an internal error) it logs here. */
+  log: ChassisNode['log'];
+  /** The version prefix the routes are served under (`/v1`), or ''. */
+  prefix: string;
 }
 
 export interface Gateway {
@@ -160,9 +166,16 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   app.removeContentTypeParser('text/plain');
 
   const duration = httpHistogram(node);
+  const deadlineOf = (request: FastifyRequest): number => {
+    const state = stateOf(request);
+    state.deadline ??= requestDeadline(request.headers, deadlines);
+    return state.deadline;
+  };
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    // From the request's arrival: the client's Request-Timeout counts the upload and the token check too.
+    deadlineOf(request);
   });
   app.addHook('onResponse', async (request, reply) => {
     // Only matched routes become label values: a scan of random paths must not grow the metric.
@@ -226,12 +239,13 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       global: true,
       max: limits.max ?? 100,
       timeWindow: limits.timeWindowMs ?? 60_000,
-      // After authentication, so a client is its token's subject rather than a shared address.
-      hook: 'preHandler',
+      // Before authentication (a preHandler), so refused tokens are counted too: a client is its verified
+      // token's subject, and anyone else — no token, a bad one — its address.
+      hook: 'preValidation',
       enableDraftSpec: true,
       ...(redis ? { redis, nameSpace: 'chassis-rate-limit:' } : {}),
-      keyGenerator: (request) => {
-        const user = stateOf(request).user;
+      keyGenerator: async (request) => {
+        const user = await identify(request).catch(() => undefined);
         return user ? `user:${user.subject}` : `ip:${request.ip}`;
       },
       errorResponseBuilder: (_request, context) =>
@@ -241,11 +255,6 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     });
   }
 
-  const deadlineOf = (request: FastifyRequest): number => {
-    const state = stateOf(request);
-    state.deadline ??= requestDeadline(request.headers, deadlines);
-    return state.deadline;
-  };
   const callFor = async <C extends ActionContract>(
     request: FastifyRequest,
     contract: C,
@@ -271,7 +280,16 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       ...(tracestate ? { tracestate } : {}),
     });
   };
-  const tools: GatewayTools = { identify, callFor, deadlineOf };
+  const tools: GatewayTools = {
+    identify,
+    callFor,
+    deadlineOf,
+    recordOutcome: (request, outcome) => {
+      stateOf(request).outcome = outcome;
+    },
+    log: node.log,
+    prefix,
+  };
 
   await app.register(
     async (api) => {
@@ -279,7 +297,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         api.route({
           method: spec.method,
           url: spec.path,
-          onRequest: authenticate(spec.auth, identify),
+          preHandler: authenticate(spec.auth, identify),
           handler:
             spec.kind === 'action'
               ? actionHandler(spec, tools, idempotency, idempotencyTtlMs)
@@ -313,7 +331,13 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       report(reply, () => node.readiness()),
     );
   }
-  await options.register?.(app, tools);
+  try {
+    await options.register?.(app, tools);
+  } catch (error) {
+    await app.close().catch(() => undefined);
+    if (ownRedis) ownRedis.disconnect();
+    throw error;
+  }
 
   return {
     app,

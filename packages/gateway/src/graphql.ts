@@ -72,26 +72,37 @@ export function graphqlEndpoint(
     const refusals = new WeakSet<ChassisError>();
     // Encapsulated, so the hooks and the error handler below concern the GraphQL routes only.
     await app.register(async (scope) => {
-      // Before the rate limit (a preHandler) so a caller is counted by their token's subject. A bad token
-      // is refused later, by the context, in GraphQL's shape.
-      scope.addHook('onRequest', async (request) => {
-        await tools.identify(request).catch(() => undefined);
-      });
       scope.setErrorHandler(async (error, request, reply) => {
         const failure = error instanceof ChassisError && refusals.has(error) ? error : mercuriusFailure(error);
         if (!failure) throw error; // to the gateway's error handler
+        tools.recordOutcome(request, failure.code);
         if (failure.code === 'UNAUTHENTICATED') reply.header('www-authenticate', 'Bearer');
         return reply.status(failure.status).send({ errors: requestErrors(error, failure, request.id) });
       });
       await scope.register(mercurius, {
         schema: options.schema,
         resolvers: options.resolvers as IResolvers,
-        path: options.path ?? '/graphql',
+        path: `${tools.prefix}${options.path ?? '/graphql'}`,
         graphiql: options.graphiql ?? false,
         queryDepth: options.maxDepth ?? 10,
         // Off: errors outside execution go to the handler above rather than mercurius's.
         errorHandler: false,
-        errorFormatter: (execution, context) => formatExecution(execution, context.reply.request.id),
+        errorFormatter: (execution, context) => {
+          const request = context.reply.request;
+          const formatted = formatExecution(execution, request.id);
+          const codes = (formatted.response.errors ?? []).map((e) => String(e.extensions?.code ?? 'INTERNAL'));
+          if (codes.length > 0) tools.recordOutcome(request, codes[0]!);
+          for (const error of execution.errors) {
+            const cause = error.originalError;
+            if (!(cause instanceof ChassisError) || cause.code === 'INTERNAL') {
+              tools.log.error(
+                { err: cause ?? error, requestId: request.id, path: error.path },
+                'a GraphQL field failed',
+              );
+            }
+          }
+          return formatted;
+        },
         context: async (request) => {
           try {
             return await contextFor(request, tools);

@@ -46,6 +46,25 @@ describe('gateway: rate limits', () => {
     }
   });
 
+  it('refused tokens count too: a flood of forged tokens from one address is limited by the address', async () => {
+    const api = await startBankApi({ rateLimit: { max: 3, timeWindowMs: 60_000 } });
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const forged = await signToken('a-guess-at-the-secret-32-characters', { sub: `guess-${i}`, roles: ['admin'] });
+        const response = await api.gateway.app.inject({
+          method: 'GET',
+          url: '/accounts',
+          headers: { authorization: `Bearer ${forged}` },
+        });
+        statuses.push(response.statusCode);
+      }
+      assert.deepEqual(statuses, [401, 401, 401, 429, 429]);
+    } finally {
+      await api.close();
+    }
+  });
+
   it('two gateway instances sharing Redis enforce one limit', { skip: redisSkip }, async () => {
     const redis = new Redis(servers.redis.url);
     // Each run its own counters: the window outlives the test in Redis.
