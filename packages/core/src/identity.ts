@@ -1,3 +1,4 @@
+import { createSecretKey, type KeyObject } from 'node:crypto';
 import {
   createLocalJWKSet,
   createRemoteJWKSet,
@@ -53,10 +54,11 @@ const MIN_SECRET_LENGTH = 32;
 
 /** A verifier of JWTs with jose: HS256 with a secret, or RS256/ES256 with a JWKS (local or fetched). */
 export function jwtVerifier(options: JwtOptions): IdentityVerifier {
-  let key: Uint8Array | JWTVerifyGetKey;
+  let key: KeyObject | JWTVerifyGetKey;
   let algorithms: string[];
   if ('secret' in options) {
-    key = secretKey(options.secret);
+    // Imported once: jose would otherwise import a raw secret on every verification.
+    key = createSecretKey(secretKey(options.secret));
     algorithms = ['HS256'];
   } else if ('jwks' in options) {
     key = createLocalJWKSet(options.jwks);
@@ -71,12 +73,18 @@ export function jwtVerifier(options: JwtOptions): IdentityVerifier {
     ...(options.issuer === undefined ? {} : { issuer: options.issuer }),
     ...(options.audience === undefined ? {} : { audience: options.audience }),
   };
+  // A token is verified at the gateway and again by every service it reaches, many times while it
+  // lives: keep what a verification found until the token expires. The key is the whole token, its
+  // signature included, so only the very token that was verified finds an entry.
+  const verified = new VerifiedTokens();
   return async (token) => {
+    const known = verified.get(token);
+    if (known) return known;
     let payload: JWTPayload;
     try {
       // jose's overloads split on the key's type; both branches take the same options.
       payload =
-        key instanceof Uint8Array
+        typeof key === 'function'
           ? (await jwtVerify(token, key, verifyOptions)).payload
           : (await jwtVerify(token, key, verifyOptions)).payload;
     } catch (error) {
@@ -86,8 +94,35 @@ export function jwtVerifier(options: JwtOptions): IdentityVerifier {
       throw new ChassisError('UNAUTHENTICATED', 'The access token names no subject (sub)');
     }
     const roles = Array.isArray(payload.roles) ? payload.roles.filter((r): r is string => typeof r === 'string') : [];
-    return { subject: payload.sub, roles, claims: payload };
+    const identity: Identity = { subject: payload.sub, roles, claims: payload };
+    verified.set(token, identity, payload.exp);
+    return identity;
   };
+}
+
+/** Verified tokens until their expiry, at most `max` of them, the oldest dropped first. */
+class VerifiedTokens {
+  private readonly entries = new Map<string, { identity: Identity; expiresAt: number }>();
+
+  constructor(private readonly max = 10_000) {}
+
+  get(token: string): Identity | undefined {
+    const entry = this.entries.get(token);
+    if (!entry) return undefined;
+    // No clock tolerance here: past its expiry a token goes to jose, which applies the tolerance.
+    if (entry.expiresAt <= Date.now()) {
+      this.entries.delete(token);
+      return undefined;
+    }
+    return entry.identity;
+  }
+
+  set(token: string, identity: Identity, exp: number | undefined): void {
+    // A token without an expiry is verified every time: nothing says how long it may be believed.
+    if (exp === undefined) return;
+    if (this.entries.size >= this.max) this.entries.delete(this.entries.keys().next().value as string);
+    this.entries.set(token, { identity, expiresAt: exp * 1000 });
+  }
 }
 
 /**

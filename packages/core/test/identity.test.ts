@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   action,
   type ChassisError,
@@ -59,6 +60,15 @@ describe('identity: JWT verification', () => {
       .setExpirationTime('1h')
       .sign(new TextEncoder().encode(SECRET));
     await assert.rejects(verify(anonymous), unauthenticated(/no subject/));
+  });
+
+  it('a verified token is believed until it expires, not after', async () => {
+    const verify = jwtVerifier({ secret: SECRET, clockToleranceSeconds: 0 });
+    const token = await signToken(SECRET, { sub: 'alice' }, { expiresInSeconds: 1 });
+    assert.equal((await verify(token)).subject, 'alice');
+    assert.equal((await verify(token)).subject, 'alice', 'again, from what the first verification found');
+    await sleep(1100);
+    await assert.rejects(verify(token), unauthenticated(/expired/));
   });
 
   it('issuer and audience are checked when configured', async () => {
