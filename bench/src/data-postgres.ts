@@ -1,8 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Header, type Transport, type WireMessage } from '@chassis/core';
@@ -13,7 +11,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect as natsConnect } from '@nats-io/transport-node';
 import pg from 'pg';
 import { z } from 'zod';
-import { benchDurationMs, formatTable, type Measurement, measure, percentile } from './harness.ts';
+import { benchDurationMs, formatTable, type Measurement, measure, percentile, writeResults } from './harness.ts';
 
 /**
  * The data kit on the real PostgreSQL, beside pgbench's simple-update TPS on the same server in the same
@@ -427,28 +425,15 @@ async function main(): Promise<number> {
     ]),
   );
 
-  const file = new URL(
-    `../results/data-postgres-${startedAt.toISOString().replaceAll(':', '-')}.json`,
-    import.meta.url,
-  );
-  await mkdir(new URL('.', file), { recursive: true });
-  const report = {
-    benchmark: 'data-postgres',
-    startedAt: startedAt.toISOString(),
-    finishedAt: new Date().toISOString(),
+  await writeResults('data-postgres', startedAt, {
     server: { host: new URL(ADMIN_URL).host, version: serverVersion, synchronousCommit },
-    node: process.version,
-    platform: `${process.platform} ${process.arch}`,
-    cpu: `${cpus().length} × ${cpus()[0]?.model ?? 'unknown'}`,
     concurrency: CONCURRENCY,
     warmupMs: WARMUP_MS,
     durationMs: DURATION_MS,
     pgbench: { args: `-N -c ${CONCURRENCY} -j 2 -T ${PGBENCH_SECONDS}`, tps: pgbenchTps },
     results: rows,
     outboxRelay: { backlog: BACKLOG, results: relays },
-  };
-  await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
-  console.log(`\nresults written to ${file.pathname}`);
+  });
   return [...rows, ...relays].some((r) => r.errors > 0) ? 1 : 0;
 }
 

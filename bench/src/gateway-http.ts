@@ -1,8 +1,7 @@
 import { fork, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
-import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import {
@@ -19,7 +18,7 @@ import {
 import { createGateway, route } from '@chassis/gateway';
 import Fastify from 'fastify';
 import { z } from 'zod';
-import { benchDurationMs, formatTable, type Measurement, measure } from './harness.ts';
+import { benchDurationMs, type Measurement, measure, ratioTable, withRatios, writeResults } from './harness.ts';
 
 /**
  * The gateway's own cost over HTTP, in one run on loopback: bare Fastify answering `GET /prices/:symbol`
@@ -324,11 +323,6 @@ async function fetchOnce(target: Target): Promise<unknown> {
   });
 }
 
-interface Row extends Measurement {
-  /** Throughput relative to bare Fastify's at the same concurrency. */
-  ratioToFastify: number | undefined;
-}
-
 async function main(): Promise<number> {
   const unknown = ONLY?.filter((name) => !contenders.some((c) => c.name === name)) ?? [];
   if (unknown.length > 0) {
@@ -385,49 +379,22 @@ async function main(): Promise<number> {
     if (servers.exitCode === null) await Promise.race([once(servers, 'exit'), failed.catch(() => {})]);
   }
 
-  const rows: Row[] = measurements.map((m) => {
-    const baseline = measurements.find((b) => b.name === BASELINE && b.concurrency === m.concurrency);
-    return { ...m, ratioToFastify: baseline ? m.opsPerSec / baseline.opsPerSec : undefined };
-  });
-  const fixed = (n: number, digits: number) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
+  const rows = withRatios(measurements, BASELINE);
   console.log('');
-  console.log(
-    formatTable([
-      ['contender', 'concurrency', 'req/s', 'p50 ms', 'p99 ms', 'vs fastify', 'errors'],
-      ...[...rows]
-        .sort((a, b) => a.concurrency - b.concurrency)
-        .map((r) => [
-          r.name,
-          String(r.concurrency),
-          Math.round(r.opsPerSec).toLocaleString('en-US'),
-          fixed(r.p50Ms, 3),
-          fixed(r.p99Ms, 3),
-          r.ratioToFastify === undefined ? 'n/a' : `${r.ratioToFastify.toFixed(2)}×`,
-          String(r.errors),
-        ]),
-    ]),
-  );
-  const gatewayRows = rows.filter((r) => r.name === 'gateway' && r.ratioToFastify !== undefined);
+  console.log(ratioTable(rows, { ops: 'req/s', baseline: 'fastify' }));
+  const gatewayRows = rows.filter((r) => r.name === 'gateway' && r.ratio !== undefined);
   if (gatewayRows.length > 0) {
-    const met = gatewayRows.every((r) => r.ratioToFastify! >= GOAL_RATIO);
+    const met = gatewayRows.every((r) => r.ratio! >= GOAL_RATIO);
     console.log(
       `\ngoal: gateway ≥ ${GOAL_RATIO.toFixed(1)}× bare Fastify at every concurrency — ${met ? 'met' : 'NOT met'} ` +
-        `(${gatewayRows.map((r) => `${r.ratioToFastify!.toFixed(2)}× at ${r.concurrency}`).join(', ')})`,
+        `(${gatewayRows.map((r) => `${r.ratio!.toFixed(2)}× at ${r.concurrency}`).join(', ')})`,
     );
   }
 
-  const file = new URL(`../results/gateway-http-${startedAt.toISOString().replaceAll(':', '-')}.json`, import.meta.url);
-  await mkdir(new URL('.', file), { recursive: true });
   const manifest = JSON.parse(
     await readFile(new URL('../../packages/gateway/package.json', import.meta.url), 'utf8'),
   ) as { version: string };
-  const report = {
-    benchmark: 'gateway-http',
-    startedAt: startedAt.toISOString(),
-    finishedAt: new Date().toISOString(),
-    node: process.version,
-    platform: `${process.platform} ${process.arch}`,
-    cpu: `${cpus().length} × ${cpus()[0]?.model ?? 'unknown'}`,
+  await writeResults('gateway-http', startedAt, {
     client: { name: client.name, description: client.description },
     warmupMs: WARMUP_MS,
     durationMs: DURATION_MS,
@@ -436,11 +403,10 @@ async function main(): Promise<number> {
     versions: { ...addresses.versions, gateway: manifest.version },
     goal: { contender: 'gateway', minRatioToFastify: GOAL_RATIO },
     contenders: Object.fromEntries(chosen.map((c) => [c.name, { description: c.description }])),
+    baseline: BASELINE,
     results: rows,
     failures,
-  };
-  await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
-  console.log(`\nresults written to ${file.pathname}`);
+  });
   if (failures.length > 0) console.error(`failed: ${failures.map((f) => f.name).join(', ')}`);
   return failures.length > 0 ? 1 : 0;
 }

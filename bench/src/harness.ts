@@ -1,3 +1,5 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
 import { hrtime } from 'node:process';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -177,4 +179,53 @@ export function formatTable(rows: string[][]): string {
   const [header, ...body] = rows;
   if (!header) return '';
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}
+
+/** A measurement with its throughput as a ratio of the baseline contender's at the same concurrency. */
+export type RatedMeasurement = Measurement & { ratio: number | undefined };
+
+export function withRatios(measurements: readonly Measurement[], baseline: string): RatedMeasurement[] {
+  return measurements.map((m) => {
+    const base = measurements.find((b) => b.name === baseline && b.concurrency === m.concurrency);
+    return { ...m, ratio: base ? m.opsPerSec / base.opsPerSec : undefined };
+  });
+}
+
+/** The table of a side-by-side run, by concurrency: throughput, latency and the ratio to the baseline. */
+export function ratioTable(rows: readonly RatedMeasurement[], labels: { ops: string; baseline: string }): string {
+  const fixed = (n: number, digits: number) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
+  return formatTable([
+    ['contender', 'concurrency', labels.ops, 'p50 ms', 'p99 ms', `vs ${labels.baseline}`, 'errors'],
+    ...[...rows]
+      .sort((a, b) => a.concurrency - b.concurrency)
+      .map((r) => [
+        r.name,
+        String(r.concurrency),
+        Math.round(r.opsPerSec).toLocaleString('en-US'),
+        fixed(r.p50Ms, 3),
+        fixed(r.p99Ms, 3),
+        r.ratio === undefined ? 'n/a' : `${r.ratio.toFixed(2)}×`,
+        String(r.errors),
+      ]),
+  ]);
+}
+
+/**
+ * Writes a run's report to `bench/results/<benchmark>-<start time>.json` (git-ignored), with when and
+ * on what machine it ran, and says where.
+ */
+export async function writeResults(benchmark: string, startedAt: Date, report: Record<string, unknown>): Promise<void> {
+  const file = new URL(`../results/${benchmark}-${startedAt.toISOString().replaceAll(':', '-')}.json`, import.meta.url);
+  await mkdir(new URL('.', file), { recursive: true });
+  const full = {
+    benchmark,
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    node: process.version,
+    platform: `${process.platform} ${process.arch}`,
+    cpu: `${cpus().length} × ${cpus()[0]?.model ?? 'unknown'}`,
+    ...report,
+  };
+  await writeFile(file, `${JSON.stringify(full, null, 2)}\n`);
+  console.log(`\nresults written to ${file.pathname}`);
 }

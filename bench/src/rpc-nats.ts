@@ -1,13 +1,12 @@
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { cpus } from 'node:os';
 import { isDeepStrictEqual } from 'node:util';
 import { action, createNode, defineService, handle } from '@chassis/core';
 import { reachable } from '@chassis/testing';
 import Moleculer from 'moleculer';
 import { connect } from 'nats';
 import { z } from 'zod';
-import { benchDurationMs, formatTable, type Measurement, measure } from './harness.ts';
+import { benchDurationMs, type Measurement, measure, ratioTable, withRatios, writeResults } from './harness.ts';
 
 /**
  * RPC over NATS, side by side, in one run against one local nats-server: raw nats.js (the floor),
@@ -160,11 +159,6 @@ const chassis: Contender = {
   },
 };
 
-interface Row extends Measurement {
-  /** Throughput relative to Moleculer's at the same concurrency. */
-  ratioToMoleculer: number | undefined;
-}
-
 async function main(): Promise<number> {
   if (!(await reachable({ name: 'NATS', url: NATS_URL, port: 4222 }))) {
     console.error(`NATS is not reachable at ${NATS_URL}. Start nats-server (or set BENCH_NATS_URL) and run again.`);
@@ -219,50 +213,22 @@ async function main(): Promise<number> {
     }
   }
 
-  const rows: Row[] = measurements.map((m) => {
-    const baseline = measurements.find((b) => b.name === BASELINE && b.concurrency === m.concurrency);
-    return { ...m, ratioToMoleculer: baseline ? m.opsPerSec / baseline.opsPerSec : undefined };
-  });
-  const fixed = (n: number, digits: number) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
+  const rows = withRatios(measurements, BASELINE);
   console.log('');
-  console.log(
-    formatTable([
-      ['contender', 'concurrency', 'ops/s', 'p50 ms', 'p99 ms', 'vs moleculer', 'errors'],
-      ...[...rows]
-        .sort((a, b) => a.concurrency - b.concurrency)
-        .map((r) => [
-          r.name,
-          String(r.concurrency),
-          Math.round(r.opsPerSec).toLocaleString('en-US'),
-          fixed(r.p50Ms, 3),
-          fixed(r.p99Ms, 3),
-          r.ratioToMoleculer === undefined ? 'n/a' : `${r.ratioToMoleculer.toFixed(2)}×`,
-          String(r.errors),
-        ]),
-    ]),
-  );
+  console.log(ratioTable(rows, { ops: 'ops/s', baseline: 'moleculer' }));
 
-  const file = new URL(`../results/rpc-nats-${startedAt.toISOString().replaceAll(':', '-')}.json`, import.meta.url);
-  await mkdir(new URL('.', file), { recursive: true });
-  const report = {
-    benchmark: 'rpc-nats',
-    startedAt: startedAt.toISOString(),
-    finishedAt: new Date().toISOString(),
+  await writeResults('rpc-nats', startedAt, {
     natsUrl: NATS_URL,
-    node: process.version,
-    platform: `${process.platform} ${process.arch}`,
-    cpu: `${cpus().length} × ${cpus()[0]?.model ?? 'unknown'}`,
     warmupMs: WARMUP_MS,
     durationMs: DURATION_MS,
     payload,
     contenders: Object.fromEntries(
       contenders.map((c) => [c.name, { description: c.description, ...(notes[c.name] ?? {}) }]),
     ),
+    baseline: BASELINE,
     results: rows,
     failures,
-  };
-  await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
-  console.log(`\nresults written to ${file.pathname}`);
+  });
   if (failures.length > 0) console.error(`failed: ${failures.map((f) => f.name).join(', ')}`);
   return failures.length > 0 ? 1 : 0;
 }
