@@ -62,6 +62,11 @@ export interface GatewayOptions {
   openapi?: OpenApiInfo | false;
   /** Serve `/health/live` and `/health/ready` (the node's checks). Default true. */
   health?: boolean;
+  /**
+   * Which proxies in front of the gateway to believe about the client's address (`X-Forwarded-For`),
+   * as Fastify takes it: `true` or their addresses (`"10.0.0.0/8"`). Default: none.
+   */
+  trustProxy?: boolean | string | string[];
   /** Adds routes or plugins (GraphQL, say) before the gateway starts. */
   register?: (app: FastifyInstance, tools: GatewayTools) => Promise<void> | void;
 }
@@ -148,8 +153,9 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       const given = request.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
-    // Behind a proxy the client's address is in X-Forwarded-For; rate limits key on it.
-    trustProxy: true,
+    // Off by default: trusting X-Forwarded-For from anyone would let a client pick the address its
+    // rate limit is counted under.
+    trustProxy: options.trustProxy ?? false,
     // A URL that does not decode or a path parameter too long for the router is refused before any hook
     // or the error handler runs: without this Fastify answers in its own shape, with no request id.
     frameworkErrors: (error, request, reply) => {

@@ -60,6 +60,13 @@ describe('gateway: rate limits', () => {
         statuses.push(response.statusCode);
       }
       assert.deepEqual(statuses, [401, 401, 401, 429, 429]);
+      // Nor does a made-up X-Forwarded-For get an anonymous client a fresh budget: no proxy is trusted.
+      const spoofed = await api.gateway.app.inject({
+        method: 'GET',
+        url: '/prices/BHP',
+        headers: { 'x-forwarded-for': '203.0.113.77' },
+      });
+      assert.equal(spoofed.statusCode, 429);
     } finally {
       await api.close();
     }
