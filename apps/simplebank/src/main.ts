@@ -1,69 +1,83 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type ChassisNode, isChassisError, runNode } from '@chassis/core';
-import { getOrder, sellShares } from '../contracts/orders.ts';
-import { simplebankServices } from './services.ts';
+import { startSimplebank } from './system.ts';
 
 /**
- * `npm start`: SimpleBank's sell-order slice on the chassis. With no configuration every service runs
- * in this one process on the memory transport; `CHASSIS_TRANSPORT=nats://127.0.0.1:4222 SERVICES=orders`
- * and friends spread the same services over processes. The walk-through below places a few orders and
- * prints what happened; `--serve` keeps the node running afterwards until Ctrl-C.
+ * `npm start`: SimpleBank with every service in this one process (memory transport, PGlite in
+ * `.data/simplebank`) and its gateway on http://127.0.0.1:8080, serving until Ctrl-C. `-- --demo` places
+ * a few orders through the gateway, prints what happened and exits. `CHASSIS_TRANSPORT`, `SERVICES`,
+ * `DATABASE_URL` and `PORT` spread the same services over processes, brokers and databases.
  */
 
-const node = await runNode({
-  services: simplebankServices(),
-  ...(process.env.LOG_LEVEL ? {} : { logLevel: 'warn' as const }),
-});
+const demo = process.argv.includes('--demo');
+const bank = await startSimplebank({ handleSignals: !demo });
 const say = (line: string) => console.log(line);
+const { node, url } = bank;
 
-async function attempt(label: string, run: () => Promise<string>): Promise<void> {
-  try {
-    say(`  ${label} → ${await run()}`);
-  } catch (error) {
-    if (!isChassisError(error)) throw error;
-    const fields = (error.data as { fields?: { path: string; message: string }[] } | undefined)?.fields;
-    say(`  ${label} → ${error.status} ${error.code}: ${error.message.split(':')[0]}`);
-    for (const field of fields ?? []) say(`      ${field.path}: ${field.message}`);
-  }
+say(`SimpleBank on the ${node.transport.kind} transport: ${node.services.map((s) => s.name).join(', ')}`);
+if (url) {
+  say(`  API      ${url}   (OpenAPI ${url}/openapi.json, docs ${url}/docs)`);
+}
+if (node.opsPort !== undefined) {
+  const ops = `http://127.0.0.1:${node.opsPort}`;
+  say(`  ops      ${ops}/health/ready, ${ops}/metrics`);
 }
 
-async function walkThrough(node: ChassisNode): Promise<void> {
-  say(`SimpleBank sell-order slice on the ${node.transport.kind} transport (node ${node.id})`);
-  say(`  services here: ${node.services.map((s) => s.name).join(', ')}`);
-  let orderId = '';
-  await attempt('sell 10 BHP from account 101', async () => {
-    const order = await node.call(sellShares, { accountId: '101', symbol: 'BHP', quantity: 10 });
-    orderId = order.orderId;
-    return `order ${order.orderId} ${order.status}`;
+async function request(method: string, path: string, body?: unknown, token?: string) {
+  const response = await fetch(`${url}${path}`, {
+    method,
+    headers: {
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
-  await attempt('sell 5000 BHP from account 101', async () => {
-    const order = await node.call(sellShares, { accountId: '101', symbol: 'BHP', quantity: 5000 });
-    return `order ${order.orderId} ${order.status}`;
-  });
-  await attempt('sell -3 "bhp" from account "abc"', async () => {
-    // The input is wrong on purpose: the callee's contract refuses it before any handler runs.
-    const order = await node.call(sellShares, { accountId: 'abc', symbol: 'bhp', quantity: -3 });
-    return `order ${order.orderId} ${order.status}`;
-  });
-  if (orderId) {
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+function describe(answer: { status: number; body: Record<string, unknown> }): string {
+  const error = answer.body.error as { code: string; message: string } | undefined;
+  return error ? `${answer.status} ${error.code}: ${error.message}` : `${answer.status} ${JSON.stringify(answer.body)}`;
+}
+
+async function walkThrough(): Promise<void> {
+  const login = await request('POST', '/auth/token', { username: 'alice', password: 'alice-password' });
+  say(`  POST /auth/token alice → ${login.status}`);
+  const token = String(login.body.access_token);
+  const sold = await request('POST', '/shares/sell', { accountId: '101', symbol: 'BHP', quantity: 10 }, token);
+  say(`  POST /shares/sell 10 BHP from 101 → ${describe(sold)}`);
+  say(
+    `  POST /shares/sell 5000 BHP → ${describe(await request('POST', '/shares/sell', { accountId: '101', symbol: 'BHP', quantity: 5000 }, token))}`,
+  );
+  say(
+    `  POST /shares/sell from Bob's 102 → ${describe(await request('POST', '/shares/sell', { accountId: '102', symbol: 'BHP', quantity: 1 }, token))}`,
+  );
+  say(
+    `  POST /shares/sell -3 "bhp" → ${describe(await request('POST', '/shares/sell', { accountId: '101', symbol: 'bhp', quantity: -3 }, token))}`,
+  );
+  const orderId = sold.body.orderId;
+  if (typeof orderId === 'string') {
     for (let i = 0; i < 50; i++) {
-      const order = await node.call(getOrder, { orderId });
-      if (order.status !== 'created') {
-        say(`  order ${orderId}: ${order.history.map((h) => h.status).join(' → ')} (market placed it on the exchange)`);
+      const order = await request('GET', `/orders/${orderId}`, undefined, token);
+      if (order.body.status !== 'created') {
+        const history = (order.body.history as { status: string }[]).map((h) => h.status).join(' → ');
+        say(`  GET /orders/${orderId} → ${history} (market placed it on the exchange)`);
         break;
       }
       await sleep(20);
     }
   }
-  const nodes = node.registry.list();
-  say(
-    `  registry: ${nodes.length} node(s): ${nodes.map((n) => `${n.nodeId} [${n.services.map((s) => s.name).join(', ')}]`).join('; ')}`,
-  );
 }
 
-await walkThrough(node);
-if (process.argv.includes('--serve')) {
+if (demo && url) {
+  await walkThrough();
+  await bank.stop();
+} else if (url) {
+  say('Try it:');
+  say(
+    `  TOKEN=$(curl -s -X POST ${url}/auth/token -H 'content-type: application/json' -d '{"username":"alice","password":"alice-password"}' | sed 's/.*"access_token":"\\([^"]*\\)".*/\\1/')`,
+  );
+  say(
+    `  curl -s -X POST ${url}/shares/sell -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{"accountId":"101","symbol":"BHP","quantity":10}'`,
+  );
   say('Serving until Ctrl-C (SIGINT/SIGTERM drain the node gracefully).');
-} else {
-  await node.stop();
 }

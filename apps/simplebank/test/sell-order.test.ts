@@ -9,7 +9,7 @@ describe('SimpleBank sell-order slice, all in one process', () => {
   let node: ChassisNode;
   before(async () => {
     node = createNode({
-      services: simplebankServices(),
+      services: simplebankServices({ secret: 'a-test-secret-of-at-least-32-characters' }),
       transport: memoryTransport({ broker: new MemoryBroker() }),
       logLevel: 'silent',
     });

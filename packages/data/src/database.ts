@@ -1,4 +1,5 @@
-import { resolve } from 'node:path';
+import { mkdir } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { ChassisError } from '@chassis/core';
 import { PGlite, type PGliteInterface } from '@electric-sql/pglite';
 import {
@@ -144,8 +145,11 @@ async function openPglite(url: string): Promise<Database> {
   const dataDir = location === 'memory' || location === '' ? undefined : resolve(location);
   let lite: PGliteInterface;
   try {
-    if (dataDir) lite = await PGlite.create(dataDir);
-    else {
+    if (dataDir) {
+      // `pglite://.data/simplebank` on a fresh clone: the folder's parent does not exist yet.
+      await mkdir(dirname(dataDir), { recursive: true });
+      lite = await PGlite.create(dataDir);
+    } else {
       memoryTemplate ??= PGlite.create();
       lite = await (await memoryTemplate).clone();
     }

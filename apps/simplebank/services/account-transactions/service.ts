@@ -2,7 +2,7 @@ import { defineService, handle } from '@chassis/core';
 import { InsufficientShares, requestReservation } from '../../contracts/account-transactions.ts';
 
 /**
- * The ledger's reservation step. Until the data kit lands (issue 4) positions live in memory, seeded
+ * The ledger's reservation step. For now positions live in memory, seeded
  * as in specs/simplebank.md; the full double-entry ledger comes with the flagship (issue 6).
  */
 export function accountTransactionsService() {

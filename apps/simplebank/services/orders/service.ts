@@ -17,8 +17,8 @@ interface Order {
 }
 
 /**
- * Accepts sell orders: reserve the shares, record the order, announce it. Orders are kept in memory
- * until the data kit lands (issue 4 brings the event-sourced order stream and the outbox).
+ * Accepts sell orders: reserve the shares, record the order, announce it. Orders are kept in memory for
+ * now; the flagship (issue 6) makes them event-sourced (one stream per order) on the data kit.
  */
 export function ordersService() {
   const orders = new Map<string, Order>();

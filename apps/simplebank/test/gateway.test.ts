@@ -1,0 +1,106 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { signToken } from '@chassis/core';
+import { waitUntil } from '@chassis/testing';
+import { type Simplebank, startSimplebank } from '../src/system.ts';
+
+/** A JSON answer: a success body, or the gateway's error shape. */
+type Answer = Record<string, unknown> & {
+  error?: { code: string; message: string; details?: { fields: { path: string }[] } };
+};
+
+/** SimpleBank through its gateway over HTTP, all in one process on the embedded default. */
+describe('SimpleBank through the gateway, embedded (memory transport, PGlite)', () => {
+  let bank: Simplebank;
+  let url: string;
+  before(async () => {
+    bank = await startSimplebank({
+      port: 0,
+      databaseUrl: 'pglite://memory',
+      env: { CHASSIS_TRANSPORT: 'memory', OPS_PORT: 'off', LOG_LEVEL: 'silent' },
+    });
+    url = bank.url!;
+  });
+  after(() => bank.stop());
+
+  async function send(method: string, path: string, body?: unknown, token?: string) {
+    const response = await fetch(`${url}${path}`, {
+      method,
+      headers: {
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    return { status: response.status, headers: response.headers, body: (await response.json()) as Answer };
+  }
+  const login = async (username: string, password: string) =>
+    String((await send('POST', '/auth/token', { username, password })).body.access_token);
+
+  it('GET /health is public and tells the time', async () => {
+    const health = await send('GET', '/health');
+    assert.equal(health.status, 200);
+    assert.ok(Date.parse(String(health.body.ok)) > 0);
+  });
+
+  it('POST /auth/token: the seed users get a token with their roles and accounts; a wrong password is a 401', async () => {
+    const issued = await send('POST', '/auth/token', { username: 'alice', password: 'alice-password' });
+    assert.equal(issued.status, 200);
+    assert.equal(issued.body.token_type, 'Bearer');
+    assert.equal(issued.body.expires_in, 3600);
+    const payload = String(issued.body.access_token).split('.')[1] ?? '';
+    const claims = JSON.parse(Buffer.from(payload, 'base64url').toString());
+    assert.deepEqual([claims.sub, claims.roles, claims.accounts], ['alice', ['customer'], ['101']]);
+
+    for (const [username, password] of [
+      ['alice', 'bob-password'],
+      ['mallory', 'alice-password'],
+    ]) {
+      const refused = await send('POST', '/auth/token', { username, password });
+      assert.equal(refused.status, 401);
+      assert.equal(refused.body.error?.code, 'UNAUTHENTICATED');
+      assert.equal(refused.body.error?.message, 'Wrong username or password', 'the same answer for both mistakes');
+    }
+    const bad = await send('POST', '/auth/token', { username: '' });
+    assert.equal(bad.status, 400);
+    assert.deepEqual(bad.body.error?.details?.fields.map((f) => f.path).sort(), ['password', 'username']);
+  });
+
+  it('a sell order: 202 with Location, then placed; too many shares 409; another customer’s account 403; bad input 400', async () => {
+    const alice = await login('alice', 'alice-password');
+    const sold = await send('POST', '/shares/sell', { accountId: '101', symbol: 'GOOG', quantity: 3 }, alice);
+    assert.equal(sold.status, 202);
+    assert.equal(sold.body.ok, `sell order ${sold.body.orderId} placed`);
+    assert.equal(sold.headers.get('location'), `/orders/${sold.body.orderId}`);
+    await waitUntil(
+      async () => (await send('GET', `/orders/${sold.body.orderId}`, undefined, alice)).body.status === 'placed',
+      { what: 'the order placed' },
+    );
+
+    const tooMany = await send('POST', '/shares/sell', { accountId: '101', symbol: 'GOOG', quantity: 500 }, alice);
+    assert.equal(tooMany.status, 409);
+    assert.equal(tooMany.body.error?.code, 'INSUFFICIENT_SHARES');
+
+    const bobs = await send('POST', '/shares/sell', { accountId: '102', symbol: 'BHP', quantity: 1 }, alice);
+    assert.equal(bobs.status, 403);
+
+    const bad = await send('POST', '/shares/sell', { accountId: '101', symbol: 'goog', quantity: 0 }, alice);
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.error?.code, 'VALIDATION');
+
+    assert.equal((await send('POST', '/shares/sell', { accountId: '101', symbol: 'GOOG', quantity: 1 })).status, 401);
+    const forged = await signToken('somebody-elses-secret-of-32-characters', { sub: 'alice', roles: ['admin'] });
+    assert.equal((await send('GET', `/orders/${sold.body.orderId}`, undefined, forged)).status, 401);
+  });
+
+  it('the API is described at /openapi.json', async () => {
+    const doc = await send('GET', '/openapi.json');
+    assert.equal(doc.status, 200);
+    assert.deepEqual(Object.keys(doc.body.paths as object).sort(), [
+      '/auth/token',
+      '/health',
+      '/orders/{id}',
+      '/shares/sell',
+    ]);
+  });
+});
