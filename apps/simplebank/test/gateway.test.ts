@@ -89,6 +89,9 @@ describe('SimpleBank through the gateway, embedded (memory transport, PGlite)', 
     assert.equal(bad.body.error?.code, 'VALIDATION');
 
     assert.equal((await send('POST', '/shares/sell', { accountId: '101', symbol: 'GOOG', quantity: 1 })).status, 401);
+    const bob = await login('bob', 'bob-password');
+    const peek = await send('GET', `/orders/${sold.body.orderId}`, undefined, bob);
+    assert.equal(peek.status, 403, 'another customer’s order');
     const forged = await signToken('somebody-elses-secret-of-32-characters', { sub: 'alice', roles: ['admin'] });
     assert.equal((await send('GET', `/orders/${sold.body.orderId}`, undefined, forged)).status, 401);
   });

@@ -1,15 +1,29 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ChassisError, type ChassisNode, createNode, MemoryBroker, memoryTransport } from '@chassis/core';
+import {
+  ChassisError,
+  type ChassisNode,
+  createNode,
+  jwtVerifier,
+  MemoryBroker,
+  memoryTransport,
+  signToken,
+} from '@chassis/core';
 import { waitUntil } from '@chassis/testing';
 import { getOrder, sellShares } from '../contracts/orders.ts';
 import { simplebankServices } from '../src/services.ts';
 
 describe('SimpleBank sell-order slice, all in one process', () => {
+  const secret = 'a-test-secret-of-at-least-32-characters';
   let node: ChassisNode;
+  let alice: { auth: string };
+  let bob: { auth: string };
   before(async () => {
+    alice = { auth: await signToken(secret, { sub: 'alice', roles: ['customer'], accounts: ['101'] }) };
+    bob = { auth: await signToken(secret, { sub: 'bob', roles: ['customer'], accounts: ['102'] }) };
     node = createNode({
-      services: simplebankServices({ secret: 'a-test-secret-of-at-least-32-characters' }),
+      identity: jwtVerifier({ secret }),
+      services: simplebankServices({ secret }),
       transport: memoryTransport({ broker: new MemoryBroker() }),
       logLevel: 'silent',
     });
@@ -18,10 +32,12 @@ describe('SimpleBank sell-order slice, all in one process', () => {
   after(() => node.stop());
 
   it('a sell order is created, then placed by market', async () => {
-    const { orderId, status } = await node.call(sellShares, { accountId: '101', symbol: 'GOOG', quantity: 3 });
+    const { orderId, status } = await node.call(sellShares, { accountId: '101', symbol: 'GOOG', quantity: 3 }, alice);
     assert.equal(status, 'created');
-    await waitUntil(async () => (await node.call(getOrder, { orderId })).status === 'placed', { what: 'placed' });
-    const order = await node.call(getOrder, { orderId });
+    await waitUntil(async () => (await node.call(getOrder, { orderId }, alice)).status === 'placed', {
+      what: 'placed',
+    });
+    const order = await node.call(getOrder, { orderId }, alice);
     assert.deepEqual(
       order.history.map((h) => h.status),
       ['created', 'placed'],
@@ -29,8 +45,8 @@ describe('SimpleBank sell-order slice, all in one process', () => {
   });
 
   it('shares cannot be sold twice: the second order beyond the free quantity is refused', async () => {
-    await node.call(sellShares, { accountId: '102', symbol: 'BHP', quantity: 40 });
-    const error = await node.call(sellShares, { accountId: '102', symbol: 'BHP', quantity: 20 }).then(
+    await node.call(sellShares, { accountId: '102', symbol: 'BHP', quantity: 40 }, bob);
+    const error = await node.call(sellShares, { accountId: '102', symbol: 'BHP', quantity: 20 }, bob).then(
       () => assert.fail('only 10 BHP remain free'),
       (e: unknown) => e,
     );
@@ -40,8 +56,21 @@ describe('SimpleBank sell-order slice, all in one process', () => {
   });
 
   it('an unknown order is NOT_FOUND', async () => {
-    await assert.rejects(node.call(getOrder, { orderId: '00000000-0000-4000-8000-000000000000' }), {
+    await assert.rejects(node.call(getOrder, { orderId: '00000000-0000-4000-8000-000000000000' }, alice), {
       code: 'NOT_FOUND',
     });
+  });
+
+  it('the services check the caller themselves: no token 401, another customer’s account or order 403', async () => {
+    await assert.rejects(node.call(sellShares, { accountId: '101', symbol: 'BHP', quantity: 1 }), {
+      code: 'UNAUTHENTICATED',
+    });
+    await assert.rejects(node.call(sellShares, { accountId: '101', symbol: 'BHP', quantity: 1 }, bob), {
+      code: 'FORBIDDEN',
+    });
+    const { orderId } = await node.call(sellShares, { accountId: '101', symbol: 'BHP', quantity: 1 }, alice);
+    await assert.rejects(node.call(getOrder, { orderId }, bob), { code: 'FORBIDDEN' });
+    const admin = { auth: await signToken(secret, { sub: 'admin', roles: ['admin'] }) };
+    assert.equal((await node.call(getOrder, { orderId }, admin)).accountId, '101');
   });
 });

@@ -3,6 +3,7 @@ import { ChassisError, defineService, handle, on } from '@chassis/core';
 import { requestReservation } from '../../contracts/account-transactions.ts';
 import { orderPlaced } from '../../contracts/market.ts';
 import { getOrder, orderCreated, sellShares } from '../../contracts/orders.ts';
+import { requireAccount } from '../shared/access.ts';
 
 type Status = 'created' | 'placed' | 'completed' | 'rejected' | 'failed' | 'canceled';
 
@@ -34,6 +35,7 @@ export function ordersService() {
     uses: [requestReservation, orderCreated],
     actions: [
       handle(sellShares, async (input, ctx) => {
+        requireAccount(ctx.user, input.accountId);
         const order: Order = { id: randomUUID(), ...input, side: 'sell', status: 'created', history: [] };
         move(order, 'created');
         orders.set(order.id, order);
@@ -47,9 +49,10 @@ export function ordersService() {
         ctx.log.info({ orderId: order.id }, 'sell order created');
         return { orderId: order.id, status: order.status };
       }),
-      handle(getOrder, ({ orderId }) => {
+      handle(getOrder, ({ orderId }, ctx) => {
         const order = orders.get(orderId);
         if (!order) throw new ChassisError('NOT_FOUND', `No order ${orderId}`);
+        requireAccount(ctx.user, order.accountId);
         return order;
       }),
     ],
