@@ -1,6 +1,6 @@
 import { action, defineError } from '@chassis/core';
 import { z } from 'zod';
-import { AccountId, OrderId, Quantity, StockSymbol } from './common.ts';
+import { AccountId, Money, OrderId, Quantity, StockSymbol } from './common.ts';
 
 export const requestReservation = action('account-transactions.requestReservation', {
   description:
@@ -11,3 +11,10 @@ export const requestReservation = action('account-transactions.requestReservatio
 });
 
 export const InsufficientShares = defineError('INSUFFICIENT_SHARES', { status: 409, retryable: false });
+
+/** The caller's accounts (`GET /accounts`); an admin sees every account. */
+export const listAccounts = action('account-transactions.listAccounts', {
+  input: z.object({}),
+  output: z.array(z.object({ id: AccountId, name: z.string(), cash: Money })),
+  idempotent: true,
+});

@@ -1,5 +1,6 @@
 import { ownedBy, type Route, route } from '@chassis/gateway';
 import { z } from 'zod';
+import { listAccounts } from '../contracts/account-transactions.ts';
 import { issueToken } from '../contracts/identity.ts';
 import { getOrder, sellShares } from '../contracts/orders.ts';
 
@@ -19,6 +20,7 @@ export const simplebankRoutes: Route[] = [
     summary: 'Exchange a username and password for an access token',
     tags: ['auth'],
   }),
+  route.get('/accounts', listAccounts, { summary: 'Your accounts, with their cash', tags: ['accounts'] }),
   route.post('/shares/sell', sellShares, {
     status: 202,
     auth: { roles: ['customer', 'admin'], owns: ownsAccount },

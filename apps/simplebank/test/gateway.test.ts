@@ -96,10 +96,23 @@ describe('SimpleBank through the gateway, embedded (memory transport, PGlite)', 
     assert.equal((await send('GET', `/orders/${sold.body.orderId}`, undefined, forged)).status, 401);
   });
 
+  it('GET /accounts: a customer sees their own accounts, an admin every one', async () => {
+    const mine = await send('GET', '/accounts', undefined, await login('bob', 'bob-password'));
+    assert.equal(mine.status, 200);
+    assert.deepEqual(mine.body, [{ id: '102', name: "Bob's investments", cash: '2500.00' }]);
+    const all = await send('GET', '/accounts', undefined, await login('admin', 'admin-password'));
+    assert.deepEqual(
+      (all.body as unknown as { id: string }[]).map((a) => a.id),
+      ['101', '102'],
+    );
+    assert.equal((await send('GET', '/accounts')).status, 401);
+  });
+
   it('the API is described at /openapi.json', async () => {
     const doc = await send('GET', '/openapi.json');
     assert.equal(doc.status, 200);
     assert.deepEqual(Object.keys(doc.body.paths as object).sort(), [
+      '/accounts',
       '/auth/token',
       '/health',
       '/orders/{id}',

@@ -9,6 +9,7 @@ import {
   memoryTransport,
   signToken,
 } from '@chassis/core';
+import { dataExtension } from '@chassis/data';
 import { waitUntil } from '@chassis/testing';
 import { getOrder, sellShares } from '../contracts/orders.ts';
 import { simplebankServices } from '../src/services.ts';
@@ -24,6 +25,7 @@ describe('SimpleBank sell-order slice, all in one process', () => {
     node = createNode({
       identity: jwtVerifier({ secret }),
       services: simplebankServices({ secret }),
+      extensions: [dataExtension({ url: 'pglite://memory' })],
       transport: memoryTransport({ broker: new MemoryBroker() }),
       logLevel: 'silent',
     });
@@ -59,6 +61,24 @@ describe('SimpleBank sell-order slice, all in one process', () => {
     await assert.rejects(node.call(getOrder, { orderId: '00000000-0000-4000-8000-000000000000' }, alice), {
       code: 'NOT_FOUND',
     });
+  });
+
+  it('concurrent orders on one position never reserve more than it holds', async () => {
+    // Account 101 holds 1000 BHP, less what earlier tests here sold; each order asks for 60.
+    const results = await Promise.allSettled(
+      Array.from({ length: 20 }, () => node.call(sellShares, { accountId: '101', symbol: 'BHP', quantity: 60 }, alice)),
+    );
+    const accepted = results.filter((r) => r.status === 'fulfilled').length;
+    const refused = results.filter(
+      (r) => r.status === 'rejected' && (r.reason as ChassisError).code === 'INSUFFICIENT_SHARES',
+    ).length;
+    assert.equal(accepted + refused, 20, 'each order accepted or refused for too few shares');
+    assert.equal(accepted, 16, '16 × 60 = 960 of the 1000 BHP; the 17th would overdraw');
+    const last = await node.call(sellShares, { accountId: '101', symbol: 'BHP', quantity: 41 }, alice).then(
+      () => assert.fail('only 40 BHP remain free'),
+      (e: ChassisError) => e,
+    );
+    assert.deepEqual(last.data, { accountId: '101', symbol: 'BHP', free: 40, requested: 41 });
   });
 
   it('the services check the caller themselves: no token 401, another customer’s account or order 403', async () => {

@@ -1,40 +1,83 @@
-import { defineService, handle } from '@chassis/core';
-import { InsufficientShares, requestReservation } from '../../contracts/account-transactions.ts';
+import { defineService, handle, requireIdentity } from '@chassis/core';
+import { database, sql } from '@chassis/data';
+import { InsufficientShares, listAccounts, requestReservation } from '../../contracts/account-transactions.ts';
+import { requireAccount } from '../shared/access.ts';
+
+interface LedgerTables {
+  accounts: { id: string; name: string; owner: string; cash_cents: number };
+  positions: { account_id: string; symbol: string; quantity: number; reserved: number };
+  reservations: { order_id: string; account_id: string; symbol: string; quantity: number; status: string };
+}
+
+/** 1234567 cents → "12345.67". */
+function money(cents: number): string {
+  const sign = cents < 0 ? '-' : '';
+  const abs = Math.abs(cents);
+  return `${sign}${Math.floor(abs / 100)}.${String(abs % 100).padStart(2, '0')}`;
+}
 
 /**
- * The ledger's reservation step. For now positions live in memory, seeded
- * as in specs/simplebank.md; the full double-entry ledger comes with the flagship (issue 6).
+ * The ledger (its own schema, `account-transactions`): accounts, positions and the reservations that
+ * keep shares from being sold twice. A reservation locks its position's row, so concurrent orders on
+ * one account queue there and the free quantity never goes below zero. Settlement, cash reservations
+ * and the double-entry entries come with the rest of the flagship (issue 6).
  */
 export function accountTransactionsService() {
-  const positions = new Map<string, number>([
-    ['101:BHP', 1000],
-    ['101:GOOG', 103],
-    ['101:ABC', 24],
-    ['102:BHP', 50],
-  ]);
-  const reserved = new Map<string, number>();
-  const reservations = new Map<string, { key: string; quantity: number }>();
-
-  const free = (key: string) => (positions.get(key) ?? 0) - (reserved.get(key) ?? 0);
-
   return defineService({
     name: 'account-transactions',
-    version: '0.1.0',
+    version: '0.2.0',
+    migrations: new URL('./migrations/', import.meta.url),
     actions: [
-      handle(requestReservation, (input) => {
-        const key = `${input.accountId}:${input.symbol}`;
-        const existing = reservations.get(input.orderId);
-        if (existing) return { reservationId: `res-${input.orderId}`, free: free(existing.key) };
-        const available = free(key);
-        if (available < input.quantity) {
+      handle(requestReservation, async (input, ctx) => {
+        // The customer's token came along from the orders service: this ledger checks it too.
+        requireAccount(ctx.user, input.accountId);
+        const db = await database<LedgerTables>(ctx);
+        const position = await db
+          .selectFrom('positions')
+          .select(['quantity', 'reserved'])
+          .where('account_id', '=', input.accountId)
+          .where('symbol', '=', input.symbol)
+          .forUpdate()
+          .executeTakeFirst();
+        const free = position ? Number(position.quantity) - Number(position.reserved) : 0;
+        const existing = await db
+          .selectFrom('reservations')
+          .select('order_id')
+          .where('order_id', '=', input.orderId)
+          .executeTakeFirst();
+        // Asked again for the same order (a retry): it already holds its shares.
+        if (existing) return { reservationId: `res-${input.orderId}`, free };
+        if (!position || free < input.quantity) {
           throw InsufficientShares(
-            `Account ${input.accountId} has ${available} ${input.symbol} free; ${input.quantity} requested`,
-            { accountId: input.accountId, symbol: input.symbol, free: available, requested: input.quantity },
+            `Account ${input.accountId} has ${free} ${input.symbol} free; ${input.quantity} requested`,
+            { accountId: input.accountId, symbol: input.symbol, free, requested: input.quantity },
           );
         }
-        reserved.set(key, (reserved.get(key) ?? 0) + input.quantity);
-        reservations.set(input.orderId, { key, quantity: input.quantity });
-        return { reservationId: `res-${input.orderId}`, free: available - input.quantity };
+        await db
+          .insertInto('reservations')
+          .values({
+            order_id: input.orderId,
+            account_id: input.accountId,
+            symbol: input.symbol,
+            quantity: input.quantity,
+            status: 'held',
+          })
+          .execute();
+        await db
+          .updateTable('positions')
+          .set({ reserved: sql`reserved + ${input.quantity}` })
+          .where('account_id', '=', input.accountId)
+          .where('symbol', '=', input.symbol)
+          .execute();
+        return { reservationId: `res-${input.orderId}`, free: free - input.quantity };
+      }),
+      handle(listAccounts, async (_input, ctx) => {
+        const user = requireIdentity(ctx.user);
+        const db = await database<LedgerTables>(ctx);
+        let query = db.selectFrom('accounts').select(['id', 'name', 'cash_cents']).orderBy('id');
+        if (!user.roles.includes('admin')) query = query.where('owner', '=', user.subject);
+        const rows = await query.execute();
+        return rows.map((row) => ({ id: row.id, name: row.name, cash: money(Number(row.cash_cents)) }));
       }),
     ],
   });
