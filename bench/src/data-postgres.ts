@@ -167,17 +167,18 @@ function outboxMessage(service: string, n: number): { event: string; message: Wi
   };
 }
 
+/** Waits until the relay has published every committed row of its service. */
+async function untilRelayed(relay: OutboxRelay): Promise<void> {
+  while ((await relay.lag()).pending > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+}
+
 /** Relays until every row of the service's outbox is sent; resolves to the seconds it took and the errors. */
 async function drain(db: Database, service: string, publish: Publish): Promise<{ seconds: number; errors: number }> {
   let errors = 0;
   const relay = new OutboxRelay(db, service, publish, { pollIntervalMs: 100, onError: () => errors++ });
   const started = performance.now();
   await relay.start();
-  for (;;) {
-    const { pending } = await relay.lag();
-    if (pending === 0) break;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  await untilRelayed(relay);
   const seconds = (performance.now() - started) / 1000;
   await relay.stop();
   return { seconds, errors };
@@ -234,10 +235,7 @@ async function live(db: Database, service: string, publish: Publish): Promise<Re
     }
   };
   await Promise.all(Array.from({ length: CONCURRENCY }, writer));
-  for (;;) {
-    if ((await relay.lag()).pending === 0) break;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  await untilRelayed(relay);
   const seconds = (performance.now() - started) / 1000;
   await relay.stop();
   const sorted = Float64Array.from(latencies).sort();

@@ -18,7 +18,15 @@ import {
 import { createGateway, route } from '@chassis/gateway';
 import Fastify from 'fastify';
 import { z } from 'zod';
-import { benchDurationMs, type Measurement, measure, ratioTable, withRatios, writeResults } from './harness.ts';
+import {
+  benchConcurrencies,
+  benchDurationMs,
+  type Measurement,
+  measure,
+  ratioTable,
+  withRatios,
+  writeResults,
+} from './harness.ts';
 
 /**
  * The gateway's own cost over HTTP, in one run on loopback: bare Fastify answering `GET /prices/:symbol`
@@ -30,11 +38,7 @@ import { benchDurationMs, type Measurement, measure, ratioTable, withRatios, wri
 
 const WARMUP_MS = 1000;
 const DURATION_MS = benchDurationMs(5);
-const CONCURRENCIES = (process.env.BENCH_CONCURRENCY ?? '1,32').split(',').map((c) => {
-  const n = Number(c.trim());
-  if (!Number.isInteger(n) || n < 1) throw new TypeError(`BENCH_CONCURRENCY lists positive integers, not "${c}"`);
-  return n;
-});
+const CONCURRENCIES = benchConcurrencies('1,32');
 /** Comma-separated contender names to run, in that order; all by default. */
 const ONLY = process.env.BENCH_ONLY?.split(',').map((name) => name.trim());
 const BASELINE = 'fastify';

@@ -51,6 +51,15 @@ export function benchDurationMs(defaultSeconds = 5): number {
   return Math.round(seconds * 1000);
 }
 
+/** The concurrencies to measure at: `BENCH_CONCURRENCY` (e.g. `1,64`) if set, else `defaults`. */
+export function benchConcurrencies(defaults: string): number[] {
+  return (process.env.BENCH_CONCURRENCY ?? defaults).split(',').map((c) => {
+    const n = Number(c.trim());
+    if (!Number.isInteger(n) || n < 1) throw new TypeError(`BENCH_CONCURRENCY lists positive integers, not "${c}"`);
+    return n;
+  });
+}
+
 /** Growable list of float64s: avoids boxing hundreds of thousands of latencies in a plain array. */
 class Samples {
   private data = new Float64Array(1 << 16);

@@ -6,7 +6,15 @@ import { reachable } from '@chassis/testing';
 import Moleculer from 'moleculer';
 import { connect } from 'nats';
 import { z } from 'zod';
-import { benchDurationMs, type Measurement, measure, ratioTable, withRatios, writeResults } from './harness.ts';
+import {
+  benchConcurrencies,
+  benchDurationMs,
+  type Measurement,
+  measure,
+  ratioTable,
+  withRatios,
+  writeResults,
+} from './harness.ts';
 
 /**
  * RPC over NATS, side by side, in one run against one local nats-server: raw nats.js (the floor),
@@ -17,11 +25,7 @@ import { benchDurationMs, type Measurement, measure, ratioTable, withRatios, wri
 const NATS_URL = process.env.BENCH_NATS_URL ?? 'nats://127.0.0.1:4222';
 const WARMUP_MS = 1000;
 const DURATION_MS = benchDurationMs(5);
-const CONCURRENCIES = (process.env.BENCH_CONCURRENCY ?? '1,64').split(',').map((c) => {
-  const n = Number(c.trim());
-  if (!Number.isInteger(n) || n < 1) throw new TypeError(`BENCH_CONCURRENCY lists positive integers, not "${c}"`);
-  return n;
-});
+const CONCURRENCIES = benchConcurrencies('1,64');
 /** Comma-separated contender names to run, in that order (e.g. `chassis` while profiling); all by default. */
 const ONLY = process.env.BENCH_ONLY?.split(',').map((name) => name.trim());
 const BASELINE = 'moleculer';

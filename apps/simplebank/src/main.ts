@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { requestJson } from './http-client.ts';
 import { startSimplebank } from './system.ts';
 
 /**
@@ -22,17 +23,8 @@ if (node.opsPort !== undefined) {
   say(`  ops      ${ops}/health/ready, ${ops}/metrics`);
 }
 
-async function request(method: string, path: string, body?: unknown, token?: string) {
-  const response = await fetch(`${url}${path}`, {
-    method,
-    headers: {
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      ...(token ? { authorization: `Bearer ${token}` } : {}),
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
-}
+const request = (method: string, path: string, body?: unknown, token?: string) =>
+  requestJson(url ?? '', method, path, body, token);
 
 function describe(answer: { status: number; body: Record<string, unknown> }): string {
   const error = answer.body.error as { code: string; message: string } | undefined;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { signToken } from '@chassis/core';
 import { waitUntil } from '@chassis/testing';
+import { requestJson } from '../src/http-client.ts';
 import { type Simplebank, startSimplebank } from '../src/system.ts';
 
 /** A JSON answer: a success body, or the gateway's error shape. */
@@ -23,17 +24,8 @@ describe('SimpleBank through the gateway, embedded (memory transport, PGlite)', 
   });
   after(() => bank.stop());
 
-  async function send(method: string, path: string, body?: unknown, token?: string) {
-    const response = await fetch(`${url}${path}`, {
-      method,
-      headers: {
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        ...(token ? { authorization: `Bearer ${token}` } : {}),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    return { status: response.status, headers: response.headers, body: (await response.json()) as Answer };
-  }
+  const send = (method: string, path: string, body?: unknown, token?: string) =>
+    requestJson<Answer>(url, method, path, body, token);
   const login = async (username: string, password: string) =>
     String((await send('POST', '/auth/token', { username, password })).body.access_token);
 
