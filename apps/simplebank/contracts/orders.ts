@@ -1,36 +1,89 @@
-import { action, event } from '@chassis/core';
+import { action, defineError, event } from '@chassis/core';
 import { z } from 'zod';
-import { AccountId, OrderId, OrderStatus, Quantity, StockSymbol } from './common.ts';
+import { AccountId, Money, OrderId, OrderRef, OrderStatus, Quantity, Side, StockSymbol } from './common.ts';
+
+export const OrderNotCancelable = defineError('ORDER_NOT_CANCELABLE', { status: 409, retryable: false });
+
+const Placed = z.object({ orderId: OrderId, status: OrderStatus });
 
 export const sellShares = action('orders.sellShares', {
-  description: 'Places a sell order: reserves the shares, records the order and announces it.',
+  description: 'Places a sell order: reserves the shares (and the fee), records the order and announces it.',
   input: z.object({ accountId: AccountId, symbol: StockSymbol, quantity: Quantity }),
-  output: z.object({ orderId: OrderId, status: OrderStatus }),
+  output: Placed,
   idempotent: false,
+});
+
+export const buyShares = action('orders.buyShares', {
+  description:
+    'Places a buy order for a quantity of shares, or for as many as an amount of cash buys: reserves the cash (and the fee), records the order and announces it.',
+  input: z
+    .object({ accountId: AccountId, symbol: StockSymbol, quantity: Quantity.optional(), amount: Money.optional() })
+    .refine((input) => (input.quantity === undefined) !== (input.amount === undefined), {
+      message: 'give either quantity or amount, not both',
+      path: ['quantity'],
+    }),
+  output: Placed,
+  idempotent: false,
+});
+
+export const Order = z.object({
+  id: OrderId,
+  accountId: AccountId,
+  side: Side,
+  symbol: StockSymbol,
+  quantity: Quantity,
+  status: OrderStatus,
+  /** The price it was filled at, once completed. */
+  price: Money.nullable(),
+  /** The fee charged (0.00 once refunded), once placed. */
+  fee: Money.nullable(),
+  /** Why it was rejected, failed or canceled. */
+  reason: z.string().nullable(),
+  history: z.array(z.object({ status: OrderStatus, at: z.string() })),
 });
 
 export const getOrder = action('orders.getOrder', {
   input: z.object({ orderId: OrderId }),
-  output: z.object({
-    id: OrderId,
-    accountId: AccountId,
-    side: z.enum(['sell', 'buy']),
-    symbol: StockSymbol,
-    quantity: Quantity,
-    status: OrderStatus,
-    history: z.array(z.object({ status: OrderStatus, at: z.string() })),
-  }),
+  output: Order,
+  idempotent: true,
+});
+
+export const cancelOrder = action('orders.cancelOrder', {
+  description: 'Cancels an order the exchange has not been given yet; ORDER_NOT_CANCELABLE (409) after that.',
+  input: z.object({ orderId: OrderId }),
+  output: Order,
+  idempotent: true,
+});
+
+/**
+ * Market asks before giving an order to the exchange (the book's "interrupt"): a canceled or expired
+ * order is not placed, and once this says `proceed`, the order can no longer be canceled.
+ */
+export const beginPlacement = action('orders.beginPlacement', {
+  input: z.object({ orderId: OrderId }),
+  output: z.object({ proceed: z.boolean(), limitPrice: Money.optional() }),
   idempotent: true,
 });
 
 export const orderCreated = event(
   'orders.order_created',
-  z.object({
-    orderId: OrderId,
-    accountId: AccountId,
-    side: z.enum(['sell', 'buy']),
-    symbol: StockSymbol,
-    quantity: Quantity,
-    createdAt: z.string(),
-  }),
+  OrderRef.extend({ limitPrice: Money, createdAt: z.string() }),
 );
+export const orderRejected = event('orders.order_rejected', OrderRef.extend({ reason: z.string() }));
+export const orderCompleted = event('orders.order_completed', OrderRef.extend({ price: Money }));
+export const orderFailed = event('orders.order_failed', OrderRef.extend({ reason: z.string() }));
+export const orderCanceled = event('orders.order_canceled', OrderRef);
+
+/** Every change of an order, whole, with its stream version: what read models are built from. */
+export const orderChanged = event('orders.order_changed', Order.extend({ version: z.number().int().positive() }));
+
+/**
+ * Fails an order whose placing stopped midway (its process died between recording it and hearing from
+ * the ledger), so that it ends and the ledger releases whatever it holds. The orders service sweeps for
+ * such orders itself; an order that moved on is left alone.
+ */
+export const failStaleOrder = action('orders.failStaleOrder', {
+  input: z.object({ orderId: OrderId }),
+  output: z.object({ failed: z.boolean() }),
+  idempotent: true,
+});

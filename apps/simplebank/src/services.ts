@@ -1,9 +1,31 @@
 import { accountTransactionsService } from '../services/account-transactions/service.ts';
+import { customerOrdersService } from '../services/customer-orders/service.ts';
+import { feesService } from '../services/fees/service.ts';
 import { identityService } from '../services/identity/service.ts';
-import { marketService } from '../services/market/service.ts';
-import { ordersService } from '../services/orders/service.ts';
+import { type MarketOptions, marketService } from '../services/market/service.ts';
+import { marketDataService } from '../services/market-data/service.ts';
+import { type OrdersOptions, ordersService } from '../services/orders/service.ts';
+
+export interface SimplebankServicesOptions {
+  /** The HS256 secret identity signs tokens with. */
+  secret: string;
+  /** The stock exchange's base URL (the simulator's, by default). */
+  exchangeUrl: string;
+  orders?: OrdersOptions;
+  market?: Omit<MarketOptions, 'exchangeUrl'>;
+  /** How often market data fetches prices. Default 1000 ms. */
+  priceRefreshMs?: number;
+}
 
 /** Every SimpleBank service this program can host; `SERVICES` picks which a node runs. */
-export function simplebankServices(options: { secret: string }) {
-  return [identityService({ secret: options.secret }), ordersService(), accountTransactionsService(), marketService()];
+export function simplebankServices(options: SimplebankServicesOptions) {
+  return [
+    identityService({ secret: options.secret }),
+    ordersService(options.orders),
+    accountTransactionsService(),
+    marketService({ ...options.market, exchangeUrl: options.exchangeUrl }),
+    marketDataService({ exchangeUrl: options.exchangeUrl, refreshMs: options.priceRefreshMs }),
+    feesService(),
+    customerOrdersService(),
+  ];
 }

@@ -1,8 +1,9 @@
 import { ChassisError, type ChassisNode, jwtVerifier, runNode } from '@chassis/core';
-import { dataExtension } from '@chassis/data';
+import { type Database, dataExtension } from '@chassis/data';
 import { createGateway, type Gateway } from '@chassis/gateway';
+import { type ExchangeSimulator, startExchangeSimulator } from '../exchange-simulator/simulator.ts';
 import { simplebankRoutes } from './gateway.ts';
-import { simplebankServices } from './services.ts';
+import { type SimplebankServicesOptions, simplebankServices } from './services.ts';
 
 /** Used when CHASSIS_JWT_SECRET is not set, outside production only: anyone can read it here. */
 const DEVELOPMENT_SECRET = 'simplebank-development-secret-not-for-production';
@@ -17,6 +18,8 @@ export interface SimplebankOptions {
   host?: string;
   /** Drain and exit on SIGTERM and SIGINT: the gateway first, then the node. */
   handleSignals?: boolean;
+  /** Service settings (order expiry, the exchange's breaker, …) for tests and tuning. */
+  services?: Omit<SimplebankServicesOptions, 'secret' | 'exchangeUrl'>;
 }
 
 export interface Simplebank {
@@ -26,6 +29,10 @@ export interface Simplebank {
   url: string | undefined;
   /** The secret tokens are signed with (for tests that make their own). */
   secret: string;
+  /** The database of the services hosted here (tests check the spec's invariants in it). */
+  database: Database;
+  /** The exchange simulator started in this process when `EXCHANGE_URL` is not set (its knobs for tests). */
+  exchange: ExchangeSimulator | undefined;
   stop(): Promise<void>;
 }
 
@@ -37,15 +44,25 @@ export async function startSimplebank(options: SimplebankOptions = {}): Promise<
   const env = options.env ?? process.env;
   const secret = jwtSecret(env);
   const verifier = jwtVerifier({ secret });
-  const node = await runNode({
-    services: simplebankServices({ secret }),
-    env,
-    // Signals are handled below: the gateway stops taking requests before the node drains.
-    handleSignals: false,
-    identity: verifier,
-    extensions: [dataExtension({ url: options.databaseUrl ?? env.DATABASE_URL ?? 'pglite://.data/simplebank' })],
-    ...(env.LOG_LEVEL ? {} : { logLevel: 'warn' as const }),
-  });
+  // The exchange is outside the system; with none given, a simulator stands in for it in this process.
+  const exchange = env.EXCHANGE_URL ? undefined : await startExchangeSimulator({ port: 0 });
+  const exchangeUrl = env.EXCHANGE_URL ?? exchange!.url;
+  let node: ChassisNode;
+  const data = dataExtension({ url: options.databaseUrl ?? env.DATABASE_URL ?? 'pglite://.data/simplebank' });
+  try {
+    node = await runNode({
+      services: simplebankServices({ ...options.services, secret, exchangeUrl }),
+      env,
+      // Signals are handled below: the gateway stops taking requests before the node drains.
+      handleSignals: false,
+      identity: verifier,
+      extensions: [data],
+      ...(env.LOG_LEVEL ? {} : { logLevel: 'warn' as const }),
+    });
+  } catch (error) {
+    await exchange?.close();
+    throw error;
+  }
   let gateway: Gateway | undefined;
   let url: string | undefined;
   const port = options.port ?? Number(env.PORT ?? 8080);
@@ -61,12 +78,14 @@ export async function startSimplebank(options: SimplebankOptions = {}): Promise<
     }
   } catch (error) {
     await node.stop();
+    await exchange?.close();
     throw error;
   }
   const stop = async () => {
     // Requests in flight at the gateway finish; new ones are refused; then the node drains its work.
     await gateway?.close();
     await node.stop();
+    await exchange?.close();
   };
   if (options.handleSignals) {
     let stopping = false;
@@ -85,7 +104,7 @@ export async function startSimplebank(options: SimplebankOptions = {}): Promise<
     process.once('SIGTERM', shutdown);
     process.once('SIGINT', shutdown);
   }
-  return { node, gateway, url, secret, stop };
+  return { node, gateway, url, secret, exchange, database: data.database, stop };
 }
 
 function jwtSecret(env: Record<string, string | undefined>): string {

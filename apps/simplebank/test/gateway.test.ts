@@ -65,8 +65,8 @@ describe('SimpleBank through the gateway, embedded (memory transport, PGlite)', 
     assert.equal(sold.body.ok, `sell order ${sold.body.orderId} placed`);
     assert.equal(sold.headers.get('location'), `/orders/${sold.body.orderId}`);
     await waitUntil(
-      async () => (await send('GET', `/orders/${sold.body.orderId}`, undefined, alice)).body.status === 'placed',
-      { what: 'the order placed' },
+      async () => (await send('GET', `/orders/${sold.body.orderId}`, undefined, alice)).body.status === 'completed',
+      { what: 'the order completed' },
     );
 
     const tooMany = await send('POST', '/shares/sell', { accountId: '101', symbol: 'GOOG', quantity: 500 }, alice);
@@ -105,9 +105,16 @@ describe('SimpleBank through the gateway, embedded (memory transport, PGlite)', 
     assert.equal(doc.status, 200);
     assert.deepEqual(Object.keys(doc.body.paths as object).sort(), [
       '/accounts',
+      '/accounts/{accountId}/transactions',
       '/auth/token',
       '/health',
+      '/orders',
       '/orders/{id}',
+      '/orders/{id}/cancel',
+      '/prices',
+      '/prices/{symbol}',
+      '/reports/fees',
+      '/shares/buy',
       '/shares/sell',
     ]);
   });

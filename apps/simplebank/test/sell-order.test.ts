@@ -12,6 +12,7 @@ import {
 import { dataExtension } from '@chassis/data';
 import { waitUntil } from '@chassis/testing';
 import { getOrder, sellShares } from '../contracts/orders.ts';
+import { type ExchangeSimulator, startExchangeSimulator } from '../exchange-simulator/simulator.ts';
 import { simplebankServices } from '../src/services.ts';
 
 describe('SimpleBank sell-order slice, all in one process', () => {
@@ -19,30 +20,35 @@ describe('SimpleBank sell-order slice, all in one process', () => {
   let node: ChassisNode;
   let alice: { auth: string };
   let bob: { auth: string };
+  let exchange: ExchangeSimulator;
   before(async () => {
+    exchange = await startExchangeSimulator({ tickMs: 0 });
     alice = { auth: await signToken(secret, { sub: 'alice', roles: ['customer'], accounts: ['101'] }) };
     bob = { auth: await signToken(secret, { sub: 'bob', roles: ['customer'], accounts: ['102'] }) };
     node = createNode({
       identity: jwtVerifier({ secret }),
-      services: simplebankServices({ secret }),
+      services: simplebankServices({ secret, exchangeUrl: exchange.url }),
       extensions: [dataExtension({ url: 'pglite://memory' })],
       transport: memoryTransport({ broker: new MemoryBroker() }),
       logLevel: 'silent',
     });
     await node.start();
   });
-  after(() => node.stop());
+  after(async () => {
+    await node.stop();
+    await exchange.close();
+  });
 
-  it('a sell order is created, then placed by market', async () => {
+  it('a sell order is created, placed by market and filled on the exchange', async () => {
     const { orderId, status } = await node.call(sellShares, { accountId: '101', symbol: 'GOOG', quantity: 3 }, alice);
     assert.equal(status, 'created');
-    await waitUntil(async () => (await node.call(getOrder, { orderId }, alice)).status === 'placed', {
-      what: 'placed',
+    await waitUntil(async () => (await node.call(getOrder, { orderId }, alice)).status === 'completed', {
+      what: 'completed',
     });
     const order = await node.call(getOrder, { orderId }, alice);
     assert.deepEqual(
       order.history.map((h) => h.status),
-      ['created', 'placed'],
+      ['created', 'placed', 'completed'],
     );
   });
 

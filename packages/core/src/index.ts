@@ -62,6 +62,7 @@ export {
   type CachePolicy,
   type CacheStore,
   type CallPolicies,
+  CircuitBreaker,
   cacheKey,
   defaultCallPolicies,
   type Fallback,

@@ -6,10 +6,12 @@ import {
   type Invocation,
   type NodeExtension,
   type ServiceDefinition,
+  type ServiceHandle,
 } from '@chassis/core';
 import type { Kysely } from 'kysely';
 import { Gauge } from 'prom-client';
 import { type AnyTables, Database } from './database.ts';
+import { type EventSchemas, EventStore, type EventStoreOptions } from './event-store.ts';
 import { claimInbox, installInbox, isInInbox } from './inbox.ts';
 import { migrate } from './migrations.ts';
 import { installOutbox, OutboxRelay, writeOutbox } from './outbox.ts';
@@ -43,6 +45,7 @@ export class DataExtension implements NodeExtension {
   private readonly owned: boolean;
   private readonly relays = new Map<string, OutboxRelay>();
   private readonly units = new WeakMap<Context, UnitOfWork>();
+  private readonly invocations = new WeakMap<Context, Invocation['kind']>();
   private services = new Set<string>();
 
   constructor(private readonly options: DataExtensionOptions = {}) {
@@ -118,6 +121,7 @@ export class DataExtension implements NodeExtension {
       invocation.kind === 'event' && subscription ? (trx) => this.claim(trx, service, subscription, ctx) : undefined,
     );
     this.units.set(ctx, unit);
+    this.invocations.set(ctx, invocation.kind);
     try {
       const result = await next();
       // An event handler that wrote nothing still records that it ran.
@@ -130,6 +134,7 @@ export class DataExtension implements NodeExtension {
       throw error;
     } finally {
       this.units.delete(ctx);
+      this.invocations.delete(ctx);
     }
   }
 
@@ -153,6 +158,19 @@ export class DataExtension implements NodeExtension {
 
   /** The transaction of the handler running with `ctx`, opened on first use. */
   transactionOf(ctx: Context): Promise<Kysely<AnyTables>> {
+    return this.unitOf(ctx).transaction();
+  }
+
+  /** Commits what the action running with `ctx` wrote so far; its next database use opens a new transaction. */
+  async commitSoFar(ctx: Context): Promise<void> {
+    if (this.invocations.get(ctx) !== 'action') {
+      // An event handler's inbox claim commits with its first part: a crash after it would skip the rest.
+      throw new ChassisError('INTERNAL', `commit(ctx) is for actions; ${ctx.service} called it from an event handler`);
+    }
+    await this.unitOf(ctx).commitSoFar();
+  }
+
+  private unitOf(ctx: Context): UnitOfWork {
     const unit = this.units.get(ctx);
     if (!unit) {
       throw new ChassisError(
@@ -160,7 +178,7 @@ export class DataExtension implements NodeExtension {
         `Service "${ctx.service}" has no database here: declare its migrations and give its node the data extension`,
       );
     }
-    return unit.transaction();
+    return unit;
   }
 
   private async claim(trx: Kysely<AnyTables>, service: ServiceDefinition, subscription: string, ctx: Context) {
@@ -206,15 +224,8 @@ const extensionsByNode = new Map<string, DataExtension>();
  * The database of the handler running now, as a Kysely on its service's schema, inside the handler's
  * unit of work: `const db = await database<OrdersTables>(ctx); await db.insertInto('orders')…`.
  */
-export async function database<Tables>(ctx: Context = requireContext()): Promise<Kysely<Tables>> {
-  const extension = extensionsByNode.get(ctx.nodeId);
-  if (!extension) {
-    throw new ChassisError(
-      'INTERNAL',
-      `Node ${ctx.nodeId} has no data extension: create it with extensions: [dataExtension()]`,
-    );
-  }
-  const trx = await extension.transactionOf(ctx);
+export async function database<Tables = AnyTables>(ctx: Context = requireContext()): Promise<Kysely<Tables>> {
+  const trx = await extensionOf(ctx.nodeId).transactionOf(ctx);
   return (trx as unknown as Kysely<Tables>).withSchema(ctx.service);
 }
 
@@ -222,4 +233,39 @@ function requireContext(): Context {
   const ctx = currentContext();
   if (!ctx) throw new ChassisError('INTERNAL', 'database() was called outside a handler: pass the handler’s ctx');
   return ctx;
+}
+
+/**
+ * Commits what the running action wrote so far, so that a step is durable before the action calls
+ * another service (which, on one PGlite connection, could not run while this transaction is open);
+ * the action's next `database(ctx)` opens a new transaction. Actions only: an event handler's work must
+ * commit with its inbox claim, all at once.
+ */
+export async function commit(ctx: Context = requireContext()): Promise<void> {
+  await extensionOf(ctx.nodeId).commitSoFar(ctx);
+}
+
+/**
+ * The event store of a service, its tables installed in the service's schema: call it from the
+ * service's start hook (`start: async (service) => { store = await openEventStore(service, { schemas }) }`)
+ * and append inside handlers with `{ trx: await database(ctx) }`, so events, outbox and state commit together.
+ */
+export async function openEventStore<S extends EventSchemas>(
+  service: ServiceHandle,
+  options: Omit<EventStoreOptions<S>, 'service'> = {},
+): Promise<EventStore<S>> {
+  const store = new EventStore<S>(extensionOf(service.nodeId).database, { ...options, service: service.name });
+  await store.install();
+  return store;
+}
+
+function extensionOf(nodeId: string): DataExtension {
+  const extension = extensionsByNode.get(nodeId);
+  if (!extension) {
+    throw new ChassisError(
+      'INTERNAL',
+      `Node ${nodeId} has no data extension: create it with extensions: [dataExtension()]`,
+    );
+  }
+  return extension;
 }

@@ -18,7 +18,14 @@ export {
   type StoredEventOf,
   WrongExpectedVersion,
 } from './event-store.ts';
-export { DataExtension, type DataExtensionOptions, database, dataExtension } from './extension.ts';
+export {
+  commit,
+  DataExtension,
+  type DataExtensionOptions,
+  database,
+  dataExtension,
+  openEventStore,
+} from './extension.ts';
 export { claimInbox, InboxNotInstalled, installInbox, isInInbox, pruneInbox } from './inbox.ts';
 export { MigrationFailed, type MigrationReport, type MigrationsSpec, migrate } from './migrations.ts';
 export {

@@ -46,6 +46,17 @@ export class UnitOfWork {
     return this.opening;
   }
 
+  /**
+   * Commits what was written so far and keeps the unit open: the next use starts a new transaction.
+   * For an action that must make a step durable before it calls another service.
+   */
+  async commitSoFar(): Promise<void> {
+    if (this.settled || !this.opening) return;
+    const trx = await this.opening;
+    this.opening = undefined;
+    await trx.commit().execute();
+  }
+
   async commit(): Promise<void> {
     if (this.settled) return;
     this.settled = true;

@@ -1,22 +1,143 @@
-import { defineService, on } from '@chassis/core';
-import { orderPlaced } from '../../contracts/market.ts';
-import { orderCreated } from '../../contracts/orders.ts';
+import { type BreakerPolicy, ChassisError, CircuitBreaker, defineService, on } from '@chassis/core';
+import { database } from '@chassis/data';
+import { money, toCents } from '../../contracts/common.ts';
+import { exchangeRejected, orderPlaced, tradeExecuted } from '../../contracts/market.ts';
+import { beginPlacement, orderCreated } from '../../contracts/orders.ts';
+
+interface MarketTables {
+  exchange_orders: {
+    order_id: string;
+    exchange_order_id: string;
+    status: 'filled' | 'rejected';
+    price_cents: number | null;
+    reason: string | null;
+  };
+}
+
+export interface MarketOptions {
+  /** The exchange's base URL (its `POST /orders`). */
+  exchangeUrl: string;
+  /** How long one request to the exchange may take. Default 3000 ms. */
+  timeoutMs?: number;
+  /** Default: opens after 5 failures in a row, probes again after 30 s (specs/simplebank.md). */
+  breaker?: BreakerPolicy;
+}
+
+type ExchangeAnswer =
+  | { status: 'filled'; exchangeOrderId: string; price: string }
+  | { status: 'rejected'; exchangeOrderId: string; reason: string };
 
 /**
- * The gateway to the stock exchange. In this slice it acknowledges each order with an exchange id;
- * the HTTP exchange simulator, its breaker and fills come with the flagship (issue 6).
+ * The gateway to the stock exchange. For each new order it asks orders whether it may go (a canceled
+ * or expired order does not), then places it over HTTP behind a circuit breaker. While the exchange is
+ * down the breaker fails fast and the order's message waits in the broker, redelivered once the
+ * breaker lets a probe through: nothing is dropped. The order id is the exchange's client order id, so
+ * a redelivery after a lost answer gets the first answer back and never trades twice.
  */
-export function marketService() {
-  let sequence = 0;
+export function marketService(options: MarketOptions) {
+  const timeoutMs = options.timeoutMs ?? 3000;
+  const breaker = new CircuitBreaker(
+    'exchange',
+    options.breaker ?? { kind: 'consecutive', failures: 5, openMs: 30_000 },
+    () => {},
+  );
+
+  async function placeOnExchange(order: {
+    orderId: string;
+    side: 'sell' | 'buy';
+    symbol: string;
+    quantity: number;
+    limitPrice: string;
+  }): Promise<ExchangeAnswer> {
+    return breaker.execute(async () => {
+      let response: Response;
+      try {
+        response = await fetch(new URL('/orders', options.exchangeUrl), {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            clientOrderId: order.orderId,
+            side: order.side,
+            symbol: order.symbol,
+            quantity: order.quantity,
+            limitPrice: order.limitPrice,
+          }),
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+      } catch (error) {
+        throw new ChassisError('UNAVAILABLE', `The exchange did not answer: ${(error as Error).message}`);
+      }
+      if (response.status >= 500) {
+        throw new ChassisError('UNAVAILABLE', `The exchange answered ${response.status}`);
+      }
+      const body = (await response.json()) as ExchangeAnswer & { error?: { message: string } };
+      if (!response.ok) {
+        return { status: 'rejected', exchangeOrderId: '', reason: body.error?.message ?? `HTTP ${response.status}` };
+      }
+      return body;
+    });
+  }
+
   return defineService({
     name: 'market',
-    version: '0.1.0',
-    uses: [orderPlaced],
+    version: '0.2.0',
+    migrations: new URL('./migrations/', import.meta.url),
+    uses: [beginPlacement, orderPlaced, tradeExecuted, exchangeRejected],
+    health: {
+      'exchange:breaker': () =>
+        breaker.state === 'closed'
+          ? { status: 'pass' }
+          : { status: 'warn', output: `the exchange's circuit breaker is ${breaker.state}: orders wait in the broker` },
+    },
     events: [
       on(orderCreated, async (order, ctx) => {
-        const exchangeOrderId = `X-${++sequence}`;
-        ctx.log.info({ orderId: order.orderId, exchangeOrderId }, 'order placed on the exchange');
-        await ctx.emit(orderPlaced, { orderId: order.orderId, exchangeOrderId });
+        // Fail fast while the exchange is known to be down: the message comes back after the pause.
+        breaker.failFastIfOpen();
+        const { proceed, limitPrice } = await ctx.call(beginPlacement, { orderId: order.orderId });
+        if (!proceed || !limitPrice) {
+          ctx.log.info({ orderId: order.orderId }, 'order not placed: it was canceled or expired');
+          return;
+        }
+        const started = performance.now();
+        const answer = await placeOnExchange({ ...order, limitPrice });
+        ctx.log.info(
+          { orderId: order.orderId, status: answer.status, ms: Math.round(performance.now() - started) },
+          'order placed on the exchange',
+        );
+        const db = await database<MarketTables>(ctx);
+        await db
+          .insertInto('exchange_orders')
+          .values({
+            order_id: order.orderId,
+            exchange_order_id: answer.exchangeOrderId,
+            status: answer.status,
+            price_cents: answer.status === 'filled' ? toCents(answer.price) : null,
+            reason: answer.status === 'rejected' ? answer.reason : null,
+          })
+          .onConflict((oc) => oc.doNothing())
+          .execute();
+        const ref = {
+          orderId: order.orderId,
+          accountId: order.accountId,
+          side: order.side,
+          symbol: order.symbol,
+          quantity: order.quantity,
+        };
+        if (answer.status === 'rejected' && !answer.exchangeOrderId) {
+          await ctx.emit(exchangeRejected, { ...ref, reason: answer.reason });
+          return;
+        }
+        const price = answer.status === 'filled' ? answer.price : limitPrice;
+        await ctx.emit(orderPlaced, {
+          ...ref,
+          exchangeOrderId: answer.exchangeOrderId,
+          notional: money(order.quantity * toCents(price)),
+        });
+        if (answer.status === 'filled') {
+          await ctx.emit(tradeExecuted, { ...ref, exchangeOrderId: answer.exchangeOrderId, price: answer.price });
+        } else {
+          await ctx.emit(exchangeRejected, { ...ref, exchangeOrderId: answer.exchangeOrderId, reason: answer.reason });
+        }
       }),
     ],
   });

@@ -1,66 +1,301 @@
 import { randomUUID } from 'node:crypto';
-import { ChassisError, defineService, handle, on } from '@chassis/core';
+import { ChassisError, type Context, defineService, handle, isChassisError, on } from '@chassis/core';
+import { commit, database, type EventStore, type NewEventOf, openEventStore, sql } from '@chassis/data';
 import { requestReservation } from '../../contracts/account-transactions.ts';
-import { orderPlaced } from '../../contracts/market.ts';
-import { getOrder, orderCreated, sellShares } from '../../contracts/orders.ts';
+import { feeFor, money, toCents } from '../../contracts/common.ts';
+import { feeCharged, feeRefunded } from '../../contracts/fees.ts';
+import { exchangeRejected, orderPlaced, tradeExecuted } from '../../contracts/market.ts';
+import { getPrice } from '../../contracts/market-data.ts';
+import {
+  beginPlacement,
+  buyShares,
+  cancelOrder,
+  failStaleOrder,
+  getOrder,
+  OrderNotCancelable,
+  orderCanceled,
+  orderChanged,
+  orderCompleted,
+  orderCreated,
+  orderFailed,
+  orderRejected,
+  sellShares,
+} from '../../contracts/orders.ts';
 import { requireAccount } from '../shared/access.ts';
+import {
+  evolve,
+  initialState,
+  isTerminal,
+  type OrderEvents,
+  type OrderState,
+  orderEvents,
+  streamOf,
+  view,
+} from './order.ts';
 
-type Status = 'created' | 'placed' | 'completed' | 'rejected' | 'failed' | 'canceled';
-
-interface Order {
-  id: string;
-  accountId: string;
-  side: 'sell' | 'buy';
-  symbol: string;
-  quantity: number;
-  status: Status;
-  history: { status: Status; at: string }[];
+export interface OrdersOptions {
+  /** An order the exchange has not been given by then fails. Default 5 minutes (specs/simplebank.md). */
+  expiryMs?: number;
+  /** How far a buy's limit is above the quote (a sell's below): the walk it tolerates. Default 5%. */
+  limitSlippage?: number;
+  /** An order still waiting for its reservation after this long failed midway; it is failed. Default 60 s. */
+  staleAfterMs?: number;
 }
 
 /**
- * Accepts sell orders: reserve the shares, record the order, announce it. Orders are kept in memory for
- * now; the flagship (issue 6) makes them event-sourced (one stream per order) on the data kit.
+ * Orders, event-sourced: one stream per order in this service's event store, every change appended
+ * under the stream's row lock (so two handlers of one order take turns instead of conflicting) in the
+ * same transaction as the events it announces (outbox). It accepts sells and buys, answers market
+ * before placement (the book's "interrupt"), cancels, and follows the saga's events to a terminal status.
  */
-export function ordersService() {
-  const orders = new Map<string, Order>();
+export function ordersService(options: OrdersOptions = {}) {
+  const expiryMs = options.expiryMs ?? 5 * 60_000;
+  const slippage = options.limitSlippage ?? 0.05;
+  const staleAfterMs = options.staleAfterMs ?? 60_000;
+  let store: EventStore<OrderEvents> | undefined;
+  let sweeper: NodeJS.Timeout | undefined;
 
-  const move = (order: Order, status: Status) => {
-    order.status = status;
-    order.history.push({ status, at: new Date().toISOString() });
+  const events = () => {
+    if (!store) throw new ChassisError('UNAVAILABLE', 'The orders service is starting');
+    return store;
   };
+
+  /** The order, its stream locked until this handler's transaction ends. */
+  async function load(ctx: Context, orderId: string): Promise<OrderState> {
+    const trx = await database(ctx);
+    const es = events();
+    await sql`select 1 from ${es.table('chassis_streams')} where stream = ${streamOf(orderId)} for update`.execute(trx);
+    const { state } = await es.aggregate(streamOf(orderId), { initial: initialState(orderId), evolve, trx });
+    if (!state.created) throw new ChassisError('NOT_FOUND', `No order ${orderId}`, { data: { orderId } });
+    return state;
+  }
+
+  /** Appends to the order's stream and announces the change; returns the order after it. */
+  async function record(ctx: Context, order: OrderState, changes: NewEventOf<OrderEvents>[]): Promise<OrderState> {
+    const trx = await database(ctx);
+    const { events: stored } = await events().append(streamOf(order.id), changes, {
+      expectedVersion: order.version === 0 ? 'no_stream' : order.version,
+      trx,
+    });
+    const next = stored.reduce(evolve, order);
+    await ctx.emit(orderChanged, { ...view(next), version: next.version });
+    return next;
+  }
+
+  const refOf = (order: OrderState) => {
+    const { accountId, side, symbol, quantity } = order.created!;
+    return { orderId: order.id, accountId, side, symbol, quantity };
+  };
+
+  async function place(
+    ctx: Context,
+    input: { accountId: string; symbol: string; side: 'sell' | 'buy'; quantity?: number; amount?: string },
+  ) {
+    requireAccount(ctx.user, input.accountId);
+    const quote = toCents((await ctx.call(getPrice, { symbol: input.symbol })).price);
+    const limit =
+      input.side === 'buy' ? Math.ceil(quote * (1 + slippage)) : Math.max(1, Math.floor(quote * (1 - slippage)));
+    let quantity = input.quantity ?? 0;
+    if (input.amount !== undefined) {
+      const amount = toCents(input.amount);
+      quantity = Math.floor((amount - feeFor(amount)) / limit);
+      if (quantity < 1) {
+        throw new ChassisError('VALIDATION', `${input.amount} buys no ${input.symbol} at up to ${money(limit)}`, {
+          data: { fields: [{ path: 'amount', message: `too small to buy one share at up to ${money(limit)}` }] },
+        });
+      }
+    }
+    // A buy holds its cost at the limit and that cost's fee; a sell the fee of its proceeds at a rise.
+    const reservedCashCents =
+      input.side === 'buy'
+        ? quantity * limit + feeFor(quantity * limit)
+        : feeFor(Math.ceil(quantity * quote * (1 + slippage)));
+    const orderId = randomUUID();
+    let order = await record(ctx, initialState(orderId), [
+      {
+        type: 'OrderCreated',
+        data: {
+          accountId: input.accountId,
+          side: input.side,
+          symbol: input.symbol,
+          quantity,
+          limitPriceCents: limit,
+          reservedCashCents,
+          expiresAt: new Date(Date.now() + expiryMs).toISOString(),
+        },
+      },
+    ]);
+    // Durable before the ledger is asked: whatever happens next, the order exists and reaches an end.
+    await commit(ctx);
+    try {
+      await ctx.call(requestReservation, {
+        orderId,
+        accountId: input.accountId,
+        side: input.side,
+        symbol: input.symbol,
+        quantity,
+        cash: money(reservedCashCents),
+      });
+    } catch (error) {
+      order = await load(ctx, orderId);
+      const reason = isChassisError(error) ? error.message : 'the ledger could not reserve';
+      if (isChassisError(error) && !error.retryable && error.status < 500) {
+        order = await record(ctx, order, [{ type: 'OrderRejected', data: { reason } }]);
+        await ctx.emit(orderRejected, { ...refOf(order), reason });
+      } else {
+        // The ledger may have reserved after all: failing the order releases whatever it holds.
+        order = await record(ctx, order, [{ type: 'OrderFailed', data: { reason } }]);
+        await ctx.emit(orderFailed, { ...refOf(order), reason });
+      }
+      await commit(ctx);
+      throw error;
+    }
+    order = await load(ctx, orderId);
+    order = await record(ctx, order, [{ type: 'ReservationHeld', data: {} }]);
+    await ctx.emit(orderCreated, {
+      ...refOf(order),
+      limitPrice: money(limit),
+      createdAt: order.history[0]!.at,
+    });
+    ctx.log.info({ orderId, side: input.side, symbol: input.symbol, quantity }, `${input.side} order created`);
+    return { orderId, status: order.status };
+  }
+
+  /** An order the saga's events move on; an order already past that point is left as it is. */
+  async function follow(
+    ctx: Context,
+    orderId: string,
+    decide: (order: OrderState) => NewEventOf<OrderEvents>[],
+    announce?: (order: OrderState) => Promise<void>,
+  ): Promise<void> {
+    const order = await load(ctx, orderId);
+    const changes = decide(order);
+    if (changes.length === 0) return;
+    const next = await record(ctx, order, changes);
+    await announce?.(next);
+  }
 
   return defineService({
     name: 'orders',
-    version: '0.1.0',
-    uses: [requestReservation, orderCreated],
+    version: '0.2.0',
+    migrations: new URL('./migrations/', import.meta.url),
+    uses: [getPrice, requestReservation, orderCreated, orderRejected, orderCompleted, orderFailed, orderCanceled],
+    start: async (service) => {
+      const es = await openEventStore(service, { schemas: orderEvents });
+      store = es;
+      // Orders whose placing stopped midway (a crash between recording and reserving) are failed.
+      sweeper = setInterval(
+        async () => {
+          try {
+            const stale = await sql<{ stream: string }>`
+            select stream from ${es.table('chassis_streams')}
+            where version = 1 and updated_at < now() - make_interval(secs => ${staleAfterMs / 1000})
+            limit 100`.execute(es.db.kysely);
+            for (const { stream } of stale.rows) {
+              await service.call(failStaleOrder, { orderId: stream.replace(/^order-/, '') });
+            }
+          } catch (error) {
+            service.log.warn({ err: error }, 'could not sweep for stale orders; will try again');
+          }
+        },
+        Math.max(1000, staleAfterMs / 2),
+      );
+      sweeper.unref();
+    },
+    stop: () => {
+      if (sweeper) clearInterval(sweeper);
+    },
     actions: [
-      handle(sellShares, async (input, ctx) => {
-        requireAccount(ctx.user, input.accountId);
-        const order: Order = { id: randomUUID(), ...input, side: 'sell', status: 'created', history: [] };
-        move(order, 'created');
-        orders.set(order.id, order);
-        try {
-          await ctx.call(requestReservation, { orderId: order.id, ...input });
-        } catch (error) {
-          move(order, 'rejected');
-          throw error;
-        }
-        await ctx.emit(orderCreated, { orderId: order.id, ...input, side: 'sell', createdAt: order.history[0]!.at });
-        ctx.log.info({ orderId: order.id }, 'sell order created');
-        return { orderId: order.id, status: order.status };
+      handle(sellShares, (input, ctx) => place(ctx, { ...input, side: 'sell' })),
+      handle(buyShares, (input, ctx) => place(ctx, { ...input, side: 'buy' })),
+      handle(getOrder, async ({ orderId }, ctx) => {
+        const { state } = await events().aggregate(streamOf(orderId), {
+          initial: initialState(orderId),
+          evolve,
+          trx: await database(ctx),
+        });
+        if (!state.created) throw new ChassisError('NOT_FOUND', `No order ${orderId}`, { data: { orderId } });
+        requireAccount(ctx.user, state.created.accountId);
+        return view(state);
       }),
-      handle(getOrder, ({ orderId }, ctx) => {
-        const order = orders.get(orderId);
-        if (!order) throw new ChassisError('NOT_FOUND', `No order ${orderId}`);
-        requireAccount(ctx.user, order.accountId);
-        return order;
+      handle(cancelOrder, async ({ orderId }, ctx) => {
+        let order = await load(ctx, orderId);
+        requireAccount(ctx.user, order.created!.accountId);
+        if (order.status === 'canceled') return view(order);
+        if (order.status !== 'created' || order.placing || !order.reserved) {
+          throw OrderNotCancelable(
+            order.status === 'created'
+              ? `Order ${orderId} is being ${order.placing ? 'placed on the exchange' : 'reserved'}; it can no longer be canceled`
+              : `Order ${orderId} is ${order.status}; only an order not yet placed can be canceled`,
+            { orderId, status: order.status },
+          );
+        }
+        const reason = 'canceled by the customer';
+        order = await record(ctx, order, [{ type: 'OrderCanceled', data: { reason } }]);
+        await ctx.emit(orderCanceled, refOf(order));
+        return view(order);
+      }),
+      handle(failStaleOrder, async ({ orderId }, ctx) => {
+        const order = await load(ctx, orderId);
+        if (order.version !== 1) return { failed: false };
+        const reason = 'placing was interrupted before the ledger confirmed the reservation';
+        await record(ctx, order, [{ type: 'OrderFailed', data: { reason } }]);
+        await ctx.emit(orderFailed, { ...refOf(order), reason });
+        ctx.log.warn({ orderId }, 'stale order failed');
+        return { failed: true };
+      }),
+      handle(beginPlacement, async ({ orderId }, ctx) => {
+        let order = await load(ctx, orderId);
+        const limitPrice = money(order.created!.limitPriceCents);
+        if (order.placing || order.status === 'placed' || order.status === 'completed') {
+          return { proceed: true, limitPrice };
+        }
+        if (order.status !== 'created' || !order.reserved) return { proceed: false };
+        if (Date.parse(order.created!.expiresAt) <= Date.now()) {
+          const reason = 'expired before it could be placed on the exchange';
+          order = await record(ctx, order, [{ type: 'OrderFailed', data: { reason } }]);
+          await ctx.emit(orderFailed, { ...refOf(order), reason });
+          return { proceed: false };
+        }
+        await record(ctx, order, [{ type: 'PlacementStarted', data: {} }]);
+        return { proceed: true, limitPrice };
       }),
     ],
     events: [
-      on(orderPlaced, ({ orderId }) => {
-        const order = orders.get(orderId);
-        if (order?.status === 'created') move(order, 'placed');
-      }),
+      on(orderPlaced, (placed, ctx) =>
+        follow(ctx, placed.orderId, (order) =>
+          order.status === 'created'
+            ? [{ type: 'OrderPlaced', data: { exchangeOrderId: placed.exchangeOrderId } }]
+            : [],
+        ),
+      ),
+      on(tradeExecuted, (trade, ctx) =>
+        follow(
+          ctx,
+          trade.orderId,
+          (order) =>
+            isTerminal(order.status) ? [] : [{ type: 'OrderCompleted', data: { priceCents: toCents(trade.price) } }],
+          (order) => ctx.emit(orderCompleted, { ...refOf(order), price: trade.price }),
+        ),
+      ),
+      on(exchangeRejected, (failure, ctx) =>
+        follow(
+          ctx,
+          failure.orderId,
+          (order) => (isTerminal(order.status) ? [] : [{ type: 'OrderFailed', data: { reason: failure.reason } }]),
+          (order) => ctx.emit(orderFailed, { ...refOf(order), reason: failure.reason }),
+        ),
+      ),
+      on(feeCharged, (charge, ctx) =>
+        follow(ctx, charge.orderId, (order) =>
+          order.feeCents === null ? [{ type: 'FeeCharged', data: { feeCents: toCents(charge.fee) } }] : [],
+        ),
+      ),
+      on(feeRefunded, (refund, ctx) =>
+        follow(ctx, refund.orderId, (order) =>
+          order.feeCents ? [{ type: 'FeeRefunded', data: { feeCents: toCents(refund.fee) } }] : [],
+        ),
+      ),
     ],
   });
 }

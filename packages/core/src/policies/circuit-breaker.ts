@@ -71,6 +71,16 @@ export class CircuitBreaker {
     return states[this.policy.state];
   }
 
+  /**
+   * Throws `CIRCUIT_OPEN` while the circuit is open, without counting as a probe: for work that should
+   * not even begin (take a lock, mark an order) when its target is known to be down.
+   */
+  failFastIfOpen(): void {
+    if (this.policy.state === CircuitState.Open || this.policy.state === CircuitState.Isolated) {
+      if (Date.now() < this.openedAt + this.settings.openMs) throw this.openError();
+    }
+  }
+
   async execute<T>(run: () => Promise<T>): Promise<T> {
     // Cockatiel holds calls that arrive while the half-open probe runs, then lets them all through;
     // we want them to fail fast instead, so a probe that hangs until its deadline holds nobody up.

@@ -9,7 +9,7 @@ import { RetryBudget, type RetryBudgetOptions } from './retry-budget.ts';
 
 export type { BulkheadPolicy } from './bulkhead.ts';
 export { type CachePolicy, type CacheStore, cacheKey, MemoryCacheStore, RedisCacheStore } from './cache.ts';
-export type { BreakerPolicy, BreakerState } from './circuit-breaker.ts';
+export { type BreakerPolicy, type BreakerState, CircuitBreaker } from './circuit-breaker.ts';
 export type { Fallback } from './fallback.ts';
 export type { RateLimitOptions } from './rate-limit.ts';
 export { fullJitterDelay, type RetryEvent, type RetryPolicy } from './retry.ts';
