@@ -10,6 +10,7 @@ const TERMINAL = ['completed', 'rejected', 'failed', 'canceled'];
  */
 export async function settleAndCheckInvariants(db: Database, { timeoutMs = 60_000 } = {}): Promise<void> {
   const k = db.kysely;
+  let last = '';
   await waitUntil(
     async () => {
       const { rows } = await sql<{ streams: number; summaries: number; open: number; held: number }>`
@@ -21,10 +22,13 @@ export async function settleAndCheckInvariants(db: Database, { timeoutMs = 60_00
             join "customer-orders".order_summaries s on s.order_id = r.order_id
             where r.status = 'held')::int as held`.execute(k);
       const row = rows[0]!;
+      last = JSON.stringify(row);
       return row.streams === row.summaries && row.open === 0 && row.held === 0;
     },
     { timeoutMs, intervalMs: 200, what: 'every order terminal, its reservation settled and the read model caught up' },
-  );
+  ).catch((error: Error) => {
+    throw new Error(`${error.message} (order streams, read-model rows, open orders, held reservations: ${last})`);
+  });
 
   // Double entry: per asset, the entries of all accounts and books sum to zero.
   const unbalanced = await sql<{ asset: string; sum: string }>`

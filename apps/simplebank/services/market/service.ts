@@ -86,8 +86,8 @@ export function marketService(options: MarketOptions) {
     health: {
       'exchange:breaker': () =>
         breaker.state === 'closed'
-          ? { status: 'pass' }
-          : { status: 'warn', output: `the exchange's circuit breaker is ${breaker.state}: orders wait in the broker` },
+          ? { status: 'pass', output: 'the exchange’s circuit breaker is closed' }
+          : { status: 'warn', output: `the exchange’s circuit breaker is ${breaker.state}: orders wait in the broker` },
     },
     events: [
       on(orderCreated, async (order, ctx) => {

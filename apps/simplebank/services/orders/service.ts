@@ -273,8 +273,15 @@ export function ordersService(options: OrdersOptions = {}) {
         follow(
           ctx,
           trade.orderId,
-          (order) =>
-            isTerminal(order.status) ? [] : [{ type: 'OrderCompleted', data: { priceCents: toCents(trade.price) } }],
+          (order) => {
+            if (isTerminal(order.status)) return [];
+            const completed = { type: 'OrderCompleted' as const, data: { priceCents: toCents(trade.price) } };
+            // The fill overtook the placement's message (they travel apart): the history still says both.
+            if (order.status === 'created') {
+              return [{ type: 'OrderPlaced' as const, data: { exchangeOrderId: trade.exchangeOrderId } }, completed];
+            }
+            return [completed];
+          },
           (order) => ctx.emit(orderCompleted, { ...refOf(order), price: trade.price }),
         ),
       ),
