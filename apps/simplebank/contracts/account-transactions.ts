@@ -61,6 +61,7 @@ export const getPositions = action('account-transactions.getPositions', {
 
 export const LedgerEntry = z.object({
   id: z.number().int(),
+  /** The order (or payment) the entry belongs to. */
   orderId: OrderId.nullable(),
   kind: z.enum(['opening', 'trade', 'fee', 'fee_refund', 'payment']),
   /** `CASH` or a symbol. */
@@ -78,5 +79,12 @@ export const listTransactions = action('account-transactions.listTransactions', 
     size: z.number().int().min(1).max(100).default(20),
   }),
   output: z.object({ accountId: AccountId, page: z.number(), size: z.number(), entries: z.array(LedgerEntry) }),
+  idempotent: true,
+});
+
+/** Credits a completed payment's amount to an account's cash, once per payment. */
+export const creditPayment = action('account-transactions.creditPayment', {
+  input: z.object({ paymentId: z.string().uuid(), accountId: AccountId, amount: Money }),
+  output: z.object({ credited: z.boolean(), cash: Money }),
   idempotent: true,
 });

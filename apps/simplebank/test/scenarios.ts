@@ -213,5 +213,11 @@ export function describeScenarios(
       assert.equal(tooSmall.body.error?.details?.fields[0]?.path, 'amount');
       await settleAndCheckInvariants(system.database);
     });
+
+    // — payments, notifications, alerts —
+
+    // — holdings, GraphQL —
+
+    // — strategies —
   });
 }

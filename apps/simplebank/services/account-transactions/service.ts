@@ -3,6 +3,7 @@ import { database, sql } from '@chassis/data';
 import type { Generated, Kysely } from 'kysely';
 import {
   chargeFee,
+  creditPayment,
   getPositions,
   InsufficientCash,
   InsufficientShares,
@@ -172,6 +173,20 @@ export function accountTransactionsService() {
           { order_id: input.orderId, account: Books.fees, asset: 'CASH', amount: -fee, kind: 'fee_refund' },
         ]);
         return { refunded: true, fee: money(fee) };
+      }),
+      handle(creditPayment, async (input, ctx) => {
+        requireAccount(ctx.user, input.accountId);
+        const db = await database<LedgerTables>(ctx);
+        const account = await lockAccount(db, input.accountId);
+        // The payment's id is the entries' order id: a payment is credited once, however often asked.
+        if (await hasEntry(db, input.paymentId, 'payment'))
+          return { credited: false, cash: money(Number(account.cash_cents)) };
+        const amount = toCents(input.amount);
+        await post(db, [
+          { order_id: input.paymentId, account: input.accountId, asset: 'CASH', amount, kind: 'payment' },
+          { order_id: input.paymentId, account: Books.payments, asset: 'CASH', amount: -amount, kind: 'payment' },
+        ]);
+        return { credited: true, cash: money(Number(account.cash_cents) + amount) };
       }),
       handle(listAccounts, async (_input, ctx) => {
         const user = requireIdentity(ctx.user);
