@@ -1,8 +1,4 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { Header, type Transport, type WireMessage } from '@chassis/core';
 import { natsTransport } from '@chassis/core/nats';
 import { Database, EventStore, installOutbox, OutboxRelay, type Publish, sql, writeOutbox } from '@chassis/data';
@@ -12,6 +8,7 @@ import { connect as natsConnect } from '@nats-io/transport-node';
 import pg from 'pg';
 import { z } from 'zod';
 import { benchDurationMs, formatTable, type Measurement, measure, percentile, writeResults } from './harness.ts';
+import { pgbench } from './pgbench.ts';
 
 /**
  * The data kit on the real PostgreSQL, beside pgbench's simple-update TPS on the same server in the same
@@ -27,7 +24,6 @@ import { benchDurationMs, formatTable, type Measurement, measure, percentile, wr
  *   commit to its publish.
  */
 
-const run = promisify(execFile);
 const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? servers.postgres.url;
 const WARMUP_MS = 1000;
 const DURATION_MS = benchDurationMs(5);
@@ -68,40 +64,6 @@ async function admin(statement: string): Promise<void> {
   } finally {
     await client.end();
   }
-}
-
-function pgbenchPath(): string {
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    if (dir && existsSync(join(dir, 'pgbench'))) return join(dir, 'pgbench');
-  }
-  for (const version of ['17', '16', '15']) {
-    const path = `/usr/lib/postgresql/${version}/bin/pgbench`;
-    if (existsSync(path)) return path;
-  }
-  throw new Error('pgbench is not installed (Debian: apt-get install postgresql-client or postgresql-contrib)');
-}
-
-/** pgbench -N (simple update: UPDATE accounts, SELECT, INSERT history) on a scratch database. */
-async function pgbench(database: string): Promise<{ tps: number; output: string }> {
-  const bin = pgbenchPath();
-  const url = new URL(ADMIN_URL);
-  const connection = [
-    '-h',
-    url.hostname,
-    '-p',
-    url.port || '5432',
-    '-U',
-    decodeURIComponent(url.username || 'postgres'),
-  ];
-  const env = { ...process.env, PGPASSWORD: decodeURIComponent(url.password) };
-  console.log(`pgbench: -i on ${database}`);
-  await run(bin, ['-i', '-q', ...connection, database], { env });
-  const args = ['-N', '-c', String(CONCURRENCY), '-j', '2', '-T', String(PGBENCH_SECONDS), ...connection, database];
-  console.log(`pgbench: ${args.slice(0, 6).join(' ')}`);
-  const { stdout } = await run(bin, args, { env });
-  const tps = /tps = ([\d.]+) \(without initial connection time\)/.exec(stdout)?.[1];
-  if (!tps) throw new Error(`pgbench printed no TPS:\n${stdout}`);
-  return { tps: Number(tps), output: stdout };
 }
 
 interface Slot {
@@ -338,7 +300,7 @@ async function main(): Promise<number> {
   let serverVersion = 'unknown';
   let synchronousCommit = 'unknown';
   try {
-    const bench = await pgbench(benchDb);
+    const bench = await pgbench(ADMIN_URL, benchDb, { concurrency: CONCURRENCY, seconds: PGBENCH_SECONDS });
     pgbenchTps = bench.tps;
     console.log(`pgbench: ${pgbenchTps.toFixed(0)} tps`);
 

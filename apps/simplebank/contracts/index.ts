@@ -1,8 +1,13 @@
 export * as accountTransactions from './account-transactions.ts';
+export * as alerts from './alerts.ts';
 export * from './common.ts';
 export * as customerOrders from './customer-orders.ts';
 export * as fees from './fees.ts';
+export * as holdings from './holdings.ts';
 export * as identity from './identity.ts';
 export * as market from './market.ts';
 export * as marketData from './market-data.ts';
+export * as notifications from './notifications.ts';
 export * as orders from './orders.ts';
+export * as payments from './payments.ts';
+export * as strategies from './strategies.ts';

@@ -6,9 +6,15 @@ export const OrderNotCancelable = defineError('ORDER_NOT_CANCELABLE', { status: 
 
 const Placed = z.object({ orderId: OrderId, status: OrderStatus });
 
+/**
+ * The order's id, chosen by the caller to make placing it idempotent: placing again with the same id
+ * returns the first order instead of a second one. Default: a new id.
+ */
+const ClientOrderId = OrderId.optional();
+
 export const sellShares = action('orders.sellShares', {
   description: 'Places a sell order: reserves the shares (and the fee), records the order and announces it.',
-  input: z.object({ accountId: AccountId, symbol: StockSymbol, quantity: Quantity }),
+  input: z.object({ accountId: AccountId, symbol: StockSymbol, quantity: Quantity, orderId: ClientOrderId }),
   output: Placed,
   idempotent: false,
 });
@@ -17,7 +23,13 @@ export const buyShares = action('orders.buyShares', {
   description:
     'Places a buy order for a quantity of shares, or for as many as an amount of cash buys: reserves the cash (and the fee), records the order and announces it.',
   input: z
-    .object({ accountId: AccountId, symbol: StockSymbol, quantity: Quantity.optional(), amount: Money.optional() })
+    .object({
+      accountId: AccountId,
+      symbol: StockSymbol,
+      quantity: Quantity.optional(),
+      amount: Money.optional(),
+      orderId: ClientOrderId,
+    })
     .refine((input) => (input.quantity === undefined) !== (input.amount === undefined), {
       message: 'give either quantity or amount, not both',
       path: ['quantity'],

@@ -1,10 +1,16 @@
 import { accountTransactionsService } from '../services/account-transactions/service.ts';
+import { alertsService } from '../services/alerts/service.ts';
 import { customerOrdersService } from '../services/customer-orders/service.ts';
 import { feesService } from '../services/fees/service.ts';
+import { type HoldingsOptions, holdingsService } from '../services/holdings/service.ts';
 import { identityService } from '../services/identity/service.ts';
+import { investmentStrategiesService } from '../services/investment-strategies/service.ts';
 import { type MarketOptions, marketService } from '../services/market/service.ts';
 import { marketDataService } from '../services/market-data/service.ts';
+import { notificationsService } from '../services/notifications/service.ts';
 import { type OrdersOptions, ordersService } from '../services/orders/service.ts';
+import { paymentsService } from '../services/payments/service.ts';
+import { placeStrategyOrdersService } from '../services/place-strategy-orders/service.ts';
 
 export interface SimplebankServicesOptions {
   /** The HS256 secret identity signs tokens with. */
@@ -15,6 +21,8 @@ export interface SimplebankServicesOptions {
   market?: Omit<MarketOptions, 'exchangeUrl'>;
   /** How often market data fetches prices. Default 1000 ms. */
   priceRefreshMs?: number;
+  /** Holdings' timeout, retries and breaker on its calls to the ledger and market data. */
+  holdings?: HoldingsOptions;
 }
 
 /** Every SimpleBank service this program can host; `SERVICES` picks which a node runs. */
@@ -27,5 +35,11 @@ export function simplebankServices(options: SimplebankServicesOptions) {
     marketDataService({ exchangeUrl: options.exchangeUrl, refreshMs: options.priceRefreshMs }),
     feesService(),
     customerOrdersService(),
+    holdingsService(options.holdings),
+    paymentsService(),
+    notificationsService(),
+    alertsService(),
+    investmentStrategiesService(),
+    placeStrategyOrdersService({ secret: options.secret }),
   ];
 }

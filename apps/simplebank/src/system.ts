@@ -3,6 +3,7 @@ import { type Database, dataExtension } from '@chassis/data';
 import { createGateway, type Gateway } from '@chassis/gateway';
 import { type ExchangeSimulator, startExchangeSimulator } from '../exchange-simulator/simulator.ts';
 import { simplebankRoutes } from './gateway.ts';
+import { simplebankGraphql } from './graphql.ts';
 import { type SimplebankServicesOptions, simplebankServices } from './services.ts';
 
 /** Used when CHASSIS_JWT_SECRET is not set, outside production only: anyone can read it here. */
@@ -13,7 +14,7 @@ export interface SimplebankOptions {
   env?: Record<string, string | undefined>;
   /** Default `DATABASE_URL`, else `pglite://.data/simplebank`: the embedded default keeps its data. */
   databaseUrl?: string;
-  /** The gateway's port (`PORT`, default 8080; 0 picks a free one); `false` runs no gateway here. */
+  /** The gateway's port (`PORT`, default 8080; 0 picks a free one); `false` (`PORT=off`) runs no gateway here. */
   port?: number | false;
   host?: string;
   /** Drain and exit on SIGTERM and SIGINT: the gateway first, then the node. */
@@ -51,7 +52,13 @@ export async function startSimplebank(options: SimplebankOptions = {}): Promise<
   const data = dataExtension({ url: options.databaseUrl ?? env.DATABASE_URL ?? 'pglite://.data/simplebank' });
   try {
     node = await runNode({
-      services: simplebankServices({ ...options.services, secret, exchangeUrl }),
+      services: simplebankServices({
+        ...options.services,
+        // How long an order may wait for the ledger before it is failed as interrupted (tests shorten it).
+        orders: { staleAfterMs: optionalNumber(env.ORDERS_STALE_AFTER_MS), ...options.services?.orders },
+        secret,
+        exchangeUrl,
+      }),
       env,
       // Signals are handled below: the gateway stops taking requests before the node drains.
       handleSignals: false,
@@ -65,13 +72,17 @@ export async function startSimplebank(options: SimplebankOptions = {}): Promise<
   }
   let gateway: Gateway | undefined;
   let url: string | undefined;
-  const port = options.port ?? Number(env.PORT ?? 8080);
+  const port = options.port ?? (env.PORT === 'off' ? false : Number(env.PORT ?? 8080));
   try {
     if (port !== false) {
       gateway = await createGateway({
         node,
         routes: simplebankRoutes,
         auth: verifier,
+        // Per customer; `RATE_LIMIT_PER_MINUTE=off` turns it off (load tests, a trusted edge in front).
+        rateLimit:
+          env.RATE_LIMIT_PER_MINUTE === 'off' ? false : { max: optionalNumber(env.RATE_LIMIT_PER_MINUTE) ?? 300 },
+        register: simplebankGraphql,
         openapi: { title: 'SimpleBank', version: '0.1.0', description: 'The flagship reference system of Chassis' },
       });
       url = await gateway.listen({ port, host: options.host ?? env.HOST ?? '127.0.0.1' });
@@ -104,7 +115,18 @@ export async function startSimplebank(options: SimplebankOptions = {}): Promise<
     process.once('SIGTERM', shutdown);
     process.once('SIGINT', shutdown);
   }
-  return { node, gateway, url, secret, exchange, database: data.database, stop };
+  return {
+    node,
+    gateway,
+    url,
+    secret,
+    exchange,
+    // Read when asked: a node hosting no service with tables (market data alone) opens no database.
+    get database() {
+      return data.database;
+    },
+    stop,
+  };
 }
 
 function jwtSecret(env: Record<string, string | undefined>): string {
@@ -116,4 +138,8 @@ function jwtSecret(env: Record<string, string | undefined>): string {
     );
   }
   return DEVELOPMENT_SECRET;
+}
+
+function optionalNumber(value: string | undefined): number | undefined {
+  return value === undefined || value === '' ? undefined : Number(value);
 }

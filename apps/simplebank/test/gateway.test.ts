@@ -105,17 +105,26 @@ describe('SimpleBank through the gateway, embedded (memory transport, PGlite)', 
     assert.equal(doc.status, 200);
     assert.deepEqual(Object.keys(doc.body.paths as object).sort(), [
       '/accounts',
+      '/accounts/{accountId}/holdings',
       '/accounts/{accountId}/transactions',
+      '/alerts',
       '/auth/token',
       '/health',
+      '/investments/{id}',
+      '/notifications',
       '/orders',
       '/orders/{id}',
       '/orders/{id}/cancel',
+      '/payments',
+      '/payments/{id}',
       '/prices',
       '/prices/{symbol}',
       '/reports/fees',
       '/shares/buy',
       '/shares/sell',
+      '/strategies',
+      '/strategies/{id}',
+      '/strategies/{strategyId}/orders',
     ]);
   });
 });

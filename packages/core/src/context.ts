@@ -13,6 +13,11 @@ export interface CallOptions<C extends ActionContract = ActionContract> extends 
   deadline?: number;
   /** Answers in place of the target when it fails or is unavailable (not for validation or domain errors). */
   fallback?: Fallback<InputOf<C>, OutputOf<C>>;
+  /**
+   * The token to call with, in place of the one this handler was called with: for a service acting
+   * under its own identity (e.g. a saga step, long after the customer's token expired).
+   */
+  auth?: string;
 }
 
 export interface EmitOptions {

@@ -108,7 +108,6 @@ export type NodeState = 'idle' | 'starting' | 'running' | 'draining' | 'stopped'
 /** What a call from outside any handler may add: the edge's correlation id and the caller's token. */
 export interface OutsideCallOptions<C extends ActionContract = ActionContract> extends CallOptions<C> {
   correlationId?: string;
-  auth?: string;
   /** The W3C trace context the call continues (the gateway passes the HTTP request's). */
   traceparent?: string;
   tracestate?: string;
@@ -976,7 +975,8 @@ class HandlerContext implements Context {
   }
 
   call<C extends ActionContract>(contract: C, input: InputOf<C>, options: CallOptions<C> = {}): Promise<OutputOf<C>> {
-    return this.outbound.send(contract, input, options, this.origin);
+    const origin = options.auth === undefined ? this.origin : { ...this.origin, auth: options.auth };
+    return this.outbound.send(contract, input, options, origin);
   }
 
   emit<E extends EventContract>(contract: E, payload: PayloadInputOf<E>, options: EmitOptions = {}): Promise<void> {

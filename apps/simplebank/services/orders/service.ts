@@ -89,9 +89,20 @@ export function ordersService(options: OrdersOptions = {}) {
 
   async function place(
     ctx: Context,
-    input: { accountId: string; symbol: string; side: 'sell' | 'buy'; quantity?: number; amount?: string },
+    input: {
+      accountId: string;
+      symbol: string;
+      side: 'sell' | 'buy';
+      quantity?: number;
+      amount?: string;
+      orderId?: string;
+    },
   ) {
     requireAccount(ctx.user, input.accountId);
+    if (input.orderId !== undefined) {
+      const existing = await placedBefore(ctx, input.orderId, input.accountId);
+      if (existing) return existing;
+    }
     const quote = toCents((await ctx.call(getPrice, { symbol: input.symbol })).price);
     const limit =
       input.side === 'buy' ? Math.ceil(quote * (1 + slippage)) : Math.max(1, Math.floor(quote * (1 - slippage)));
@@ -110,7 +121,7 @@ export function ordersService(options: OrdersOptions = {}) {
       input.side === 'buy'
         ? quantity * limit + feeFor(quantity * limit)
         : feeFor(Math.ceil(quantity * quote * (1 + slippage)));
-    const orderId = randomUUID();
+    const orderId = input.orderId ?? randomUUID();
     let order = await record(ctx, initialState(orderId), [
       {
         type: 'OrderCreated',
@@ -159,6 +170,22 @@ export function ordersService(options: OrdersOptions = {}) {
     });
     ctx.log.info({ orderId, side: input.side, symbol: input.symbol, quantity }, `${input.side} order created`);
     return { orderId, status: order.status };
+  }
+
+  /** The order placed before with the caller's id (a retry), if any: placing is idempotent by id. */
+  async function placedBefore(ctx: Context, orderId: string, accountId: string) {
+    const { state } = await events().aggregate(streamOf(orderId), {
+      initial: initialState(orderId),
+      evolve,
+      trx: await database(ctx),
+    });
+    // Read only: the transaction ends here, before the ledger is called.
+    await commit(ctx);
+    if (!state.created) return undefined;
+    if (state.created.accountId !== accountId) {
+      throw new ChassisError('CONFLICT', `Order ${orderId} exists for another account`, { data: { orderId } });
+    }
+    return { orderId, status: state.status };
   }
 
   /** An order the saga's events move on; an order already past that point is left as it is. */

@@ -1,0 +1,146 @@
+import { type Context, defineService, handle, on } from '@chassis/core';
+import { database } from '@chassis/data';
+import type { Generated } from 'kysely';
+import { listNotifications } from '../../contracts/notifications.ts';
+import { orderCanceled, orderCompleted, orderFailed, orderRejected } from '../../contracts/orders.ts';
+import { paymentCompleted } from '../../contracts/payments.ts';
+import { requireAccount } from '../shared/access.ts';
+
+type Channel = 'email' | 'sms';
+
+interface NotificationsTables {
+  contact_preferences: { account_id: string; channel: Channel; address: string };
+  notifications: {
+    id: Generated<number>;
+    account_id: string;
+    channel: Channel;
+    address: string | null;
+    subject: string;
+    body: string;
+    event_id: string;
+    sent_at: Generated<Date>;
+  };
+}
+
+interface Message {
+  accountId: string;
+  /** `<event name>:<order or payment id>`: what makes a notification unique. */
+  eventId: string;
+  subject: string;
+  body: string;
+}
+
+const verb = (side: 'sell' | 'buy') => (side === 'sell' ? 'sold' : 'bought');
+
+/**
+ * Notifications: tells customers what became of their orders and payments. "Sending" is a row in the
+ * `notifications` sink on the channel of the account's contact preference (email or SMS), one per event
+ * even when the event comes again (the inbox, and the event's unique key in the sink).
+ */
+export function notificationsService() {
+  return defineService({
+    name: 'notifications',
+    version: '0.1.0',
+    migrations: new URL('./migrations/', import.meta.url),
+    events: [
+      on(orderCompleted, (order, ctx) =>
+        send(ctx, {
+          accountId: order.accountId,
+          eventId: `${orderCompleted.name}:${order.orderId}`,
+          subject: `Your ${order.side} order for ${order.quantity} ${order.symbol} is complete`,
+          body: `Order ${order.orderId}: ${verb(order.side)} ${order.quantity} ${order.symbol} at ${order.price} a share.`,
+        }),
+      ),
+      on(orderFailed, (order, ctx) =>
+        send(ctx, {
+          accountId: order.accountId,
+          eventId: `${orderFailed.name}:${order.orderId}`,
+          subject: `Your ${order.side} order for ${order.quantity} ${order.symbol} failed`,
+          body: `Order ${order.orderId} could not be completed: ${order.reason}. Nothing was ${verb(order.side)}, and any fee taken is refunded.`,
+        }),
+      ),
+      on(orderCanceled, (order, ctx) =>
+        send(ctx, {
+          accountId: order.accountId,
+          eventId: `${orderCanceled.name}:${order.orderId}`,
+          subject: `Your ${order.side} order for ${order.quantity} ${order.symbol} was canceled`,
+          body: `Order ${order.orderId} was canceled before it reached the exchange. Nothing was ${verb(order.side)}, and any fee taken is refunded.`,
+        }),
+      ),
+      on(orderRejected, (order, ctx) =>
+        send(ctx, {
+          accountId: order.accountId,
+          eventId: `${orderRejected.name}:${order.orderId}`,
+          subject: `Your ${order.side} order for ${order.quantity} ${order.symbol} was rejected`,
+          body: `Order ${order.orderId} was not accepted: ${order.reason}.`,
+        }),
+      ),
+      on(paymentCompleted, (payment, ctx) =>
+        send(ctx, {
+          accountId: payment.accountId,
+          eventId: `${paymentCompleted.name}:${payment.paymentId}`,
+          subject: `Payment of ${payment.amount} received`,
+          body: `Payment ${payment.paymentId}: ${payment.amount} was credited to account ${payment.accountId}.`,
+        }),
+      ),
+    ],
+    actions: [
+      handle(listNotifications, async ({ accountId, page, size }, ctx) => {
+        requireAccount(ctx.user, accountId);
+        const db = await database<NotificationsTables>(ctx);
+        const rows = await db
+          .selectFrom('notifications')
+          .selectAll()
+          .where('account_id', '=', accountId)
+          .orderBy('sent_at', 'desc')
+          .orderBy('id', 'desc')
+          .limit(size)
+          .offset((page - 1) * size)
+          .execute();
+        const notifications = rows.map((row) => ({
+          id: Number(row.id),
+          accountId: row.account_id,
+          channel: row.channel,
+          address: row.address,
+          subject: row.subject,
+          body: row.body,
+          eventId: row.event_id,
+          sentAt: new Date(row.sent_at).toISOString(),
+        }));
+        return { accountId, page, size, notifications };
+      }),
+    ],
+  });
+}
+
+/** "Sends" a message on the account's preferred channel: a row in the sink, once per event. */
+async function send(ctx: Context, message: Message): Promise<void> {
+  const db = await database<NotificationsTables>(ctx);
+  const contact = await db
+    .selectFrom('contact_preferences')
+    .select(['channel', 'address'])
+    .where('account_id', '=', message.accountId)
+    .executeTakeFirst();
+  const channel = contact?.channel ?? 'email';
+  const sent = await db
+    .insertInto('notifications')
+    .values({
+      account_id: message.accountId,
+      channel,
+      address: contact?.address ?? null,
+      subject: message.subject,
+      body: message.body,
+      event_id: message.eventId,
+    })
+    .onConflict((oc) => oc.column('event_id').doNothing())
+    .returning('id')
+    .executeTakeFirst();
+  if (!sent) return;
+  const fields = { accountId: message.accountId, channel, eventId: message.eventId };
+  if (contact) ctx.log.info({ ...fields, to: contact.address }, `${channel} to ${contact.address}: ${message.subject}`);
+  else
+    ctx.log.warn(
+      fields,
+      `account ${message.accountId} has no contact preference: "${message.subject}" is kept, not delivered`,
+    );
+}

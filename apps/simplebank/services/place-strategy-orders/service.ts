@@ -1,0 +1,253 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { ChassisError, type Context, defineService, handle, isChassisError, on, signToken } from '@chassis/core';
+import { database } from '@chassis/data';
+import type { Kysely } from 'kysely';
+import { money, toCents } from '../../contracts/common.ts';
+import { buyShares, orderCanceled, orderCompleted, orderFailed, orderRejected } from '../../contracts/orders.ts';
+import { getPayment, paymentCompleted } from '../../contracts/payments.ts';
+import { getInvestment, getStrategy, invest, investmentFunded, PaymentMismatch } from '../../contracts/strategies.ts';
+import { requireAccount } from '../shared/access.ts';
+
+interface InvestmentTables {
+  investments: {
+    id: string;
+    strategy_id: string;
+    account_id: string;
+    amount_cents: number;
+    payment_id: string;
+    status: 'awaiting_payment' | 'placing' | 'completed' | 'partially_completed' | 'failed';
+    created_at: Date;
+  };
+  investment_orders: {
+    investment_id: string;
+    symbol: string;
+    amount_cents: number;
+    order_id: string;
+    status: string;
+    reason: string | null;
+  };
+}
+
+type Db = Kysely<InvestmentTables>;
+
+const TERMINAL_ORDER = ['completed', 'failed', 'rejected', 'canceled'];
+
+/** The id of an allocation's buy order: the same for every attempt of the step, so it buys once. */
+function allocationOrderId(investmentId: string, symbol: string): string {
+  const hex = createHash('sha1').update(`${investmentId}:${symbol}`).digest('hex');
+  const variant = ((Number.parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+}
+
+/**
+ * The investment saga, orchestrated (the book's place-strategy-orders): an investment waits for its
+ * payment (`payment_completed`), then places one buy order per allocation of the strategy for its
+ * share of the amount, follows each order to its end, and marks the investment completed, partially
+ * completed or failed. It places the orders under its own token (role `system`): a customer's token
+ * may have expired by the time the payment completes.
+ */
+export function placeStrategyOrdersService(options: { secret: string }) {
+  let token: { value: string; until: number } | undefined;
+  const systemToken = async () => {
+    if (!token || token.until < Date.now()) {
+      const value = await signToken(
+        options.secret,
+        { sub: 'place-strategy-orders', roles: ['system'] },
+        { expiresInSeconds: 600 },
+      );
+      token = { value, until: Date.now() + 500_000 };
+    }
+    return token.value;
+  };
+
+  async function read(db: Db, id: string) {
+    const investment = await db.selectFrom('investments').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!investment) throw new ChassisError('NOT_FOUND', `No investment ${id}`, { data: { id } });
+    const orders = await db
+      .selectFrom('investment_orders')
+      .selectAll()
+      .where('investment_id', '=', id)
+      .orderBy('symbol')
+      .execute();
+    return {
+      id: investment.id,
+      strategyId: investment.strategy_id,
+      accountId: investment.account_id,
+      amount: money(Number(investment.amount_cents)),
+      paymentId: investment.payment_id,
+      status: investment.status,
+      orders: orders.map((order) => ({
+        symbol: order.symbol,
+        amount: money(Number(order.amount_cents)),
+        orderId: order.status === 'pending' ? null : order.order_id,
+        status: order.status,
+        reason: order.reason,
+      })),
+      createdAt: new Date(investment.created_at).toISOString(),
+    };
+  }
+
+  async function fund(ctx: Context, db: Db, investmentId: string) {
+    const orders = await db
+      .selectFrom('investment_orders')
+      .select(['symbol', 'amount_cents', 'order_id'])
+      .where('investment_id', '=', investmentId)
+      .execute();
+    const investment = await db
+      .selectFrom('investments')
+      .select('account_id')
+      .where('id', '=', investmentId)
+      .executeTakeFirstOrThrow();
+    await ctx.emit(investmentFunded, {
+      investmentId,
+      accountId: investment.account_id,
+      orders: orders.map((o) => ({ symbol: o.symbol, amount: money(Number(o.amount_cents)), orderId: o.order_id })),
+    });
+  }
+
+  /** An order of an investment ended: record it, and end the investment once all its orders have. */
+  async function follow(ctx: Context, orderId: string, status: string, reason: string | null) {
+    const db = await database<InvestmentTables>(ctx);
+    const row = await db
+      .updateTable('investment_orders')
+      .set({ status, reason })
+      .where('order_id', '=', orderId)
+      .where('status', 'not in', TERMINAL_ORDER)
+      .returning('investment_id')
+      .executeTakeFirst();
+    if (row) await conclude(db, row.investment_id);
+  }
+
+  async function conclude(db: Db, investmentId: string) {
+    // Under the investment's row lock: two orders ending at once conclude it once.
+    await db.selectFrom('investments').select('id').where('id', '=', investmentId).forUpdate().execute();
+    const orders = await db
+      .selectFrom('investment_orders')
+      .select('status')
+      .where('investment_id', '=', investmentId)
+      .execute();
+    if (orders.some((order) => !TERMINAL_ORDER.includes(order.status))) return;
+    const completed = orders.filter((order) => order.status === 'completed').length;
+    const status = completed === orders.length ? 'completed' : completed > 0 ? 'partially_completed' : 'failed';
+    await db
+      .updateTable('investments')
+      .set({ status })
+      .where('id', '=', investmentId)
+      .where('status', '=', 'placing')
+      .execute();
+  }
+
+  return defineService({
+    name: 'place-strategy-orders',
+    version: '0.1.0',
+    migrations: new URL('./migrations/', import.meta.url),
+    uses: [getStrategy, getPayment, buyShares, investmentFunded],
+    actions: [
+      handle(invest, async (input, ctx) => {
+        requireAccount(ctx.user, input.destinationAccountId);
+        // Both asked before this service's transaction opens (one PGlite connection in the embedded default).
+        const strategy = await ctx.call(getStrategy, { id: input.strategyId });
+        const payment = await ctx.call(getPayment, { paymentId: input.paymentId });
+        if (payment.accountId !== input.destinationAccountId || toCents(payment.amount) < toCents(input.amount)) {
+          throw PaymentMismatch(
+            `Payment ${input.paymentId} is ${payment.amount} into account ${payment.accountId}: it does not fund ${input.amount} into ${input.destinationAccountId}`,
+            { paymentId: input.paymentId },
+          );
+        }
+        const db = await database<InvestmentTables>(ctx);
+        const existing = await db
+          .selectFrom('investments')
+          .select('id')
+          .where('payment_id', '=', input.paymentId)
+          .executeTakeFirst();
+        if (existing) return read(db, existing.id);
+        const id = randomUUID();
+        const amount = toCents(input.amount);
+        const paid = payment.status === 'completed';
+        await db
+          .insertInto('investments')
+          .values({
+            id,
+            strategy_id: strategy.id,
+            account_id: input.destinationAccountId,
+            amount_cents: amount,
+            payment_id: input.paymentId,
+            status: paid ? 'placing' : 'awaiting_payment',
+            created_at: new Date(),
+          })
+          .execute();
+        // Each allocation's share, in whole cents; what rounding leaves goes to the last.
+        let left = amount;
+        const allocations = strategy.assets.map((asset, index) => {
+          const share = index === strategy.assets.length - 1 ? left : Math.floor((amount * asset.percentage) / 100);
+          left -= share;
+          return {
+            investment_id: id,
+            symbol: asset.assetId,
+            amount_cents: share,
+            order_id: allocationOrderId(id, asset.assetId),
+            status: 'pending',
+            reason: null,
+          };
+        });
+        await db.insertInto('investment_orders').values(allocations).execute();
+        if (paid) await fund(ctx, db, id);
+        return read(db, id);
+      }),
+      handle(getInvestment, async ({ id }, ctx) => {
+        const db = await database<InvestmentTables>(ctx);
+        const investment = await read(db, id);
+        requireAccount(ctx.user, investment.accountId);
+        return investment;
+      }),
+    ],
+    events: [
+      on(paymentCompleted, async (payment, ctx) => {
+        const db = await database<InvestmentTables>(ctx);
+        const funded = await db
+          .updateTable('investments')
+          .set({ status: 'placing' })
+          .where('payment_id', '=', payment.paymentId)
+          .where('status', '=', 'awaiting_payment')
+          .returning('id')
+          .executeTakeFirst();
+        if (funded) await fund(ctx, db, funded.id);
+      }),
+      on(investmentFunded, async (funded, ctx) => {
+        // The orders first, holding no transaction; then their outcomes, all at once.
+        const auth = await systemToken();
+        const outcomes: { orderId: string; status: string; reason: string | null }[] = [];
+        for (const order of funded.orders) {
+          try {
+            const placed = await ctx.call(
+              buyShares,
+              { accountId: funded.accountId, symbol: order.symbol, amount: order.amount, orderId: order.orderId },
+              { auth },
+            );
+            outcomes.push({ orderId: order.orderId, status: placed.status, reason: null });
+          } catch (error) {
+            // Unavailable: the step runs again later, and the orders already placed are found by id.
+            if (!isChassisError(error) || error.retryable || error.status >= 500) throw error;
+            outcomes.push({ orderId: order.orderId, status: 'rejected', reason: error.message });
+          }
+        }
+        const db = await database<InvestmentTables>(ctx);
+        for (const outcome of outcomes) {
+          await db
+            .updateTable('investment_orders')
+            .set({ status: outcome.status, reason: outcome.reason })
+            .where('order_id', '=', outcome.orderId)
+            .where('status', '=', 'pending')
+            .execute();
+        }
+        await conclude(db, funded.investmentId);
+      }),
+      on(orderCompleted, (order, ctx) => follow(ctx, order.orderId, 'completed', null), { name: 'order-completed' }),
+      on(orderFailed, (order, ctx) => follow(ctx, order.orderId, 'failed', order.reason), { name: 'order-failed' }),
+      on(orderRejected, (order, ctx) => follow(ctx, order.orderId, 'rejected', order.reason), {
+        name: 'order-rejected',
+      }),
+      on(orderCanceled, (order, ctx) => follow(ctx, order.orderId, 'canceled', null), { name: 'order-canceled' }),
+    ],
+  });
+}

@@ -1,0 +1,177 @@
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Database, sql } from '@chassis/data';
+import { launchDistributed } from '@chassis/simplebank/launcher';
+import { freePort, servers } from '@chassis/testing';
+import pg from 'pg';
+import { benchConcurrencies, benchDurationMs, formatTable, measure, writeResults } from './harness.ts';
+import { pgbench } from './pgbench.ts';
+
+/**
+ * SimpleBank end to end on its distributed topology — separate processes for the edge (gateway),
+ * two orders and two market instances, and the ledger with fees — over NATS and PostgreSQL, beside
+ * pgbench on the same server in the same run. Clients sell and buy 1 BHP in a closed loop through the
+ * gateway; each order is accepted (202) after orders has recorded it and the ledger reserved for it,
+ * then completes through the saga: market places it on the exchange simulator, fees charges, the ledger
+ * settles. Reported: acceptance latency (p50/p99), accepted orders/s, and completed orders/s — the
+ * orders that completed divided by the time from the first acceptance to the last completion.
+ */
+
+const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? servers.postgres.url;
+const DURATION_MS = benchDurationMs(10);
+const PGBENCH_SECONDS = Number(process.env.BENCH_PGBENCH_SECONDS ?? 10);
+const CONCURRENCY = benchConcurrencies('32');
+
+async function withAdmin<T>(run: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: ADMIN_URL });
+  await client.connect();
+  try {
+    return await run(client);
+  } finally {
+    await client.end();
+  }
+}
+
+function databaseUrl(name: string): string {
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+async function main(): Promise<void> {
+  const startedAt = new Date();
+  const suffix = randomBytes(4).toString('hex');
+  const bankDb = `chassis_bench_simplebank_${suffix}`;
+  const pgbenchDb = `chassis_bench_pgbench_${suffix}`;
+  await withAdmin((c) => c.query(`create database ${pgbenchDb}`));
+  process.env.RATE_LIMIT_PER_MINUTE = 'off';
+  const errors: string[] = [];
+  console.log('SimpleBank: starting the distributed topology (7 processes) over NATS and PostgreSQL …');
+  const bank = await launchDistributed({
+    transport: process.env.BENCH_NATS_URL ?? servers.nats.url,
+    databaseUrl: databaseUrl(bankDb),
+    port: await freePort(),
+    exchangePort: await freePort(),
+    output: (line) => {
+      if (/"level":(50|60)|Error/.test(line)) errors.push(line);
+    },
+  });
+  const db = await Database.open(databaseUrl(bankDb));
+  const rows: Record<string, unknown>[] = [];
+  try {
+    const login = await fetch(`${bank.url}/auth/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'alice', password: 'alice-password' }),
+    });
+    const token = String(((await login.json()) as { access_token: string }).access_token);
+    // Cash for the loop's buys and fees: a payment through the API.
+    await post(bank.url, '/payments', { accountId: '101', amount: '1000000.00' }, token, 201);
+    let side = 0;
+    const placeOrder = async () => {
+      const path = side++ % 2 === 0 ? '/shares/sell' : '/shares/buy';
+      await post(bank.url, path, { accountId: '101', symbol: 'BHP', quantity: 1 }, token, 202);
+    };
+    for (const concurrency of CONCURRENCY) {
+      const before = await terminalCounts(db);
+      const accepted = await measure('simplebank accept', concurrency, placeOrder, {
+        durationMs: DURATION_MS,
+        warmupMs: 2000,
+      });
+      const firstAcceptance = Date.now() - DURATION_MS - 2000;
+      // The saga finishes the orders accepted in the window (and the warm-up's).
+      let counts = await terminalCounts(db);
+      for (let idle = 0; idle < 60 && counts.open > 0; idle++) {
+        await sleep(500);
+        counts = await terminalCounts(db);
+      }
+      const lastCompletion = await lastCompletedAt(db);
+      const completed = counts.completed - before.completed;
+      const seconds = (lastCompletion - firstAcceptance) / 1000;
+      rows.push({
+        concurrency,
+        acceptedPerSec: accepted.opsPerSec,
+        p50Ms: accepted.p50Ms,
+        p99Ms: accepted.p99Ms,
+        errors: accepted.errors,
+        firstError: accepted.firstError,
+        completed,
+        completedPerSec: completed / seconds,
+        stillOpen: counts.open,
+        failed: counts.failed - before.failed,
+      });
+    }
+  } finally {
+    await db.close();
+    await bank.stop();
+  }
+  const base = await pgbench(ADMIN_URL, pgbenchDb, { concurrency: 4, seconds: PGBENCH_SECONDS });
+  await withAdmin(async (c) => {
+    await c.query(`drop database if exists ${bankDb} with (force)`);
+    await c.query(`drop database if exists ${pgbenchDb} with (force)`);
+  });
+
+  const fixed = (n: unknown, digits = 0) => (typeof n === 'number' && Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
+  console.log(
+    `\nSimpleBank sell/buy orders through the gateway, distributed over NATS + PostgreSQL (${DURATION_MS / 1000} s)`,
+  );
+  console.log(
+    formatTable([
+      [
+        'clients',
+        'accepted/s',
+        'p50 ms',
+        'p99 ms',
+        'completed/s',
+        'completed',
+        'failed',
+        'open',
+        'errors',
+        'vs pgbench -N',
+      ],
+      ...rows.map((r) => [
+        String(r.concurrency),
+        fixed(r.acceptedPerSec),
+        fixed(r.p50Ms, 1),
+        fixed(r.p99Ms, 1),
+        fixed(r.completedPerSec),
+        String(r.completed),
+        String(r.failed),
+        String(r.stillOpen),
+        String(r.errors),
+        `${fixed((r.completedPerSec as number) / base.tps, 2)}×`,
+      ]),
+    ]),
+  );
+  console.log(`pgbench -N, 4 clients, same server: ${base.tps.toFixed(0)} TPS`);
+  console.log('Goal (issue 6): at least 500 completed orders/s with p99 acceptance under 100 ms.');
+  if (errors.length > 0) console.log(`\nprocess errors (first 5):\n${errors.slice(0, 5).join('\n')}`);
+  await writeResults('simplebank', startedAt, { rows, pgbenchTps: base.tps, durationMs: DURATION_MS });
+}
+
+async function post(baseUrl: string, path: string, body: unknown, token: string, expected: number) {
+  const response = await fetch(`${baseUrl}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify(body),
+  });
+  const text = await response.text();
+  if (response.status !== expected) throw new Error(`${path} answered ${response.status}: ${text.slice(0, 200)}`);
+}
+
+async function terminalCounts(db: Database) {
+  const { rows } = await sql<{ completed: number; failed: number; open: number }>`
+    select count(*) filter (where status = 'completed')::int as completed,
+      count(*) filter (where status in ('failed', 'rejected', 'canceled'))::int as failed,
+      (select count(*) from orders.chassis_streams)::int - count(*) filter (where status in ('completed', 'failed', 'rejected', 'canceled'))::int as open
+    from "customer-orders".order_summaries`.execute(db.kysely);
+  return rows[0]!;
+}
+
+async function lastCompletedAt(db: Database): Promise<number> {
+  const { rows } = await sql<{ at: Date | null }>`
+    select max(recorded_at) as at from orders.chassis_events where type = 'OrderCompleted'`.execute(db.kysely);
+  return rows[0]?.at ? new Date(rows[0].at).getTime() : Date.now();
+}
+
+await main();
