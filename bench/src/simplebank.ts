@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { signToken } from '@chassis/core';
 import { Database, sql } from '@chassis/data';
 import { launchDistributed } from '@chassis/simplebank/launcher';
 import { freePort, servers } from '@chassis/testing';
@@ -21,6 +22,8 @@ const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? servers.postgres.url;
 const DURATION_MS = benchDurationMs(10);
 const PGBENCH_SECONDS = Number(process.env.BENCH_PGBENCH_SECONDS ?? 10);
 const CONCURRENCY = benchConcurrencies('32');
+/** The secret the processes verify tokens with: the bench signs its customers' tokens with it. */
+const SECRET = 'simplebank-bench-secret-of-at-least-32-characters';
 
 async function withAdmin<T>(run: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: ADMIN_URL });
@@ -45,6 +48,7 @@ async function main(): Promise<void> {
   const pgbenchDb = `chassis_bench_pgbench_${suffix}`;
   await withAdmin((c) => c.query(`create database ${pgbenchDb}`));
   process.env.RATE_LIMIT_PER_MINUTE = 'off';
+  process.env.CHASSIS_JWT_SECRET = SECRET;
   const errors: string[] = [];
   console.log('SimpleBank: starting the distributed topology (7 processes) over NATS and PostgreSQL …');
   const bank = await launchDistributed({
@@ -59,18 +63,14 @@ async function main(): Promise<void> {
   const db = await Database.open(databaseUrl(bankDb));
   const rows: Record<string, unknown>[] = [];
   try {
-    const login = await fetch(`${bank.url}/auth/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ username: 'alice', password: 'alice-password' }),
-    });
-    const token = String(((await login.json()) as { access_token: string }).access_token);
-    // Cash for the loop's buys and fees: a payment through the API.
-    await post(bank.url, '/payments', { accountId: '101', amount: '1000000.00' }, token, 201);
-    let side = 0;
+    // One customer per client, each with an account of their own: customers do not queue on each
+    // other's account lock, as many customers would not.
+    const customers = await seedCustomers(db, Math.max(...CONCURRENCY));
+    let next = 0;
     const placeOrder = async () => {
-      const path = side++ % 2 === 0 ? '/shares/sell' : '/shares/buy';
-      await post(bank.url, path, { accountId: '101', symbol: 'BHP', quantity: 1 }, token, 202);
+      const customer = customers[next++ % customers.length]!;
+      const path = customer.orders++ % 2 === 0 ? '/shares/sell' : '/shares/buy';
+      await post(bank.url, path, { accountId: customer.accountId, symbol: 'BHP', quantity: 1 }, customer.token, 202);
     };
     for (const concurrency of CONCURRENCY) {
       const before = await terminalCounts(db);
@@ -157,6 +157,30 @@ async function post(baseUrl: string, path: string, body: unknown, token: string,
   });
   const text = await response.text();
   if (response.status !== expected) throw new Error(`${path} answered ${response.status}: ${text.slice(0, 200)}`);
+}
+
+/**
+ * Bench customers: an account each with cash and BHP, written into the ledger's tables with their
+ * opening entries (double entry holds), and a token for each signed with the processes' secret.
+ */
+async function seedCustomers(db: Database, count: number) {
+  const customers: { accountId: string; token: string; orders: number }[] = [];
+  for (let i = 0; i < count; i++) {
+    const accountId = String(5000 + i);
+    await sql`
+      with account as (
+        insert into "account-transactions".accounts (id, name, owner, cash_cents)
+        values (${accountId}, ${`Bench ${i}`}, ${`bench-${i}`}, 100000000)
+      ), position as (
+        insert into "account-transactions".positions (account_id, symbol, quantity) values (${accountId}, 'BHP', 1000000)
+      )
+      insert into "account-transactions".entries (account, asset, amount, kind) values
+        (${accountId}, 'CASH', 100000000, 'opening'), ('opening', 'CASH', -100000000, 'opening'),
+        (${accountId}, 'BHP', 1000000, 'opening'), ('opening', 'BHP', -1000000, 'opening')`.execute(db.kysely);
+    const token = await signToken(SECRET, { sub: `bench-${i}`, roles: ['customer'], accounts: [accountId] });
+    customers.push({ accountId, token, orders: 0 });
+  }
+  return customers;
 }
 
 async function terminalCounts(db: Database) {

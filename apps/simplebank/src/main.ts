@@ -50,9 +50,9 @@ async function walkThrough(): Promise<void> {
   if (typeof orderId === 'string') {
     for (let i = 0; i < 50; i++) {
       const order = await request('GET', `/orders/${orderId}`, undefined, token);
-      if (order.body.status !== 'created') {
+      if (['completed', 'failed'].includes(String(order.body.status))) {
         const history = (order.body.history as { status: string }[]).map((h) => h.status).join(' → ');
-        say(`  GET /orders/${orderId} → ${history} (market placed it on the exchange)`);
+        say(`  GET /orders/${orderId} → ${history} (placed on the exchange and filled)`);
         break;
       }
       await sleep(20);

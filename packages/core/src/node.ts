@@ -241,6 +241,12 @@ export class ChassisNode {
       rejected: (target, code) => this.metrics.rejections.inc({ target, code }),
     });
     this.metrics = new NodeMetrics(this.policies, { defaultMetrics: options.defaultMetrics ?? false });
+    this.metrics.watchBacklogs(
+      this.services.flatMap((service) =>
+        service.events.map((handler) => ({ event: handler.contract.name, service: service.name, handler: handler.name })),
+      ),
+      (binding) => this.transport.backlog(binding),
+    );
     this.flags = OpenFeature.getClient(this.id);
     this.transport.onStatus((status) => {
       if (status !== this.transportStatus) {

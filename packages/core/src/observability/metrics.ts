@@ -1,5 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { PolicyEngine } from '../policies/index.ts';
+import { type EventBinding, subscriptionName } from '../transports/transport.ts';
 
 /**
  * The metrics every node exposes with no user code (prom-client, Prometheus text on `/metrics`).
@@ -83,6 +84,31 @@ export class NodeMetrics {
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });
+
+  /**
+   * `chassis_subscription_backlog{subscription}`: messages waiting in each durable subscription this
+   * node consumes, read from the broker at scrape time (the book's "messages accumulating in the queue"
+   * alert watches it). A broker that does not answer in time leaves the subscription out of that scrape.
+   */
+  watchBacklogs(bindings: readonly EventBinding[], backlog: (binding: EventBinding) => Promise<number>): void {
+    if (bindings.length === 0) return;
+    new Gauge({
+      name: 'chassis_subscription_backlog',
+      help: 'Messages waiting in a durable event subscription (published, not yet handled)',
+      labelNames: ['subscription'] as const,
+      registers: [this.registry],
+      async collect() {
+        this.reset();
+        await Promise.all(
+          bindings.map(async (binding) => {
+            const timeout = new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 1000).unref());
+            const depth = await Promise.race([backlog(binding).catch(() => undefined), timeout]);
+            if (depth !== undefined) this.set({ subscription: subscriptionName(binding) }, depth);
+          }),
+        );
+      },
+    });
+  }
 
   constructor(policies: PolicyEngine, options: { defaultMetrics?: boolean; labels?: Record<string, string> } = {}) {
     if (options.labels) this.registry.setDefaultLabels(options.labels);

@@ -624,6 +624,29 @@ class AmqpTransport implements Transport {
     }
   }
 
+  async backlog(binding: EventBinding): Promise<number> {
+    const { source, name } = splitEvent(binding.event);
+    const queue = `evt-${source}-${name}--${subscriptionName(binding)}`;
+    const doing = `Reading the backlog of ${queue}`;
+    const connection = await this.whenConnected(this.publishWaitMs, doing);
+    let channel: Channel;
+    try {
+      channel = await connection.createChannel();
+    } catch (error) {
+      throw transportError(error, doing);
+    }
+    channel.on('error', ignore);
+    try {
+      // Ready messages: RabbitMQ does not count the delivered, unacknowledged ones here.
+      return (await channel.checkQueue(queue)).messageCount;
+    } catch (error) {
+      if (brokerCode(error) === 404) return 0;
+      throw transportError(error, doing);
+    } finally {
+      await channel.close().catch(ignore);
+    }
+  }
+
   async readDeadLetters(queue: string, limit = 100): Promise<DeadLetter[]> {
     const doing = `Reading the dead letters of ${queue}`;
     const connection = await this.whenConnected(this.publishWaitMs, doing);

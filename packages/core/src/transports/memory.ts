@@ -294,6 +294,10 @@ class MemoryTransport implements Transport {
     });
   }
 
+  async backlog(binding: EventBinding): Promise<number> {
+    return this.broker.eventQueue(binding).depth;
+  }
+
   async deadLetter(queue: string, message: WireMessage, reason: string): Promise<void> {
     this.broker.addDeadLetter(queue, message, reason);
   }

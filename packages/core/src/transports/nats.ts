@@ -596,6 +596,16 @@ class NatsTransport implements Transport {
     };
   }
 
+  async backlog(binding: EventBinding): Promise<number> {
+    const { jsm } = this.#jetstream();
+    try {
+      const info = await jsm.consumers.info(this.#options.eventsStream, durableName(subscriptionName(binding)));
+      return info.num_pending + info.num_ack_pending;
+    } catch (error) {
+      throw toTransportError(error, `Cannot read the backlog of ${subscriptionName(binding)}`);
+    }
+  }
+
   /** Creates the durable consumer of a subscription, or adjusts an existing one; safe to race with other instances. */
   async ensureConsumer(spec: ConsumerSpec): Promise<void> {
     const { jsm } = this.#jetstream();

@@ -109,6 +109,12 @@ export interface Transport {
    */
   subscribe(binding: EventBinding, handler: EventHandler, options: SubscribeOptions): Promise<Consumer>;
 
+  /**
+   * Messages waiting in a durable subscription: published and not yet handled (delivered and not
+   * acknowledged included where the broker counts them). What queue-depth alerts watch.
+   */
+  backlog(binding: EventBinding): Promise<number>;
+
   /** Stores a message that cannot be handled (e.g. garbage bytes on an RPC queue). */
   deadLetter(queue: string, message: WireMessage, reason: string): Promise<void>;
   /** Reads, without removing, up to `limit` dead letters of a queue, oldest first. */

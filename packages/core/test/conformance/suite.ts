@@ -272,6 +272,22 @@ export function transportConformance(target: TransportTarget): void {
       assert.deepEqual([...market].sort(), [...notifications].sort());
     });
 
+    it(`[${target.name}] a subscription's backlog counts the events waiting while no instance runs, and the node reports it`, async () => {
+      const handled: string[] = [];
+      const market = subscriber(slice.names.market, (p) => void handled.push(p.orderId));
+      const binding = { event: slice.orderCreated.name, service: market.name, handler: market.events[0]!.name };
+      const first = await startNode([market]);
+      await first.stop();
+      const caller = await startNode([]);
+      for (let i = 0; i < 5; i++) await caller.emit(slice.orderCreated, order(`o-backlog-${i}`));
+      await waitUntil(async () => (await caller.transport.backlog(binding)) === 5, { what: 'a backlog of 5' });
+      const second = await startNode([market]);
+      await waitUntil(() => handled.length === 5, { what: 'the backlog handled' });
+      await waitUntil(async () => (await caller.transport.backlog(binding)) === 0, { what: 'an empty backlog' });
+      const scraped = await second.metrics.registry.metrics();
+      assert.match(scraped, new RegExp(`chassis_subscription_backlog\\{subscription="${market.name}\\.[^"]+"\\} 0`));
+    });
+
     it(`[${target.name}] a failed event handler gets the event again, with growing attempts`, async () => {
       const attempts: number[] = [];
       await startNode([
