@@ -406,7 +406,8 @@ export class EventStore<S extends EventSchemas = EventSchemas> {
 
   /**
    * A stream's current state: its snapshot (if any) folded with the events after it. With
-   * `snapshotEvery: n`, a new snapshot is kept once n events were folded past the last one.
+   * `snapshotEvery: n`, a new snapshot is kept once n events were folded past the last one. With
+   * `snapshots: false`, no snapshot is looked for (one query less, for short streams that never take one).
    */
   async aggregate<State>(
     stream: string,
@@ -414,12 +415,14 @@ export class EventStore<S extends EventSchemas = EventSchemas> {
       initial: State;
       evolve: (state: State, event: StoredEventOf<S>) => State;
       snapshotEvery?: number;
+      snapshots?: boolean;
       revision?: number;
       trx?: Kysely<AnyTables>;
     },
   ): Promise<{ state: State; version: number }> {
     const { trx, revision } = options;
-    const snapshot = await this.loadSnapshot<State>(stream, { revision, trx });
+    const snapshot =
+      options.snapshots === false ? undefined : await this.loadSnapshot<State>(stream, { revision, trx });
     let state = snapshot?.state ?? options.initial;
     let version = snapshot?.version ?? 0;
     const page = 1000;

@@ -65,7 +65,12 @@ export function ordersService(options: OrdersOptions = {}) {
     const trx = await database(ctx);
     const es = events();
     await sql`select 1 from ${es.table('chassis_streams')} where stream = ${streamOf(orderId)} for update`.execute(trx);
-    const { state } = await es.aggregate(streamOf(orderId), { initial: initialState(orderId), evolve, trx });
+    const { state } = await es.aggregate(streamOf(orderId), {
+      initial: initialState(orderId),
+      evolve,
+      snapshots: false,
+      trx,
+    });
     if (!state.created) throw new ChassisError('NOT_FOUND', `No order ${orderId}`, { data: { orderId } });
     return state;
   }
@@ -78,7 +83,11 @@ export function ordersService(options: OrdersOptions = {}) {
       trx,
     });
     const next = stored.reduce(evolve, order);
-    await ctx.emit(orderChanged, { ...view(next), version: next.version });
+    // Read models see the order as the API shows it: steps that change nothing there are not announced.
+    const shown = view(next);
+    if (order.version === 0 || JSON.stringify(shown) !== JSON.stringify(view(order))) {
+      await ctx.emit(orderChanged, { ...shown, version: next.version });
+    }
     return next;
   }
 
@@ -161,7 +170,8 @@ export function ordersService(options: OrdersOptions = {}) {
       await commit(ctx);
       throw error;
     }
-    order = await load(ctx, orderId);
+    // Nobody else writes to a new order before it is announced (the stale sweep waits far longer than a
+    // reservation may take): append after the version this handler wrote, without reading it again.
     order = await record(ctx, order, [{ type: 'ReservationHeld', data: {} }]);
     await ctx.emit(orderCreated, {
       ...refOf(order),
@@ -177,6 +187,7 @@ export function ordersService(options: OrdersOptions = {}) {
     const { state } = await events().aggregate(streamOf(orderId), {
       initial: initialState(orderId),
       evolve,
+      snapshots: false,
       trx: await database(ctx),
     });
     // Read only: the transaction ends here, before the ledger is called.
@@ -239,6 +250,7 @@ export function ordersService(options: OrdersOptions = {}) {
         const { state } = await events().aggregate(streamOf(orderId), {
           initial: initialState(orderId),
           evolve,
+          snapshots: false,
           trx: await database(ctx),
         });
         if (!state.created) throw new ChassisError('NOT_FOUND', `No order ${orderId}`, { data: { orderId } });
