@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { action, defineService, event, handle, on, type ServiceDefinition } from '@chassis/core';
-import { type DataExtension, database, dataExtension, sql } from '@chassis/data';
+import { commit, type DataExtension, database, dataExtension, openEventStore, sql } from '@chassis/data';
 import { type DatabaseTarget, memoryTarget, useCluster, waitUntil } from '@chassis/testing';
 import type { Generated } from 'kysely';
 import { z } from 'zod';
@@ -133,6 +133,69 @@ export function extensionSuite(target: DatabaseTarget): void {
       assert.equal(await count(data, s.ledger.name, 'reservations'), 2);
       assert.equal(await count(data, s.ledger.name, 'handled'), 2, 'each event handled once');
       assert.ok(s.runs.count >= 3, `the failed attempt ran too (${s.runs.count} runs)`);
+    });
+
+    it(`[${target.name}] commit(ctx) makes an action's first step durable: a later failure undoes only what came after`, async () => {
+      const s = slice();
+      const place = action(`${s.orders.name}.placeInSteps`, {
+        input: z.object({ orderId: z.string() }),
+        output: z.object({ ok: z.boolean() }),
+      });
+      const events: { type: string }[] = [];
+      const orders = defineService({
+        name: s.orders.name,
+        migrations: new URL('orders/', fixtures),
+        start: async (service) => {
+          const store = await openEventStore(service, { schemas: { Placed: z.object({ step: z.number() }) } });
+          events.push(...(await store.readStream('installed-check')));
+        },
+        actions: [
+          handle(place, async ({ orderId }, ctx) => {
+            const db = await database<OrdersTables>(ctx);
+            await db
+              .insertInto('orders')
+              .values({ id: orderId, account_id: '101', symbol: 'BHP', quantity: 1 })
+              .execute();
+            await commit(ctx);
+            // A new transaction: this write goes with the failure below.
+            await (await database<OrdersTables>(ctx))
+              .updateTable('orders')
+              .set({ status: 'reserved' })
+              .where('id', '=', orderId)
+              .execute();
+            throw new Error('the ledger said no');
+          }),
+        ],
+      });
+      const { data, node } = await start([orders]);
+      const orderId = randomUUID();
+      await assert.rejects(node.call(place, { orderId }), /the ledger said no/);
+      const row = await sql<{ status: string }>`
+        select status from ${sql.id(orders.name, 'orders')} where id = ${orderId}`.execute(data.database.kysely);
+      assert.equal(row.rows[0]?.status, 'created', 'the committed insert stays; the update after it is gone');
+      assert.deepEqual(events, [], 'the event store was installed in the service schema at start');
+    });
+
+    it(`[${target.name}] commit(ctx) is refused in an event handler, whose work commits with its inbox claim`, async () => {
+      const s = slice();
+      const errors: string[] = [];
+      const ledger = defineService({
+        name: s.ledger.name,
+        migrations: new URL('ledger/', fixtures),
+        events: [
+          on(
+            s.orderCreated,
+            async (_payload, ctx) => {
+              await commit(ctx).catch((error: Error) => errors.push(error.message));
+            },
+            { maxDeliveries: 1 },
+          ),
+        ],
+      });
+      const { node } = await start([s.orders, ledger]);
+      await node.call(s.sellShares, { accountId: '101', symbol: 'BHP', quantity: 1 });
+      await waitUntil(() => errors.length === 1, { what: 'the refusal' });
+      assert.match(errors[0]!, /commit\(ctx\) is for actions/);
     });
 
     it(`[${target.name}] readiness checks the database`, async () => {
