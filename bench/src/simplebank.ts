@@ -187,7 +187,8 @@ async function terminalCounts(db: Database) {
   const { rows } = await sql<{ completed: number; failed: number; open: number }>`
     select count(*) filter (where status = 'completed')::int as completed,
       count(*) filter (where status in ('failed', 'rejected', 'canceled'))::int as failed,
-      (select count(*) from orders.chassis_streams)::int - count(*) filter (where status in ('completed', 'failed', 'rejected', 'canceled'))::int as open
+      (count(*) filter (where status not in ('completed', 'failed', 'rejected', 'canceled'))
+        + greatest(0, (select count(*) from orders.chassis_streams) - count(*)))::int as open
     from "customer-orders".order_summaries`.execute(db.kysely);
   return rows[0]!;
 }
