@@ -40,7 +40,7 @@ import { contextOf, type Span, SpanKind, Tracing, type TracingOptions } from './
 import { type CallPolicies, type HandlerPolicies, type PolicyDefaults, PolicyEngine } from './policies/index.ts';
 import { resolveDeadline } from './policies/timeout.ts';
 import { type NodeInfo, Registry } from './registry.ts';
-import type { EventHandlerDefinition, ServiceDefinition, ServiceHandle } from './service.ts';
+import type { ActionHandler, EventHandlerDefinition, ServiceDefinition, ServiceHandle } from './service.ts';
 import { memoryTransport } from './transports/memory.ts';
 import {
   type Consumer,
@@ -80,6 +80,12 @@ export interface NodeOptions {
   heartbeatIntervalMs?: number;
   /** Check handlers' outputs against their contracts; on by default except when NODE_ENV=production. */
   validateOutput?: boolean;
+  /**
+   * Calls to a service this node runs stay in the process (default true): validated, timed, guarded and
+   * measured as over the wire, without encoding or the broker. `false` sends every call through the
+   * transport, so that other instances share them.
+   */
+  localCalls?: boolean;
   /** Defaults for call policies (retry, breaker, bulkhead, cache) and handler policies (bulkhead, rate limit). */
   policies?: PolicyDefaults;
   /** Serve `/health/live`, `/health/ready` and `/metrics` on this port (0 picks a free one). */
@@ -183,7 +189,11 @@ export class ChassisNode {
   private readonly emitters: readonly NodeExtension[];
   private readonly codec: Codec;
   private readonly identity: IdentityVerifier | undefined;
-  private readonly settings: typeof defaults & { validateOutput: boolean };
+  private readonly settings: typeof defaults & { validateOutput: boolean; localCalls: boolean };
+  /** The services this node serves actions of, by name, for local calls. */
+  private readonly servingHere: ReadonlyMap<string, ServiceDefinition>;
+  /** Local calls whose handlers still run (the caller may have stopped waiting): drained at stop. */
+  private readonly localCalls = new Set<Promise<unknown>>();
   private readonly consumers: Consumer[] = [];
   private readonly inFlight = new Set<HandlerContext>();
   private readonly contractPolicies = new WeakMap<ActionContract, Required<CallPolicies>>();
@@ -223,7 +233,11 @@ export class ChassisNode {
       drainTimeoutMs: options.drainTimeoutMs ?? defaults.drainTimeoutMs,
       heartbeatIntervalMs: options.heartbeatIntervalMs ?? defaults.heartbeatIntervalMs,
       validateOutput: options.validateOutput ?? process.env.NODE_ENV !== 'production',
+      localCalls: options.localCalls ?? true,
     };
+    this.servingHere = new Map(
+      options.services.filter((service) => service.actions.size > 0).map((service) => [service.name, service]),
+    );
     this.registry = new Registry(this.transport, () => this.info(), this.log, this.settings.heartbeatIntervalMs);
     this.policies = new PolicyEngine(options.policies, {
       breakerStateChanged: (target, state) => {
@@ -243,7 +257,11 @@ export class ChassisNode {
     this.metrics = new NodeMetrics(this.policies, { defaultMetrics: options.defaultMetrics ?? false });
     this.metrics.watchBacklogs(
       this.services.flatMap((service) =>
-        service.events.map((handler) => ({ event: handler.contract.name, service: service.name, handler: handler.name })),
+        service.events.map((handler) => ({
+          event: handler.contract.name,
+          service: service.name,
+          handler: handler.name,
+        })),
       ),
       (binding) => this.transport.backlog(binding),
     );
@@ -346,7 +364,10 @@ export class ChassisNode {
     if (this.currentState !== 'running' && this.currentState !== 'starting') return;
     this.currentState = 'draining';
     this.log.info('node draining');
-    const stopped = Promise.allSettled(this.consumers.splice(0).map((consumer) => consumer.stop()));
+    const stopped = Promise.allSettled([
+      ...this.consumers.splice(0).map((consumer) => consumer.stop()),
+      ...this.localCalls,
+    ]);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([
       stopped.then(() => false),
@@ -493,7 +514,8 @@ export class ChassisNode {
           { data: { action: contract.name } },
         );
       }
-      const body = this.encode(input, contract.name);
+      const local = this.localService(contract.service);
+      const body = local ? undefined : this.encode(input, contract.name);
       return await this.policies.call<InputOf<C>, OutputOf<C>>({
         target: contract.name,
         idempotent: contract.idempotent,
@@ -501,7 +523,10 @@ export class ChassisNode {
         input,
         policies: this.callPolicies(contract, options),
         fallback: options.fallback,
-        attempt: (attempt) => this.sendOnce(contract, body, deadline, origin, span, attempt),
+        attempt: (attempt) =>
+          local
+            ? this.callLocal(local, contract, input, deadline, origin, span, attempt)
+            : this.sendOnce(contract, body!, deadline, origin, span, attempt),
       });
     } catch (error) {
       failure = error;
@@ -524,6 +549,95 @@ export class ChassisNode {
       this.contractPolicies.set(contract, resolved);
     }
     return resolved;
+  }
+
+  /**
+   * The service this node runs, when calls to it may stay in the process: same validation, deadline,
+   * identity, policies, metrics and spans as over the wire, without encoding, decoding or the broker.
+   */
+  private localService(name: string): ServiceDefinition | undefined {
+    if (!this.settings.localCalls || this.currentState !== 'running') return undefined;
+    return this.servingHere.get(name);
+  }
+
+  /** One attempt at a call served by this node's own instance of the service. */
+  private async callLocal<C extends ActionContract>(
+    service: ServiceDefinition,
+    contract: C,
+    input: unknown,
+    deadline: number,
+    caller: Origin,
+    clientSpan: Span,
+    attempt: number,
+  ): Promise<OutputOf<C>> {
+    const remainingMs = deadline - Date.now();
+    if (remainingMs <= 0) {
+      throw new ChassisError('TIMEOUT', `The deadline passed before attempt ${attempt} at ${contract.name}`, {
+        data: { action: contract.name, attempt },
+      });
+    }
+    const handler = service.actions.get(contract.action);
+    if (!handler) throw unknownAction(service, contract.action);
+    const started = performance.now();
+    const span = this.tracing.recording
+      ? this.tracing.start(`serve ${contract.name}`, SpanKind.SERVER, contextOf(clientSpan), {
+          'rpc.system': 'chassis',
+          'rpc.service': service.name,
+          'rpc.method': contract.action,
+          'chassis.node': this.id,
+        })
+      : Tracing.passThrough(contextOf(clientSpan));
+    const messageId = newId();
+    const origin: Origin = {
+      messageId,
+      correlationId: caller.correlationId ?? messageId,
+      causationId: caller.inherited ? caller.messageId : undefined,
+      deadline,
+      auth: caller.auth,
+      trace: contextOf(span),
+      inherited: true,
+    };
+    this.metrics.inFlightRpc.inc();
+    let failure: unknown;
+    let timer: NodeJS.Timeout | undefined;
+    const work = this.runAction(service, handler, input, origin, span);
+    this.localCalls.add(work);
+    try {
+      // The caller waits no longer than over the wire would; the handler, as there, runs on.
+      const output = await Promise.race([
+        work,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new ChassisError('TIMEOUT', `No reply from ${contract.name} within ${remainingMs} ms`, {
+                  data: { action: contract.name },
+                }),
+              ),
+            remainingMs,
+          );
+        }),
+      ]);
+      return output as OutputOf<C>;
+    } catch (error) {
+      failure = error;
+      // What the caller gets is what the wire would carry: the error's serialized form.
+      throw ChassisError.fromJSON(toChassisError(error).toJSON());
+    } finally {
+      clearTimeout(timer);
+      work.then(
+        () => this.localCalls.delete(work),
+        () => this.localCalls.delete(work),
+      );
+      this.metrics.inFlightRpc.dec();
+      this.metrics.observeServer(
+        service.name,
+        contract.action,
+        outcomeOf(failure),
+        (performance.now() - started) / 1000,
+      );
+      Tracing.end(span, failure);
+    }
   }
 
   /** One attempt at a call: one request on the wire, with whatever time is left. */
@@ -679,62 +793,49 @@ export class ChassisNode {
     }
 
     const handler = service.actions.get(action);
-    if (!handler) {
-      const known = [...service.actions.keys()].join(', ');
-      return fail(
-        new ChassisError('UNKNOWN_ACTION', `Service "${service.name}" has no action "${action}"; it serves: ${known}`, {
-          data: { service: service.name, action, actions: [...service.actions.keys()] },
-        }),
-      );
+    if (!handler) return fail(unknownAction(service, action));
+    const deadline = deadlineOf(message) ?? Date.now() + (handler.contract.timeoutMs ?? this.settings.callTimeoutMs);
+    try {
+      const output = await this.runAction(service, handler, input, this.inboundOrigin(message, deadline, span), span);
+      return { message: reply('ok', output) };
+    } catch (error) {
+      return fail(toChassisError(error));
     }
+  }
+
+  /**
+   * Runs an action for a request, wherever it came from (the transport or a local call): its deadline,
+   * its input against the contract, the caller's identity, the handler's policies, and its output
+   * against the contract. Resolves with the output, throws a `ChassisError`.
+   */
+  private async runAction(
+    service: ServiceDefinition,
+    handler: ActionHandler,
+    input: unknown,
+    origin: Origin,
+    span: Span,
+  ): Promise<unknown> {
     const { contract } = handler;
-    const deadline = deadlineOf(message) ?? Date.now() + (contract.timeoutMs ?? this.settings.callTimeoutMs);
+    const { deadline } = origin;
     if (deadline <= Date.now()) {
       // Nobody waits for this answer any more: running it would only waste work.
       this.log.debug({ action: contract.name }, 'skipped a request whose deadline had passed');
-      return fail(new ChassisError('TIMEOUT', `The deadline of ${contract.name} passed before it was handled`));
+      throw new ChassisError('TIMEOUT', `The deadline of ${contract.name} passed before it was handled`);
     }
     const parsed = contract.input.safeParse(input);
     if (!parsed.success) {
       const fields = fieldErrors(parsed.error);
-      return fail(
-        new ChassisError('VALIDATION', `Invalid input for ${contract.name}: ${describeFields(fields)}`, {
-          data: { action: contract.name, fields },
-        }),
-      );
+      throw new ChassisError('VALIDATION', `Invalid input for ${contract.name}: ${describeFields(fields)}`, {
+        data: { action: contract.name, fields },
+      });
     }
-    const origin = this.inboundOrigin(message, deadline, span);
-    if (origin.auth !== undefined && this.identity) {
-      try {
-        origin.user = await this.identity(origin.auth);
-      } catch (error) {
-        return fail(toChassisError(error));
-      }
-    }
-    const target = `${service.name}.${action}`;
+    if (origin.auth !== undefined && this.identity) origin.user = await this.identity(origin.auth);
+    const target = `${service.name}.${contract.action}`;
+    let output: unknown;
     try {
-      const output = await this.policies.handle(target, this.handlerPolicies(target, handler.policies), () =>
+      output = await this.policies.handle(target, this.handlerPolicies(target, handler.policies), () =>
         this.runInContext({ kind: 'action', service }, origin, 1, span, false, (ctx) => handler.run(parsed.data, ctx)),
       );
-      // Finished after its deadline (its signal aborted, say, and it returned anyway): whatever it
-      // returned arrives too late to be an answer.
-      if (Date.now() >= deadline) {
-        return fail(new ChassisError('TIMEOUT', `${contract.name} finished after its deadline`));
-      }
-      if (!this.settings.validateOutput) return { message: reply('ok', output) };
-      const checked = contract.output.safeParse(output);
-      if (!checked.success) {
-        const fields = fieldErrors(checked.error);
-        this.log.error({ action: contract.name, fields }, 'handler output does not match its contract');
-        return fail(
-          new ChassisError(
-            'INTERNAL',
-            `The output of ${contract.name} does not match its contract: ${describeFields(fields)}`,
-            { data: { action: contract.name, fields } },
-          ),
-        );
-      }
-      return { message: reply('ok', checked.data) };
     } catch (error) {
       const chassisError = toChassisError(error);
       if (chassisError.code === 'INTERNAL') {
@@ -745,8 +846,23 @@ export class ChassisNode {
           `${contract.name} answered ${chassisError.code}`,
         );
       }
-      return fail(chassisError);
+      throw chassisError;
     }
+    // Finished after its deadline (its signal aborted, say, and it returned anyway): whatever it
+    // returned arrives too late to be an answer.
+    if (Date.now() >= deadline) throw new ChassisError('TIMEOUT', `${contract.name} finished after its deadline`);
+    if (!this.settings.validateOutput) return output;
+    const checked = contract.output.safeParse(output);
+    if (!checked.success) {
+      const fields = fieldErrors(checked.error);
+      this.log.error({ action: contract.name, fields }, 'handler output does not match its contract');
+      throw new ChassisError(
+        'INTERNAL',
+        `The output of ${contract.name} does not match its contract: ${describeFields(fields)}`,
+        { data: { action: contract.name, fields } },
+      );
+    }
+    return checked.data;
   }
 
   /** Handles one event delivery with its span, metrics and in-flight count around it. */
@@ -1026,6 +1142,17 @@ export function redeliveryDelay(
 ): number {
   const ceiling = Math.min(maxDelayMs, initialDelayMs * 2 ** (attempt - 1));
   return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+}
+
+function unknownAction(service: ServiceDefinition, action: string): ChassisError {
+  const known = [...service.actions.keys()];
+  return new ChassisError(
+    'UNKNOWN_ACTION',
+    `Service "${service.name}" has no action "${action}"; it serves: ${known.join(', ')}`,
+    {
+      data: { service: service.name, action, actions: known },
+    },
+  );
 }
 
 function describeFields(fields: { path: string; message: string }[]): string {
