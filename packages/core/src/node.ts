@@ -570,12 +570,7 @@ export class ChassisNode {
     clientSpan: Span,
     attempt: number,
   ): Promise<OutputOf<C>> {
-    const remainingMs = deadline - Date.now();
-    if (remainingMs <= 0) {
-      throw new ChassisError('TIMEOUT', `The deadline passed before attempt ${attempt} at ${contract.name}`, {
-        data: { action: contract.name, attempt },
-      });
-    }
+    const remainingMs = timeLeft(contract, deadline, attempt);
     const handler = service.actions.get(contract.action);
     if (!handler) throw unknownAction(service, contract.action);
     const started = performance.now();
@@ -649,12 +644,7 @@ export class ChassisNode {
     span: Span,
     attempt: number,
   ): Promise<OutputOf<C>> {
-    const remainingMs = deadline - Date.now();
-    if (remainingMs <= 0) {
-      throw new ChassisError('TIMEOUT', `The deadline passed before attempt ${attempt} at ${contract.name}`, {
-        data: { action: contract.name, attempt },
-      });
-    }
+    const remainingMs = timeLeft(contract, deadline, attempt);
     const headers = this.headersFor(origin, span);
     headers[Header.deadline] = String(deadline);
     if (attempt > 1) headers[Header.attempt] = String(attempt);
@@ -1142,6 +1132,17 @@ export function redeliveryDelay(
 ): number {
   const ceiling = Math.min(maxDelayMs, initialDelayMs * 2 ** (attempt - 1));
   return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+}
+
+/** The time an attempt at a call has left; `TIMEOUT` when none. */
+function timeLeft(contract: ActionContract, deadline: number, attempt: number): number {
+  const remainingMs = deadline - Date.now();
+  if (remainingMs <= 0) {
+    throw new ChassisError('TIMEOUT', `The deadline passed before attempt ${attempt} at ${contract.name}`, {
+      data: { action: contract.name, attempt },
+    });
+  }
+  return remainingMs;
 }
 
 function unknownAction(service: ServiceDefinition, action: string): ChassisError {

@@ -527,7 +527,7 @@ class AmqpTransport implements Transport {
     const { source, name } = splitEvent(binding.event);
     const subscription = subscriptionName(binding);
     const exchange = `${source}.events`;
-    const queue = `evt-${source}-${name}--${subscription}`;
+    const queue = eventQueueName(binding);
     return this.addConsumer({
       name: `queue ${queue}`,
       noAck: false,
@@ -625,17 +625,9 @@ class AmqpTransport implements Transport {
   }
 
   async backlog(binding: EventBinding): Promise<number> {
-    const { source, name } = splitEvent(binding.event);
-    const queue = `evt-${source}-${name}--${subscriptionName(binding)}`;
+    const queue = eventQueueName(binding);
     const doing = `Reading the backlog of ${queue}`;
-    const connection = await this.whenConnected(this.publishWaitMs, doing);
-    let channel: Channel;
-    try {
-      channel = await connection.createChannel();
-    } catch (error) {
-      throw transportError(error, doing);
-    }
-    channel.on('error', ignore);
+    const channel = await this.oneOffChannel(doing);
     try {
       // Ready messages: RabbitMQ does not count the delivered, unacknowledged ones here.
       return (await channel.checkQueue(queue)).messageCount;
@@ -647,17 +639,22 @@ class AmqpTransport implements Transport {
     }
   }
 
-  async readDeadLetters(queue: string, limit = 100): Promise<DeadLetter[]> {
-    const doing = `Reading the dead letters of ${queue}`;
+  /** A channel of its own for one operation, whose errors are the operation's. */
+  private async oneOffChannel(doing: string): Promise<Channel> {
     const connection = await this.whenConnected(this.publishWaitMs, doing);
-    const dlq = `dlq-${queue}`;
-    let channel: Channel;
     try {
-      channel = await connection.createChannel();
+      const channel = await connection.createChannel();
+      channel.on('error', ignore);
+      return channel;
     } catch (error) {
       throw transportError(error, doing);
     }
-    channel.on('error', ignore);
+  }
+
+  async readDeadLetters(queue: string, limit = 100): Promise<DeadLetter[]> {
+    const doing = `Reading the dead letters of ${queue}`;
+    const dlq = `dlq-${queue}`;
+    const channel = await this.oneOffChannel(doing);
     try {
       try {
         await channel.checkQueue(dlq);
@@ -1086,4 +1083,10 @@ function messageOf(error: unknown): string {
 function brokerCode(error: unknown): number | undefined {
   const code: unknown = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
   return typeof code === 'number' ? code : undefined;
+}
+
+/** The durable queue of an event subscription: `evt-<source>-<event>--<service>.<handler>`. */
+function eventQueueName(binding: EventBinding): string {
+  const { source, name } = splitEvent(binding.event);
+  return `evt-${source}-${name}--${subscriptionName(binding)}`;
 }
