@@ -1,4 +1,4 @@
-import { type BreakerPolicy, ChassisError, CircuitBreaker, defineService, on } from '@chassis/core';
+import { type BreakerPolicy, ChassisError, CircuitBreaker, type Context, defineService, on } from '@chassis/core';
 import { database } from '@chassis/data';
 import { money, toCents } from '../../contracts/common.ts';
 import { exchangeRejected, orderPlaced, tradeExecuted } from '../../contracts/market.ts';
@@ -36,10 +36,15 @@ type ExchangeAnswer =
  */
 export function marketService(options: MarketOptions) {
   const timeoutMs = options.timeoutMs ?? 3000;
+  let log: Context['log'] | undefined;
   const breaker = new CircuitBreaker(
     'exchange',
     options.breaker ?? { kind: 'consecutive', failures: 5, openMs: 30_000 },
-    () => {},
+    (state) =>
+      log?.[state === 'closed' ? 'info' : 'warn'](
+        { breaker: 'exchange', state },
+        `the exchange's circuit breaker is ${state}`,
+      ),
   );
 
   async function placeOnExchange(order: {
@@ -83,6 +88,9 @@ export function marketService(options: MarketOptions) {
     version: '0.2.0',
     migrations: new URL('./migrations/', import.meta.url),
     uses: [beginPlacement, orderPlaced, tradeExecuted, exchangeRejected],
+    start: (service) => {
+      log = service.log;
+    },
     health: {
       'exchange:breaker': () =>
         breaker.state === 'closed'
