@@ -39,14 +39,17 @@ const runner = new SagaRunner(db, {
 await runner.install();
 await installEffects(db, service);
 
-const resumed = await runner.resumeAll();
+// What the killed process left unfinished: taken up by resumeAll at once if its lease has lapsed, else
+// by the sweep a moment later (a restart can come back within the lease).
+const left = await runner.list({ status: ['running', 'compensating'] });
+await runner.resumeAll();
 for (const until = Date.now() + 20_000; ; ) {
   const unfinished = await runner.list({ status: ['running', 'compensating'] });
   if (unfinished.length === 0) break;
   if (Date.now() > until) throw new Error(`Still unfinished after 20 s: ${unfinished.map((s) => s.id).join(', ')}`);
   await sleep(25);
 }
-say(`resumed ${resumed.length}`);
+say(`resumed ${left.length}`);
 
 if (env.BATCH) {
   armed = env.KILL_AT !== undefined;
