@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Fastify, { type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import { money, toCents } from '../contracts/common.ts';
 
 /**
  * A stand-in for the third-party stock exchange (specs/simplebank.md, "exchange-simulator"). It sits
@@ -135,10 +136,6 @@ function parseCents(symbol: string, text: string): number {
   return cents;
 }
 
-function formatCents(cents: number): string {
-  return `${Math.trunc(cents / 100)}.${String(cents % 100).padStart(2, '0')}`;
-}
-
 function fieldErrors(error: z.ZodError): { path: string; message: string }[] {
   return error.issues.map((issue) => ({ path: issue.path.map(String).join('.') || '(root)', message: issue.message }));
 }
@@ -213,7 +210,7 @@ export async function startExchangeSimulator(options: ExchangeSimulatorOptions =
 
   const quoteOf = (symbol: string, quote: { cents: number; at: string }) => ({
     symbol,
-    price: formatCents(quote.cents),
+    price: money(quote.cents),
     at: quote.at,
   });
 
@@ -229,9 +226,9 @@ export async function startExchangeSimulator(options: ExchangeSimulatorOptions =
     if (knobs.rejectSymbols.includes(order.symbol)) return reject(`Trading in ${order.symbol} is halted`);
     if (rejectDrawn) return reject('Rejected by the exchange');
     if (order.limitPrice !== undefined) {
-      const limit = Math.round(Number(order.limitPrice) * 100);
+      const limit = toCents(order.limitPrice);
       const beyond = order.side === 'buy' ? quote.cents > limit : quote.cents < limit;
-      if (beyond) return reject(`The price ${formatCents(quote.cents)} is beyond the limit ${order.limitPrice}`);
+      if (beyond) return reject(`The price ${money(quote.cents)} is beyond the limit ${order.limitPrice}`);
     }
     stats.filled++;
     return {
@@ -241,7 +238,7 @@ export async function startExchangeSimulator(options: ExchangeSimulatorOptions =
       side: order.side,
       symbol: order.symbol,
       quantity: order.quantity,
-      price: formatCents(quote.cents),
+      price: money(quote.cents),
       filledAt: new Date().toISOString(),
     };
   };
@@ -328,7 +325,7 @@ export async function startExchangeSimulator(options: ExchangeSimulatorOptions =
       return snapshotKnobs();
     },
     stats: snapshotStats,
-    prices: () => Object.fromEntries([...quotes].map(([symbol, quote]) => [symbol, formatCents(quote.cents)])),
+    prices: () => Object.fromEntries([...quotes].map(([symbol, quote]) => [symbol, money(quote.cents)])),
     close() {
       closed ??= (async () => {
         clearInterval(ticker);
