@@ -43,3 +43,9 @@ export function simplebankServices(options: SimplebankServicesOptions) {
     placeStrategyOrdersService({ secret: options.secret }),
   ];
 }
+
+/** The names of SimpleBank's services, for `SERVICES` lists and for tooling that must know them all. */
+export function simplebankServiceNames(): string[] {
+  // Defining the services does no I/O: the options only reach them when they start.
+  return simplebankServices({ secret: 'names only', exchangeUrl: 'http://names.only' }).map((service) => service.name);
+}

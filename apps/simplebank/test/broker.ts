@@ -1,4 +1,5 @@
 import { removeNatsTestState, removeRabbitmqTestState } from '@chassis/testing';
+import { simplebankServiceNames } from '../src/services.ts';
 
 /**
  * Removes SimpleBank's durable consumers (NATS) or queues (RabbitMQ), named after its services.
@@ -6,21 +7,7 @@ import { removeNatsTestState, removeRabbitmqTestState } from '@chassis/testing';
  * which the next run's services (same names, another database) would take up.
  */
 export async function removeBrokerState(url: string): Promise<void> {
-  const names = [
-    'identity',
-    'orders',
-    'account-transactions',
-    'market',
-    'market-data',
-    'fees',
-    'customer-orders',
-    'payments',
-    'notifications',
-    'alerts',
-    'holdings',
-    'investment-strategies',
-    'place-strategy-orders',
-  ];
+  const names = simplebankServiceNames();
   if (url.startsWith('nats')) await removeNatsTestState(url, names);
   else await removeRabbitmqTestState(url, names);
 }

@@ -1,4 +1,4 @@
-import { simplebankServices } from '../src/services.ts';
+import { simplebankServiceNames } from '../src/services.ts';
 import { type Simplebank, startSimplebank } from '../src/system.ts';
 import { describeScenarios } from './scenarios.ts';
 
@@ -7,8 +7,7 @@ import { describeScenarios } from './scenarios.ts';
  * same memory broker, so that a scenario can take it down (stop that node: nobody serves its actions)
  * and bring it back while the rest runs on.
  */
-const allButMarketData = simplebankServices({ secret: 'names only', exchangeUrl: 'http://names.only' })
-  .map((service) => service.name)
+const allButMarketData = simplebankServiceNames()
   .filter((name) => name !== 'market-data')
   .join(',');
 
