@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { JetStreamApiCodes, JetStreamApiError, jetstreamManager } from '@nats-io/jetstream';
 import { connect as natsConnect } from '@nats-io/transport-node';
 import { connect as amqpConnect } from 'amqplib';
 
@@ -17,8 +17,14 @@ export async function removeNatsTestState(url: string, suffixes: readonly string
   try {
     const jsm = await jetstreamManager(nc);
     const doomed: string[] = [];
-    for await (const consumer of jsm.consumers.list(stream)) {
-      if (suffixes.some((suffix) => consumer.name.includes(suffix))) doomed.push(consumer.name);
+    try {
+      for await (const consumer of jsm.consumers.list(stream)) {
+        if (suffixes.some((suffix) => consumer.name.includes(suffix))) doomed.push(consumer.name);
+      }
+    } catch (error) {
+      // A fresh server has no stream yet, so there is nothing to remove.
+      if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) return;
+      throw error;
     }
     await Promise.all(doomed.map((name) => jsm.consumers.delete(stream, name).catch(() => false)));
   } finally {
