@@ -110,6 +110,9 @@ interface RequestState {
   outcome?: string;
 }
 
+/** A request without an Authorization header: no caller, known at once. */
+const ANONYMOUS: Promise<Identity | undefined> = Promise.resolve(undefined);
+
 const states = new WeakMap<FastifyRequest, RequestState>();
 function stateOf(request: FastifyRequest): RequestState {
   let state = states.get(request);
@@ -178,12 +181,19 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     return state.deadline;
   };
 
-  app.addHook('onRequest', async (request, reply) => {
+  // The hooks on every request take Fastify's callback form: an async hook costs a promise per request.
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
     // From the request's arrival: the client's Request-Timeout counts the upload and the token check too.
-    deadlineOf(request);
+    try {
+      deadlineOf(request);
+    } catch (error) {
+      done(error as Error);
+      return;
+    }
+    done();
   });
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     // Only matched routes become label values: a scan of random paths must not grow the metric.
     const route = request.routeOptions.url ?? '(unmatched)';
     duration.observe(
@@ -195,6 +205,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       },
       reply.elapsedTime / 1000,
     );
+    done();
   });
 
   app.setErrorHandler(async (error, request, reply) => {
@@ -231,6 +242,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   };
   // Verified once per request, whoever asks first (the route's auth, a call, a GraphQL resolver).
   const identify = (request: FastifyRequest): Promise<Identity | undefined> => {
+    if (request.headers.authorization === undefined) return ANONYMOUS;
     const state = stateOf(request);
     state.identity ??= verifyBearer(request).then((user) => {
       state.user = user;
@@ -269,8 +281,10 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   ): Promise<OutputOf<C>> => {
     // Only a token the gateway verified travels on: on a public route a bad one is ignored, not passed
     // to a service that would refuse the whole call.
-    const user = await identify(request).catch(() => undefined);
-    const token = user ? bearerToken(request) : undefined;
+    const token =
+      request.headers.authorization !== undefined && (await identify(request).catch(() => undefined))
+        ? bearerToken(request)
+        : undefined;
     const requestDeadlineAt = deadlineOf(request);
     const deadline =
       callOptions.timeoutMs === undefined
@@ -358,12 +372,17 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
 }
 
 function authenticate(auth: RouteAuth<never> | undefined, identify: GatewayTools['identify']) {
+  if (auth === 'public') {
+    // A public route still knows a caller who sent a valid token; a bad one is ignored here.
+    return (request: FastifyRequest, _reply: FastifyReply, done: () => void) => {
+      if (request.headers.authorization === undefined) return done();
+      identify(request).then(
+        () => done(),
+        () => done(),
+      );
+    };
+  }
   return async (request: FastifyRequest) => {
-    if (auth === 'public') {
-      // A public route still knows a caller who sent a valid token; a bad one is ignored here.
-      await identify(request).catch(() => undefined);
-      return;
-    }
     const user = await identify(request);
     if (!user)
       throw new ChassisError('UNAUTHENTICATED', 'This route needs a bearer token (Authorization: Bearer <token>)');
@@ -400,6 +419,14 @@ function actionHandler(
   ttlMs: number,
 ): (request: FastifyRequest, reply: FastifyReply) => Promise<unknown> {
   const status = spec.status ?? 200;
+  const owns = typeof spec.auth === 'object' && spec.auth.owns !== undefined;
+  async function answerOf(request: FastifyRequest, input: unknown): Promise<StoredAnswer> {
+    const output = await tools.callFor(request, spec.action, input);
+    const headers: Record<string, string> = {};
+    if (spec.location) headers.location = spec.location(output, input);
+    const body = spec.respond ? spec.respond(output, input) : output;
+    return { status, body: status === 204 ? null : body, headers };
+  }
   return async (request, reply) => {
     const req = routeRequest(request);
     const raw = spec.input ? spec.input(req) : defaultInput(spec.method, spec.action.input, req);
@@ -415,29 +442,22 @@ function actionHandler(
       );
     }
     const input = parsed.data;
-    await checkOwnership(spec.auth as RouteAuth<never>, req.user, input);
+    if (owns) await checkOwnership(spec.auth as RouteAuth<never>, req.user, input);
 
-    const run = async (): Promise<StoredAnswer> => {
-      const output = await tools.callFor(request, spec.action, input);
-      const headers: Record<string, string> = {};
-      if (spec.location) headers.location = spec.location(output, input);
-      const body = spec.respond ? spec.respond(output, input) : output;
-      return { status, body: status === 204 ? null : body, headers };
-    };
     const key = header(request, 'idempotency-key');
     let answer: StoredAnswer;
     if (key !== undefined && spec.method === 'POST') {
       const result = await withIdempotency(
         store,
         { key, scope: `${req.user?.subject ?? request.ip}:${spec.method}:${request.url}`, body: request.body, ttlMs },
-        run,
+        () => answerOf(request, input),
       );
       const replayedError = storedError(result);
       if (replayedError) throw replayedError;
       if (result.replayed) reply.header('idempotent-replayed', 'true');
       answer = result;
     } else {
-      answer = await run();
+      answer = await answerOf(request, input);
     }
     for (const [name, value] of Object.entries(answer.headers)) reply.header(name, value);
     reply.status(answer.status);

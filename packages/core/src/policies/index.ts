@@ -82,11 +82,30 @@ function merge<T extends object>(...levels: (Partial<T> | undefined)[]): T {
   return out as T;
 }
 
+interface RetryState {
+  budget: RetryBudget;
+  onRetry: (event: RetryEvent) => void;
+  onBudgetExhausted: () => void;
+}
+
+/** One attempt of a call inside the target's bulkhead, then its breaker. */
+function guardedAttempt<O>(
+  call: Pick<GuardedCall<unknown, O>, 'attempt'>,
+  attempt: number,
+  breaker: CircuitBreaker | undefined,
+  bulkhead: Bulkhead | undefined,
+): Promise<O> {
+  if (bulkhead) {
+    return bulkhead.execute(breaker ? () => breaker.execute(() => call.attempt(attempt)) : () => call.attempt(attempt));
+  }
+  return breaker ? breaker.execute(() => call.attempt(attempt)) : call.attempt(attempt);
+}
+
 /** Holds each target's breaker, bulkhead and retry budget, and runs calls and handlers through them. */
 export class PolicyEngine {
   private readonly breakers = new Map<string, CircuitBreaker>();
   private readonly bulkheads = new Map<string, Bulkhead>();
-  private readonly budgets = new Map<string, RetryBudget>();
+  private readonly retryStates = new Map<string, RetryState>();
   private readonly limiters = new Map<string, TokenBucket>();
   readonly cacheStore: CacheStore;
   private readonly callDefaults: Required<CallPolicies>;
@@ -122,21 +141,16 @@ export class PolicyEngine {
     }
     const breaker = policies.breaker ? this.breakerFor(target, policies.breaker) : undefined;
     const bulkhead = policies.bulkhead ? this.bulkheadFor(target, policies.bulkhead) : undefined;
-    const once = (attempt: number) => {
-      const guarded = breaker ? () => breaker.execute(() => call.attempt(attempt)) : () => call.attempt(attempt);
-      return bulkhead ? bulkhead.execute(guarded) : guarded();
-    };
     try {
+      // Closures stay in argument positions on this path: see `ChassisNode.attempts`.
       const output = policies.retry
-        ? await withRetry(once, {
+        ? await withRetry((attempt) => guardedAttempt(call, attempt, breaker, bulkhead), {
             policy: policies.retry,
             idempotent: call.idempotent,
             deadline: call.deadline,
-            budget: this.budgetFor(target),
-            onRetry: (event) => this.hooks.retried?.(target, event),
-            onBudgetExhausted: () => this.hooks.retryBudgetExhausted?.(target),
+            ...this.retryStateFor(target),
           })
-        : await once(1);
+        : await guardedAttempt(call, 1, breaker, bulkhead);
       if (cache) await this.cacheStore.set(key, output, cache.ttlMs).catch(() => undefined);
       return output;
     } catch (error) {
@@ -214,13 +228,18 @@ export class PolicyEngine {
     return bulkhead;
   }
 
-  private budgetFor(target: string): RetryBudget {
-    let budget = this.budgets.get(target);
-    if (!budget) {
-      budget = new RetryBudget(this.defaults.retryBudget);
-      this.budgets.set(target, budget);
+  /** The target's retry budget, and the hooks its retries report to (made once per target). */
+  private retryStateFor(target: string): RetryState {
+    let state = this.retryStates.get(target);
+    if (!state) {
+      state = {
+        budget: new RetryBudget(this.defaults.retryBudget),
+        onRetry: (event) => this.hooks.retried?.(target, event),
+        onBudgetExhausted: () => this.hooks.retryBudgetExhausted?.(target),
+      };
+      this.retryStates.set(target, state);
     }
-    return budget;
+    return state;
   }
 
   private limiterFor(target: string, settings: RateLimitOptions): TokenBucket {
