@@ -13,7 +13,7 @@ export interface SystemUnderTest {
   exchangeUrl: string;
   /** The database the services keep their tables in (to check the invariants). */
   database: Database;
-  /** Every node's readiness report, as JSON (the market nodes say whether their breaker is open). */
+  /** Every node's readiness report, as JSON (the market nodes list their exchange breaker while it is open). */
   readiness(): Promise<string>;
   /** How many market instances run (each has its own breaker). */
   markets: number;
@@ -163,7 +163,7 @@ export function describeScenarios(
         await waitUntil(
           async () => {
             waiting.push(await place('sell', { accountId: '101', symbol: 'BHP', quantity: 1 }));
-            return (await system.readiness()).split('breaker is open').length > system.markets;
+            return (await system.readiness()).split('"target":"exchange","state":"open"').length > system.markets;
           },
           { timeoutMs: 30_000, intervalMs: 1000, what: 'every market’s breaker to open' },
         );

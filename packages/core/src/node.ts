@@ -1030,6 +1030,7 @@ export class ChassisNode {
       nodeId: this.id,
       log: this.log.child({ service: service.name }),
       call: (contract, input) => this.call(contract, input),
+      breaker: (target, settings) => this.policies.breaker(target, settings),
     };
   }
 }

@@ -2,7 +2,7 @@ import type { z } from 'zod';
 import type { Context } from './context.ts';
 import type { ActionContract, AnyContract, EventContract, InputOf, OutputOf, PayloadOf } from './contracts.ts';
 import type { HealthCheck } from './observability/health.ts';
-import type { HandlerPolicies } from './policies/index.ts';
+import type { BreakerPolicy, CircuitBreaker, HandlerPolicies } from './policies/index.ts';
 
 /**
  * A service definition: the actions it serves, the events it handles, the contracts it calls or emits,
@@ -85,6 +85,12 @@ export interface ServiceHandle {
   readonly nodeId: string;
   readonly log: Context['log'];
   call<C extends ActionContract>(contract: C, input: InputOf<C>): Promise<OutputOf<C>>;
+  /**
+   * The node's circuit breaker for a target that is not an action (an HTTP API the service calls),
+   * made with `settings` (default: the node's call breaker) the first time the target is named. Its
+   * state shows in `chassis_circuit_breaker_state{target}`, the node's log and its readiness.
+   */
+  breaker(target: string, settings?: BreakerPolicy): CircuitBreaker;
 }
 
 export interface ServiceDefinition {

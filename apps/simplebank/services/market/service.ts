@@ -1,4 +1,4 @@
-import { type BreakerPolicy, ChassisError, CircuitBreaker, type Context, defineService, on } from '@chassis/core';
+import { type BreakerPolicy, ChassisError, type CircuitBreaker, defineService, on } from '@chassis/core';
 import { database } from '@chassis/data';
 import { money, toCents } from '../../contracts/common.ts';
 import { exchangeRejected, orderPlaced, tradeExecuted } from '../../contracts/market.ts';
@@ -36,16 +36,14 @@ type ExchangeAnswer =
  */
 export function marketService(options: MarketOptions) {
   const timeoutMs = options.timeoutMs ?? 3000;
-  let log: Context['log'] | undefined;
-  const breaker = new CircuitBreaker(
-    'exchange',
-    options.breaker ?? { kind: 'consecutive', failures: 5, openMs: 30_000 },
-    (state) =>
-      log?.[state === 'closed' ? 'info' : 'warn'](
-        { breaker: 'exchange', state },
-        `the exchange's circuit breaker is ${state}`,
-      ),
-  );
+  const breakerSettings = options.breaker ?? { kind: 'consecutive', failures: 5, openMs: 30_000 };
+  // The node's breaker for the exchange: its state is in chassis_circuit_breaker_state{target="exchange"},
+  // the node's log and its readiness, like the breakers of actions.
+  let exchangeBreaker: CircuitBreaker | undefined;
+  const breaker = () => {
+    if (!exchangeBreaker) throw new ChassisError('UNAVAILABLE', 'The market service is starting');
+    return exchangeBreaker;
+  };
 
   async function placeOnExchange(order: {
     orderId: string;
@@ -54,7 +52,7 @@ export function marketService(options: MarketOptions) {
     quantity: number;
     limitPrice: string;
   }): Promise<ExchangeAnswer> {
-    return breaker.execute(async () => {
+    return breaker().execute(async () => {
       let response: Response;
       try {
         response = await fetch(new URL('/orders', options.exchangeUrl), {
@@ -89,18 +87,12 @@ export function marketService(options: MarketOptions) {
     migrations: new URL('./migrations/', import.meta.url),
     uses: [beginPlacement, orderPlaced, tradeExecuted, exchangeRejected],
     start: (service) => {
-      log = service.log;
-    },
-    health: {
-      'exchange:breaker': () =>
-        breaker.state === 'closed'
-          ? { status: 'pass', output: 'the exchange’s circuit breaker is closed' }
-          : { status: 'warn', output: `the exchange’s circuit breaker is ${breaker.state}: orders wait in the broker` },
+      exchangeBreaker = service.breaker('exchange', breakerSettings);
     },
     events: [
       on(orderCreated, async (order, ctx) => {
         // Fail fast while the exchange is known to be down: the message comes back after the pause.
-        breaker.failFastIfOpen();
+        breaker().failFastIfOpen();
         const { proceed, limitPrice } = await ctx.call(beginPlacement, { orderId: order.orderId });
         if (!proceed || !limitPrice) {
           ctx.log.info({ orderId: order.orderId }, 'order not placed: it was canceled or expired');

@@ -51,6 +51,8 @@ export const defaultCallPolicies: Required<CallPolicies> = {
   cache: false,
 };
 
+const defaultBreaker = defaultCallPolicies.breaker as BreakerPolicy;
+
 export const defaultHandlerPolicies: Required<HandlerPolicies> = { bulkhead: false, rateLimit: false };
 
 /** What the engine tells about, for logs and metrics. */
@@ -194,6 +196,15 @@ export class PolicyEngine {
         this.hooks.rejected?.(target, 'BULKHEAD_FULL');
       throw error;
     }
+  }
+
+  /**
+   * The breaker of a target that is not an action (an HTTP API, a third party), made with `settings` on
+   * first use and shared from then on: its state is in the node's metrics, logs and readiness as the
+   * breakers of actions are.
+   */
+  breaker(target: string, settings: BreakerPolicy = this.callDefaults.breaker || defaultBreaker): CircuitBreaker {
+    return this.breakerFor(target, settings);
   }
 
   /** The state of every breaker, for health checks, metrics and operators. */

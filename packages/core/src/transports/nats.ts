@@ -182,6 +182,9 @@ class NatsTransport implements Transport {
         pingInterval: 20_000,
         maxPingOut: 3,
         timeout: 5_000,
+        // nats.js would otherwise make an Error (a stack capture) for every request and publish, only to
+        // show where a timeout was asked for; our errors say which action or event timed out.
+        noAsyncTraces: true,
       });
     } catch (error) {
       throw new ChassisError(
