@@ -44,3 +44,14 @@ export const paymentCompleted = event(
   'payments.payment_completed',
   z.object({ paymentId: PaymentId, accountId: AccountId, amount: Money }),
 );
+
+/**
+ * Internal (no route): credits the payments left `pending` for longer than the service's stale time —
+ * their process died, or the ledger's answer was lost, between recording and crediting. The ledger
+ * credits a payment once by its id, so asking again is safe. The payments service's sweep calls it.
+ */
+export const resumePendingPayments = action('payments.resumePendingPayments', {
+  input: z.object({}),
+  output: z.object({ completed: z.number().int(), failed: z.number().int(), stillPending: z.number().int() }),
+  idempotent: true,
+});

@@ -9,7 +9,7 @@ import { type MarketOptions, marketService } from '../services/market/service.ts
 import { marketDataService } from '../services/market-data/service.ts';
 import { notificationsService } from '../services/notifications/service.ts';
 import { type OrdersOptions, ordersService } from '../services/orders/service.ts';
-import { paymentsService } from '../services/payments/service.ts';
+import { type PaymentsOptions, paymentsService } from '../services/payments/service.ts';
 import { placeStrategyOrdersService } from '../services/place-strategy-orders/service.ts';
 
 export interface SimplebankServicesOptions {
@@ -18,6 +18,7 @@ export interface SimplebankServicesOptions {
   /** The stock exchange's base URL (the simulator's, by default). */
   exchangeUrl: string;
   orders?: OrdersOptions;
+  payments?: Omit<PaymentsOptions, 'secret'>;
   market?: Omit<MarketOptions, 'exchangeUrl'>;
   /** How often market data fetches prices. Default 1000 ms. */
   priceRefreshMs?: number;
@@ -36,7 +37,7 @@ export function simplebankServices(options: SimplebankServicesOptions) {
     feesService(),
     customerOrdersService(),
     holdingsService(options.holdings),
-    paymentsService(),
+    paymentsService({ ...options.payments, secret: options.secret }),
     notificationsService(),
     alertsService(),
     investmentStrategiesService(),

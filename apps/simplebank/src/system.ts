@@ -56,6 +56,8 @@ export async function startSimplebank(options: SimplebankOptions = {}): Promise<
         ...options.services,
         // How long an order may wait for the ledger before it is failed as interrupted (tests shorten it).
         orders: { staleAfterMs: optionalNumber(env.ORDERS_STALE_AFTER_MS), ...options.services?.orders },
+        // Likewise for a payment the ledger has not confirmed crediting.
+        payments: { staleAfterMs: optionalNumber(env.PAYMENTS_STALE_AFTER_MS), ...options.services?.payments },
         secret,
         exchangeUrl,
       }),

@@ -12,8 +12,9 @@ import { commit, database, sql } from '@chassis/data';
 import type { Generated, Selectable } from 'kysely';
 import { creditPayment } from '../../contracts/account-transactions.ts';
 import { money, toCents } from '../../contracts/common.ts';
-import { createPayment, getPayment, paymentCompleted } from '../../contracts/payments.ts';
+import { createPayment, getPayment, paymentCompleted, resumePendingPayments } from '../../contracts/payments.ts';
 import { requireAccount } from '../shared/access.ts';
+import { systemToken } from '../shared/system-token.ts';
 
 interface PaymentsTables {
   payments: {
@@ -29,19 +30,69 @@ interface PaymentsTables {
 
 type PaymentRow = Selectable<PaymentsTables['payments']>;
 
+export interface PaymentsOptions {
+  /** The HS256 secret identity signs with: the sweep credits under a token of the service's own. */
+  secret: string;
+  /** A payment still `pending` after this long is credited by the sweep. Default 60 s. */
+  staleAfterMs?: number;
+}
+
 /**
  * Payments: a simulated card payment that completes at once. It is recorded `pending` and committed
  * before the ledger is asked to credit it (once per payment id, whoever asks again), then marked
  * `completed` and announced with `payment_completed` in one transaction (the outbox). A payment the
- * ledger refused is `failed`; one whose answer never came stays `pending` (the ledger may have credited
- * it, and crediting it again by its id would change nothing).
+ * ledger refused is `failed`. One whose answer never came — the ledger timed out, this process died —
+ * stays `pending` until a sweep asks the ledger again: crediting by the same id credits it once.
  */
-export function paymentsService() {
+export function paymentsService(options: PaymentsOptions) {
+  const staleAfterMs = options.staleAfterMs ?? 60_000;
+  const ownToken = systemToken(options.secret, 'payments');
+  let sweeper: NodeJS.Timeout | undefined;
+
+  /** Credits a pending payment and completes it; the payment as it is afterwards. */
+  async function credit(ctx: Context, payment: { id: string; accountId: string; cents: number }, auth?: string) {
+    const { id, accountId, cents } = payment;
+    try {
+      await ctx.call(creditPayment, { paymentId: id, accountId, amount: money(cents) }, auth ? { auth } : {});
+    } catch (error) {
+      // Refused (an unknown account, …): nothing was credited. Not answered in time: it may have been.
+      if (!isChassisError(error) || !error.retryable) {
+        await setStatus(ctx, id, 'failed');
+        await commit(ctx);
+      }
+      ctx.log.warn({ err: error, paymentId: id, accountId }, 'the ledger did not credit a payment');
+      throw error;
+    }
+    const row = await setStatus(ctx, id, 'completed');
+    // Completed meanwhile by the sweep (or the request, for the sweep): announced by whoever moved it.
+    if (!row) return view(await read(ctx, id));
+    await ctx.emit(paymentCompleted, { paymentId: id, accountId, amount: money(cents) });
+    return view(row);
+  }
+
   return defineService({
     name: 'payments',
-    version: '0.1.0',
+    version: '0.2.0',
     migrations: new URL('./migrations/', import.meta.url),
     uses: [creditPayment, paymentCompleted],
+    start: (service) => {
+      sweeper = setInterval(
+        () =>
+          service.call(resumePendingPayments, {}).then(
+            (swept) => {
+              if (swept.completed + swept.failed + swept.stillPending > 0) {
+                service.log.info(swept, 'swept payments left pending');
+              }
+            },
+            (error: unknown) => service.log.warn({ err: error }, 'could not sweep pending payments; will try again'),
+          ),
+        Math.max(1000, staleAfterMs / 2),
+      );
+      sweeper.unref();
+    },
+    stop: () => {
+      if (sweeper) clearInterval(sweeper);
+    },
     actions: [
       handle(createPayment, async ({ accountId, amount }, ctx) => {
         const caller = requireAccount(ctx.user, accountId);
@@ -54,21 +105,37 @@ export function paymentsService() {
           .execute();
         // Durable before the ledger is asked, and the one connection free for it (embedded PGlite).
         await commit(ctx);
-        try {
-          await ctx.call(creditPayment, { paymentId: id, accountId, amount: money(cents) });
-        } catch (error) {
-          // Refused (an unknown account, …): nothing was credited. Not answered in time: it may have been.
-          if (!isChassisError(error) || !error.retryable) {
-            await setStatus(ctx, id, 'failed');
-            await commit(ctx);
-          }
-          ctx.log.warn({ err: error, paymentId: id, accountId }, 'the ledger did not credit a payment');
-          throw error;
+        return credit(ctx, { id, accountId, cents });
+      }),
+      handle(resumePendingPayments, async (_input, ctx) => {
+        const db = await database<PaymentsTables>(ctx);
+        const stale = await db
+          .selectFrom('payments')
+          .select(['id', 'account_id', 'amount_cents'])
+          .where('status', '=', 'pending')
+          .where('created_at', '<', new Date(Date.now() - staleAfterMs))
+          .orderBy('created_at')
+          .limit(100)
+          .execute();
+        // Read only: no transaction is held while the ledger is asked.
+        await commit(ctx);
+        const swept = { completed: 0, failed: 0, stillPending: 0 };
+        const auth = await ownToken();
+        for (const payment of stale) {
+          const outcome = await credit(
+            ctx,
+            { id: payment.id, accountId: payment.account_id, cents: Number(payment.amount_cents) },
+            auth,
+          ).then(
+            (done) => done.status,
+            () => 'failed-to-ask',
+          );
+          await commit(ctx);
+          if (outcome === 'completed') swept.completed++;
+          else if (outcome === 'failed') swept.failed++;
+          else swept.stillPending++;
         }
-        const row = await setStatus(ctx, id, 'completed');
-        if (!row) throw new ChassisError('INTERNAL', `Payment ${id} was no longer pending`);
-        await ctx.emit(paymentCompleted, { paymentId: id, accountId, amount: money(cents) });
-        return view(row);
+        return swept;
       }),
       handle(getPayment, async ({ paymentId }, ctx) => {
         const caller = requireIdentity(ctx.user);
@@ -91,6 +158,11 @@ function mayRead(caller: Identity, accountId: string): boolean {
   } catch {
     return false;
   }
+}
+
+async function read(ctx: Context, id: string): Promise<PaymentRow> {
+  const db = await database<PaymentsTables>(ctx);
+  return db.selectFrom('payments').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
 }
 
 /** Moves a pending payment on; undefined when it was not pending. */

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { ChassisError, type Context, defineService, handle, isChassisError, on, signToken } from '@chassis/core';
+import { ChassisError, type Context, defineService, handle, isChassisError, on } from '@chassis/core';
 import { database } from '@chassis/data';
 import type { Kysely } from 'kysely';
 import { money, toCents } from '../../contracts/common.ts';
@@ -7,6 +7,7 @@ import { buyShares, orderCanceled, orderCompleted, orderFailed, orderRejected } 
 import { getPayment, paymentCompleted } from '../../contracts/payments.ts';
 import { getInvestment, getStrategy, invest, investmentFunded, PaymentMismatch } from '../../contracts/strategies.ts';
 import { requireAccount } from '../shared/access.ts';
+import { systemToken } from '../shared/system-token.ts';
 
 interface InvestmentTables {
   investments: {
@@ -47,18 +48,7 @@ function allocationOrderId(investmentId: string, symbol: string): string {
  * may have expired by the time the payment completes.
  */
 export function placeStrategyOrdersService(options: { secret: string }) {
-  let token: { value: string; until: number } | undefined;
-  const systemToken = async () => {
-    if (!token || token.until < Date.now()) {
-      const value = await signToken(
-        options.secret,
-        { sub: 'place-strategy-orders', roles: ['system'] },
-        { expiresInSeconds: 600 },
-      );
-      token = { value, until: Date.now() + 500_000 };
-    }
-    return token.value;
-  };
+  const ownToken = systemToken(options.secret, 'place-strategy-orders');
 
   async function read(db: Db, id: string) {
     const investment = await db.selectFrom('investments').selectAll().where('id', '=', id).executeTakeFirst();
@@ -215,7 +205,7 @@ export function placeStrategyOrdersService(options: { secret: string }) {
       }),
       on(investmentFunded, async (funded, ctx) => {
         // The orders first, holding no transaction; then their outcomes, all at once.
-        const auth = await systemToken();
+        const auth = await ownToken();
         const outcomes: { orderId: string; status: string; reason: string | null }[] = [];
         for (const order of funded.orders) {
           try {
