@@ -738,11 +738,8 @@ export class SagaRunner {
             code: 'SAGA_COMPENSATION_INTERRUPTED',
             message: `Compensation of step "${step.name}" was started ${held.attempt} times without an outcome (its node stopped each time)`,
           };
-          await this.record(
-            held,
-            { kind: 'compensation_failed', step: step.name, error: held.error },
-            { release: true },
-          );
+          await this.record(held, { kind: 'compensation_failed', step: step.name, error: held.error });
+          await this.record(held, { kind: 'saga_failed', error: held.error }, { release: true });
           return;
         }
         held.attempt = attempt;
@@ -767,7 +764,9 @@ export class SagaRunner {
           code: 'SAGA_COMPENSATION_FAILED',
           message: `Compensation of step "${step.name}" failed ${attempt} times; last: ${error.code}: ${error.message}`,
         };
-        await this.record(held, { kind: 'compensation_failed', step: step.name, attempt, error }, { release: true });
+        await this.record(held, { kind: 'compensation_failed', step: step.name, attempt, error });
+        // Ends like the other terminal statuses, with an entry of its own: what an operator looks for.
+        await this.record(held, { kind: 'saga_failed', error: held.error }, { release: true });
         return;
       }
       return;

@@ -268,10 +268,12 @@ export function sagaSuite(target: DatabaseTarget): void {
       assert.equal(stuck.currentStep, 'place_order', 'where it is stuck');
       assert.equal(stuck.error?.code, 'SAGA_COMPENSATION_FAILED');
       assert.match(stuck.error?.message ?? '', /place_order" failed 3 times; last: INTERNAL: The exchange lost/);
-      assert.deepEqual(trace(stuck.history).slice(-2), [
+      assert.deepEqual(trace(stuck.history).slice(-3), [
         'compensation_started place_order 3',
         'compensation_failed place_order 3',
+        'saga_failed',
       ]);
+      assert.equal(stuck.history.at(-1)?.error?.code, 'SAGA_COMPENSATION_FAILED');
       assert.ok(bank.effects.includes('refund o-8:charge_fee'), 'the compensations before it ran');
       assert.ok(!bank.calls.includes('release o-8:reserve_shares'), 'those after it did not: reverse order holds');
     });
