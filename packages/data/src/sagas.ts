@@ -216,9 +216,10 @@ export interface SagaStartOptions {
   id?: string;
   /**
    * Record the start in this transaction, with the change that calls for it. Nothing runs until the
-   * transaction commits: then call `resume(id)`, or let the next sweep take it.
+   * transaction commits: then call `resume(id)`, or let the next sweep take it. (`trx`, as the event
+   * store's options name the transaction they join.)
    */
-  transaction?: Kysely<AnyTables>;
+  trx?: Kysely<AnyTables>;
 }
 
 export interface SagaListFilter {
@@ -414,10 +415,10 @@ export class SagaRunner {
       )
       insert into ${this.table(HISTORY)} (saga_id, kind, node)
       select id, 'saga_created', ${this.nodeId} from created
-      returning seq`.execute(options.transaction ?? this.db.kysely);
+      returning seq`.execute(options.trx ?? this.db.kysely);
     if (rows.rows.length === 0) {
       const existing = await sql<{ saga: string }>`select saga from ${this.table(INSTANCES)} where id = ${id}`.execute(
-        options.transaction ?? this.db.kysely,
+        options.trx ?? this.db.kysely,
       );
       const other = existing.rows[0]?.saga;
       if (other !== undefined && other !== saga.name) {
@@ -436,7 +437,7 @@ export class SagaRunner {
       if (error instanceof Abandon) return id;
       throw error;
     }
-    if (!options.transaction) this.spawn(id, false);
+    if (!options.trx) this.spawn(id, false);
     return id;
   }
 

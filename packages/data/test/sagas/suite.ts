@@ -578,7 +578,7 @@ export function sagaSuite(target: DatabaseTarget): void {
       const { db, runner } = await setup([saga]);
       await assert.rejects(
         db.transaction(async (trx) => {
-          await runner.start(saga, order('o-18'), { id: 'o-18', transaction: trx });
+          await runner.start(saga, order('o-18'), { id: 'o-18', trx });
           throw new Error('the order could not be recorded');
         }),
         /could not be recorded/,
@@ -586,7 +586,7 @@ export function sagaSuite(target: DatabaseTarget): void {
       assert.equal(await runner.get('o-18'), undefined);
 
       await db.transaction(async (trx) => {
-        await runner.start(saga, order('o-19'), { id: 'o-19', transaction: trx });
+        await runner.start(saga, order('o-19'), { id: 'o-19', trx });
       });
       await sleep(50);
       assert.deepEqual(trace((await runner.get('o-19'))!.history), ['saga_created'], 'waits for a resume');
