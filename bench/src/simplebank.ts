@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { signToken } from '@chassis/core';
 import { Database, sql } from '@chassis/data';
@@ -7,6 +8,7 @@ import { freePort, servers } from '@chassis/testing';
 import pg from 'pg';
 import { benchConcurrencies, benchDurationMs, formatTable, measure, writeResults } from './harness.ts';
 import { pgbench } from './pgbench.ts';
+import { cpuUsedBetween, readProcessCpu } from './process-cpu.ts';
 
 /**
  * SimpleBank end to end on its distributed topology — separate processes for the edge (gateway),
@@ -72,8 +74,19 @@ async function main(): Promise<void> {
       const path = customer.orders++ % 2 === 0 ? '/shares/sell' : '/shares/buy';
       await post(bank.url, path, { accountId: customer.accountId, symbol: 'BHP', quantity: 1 }, customer.token, 202);
     };
+    // Where the CPU goes, per order: Chassis's processes, PostgreSQL, NATS (the exchange simulator stands
+    // for the world outside and is left out).
+    const groupOf = (pid: number, comm: string) => {
+      for (const [name, running] of bank.processes) {
+        if (running.child.pid === pid) return name === 'exchange' ? undefined : 'chassis';
+      }
+      if (comm === 'postgres') return 'postgres';
+      if (comm === 'nats-server') return 'nats';
+      return undefined;
+    };
     for (const concurrency of CONCURRENCY) {
       const before = await terminalCounts(db);
+      const cpuBefore = readProcessCpu();
       const accepted = await measure('simplebank accept', concurrency, placeOrder, {
         durationMs: DURATION_MS,
         warmupMs: 2000,
@@ -87,6 +100,9 @@ async function main(): Promise<void> {
       }
       const lastCompletion = await lastCompletedAt(db);
       const completed = counts.completed - before.completed;
+      const cpuAfter = readProcessCpu();
+      const cpu = cpuBefore && cpuAfter ? cpuUsedBetween(cpuBefore, cpuAfter, groupOf) : {};
+      const cpuMsPerOrder = (group: string) => (completed > 0 ? ((cpu[group] ?? 0) * 1000) / completed : Number.NaN);
       const seconds = (lastCompletion - firstAcceptance) / 1000;
       rows.push({
         concurrency,
@@ -99,6 +115,11 @@ async function main(): Promise<void> {
         completedPerSec: completed / seconds,
         stillOpen: counts.open,
         failed: counts.failed - before.failed,
+        cpuMsPerOrder: {
+          chassis: cpuMsPerOrder('chassis'),
+          postgres: cpuMsPerOrder('postgres'),
+          nats: cpuMsPerOrder('nats'),
+        },
       });
     }
   } finally {
@@ -127,7 +148,8 @@ async function main(): Promise<void> {
         'failed',
         'open',
         'errors',
-        'vs pgbench -N',
+        'orders : pgbench tx',
+        'CPU ms/order: chassis + postgres + nats',
       ],
       ...rows.map((r) => [
         String(r.concurrency),
@@ -139,14 +161,30 @@ async function main(): Promise<void> {
         String(r.failed),
         String(r.stillOpen),
         String(r.errors),
-        `${fixed((r.completedPerSec as number) / base.tps, 2)}×`,
+        // In the time pgbench -N commits this many of its transactions, SimpleBank completes one order.
+        `1 : ${fixed(base.tps / (r.completedPerSec as number))}`,
+        cpuColumn(r.cpuMsPerOrder as Record<string, number>),
       ]),
     ]),
   );
   console.log(`pgbench -N, 4 clients, same server: ${base.tps.toFixed(0)} TPS`);
+  const cores = availableParallelism();
+  const busiest = rows.at(-1)?.cpuMsPerOrder as Record<string, number> | undefined;
+  const perOrder = busiest ? busiest.chassis! + busiest.postgres! + busiest.nats! : Number.NaN;
+  if (Number.isFinite(perOrder)) {
+    console.log(
+      `CPU per completed order ${perOrder.toFixed(1)} ms: at most ~${fixed((cores * 1000) / perOrder)} orders/s on this machine's ${cores} cores, ~${fixed((500 * perOrder) / 1000, 1)} cores for the goal's 500/s.`,
+    );
+  }
   console.log('Goal (issue 6): at least 500 completed orders/s with p99 acceptance under 100 ms.');
   if (errors.length > 0) console.log(`\nprocess errors (first 5):\n${errors.slice(0, 5).join('\n')}`);
   await writeResults('simplebank', startedAt, { rows, pgbenchTps: base.tps, durationMs: DURATION_MS });
+}
+
+function cpuColumn(ms: Record<string, number> | undefined): string {
+  if (!ms || !Number.isFinite(ms.chassis)) return 'n/a';
+  const total = ms.chassis! + ms.postgres! + ms.nats!;
+  return `${total.toFixed(1)} = ${ms.chassis!.toFixed(1)} + ${ms.postgres!.toFixed(1)} + ${ms.nats!.toFixed(1)}`;
 }
 
 async function post(baseUrl: string, path: string, body: unknown, token: string, expected: number) {
