@@ -591,14 +591,7 @@ export class ChassisNode {
     const handler = service.actions.get(contract.action);
     if (!handler) throw unknownAction(service, contract.action);
     const started = performance.now();
-    const span = this.tracing.recording
-      ? this.tracing.start(`serve ${contract.name}`, SpanKind.SERVER, contextOf(clientSpan), {
-          'rpc.system': 'chassis',
-          'rpc.service': service.name,
-          'rpc.method': contract.action,
-          'chassis.node': this.id,
-        })
-      : Tracing.passThrough(contextOf(clientSpan));
+    const span = this.startServing(service, contract.action, contextOf(clientSpan));
     const messageId = newId();
     const origin: Origin = {
       messageId,
@@ -609,7 +602,6 @@ export class ChassisNode {
       trace: contextOf(span),
       inherited: true,
     };
-    this.metrics.inFlightRpc.inc();
     let failure: unknown;
     let timer: NodeJS.Timeout | undefined;
     const work = this.runAction(service, handler, input, origin, span);
@@ -641,14 +633,7 @@ export class ChassisNode {
         () => this.localCalls.delete(work),
         () => this.localCalls.delete(work),
       );
-      this.metrics.inFlightRpc.dec();
-      this.metrics.observeServer(
-        service.name,
-        contract.action,
-        outcomeOf(failure),
-        (performance.now() - started) / 1000,
-      );
-      Tracing.end(span, failure);
+      this.endServing(service, contract.action, span, started, failure);
     }
   }
 
@@ -748,8 +733,24 @@ export class ChassisNode {
     const started = performance.now();
     // Only declared actions become label values: garbage names must not grow the metric's cardinality.
     const action = service.actions.has(request.action) ? request.action : '(unknown)';
-    const parent = this.tracing.extract(request.message.headers);
-    const span = this.tracing.recording
+    const span = this.startServing(service, action, this.tracing.extract(request.message.headers));
+    let failure: unknown;
+    try {
+      const answer = await this.answer(service, request, span);
+      failure = answer.error;
+      return answer.message;
+    } catch (error) {
+      failure = error;
+      throw error;
+    } finally {
+      this.endServing(service, action, span, started, failure);
+    }
+  }
+
+  /** A request served here begins, over the wire or by a local call: its server span, the in-flight count. */
+  private startServing(service: ServiceDefinition, action: string, parent: TraceContext): Span {
+    this.metrics.inFlightRpc.inc();
+    return this.tracing.recording
       ? this.tracing.start(`serve ${service.name}.${action}`, SpanKind.SERVER, parent, {
           'rpc.system': 'chassis',
           'rpc.service': service.name,
@@ -757,15 +758,13 @@ export class ChassisNode {
           'chassis.node': this.id,
         })
       : Tracing.passThrough(parent);
-    this.metrics.inFlightRpc.inc();
-    try {
-      const answer = await this.answer(service, request, span);
-      this.metrics.observeServer(service.name, action, outcomeOf(answer.error), (performance.now() - started) / 1000);
-      Tracing.end(span, answer.error);
-      return answer.message;
-    } finally {
-      this.metrics.inFlightRpc.dec();
-    }
+  }
+
+  /** …and ends: the server histogram, the span, the in-flight count. */
+  private endServing(service: ServiceDefinition, action: string, span: Span, started: number, failure: unknown): void {
+    this.metrics.inFlightRpc.dec();
+    this.metrics.observeServer(service.name, action, outcomeOf(failure), (performance.now() - started) / 1000);
+    Tracing.end(span, failure);
   }
 
   private async answer(service: ServiceDefinition, { action, message }: RpcRequest, span: Span): Promise<Answer> {
