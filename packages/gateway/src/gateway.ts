@@ -395,6 +395,11 @@ function authenticate(auth: RouteAuth<never> | undefined, identify: GatewayTools
   };
 }
 
+/** Whether a route's auth has an ownership check: a route without one skips it, and its promise. */
+function checksOwnership(auth: RouteAuth<never> | undefined): boolean {
+  return typeof auth === 'object' && auth.owns !== undefined;
+}
+
 async function checkOwnership(auth: RouteAuth<never> | undefined, user: Identity | undefined, input: unknown) {
   if (auth === undefined || auth === 'public' || !auth.owns || !user) return;
   if (!(await (auth.owns as (user: Identity, input: unknown) => boolean | Promise<boolean>)(user, input))) {
@@ -419,7 +424,7 @@ function actionHandler(
   ttlMs: number,
 ): (request: FastifyRequest, reply: FastifyReply) => Promise<unknown> {
   const status = spec.status ?? 200;
-  const owns = typeof spec.auth === 'object' && spec.auth.owns !== undefined;
+  const owns = checksOwnership(spec.auth as RouteAuth<never> | undefined);
   async function answerOf(request: FastifyRequest, input: unknown): Promise<StoredAnswer> {
     const output = await tools.callFor(request, spec.action, input);
     const headers: Record<string, string> = {};
@@ -466,9 +471,10 @@ function actionHandler(
 }
 
 function customHandler(spec: CustomRoute, tools: GatewayTools) {
+  const owns = checksOwnership(spec.auth as RouteAuth<never> | undefined);
   return async (request: FastifyRequest, reply: FastifyReply) => {
     const req = routeRequest(request);
-    await checkOwnership(spec.auth as RouteAuth<never>, req.user, req);
+    if (owns) await checkOwnership(spec.auth as RouteAuth<never>, req.user, req);
     const body = await spec.handler({
       request: req,
       call: (contract, input, options) => tools.callFor(request, contract, input, options),
