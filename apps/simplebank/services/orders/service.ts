@@ -33,6 +33,9 @@ import {
   view,
 } from './order.ts';
 
+/** How long orders keeps a quote it asked market data for. */
+const QUOTE_TTL_MS = 1000;
+
 export interface OrdersOptions {
   /** An order the exchange has not been given by then fails. Default 5 minutes (specs/simplebank.md). */
   expiryMs?: number;
@@ -112,7 +115,11 @@ export function ordersService(options: OrdersOptions = {}) {
       const existing = await placedBefore(ctx, input.orderId, input.accountId);
       if (existing) return existing;
     }
-    const quote = toCents((await ctx.call(getPrice, { symbol: input.symbol })).price);
+    // A quote up to a second old (market data itself refreshes every second) sets the limit as well as a
+    // fresh one would, within the 5% it allows: cached, it saves every order a call.
+    const quote = toCents(
+      (await ctx.call(getPrice, { symbol: input.symbol }, { cache: { ttlMs: QUOTE_TTL_MS } })).price,
+    );
     const limit =
       input.side === 'buy' ? Math.ceil(quote * (1 + slippage)) : Math.max(1, Math.floor(quote * (1 - slippage)));
     let quantity = input.quantity ?? 0;
