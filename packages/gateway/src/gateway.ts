@@ -26,7 +26,7 @@ import {
 } from './idempotency.ts';
 import { defaultInput } from './input.ts';
 import { docsPage, type OpenApiInfo, openApiDocument } from './openapi.ts';
-import type { ActionRoute, CustomRoute, Route, RouteAuth, RouteRequest } from './routes.ts';
+import type { ActionRoute, CustomRoute, CustomRouteContext, Route, RouteAuth, RouteRequest } from './routes.ts';
 
 export interface RateLimitSettings {
   /** Requests per client per window. Default 100. */
@@ -470,6 +470,11 @@ function actionHandler(
   };
 }
 
+/** A custom route's `call`: actions called as the request's caller (made here, not as a property, for tsx's keepNames). */
+function callsAs(request: FastifyRequest, tools: GatewayTools): CustomRouteContext['call'] {
+  return (contract, input, options) => tools.callFor(request, contract, input, options);
+}
+
 function customHandler(spec: CustomRoute, tools: GatewayTools) {
   const owns = checksOwnership(spec.auth as RouteAuth<never> | undefined);
   return async (request: FastifyRequest, reply: FastifyReply) => {
@@ -477,7 +482,7 @@ function customHandler(spec: CustomRoute, tools: GatewayTools) {
     if (owns) await checkOwnership(spec.auth as RouteAuth<never>, req.user, req);
     const body = await spec.handler({
       request: req,
-      call: (contract, input, options) => tools.callFor(request, contract, input, options),
+      call: callsAs(request, tools),
       deadline: tools.deadlineOf(request),
       requestId: request.id,
     });
