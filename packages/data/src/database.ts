@@ -111,24 +111,76 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
     );
   }
   const kysely = new Kysely<AnyTables>({ dialect: new PostgresDialect({ pool }) });
-  return new Database(
-    'postgres',
-    kysely,
-    async (channel, onNotify) => {
-      // LISTEN needs a connection of its own, kept for as long as we listen.
-      const client = new pg.Client({ connectionString: url, types });
-      client.on('error', () => undefined);
+  return new Database('postgres', kysely, (channel, onNotify) => listenOn(url, channel, onNotify), hidePassword(url));
+}
+
+/** The longest wait between attempts to LISTEN again after the connection was lost. */
+const MAX_RELISTEN_DELAY_MS = 5000;
+
+/**
+ * LISTENs on a connection of its own, kept for as long as we listen. A connection lost (a server
+ * restart, a terminated backend) is made again, with growing pauses, and LISTENs again; once back it
+ * calls `onNotify('')`, since whatever was announced meanwhile went unheard. The first connection's
+ * failure is the caller's to handle.
+ */
+async function listenOn(
+  url: string,
+  channel: string,
+  onNotify: (payload: string) => void,
+): Promise<() => Promise<void>> {
+  let current: pg.Client | undefined;
+  let stopped = false;
+  let retry: NodeJS.Timeout | undefined;
+  let delayMs = 100;
+
+  const connect = async (): Promise<void> => {
+    const client = new pg.Client({ connectionString: url, types });
+    let listening = false;
+    client.on('error', () => undefined);
+    client.on('end', () => {
+      if (listening && !stopped) listenAgainSoon();
+    });
+    client.on('notification', (message) => {
+      if (message.channel === channel) onNotify(message.payload ?? '');
+    });
+    try {
       await client.connect();
-      client.on('notification', (message) => {
-        if (message.channel === channel) onNotify(message.payload ?? '');
-      });
       await client.query(`LISTEN ${quoteIdentifier(channel)}`);
-      return async () => {
-        await client.end().catch(() => undefined);
-      };
-    },
-    hidePassword(url),
-  );
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw error;
+    }
+    if (stopped) {
+      await client.end().catch(() => undefined);
+      return;
+    }
+    listening = true;
+    current = client;
+  };
+
+  const listenAgainSoon = () => {
+    current = undefined;
+    retry = setTimeout(() => {
+      connect().then(
+        () => {
+          delayMs = 100;
+          if (!stopped) onNotify('');
+        },
+        () => {
+          delayMs = Math.min(delayMs * 2, MAX_RELISTEN_DELAY_MS);
+          if (!stopped) listenAgainSoon();
+        },
+      );
+    }, delayMs);
+    retry.unref();
+  };
+
+  await connect();
+  return async () => {
+    stopped = true;
+    clearTimeout(retry);
+    await current?.end().catch(() => undefined);
+  };
 }
 
 // PGlite ------------------------------------------------------------------------------------------

@@ -319,6 +319,34 @@ export function outboxSuite(target: DatabaseTarget): void {
       await relay.stop();
     });
 
+    it(`[${target.name}] a dropped LISTEN connection is made again: commits wake the relay without a poll`, {
+      skip: target.name === 'pglite' && 'PGlite runs in this process: it has no connection to drop',
+    }, async () => {
+      const { db, service } = await fresh();
+      const broker = recorder();
+      // No poll within the test: only a notification can make the relay publish.
+      const relay = await startRelay(db, service, broker.publish, { pollIntervalMs: 600_000 });
+      const listener = async () =>
+        (
+          await sql<{ pid: number }>`
+            select pid from pg_stat_activity
+            where datname = current_database() and query = ${`LISTEN "${outboxChannel(service)}"`}`.execute(db.kysely)
+        ).rows.map((row) => row.pid);
+      const [first] = await listener();
+      await sql`select pg_terminate_backend(${first})`.execute(db.kysely);
+      // Committed while nobody listens: announced to no one, published once the relay listens again.
+      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('while-away')]));
+      await waitUntil(async () => (await listener()).some((pid) => pid !== first), {
+        timeoutMs: 5000,
+        what: 'a new LISTEN connection',
+      });
+      await waitUntil(() => broker.got.length >= 1, { timeoutMs: 3000, intervalMs: 10, what: 'the missed event' });
+      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('after')]));
+      await waitUntil(() => broker.got.length >= 2, { timeoutMs: 3000, intervalMs: 10, what: 'the notified event' });
+      assert.deepEqual(broker.ids(), ['while-away', 'after']);
+      await relay.stop();
+    });
+
     it(`[${target.name}] lag() reports the rows waiting and the age of the oldest`, async () => {
       const { db, service } = await fresh();
       const broker = recorder();
