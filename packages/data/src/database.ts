@@ -97,8 +97,11 @@ const types = {
 
 async function openPostgres(url: string, options: DatabaseOptions): Promise<Database> {
   const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10, types });
-  // An idle connection that dies (a server restart) must not crash the process; the pool replaces it.
+  // A connection that dies (a server restart, a terminated backend) must not crash the process. The
+  // pool reports an idle one's death; a checked-out client reports its own, to its own listeners — with
+  // none, Node throws. The query in flight fails on its own, and the pool replaces the client.
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => client.on('error', () => undefined));
   try {
     const client = await pool.connect();
     client.release();
@@ -112,6 +115,41 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
   }
   const kysely = new Kysely<AnyTables>({ dialect: new PostgresDialect({ pool }) });
   return new Database('postgres', kysely, (channel, onNotify) => listenOn(url, channel, onNotify), hidePassword(url));
+}
+
+/**
+ * Errors that say the connection to the database is gone or cannot be made (a server restart, a
+ * terminated backend, a refused connection): SQLSTATE classes 08 and 57P, and node's socket errors.
+ */
+const CONNECTION_LOST_CODES = new Set([
+  '57P01',
+  '57P02',
+  '57P03',
+  '08000',
+  '08001',
+  '08003',
+  '08004',
+  '08006',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+]);
+
+/**
+ * A lost or refused database connection as `UNAVAILABLE` (503, retryable): the database will be back,
+ * so an action's caller may try again and an event waits in the broker for it, instead of failing as a
+ * bug would (500, or a dead letter after `maxDeliveries`). Any other error is returned as it is.
+ */
+export function unavailableIfDisconnected(error: unknown): unknown {
+  if (error instanceof ChassisError || !(error instanceof Error)) return error;
+  const code = (error as { code?: unknown }).code;
+  const lost =
+    (typeof code === 'string' && CONNECTION_LOST_CODES.has(code)) ||
+    /Connection terminated|not queryable|timeout exceeded when trying to connect/i.test(error.message);
+  return lost
+    ? new ChassisError('UNAVAILABLE', `The database cannot be reached: ${error.message}`, { cause: error })
+    : error;
 }
 
 /** The longest wait between attempts to LISTEN again after the connection was lost. */

@@ -10,7 +10,7 @@ import {
 } from '@chassis/core';
 import type { Kysely } from 'kysely';
 import { Gauge } from 'prom-client';
-import { type AnyTables, Database } from './database.ts';
+import { type AnyTables, Database, unavailableIfDisconnected } from './database.ts';
 import { type EventSchemas, EventStore, type EventStoreOptions } from './event-store.ts';
 import { claimInbox, installInbox, isInInbox } from './inbox.ts';
 import { migrate } from './migrations.ts';
@@ -113,7 +113,10 @@ export class DataExtension implements NodeExtension {
     const subscription = invocation.subscription;
     if (invocation.kind === 'event' && subscription) {
       // Handled before (a redelivery after a lost ack): no second effect.
-      if (await isInInbox(db, service.name, subscription, ctx.messageId)) return undefined;
+      const handled = await isInInbox(db, service.name, subscription, ctx.messageId).catch((error: unknown) => {
+        throw unavailableIfDisconnected(error);
+      });
+      if (handled) return undefined;
     }
     const unit = new UnitOfWork(
       db,
@@ -129,9 +132,10 @@ export class DataExtension implements NodeExtension {
       await unit.commit();
       return result;
     } catch (error) {
-      await unit.rollback();
+      // On a lost connection the rollback fails too; the server has rolled the transaction back anyway.
+      await unit.rollback().catch(() => undefined);
       if (error instanceof AlreadyHandled) return undefined;
-      throw error;
+      throw unavailableIfDisconnected(error);
     } finally {
       this.units.delete(ctx);
       this.invocations.delete(ctx);

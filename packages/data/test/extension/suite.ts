@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { action, defineService, event, handle, on, type ServiceDefinition } from '@chassis/core';
+import { action, type ChassisError, defineService, event, handle, on, type ServiceDefinition } from '@chassis/core';
 import { commit, type DataExtension, database, dataExtension, openEventStore, sql } from '@chassis/data';
 import { type DatabaseTarget, memoryTarget, useCluster, waitUntil } from '@chassis/testing';
 import type { Generated } from 'kysely';
@@ -196,6 +196,57 @@ export function extensionSuite(target: DatabaseTarget): void {
       await node.call(s.sellShares, { accountId: '101', symbol: 'BHP', quantity: 1 });
       await waitUntil(() => errors.length === 1, { what: 'the refusal' });
       assert.match(errors[0]!, /commit\(ctx\) is for actions/);
+    });
+
+    it(`[${target.name}] a lost database connection is UNAVAILABLE: an action answers 503, an event waits and is handled once`, {
+      skip: target.name === 'pglite' && 'PGlite runs in this process: it has no connection to lose',
+    }, async () => {
+      const s = slice();
+      const loseConnection = action(`${s.orders.name}.loseConnection`, { input: z.object({}), output: z.object({}) });
+      // The handler's own backend is terminated under it, as a database restart would.
+      const terminateOwnBackend = async (ctx: Parameters<typeof database>[0]) =>
+        sql`select pg_terminate_backend(pg_backend_pid())`.execute(await database(ctx));
+      const orders = defineService({
+        name: s.orders.name,
+        migrations: new URL('orders/', fixtures),
+        actions: [
+          handle(loseConnection, async (_input, ctx) => {
+            await terminateOwnBackend(ctx);
+            return {};
+          }),
+        ],
+      });
+      let attempts = 0;
+      const ledger = defineService({
+        name: s.ledger.name,
+        migrations: new URL('ledger/', fixtures),
+        events: [
+          on(
+            s.orderCreated,
+            async ({ orderId, quantity }, ctx) => {
+              if (++attempts === 1) await terminateOwnBackend(ctx);
+              const db = await database<LedgerTables>(ctx);
+              await db.insertInto('reservations').values({ order_id: orderId, quantity }).execute();
+            },
+            // A failure counted as an attempt would dead-letter it at once.
+            { maxDeliveries: 1 },
+          ),
+        ],
+      });
+      const { data, node } = await start([orders, ledger]);
+      await assert.rejects(node.call(loseConnection, {}), (error: ChassisError) => {
+        assert.equal(error.code, 'UNAVAILABLE');
+        assert.equal(error.status, 503);
+        assert.match(error.message, /The database cannot be reached/);
+        return true;
+      });
+      await node.emit(s.orderCreated, { orderId: 'o-lost', quantity: 4 });
+      await waitUntil(async () => (await count(data, s.ledger.name, 'reservations')) === 1, {
+        what: 'the event handled after the connection came back',
+      });
+      assert.equal(attempts, 2, 'redelivered once, not dead-lettered');
+      // The pool replaced the lost connection: the service goes on.
+      assert.equal(await count(data, s.ledger.name, 'reservations'), 1);
     });
 
     it(`[${target.name}] readiness checks the database`, async () => {
