@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Database, sql } from '@chassis/data';
-import { freePort, postgresTarget, restartNats, servers, skipUnlessUp } from '@chassis/testing';
+import { freePort, postgresTarget, restartNats, restartPostgres, servers, skipUnlessUp } from '@chassis/testing';
 import { requestJson } from '../src/http-client.ts';
 import { type DistributedSimplebank, launchDistributed } from '../src/launcher.ts';
 import { removeBrokerState } from './broker.ts';
@@ -12,10 +12,13 @@ const skip = postgres.skip || (await skipUnlessUp('nats'));
 
 /**
  * Chaos on the distributed topology (separate processes over NATS and PostgreSQL): while orders stream
- * in, random service processes are SIGKILLed and restarted, and the broker is restarted once; then every
- * accepted order must reach a terminal status and every invariant of the spec must hold.
+ * in, random service processes are SIGKILLed and restarted, the broker is restarted once and the
+ * database once; then every accepted order must reach a terminal status and every invariant of the spec
+ * must hold.
  */
-describe('SimpleBank under chaos: SIGKILLed processes and a broker restart while orders stream in', { skip }, () => {
+describe('SimpleBank under chaos: SIGKILLed processes, a broker and a database restart while orders stream in', {
+  skip,
+}, () => {
   let bank: DistributedSimplebank;
   let database: Database;
   const log: string[] = [];
@@ -86,6 +89,7 @@ describe('SimpleBank under chaos: SIGKILLed processes and a broker restart while
         await pause(500 + Math.random() * 1500);
         await bank.start(victim);
         if (round === 2) await restartNats({ downMs: 1000 });
+        if (round === 3) await restartPostgres({ downMs: 1000 });
       }
       // A process that was down (the ledger has one instance) refused orders meanwhile: keep streaming
       // until enough orders went in for the check to mean something.
@@ -117,7 +121,7 @@ describe('SimpleBank under chaos: SIGKILLed processes and a broker restart while
     const statuses: Record<string, number> = {};
     for (const row of rows) statuses[row.status] = (statuses[row.status] ?? 0) + 1;
     console.log(
-      `chaos: killed ${killed.join(', ')} and restarted NATS; ${accepted.length} orders accepted (${refused} refused, ${failed} not reached); ends: ${JSON.stringify(statuses)}`,
+      `chaos: killed ${killed.join(', ')} and restarted NATS and PostgreSQL; ${accepted.length} orders accepted (${refused} refused, ${failed} not reached); ends: ${JSON.stringify(statuses)}`,
     );
   });
 });

@@ -13,6 +13,7 @@ export {
   infraRequired,
   reachable,
   restartNats,
+  restartPostgres,
   restartRabbitmq,
   type Server,
   type ServerName,

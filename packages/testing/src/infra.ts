@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { type AddressInfo, createServer, connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -131,6 +131,20 @@ export async function restartNats({ downMs = 500 } = {}): Promise<void> {
   await new Promise((r) => setTimeout(r, downMs));
   await run('start-stop-daemon', NATS_START);
   await waitUntil(() => reachable(servers.nats, 200), { what: 'nats-server to start' });
+}
+
+/**
+ * Stops the local PostgreSQL cluster with a fast shutdown (every connection is cut, transactions in
+ * flight roll back) and starts it again, with the machine's own command (`pg_ctlcluster`).
+ */
+export async function restartPostgres({ downMs = 500 } = {}): Promise<void> {
+  const [version] = readdirSync('/etc/postgresql');
+  if (!version) throw new Error('No PostgreSQL cluster under /etc/postgresql to restart');
+  const cluster = ['--skip-systemctl-redirect', version, 'main'];
+  await run('pg_ctlcluster', [...cluster, 'stop', '-m', 'fast']);
+  await new Promise((r) => setTimeout(r, downMs));
+  await run('pg_ctlcluster', [...cluster, 'start']);
+  await waitUntil(() => reachable(servers.postgres, 200), { what: 'PostgreSQL to accept connections' });
 }
 
 /**
