@@ -144,7 +144,11 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     );
   }
   const redisUrl = typeof options.redis === 'string' ? options.redis : process.env.REDIS_URL || undefined;
-  const ownRedis = redisUrl ? new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 2 }) : undefined;
+  // No offline queue: while Redis is unreachable a command fails at once instead of holding the request.
+  const ownRedis = redisUrl
+    ? new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 2, enableOfflineQueue: false })
+    : undefined;
+  if (ownRedis) await watchRedis(ownRedis, node.log);
   const redis = typeof options.redis === 'object' ? options.redis : ownRedis;
   const idempotency: IdempotencyStore = redis ? new RedisIdempotencyStore(redis) : new MemoryIdempotencyStore();
   const idempotencyTtlMs = options.idempotencyTtlMs ?? 24 * 3600_000;
@@ -261,6 +265,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       // token's subject, and anyone else — no token, a bad one — its address.
       hook: 'preValidation',
       enableDraftSpec: true,
+      // Redis unreachable: requests go on without a limit (logged once, see watchRedis) rather than fail.
+      skipOnError: true,
       ...(redis ? { redis, nameSpace: 'chassis-rate-limit:' } : {}),
       keyGenerator: async (request) => {
         const user = await identify(request).catch(() => undefined);
@@ -369,6 +375,36 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       if (ownRedis) await ownRedis.quit().catch(() => ownRedis.disconnect());
     },
   };
+}
+
+/**
+ * Says when the gateway's Redis goes away and comes back (rate limits are not enforced and
+ * Idempotency-Key requests are refused meanwhile), once per outage, and waits up to 2 s for the first
+ * connection so that a gateway starting beside its Redis begins with both.
+ */
+async function watchRedis(redis: Redis, log: ChassisNode['log']): Promise<void> {
+  let down = false;
+  redis.on('error', (error: Error) => {
+    if (down) return;
+    down = true;
+    log.warn(
+      { err: error },
+      'Redis is unreachable: rate limits are not enforced and requests with an Idempotency-Key are refused (503) until it is back',
+    );
+  });
+  redis.on('ready', () => {
+    if (!down) return;
+    down = false;
+    log.info('Redis is back: rate limits and Idempotency-Key requests work again');
+  });
+  if (redis.status === 'ready') return;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, 2000);
+    redis.once('ready', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 function authenticate(auth: RouteAuth<never> | undefined, identify: GatewayTools['identify']) {

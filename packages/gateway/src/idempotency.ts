@@ -104,7 +104,14 @@ export async function withIdempotency(
   }
   const key = `${options.scope}:${options.key}`;
   const fingerprint = fingerprintOf(options.body);
-  const existing = await store.claim(key, fingerprint, options.ttlMs);
+  // Without its store the key cannot be honoured: refuse before anything runs, rather than risk a second run.
+  const existing = await store.claim(key, fingerprint, options.ttlMs).catch((error: unknown) => {
+    throw new ChassisError(
+      'UNAVAILABLE',
+      'Requests with an Idempotency-Key cannot be taken now: their store is unreachable; try again shortly',
+      { cause: error },
+    );
+  });
   if (existing) {
     if (existing.fingerprint !== fingerprint) {
       throw IdempotencyKeyReused('This Idempotency-Key was used with a different request body; use a new key', {
@@ -126,13 +133,15 @@ export async function withIdempotency(
     // A client error is an answer too (the same request would fail the same way); a server error is not.
     const status = (error as { status?: unknown }).status;
     if (!(error instanceof ChassisError) || typeof status !== 'number' || status >= 500) {
-      await store.release(key);
+      await store.release(key).catch(() => undefined);
       throw error;
     }
-    await store.complete(key, { fingerprint, answer: errorAnswer(error) }, options.ttlMs);
+    await store.complete(key, { fingerprint, answer: errorAnswer(error) }, options.ttlMs).catch(() => undefined);
     throw error;
   }
-  await store.complete(key, { fingerprint, answer }, options.ttlMs);
+  // The store going away now must not turn an answer that exists into an error: the client gets it, and a
+  // retry finds the key claimed (CONFLICT, retryable) until its time is up.
+  await store.complete(key, { fingerprint, answer }, options.ttlMs).catch(() => undefined);
   return { ...answer, replayed: false };
 }
 
