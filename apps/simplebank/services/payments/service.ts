@@ -128,7 +128,8 @@ export function paymentsService(options: PaymentsOptions) {
             auth,
           ).then(
             (done) => done.status,
-            () => 'failed-to-ask',
+            // As `credit` decides: refused is failed; not answered stays pending for the next sweep.
+            (error: unknown) => (isChassisError(error) && error.retryable ? 'pending' : 'failed'),
           );
           await commit(ctx);
           if (outcome === 'completed') swept.completed++;
