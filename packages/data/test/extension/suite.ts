@@ -77,6 +77,19 @@ export function extensionSuite(target: DatabaseTarget): void {
       return { sellShares, orderCreated, orders, ledger, runs };
     }
 
+    /** The slice's ledger with another handler of order_created. */
+    function ledgerHandling(
+      s: ReturnType<typeof slice>,
+      run: Parameters<typeof on<ReturnType<typeof slice>['orderCreated']>>[1],
+      options: Parameters<typeof on>[2],
+    ) {
+      return defineService({
+        name: s.ledger.name,
+        migrations: new URL('ledger/', fixtures),
+        events: [on(s.orderCreated, run, options)],
+      });
+    }
+
     async function start(
       services: ServiceDefinition[],
     ): Promise<{ data: DataExtension; node: Awaited<ReturnType<typeof cluster.startNode>> }> {
@@ -179,19 +192,13 @@ export function extensionSuite(target: DatabaseTarget): void {
     it(`[${target.name}] commit(ctx) is refused in an event handler, whose work commits with its inbox claim`, async () => {
       const s = slice();
       const errors: string[] = [];
-      const ledger = defineService({
-        name: s.ledger.name,
-        migrations: new URL('ledger/', fixtures),
-        events: [
-          on(
-            s.orderCreated,
-            async (_payload, ctx) => {
-              await commit(ctx).catch((error: Error) => errors.push(error.message));
-            },
-            { maxDeliveries: 1 },
-          ),
-        ],
-      });
+      const ledger = ledgerHandling(
+        s,
+        async (_payload, ctx) => {
+          await commit(ctx).catch((error: Error) => errors.push(error.message));
+        },
+        { maxDeliveries: 1 },
+      );
       const { node } = await start([s.orders, ledger]);
       await node.call(s.sellShares, { accountId: '101', symbol: 'BHP', quantity: 1 });
       await waitUntil(() => errors.length === 1, { what: 'the refusal' });
@@ -217,22 +224,16 @@ export function extensionSuite(target: DatabaseTarget): void {
         ],
       });
       let attempts = 0;
-      const ledger = defineService({
-        name: s.ledger.name,
-        migrations: new URL('ledger/', fixtures),
-        events: [
-          on(
-            s.orderCreated,
-            async ({ orderId, quantity }, ctx) => {
-              if (++attempts === 1) await terminateOwnBackend(ctx);
-              const db = await database<LedgerTables>(ctx);
-              await db.insertInto('reservations').values({ order_id: orderId, quantity }).execute();
-            },
-            // A failure counted as an attempt would dead-letter it at once.
-            { maxDeliveries: 1 },
-          ),
-        ],
-      });
+      const ledger = ledgerHandling(
+        s,
+        async ({ orderId, quantity }, ctx) => {
+          if (++attempts === 1) await terminateOwnBackend(ctx);
+          const db = await database<LedgerTables>(ctx);
+          await db.insertInto('reservations').values({ order_id: orderId, quantity }).execute();
+        },
+        // A failure counted as an attempt would dead-letter it at once.
+        { maxDeliveries: 1 },
+      );
       const { data, node } = await start([orders, ledger]);
       await assert.rejects(node.call(loseConnection, {}), (error: ChassisError) => {
         assert.equal(error.code, 'UNAVAILABLE');
