@@ -110,25 +110,20 @@ export class DataExtension implements NodeExtension {
     const { service, ctx } = invocation;
     if (!this.services.has(service.name)) return next();
     const db = this.database;
-    const subscription = invocation.subscription;
-    if (invocation.kind === 'event' && subscription) {
-      // Handled before (a redelivery after a lost ack): no second effect.
-      const handled = await isInInbox(db, service.name, subscription, ctx.messageId).catch((error: unknown) => {
-        throw unavailableIfDisconnected(error);
-      });
-      if (handled) return undefined;
-    }
+    const subscription = invocation.kind === 'event' ? invocation.subscription : undefined;
     const unit = new UnitOfWork(
       db,
       service.name,
-      invocation.kind === 'event' && subscription ? (trx) => this.claim(trx, service, subscription, ctx) : undefined,
+      subscription ? (trx) => this.claim(trx, service, subscription, ctx) : undefined,
     );
     this.units.set(ctx, unit);
     this.invocations.set(ctx, invocation.kind);
     try {
+      // Handled before (a redelivery after a lost ack): no second effect. (Nothing is open to roll back.)
+      if (subscription && (await isInInbox(db, service.name, subscription, ctx.messageId))) return undefined;
       const result = await next();
       // An event handler that wrote nothing still records that it ran.
-      if (invocation.kind === 'event' && subscription && !unit.opened) await unit.transaction();
+      if (subscription && !unit.opened) await unit.transaction();
       await unit.commit();
       return result;
     } catch (error) {
