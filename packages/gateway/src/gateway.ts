@@ -287,10 +287,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   ): Promise<OutputOf<C>> => {
     // Only a token the gateway verified travels on: on a public route a bad one is ignored, not passed
     // to a service that would refuse the whole call.
-    const token =
-      request.headers.authorization !== undefined && (await identify(request).catch(() => undefined))
-        ? bearerToken(request)
-        : undefined;
+    const user = await identify(request).catch(() => undefined);
+    const token = user ? bearerToken(request) : undefined;
     const requestDeadlineAt = deadlineOf(request);
     const deadline =
       callOptions.timeoutMs === undefined
