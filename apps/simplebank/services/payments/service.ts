@@ -55,8 +55,7 @@ export function paymentsService(options: PaymentsOptions) {
     try {
       await ctx.call(creditPayment, { paymentId: id, accountId, amount: money(cents) }, auth ? { auth } : {});
     } catch (error) {
-      // Refused (an unknown account, …): nothing was credited. Not answered in time: it may have been.
-      if (!isChassisError(error) || !error.retryable) {
+      if (!mayHaveCredited(error)) {
         await setStatus(ctx, id, 'failed');
         await commit(ctx);
       }
@@ -128,8 +127,8 @@ export function paymentsService(options: PaymentsOptions) {
             auth,
           ).then(
             (done) => done.status,
-            // As `credit` decides: refused is failed; not answered stays pending for the next sweep.
-            (error: unknown) => (isChassisError(error) && error.retryable ? 'pending' : 'failed'),
+            // As `credit` records it: refused is failed; not answered stays pending for the next sweep.
+            (error: unknown) => (mayHaveCredited(error) ? 'pending' : 'failed'),
           );
           await commit(ctx);
           if (outcome === 'completed') swept.completed++;
@@ -159,6 +158,14 @@ function mayRead(caller: Identity, accountId: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Whether the ledger may have credited a payment that answered with `error`. Refused (an unknown account,
+ * …): nothing was credited, the payment failed. Not answered in time: it may have been; it stays pending.
+ */
+function mayHaveCredited(error: unknown): boolean {
+  return isChassisError(error) && error.retryable;
 }
 
 async function read(ctx: Context, id: string): Promise<PaymentRow> {
