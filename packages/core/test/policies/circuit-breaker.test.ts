@@ -1,0 +1,301 @@
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, it, mock } from 'node:test';
+import { ChassisError, chassisError, defineError } from '../../src/errors.ts';
+import {
+  type BreakerPolicy,
+  type BreakerState,
+  CircuitBreaker,
+  countsAsFailure,
+} from '../../src/policies/circuit-breaker.ts';
+
+/**
+ * The breaker on its own, with `Date` mocked: cockatiel and our fail-fast check both read `Date.now()`,
+ * so the open period is stepped through exactly rather than waited out on a loaded machine.
+ */
+
+const InsufficientShares = defineError('INSUFFICIENT_SHARES', { status: 409, retryable: false });
+const ExchangeBusy = defineError('EXCHANGE_BUSY', { status: 503, retryable: true });
+
+/** Errors a healthy service answers with: the caller's mistake or a business rule, never the target's health. */
+const refusals = (): ChassisError[] => [
+  chassisError('NOT_FOUND', 'No account 101'),
+  chassisError('FORBIDDEN', 'Not your account'),
+  chassisError('VALIDATION', 'symbol is required'),
+  chassisError('CONFLICT', 'Order already placed'),
+  chassisError('UNAUTHENTICATED', 'No token'),
+  InsufficientShares('Account 101 holds 10 BHP'),
+];
+
+/** Errors that say the target is unwell. */
+const unwell = (): unknown[] => [
+  chassisError('UNAVAILABLE', 'exchange outage'),
+  chassisError('TIMEOUT', 'too slow'),
+  chassisError('TRANSPORT', 'connection reset'),
+  chassisError('NO_SERVICE', 'nobody listens'),
+  chassisError('INTERNAL', 'bug'),
+  ExchangeBusy('busy'),
+  new Error('a plain error from a client library'),
+  'a thrown string',
+];
+
+function makeBreaker(settings: BreakerPolicy, target = 'market-data.getPrice') {
+  const states: BreakerState[] = [];
+  const breaker = new CircuitBreaker(target, settings, (state) => states.push(state));
+  let runs = 0;
+  const fail = (error: unknown) =>
+    breaker.execute(async () => {
+      runs++;
+      throw error;
+    });
+  const succeed = () =>
+    breaker.execute(async () => {
+      runs++;
+      return 'ok';
+    });
+  return { breaker, states, fail, succeed, runs: () => runs };
+}
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  assert.ok(error instanceof ChassisError, `expected a ChassisError, got ${String(error)}`);
+  return error.code;
+}
+
+const consecutive = (failures: number, openMs = 1000): BreakerPolicy => ({ kind: 'consecutive', failures, openMs });
+
+describe('circuit breaker', () => {
+  beforeEach(() => mock.timers.enable({ apis: ['Date'], now: 1_000_000 }));
+  afterEach(() => mock.timers.reset());
+
+  describe('countsAsFailure', () => {
+    for (const error of refusals()) {
+      it(`a ${error.code} refusal does not count`, () => {
+        assert.equal(countsAsFailure(error), false);
+      });
+    }
+    for (const error of unwell()) {
+      const name = error instanceof ChassisError ? error.code : typeof error === 'string' ? 'thrown string' : 'Error';
+      it(`${name} counts`, () => {
+        assert.equal(countsAsFailure(error), true);
+      });
+    }
+    it('CIRCUIT_OPEN from a breaker further down does not count, though it is retryable', () => {
+      assert.equal(countsAsFailure(chassisError('CIRCUIT_OPEN', 'open downstream')), false);
+    });
+    it('a retryable domain error counts; the same code made non-retryable does not', () => {
+      assert.equal(countsAsFailure(new ChassisError('EXCHANGE_BUSY', 'busy', { retryable: true })), true);
+      assert.equal(countsAsFailure(new ChassisError('EXCHANGE_BUSY', 'busy', { retryable: false })), false);
+    });
+  });
+
+  describe('consecutive', () => {
+    it('domain refusals never open it: every call reaches the target', async () => {
+      const b = makeBreaker(consecutive(3));
+      for (let round = 0; round < 5; round++) {
+        for (const error of refusals()) assert.equal(await codeOf(b.fail(error)), error.code);
+      }
+      assert.equal(b.runs(), 5 * refusals().length);
+      assert.equal(b.breaker.state, 'closed');
+      assert.deepEqual(b.states, []);
+      b.breaker.failFastIfOpen();
+    });
+
+    it('CIRCUIT_OPEN answers from further down never open it', async () => {
+      const b = makeBreaker(consecutive(2));
+      for (let i = 0; i < 5; i++) {
+        assert.equal(await codeOf(b.fail(chassisError('CIRCUIT_OPEN', 'open downstream'))), 'CIRCUIT_OPEN');
+      }
+      assert.equal(b.runs(), 5);
+      assert.equal(b.breaker.state, 'closed');
+    });
+
+    it('opens on exactly the threshold-th unwell failure, not before', async () => {
+      const b = makeBreaker(consecutive(3));
+      assert.equal(await codeOf(b.fail(chassisError('UNAVAILABLE', 'down'))), 'UNAVAILABLE');
+      assert.equal(await codeOf(b.fail(chassisError('TIMEOUT', 'slow'))), 'TIMEOUT');
+      assert.equal(b.breaker.state, 'closed');
+      await assert.rejects(b.fail(new Error('socket hang up')), /socket hang up/);
+      assert.equal(b.breaker.state, 'open');
+      assert.deepEqual(b.states, ['open']);
+      assert.equal(b.runs(), 3);
+    });
+
+    it('every kind of unwell error opens it', async () => {
+      for (const error of unwell()) {
+        const b = makeBreaker(consecutive(2));
+        await b.fail(error).catch(() => undefined);
+        await b.fail(error).catch(() => undefined);
+        assert.equal(b.breaker.state, 'open', `${String(error)} opens the breaker`);
+      }
+    });
+
+    it('a success in between resets the count', async () => {
+      const b = makeBreaker(consecutive(2));
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      await b.succeed();
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'closed');
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'open');
+    });
+
+    it('while open, calls fail fast with CIRCUIT_OPEN, its target and the time to the next probe, without running', async () => {
+      const b = makeBreaker(consecutive(1, 400));
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      mock.timers.tick(150);
+      const error = await b.succeed().catch((e: unknown) => e);
+      assert.ok(error instanceof ChassisError);
+      assert.equal(error.code, 'CIRCUIT_OPEN');
+      assert.equal(error.status, 503);
+      assert.equal(error.retryable, true);
+      assert.deepEqual(error.data, { target: 'market-data.getPrice', retryAfterMs: 250 });
+      assert.match(error.message, /market-data\.getPrice/);
+      assert.match(error.message, /250 ms/);
+      assert.equal(b.runs(), 1, 'the open breaker kept the call from the target');
+    });
+
+    it('stays open until openMs has passed, then lets one probe through; its success closes it', async () => {
+      const b = makeBreaker(consecutive(2, 400));
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      mock.timers.tick(399);
+      assert.equal(await codeOf(b.succeed()), 'CIRCUIT_OPEN');
+      assert.equal(b.runs(), 2);
+      mock.timers.tick(1);
+      assert.equal(await b.succeed(), 'ok');
+      assert.equal(b.runs(), 3);
+      assert.equal(b.breaker.state, 'closed');
+      assert.deepEqual(b.states, ['open', 'half-open', 'closed']);
+      // Closed again: a single failure does not reopen a breaker that needs two.
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'closed');
+    });
+
+    it('while the probe runs, other calls fail fast instead of waiting behind it', async () => {
+      const b = makeBreaker(consecutive(1, 100));
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      mock.timers.tick(100);
+      let release!: () => void;
+      const probe = b.breaker.execute(
+        () =>
+          new Promise<string>((resolve) => {
+            release = () => resolve('probe');
+          }),
+      );
+      assert.equal(b.breaker.state, 'half-open');
+      assert.equal(await codeOf(b.succeed()), 'CIRCUIT_OPEN');
+      assert.equal(await codeOf(b.succeed()), 'CIRCUIT_OPEN');
+      assert.equal(b.runs(), 1, 'no call but the probe reached the target');
+      release();
+      assert.equal(await probe, 'probe');
+      assert.equal(b.breaker.state, 'closed');
+      assert.equal(await b.succeed(), 'ok');
+    });
+
+    it('a failing probe opens it again for a fresh open period', async () => {
+      const b = makeBreaker(consecutive(1, 200));
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      mock.timers.tick(200);
+      assert.equal(await codeOf(b.fail(chassisError('TIMEOUT', 'still slow'))), 'TIMEOUT');
+      assert.equal(b.breaker.state, 'open');
+      assert.deepEqual(b.states, ['open', 'half-open', 'open']);
+      mock.timers.tick(199);
+      assert.throws(() => b.breaker.failFastIfOpen(), { code: 'CIRCUIT_OPEN' });
+      assert.equal(await codeOf(b.succeed()), 'CIRCUIT_OPEN');
+      assert.equal(b.runs(), 2);
+      mock.timers.tick(1);
+      assert.equal(await b.succeed(), 'ok');
+      assert.equal(b.breaker.state, 'closed');
+    });
+
+    it('a probe answered with a domain refusal closes it: the target is well enough to refuse', async () => {
+      const b = makeBreaker(consecutive(1, 100));
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      mock.timers.tick(100);
+      assert.equal(await codeOf(b.fail(chassisError('NOT_FOUND', 'No account 101'))), 'NOT_FOUND');
+      assert.equal(b.breaker.state, 'closed');
+    });
+
+    it('failFastIfOpen throws only while open and inside the open period, and never counts as a probe', async () => {
+      const b = makeBreaker(consecutive(1, 300));
+      b.breaker.failFastIfOpen();
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      mock.timers.tick(100);
+      assert.throws(
+        () => b.breaker.failFastIfOpen(),
+        (e: unknown) =>
+          e instanceof ChassisError &&
+          e.code === 'CIRCUIT_OPEN' &&
+          (e.data as { retryAfterMs: number }).retryAfterMs === 200,
+      );
+      mock.timers.tick(199);
+      assert.throws(() => b.breaker.failFastIfOpen(), { code: 'CIRCUIT_OPEN' });
+      mock.timers.tick(1);
+      b.breaker.failFastIfOpen();
+      // It did not start a probe: the breaker is still open until a call goes through.
+      assert.equal(b.breaker.state, 'open');
+      assert.equal(await b.succeed(), 'ok');
+      assert.equal(b.breaker.state, 'closed');
+    });
+
+    it('a call that returns passes its value through, and a refusal its error, unchanged', async () => {
+      const b = makeBreaker(consecutive(1));
+      const value = { symbol: 'BHP', price: '91.72' };
+      assert.equal(await b.breaker.execute(async () => value), value);
+      const refusal = chassisError('NOT_FOUND', 'No account 101');
+      await assert.rejects(b.fail(refusal), (e: unknown) => e === refusal);
+    });
+  });
+
+  describe('ratio', () => {
+    const ratio = (minThroughput: number): BreakerPolicy => ({
+      kind: 'ratio',
+      threshold: 0.5,
+      windowMs: 10_000,
+      minThroughput,
+      openMs: 1000,
+    });
+
+    it('does not open below minThroughput calls, however many of them fail', async () => {
+      const b = makeBreaker(ratio(4));
+      for (let i = 0; i < 3; i++) await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'closed');
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'open');
+    });
+
+    it('opens only when failures exceed the threshold, not when they equal it', async () => {
+      const b = makeBreaker(ratio(4));
+      await b.succeed();
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      await b.succeed();
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'closed', '2 of 4 is not more than half');
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'open', '3 of 5 is');
+    });
+
+    it('domain refusals neither open it nor count as failures in the ratio', async () => {
+      const b = makeBreaker(ratio(4));
+      for (let i = 0; i < 20; i++) await b.fail(chassisError('FORBIDDEN', 'not yours')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'closed');
+      assert.equal(b.runs(), 20);
+    });
+
+    // Known defect: cockatiel's SamplingBreaker moves on one bucket per call, not per elapsed bucket, so
+    // after a quiet spell failures older than the window still count until enough calls have rotated
+    // them out.
+    it('failures older than the window no longer count', {
+      todo: 'cockatiel 4 SamplingBreaker rotates one bucket per call',
+    }, async () => {
+      const b = makeBreaker(ratio(4));
+      for (let i = 0; i < 3; i++) await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      mock.timers.tick(11_000);
+      for (let i = 0; i < 3; i++) await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'closed', 'three in the window are fewer than minThroughput');
+    });
+  });
+});
