@@ -22,7 +22,10 @@ export const requestReservation = action('account-transactions.requestReservatio
   idempotent: true,
 });
 
-/** Takes an order's fee out of the cash its reservation holds (else out of free cash), once per order. */
+/**
+ * Takes an order's fee out of the cash its reservation holds (else out of free cash), once per order.
+ * For the bank's own services only (role `system`): a customer charging fees is FORBIDDEN.
+ */
 export const chargeFee = action('account-transactions.chargeFee', {
   input: z.object({ orderId: OrderId, accountId: AccountId, fee: Money }),
   output: z.object({ charged: z.boolean() }),
@@ -31,7 +34,7 @@ export const chargeFee = action('account-transactions.chargeFee', {
 
 /**
  * Gives an order's fee back, once per order. A fee not charged yet is not refunded, and is refused if
- * it comes later: the order has ended.
+ * it comes later: the order has ended. Role `system` only, like `chargeFee`.
  */
 export const refundFee = action('account-transactions.refundFee', {
   input: z.object({ orderId: OrderId, accountId: AccountId }),

@@ -34,7 +34,7 @@ export function simplebankServices(options: SimplebankServicesOptions) {
     accountTransactionsService(),
     marketService({ ...options.market, exchangeUrl: options.exchangeUrl }),
     marketDataService({ exchangeUrl: options.exchangeUrl, refreshMs: options.priceRefreshMs }),
-    feesService(),
+    feesService({ secret: options.secret }),
     customerOrdersService(),
     holdingsService(options.holdings),
     paymentsService({ ...options.payments, secret: options.secret }),

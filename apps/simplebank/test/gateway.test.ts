@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { signToken } from '@chassis/core';
+import { type ActionContract, signToken } from '@chassis/core';
 import { waitUntil } from '@chassis/testing';
+import { listTransactions } from '../contracts/account-transactions.ts';
+import { listOrders } from '../contracts/customer-orders.ts';
+import { getHoldings } from '../contracts/holdings.ts';
+import { listNotifications } from '../contracts/notifications.ts';
+import { buyShares, sellShares } from '../contracts/orders.ts';
+import { createPayment } from '../contracts/payments.ts';
+import { invest } from '../contracts/strategies.ts';
 import { requestJson } from '../src/http-client.ts';
 import { type Simplebank, startSimplebank } from '../src/system.ts';
 
@@ -86,6 +93,53 @@ describe('SimpleBank through the gateway, embedded (memory transport, PGlite)', 
     assert.equal(peek.status, 403, 'another customer’s order');
     const forged = await signToken('somebody-elses-secret-of-32-characters', { sub: 'alice', roles: ['admin'] });
     assert.equal((await send('GET', `/orders/${sold.body.orderId}`, undefined, forged)).status, 401);
+  });
+
+  /** How many requests the action's service has served (any outcome): its own server metric. */
+  const served = async (contract: ActionContract) => {
+    const labels = [`service="${contract.service}"`, `action="${contract.action}"`];
+    return (await bank.node.metrics.text())
+      .split('\n')
+      .filter((line) => line.startsWith('chassis_rpc_server_duration_seconds_count{'))
+      .filter((line) => labels.every((label) => line.includes(label)))
+      .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+  };
+
+  it('the gateway itself refuses another customer’s account (403) on every route naming one: the service is never called', async () => {
+    const alice = await login('alice', 'alice-password');
+    const strategy = '00000000-0000-4000-8000-00000000a001';
+    const payment = '00000000-0000-4000-8000-00000000a002';
+    // Each route that names an account, the action behind it, and the request for a given account.
+    const routes: [ActionContract, (account: string) => [string, string, unknown?]][] = [
+      [sellShares, (a) => ['POST', '/shares/sell', { accountId: a, symbol: 'BHP', quantity: 1 }]],
+      [buyShares, (a) => ['POST', '/shares/buy', { accountId: a, symbol: 'ABC', quantity: 1 }]],
+      [listOrders, (a) => ['GET', `/orders?accountId=${a}`]],
+      [listTransactions, (a) => ['GET', `/accounts/${a}/transactions`]],
+      [getHoldings, (a) => ['GET', `/accounts/${a}/holdings`]],
+      [createPayment, (a) => ['POST', '/payments', { accountId: a, amount: '1.00' }]],
+      [listNotifications, (a) => ['GET', `/notifications?accountId=${a}`]],
+      [
+        invest,
+        (a) => [
+          'POST',
+          `/strategies/${strategy}/orders`,
+          { destinationAccountId: a, amount: '10.00', paymentId: payment },
+        ],
+      ],
+    ];
+    for (const [action, request] of routes) {
+      const [method, path, body] = request('102');
+      const before = await served(action);
+      const refused = await send(method, path, body, alice);
+      assert.equal(refused.status, 403, `${method} ${path}`);
+      assert.equal(refused.body.error?.code, 'FORBIDDEN', `${method} ${path}`);
+      assert.equal(await served(action), before, `${method} ${path}: ${action.name} was not called`);
+
+      // The same request for her own account reaches the service: the count above does count it.
+      const [ownMethod, ownPath, ownBody] = request('101');
+      await send(ownMethod, ownPath, ownBody, alice);
+      assert.equal(await served(action), before + 1, `${ownMethod} ${ownPath}: ${action.name} was called once`);
+    }
   });
 
   it('GET /accounts: a customer sees their own accounts, an admin every one', async () => {

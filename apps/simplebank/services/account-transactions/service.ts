@@ -1,4 +1,4 @@
-import { ChassisError, defineService, handle, on, requireIdentity } from '@chassis/core';
+import { ChassisError, defineService, handle, on, requireIdentity, requireRole } from '@chassis/core';
 import { database, sql } from '@chassis/data';
 import type { Generated, Kysely } from 'kysely';
 import {
@@ -122,6 +122,8 @@ export function accountTransactionsService() {
         return { reservationId: `res-${input.orderId}`, free };
       }),
       handle(chargeFee, async (input, ctx) => {
+        // Fees are the bank's own business: only its services (the fees service) charge them, never a customer.
+        requireRole(ctx.user, 'system');
         const db = await database<LedgerTables>(ctx);
         const fee = toCents(input.fee);
         const account = await lockAccount(db, input.accountId);
@@ -148,6 +150,7 @@ export function accountTransactionsService() {
         return { charged: true };
       }),
       handle(refundFee, async (input, ctx) => {
+        requireRole(ctx.user, 'system');
         const db = await database<LedgerTables>(ctx);
         await lockAccount(db, input.accountId);
         const charge = await db

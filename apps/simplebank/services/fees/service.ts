@@ -6,6 +6,7 @@ import { feeFor, money, toCents } from '../../contracts/common.ts';
 import { chargeFailed, feeCharged, feeRefunded } from '../../contracts/fees.ts';
 import { orderPlaced } from '../../contracts/market.ts';
 import { orderCanceled, orderFailed } from '../../contracts/orders.ts';
+import { systemToken } from '../shared/system-token.ts';
 
 interface FeesTables {
   fees: {
@@ -31,7 +32,9 @@ interface OrderRef {
  * it); this service asks it first — holding no transaction while it does — then records the outcome
  * for its report and announces it once.
  */
-export function feesService() {
+export function feesService(options: { secret: string }) {
+  // The ledger charges and refunds fees for the bank's services only: these calls carry its own token.
+  const ownToken = systemToken(options.secret, 'fees');
   return defineService({
     name: 'fees',
     version: '0.1.0',
@@ -40,7 +43,11 @@ export function feesService() {
     events: [
       on(orderPlaced, async (order, ctx) => {
         const fee = money(feeFor(toCents(order.notional)));
-        const { charged } = await ctx.call(chargeFee, { orderId: order.orderId, accountId: order.accountId, fee });
+        const { charged } = await ctx.call(
+          chargeFee,
+          { orderId: order.orderId, accountId: order.accountId, fee },
+          { auth: await ownToken() },
+        );
         const ref = { orderId: order.orderId, accountId: order.accountId, symbol: order.symbol, fee };
         const recorded = await recordFee(ctx, order, charged ? 'charged' : 'waived', charged ? toCents(fee) : 0);
         if (!recorded) return;
@@ -51,8 +58,8 @@ export function feesService() {
             reason: 'the order had ended, or no cash was free to take the fee from',
           });
       }),
-      on(orderFailed, (order, ctx) => refund(order, ctx), { name: 'refund-failed' }),
-      on(orderCanceled, (order, ctx) => refund(order, ctx), { name: 'refund-canceled' }),
+      on(orderFailed, async (order, ctx) => refund(order, ctx, await ownToken()), { name: 'refund-failed' }),
+      on(orderCanceled, async (order, ctx) => refund(order, ctx, await ownToken()), { name: 'refund-canceled' }),
     ],
   });
 }
@@ -75,8 +82,8 @@ async function recordFee(ctx: Context, order: OrderRef, status: FeesTables['fees
   return row !== undefined;
 }
 
-async function refund(order: OrderRef, ctx: Context): Promise<void> {
-  const { refunded, fee } = await ctx.call(refundFee, { orderId: order.orderId, accountId: order.accountId });
+async function refund(order: OrderRef, ctx: Context, auth: string): Promise<void> {
+  const { refunded, fee } = await ctx.call(refundFee, { orderId: order.orderId, accountId: order.accountId }, { auth });
   if (!refunded) {
     await recordFee(ctx, order, 'voided', 0);
     return;

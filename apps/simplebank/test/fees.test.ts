@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { type ChassisNode, createNode, jwtVerifier, MemoryBroker, memoryTransport, signToken } from '@chassis/core';
+import { dataExtension } from '@chassis/data';
+import { waitUntil } from '@chassis/testing';
+import { chargeFee, listAccounts, listTransactions, refundFee } from '../contracts/account-transactions.ts';
+import { feeFor } from '../contracts/common.ts';
+import { getOrder, sellShares } from '../contracts/orders.ts';
+import { type ExchangeSimulator, startExchangeSimulator } from '../exchange-simulator/simulator.ts';
+import { simplebankServices } from '../src/services.ts';
+
+/**
+ * The fee is 0.1% of the notional, at least 1.00 (specs/simplebank.md), rounded up to the cent. Orders
+ * under 1,000.00 only ever show the minimum, so these orders are priced where the percentage decides:
+ * the exchange's prices are frozen and chosen so each notional is exact.
+ */
+const prices = { BHP: '50.00', GOOG: '9.99', ABC: '41.67' };
+const cases = [
+  { symbol: 'BHP', quantity: 100, notional: '5000.00', fee: '5.00', why: 'the percentage' },
+  { symbol: 'BHP', quantity: 20, notional: '1000.00', fee: '1.00', why: 'the boundary: both rules agree' },
+  { symbol: 'ABC', quantity: 24, notional: '1000.08', fee: '1.01', why: '1.00008 rounded up to the cent' },
+  { symbol: 'GOOG', quantity: 100, notional: '999.00', fee: '1.00', why: 'the minimum' },
+] as const;
+
+describe('SimpleBank fees: 0.1% of the notional, at least 1.00, charged through the order flow', () => {
+  const secret = 'a-test-secret-of-at-least-32-characters';
+  let node: ChassisNode;
+  let exchange: ExchangeSimulator;
+  let alice: { auth: string };
+  before(async () => {
+    exchange = await startExchangeSimulator({ tickMs: 0, prices });
+    alice = { auth: await signToken(secret, { sub: 'alice', roles: ['customer'], accounts: ['101'] }) };
+    node = createNode({
+      identity: jwtVerifier({ secret }),
+      services: simplebankServices({ secret, exchangeUrl: exchange.url }),
+      extensions: [dataExtension({ url: 'pglite://memory' })],
+      transport: memoryTransport({ broker: new MemoryBroker() }),
+      logLevel: 'silent',
+    });
+    await node.start();
+  });
+  after(async () => {
+    await node.stop();
+    await exchange.close();
+  });
+
+  for (const { symbol, quantity, notional, fee, why } of cases) {
+    it(`a sell of ${quantity} ${symbol} at ${prices[symbol]} (notional ${notional}) pays a fee of ${fee}: ${why}`, async () => {
+      const { orderId } = await node.call(sellShares, { accountId: '101', symbol, quantity }, alice);
+      await waitUntil(
+        async () => {
+          const order = await node.call(getOrder, { orderId }, alice);
+          return order.status === 'completed' && order.fee !== null;
+        },
+        { what: `order ${orderId} completed with its fee`, timeoutMs: 30_000 },
+      );
+      const order = await node.call(getOrder, { orderId }, alice);
+      assert.equal(order.price, prices[symbol], 'filled at the frozen price, so the notional is exact');
+      assert.equal(order.fee, fee, 'the order shows the fee');
+      const { entries } = await node.call(listTransactions, { accountId: '101', size: 100 }, alice);
+      const charged = entries.filter((entry) => entry.orderId === orderId && entry.kind === 'fee');
+      assert.deepEqual(
+        charged.map((entry) => entry.amount),
+        [`-${fee}`],
+        'the ledger took the fee once',
+      );
+    });
+  }
+
+  it('feeFor, the rule both orders and fees use, in cents', () => {
+    assert.equal(feeFor(0), 100);
+    assert.equal(feeFor(99_999), 100);
+    assert.equal(feeFor(100_000), 100);
+    assert.equal(feeFor(100_001), 101, 'any part of a cent rounds up');
+    assert.equal(feeFor(500_000), 500);
+    assert.equal(feeFor(1_234_567), 1235);
+  });
+
+  it('only the bank’s services charge or refund a fee: a customer or an admin is FORBIDDEN, nobody UNAUTHENTICATED', async () => {
+    const admin = { auth: await signToken(secret, { sub: 'admin', roles: ['admin'] }) };
+    const [before] = await node.call(listAccounts, {}, alice);
+    const orderId = '00000000-0000-4000-8000-0000000000f1';
+    for (const caller of [alice, admin]) {
+      await assert.rejects(node.call(chargeFee, { orderId, accountId: '101', fee: '500.00' }, caller), {
+        code: 'FORBIDDEN',
+      });
+      await assert.rejects(node.call(refundFee, { orderId, accountId: '101' }, caller), { code: 'FORBIDDEN' });
+    }
+    await assert.rejects(node.call(chargeFee, { orderId, accountId: '101', fee: '500.00' }), {
+      code: 'UNAUTHENTICATED',
+    });
+    await assert.rejects(node.call(refundFee, { orderId, accountId: '101' }), { code: 'UNAUTHENTICATED' });
+    const [afterwards] = await node.call(listAccounts, {}, alice);
+    assert.equal(afterwards?.cash, before?.cash, 'no cash moved');
+    const { entries } = await node.call(listTransactions, { accountId: '101', size: 100 }, alice);
+    assert.equal(entries.filter((entry) => entry.orderId === orderId).length, 0, 'no entry written');
+  });
+});
