@@ -78,8 +78,8 @@ export function resilienceSuite(target: TransportTarget): void {
         second.push(t3! - t2!);
       }
       const retries = lines
-        .map((line) => JSON.parse(line) as { msg: string; attempt?: number; delayMs?: number; code?: string })
-        .filter((entry) => entry.msg.startsWith('retrying'));
+        .map((line) => JSON.parse(line) as { msg?: string; attempt?: number; delayMs?: number; code?: string })
+        .filter((entry) => entry.msg?.startsWith('retrying'));
       const delays = (attempt: number) => retries.filter((r) => r.attempt === attempt).map((r) => r.delayMs!);
       assert.equal(retries.length, 80, 'two retries per call');
       assert.ok(retries.every((r) => r.code === 'UNAVAILABLE'));
