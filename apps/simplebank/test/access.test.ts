@@ -76,10 +76,11 @@ describe('SimpleBank services refuse another customer’s account themselves (no
     });
     await waitUntil(async () => (await node.call(getOrder, { orderId: order.orderId }, alice)).status === 'completed', {
       what: 'alice’s order completed',
+      timeoutMs: 120_000,
     });
     await waitUntil(
       async () => (await node.call(getInvestment, { id: investment.id }, alice)).status.endsWith('completed'),
-      { what: 'alice’s investment completed' },
+      { what: 'alice’s investment completed', timeoutMs: 120_000 },
     );
   });
   after(async () => {

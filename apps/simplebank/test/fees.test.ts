@@ -53,7 +53,7 @@ describe('SimpleBank fees: 0.1% of the notional, at least 1.00, charged through 
           const order = await node.call(getOrder, { orderId }, alice);
           return order.status === 'completed' && order.fee !== null;
         },
-        { what: `order ${orderId} completed with its fee`, timeoutMs: 30_000 },
+        { what: `order ${orderId} completed with its fee`, timeoutMs: 120_000 },
       );
       const order = await node.call(getOrder, { orderId }, alice);
       assert.equal(order.price, prices[symbol], 'filled at the frozen price, so the notional is exact');
