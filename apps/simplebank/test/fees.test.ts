@@ -19,7 +19,8 @@ const cases = [
   { symbol: 'BHP', quantity: 100, notional: '5000.00', fee: '5.00', why: 'the percentage' },
   { symbol: 'BHP', quantity: 20, notional: '1000.00', fee: '1.00', why: 'the boundary: both rules agree' },
   { symbol: 'ABC', quantity: 24, notional: '1000.08', fee: '1.01', why: '1.00008 rounded up to the cent' },
-  { symbol: 'GOOG', quantity: 100, notional: '999.00', fee: '1.00', why: 'the minimum' },
+  { symbol: 'GOOG', quantity: 100, notional: '999.00', fee: '1.00', why: 'just under the boundary, 0.999 rounded up' },
+  { symbol: 'BHP', quantity: 2, notional: '100.00', fee: '1.00', why: 'the minimum, not 0.10' },
 ] as const;
 
 describe('SimpleBank fees: 0.1% of the notional, at least 1.00, charged through the order flow', () => {
@@ -52,7 +53,7 @@ describe('SimpleBank fees: 0.1% of the notional, at least 1.00, charged through 
           const order = await node.call(getOrder, { orderId }, alice);
           return order.status === 'completed' && order.fee !== null;
         },
-        { what: `order ${orderId} completed with its fee`, timeoutMs: 30_000 },
+        { what: `order ${orderId} completed with its fee`, timeoutMs: 120_000 },
       );
       const order = await node.call(getOrder, { orderId }, alice);
       assert.equal(order.price, prices[symbol], 'filled at the frozen price, so the notional is exact');
