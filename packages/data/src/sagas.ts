@@ -333,7 +333,9 @@ export class SagaRunner {
   async install(): Promise<void> {
     const schema = quoteIdentifier(this.service);
     await this.db.transaction(async (trx) => {
-      await sql`select pg_advisory_xact_lock(hashtext(${`chassis:sagas:${this.service}`}))`.execute(trx);
+      // The service's one install lock (migrations, outbox, inbox take it too): `create schema if not exists`
+      // run at once by two transactions fails in one of them.
+      await sql`select pg_advisory_xact_lock(hashtext(${`chassis:migrate:${this.service}`}))`.execute(trx);
       await sql.raw(`create schema if not exists ${schema}`).execute(trx);
       await sql
         .raw(`create table if not exists ${schema}.${INSTANCES} (

@@ -66,4 +66,21 @@ describe('installing the chassis tables beside a busy instance: postgres', { ski
       await first.close();
     }
   });
+
+  it('[postgres] the saga tables and the chassis tables installed at once into a new schema do not race', async () => {
+    const db = await Database.open(await target.newDatabase());
+    try {
+      // `create schema if not exists` is not safe to run concurrently: both installs must take one lock.
+      const results = await Promise.allSettled(
+        Array.from({ length: 5 }, (_, i) => `fresh-${i}`).flatMap((service) => [
+          installInbox(db, service),
+          new SagaRunner(db, { service, sagas: [] }).install(),
+        ]),
+      );
+      const errors = results.flatMap((result) => (result.status === 'rejected' ? [String(result.reason)] : []));
+      assert.deepEqual(errors, []);
+    } finally {
+      await db.close();
+    }
+  });
 });
