@@ -3,7 +3,7 @@ import { ChassisError, defineError, fieldErrors } from '@chassis/core';
 import type { Kysely, RawBuilder } from 'kysely';
 import type { z } from 'zod';
 import { type AnyTables, type Database, quoteIdentifier, sql } from './database.ts';
-import { installInServiceSchema } from './service-schema.ts';
+import { indexIfMissing, installInServiceSchema } from './service-schema.ts';
 
 /**
  * An event store on our own database client: one stream per aggregate (SimpleBank: one per order),
@@ -247,7 +247,11 @@ export class EventStore<S extends EventSchemas = EventSchemas> {
         constraint chassis_events_stream_version unique (stream, version),
         constraint chassis_events_id unique (id)
       )`,
-      sql`create index if not exists chassis_events_log on ${t(EVENTS_TABLE)} (txid, position)`,
+      indexIfMissing(
+        this.service,
+        'chassis_events_log',
+        sql`create index if not exists chassis_events_log on ${t(EVENTS_TABLE)} (txid, position)`,
+      ),
       sql`create table if not exists ${t(SNAPSHOTS_TABLE)} (
         stream text not null,
         revision integer not null,

@@ -1,7 +1,7 @@
 import { ChassisError, defineError } from '@chassis/core';
 import type { Kysely } from 'kysely';
 import { type AnyTables, Database, sql } from './database.ts';
-import { checkRetention, installInServiceSchema, isMissingRelation } from './service-schema.ts';
+import { checkRetention, indexIfMissing, installInServiceSchema, isMissingRelation } from './service-schema.ts';
 
 /**
  * The inbox, or idempotent consumer: events arrive at least once (a lost ack, a relay that published
@@ -31,7 +31,11 @@ export async function installInbox(db: Database, service: string): Promise<void>
       primary key (subscription, message_id)
     )`,
     // What pruneInbox deletes by.
-    sql`create index if not exists chassis_inbox_handled_at on ${table} (handled_at)`,
+    indexIfMissing(
+      service,
+      'chassis_inbox_handled_at',
+      sql`create index if not exists chassis_inbox_handled_at on ${table} (handled_at)`,
+    ),
   ]);
 }
 

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { ChassisError, defineError, type WireMessage } from '@chassis/core';
 import type { Kysely } from 'kysely';
 import { type AnyTables, Database, quoteIdentifier, sql } from './database.ts';
-import { checkRetention, installInServiceSchema, isMissingRelation } from './service-schema.ts';
+import { checkRetention, indexIfMissing, installInServiceSchema, isMissingRelation } from './service-schema.ts';
 
 /**
  * The transactional outbox: events emitted inside a transaction are rows in the service's
@@ -82,9 +82,17 @@ export async function installOutbox(db: Database, service: string): Promise<void
       sent_at timestamptz
     )`,
     // What the relay reads: the unsent rows, in publishing order. Partial, so it stays small.
-    sql`create index if not exists chassis_outbox_pending on ${table} (xid, id) where sent_at is null`,
+    indexIfMissing(
+      service,
+      'chassis_outbox_pending',
+      sql`create index if not exists chassis_outbox_pending on ${table} (xid, id) where sent_at is null`,
+    ),
     // What pruneOutbox deletes by.
-    sql`create index if not exists chassis_outbox_sent on ${table} (sent_at) where sent_at is not null`,
+    indexIfMissing(
+      service,
+      'chassis_outbox_sent',
+      sql`create index if not exists chassis_outbox_sent on ${table} (sent_at) where sent_at is not null`,
+    ),
   ]);
 }
 

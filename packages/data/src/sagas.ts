@@ -5,6 +5,7 @@ import { ChassisError, fieldErrors, fullJitterDelay, type Logger, toChassisError
 import type { Kysely } from 'kysely';
 import type { z } from 'zod';
 import { type AnyTables, type Database, quoteIdentifier, sql } from './database.ts';
+import { indexMissing } from './service-schema.ts';
 
 /**
  * Orchestrated sagas: a saga is a list of steps, each with an action and an optional compensation;
@@ -332,7 +333,9 @@ export class SagaRunner {
   async install(): Promise<void> {
     const schema = quoteIdentifier(this.service);
     await this.db.transaction(async (trx) => {
-      await sql`select pg_advisory_xact_lock(hashtext(${`chassis:sagas:${this.service}`}))`.execute(trx);
+      // The service's one install lock (migrations, outbox, inbox take it too): `create schema if not exists`
+      // run at once by two transactions fails in one of them.
+      await sql`select pg_advisory_xact_lock(hashtext(${`chassis:migrate:${this.service}`}))`.execute(trx);
       await sql.raw(`create schema if not exists ${schema}`).execute(trx);
       await sql
         .raw(`create table if not exists ${schema}.${INSTANCES} (
@@ -351,14 +354,19 @@ export class SagaRunner {
           updated_at timestamptz not null default now()
         )`)
         .execute(trx);
-      await sql
-        .raw(
-          `create index if not exists ${INSTANCES}_unfinished on ${schema}.${INSTANCES} (lease_until) where status in ('running', 'compensating')`,
-        )
-        .execute(trx);
-      await sql
-        .raw(`create index if not exists ${INSTANCES}_by_saga on ${schema}.${INSTANCES} (saga, status, created_at)`)
-        .execute(trx);
+      // Looked up first: `create index if not exists` locks the table, waiting for a busy node's transactions.
+      if (await indexMissing(trx, this.service, `${INSTANCES}_unfinished`)) {
+        await sql
+          .raw(
+            `create index if not exists ${INSTANCES}_unfinished on ${schema}.${INSTANCES} (lease_until) where status in ('running', 'compensating')`,
+          )
+          .execute(trx);
+      }
+      if (await indexMissing(trx, this.service, `${INSTANCES}_by_saga`)) {
+        await sql
+          .raw(`create index if not exists ${INSTANCES}_by_saga on ${schema}.${INSTANCES} (saga, status, created_at)`)
+          .execute(trx);
+      }
       await sql
         .raw(`create table if not exists ${schema}.${HISTORY} (
           seq bigint generated always as identity primary key,
@@ -372,9 +380,11 @@ export class SagaRunner {
           at timestamptz not null default now()
         )`)
         .execute(trx);
-      await sql
-        .raw(`create index if not exists ${HISTORY}_by_saga on ${schema}.${HISTORY} (saga_id, seq)`)
-        .execute(trx);
+      if (await indexMissing(trx, this.service, `${HISTORY}_by_saga`)) {
+        await sql
+          .raw(`create index if not exists ${HISTORY}_by_saga on ${schema}.${HISTORY} (saga_id, seq)`)
+          .execute(trx);
+      }
     });
   }
 

@@ -1,6 +1,11 @@
 import { ChassisError } from '@chassis/core';
-import type { RawBuilder } from 'kysely';
-import { type Database, sql } from './database.ts';
+import type { Kysely, RawBuilder } from 'kysely';
+import { type AnyTables, type Database, quoteIdentifier, sql } from './database.ts';
+
+/** One statement of an install, run in its transaction: a raw statement or an `indexIfMissing`. */
+export interface InstallStep {
+  execute(trx: Kysely<AnyTables>): Promise<unknown>;
+}
 
 /**
  * Creates the chassis's own tables (outbox, inbox) in a service's schema. The DDL runs under the same
@@ -8,16 +13,33 @@ import { type Database, sql } from './database.ts';
  * `hashtext('chassis:migrate:<service>')`): two nodes starting at once, or one migrating while another
  * installs, never race on `create schema if not exists`, which is not safe to run concurrently by itself.
  */
-export function installInServiceSchema(
-  db: Database,
-  service: string,
-  statements: RawBuilder<unknown>[],
-): Promise<void> {
+export function installInServiceSchema(db: Database, service: string, statements: InstallStep[]): Promise<void> {
   return db.transaction(async (trx) => {
     await sql`select pg_advisory_xact_lock(hashtext(${`chassis:migrate:${service}`}))`.execute(trx);
     await sql`create schema if not exists ${sql.id(service)}`.execute(trx);
     for (const statement of statements) await statement.execute(trx);
   });
+}
+
+/**
+ * Creates an index unless one of its name is in the service's schema. `create index if not exists` alone
+ * takes a SHARE lock on the table before it looks whether the index exists, so a node starting beside a
+ * busy one would wait for every open transaction that wrote to the table (a handler in flight) — and every
+ * write after it would queue behind that wait.
+ */
+export function indexIfMissing(service: string, index: string, create: RawBuilder<unknown>): InstallStep {
+  return {
+    async execute(trx) {
+      if (await indexMissing(trx, service, index)) await create.execute(trx);
+    },
+  };
+}
+
+/** Whether the service's schema has no index (or other relation) of this name; it takes no lock. */
+export async function indexMissing(trx: Kysely<AnyTables>, service: string, index: string): Promise<boolean> {
+  const name = `${quoteIdentifier(service)}.${quoteIdentifier(index)}`;
+  const found = await sql<{ oid: string | null }>`select to_regclass(${name})::text as oid`.execute(trx);
+  return found.rows[0]?.oid === null;
 }
 
 /** SQLSTATEs meaning a table or its schema is not there: the install step was skipped. */
