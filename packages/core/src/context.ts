@@ -38,7 +38,10 @@ export interface Context {
   readonly correlationId: string;
   /** The id of the message that caused this one. */
   readonly causationId: string | undefined;
-  /** Absolute epoch ms; work after it is wasted, nobody waits for the answer. */
+  /**
+   * Absolute epoch ms on this node's clock (a request's is counted from its arrival, so the caller's clock
+   * does not enter); work after it is wasted, nobody waits for the answer.
+   */
   readonly deadline: number;
   /** Aborts when the deadline passes or the node gives up on the work. */
   readonly signal: AbortSignal;

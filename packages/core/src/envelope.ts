@@ -17,7 +17,15 @@ export const Header = {
   causationId: 'causation-id',
   traceparent: 'traceparent',
   tracestate: 'tracestate',
-  /** Absolute epoch ms after which nobody waits for the answer. */
+  /**
+   * Requests: the milliseconds the caller still waits, counted by the receiver from when it got the
+   * request (as gRPC's `grpc-timeout`), so the two clocks need not agree.
+   */
+  timeoutMs: 'timeout-ms',
+  /**
+   * Events that set one: absolute epoch ms after which the event is stale. Requests from nodes older than
+   * `timeout-ms` carry their deadline here too, and are read as before.
+   */
   deadline: 'deadline',
   /** The caller's signed identity token; services verify it, the transport is not trusted. */
   auth: 'auth',
@@ -94,4 +102,29 @@ export function deadlineOf(message: WireMessage): number | undefined {
   if (raw === undefined) return undefined;
   const value = Number(raw);
   return Number.isFinite(value) ? value : undefined;
+}
+
+/** Reads the timeout-ms header; `undefined` when absent or not a number of milliseconds (0 or more). */
+export function timeoutMsOf(message: WireMessage): number | undefined {
+  const raw = message.headers[Header.timeoutMs];
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const value = Number(raw);
+  return Number.isFinite(value) && value >= 0 ? value : undefined;
+}
+
+/**
+ * The deadline of a received request on this node's clock: `receivedAt` (when this node took it off the
+ * wire) plus the time the caller said it still waits. The caller's clock never enters, so a receiver whose
+ * clock runs ahead does not refuse everything as late, and one that runs behind does not work on after the
+ * caller has given up. Only a request from a node that predates `timeout-ms` falls back to its absolute
+ * `deadline`. `undefined` when it carries neither.
+ */
+export function requestDeadlineOf(message: WireMessage, receivedAt: number): number | undefined {
+  const timeoutMs = timeoutMsOf(message);
+  return timeoutMs === undefined ? deadlineOf(message) : receivedAt + timeoutMs;
+}
+
+/** The timeout-ms header value for a request whose caller waits `remainingMs` more: whole ms, at least 0. */
+export function encodeTimeoutMs(remainingMs: number): string {
+  return String(Math.max(0, Math.ceil(remainingMs)));
 }

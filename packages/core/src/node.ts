@@ -18,8 +18,10 @@ import {
   codecOf,
   deadlineOf,
   decodeBody,
+  encodeTimeoutMs,
   Header,
   newId,
+  requestDeadlineOf,
   type Serializer,
 } from './envelope.ts';
 import { ChassisError, toChassisError } from './errors.ts';
@@ -653,7 +655,9 @@ export class ChassisNode {
   ): Promise<OutputOf<C>> {
     const remainingMs = timeLeft(contract, deadline, attempt);
     const headers = this.headersFor(origin, span);
-    headers[Header.deadline] = String(deadline);
+    // The time left, not the deadline itself: the receiver counts it on its own clock, so clock skew
+    // between the nodes does not move it.
+    headers[Header.timeoutMs] = encodeTimeoutMs(remainingMs);
     if (attempt > 1) headers[Header.attempt] = String(attempt);
     if (origin.auth) headers[Header.auth] = origin.auth;
     const reply = await this.transport.request(
@@ -772,7 +776,11 @@ export class ChassisNode {
     Tracing.end(span, failure);
   }
 
-  private async answer(service: ServiceDefinition, { action, message }: RpcRequest, span: Span): Promise<Answer> {
+  private async answer(
+    service: ServiceDefinition,
+    { action, message, receivedAt = Date.now() }: RpcRequest,
+    span: Span,
+  ): Promise<Answer> {
     let codec = this.codec;
     // A reply says only what is not implied: an error says so (`status: error`), and a body that is
     // not JSON says what it is. A plain JSON answer travels with no header at all.
@@ -805,7 +813,9 @@ export class ChassisNode {
 
     const handler = service.actions.get(action);
     if (!handler) return fail(unknownAction(service, action));
-    const deadline = deadlineOf(message) ?? Date.now() + (handler.contract.timeoutMs ?? this.settings.callTimeoutMs);
+    const deadline =
+      requestDeadlineOf(message, receivedAt) ??
+      receivedAt + (handler.contract.timeoutMs ?? this.settings.callTimeoutMs);
     try {
       const output = await this.runAction(service, handler, input, this.inboundOrigin(message, deadline, span), span);
       return { message: reply('ok', output) };

@@ -27,7 +27,7 @@ import {
   nuid,
   type Subscription,
 } from '@nats-io/transport-node';
-import { Header } from '../envelope.ts';
+import { encodeTimeoutMs, Header } from '../envelope.ts';
 import { ChassisError, toChassisError } from '../errors.ts';
 import {
   type Consumer,
@@ -424,16 +424,17 @@ class NatsTransport implements Transport {
     checkToken('service', service);
     const nc = this.connection();
     const concurrency = Math.max(1, Math.floor(options.concurrency));
-    const waiting: Msg[] = [];
+    const waiting: Received[] = [];
     let active = 0;
     let stopping = false;
     let idle: (() => void) | undefined;
 
-    const handle = async (msg: Msg): Promise<void> => {
+    const handle = async ({ msg, receivedAt }: Received): Promise<void> => {
       const action = msg.subject.slice(msg.subject.lastIndexOf('.') + 1);
       let reply: WireMessage;
       try {
-        reply = await handler({ action, message: this.#received(msg) ?? (await this.incoming(msg, true)) });
+        const message = this.#received(msg) ?? (await this.incoming(msg, true));
+        reply = await handler({ action, message, receivedAt });
       } catch (error) {
         this.#report(error, `rpc.${service}.${action}: the request could not be handled, so it gets no reply`);
         return;
@@ -446,9 +447,9 @@ class NatsTransport implements Transport {
         this.#report(error, `rpc.${service}.${action}: the reply could not be sent`);
       }
     };
-    const run = (msg: Msg): void => {
+    const run = (received: Received): void => {
       active++;
-      void handle(msg).finally(() => {
+      void handle(received).finally(() => {
         active--;
         const next = stopping ? undefined : waiting.shift();
         if (next) run(next);
@@ -459,9 +460,14 @@ class NatsTransport implements Transport {
     const sub = nc.subscribe(`rpc.${service}.*`, {
       queue: service,
       callback: (error, msg) => {
-        if (error) this.#report(error, `The subscription to rpc.${service}.* failed`);
-        else if (!stopping && active < concurrency) run(msg);
-        else waiting.push(msg);
+        if (error) {
+          this.#report(error, `The subscription to rpc.${service}.* failed`);
+          return;
+        }
+        // Stamped now, not when a slot frees: the request's timeout-ms counts from its arrival.
+        const received = { msg, receivedAt: Date.now() };
+        if (!stopping && active < concurrency) run(received);
+        else waiting.push(received);
       },
     });
     // Once serve() resolves, a request must find this instance.
@@ -475,9 +481,13 @@ class NatsTransport implements Transport {
         await withTimeout(sub.drain(), 5_000).catch(() => undefined);
         // Requests we accepted but did not start go back to the queue group; with no other instance left
         // the server answers their callers "no responders" at once rather than letting them time out.
-        for (const msg of waiting.splice(0)) {
+        // Each goes back with the time it waited here taken off its timeout-ms, so the next instance does
+        // not work for a caller that has given up; one whose caller has given up already is dropped.
+        for (const { msg, receivedAt } of waiting.splice(0)) {
+          const headers = handedBackHeaders(msg.headers, Date.now() - receivedAt);
+          if (headers === null) continue;
           try {
-            nc.publish(msg.subject, msg.data, { reply: msg.reply || undefined, headers: msg.headers });
+            nc.publish(msg.subject, msg.data, { reply: msg.reply || undefined, headers });
           } catch (error) {
             this.#report(error, `rpc.${service}: an unstarted request could not be handed back`);
           }
@@ -1240,6 +1250,33 @@ function deliveryCount(reply: string): number {
   const tokens = reply.split('.');
   const count = Number(tokens.length === 9 ? tokens[4] : tokens[6]);
   return Number.isInteger(count) && count > 0 ? count : 1;
+}
+
+/** A request taken off the wire, and when (epoch ms on this node's clock). */
+interface Received {
+  msg: Msg;
+  receivedAt: number;
+}
+
+/**
+ * The headers of a request handed back after it waited `waitedMs` here: its timeout-ms reduced by that
+ * wait; `null` when nothing is left of it. A request without timeout-ms (from an older node, with an
+ * absolute deadline, or none) goes back as it came.
+ */
+function handedBackHeaders(headers: MsgHdrs | undefined, waitedMs: number): MsgHdrs | undefined | null {
+  const raw = headers?.get(Header.timeoutMs);
+  if (!headers || !raw) return headers;
+  const timeoutMs = Number(raw);
+  if (!Number.isFinite(timeoutMs)) return headers;
+  const left = timeoutMs - waitedMs;
+  if (left <= 0) return null;
+  const out = createHeaders();
+  for (const [key, values] of headers) {
+    if (key.toLowerCase() === Header.timeoutMs) continue;
+    for (const value of values) out.append(key, value);
+  }
+  out.set(Header.timeoutMs, encodeTimeoutMs(left));
+  return out;
 }
 
 /** NATS headers, or none at all for an empty set: a message with no header block is cheaper to send and read. */

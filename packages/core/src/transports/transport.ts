@@ -22,6 +22,12 @@ export interface RpcRequest {
   /** The action's short name, e.g. `sellShares`. */
   action: string;
   message: WireMessage;
+  /**
+   * Epoch ms on this node's clock when the transport took the request off the wire, where it then held it
+   * before handing it over (waiting for a free slot): the request's `timeout-ms` counts from here. Default:
+   * when the handler is called.
+   */
+  receivedAt?: number;
 }
 
 /** Answers a request. It never throws: errors are encoded into the reply by the runtime. */
@@ -59,7 +65,10 @@ export interface SubscribeOptions {
 }
 
 export interface RequestOptions {
-  /** How long to wait for the reply. The runtime derives it from the call's absolute deadline. */
+  /**
+   * How long to wait for the reply. The runtime derives it from the call's deadline, and sends the same
+   * remaining time in the request's `timeout-ms` header.
+   */
   timeoutMs: number;
 }
 

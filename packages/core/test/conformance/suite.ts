@@ -218,7 +218,40 @@ export function transportConformance(target: TransportTarget): void {
       const caller = await startNode([]);
       await caller.call(slice.sellShares, { accountId: '101', symbol: 'BHP', quantity: 1 }, { timeoutMs: 1500 });
       assert.ok(outerDeadline > Date.now() - 5000);
-      assert.deepEqual(innerDeadlines, [outerDeadline]);
+      // The time left travels (timeout-ms) and the callee counts it from when it got the request, so its
+      // deadline is the caller's plus the transit time — never earlier, and nowhere near the fresh 5 s.
+      assert.equal(innerDeadlines.length, 1);
+      const later = innerDeadlines[0]! - outerDeadline;
+      assert.ok(later >= 0 && later < 2000, `the callee's deadline is ${later} ms after the caller's`);
+    });
+
+    it(`[${target.name}] a request's timeout-ms counts from its arrival on the receiver's clock, whatever its deadline header says`, async () => {
+      await startNode([ledgerService()]);
+      const raw = await cluster.transport();
+      const request = (headers: Record<string, string>) =>
+        raw.request(
+          slice.names.ledger,
+          'slow',
+          {
+            headers: { 'content-type': 'application/json', ...headers },
+            body: new TextEncoder().encode(JSON.stringify({ ms: 1 })),
+          },
+          { timeoutMs: 10_000 },
+        );
+      const before = Date.now();
+      // An absolute deadline long past, as a sender whose clock runs 60 s behind would write it (a node
+      // that writes both): timeout-ms decides.
+      const reply = await request({ id: 'skew-1', 'timeout-ms': '60000', deadline: String(before - 60_000) });
+      const after = Date.now();
+      assert.equal(reply.headers.status, undefined, new TextDecoder().decode(reply.body));
+      const { deadline } = JSON.parse(new TextDecoder().decode(reply.body)) as { deadline: number };
+      assert.ok(
+        deadline >= before + 60_000 && deadline <= after + 60_000,
+        `deadline ${deadline - before} ms after sending; expected 60000 from arrival`,
+      );
+      // A request from a node that predates timeout-ms: its absolute deadline is still read.
+      const legacy = await request({ id: 'skew-2', deadline: String(before + 45_000) });
+      assert.equal(JSON.parse(new TextDecoder().decode(legacy.body)).deadline, before + 45_000);
     });
 
     it(`[${target.name}] a request whose deadline has already passed is not run`, async () => {
@@ -236,6 +269,18 @@ export function transportConformance(target: TransportTarget): void {
       );
       assert.equal(reply.headers.status, 'error');
       assert.equal(JSON.parse(new TextDecoder().decode(reply.body)).code, 'TIMEOUT');
+      // …and one with no time left on arrival.
+      const spent = await raw.request(
+        slice.names.ledger,
+        'echo',
+        {
+          headers: { 'content-type': 'application/json', 'timeout-ms': '0', id: 'late-2' },
+          body: new TextEncoder().encode(JSON.stringify({ data: 'late' })),
+        },
+        { timeoutMs: 2000 },
+      );
+      assert.equal(spent.headers.status, 'error');
+      assert.equal(JSON.parse(new TextDecoder().decode(spent.body)).code, 'TIMEOUT');
       assert.deepEqual(record.calls, []);
     });
 
