@@ -22,3 +22,4 @@ export {
   skipUnlessUp,
   waitUntil,
 } from './infra.ts';
+export { type OpenableTransaction, rollbackIfOpen } from './transactions.ts';
