@@ -8,6 +8,7 @@ export {
   useCluster,
 } from './cluster.ts';
 export { type DatabaseTarget, pgliteTarget, postgresTarget } from './databases.ts';
+export { choiceFromEnv, integerFromEnv } from './env.ts';
 export {
   freePort,
   infraRequired,
