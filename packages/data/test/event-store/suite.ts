@@ -497,7 +497,14 @@ export function eventStoreSuite(target: DatabaseTarget): void {
       const { db, store, service } = await setup();
       await createReadModel(db, service);
       // A poll too slow to matter: only the append's notification can bring events in time.
-      const live = new ProjectionRunner(store, customerOrders(service), { batchSize: 3, pollIntervalMs: 60_000 });
+      // A handler's failure (the read model's assertion included) comes here, to fail this test at once
+      // with its message rather than after a wait that times out.
+      const failures: string[] = [];
+      const live = new ProjectionRunner(store, customerOrders(service), {
+        batchSize: 3,
+        pollIntervalMs: 60_000,
+        onError: (error) => failures.push(error.message),
+      });
       runners.push(live);
       await live.start();
 
@@ -517,12 +524,14 @@ export function eventStoreSuite(target: DatabaseTarget): void {
       let all: StoredEvent[] = [];
       await waitUntil(
         async () => {
+          if (failures.length > 0) return true;
           all = await store.readAll();
           const at = await live.checkpoint();
           return all.length === total && at.position === all.at(-1)?.position;
         },
-        { timeoutMs: 10_000, what: 'the live projection to reach the last event' },
+        { timeoutMs: 30_000, what: 'the live projection to reach the last event' },
       );
+      assert.deepEqual(failures, [], 'the live projection applied every event');
       const last = logPositionOf(all.at(-1)!);
       await live.stop();
       assert.deepEqual(await live.checkpoint(), last, 'the checkpoint moved past the skipped OrderNoted events too');
