@@ -1,4 +1,4 @@
-import { postgresTarget, servers, skipUnlessUp } from '@chassis/testing';
+import { choiceFromEnv, postgresTarget, servers, skipUnlessUp } from '@chassis/testing';
 import { startExchangeSimulator } from '../exchange-simulator/simulator.ts';
 import { type Simplebank, startSimplebank } from '../src/system.ts';
 import { removeBrokerState } from './broker.ts';
@@ -20,13 +20,16 @@ const topology = [
 ];
 
 const postgres = await postgresTarget();
-const only = process.env.SIMPLEBANK_TRANSPORTS?.split(',');
-for (const [name, url] of [
-  ['NATS JetStream', servers.nats.url],
-  ['RabbitMQ', servers.rabbitmq.url],
+/** SIMPLEBANK_TRANSPORTS=nats or =amqp runs the scenarios over that broker only; the other's skip says so. */
+const only = choiceFromEnv('SIMPLEBANK_TRANSPORTS', ['nats', 'amqp'] as const);
+for (const [name, key, url] of [
+  ['NATS JetStream', 'nats', servers.nats.url],
+  ['RabbitMQ', 'amqp', servers.rabbitmq.url],
 ] as const) {
-  if (only && !only.some((prefix) => url.startsWith(prefix))) continue;
-  const skip = postgres.skip || (await skipUnlessUp(url.startsWith('nats') ? 'nats' : 'rabbitmq'));
+  const skip =
+    only && !only.includes(key)
+      ? `SIMPLEBANK_TRANSPORTS=${only.join(',')} leaves ${name} out`
+      : postgres.skip || (await skipUnlessUp(key === 'nats' ? 'nats' : 'rabbitmq'));
   describeScenarios(
     `distributed over ${name} and PostgreSQL (${topology.length} nodes, two orders and two market instances)`,
     async () => {

@@ -27,32 +27,45 @@ describe('compose', () => {
   });
   after(() => api.close());
 
-  it('runs the parts at once: three 150 ms calls take about 150 ms, not 450', async () => {
-    const report = () => api.node.call(slowReport, { ms: 150 });
-    const { result, ms } = await timed(() => compose({ one: report, two: report, three: report }));
+  it('runs the parts at once: each of three 150 ms calls starts before any ends', async () => {
+    // The order of starts and ends shows it, where a time bound would depend on the machine's load.
+    const log: string[] = [];
+    const report = (name: string) => async () => {
+      log.push(`start ${name}`);
+      const answer = await api.node.call(slowReport, { ms: 150 });
+      log.push(`end ${name}`);
+      return answer;
+    };
+    const { result, ms } = await timed(() =>
+      compose({ one: report('one'), two: report('two'), three: report('three') }),
+    );
     assert.equal(result.partial, false);
     assert.deepEqual(result.errors, {});
     assert.equal(result.data.one?.aborted, false);
-    assert.ok(ms >= 140 && ms < 400, `took ${ms} ms`);
+    assert.deepEqual(log.slice(0, 3), ['start one', 'start two', 'start three'], log.join(', '));
+    assert.ok(ms >= 140, `took ${ms} ms, less than one call`);
   });
 
   it('a part past its own budget fails with TIMEOUT at once, its signal aborted; the others are returned', async () => {
     let signal: AbortSignal | undefined;
+    let budgetMs: number | undefined;
     const { result, ms } = await timed(() =>
       compose(
         {
           fast: async () => 'quick',
           slow: async (budget) => {
             signal = budget.signal;
-            assert.equal(budget.timeoutMs, 50, 'the part knows its budget, to pass on to its calls');
-            await sleep(2000, undefined, { signal: budget.signal });
+            budgetMs = budget.timeoutMs;
+            await sleep(20_000, undefined, { signal: budget.signal });
             return 'never';
           },
         },
         { timeoutMs: { slow: 50 } },
       ),
     );
-    assert.ok(ms >= 45 && ms < 500, `answered at the part's budget (${ms} ms)`);
+    // Far from the part's 20 s: only its budget can have ended it (a loaded machine may be late by seconds).
+    assert.ok(ms >= 45 && ms < 10_000, `answered at the part's budget (${ms} ms)`);
+    assert.equal(budgetMs, 50, 'the part knows its budget, to pass on to its calls');
     assert.equal(result.partial, true);
     assert.deepEqual(result.data, { fast: 'quick', slow: null });
     assert.equal(result.errors.slow?.code, 'TIMEOUT');
@@ -62,9 +75,9 @@ describe('compose', () => {
 
   it('without a budget of its own, a part has what remains of the deadline', async () => {
     const { result, ms } = await timed(() =>
-      compose({ slow: () => sleep(2000, 'never') }, { deadline: Date.now() + 80, timeoutMs: { slow: 5000 } }),
+      compose({ slow: () => sleep(20_000, 'never') }, { deadline: Date.now() + 80, timeoutMs: { slow: 30_000 } }),
     );
-    assert.ok(ms >= 70 && ms < 500, `answered at the deadline (${ms} ms)`);
+    assert.ok(ms >= 70 && ms < 10_000, `answered at the deadline (${ms} ms)`);
     assert.equal(result.errors.slow?.code, 'TIMEOUT');
     assert.match(result.errors.slow?.message ?? '', /deadline/);
 
@@ -84,7 +97,7 @@ describe('compose', () => {
           },
           extras: async ({ signal }) => {
             slowSignal = signal;
-            return sleep(2000, 'extras', { signal });
+            return sleep(20_000, 'extras', { signal });
           },
         },
         { required: ['account'] },
@@ -94,7 +107,7 @@ describe('compose', () => {
       ),
     );
     assert.equal(result, missing);
-    assert.ok(ms < 500, `failed fast (${ms} ms)`);
+    assert.ok(ms < 10_000, `failed without waiting for the 20 s part (${ms} ms)`);
     assert.equal(slowSignal?.aborted, true, 'the parts nobody will read are abandoned');
   });
 
@@ -147,10 +160,12 @@ describe('compose', () => {
 
     it('a slow part and a failing one are marked with their codes; the rest is returned at the slow part’s budget', async () => {
       const abortedBefore = api.state.aborted;
-      const { result: response, ms } = await timed(() => overview('?symbols=BHP,ZZZ&reportMs=3000'));
+      const { result: response, ms } = await timed(() => overview('?symbols=BHP,ZZZ&reportMs=10000'));
       assert.equal(response.statusCode, 200, response.body);
+      // The message says which budget ended the report (its own, not the request's 5 s deadline); the
+      // time bound only shows the 10 s report was not waited for, with room for a loaded machine.
       assert.ok(
-        ms >= OVERVIEW_REPORT_BUDGET_MS - 10 && ms < 1500,
+        ms >= OVERVIEW_REPORT_BUDGET_MS - 10 && ms < 5000,
         `answered at the report's budget, not after it (${ms} ms)`,
       );
       const body = response.json();
@@ -159,6 +174,7 @@ describe('compose', () => {
       assert.equal(body.data.prices, null);
       assert.equal(body.data.transactions.accountId, '101');
       assert.equal(body.errors.report.code, 'TIMEOUT');
+      assert.match(body.errors.report.message, new RegExp(`took longer than its ${OVERVIEW_REPORT_BUDGET_MS} ms`));
       assert.equal(body.errors.prices.code, 'NOT_FOUND');
       assert.match(body.errors.prices.message, /ZZZ/);
       assert.equal(body.errors.transactions, undefined);

@@ -3,6 +3,7 @@ import { METHODS } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { signToken } from '@chassis/core';
 import { errorBodySchema, type Route } from '@chassis/gateway';
+import { integerFromEnv } from '@chassis/testing';
 import fc from 'fast-check';
 import { type BankApi, bankRoutes, SECRET, startBankApi, token } from './bank-api.ts';
 
@@ -16,10 +17,12 @@ import { type BankApi, bankRoutes, SECRET, startBankApi, token } from './bank-ap
  * failure names the seed and the shrunk request that broke the rule.
  */
 
-const SEED = Number(process.env.FUZZ_SEED ?? 20_261_201);
-const RUNS = Number(process.env.FUZZ_RUNS ?? 250);
+const SEED = integerFromEnv('FUZZ_SEED', { fallback: 20_261_201, min: Number.MIN_SAFE_INTEGER });
+const RUNS = integerFromEnv('FUZZ_RUNS', { fallback: 250 });
 /** Bodies of up to ~2 MB are slow to build and send: fewer runs of those. */
-const HUGE_RUNS = Math.max(5, Math.round(RUNS / 8));
+const HUGE_RUNS = RUNS === 0 ? 0 : Math.max(5, Math.round(RUNS / 8));
+/** FUZZ_RUNS=0 leaves the properties out, and the report says so rather than passing them unrun. */
+const PROPERTIES = { skip: RUNS === 0 ? 'FUZZ_RUNS=0: no generated requests asked for' : false };
 
 /** What the gateway's genReqId keeps of a client's `X-Request-Id`. */
 const SANE_REQUEST_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
@@ -510,7 +513,7 @@ describe('gateway: fuzzing every route', () => {
   });
 
   bankRoutes.forEach((route, index) => {
-    it(`${route.method} ${route.path}: random params, query, headers and bodies`, async () => {
+    it(`${route.method} ${route.path}: random params, query, headers and bodies`, PROPERTIES, async () => {
       await check(`${route.method} ${route.path}`, index, requestFor(route, tokens), RUNS, async (request) => {
         checkAnswer(request, await send(request));
       });
@@ -534,70 +537,78 @@ describe('gateway: fuzzing every route', () => {
     }
   });
 
-  it('huge bodies, up to ~2 MB: strings, arrays, many keys, beside the valid fields or instead of them', async () => {
-    // The shape is generated, the body built from it: a failure then shows a few numbers, not 2 MB.
-    const shape = fc.record({
-      path: postRoute,
-      kind: fc.constantFrom('string', 'array', 'keys', 'bare-string'),
-      bytes: fc.integer({ min: 256 * 1024, max: 2 * 1024 * 1024 }),
-      char: fc.constantFrom('x', 'é', '😀', '\\u0000', '"'),
-      withKey: fc.boolean(),
-    });
-    await check('huge bodies', 100, shape, HUGE_RUNS, async ({ path, kind, bytes, char, withKey }) => {
-      const unit = char === '"' ? '\\"' : char;
-      const count = Math.max(1, Math.floor(bytes / Buffer.byteLength(unit)));
-      const valid = '"accountId":"101","symbol":"BHP","quantity":1,"name":"n"';
-      const pad =
-        kind === 'string' || kind === 'bare-string'
-          ? `"${unit.repeat(count)}"`
-          : kind === 'array'
-            ? `[${'1,'.repeat(Math.floor(bytes / 2))}1]`
-            : `{${Array.from({ length: Math.floor(bytes / 12) }, (_, i) => `"k${i}":${i}`).join(',')}}`;
-      const request: FuzzRequest = {
-        method: 'POST',
-        url: samplePath(path),
-        headers: {
-          authorization: `Bearer ${path === '/strategies' ? tokens.valid[2] : tokens.valid[0]}`,
-          'content-type': 'application/json',
-          ...(withKey ? { 'idempotency-key': `huge-${bytes}` } : {}),
-        },
-        body: kind === 'bare-string' ? pad : `{${valid},"pad":${pad}}`,
-      };
-      const response = await send(request);
-      checkAnswer(request, response);
-      if (Buffer.byteLength(request.body ?? '') > 1024 * 1024) {
-        assert.equal(response.statusCode, 413, `over the body limit is a 413\n${describeRequest(request)}`);
-      }
-    });
-  });
+  it(
+    'huge bodies, up to ~2 MB: strings, arrays, many keys, beside the valid fields or instead of them',
+    PROPERTIES,
+    async () => {
+      // The shape is generated, the body built from it: a failure then shows a few numbers, not 2 MB.
+      const shape = fc.record({
+        path: postRoute,
+        kind: fc.constantFrom('string', 'array', 'keys', 'bare-string'),
+        bytes: fc.integer({ min: 256 * 1024, max: 2 * 1024 * 1024 }),
+        char: fc.constantFrom('x', 'é', '😀', '\\u0000', '"'),
+        withKey: fc.boolean(),
+      });
+      await check('huge bodies', 100, shape, HUGE_RUNS, async ({ path, kind, bytes, char, withKey }) => {
+        const unit = char === '"' ? '\\"' : char;
+        const count = Math.max(1, Math.floor(bytes / Buffer.byteLength(unit)));
+        const valid = '"accountId":"101","symbol":"BHP","quantity":1,"name":"n"';
+        const pad =
+          kind === 'string' || kind === 'bare-string'
+            ? `"${unit.repeat(count)}"`
+            : kind === 'array'
+              ? `[${'1,'.repeat(Math.floor(bytes / 2))}1]`
+              : `{${Array.from({ length: Math.floor(bytes / 12) }, (_, i) => `"k${i}":${i}`).join(',')}}`;
+        const request: FuzzRequest = {
+          method: 'POST',
+          url: samplePath(path),
+          headers: {
+            authorization: `Bearer ${path === '/strategies' ? tokens.valid[2] : tokens.valid[0]}`,
+            'content-type': 'application/json',
+            ...(withKey ? { 'idempotency-key': `huge-${bytes}` } : {}),
+          },
+          body: kind === 'bare-string' ? pad : `{${valid},"pad":${pad}}`,
+        };
+        const response = await send(request);
+        checkAnswer(request, response);
+        if (Buffer.byteLength(request.body ?? '') > 1024 * 1024) {
+          assert.equal(response.statusCode, 413, `over the body limit is a 413\n${describeRequest(request)}`);
+        }
+      });
+    },
+  );
 
-  it('deeply nested bodies: arrays and objects thousands deep, with and without Idempotency-Key', async () => {
-    const shape = fc.record({
-      path: postRoute,
-      depth: fc.oneof(fc.integer({ min: 1, max: 200 }), fc.integer({ min: 1000, max: 150_000 })),
-      kind: fc.constantFrom('array', 'object', 'mixed'),
-      where: fc.constantFrom('root', 'beside-valid-fields'),
-      withKey: fc.boolean(),
-    });
-    await check('deep bodies', 200, shape, RUNS, async ({ path, depth, kind, where, withKey }) => {
-      const open = kind === 'array' ? '[' : kind === 'object' ? '{"a":' : '[{"a":';
-      const close = kind === 'array' ? ']' : kind === 'object' ? '}' : '}]';
-      const nested = `${open.repeat(depth)}1${close.repeat(depth)}`;
-      const valid =
-        '"accountId":"101","symbol":"BHP","quantity":1,"name":"n","assets":[{"assetId":"BHP","percentage":100}]';
-      const request: FuzzRequest = {
-        method: 'POST',
-        url: samplePath(path),
-        headers: {
-          authorization: `Bearer ${path === '/strategies' ? tokens.valid[2] : tokens.valid[0]}`,
-          'content-type': 'application/json',
-          ...(withKey ? { 'idempotency-key': `deep-${kind}-${depth}-${where}` } : {}),
-        },
-        body: where === 'root' ? nested : `{${valid},"pad":${nested}}`,
-      };
-      checkAnswer(request, await send(request));
-    });
-  });
+  it(
+    'deeply nested bodies: arrays and objects thousands deep, with and without Idempotency-Key',
+    PROPERTIES,
+    async () => {
+      const shape = fc.record({
+        path: postRoute,
+        depth: fc.oneof(fc.integer({ min: 1, max: 200 }), fc.integer({ min: 1000, max: 150_000 })),
+        kind: fc.constantFrom('array', 'object', 'mixed'),
+        where: fc.constantFrom('root', 'beside-valid-fields'),
+        withKey: fc.boolean(),
+      });
+      await check('deep bodies', 200, shape, RUNS, async ({ path, depth, kind, where, withKey }) => {
+        const open = kind === 'array' ? '[' : kind === 'object' ? '{"a":' : '[{"a":';
+        const close = kind === 'array' ? ']' : kind === 'object' ? '}' : '}]';
+        const nested = `${open.repeat(depth)}1${close.repeat(depth)}`;
+        const valid =
+          '"accountId":"101","symbol":"BHP","quantity":1,"name":"n","assets":[{"assetId":"BHP","percentage":100}]';
+        const request: FuzzRequest = {
+          method: 'POST',
+          url: samplePath(path),
+          headers: {
+            authorization: `Bearer ${path === '/strategies' ? tokens.valid[2] : tokens.valid[0]}`,
+            'content-type': 'application/json',
+            ...(withKey ? { 'idempotency-key': `deep-${kind}-${depth}-${where}` } : {}),
+          },
+          body: where === 'root' ? nested : `{${valid},"pad":${nested}}`,
+        };
+        checkAnswer(request, await send(request));
+      });
+    },
+  );
 
   it('afterwards the gateway is still ready and answers a normal request', async () => {
     const ready = await api.gateway.app.inject({ method: 'GET', url: '/health/ready' });

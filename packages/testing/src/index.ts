@@ -8,6 +8,7 @@ export {
   useCluster,
 } from './cluster.ts';
 export { type DatabaseTarget, pgliteTarget, postgresTarget } from './databases.ts';
+export { choiceFromEnv, integerFromEnv } from './env.ts';
 export {
   freePort,
   infraRequired,
@@ -22,3 +23,4 @@ export {
   skipUnlessUp,
   waitUntil,
 } from './infra.ts';
+export { type OpenableTransaction, rollbackIfOpen } from './transactions.ts';

@@ -36,8 +36,12 @@ export const servers = {
 
 export type ServerName = keyof typeof servers;
 
+/** `CHASSIS_REQUIRE_INFRA` is `1` or `0` (or unset): another value, e.g. `true`, would let tests skip unseen. */
 export function infraRequired(): boolean {
-  return process.env.CHASSIS_REQUIRE_INFRA === '1';
+  const raw = process.env.CHASSIS_REQUIRE_INFRA;
+  if (raw === undefined || raw === '' || raw === '0') return false;
+  if (raw === '1') return true;
+  throw new TypeError(`CHASSIS_REQUIRE_INFRA is 1 (a missing server fails the run) or 0, not "${raw}"`);
 }
 
 function hostOf(url: string): string {
@@ -63,19 +67,21 @@ export function reachable(server: Server, timeoutMs = 1000): Promise<boolean> {
  * reason to skip when it is down, and a thrown error when it is down but `CHASSIS_REQUIRE_INFRA=1`.
  */
 export async function skipUnlessUp(name: ServerName): Promise<false | string> {
+  const required = infraRequired(); // a bad value fails here, not only on the day a server is down
   const server = servers[name];
   if (await reachable(server)) return false;
   const reason = `${server.name} is not reachable at ${server.url}; start it to run these tests`;
-  if (infraRequired()) throw new Error(`CHASSIS_REQUIRE_INFRA=1 but ${reason}`);
+  if (required) throw new Error(`CHASSIS_REQUIRE_INFRA=1 but ${reason}`);
   return reason;
 }
 
 /** Like `skipUnlessUp`, for a program the tests run (e.g. `prometheus`): is it on the PATH? */
 export function skipUnlessInstalled(command: string, hint: string): false | string {
+  const required = infraRequired();
   const found = (process.env.PATH ?? '').split(':').some((dir) => dir && existsSync(join(dir, command)));
   if (found) return false;
   const reason = `${command} is not installed (${hint})`;
-  if (infraRequired()) throw new Error(`CHASSIS_REQUIRE_INFRA=1 but ${reason}`);
+  if (required) throw new Error(`CHASSIS_REQUIRE_INFRA=1 but ${reason}`);
   return reason;
 }
 

@@ -19,7 +19,7 @@ import {
   sql,
   WrongExpectedVersion,
 } from '@chassis/data';
-import { type DatabaseTarget, waitUntil } from '@chassis/testing';
+import { type DatabaseTarget, rollbackIfOpen, waitUntil } from '@chassis/testing';
 import type { Kysely, RawBuilder } from 'kysely';
 import { z } from 'zod';
 
@@ -302,14 +302,19 @@ export function eventStoreSuite(target: DatabaseTarget): void {
       const stream = `order-${orderId}`;
       await store.append(stream, [created(orderId)], { expectedVersion: 'no_stream' });
       const trx = await db.kysely.startTransaction().execute();
-      await store.append(stream, [placed(orderId)], { expectedVersion: 1, trx });
-      let settled = false;
-      const rival = otherStore.append(stream, [failed(orderId)], { expectedVersion: 1 }).finally(() => {
-        settled = true;
-      });
-      await new Promise((r) => setTimeout(r, 200));
-      assert.equal(settled, false, 'the rival waits for the open transaction');
-      await trx.commit().execute();
+      let rival: Promise<unknown> = Promise.resolve();
+      try {
+        await store.append(stream, [placed(orderId)], { expectedVersion: 1, trx });
+        let settled = false;
+        rival = otherStore.append(stream, [failed(orderId)], { expectedVersion: 1 }).finally(() => {
+          settled = true;
+        });
+        await new Promise((r) => setTimeout(r, 200));
+        assert.equal(settled, false, 'the rival waits for the open transaction');
+        await trx.commit().execute();
+      } finally {
+        await rollbackIfOpen(trx);
+      }
       const error = await rival.catch((e: unknown) => e);
       assert.ok(WrongExpectedVersion.is(error), String(error));
       assert.deepEqual((error.data as { actual: number }).actual, 2);
@@ -380,19 +385,23 @@ export function eventStoreSuite(target: DatabaseTarget): void {
       const late = randomUUID();
       // The long transaction takes its position first ...
       const trx = await db.kysely.startTransaction().execute();
-      const slow = await store.append(`order-${early}`, [created(early)], { expectedVersion: 'no_stream', trx });
-      // ... another takes a later position and commits while it is open.
-      const quick = otherStore.append(`order-${late}`, [created(late, '102')], { expectedVersion: 'no_stream' });
-      if (target.name === 'postgres') {
-        const done = await quick;
-        assert.ok(slow.positions[0]! < done.positions[0]!, 'the open transaction holds the earlier position');
-        assert.deepEqual(await follow(), [], 'the later event waits until the earlier transaction ends');
+      try {
+        const slow = await store.append(`order-${early}`, [created(early)], { expectedVersion: 'no_stream', trx });
+        // ... another takes a later position and commits while it is open.
+        const quick = otherStore.append(`order-${late}`, [created(late, '102')], { expectedVersion: 'no_stream' });
+        if (target.name === 'postgres') {
+          const done = await quick;
+          assert.ok(slow.positions[0]! < done.positions[0]!, 'the open transaction holds the earlier position');
+          assert.deepEqual(await follow(), [], 'the later event waits until the earlier transaction ends');
+        }
+        // (On PGlite the other writer waits for the one connection: the transactions take turns.)
+        const following = target.name === 'postgres' ? follow() : Promise.resolve([]);
+        await trx.commit().execute();
+        await quick;
+        await following;
+      } finally {
+        await rollbackIfOpen(trx);
       }
-      // (On PGlite the other writer waits for the one connection: the transactions take turns.)
-      const following = target.name === 'postgres' ? follow() : Promise.resolve([]);
-      await trx.commit().execute();
-      await quick;
-      await following;
       await follow();
       assert.deepEqual(
         seen.map((e) => e.stream),
@@ -411,11 +420,15 @@ export function eventStoreSuite(target: DatabaseTarget): void {
       const orderId = randomUUID();
       const stream = `order-${orderId}`;
       const older = await db.kysely.startTransaction().execute();
-      await sql`select pg_current_xact_id()`.execute(older); // takes its transaction id now
-      await otherStore.append(stream, [created(orderId)], { expectedVersion: 'no_stream' }); // commits
-      assert.deepEqual(await store.readAll(), [], 'held back while the older transaction is open');
-      await store.append(stream, [placed(orderId)], { expectedVersion: 1, trx: older });
-      await older.commit().execute();
+      try {
+        await sql`select pg_current_xact_id()`.execute(older); // takes its transaction id now
+        await otherStore.append(stream, [created(orderId)], { expectedVersion: 'no_stream' }); // commits
+        assert.deepEqual(await store.readAll(), [], 'held back while the older transaction is open');
+        await store.append(stream, [placed(orderId)], { expectedVersion: 1, trx: older });
+        await older.commit().execute();
+      } finally {
+        await rollbackIfOpen(older);
+      }
       const log = await store.readAll();
       assert.deepEqual(
         log.map((e) => e.version),
@@ -484,7 +497,14 @@ export function eventStoreSuite(target: DatabaseTarget): void {
       const { db, store, service } = await setup();
       await createReadModel(db, service);
       // A poll too slow to matter: only the append's notification can bring events in time.
-      const live = new ProjectionRunner(store, customerOrders(service), { batchSize: 3, pollIntervalMs: 60_000 });
+      // A handler's failure (the read model's assertion included) comes here, to fail this test at once
+      // with its message rather than after a wait that times out.
+      const failures: string[] = [];
+      const live = new ProjectionRunner(store, customerOrders(service), {
+        batchSize: 3,
+        pollIntervalMs: 60_000,
+        onError: (error) => failures.push(error.message),
+      });
       runners.push(live);
       await live.start();
 
@@ -504,12 +524,14 @@ export function eventStoreSuite(target: DatabaseTarget): void {
       let all: StoredEvent[] = [];
       await waitUntil(
         async () => {
+          if (failures.length > 0) return true;
           all = await store.readAll();
           const at = await live.checkpoint();
           return all.length === total && at.position === all.at(-1)?.position;
         },
-        { timeoutMs: 10_000, what: 'the live projection to reach the last event' },
+        { timeoutMs: 30_000, what: 'the live projection to reach the last event' },
       );
+      assert.deepEqual(failures, [], 'the live projection applied every event');
       const last = logPositionOf(all.at(-1)!);
       await live.stop();
       assert.deepEqual(await live.checkpoint(), last, 'the checkpoint moved past the skipped OrderNoted events too');

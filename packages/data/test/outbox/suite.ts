@@ -23,7 +23,7 @@ import {
   sql,
   writeOutbox,
 } from '@chassis/data';
-import { type DatabaseTarget, waitUntil } from '@chassis/testing';
+import { type DatabaseTarget, rollbackIfOpen, waitUntil } from '@chassis/testing';
 
 const root = fileURLToPath(new URL('../../../../', import.meta.url));
 const crashRelay = fileURLToPath(new URL('./crash-relay.ts', import.meta.url));
@@ -276,14 +276,18 @@ export function outboxSuite(target: DatabaseTarget): void {
       const broker = recorder();
       const relay = await startRelay(db, service, broker.publish, { pollIntervalMs: 50 });
       const long = await db.kysely.startTransaction().execute();
-      await writeOutbox(long, service, [orderCreated('slow-1')]);
-      // On PostgreSQL this commits while the first is open; on PGlite (one connection) it waits for it.
-      const quick = db.transaction((trx) => writeOutbox(trx, service, [orderCreated('quick-1')]));
-      if (target.name === 'postgres') await quick;
-      await sleep(500);
-      assert.deepEqual(broker.ids(), [], 'held back while the older transaction runs, not published around it');
-      await long.commit().execute();
-      await quick;
+      try {
+        await writeOutbox(long, service, [orderCreated('slow-1')]);
+        // On PostgreSQL this commits while the first is open; on PGlite (one connection) it waits for it.
+        const quick = db.transaction((trx) => writeOutbox(trx, service, [orderCreated('quick-1')]));
+        if (target.name === 'postgres') await quick;
+        await sleep(500);
+        assert.deepEqual(broker.ids(), [], 'held back while the older transaction runs, not published around it');
+        await long.commit().execute();
+        await quick;
+      } finally {
+        await rollbackIfOpen(long);
+      }
       await waitUntil(() => broker.got.length >= 2, { what: 'both events' });
       await sleep(200);
       assert.deepEqual(broker.ids(), ['slow-1', 'quick-1'], 'both, once, the one that began writing first first');
