@@ -1,0 +1,194 @@
+#!/usr/bin/env node
+// Mutation testing (StrykerJS) of the modules that carry guarantees: breaks their code one small change
+// at a time and runs the tests that should notice. Slow, so not in CI; run it before and after changing
+// one of these modules.
+//
+//   npm run mutate                      every module, smallest first
+//   npm run mutate -- node sagas        the named modules
+//   npm run mutate -- --survivors fees  also list each surviving mutant (file:line, mutator, change)
+//   npm run mutate -- --summary         only the table at the end, not Stryker's progress
+//   npm run mutate -- --list            the modules, their source and their tests
+//
+// MUTATE_CONCURRENCY (default 2) is how many test processes run at once; the tests use the real
+// PostgreSQL and NATS, so keep it low on a busy machine. Reports go to reports/mutation/<module>.{html,json}.
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism, loadavg } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { Stryker } from '@stryker-mutator/core';
+import { moduleOrder, mutationModules } from './mutation-modules.mjs';
+
+const root = new URL('..', import.meta.url).pathname;
+const args = process.argv.slice(2);
+const flags = new Set(args.filter((arg) => arg.startsWith('--')));
+const named = args.filter((arg) => !arg.startsWith('--'));
+const known = new Set(['--survivors', '--summary', '--list']);
+for (const flag of flags) {
+  if (!known.has(flag)) fail(`Unknown option ${flag} (known: ${[...known].join(', ')})`);
+}
+for (const name of named) {
+  if (!(name in mutationModules)) fail(`Unknown module ${name} (known: ${moduleOrder.join(', ')})`);
+}
+const modules = named.length > 0 ? named : moduleOrder;
+
+function fail(message) {
+  console.error(message);
+  process.exit(2);
+}
+
+/** Expands `dir/*part*.test.ts`-style patterns (a `*` within the last segment only), sorted. */
+function expand(patterns) {
+  const files = new Set();
+  for (const pattern of patterns) {
+    const dir = dirname(pattern);
+    const last = pattern.slice(dir.length + 1);
+    const regex = new RegExp(`^${last.split('*').map(escapeRegex).join('.*')}$`);
+    let names = [];
+    try {
+      names = readdirSync(join(root, dir));
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      // PGlite's one connection serialises everything, so the PostgreSQL file of a suite is the one that
+      // can notice a broken lock or race; a wildcard leaves the PGlite twin out (name it to include it).
+      if (last.includes('*') && name.endsWith('.pglite.test.ts')) continue;
+      if (regex.test(name)) files.add(`${dir}/${name}`);
+    }
+  }
+  return [...files].sort();
+}
+
+function escapeRegex(text) {
+  return text.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
+}
+
+if (flags.has('--list')) {
+  for (const name of moduleOrder) {
+    const m = mutationModules[name];
+    console.log(
+      `${name}: ${m.description}\n  mutate: ${expand(m.mutate).join(' ')}\n  tests:  ${expand(m.tests).join(' ')}`,
+    );
+  }
+  process.exit(0);
+}
+
+// The test processes Stryker starts inherit this environment. TSX_TSCONFIG_PATH makes @chassis/* resolve
+// inside Stryker's sandbox (where the mutated copies are); through node_modules they would reach the originals.
+process.env.TSX_TSCONFIG_PATH = 'tsconfig.stryker.json';
+process.env.LOG_LEVEL ??= 'silent';
+process.env.NODE_ENV ??= 'test';
+
+const concurrency = Number(process.env.MUTATE_CONCURRENCY ?? Math.min(2, availableParallelism()));
+const reportDir = join(root, 'reports', 'mutation');
+mkdirSync(reportDir, { recursive: true });
+
+const rows = [];
+const survivors = [];
+const started = Date.now();
+for (const name of modules) {
+  const m = mutationModules[name];
+  const mutate = expand(m.mutate);
+  const tests = expand(m.tests);
+  if (tests.length === 0 || mutate.length === 0) fail(`Module ${name} has no source or no tests`);
+  console.log(`\n== ${name}: ${m.description}\n   mutate ${mutate.join(' ')}\n   tests  ${tests.join(' ')}`);
+  const moduleStarted = Date.now();
+  const load = loadavg()[0];
+  const stryker = new Stryker({
+    mutate,
+    testRunner: 'tap',
+    tap: {
+      testFiles: tests,
+      // Each test file runs on its own, not under `--test` (whose child process Stryker's hook would not see).
+      nodeArgs: ['-r', '{{hookFile}}', '--import', 'tsx', '--test-reporter=tap', '{{testFile}}'],
+      forceBail: true,
+    },
+    coverageAnalysis: 'perTest',
+    plugins: ['@stryker-mutator/tap-runner', join(root, 'scripts', 'stryker-ignorers.mjs')],
+    ignorers: ['chassis-equivalent'],
+    concurrency,
+    // The tests wait on real servers on a shared machine: a slow run is not a mutant that hangs.
+    timeoutMS: 60_000,
+    timeoutFactor: 3,
+    dryRunTimeoutMinutes: 30,
+    tempDirName: '.stryker-tmp',
+    cleanTempDir: true,
+    ignorePatterns: ['reports', 'bench/results', '.data', '.scratch*', 'coverage', 'dist', '*.log'],
+    reporters: flags.has('--summary') ? ['html', 'json'] : ['progress-append-only', 'html', 'json'],
+    htmlReporter: { fileName: relative(root, join(reportDir, `${name}.html`)) },
+    jsonReporter: { fileName: relative(root, join(reportDir, `${name}.json`)) },
+    logLevel: flags.has('--summary') ? 'warn' : 'info',
+    fileLogLevel: 'off',
+    allowConsoleColors: false,
+  });
+  let results;
+  try {
+    results = await stryker.runMutationTest();
+  } catch (error) {
+    console.error(`Module ${name} could not be run: ${error?.message ?? error}`);
+    rows.push({ name, error: true, minutes: (Date.now() - moduleStarted) / 60_000, load });
+    continue;
+  }
+  const count = (status) => results.filter((r) => r.status === status).length;
+  const row = {
+    name,
+    killed: count('Killed'),
+    timeout: count('Timeout'),
+    survived: count('Survived'),
+    noCoverage: count('NoCoverage'),
+    ignored: count('Ignored'),
+    errors: count('RuntimeError') + count('CompileError'),
+    minutes: (Date.now() - moduleStarted) / 60_000,
+    load,
+  };
+  const detected = row.killed + row.timeout;
+  const valid = detected + row.survived + row.noCoverage;
+  row.score = valid === 0 ? Number.NaN : (100 * detected) / valid;
+  rows.push(row);
+  for (const r of results) {
+    if (r.status !== 'Survived' && r.status !== 'NoCoverage') continue;
+    survivors.push({
+      module: name,
+      where: `${relative(root, r.fileName)}:${r.location.start.line}:${r.location.start.column + 1}`,
+      status: r.status,
+      mutator: r.mutatorName,
+      replacement: (r.replacement ?? '').replace(/\s+/g, ' ').slice(0, 100),
+    });
+  }
+}
+
+if (flags.has('--survivors')) {
+  console.log('\nSurviving and uncovered mutants (file:line:column  status  mutator  →  replacement)');
+  for (const s of survivors) {
+    console.log(
+      `${s.module.padEnd(12)} ${s.where.padEnd(58)} ${s.status.padEnd(10)} ${s.mutator.padEnd(22)} → ${s.replacement}`,
+    );
+  }
+}
+writeFileSync(join(reportDir, 'survivors.json'), `${JSON.stringify(survivors, null, 2)}\n`);
+
+const header = ['module', 'killed', 'timeout', 'survived', 'no cov', 'ignored', 'errors', 'score', 'minutes', 'load'];
+const table = rows.map((r) =>
+  r.error
+    ? [r.name, '-', '-', '-', '-', '-', '-', 'failed', r.minutes.toFixed(1), r.load.toFixed(1)]
+    : [
+        r.name,
+        r.killed,
+        r.timeout,
+        r.survived,
+        r.noCoverage,
+        r.ignored,
+        r.errors,
+        Number.isNaN(r.score) ? 'n/a' : `${r.score.toFixed(1)}%`,
+        r.minutes.toFixed(1),
+        r.load.toFixed(1),
+      ].map(String),
+);
+const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i].length)));
+const line = (cells) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+console.log(`\nMutation score per module (score = (killed + timeout) / (killed + timeout + survived + no cov))`);
+console.log(line(header));
+for (const row of table) console.log(line(row));
+console.log(
+  `total ${((Date.now() - started) / 60_000).toFixed(1)} min, concurrency ${concurrency}; reports in ${relative(root, reportDir)}/`,
+);
+process.exit(rows.some((r) => r.error) ? 1 : 0);
