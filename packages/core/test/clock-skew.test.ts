@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ChassisError, type ChassisNode, createNode } from '@chassis/core';
+import { ChassisError, type ChassisNode, createNode, defineService, handle } from '@chassis/core';
 import { amqpTarget, natsTarget, servers, skipUnlessUp, waitUntil } from '@chassis/testing';
 import { natsTransport } from '../src/transports/nats.ts';
 import type { Consumer, Transport, WireMessage } from '../src/transports/transport.ts';
@@ -102,12 +102,15 @@ for (const target of TARGETS) {
 }
 
 /**
- * A NATS instance that drains hands back the requests it took but had not started. Their time left must
- * shrink by the time they waited there: the next instance counts `timeout-ms` from its own receipt.
+ * Core NATS stores nothing, so requests beyond a node's concurrency wait in the node: their `timeout-ms`
+ * counts from when they reached it, and when it drains it hands back those it had not started with the
+ * time they waited there taken off, since the next instance counts `timeout-ms` from its own receipt.
  */
-describe('clock skew: a request handed back on drain', { skip: await skipUnlessUp('nats'), timeout: 60_000 }, () => {
+describe('clock skew: a request waiting in a NATS node', { skip: await skipUnlessUp('nats'), timeout: 60_000 }, () => {
   const transports: Transport[] = [];
+  const nodes: ChassisNode[] = [];
   after(async () => {
+    await Promise.allSettled(nodes.map((node) => node.stop()));
     await Promise.allSettled(transports.map((transport) => transport.close()));
   });
   const connected = async () => {
@@ -119,6 +122,50 @@ describe('clock skew: a request handed back on drain', { skip: await skipUnlessU
   const request = (id: string, timeoutMs: number): WireMessage => ({
     headers: { id, 'timeout-ms': String(timeoutMs) },
     body: new TextEncoder().encode('{}'),
+  });
+
+  it('[nats] a request that waits in the node for a free slot counts its timeout-ms from its arrival', async () => {
+    const suffix = randomBytes(4).toString('hex');
+    const { clock } = skewContracts(suffix);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const remaining = new Map<number, number>();
+    let calls = 0;
+    const server = createNode({
+      services: [
+        defineService({
+          name: `skew-${suffix}`,
+          actions: [
+            handle(clock, async (_input, ctx) => {
+              const n = ++calls;
+              remaining.set(n, ctx.remainingMs());
+              if (n === 1) await gate;
+              return { now: Date.now(), remainingMs: ctx.remainingMs() };
+            }),
+          ],
+        }),
+      ],
+      transport: natsTransport({ url: servers.nats.url }),
+      rpcConcurrency: 1,
+      logLevel: 'silent',
+    });
+    const caller = createNode({
+      services: [],
+      transport: natsTransport({ url: servers.nats.url }),
+      logLevel: 'silent',
+    });
+    nodes.push(server, caller);
+    await server.start();
+    await caller.start();
+    const first = caller.call(clock, {}, { timeoutMs: 30_000, retry: false });
+    await waitUntil(() => calls === 1, { what: 'the only slot to be taken' });
+    const second = caller.call(clock, {}, { timeoutMs: 20_000, retry: false });
+    await sleep(1500);
+    release();
+    await Promise.all([first, second]);
+    // It waited about 1.5 s for the slot; that wait comes off the 20 s it was given.
+    const left = remaining.get(2);
+    assert.ok(left !== undefined && left <= 20_000 - 1000, `the second call started with ${left} ms left of 20000`);
   });
 
   it('[nats] goes on with the time it waited taken off its timeout-ms, or not at all when none is left', async () => {
