@@ -409,6 +409,9 @@ export function outboxSuite(target: DatabaseTarget): void {
         // Parked, it holds nothing back.
         await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('k-4')]));
         await waitUntil(async () => (await nats.ids()).length === 4, { timeoutMs: 20_000, what: 'k-4' });
+        const [still] = await listParkedOutbox(db, service);
+        assert.equal(still?.attempts, row?.attempts, 'a parked row is not tried again until it is replayed');
+        assert.equal(told.length, 1, 'nor parked again');
         assert.deepEqual(await active.lag(), { pending: 0, oldestAgeMs: 0, parked: 1 });
 
         // The operator raises the limit and replays it: published once, after the events that overtook it.
@@ -445,15 +448,50 @@ export function outboxSuite(target: DatabaseTarget): void {
       await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('d-1'), orderCreated('d-2')]));
       await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('d-3')]));
       // Every row past its parkAfterAttempts: each would be parked if failing were enough.
-      await waitUntil(async () => (await attempts(db, service)).every((n) => n >= 4), {
-        timeoutMs: 20_000,
-        what: 'every row to fail several times',
-      });
+      await waitUntil(
+        async () => (await relay.lag()).parked > 0 || (await attempts(db, service)).every((n) => n >= 4),
+        { timeoutMs: 20_000, what: 'every row to fail several times' },
+      );
       assert.equal((await relay.lag()).parked, 0, 'nothing parked while the transport takes nothing');
       assert.deepEqual(told, []);
       down = false;
       await waitUntil(() => broker.got.length >= 3, { timeoutMs: 20_000, what: 'the publishes after the outage' });
       assert.deepEqual(broker.ids(), ['d-1', 'd-2', 'd-3'], 'in order: the outage reordered nothing');
+      assert.deepEqual(await relay.lag(), { pending: 0, oldestAgeMs: 0, parked: 0 });
+      await relay.stop();
+      errors.splice(0);
+    });
+
+    it(`[${target.name}] a row that failed only while the transport was away is not parked: tried again after a later row went, it goes`, async () => {
+      const { db, service } = await fresh();
+      const broker = recorder();
+      let calls = 0;
+      // Away for the first two publishes — the head's last allowed attempts — and back for the next row.
+      const publish: Publish = async (event, message) => {
+        calls++;
+        if (calls <= 2) throw new Error('connection refused');
+        await broker.publish(event, message);
+      };
+      const told: ParkedOutboxRow[] = [];
+      const relay = await startRelay(db, service, publish, {
+        pollIntervalMs: 30,
+        parkAfterAttempts: 2,
+        onParked: (row) => told.push(row),
+      });
+      await db.transaction((trx) =>
+        writeOutbox(
+          trx,
+          service,
+          ['f-1', 'f-2', 'f-3'].map((id) => orderCreated(id)),
+        ),
+      );
+      await waitUntil(() => broker.got.length >= 3, { timeoutMs: 20_000, what: 'every event' });
+      assert.deepEqual(told, [], 'nothing parked');
+      assert.deepEqual(
+        broker.ids(),
+        ['f-2', 'f-1', 'f-3'],
+        'each once; the next row went first, to learn whether the transport was back',
+      );
       assert.deepEqual(await relay.lag(), { pending: 0, oldestAgeMs: 0, parked: 0 });
       await relay.stop();
       errors.splice(0);
@@ -626,6 +664,31 @@ export function outboxSuite(target: DatabaseTarget): void {
         tables.rows.map((row) => row.table_name),
         ['chassis_inbox', 'chassis_outbox'],
       );
+    });
+
+    it(`[${target.name}] an outbox installed before parking existed gets its columns, and its waiting rows go out`, async () => {
+      const url = await target.newDatabase();
+      const db = await openDb(url);
+      const service = `orders-${randomBytes(3).toString('hex')}`;
+      // The table as the previous version created it.
+      await sql`create schema ${sql.id(service)}`.execute(db.kysely);
+      await sql`create table ${sql.id(service, 'chassis_outbox')} (
+        id bigint generated always as identity primary key,
+        xid xid8 not null default pg_current_xact_id(),
+        event text not null,
+        headers json not null,
+        body bytea not null,
+        created_at timestamptz not null default clock_timestamp(),
+        sent_at timestamptz
+      )`.execute(db.kysely);
+      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('old-1')]));
+      await installOutbox(db, service);
+      const broker = recorder();
+      const relay = new OutboxRelay(db, service, broker.publish);
+      assert.deepEqual({ ...(await relay.lag()), oldestAgeMs: 0 }, { pending: 1, oldestAgeMs: 0, parked: 0 });
+      assert.equal(await relay.flush(), 1);
+      assert.deepEqual(broker.ids(), ['old-1']);
+      assert.deepEqual(await listParkedOutbox(db, service), []);
     });
 
     it(`[${target.name}] relay channels are identifiers PostgreSQL keeps whole`, () => {
