@@ -304,8 +304,9 @@ interface Failed {
  * finds it taken leaves the batch to its holder. The batch reads the ready rows, publishes them one by
  * one in order (each awaited, so the broker sees them in that order), marks the published ones sent and
  * commits. A publish that fails ends the batch: what went out before it is marked, and it is the first
- * row of the next attempt. A relay that dies mid-batch marks nothing; the next batch publishes it all
- * again — at least once, never lost.
+ * row of the next attempt — until it has failed `parkAfterAttempts` times and may be parked (see Parking
+ * at the top). A relay that dies mid-batch marks nothing; the next batch publishes it all again — at
+ * least once, never lost.
  *
  * On PGlite the batch holds its only connection while publishing: `publish` must not wait for work that
  * needs the same database (a transport's publish returns once the broker has the message; it does not
