@@ -9,7 +9,7 @@ import {
   type ServiceHandle,
 } from '@chassis/core';
 import type { Kysely } from 'kysely';
-import { Gauge } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import { type AnyTables, Database, unavailableIfDisconnected } from './database.ts';
 import { type EventSchemas, EventStore, type EventStoreOptions } from './event-store.ts';
 import { claimInbox, installInbox, isInInbox } from './inbox.ts';
@@ -37,6 +37,11 @@ export interface DataExtensionOptions {
   database?: Database;
   /** How often a relay looks for events a lost notification did not announce. Default 1000 ms. */
   relayPollIntervalMs?: number;
+  /**
+   * Failed publishes of one event after which a relay may park it and go on (`OutboxRelayOptions`'s
+   * `parkAfterAttempts`). Default 10; `Infinity` never parks.
+   */
+  relayParkAfterAttempts?: number;
 }
 
 export class DataExtension implements NodeExtension {
@@ -74,6 +79,12 @@ export class DataExtension implements NodeExtension {
       }
       this.services.add(service.name);
     }
+    const parkedTotal = new Counter({
+      name: 'chassis_outbox_parked_total',
+      help: 'Events a service’s outbox relay parked: refused by the transport while later events went',
+      labelNames: ['service', 'event'] as const,
+      registers: [node.metrics.registry],
+    });
     for (const name of this.services) {
       const relay = new OutboxRelay(
         db,
@@ -84,8 +95,25 @@ export class DataExtension implements NodeExtension {
         },
         {
           pollIntervalMs: this.options.relayPollIntervalMs ?? 1000,
+          ...(this.options.relayParkAfterAttempts === undefined
+            ? {}
+            : { parkAfterAttempts: this.options.relayParkAfterAttempts }),
           onError: (error) =>
             node.log.warn({ err: error, service: name }, 'outbox relay could not publish; it will retry'),
+          onParked: (row) => {
+            parkedTotal.inc({ service: name, event: row.event });
+            node.log.warn(
+              {
+                service: name,
+                outboxId: row.id,
+                event: row.event,
+                messageId: row.messageId,
+                attempts: row.attempts,
+                lastError: row.lastError,
+              },
+              `outbox relay parked event ${row.event} (outbox row ${row.id}) after ${row.attempts} refused publishes: ${row.lastError}; later events go on, replay it with replayParkedOutbox once fixed`,
+            );
+          },
         },
       );
       await relay.start();
@@ -204,6 +232,16 @@ export class DataExtension implements NodeExtension {
       async collect() {
         this.reset();
         for (const [service, relay] of relays) this.set({ service }, (await relay.lag()).oldestAgeMs / 1000);
+      },
+    });
+    new Gauge({
+      name: 'chassis_outbox_parked',
+      help: 'Events parked in a service’s outbox, waiting for replayParkedOutbox (the OutboxEventsParked alert)',
+      labelNames: ['service'] as const,
+      registers: [node.metrics.registry],
+      async collect() {
+        this.reset();
+        for (const [service, relay] of relays) this.set({ service }, (await relay.lag()).parked);
       },
     });
   }

@@ -30,6 +30,7 @@ export { claimInbox, InboxNotInstalled, installInbox, isInInbox, pruneInbox } fr
 export { MigrationFailed, type MigrationReport, type MigrationsSpec, migrate } from './migrations.ts';
 export {
   installOutbox,
+  listParkedOutbox,
   type OutboxLag,
   type OutboxMessage,
   OutboxNotInstalled,
@@ -37,8 +38,10 @@ export {
   type OutboxRelayOptions,
   outboxChannel,
   outboxLag,
+  type ParkedOutboxRow,
   type Publish,
   pruneOutbox,
+  replayParkedOutbox,
   writeOutbox,
 } from './outbox.ts';
 export {

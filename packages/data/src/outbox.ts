@@ -2,7 +2,13 @@ import { createHash } from 'node:crypto';
 import { ChassisError, defineError, type WireMessage } from '@chassis/core';
 import type { Kysely } from 'kysely';
 import { type AnyTables, Database, quoteIdentifier, sql } from './database.ts';
-import { checkRetention, indexIfMissing, installInServiceSchema, isMissingRelation } from './service-schema.ts';
+import {
+  checkRetention,
+  columnIfMissing,
+  indexIfMissing,
+  installInServiceSchema,
+  isMissingRelation,
+} from './service-schema.ts';
 
 /**
  * The transactional outbox: events emitted inside a transaction are rows in the service's
@@ -34,6 +40,15 @@ import { checkRetention, indexIfMissing, installInServiceSchema, isMissingRelati
  * database: transaction ids are server-wide) holds back every relay until it ends. The outbox lag
  * metric shows it.
  *
+ * Parking. A row the transport refuses every time (too large for the stream, a subject it will never
+ * take) would otherwise block its service's relay forever, since the oldest row goes first. After
+ * `parkAfterAttempts` failed attempts the relay sets the row aside for one batch and goes on with the
+ * next; if the broker takes a later row and then refuses this one once more, the refusal is this row's
+ * and the row is parked: kept, marked `parked_at` with its last error, counted by `outboxLag().parked`,
+ * listed by `listParkedOutbox` and put back in line by `replayParkedOutbox`. A broker that is down
+ * refuses the later rows too, so an outage parks nothing. Events after a parked one are published
+ * before it: a consumer that needs their order must tolerate, or wait for, the replay.
+ *
  * Written by hand: this is the product (DESIGN.md, Data); no library does an outbox over both pg and PGlite.
  */
 
@@ -48,6 +63,8 @@ export interface OutboxMessage {
 }
 
 const TABLE = 'chassis_outbox';
+/** How much of a publish error a row keeps in `last_error`. */
+const LAST_ERROR_CHARS = 2000;
 /** Rows per insert statement: 3 parameters each, well under PostgreSQL's 65 535. */
 const INSERT_CHUNK = 1000;
 
@@ -93,6 +110,16 @@ export async function installOutbox(db: Database, service: string): Promise<void
       'chassis_outbox_sent',
       sql`create index if not exists chassis_outbox_sent on ${table} (sent_at) where sent_at is not null`,
     ),
+    // Parking (added later: brings tables installed before it up to date).
+    columnIfMissing(
+      service,
+      TABLE,
+      'parked_at',
+      sql`alter table ${table}
+        add column if not exists attempts integer not null default 0,
+        add column if not exists last_error text,
+        add column if not exists parked_at timestamptz`,
+    ),
   ]);
 }
 
@@ -135,24 +162,111 @@ export async function pruneOutbox(db: Database, service: string, olderThanMs: nu
 
 /** How far behind the relays of a service are: the outbox-lag metric. */
 export interface OutboxLag {
-  /** Committed rows not yet published. */
+  /** Committed rows not yet published, parked ones not included. */
   pending: number;
   /** How long the oldest of them has waited, by the database's clock; 0 when none waits. */
   oldestAgeMs: number;
+  /** Rows parked: refused by the transport too often, waiting for `replayParkedOutbox`. */
+  parked: number;
 }
 
 export async function outboxLag(db: Database | Kysely<AnyTables>, service: string): Promise<OutboxLag> {
   const kysely = db instanceof Database ? db.kysely : db;
-  const result = await sql<{ pending: number; oldest_age_ms: number | null }>`
-    select count(*)::int as pending,
-           (extract(epoch from clock_timestamp() - min(created_at)) * 1000)::float8 as oldest_age_ms
+  const result = await sql<{ pending: number; parked: number; oldest_age_ms: number | null }>`
+    select count(*) filter (where parked_at is null)::int as pending,
+           count(*) filter (where parked_at is not null)::int as parked,
+           (extract(epoch from clock_timestamp() - min(created_at) filter (where parked_at is null)) * 1000)::float8
+             as oldest_age_ms
     from ${sql.id(service, TABLE)} where sent_at is null`
     .execute(kysely)
     .catch((error: unknown) => {
       throw isMissingRelation(error) ? notInstalled(service, error) : error;
     });
   const row = result.rows[0];
-  return { pending: row?.pending ?? 0, oldestAgeMs: Math.max(0, row?.oldest_age_ms ?? 0) };
+  return {
+    pending: row?.pending ?? 0,
+    oldestAgeMs: Math.max(0, row?.oldest_age_ms ?? 0),
+    parked: row?.parked ?? 0,
+  };
+}
+
+/** A row the relay parked, as `listParkedOutbox` shows it and the relay's `onParked` is told. */
+export interface ParkedOutboxRow {
+  /** The row's id in the service's outbox: what `replayParkedOutbox` takes. */
+  id: number;
+  /** The event's full name, e.g. `orders.order_created`. */
+  event: string;
+  /** The message id (`id` header) consumers' inboxes know it by. */
+  messageId: string | undefined;
+  /** Failed publishes so far. */
+  attempts: number;
+  /** The transport's last refusal. */
+  lastError: string | null;
+  parkedAt: Date;
+  createdAt: Date;
+}
+
+interface ParkedRecord {
+  id: number | string;
+  event: string;
+  headers: Record<string, string>;
+  attempts: number;
+  last_error: string | null;
+  parked_at: Date | string;
+  created_at: Date | string;
+}
+
+function toParked(row: ParkedRecord): ParkedOutboxRow {
+  return {
+    id: Number(row.id),
+    event: row.event,
+    messageId: row.headers.id,
+    attempts: row.attempts,
+    lastError: row.last_error,
+    parkedAt: new Date(row.parked_at),
+    createdAt: new Date(row.created_at),
+  };
+}
+
+/** The service's parked rows, oldest first. */
+export async function listParkedOutbox(db: Database | Kysely<AnyTables>, service: string): Promise<ParkedOutboxRow[]> {
+  const kysely = db instanceof Database ? db.kysely : db;
+  const result = await sql<ParkedRecord>`
+    select id, event, headers, attempts, last_error, parked_at, created_at from ${sql.id(service, TABLE)}
+    where sent_at is null and parked_at is not null
+    order by xid, id`
+    .execute(kysely)
+    .catch((error: unknown) => {
+      throw isMissingRelation(error) ? notInstalled(service, error) : error;
+    });
+  return result.rows.map(toParked);
+}
+
+/**
+ * Puts parked rows back in line — `'all'`, or the ids `listParkedOutbox` gave — once whatever refused
+ * them is fixed; resolves to how many. They keep their place: the relays publish them next, before
+ * anything written after them that is still waiting, and park them again if they are refused as before.
+ */
+export async function replayParkedOutbox(
+  db: Database | Kysely<AnyTables>,
+  service: string,
+  ids: readonly number[] | 'all',
+): Promise<number> {
+  const kysely = db instanceof Database ? db.kysely : db;
+  if (ids !== 'all' && ids.length === 0) return 0;
+  const which = ids === 'all' ? sql`true` : sql`id = any(${ids.map(Number)})`;
+  const result = await sql<{ n: number }>`
+    with replayed as (
+      update ${sql.id(service, TABLE)} set parked_at = null, attempts = 0
+      where sent_at is null and parked_at is not null and ${which}
+      returning id
+    )
+    select count(*)::int as n, pg_notify(${outboxChannel(service)}, '') from replayed`
+    .execute(kysely)
+    .catch((error: unknown) => {
+      throw isMissingRelation(error) ? notInstalled(service, error) : error;
+    });
+  return result.rows[0]?.n ?? 0;
 }
 
 export type Publish = (event: string, message: WireMessage) => Promise<void>;
@@ -174,6 +288,14 @@ export interface OutboxRelayOptions {
   drainTimeoutMs?: number;
   /** Told about failures (publishing, the database); the relay tries again at its next poll. Default: stderr. */
   onError?: (error: unknown) => void;
+  /**
+   * Failed publishes of one row after which the relay tries the rows behind it, and parks the row if the
+   * transport takes a later one and refuses this one again (see Parking above). Default 10;
+   * `Infinity` never parks: a refused row then holds back every row behind it, in strict order.
+   */
+  parkAfterAttempts?: number;
+  /** Told about each row parked, after its batch committed. Default: a warning on stderr. */
+  onParked?: (row: ParkedOutboxRow) => void;
 }
 
 interface Row {
@@ -181,9 +303,17 @@ interface Row {
   event: string;
   headers: Record<string, string>;
   body: Uint8Array;
+  attempts: number;
 }
 
-type BatchOutcome = { published: number; failure?: unknown } | 'busy';
+/** `read`: rows the batch took up (a full batch means more may be ready); `failure`: one left unsent. */
+type BatchOutcome = { read: number; published: number; failure?: unknown } | 'busy';
+
+/** A row whose publish failed in this batch. */
+interface Failed {
+  row: Row;
+  error: unknown;
+}
 
 /**
  * Publishes a service's committed outbox rows, in order, and marks them sent.
@@ -193,8 +323,9 @@ type BatchOutcome = { published: number; failure?: unknown } | 'busy';
  * finds it taken leaves the batch to its holder. The batch reads the ready rows, publishes them one by
  * one in order (each awaited, so the broker sees them in that order), marks the published ones sent and
  * commits. A publish that fails ends the batch: what went out before it is marked, and it is the first
- * row of the next attempt. A relay that dies mid-batch marks nothing; the next batch publishes it all
- * again — at least once, never lost.
+ * row of the next attempt — until it has failed `parkAfterAttempts` times and may be parked (see Parking
+ * at the top). A relay that dies mid-batch marks nothing; the next batch publishes it all again — at
+ * least once, never lost.
  *
  * On PGlite the batch holds its only connection while publishing: `publish` must not wait for work that
  * needs the same database (a transport's publish returns once the broker has the message; it does not
@@ -206,6 +337,8 @@ export class OutboxRelay {
   private readonly listenForCommits: boolean;
   private readonly drainTimeoutMs: number;
   private readonly onError: (error: unknown) => void;
+  private readonly parkAfterAttempts: number;
+  private readonly onParked: (row: ParkedOutboxRow) => void;
 
   private state: 'idle' | 'running' | 'stopping' = 'idle';
   private timer: NodeJS.Timeout | undefined;
@@ -235,6 +368,22 @@ export class OutboxRelay {
     this.onError =
       options.onError ??
       ((error) => console.error(`[chassis] the outbox relay of "${service}" failed; it will retry:`, error));
+    this.parkAfterAttempts = options.parkAfterAttempts ?? 10;
+    if (
+      !(this.parkAfterAttempts >= 1) ||
+      !(Number.isInteger(this.parkAfterAttempts) || this.parkAfterAttempts === Infinity)
+    ) {
+      throw new ChassisError(
+        'CONFIG',
+        `The outbox relay's parkAfterAttempts must be a whole number ≥ 1 or Infinity, not ${this.parkAfterAttempts}`,
+      );
+    }
+    this.onParked =
+      options.onParked ??
+      ((row) =>
+        console.warn(
+          `[chassis] the outbox relay of "${service}" parked row ${row.id} (${row.event}, message ${row.messageId}) after ${row.attempts} attempts: ${row.lastError}`,
+        ));
   }
 
   /**
@@ -295,7 +444,7 @@ export class OutboxRelay {
       if (outcome === 'busy') return total;
       total += outcome.published;
       if (outcome.failure !== undefined) throw outcome.failure;
-      if (outcome.published < this.batchSize || Date.now() >= deadline) return total;
+      if (outcome.read < this.batchSize || Date.now() >= deadline) return total;
     }
   }
 
@@ -331,7 +480,7 @@ export class OutboxRelay {
         return;
       }
       // A full batch: more may be ready, and no notification will say so.
-      if (outcome.published === this.batchSize) this.wanted = true;
+      if (outcome.read === this.batchSize) this.wanted = true;
     }
   }
 
@@ -348,40 +497,104 @@ export class OutboxRelay {
     return run;
   }
 
-  private relayBatch(): Promise<BatchOutcome> {
-    const table = sql.id(this.service, TABLE);
-    // Read committed, whatever the server's default: each statement must see what committed before it,
-    // the rows marked by the relay that held the lock just before this one included.
-    return this.db.kysely
+  private async relayBatch(): Promise<BatchOutcome> {
+    const parked: ParkedOutboxRow[] = [];
+    const outcome = await this.db.kysely
       .transaction()
+      // Read committed, whatever the server's default: each statement must see what committed before it,
+      // the rows marked by the relay that held the lock just before this one included.
       .setIsolationLevel('read committed')
-      .execute(async (trx): Promise<BatchOutcome> => {
-        // A statement of its own: the select below must take its snapshot after the lock is ours.
-        const lock = await sql<{ ours: boolean }>`
-          select pg_try_advisory_xact_lock(hashtext('chassis:outbox'), hashtext(${this.service})) as ours`.execute(trx);
-        if (!lock.rows[0]?.ours) return 'busy';
-        const ready = await sql<Row>`
-          select id, event, headers, body from ${table}
-          where sent_at is null and xid < pg_snapshot_xmin(pg_current_snapshot())
-          order by xid, id
-          limit ${this.batchSize}`.execute(trx);
-        const sent: number[] = [];
-        let failure: unknown;
-        for (const row of ready.rows) {
-          try {
-            await this.publish(row.event, { headers: row.headers, body: asUint8Array(row.body) });
-          } catch (error) {
-            failure = error;
-            break;
-          }
-          sent.push(row.id);
-        }
-        if (sent.length > 0) {
-          await sql`update ${table} set sent_at = clock_timestamp() where id = any(${sent})`.execute(trx);
-        }
-        return { published: sent.length, failure };
-      });
+      .execute((trx) => this.publishReady(trx, parked));
+    // Told once the parking is committed: a rolled-back batch parked nothing.
+    for (const row of parked) this.onParked(row);
+    return outcome;
   }
+
+  /**
+   * The batch: publishes the ready rows in order and marks them. A failed row ends the batch unless it has
+   * failed `parkAfterAttempts` times: then it is set aside and the next row tried. Once the transport takes
+   * a later row, each row set aside is tried once more — published if it now goes, else parked, its refusal
+   * being its own. The writes come last, so the batch holds a transaction id only for a moment (an id held
+   * while publishing would hold back every relay on the server).
+   */
+  private async publishReady(trx: Kysely<AnyTables>, parked: ParkedOutboxRow[]): Promise<BatchOutcome> {
+    const table = sql.id(this.service, TABLE);
+    // A statement of its own: the select below must take its snapshot after the lock is ours.
+    const lock = await sql<{ ours: boolean }>`
+      select pg_try_advisory_xact_lock(hashtext('chassis:outbox'), hashtext(${this.service})) as ours`.execute(trx);
+    if (!lock.rows[0]?.ours) return 'busy';
+    const ready = await sql<Row>`
+      select id, event, headers, body, attempts from ${table}
+      where sent_at is null and parked_at is null and xid < pg_snapshot_xmin(pg_current_snapshot())
+      order by xid, id
+      limit ${this.batchSize}`.execute(trx);
+    const sent: number[] = [];
+    const failed: Failed[] = [];
+    const toPark: Failed[] = [];
+    /** Rows set aside, waiting for a later row to go. */
+    let aside: Failed[] = [];
+    let failure: Failed | undefined;
+    const attempt = async (row: Row): Promise<unknown> => {
+      try {
+        await this.publish(row.event, { headers: row.headers, body: asUint8Array(row.body) });
+        sent.push(row.id);
+        return undefined;
+      } catch (error) {
+        failed.push({ row, error });
+        // An error can be anything: keep it usable as the batch's failure.
+        return error ?? new Error('publish failed without an error');
+      }
+    };
+    for (const row of ready.rows) {
+      const error = await attempt(row);
+      if (error !== undefined) {
+        if (row.attempts + attemptsOf(failed, row.id) < this.parkAfterAttempts) {
+          failure = { row, error };
+          break;
+        }
+        aside.push({ row, error });
+        continue;
+      }
+      // The transport took this row: the rows set aside before it fail for reasons of their own, unless
+      // they go now.
+      for (const set of aside) {
+        const again = await attempt(set.row);
+        if (again !== undefined) toPark.push({ row: set.row, error: again });
+      }
+      aside = [];
+    }
+    // Set aside with nothing after them taken: a transport that is down. They wait, unparked.
+    failure ??= aside[0];
+
+    for (const row of new Set(failed.map((f) => f.row))) {
+      const mine = failed.filter((f) => f.row === row);
+      const lastError = errorText(mine[mine.length - 1]?.error);
+      const park = toPark.some((p) => p.row === row);
+      const result = await sql<ParkedRecord>`
+        update ${table}
+        set attempts = attempts + ${mine.length}, last_error = ${lastError},
+            parked_at = case when ${park} then clock_timestamp() else parked_at end
+        where id = ${row.id} and sent_at is null
+        returning id, event, headers, attempts, last_error, parked_at, created_at`.execute(trx);
+      const record = result.rows[0];
+      if (park && record) parked.push(toParked(record));
+    }
+    if (sent.length > 0) {
+      await sql`update ${table} set sent_at = clock_timestamp() where id = any(${sent})`.execute(trx);
+    }
+    return { read: ready.rows.length, published: sent.length, failure: failure?.error };
+  }
+}
+
+/** How many times `id` failed so far in this batch. */
+function attemptsOf(failed: readonly Failed[], id: number): number {
+  return failed.filter((f) => f.row.id === id).length;
+}
+
+/** A publish error as a row keeps it. */
+function errorText(error: unknown): string {
+  const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  return text.slice(0, LAST_ERROR_CHARS);
 }
 
 /** pg hands bytea back as a Buffer: give `publish` the plain Uint8Array it was written as (no copy). */

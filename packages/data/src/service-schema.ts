@@ -42,6 +42,29 @@ export async function indexMissing(trx: Kysely<AnyTables>, service: string, inde
   return found.rows[0]?.oid === null;
 }
 
+/**
+ * Runs an `alter table … add column` unless the table already has the column. `alter table` takes an
+ * ACCESS EXCLUSIVE lock before it looks at any `if not exists`, so run every time it would wait for each
+ * open transaction on the table, and every read and write after it would queue behind that wait.
+ */
+export function columnIfMissing(
+  service: string,
+  table: string,
+  column: string,
+  alter: RawBuilder<unknown>,
+): InstallStep {
+  return {
+    async execute(trx) {
+      const name = `${quoteIdentifier(service)}.${quoteIdentifier(table)}`;
+      const found = await sql<{ present: boolean }>`select exists (
+        select 1 from pg_attribute
+        where attrelid = to_regclass(${name}) and attname = ${column} and not attisdropped
+      ) as present`.execute(trx);
+      if (!found.rows[0]?.present) await alter.execute(trx);
+    },
+  };
+}
+
 /** SQLSTATEs meaning a table or its schema is not there: the install step was skipped. */
 export function isMissingRelation(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { ChassisError, type WireMessage } from '@chassis/core';
+import { ChassisError, createTransport, type Transport, type WireMessage } from '@chassis/core';
 import {
   claimInbox,
   Database,
@@ -12,18 +12,22 @@ import {
   installInbox,
   installOutbox,
   isInInbox,
+  listParkedOutbox,
   type OutboxMessage,
   OutboxNotInstalled,
   OutboxRelay,
   type OutboxRelayOptions,
   outboxChannel,
+  type ParkedOutboxRow,
   type Publish,
   pruneInbox,
   pruneOutbox,
+  replayParkedOutbox,
   sql,
   writeOutbox,
 } from '@chassis/data';
 import { type DatabaseTarget, rollbackIfOpen, waitUntil } from '@chassis/testing';
+import { natsServerMissing, smallStreamNats } from './small-stream-nats.ts';
 
 const root = fileURLToPath(new URL('../../../../', import.meta.url));
 const crashRelay = fileURLToPath(new URL('./crash-relay.ts', import.meta.url));
@@ -113,6 +117,13 @@ export function outboxSuite(target: DatabaseTarget): void {
       return rows.rows.map((row) => row.message_id);
     }
 
+    /** Failed publishes so far of each unsent row. */
+    async function attempts(db: Database, service: string): Promise<number[]> {
+      const rows = await sql<{ attempts: number }>`
+        select attempts from ${sql.id(service, 'chassis_outbox')} where sent_at is null order by id`.execute(db.kysely);
+      return rows.rows.map((row) => row.attempts);
+    }
+
     it(`[${target.name}] committed events are published once, in order, as written, soon after the commit`, async () => {
       const { db, service } = await fresh();
       const broker = recorder();
@@ -139,7 +150,7 @@ export function outboxSuite(target: DatabaseTarget): void {
       assert.equal(Object.getPrototypeOf(first?.message.body), Uint8Array.prototype, 'a plain Uint8Array');
       assert.deepEqual(first?.message.body, new Uint8Array(pooled));
       assert.deepEqual(second?.message.body, binary);
-      assert.deepEqual(await relay.lag(), { pending: 0, oldestAgeMs: 0 });
+      assert.deepEqual(await relay.lag(), { pending: 0, oldestAgeMs: 0, parked: 0 });
       await relay.stop();
       assert.deepEqual(errors.splice(0), []);
     });
@@ -351,11 +362,183 @@ export function outboxSuite(target: DatabaseTarget): void {
       await relay.stop();
     });
 
+    it(`[${target.name}] an event the broker refuses every time is parked, the relay goes on, and a replay publishes it once the broker takes it`, {
+      skip: natsServerMissing,
+    }, async () => {
+      // A real refusal: a nats-server of the test's own whose events stream takes messages up to 4 KiB.
+      const nats = await smallStreamNats(4096);
+      let transport: Transport | undefined;
+      let relay: OutboxRelay | undefined;
+      try {
+        transport = await createTransport(nats.url, { nodeId: `outbox-parking-${randomBytes(3).toString('hex')}` });
+        await transport.connect();
+        const broker = transport;
+        const { db, service } = await fresh();
+        const told: ParkedOutboxRow[] = [];
+        const active = await startRelay(db, service, (event, message) => broker.publish(event, message), {
+          pollIntervalMs: 100,
+          parkAfterAttempts: 3,
+          onParked: (row) => told.push(row),
+        });
+        relay = active;
+        // Under NATS's max_payload (so sent whole, not claim-checked) and over the stream's limit.
+        const big = orderCreated('k-big', Buffer.alloc(8192, 'x'));
+        await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('k-1'), big, orderCreated('k-2')]));
+        await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('k-3')]));
+
+        await waitUntil(
+          async () => {
+            const lag = await active.lag();
+            return lag.parked === 1 && lag.pending === 0;
+          },
+          { timeoutMs: 30_000, what: 'the refused event parked and the rest published' },
+        );
+        assert.deepEqual(await nats.ids(), ['k-1', 'k-2', 'k-3'], 'the events behind it went out, in order');
+        const parked = await listParkedOutbox(db, service);
+        assert.equal(parked.length, 1);
+        const [row] = parked;
+        assert.equal(row?.messageId, 'k-big');
+        assert.equal(row?.event, 'orders.order_created');
+        assert.ok((row?.attempts ?? 0) >= 3, `parked after ${row?.attempts} attempts, not before 3`);
+        assert.match(row?.lastError ?? '', /refused by JetStream.*(size|maximum)/i, 'the broker’s own refusal is kept');
+        assert.ok(row?.parkedAt instanceof Date);
+        assert.deepEqual(
+          told.map((r) => [r.id, r.messageId]),
+          [[row?.id, 'k-big']],
+          'the relay told about it once',
+        );
+        assert.ok(errors.length >= 1, 'the refusals were reported');
+        errors.splice(0);
+
+        // Parked, it holds nothing back.
+        await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('k-4')]));
+        await waitUntil(async () => (await nats.ids()).length === 4, { timeoutMs: 20_000, what: 'k-4' });
+        const [still] = await listParkedOutbox(db, service);
+        assert.equal(still?.attempts, row?.attempts, 'a parked row is not tried again until it is replayed');
+        assert.equal(told.length, 1, 'nor parked again');
+        assert.deepEqual(await active.lag(), { pending: 0, oldestAgeMs: 0, parked: 1 });
+
+        // The operator raises the limit and replays it: published once, after the events that overtook it.
+        await nats.raiseLimit(64 * 1024);
+        assert.equal(await replayParkedOutbox(db, service, []), 0);
+        assert.equal(await replayParkedOutbox(db, service, [row?.id ?? -1]), 1);
+        await waitUntil(async () => (await nats.ids()).length === 5, { timeoutMs: 20_000, what: 'the replayed event' });
+        assert.deepEqual(await nats.ids(), ['k-1', 'k-2', 'k-3', 'k-4', 'k-big']);
+        assert.deepEqual(await active.lag(), { pending: 0, oldestAgeMs: 0, parked: 0 });
+        assert.deepEqual(await listParkedOutbox(db, service), []);
+        assert.equal(await replayParkedOutbox(db, service, 'all'), 0, 'nothing is left to replay');
+      } finally {
+        await relay?.stop();
+        await transport?.close();
+        await nats.stop();
+      }
+      assert.deepEqual(errors.splice(0), []);
+    });
+
+    it(`[${target.name}] a transport that refuses everything (it is down) parks nothing, however often; it all goes in order once it is back`, async () => {
+      const { db, service } = await fresh();
+      const broker = recorder();
+      let down = true;
+      const publish: Publish = async (event, message) => {
+        if (down) throw new Error('connection refused');
+        await broker.publish(event, message);
+      };
+      const told: ParkedOutboxRow[] = [];
+      const relay = await startRelay(db, service, publish, {
+        pollIntervalMs: 30,
+        parkAfterAttempts: 2,
+        onParked: (row) => told.push(row),
+      });
+      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('d-1'), orderCreated('d-2')]));
+      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('d-3')]));
+      // Every row past its parkAfterAttempts: each would be parked if failing were enough.
+      await waitUntil(
+        async () => (await relay.lag()).parked > 0 || (await attempts(db, service)).every((n) => n >= 4),
+        { timeoutMs: 20_000, what: 'every row to fail several times' },
+      );
+      assert.equal((await relay.lag()).parked, 0, 'nothing parked while the transport takes nothing');
+      assert.deepEqual(told, []);
+      down = false;
+      await waitUntil(() => broker.got.length >= 3, { timeoutMs: 20_000, what: 'the publishes after the outage' });
+      assert.deepEqual(broker.ids(), ['d-1', 'd-2', 'd-3'], 'in order: the outage reordered nothing');
+      assert.deepEqual(await relay.lag(), { pending: 0, oldestAgeMs: 0, parked: 0 });
+      await relay.stop();
+      errors.splice(0);
+    });
+
+    it(`[${target.name}] a row that failed only while the transport was away is not parked: tried again after a later row went, it goes`, async () => {
+      const { db, service } = await fresh();
+      const broker = recorder();
+      let calls = 0;
+      // Away for the first two publishes — the head's last allowed attempts — and back for the next row.
+      const publish: Publish = async (event, message) => {
+        calls++;
+        if (calls <= 2) throw new Error('connection refused');
+        await broker.publish(event, message);
+      };
+      const told: ParkedOutboxRow[] = [];
+      const relay = await startRelay(db, service, publish, {
+        pollIntervalMs: 30,
+        parkAfterAttempts: 2,
+        onParked: (row) => told.push(row),
+      });
+      await db.transaction((trx) =>
+        writeOutbox(
+          trx,
+          service,
+          ['f-1', 'f-2', 'f-3'].map((id) => orderCreated(id)),
+        ),
+      );
+      await waitUntil(() => broker.got.length >= 3, { timeoutMs: 20_000, what: 'every event' });
+      assert.deepEqual(told, [], 'nothing parked');
+      assert.deepEqual(
+        broker.ids(),
+        ['f-2', 'f-1', 'f-3'],
+        'each once; the next row went first, to learn whether the transport was back',
+      );
+      assert.deepEqual(await relay.lag(), { pending: 0, oldestAgeMs: 0, parked: 0 });
+      await relay.stop();
+      errors.splice(0);
+    });
+
+    it(`[${target.name}] parkAfterAttempts: Infinity never parks: a refused row holds back the rows behind it, in strict order`, async () => {
+      const { db, service } = await fresh();
+      const broker = recorder();
+      let refuse = true;
+      const publish: Publish = async (event, message) => {
+        if (refuse && message.headers.id === 'i-2') throw new Error('too large');
+        await broker.publish(event, message);
+      };
+      const relay = await startRelay(db, service, publish, { pollIntervalMs: 30, parkAfterAttempts: Infinity });
+      await db.transaction((trx) =>
+        writeOutbox(
+          trx,
+          service,
+          ['i-1', 'i-2', 'i-3'].map((id) => orderCreated(id)),
+        ),
+      );
+      await waitUntil(async () => (await attempts(db, service)).some((n) => n >= 5), {
+        timeoutMs: 20_000,
+        what: 'the refused row to fail several times',
+      });
+      assert.deepEqual(broker.ids(), ['i-1'], 'nothing overtook it');
+      assert.equal((await relay.lag()).parked, 0);
+      refuse = false;
+      await waitUntil(() => broker.got.length >= 3, { timeoutMs: 20_000, what: 'the rest' });
+      assert.deepEqual(broker.ids(), ['i-1', 'i-2', 'i-3']);
+      await relay.stop();
+      errors.splice(0);
+      assert.throws(
+        () => new OutboxRelay(db, service, publish, { parkAfterAttempts: 0 }),
+        (error) => error instanceof ChassisError && error.code === 'CONFIG',
+      );
+    });
+
     it(`[${target.name}] lag() reports the rows waiting and the age of the oldest`, async () => {
       const { db, service } = await fresh();
       const broker = recorder();
       const relay = new OutboxRelay(db, service, broker.publish);
-      assert.deepEqual(await relay.lag(), { pending: 0, oldestAgeMs: 0 });
+      assert.deepEqual(await relay.lag(), { pending: 0, oldestAgeMs: 0, parked: 0 });
       await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('l-1'), orderCreated('l-2')]));
       await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('l-3')]));
       await sleep(120);
@@ -363,7 +546,7 @@ export function outboxSuite(target: DatabaseTarget): void {
       assert.equal(lag.pending, 3);
       assert.ok(lag.oldestAgeMs >= 100 && lag.oldestAgeMs < 10_000, `oldest waited ${lag.oldestAgeMs} ms`);
       assert.equal(await relay.flush(), 3);
-      assert.deepEqual(await relay.lag(), { pending: 0, oldestAgeMs: 0 });
+      assert.deepEqual(await relay.lag(), { pending: 0, oldestAgeMs: 0, parked: 0 });
     });
 
     it(`[${target.name}] stop() finishes the batch in progress and drains what is ready, then publishes nothing`, async () => {
@@ -485,6 +668,31 @@ export function outboxSuite(target: DatabaseTarget): void {
         tables.rows.map((row) => row.table_name),
         ['chassis_inbox', 'chassis_outbox'],
       );
+    });
+
+    it(`[${target.name}] an outbox installed before parking existed gets its columns, and its waiting rows go out`, async () => {
+      const url = await target.newDatabase();
+      const db = await openDb(url);
+      const service = `orders-${randomBytes(3).toString('hex')}`;
+      // The table as the previous version created it.
+      await sql`create schema ${sql.id(service)}`.execute(db.kysely);
+      await sql`create table ${sql.id(service, 'chassis_outbox')} (
+        id bigint generated always as identity primary key,
+        xid xid8 not null default pg_current_xact_id(),
+        event text not null,
+        headers json not null,
+        body bytea not null,
+        created_at timestamptz not null default clock_timestamp(),
+        sent_at timestamptz
+      )`.execute(db.kysely);
+      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('old-1')]));
+      await installOutbox(db, service);
+      const broker = recorder();
+      const relay = new OutboxRelay(db, service, broker.publish);
+      assert.deepEqual({ ...(await relay.lag()), oldestAgeMs: 0 }, { pending: 1, oldestAgeMs: 0, parked: 0 });
+      assert.equal(await relay.flush(), 1);
+      assert.deepEqual(broker.ids(), ['old-1']);
+      assert.deepEqual(await listParkedOutbox(db, service), []);
     });
 
     it(`[${target.name}] relay channels are identifiers PostgreSQL keeps whole`, () => {
