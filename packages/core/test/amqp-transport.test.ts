@@ -202,7 +202,7 @@ describe('RabbitMQ transport', { skip: await skipUnlessUp('rabbitmq') }, () => {
     const admin = await amqpConnect(url);
     const channel = await admin.createChannel();
     channel.publish('chassis.rpc', `${service}.garbage`, Buffer.from([0xff, 0x00, 0xfe]));
-    await waitUntil(() => got.length === 1, { timeoutMs: 3000, what: 'the foreign message' });
+    await waitUntil(() => got.length === 1, { timeoutMs: 20_000, what: 'the foreign message' });
     await admin.close();
     assert.deepEqual(got[0]!.headers, {});
     assert.deepEqual([...got[0]!.body], [0xff, 0x00, 0xfe]);
@@ -225,7 +225,7 @@ describe('RabbitMQ transport', { skip: await skipUnlessUp('rabbitmq') }, () => {
     const ca = await a.subscribe(sub, onA.handler, { prefetch: 2 });
     const cb = await b.subscribe(sub, onB.handler, { prefetch: 2 });
     await Promise.all(Array.from({ length: 20 }, (_, i) => b.publish(sub.event, msg(String(i)))));
-    await waitUntil(() => onA.seen.length + onB.seen.length >= 20, { timeoutMs: 5000, what: '20 events' });
+    await waitUntil(() => onA.seen.length + onB.seen.length >= 20, { timeoutMs: 20_000, what: '20 events' });
     await sleep(200);
     const bodies = [...onA.seen, ...onB.seen].map((s) => Number(s.body)).sort((x, y) => x - y);
     assert.deepEqual(
@@ -246,7 +246,10 @@ describe('RabbitMQ transport', { skip: await skipUnlessUp('rabbitmq') }, () => {
     const c1 = await a.subscribe(one, first.handler, { prefetch: 10 });
     const c2 = await b.subscribe(two, second.handler, { prefetch: 10 });
     for (let i = 0; i < 5; i++) await a.publish(one.event, msg(String(i)));
-    await waitUntil(() => first.seen.length >= 5 && second.seen.length >= 5, { timeoutMs: 5000, what: 'both copies' });
+    await waitUntil(() => first.seen.length >= 5 && second.seen.length >= 5, {
+      timeoutMs: 20_000,
+      what: 'both copies',
+    });
     await sleep(100);
     assert.deepEqual(
       first.seen.map((s) => s.body),
@@ -334,7 +337,7 @@ describe('RabbitMQ transport', { skip: await skipUnlessUp('rabbitmq') }, () => {
       { prefetch: 1 },
     );
     await b.publish(sub.event, msg(big));
-    await waitUntil(() => received.length === 1, { timeoutMs: 5000, what: 'the big event' });
+    await waitUntil(() => received.length === 1, { timeoutMs: 20_000, what: 'the big event' });
     assert.equal(Buffer.compare(Buffer.from(received[0]!), big), 0);
     await Promise.all([consumer.stop(), events.stop()]);
   });
@@ -359,7 +362,7 @@ describe('RabbitMQ transport', { skip: await skipUnlessUp('rabbitmq') }, () => {
     const l2 = await b.listen(topic, (m) => heard.push(`b:${text(m)}`));
     const other = await b.listen(name('other'), (m) => heard.push(`other:${text(m)}`));
     await a.broadcast(topic, msg('1'));
-    await waitUntil(() => heard.length >= 2, { timeoutMs: 3000, what: 'two listeners' });
+    await waitUntil(() => heard.length >= 2, { timeoutMs: 20_000, what: 'two listeners' });
     await sleep(100);
     assert.deepEqual(heard.sort(), ['a:1', 'b:1']);
     await Promise.all([l1.stop(), l2.stop(), other.stop()]);
@@ -377,7 +380,7 @@ describe('RabbitMQ transport', { skip: await skipUnlessUp('rabbitmq') }, () => {
     });
     const ca = await a.subscribe(sub, first.handler, { prefetch: 3 });
     for (let i = 0; i < 12; i++) await b.publish(sub.event, msg(String(i)));
-    await waitUntil(() => first.seen.length === 3, { timeoutMs: 3000, what: 'three deliveries in flight' });
+    await waitUntil(() => first.seen.length === 3, { timeoutMs: 20_000, what: 'three deliveries in flight' });
     let stopped = false;
     const stopping = ca.stop().then(() => {
       stopped = true;
@@ -390,7 +393,7 @@ describe('RabbitMQ transport', { skip: await skipUnlessUp('rabbitmq') }, () => {
 
     const second = recorder();
     const cb = await b.subscribe(sub, second.handler, { prefetch: 10 });
-    await waitUntil(() => second.seen.length >= 9, { timeoutMs: 5000, what: 'the rest on the other instance' });
+    await waitUntil(() => second.seen.length >= 9, { timeoutMs: 20_000, what: 'the rest on the other instance' });
     await sleep(200);
     const all = [...first.seen, ...second.seen].map((s) => Number(s.body)).sort((x, y) => x - y);
     assert.deepEqual(
@@ -415,7 +418,7 @@ describe('RabbitMQ transport', { skip: await skipUnlessUp('rabbitmq') }, () => {
 
     const second = recorder();
     const cb = await b.subscribe(sub, second.handler, { prefetch: 40 });
-    await waitUntil(() => first.seen.length + second.seen.length >= 40, { timeoutMs: 5000, what: 'all 40 events' });
+    await waitUntil(() => first.seen.length + second.seen.length >= 40, { timeoutMs: 20_000, what: 'all 40 events' });
     await sleep(200);
     const all = [...first.seen, ...second.seen].map((s) => Number(s.body.split(' ')[0])).sort((x, y) => x - y);
     assert.deepEqual(
@@ -572,7 +575,7 @@ async function waitForLetters(transport: Transport, queue: string, count: number
       letters = await transport.readDeadLetters(queue);
       return letters.length >= count;
     },
-    { timeoutMs: 5000, what: `${count} dead letters on ${queue}` },
+    { timeoutMs: 20_000, what: `${count} dead letters on ${queue}` },
   );
   return letters;
 }
