@@ -185,7 +185,7 @@ export function resilienceSuite(target: TransportTarget): void {
         }),
       ]);
       const caller = await startNode([], {
-        policies: { call: { retry: false, breaker: { kind: 'consecutive', failures: 5, openMs: 400 } } },
+        policies: { call: { retry: false, breaker: { kind: 'consecutive', failures: 5, openMs: 2000 } } },
       });
       for (let i = 0; i < 5; i++) {
         await assert.rejects(caller.call(md.getPrice, { symbol: 'BHP' }), { code: 'UNAVAILABLE' });
@@ -196,9 +196,10 @@ export function resilienceSuite(target: TransportTarget): void {
       assert.ok(open instanceof ChassisError);
       assert.equal(open.code, 'CIRCUIT_OPEN');
       assert.ok(Date.now() - started < 5000, 'fails fast'); // calls === 5 below is the proof; this only bounds it
-      assert.ok((open.data as { retryAfterMs: number }).retryAfterMs <= 400);
+      assert.ok((open.data as { retryAfterMs: number }).retryAfterMs <= 2000);
       assert.equal(calls, 5, 'the open breaker kept the call from the handler');
-      await sleep(450);
+      // openMs of 2 s: the sixth call still meets the open breaker after a stall of a loaded machine.
+      await sleep(2050);
       healthy = true;
       const probes = await Promise.allSettled([1, 2, 3].map(() => caller.call(md.getPrice, { symbol: 'BHP' })));
       assert.equal(calls, 6, 'exactly one probe went through');
