@@ -28,12 +28,12 @@ describe('response cache shared through Redis', { skip: await skipUnlessUp('redi
       input: z.object({ symbol: z.string() }),
       output: z.object({ price: z.string() }),
       idempotent: true,
-      policies: { cache: { ttlMs: 400 } },
+      policies: { cache: { ttlMs: 1500 } },
     });
     const placeOrder = action(`market-data-${suffix}.placeOrder`, {
       input: z.object({ symbol: z.string() }),
       output: z.object({ price: z.string() }),
-      policies: { cache: { ttlMs: 400 } },
+      policies: { cache: { ttlMs: 1500 } },
     });
     let calls = 0;
     const broker = new MemoryBroker();
@@ -59,7 +59,7 @@ describe('response cache shared through Redis', { skip: await skipUnlessUp('redi
     assert.equal((await holdingsA.call(getPrice, { symbol: 'BHP' })).price, '91.00');
     assert.equal((await holdingsB.call(getPrice, { symbol: 'BHP' })).price, '91.00', 'B reads what A cached');
     assert.equal(calls, 1);
-    await new Promise((r) => setTimeout(r, 450));
+    await new Promise((r) => setTimeout(r, 1550)); // a TTL of 1.5 s: B's read lands within it under load
     assert.equal((await holdingsB.call(getPrice, { symbol: 'BHP' })).price, '92.00', 'expired after the TTL');
     await holdingsA.call(placeOrder, { symbol: 'BHP' });
     await holdingsA.call(placeOrder, { symbol: 'BHP' });

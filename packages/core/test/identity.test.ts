@@ -16,7 +16,7 @@ import {
   requireRole,
   signToken,
 } from '@chassis/core';
-import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { decodeJwt, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { z } from 'zod';
 
 const SECRET = 'a-development-secret-of-32-chars!';
@@ -64,10 +64,12 @@ describe('identity: JWT verification', () => {
 
   it('a verified token is believed until it expires, not after', async () => {
     const verify = jwtVerifier({ secret: SECRET, clockToleranceSeconds: 0 });
-    const token = await signToken(SECRET, { sub: 'alice' }, { expiresInSeconds: 1 });
+    // Expiry counts in whole seconds from the signing second: 2 s leaves at least one for the two
+    // verifications on a loaded machine (1 s could have been 1 ms), and the wait runs to the token's exp.
+    const token = await signToken(SECRET, { sub: 'alice' }, { expiresInSeconds: 2 });
     assert.equal((await verify(token)).subject, 'alice');
     assert.equal((await verify(token)).subject, 'alice', 'again, from what the first verification found');
-    await sleep(1100);
+    await sleep(decodeJwt(token).exp! * 1000 - Date.now() + 100);
     await assert.rejects(verify(token), unauthenticated(/expired/));
   });
 

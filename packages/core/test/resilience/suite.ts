@@ -56,11 +56,22 @@ export function resilienceSuite(target: TransportTarget): void {
           ],
         }),
       ]);
-      // The delays the policy chose are read from the caller's debug log, so the backoff is checked
-      // exactly and the wall clock only has to show each wait was at least its delay.
-      const lines: string[] = [];
+      // The waits the policy chose, from the node's own log line for each retry: the time between two
+      // attempts also holds the transport's latency, which on a loaded machine swamped the waits
+      // (measured at the handler, mean waits of 130 then 120 ms where the policy chose about 50 then 100).
+      const chosen: { attempt: number; delayMs: number }[] = [];
+      const logger = createLogger({
+        nodeId: 'holdings',
+        level: 'debug',
+        destination: {
+          write(line: string) {
+            const entry = JSON.parse(line) as { msg?: string; attempt?: number; delayMs?: number };
+            if (entry.msg?.startsWith('retrying ')) chosen.push({ attempt: entry.attempt!, delayMs: entry.delayMs! });
+          },
+        },
+      });
       const holdings = await startNode([], {
-        logger: createLogger({ nodeId: 'holdings', level: 'debug', destination: { write: (l) => lines.push(l) } }),
+        logger,
         policies: {
           call: { retry: { maxAttempts: 3, initialDelayMs: 100, maxDelayMs: 1000 }, breaker: false },
           // 40 calls needing 80 retries would exhaust the default budget (the next test shows it working).
@@ -69,40 +80,44 @@ export function resilienceSuite(target: TransportTarget): void {
       });
       const symbols = Array.from({ length: 40 }, (_, i) => `S${i}`);
       await Promise.all(symbols.map((symbol) => holdings.call(md.getPrice, { symbol })));
-      const first: number[] = [];
-      const second: number[] = [];
+      const gaps = { first: [] as number[], second: [] as number[] };
       for (const symbol of symbols) {
         const [t1, t2, t3] = seen.get(symbol)!;
         assert.equal(seen.get(symbol)!.length, 3, `${symbol} was tried three times`);
-        first.push(t2! - t1!);
-        second.push(t3! - t2!);
+        gaps.first.push(t2! - t1!);
+        gaps.second.push(t3! - t2!);
       }
-      const retries = lines
-        .map((line) => JSON.parse(line) as { msg?: string; attempt?: number; delayMs?: number; code?: string })
-        .filter((entry) => entry.msg?.startsWith('retrying'));
-      const delays = (attempt: number) => retries.filter((r) => r.attempt === attempt).map((r) => r.delayMs!);
-      assert.equal(retries.length, 80, 'two retries per call');
-      assert.ok(retries.every((r) => r.code === 'UNAVAILABLE'));
-      // Full jitter under a ceiling that doubles: anywhere in [0, 100] ms, then in [0, 200] ms.
+      const delays = (attempt: number) => chosen.filter((c) => c.attempt === attempt).map((c) => c.delayMs);
+      const [first, second] = [delays(1), delays(2)];
+      assert.deepEqual([first.length, second.length], [40, 40], 'one wait chosen per retry');
+      const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+      // Full jitter: waits fall anywhere below a ceiling that doubles (100 ms, then 200 ms), so the mean
+      // wait doubles too (about 50 then 100 ms).
       assert.ok(
-        delays(1).every((d) => d >= 0 && d <= 100),
-        `first delays ${delays(1)}`,
+        first.every((d) => d >= 0 && d <= 100),
+        `first waits within [0, 100]: ${first}`,
       );
       assert.ok(
-        delays(2).every((d) => d >= 0 && d <= 200),
-        `second delays ${delays(2)}`,
+        second.every((d) => d >= 0 && d <= 200),
+        `second waits within [0, 200]: ${second}`,
       );
-      assert.ok(new Set(delays(1)).size > 5, 'delays are jittered, not all equal');
-      // Forty draws all under the first ceiling would have odds of 2^-40.
-      assert.ok(Math.max(...delays(2)) > 100, 'the second ceiling is higher than the first');
-      // Each wait lasted at least its delay (order statistics keep that without pairing them up).
-      const atLeast = (waits: number[], chosen: number[]) => {
-        const w = [...waits].sort((a, b) => a - b);
-        const c = [...chosen].sort((a, b) => a - b);
-        return c.every((d, i) => w[i]! >= d - 2);
-      };
-      assert.ok(atLeast(first, delays(1)), `waits ${first} were at least the delays ${delays(1)}`);
-      assert.ok(atLeast(second, delays(2)), `waits ${second} were at least the delays ${delays(2)}`);
+      assert.ok(mean(second) > mean(first), `mean waits ${mean(first)} then ${mean(second)} ms should grow`);
+      // Of 40 waits below 200 ms, none above 100 would be a chance of 2⁻⁴⁰: the ceiling did double.
+      assert.ok(Math.max(...second) > 100, `a second wait above the first ceiling: ${second}`);
+      assert.ok(new Set(first).size > 5, 'waits are jittered, not all equal');
+      // And each was waited: sorted, the gaps between attempts are at least the sorted waits (there is a
+      // pairing of gaps to waits with each gap the longer one). Load only makes gaps longer.
+      const ascending = (values: number[]) => [...values].sort((a, b) => a - b);
+      for (const [gap, delay] of [
+        [gaps.first, first],
+        [gaps.second, second],
+      ] as const) {
+        const [g, d] = [ascending(gap), ascending(delay)];
+        assert.ok(
+          g.every((x, i) => x >= d[i]! - 2),
+          `gaps ${g.map(Math.round)} cover the waits ${d}`,
+        );
+      }
     });
 
     it(`[${target.name}] a non-idempotent action is not retried`, async () => {
@@ -180,7 +195,7 @@ export function resilienceSuite(target: TransportTarget): void {
         }),
       ]);
       // An open period long enough that a stalled test process does not see it end early.
-      const openMs = 1500;
+      const openMs = 2000;
       const caller = await startNode([], {
         policies: { call: { retry: false, breaker: { kind: 'consecutive', failures: 5, openMs } } },
       });
@@ -249,20 +264,18 @@ export function resilienceSuite(target: TransportTarget): void {
     });
 
     it(`[${target.name}] bulkhead: the call beyond the limit waits, the one beyond the queue is refused at once`, async () => {
+      // Handlers held until the test lets them go: the order of events shows the bulkhead, where
+      // millisecond bounds would depend on the machine's load.
       const md = marketData();
-      // What happened, in order: the bounds are on the order of events, not on the wall clock.
-      const log: string[] = [];
-      let release!: () => void;
-      const released = new Promise<void>((resolve) => {
-        release = resolve;
-      });
+      const entered: string[] = [];
+      const release: Record<string, () => void> = {};
       await startNode([
         defineService({
           name: md.name,
           actions: [
             handle(md.getPrice, async ({ symbol }) => {
-              log.push(`start ${symbol}`);
-              await released;
+              entered.push(symbol);
+              await new Promise<void>((resolve) => (release[symbol] = resolve));
               return { symbol, price: '1.17' };
             }),
           ],
@@ -271,29 +284,28 @@ export function resilienceSuite(target: TransportTarget): void {
       const caller = await startNode([], {
         policies: { call: { retry: false, bulkhead: { maxConcurrent: 2, maxQueued: 1 } } },
       });
+      const finished: string[] = [];
       const calls = [0, 1, 2].map((i) =>
-        caller.call(md.getPrice, { symbol: `S${i}` }).then(() => log.push(`done S${i}`)),
+        caller.call(md.getPrice, { symbol: `S${i}` }).then(() => finished.push(`S${i}`)),
       );
-      const refused = await caller.call(md.getPrice, { symbol: 'S3' }).catch((e: ChassisError) => e);
-      assert.ok(refused instanceof ChassisError);
+      // (A queued S3 would wait for ever on its held handler: the race ends that wait with a failure.)
+      const refused = await Promise.race([
+        caller.call(md.getPrice, { symbol: 'S3' }).catch((e: unknown) => e),
+        sleep(10_000, 'S3 was not refused'),
+      ]);
+      assert.ok(refused instanceof ChassisError, String(refused));
       assert.equal(refused.code, 'BULKHEAD_FULL');
-      assert.deepEqual(refused.data, { target: md.getPrice.name, maxConcurrent: 2, maxQueued: 1 });
-      log.push('refused S3');
-      await waitUntil(() => log.length === 3, { what: 'the first two calls to reach the handler' });
-      // Give a third call time it would need to slip past the limit, then check it did not.
-      await sleep(200);
-      assert.deepEqual(log, ['refused S3', 'start S0', 'start S1']);
-      assert.deepEqual(caller.policies.bulkheadUse(), [
-        { target: md.getPrice.name, inFlight: 2, queued: 1, maxConcurrent: 2 },
-      ]);
-      release();
+      assert.deepEqual(finished, [], 'refused at once, while the others are still held');
+      await waitUntil(() => entered.length >= 2, { what: 'the first two calls in their handlers' });
+      await sleep(100);
+      assert.deepEqual(entered.sort(), ['S0', 'S1'], 'the third waits for a slot');
+      release.S0!();
+      await waitUntil(() => entered.length >= 3, { what: 'the queued call to take the freed slot' });
+      assert.equal(entered[2], 'S2');
+      release.S1!();
+      release.S2!();
       await Promise.all(calls);
-      // The queued call started only once a slot was free, that is after the first two were answered.
-      assert.ok(log.indexOf('start S2') > log.indexOf('start S1'), `S2 waited for a slot: ${log}`);
-      assert.deepEqual(log.slice(0, 3), ['refused S3', 'start S0', 'start S1']);
-      assert.deepEqual(caller.policies.bulkheadUse(), [
-        { target: md.getPrice.name, inFlight: 0, queued: 0, maxConcurrent: 2 },
-      ]);
+      assert.equal(finished[0], 'S0');
     });
 
     it(`[${target.name}] handler bulkhead and rate limit protect the callee`, async () => {
@@ -318,7 +330,7 @@ export function resilienceSuite(target: TransportTarget): void {
       assert.ok((limited.data as { retryAfterMs: number }).retryAfterMs > 0);
     });
 
-    it(`[${target.name}] deadlines: A → B → C with 300 ms and C sleeping 500 ms times out at about 300 ms, and C is aborted`, async () => {
+    it(`[${target.name}] deadlines: A → B → C with 300 ms and C sleeping 30 s times out at about 300 ms, and C is aborted`, async () => {
       const a = action(`a-${cluster.suffix}.start`, { input: z.object({}), output: z.object({}) });
       const b = action(`b-${cluster.suffix}.relay`, { input: z.object({}), output: z.object({}) });
       const c = action(`c-${cluster.suffix}.work`, { input: z.object({}), output: z.object({}) });
@@ -332,7 +344,7 @@ export function resilienceSuite(target: TransportTarget): void {
           name: c.service,
           actions: [
             handle(c, async (_i, ctx) => {
-              await sleep(500, undefined, { signal: ctx.signal }).catch(() => {
+              await sleep(30_000, undefined, { signal: ctx.signal }).catch(() => {
                 aborted = true;
               });
               return {};
@@ -344,10 +356,9 @@ export function resilienceSuite(target: TransportTarget): void {
       const started = Date.now();
       await assert.rejects(caller.call(a, {}, { timeoutMs: 300 }), { code: 'TIMEOUT' });
       const elapsed = Date.now() - started;
-      // Not before its deadline, and a generous upper bound for a loaded machine: that the deadline
-      // travelled down the chain is shown by C's abort below, not by the clock.
-      assert.ok(elapsed >= 280 && elapsed < 1500, `A timed out after ${elapsed} ms`);
-      await waitUntil(() => aborted, { timeoutMs: 1000, what: "C's abort signal" });
+      // Far from C's 30 s; the slack is for a loaded machine. C's abort shows the deadline travelled.
+      assert.ok(elapsed >= 280 && elapsed < 10_000, `A timed out after ${elapsed} ms`);
+      await waitUntil(() => aborted, { timeoutMs: 10_000, what: "C's abort signal" });
     });
 
     it(`[${target.name}] fallback and cache: a degraded answer when the target is down; a cached one while fresh`, async () => {
@@ -365,11 +376,12 @@ export function resilienceSuite(target: TransportTarget): void {
         }),
       ]);
       const holdings = await startNode([]);
-      const cached = { cache: { ttlMs: 300 } } as const;
+      // Long enough that the second call lands within it on a loaded machine.
+      const cached = { cache: { ttlMs: 1500 } } as const;
       assert.equal((await holdings.call(md.getPrice, { symbol: 'BHP' }, cached)).price, '91.00');
       assert.equal((await holdings.call(md.getPrice, { symbol: 'BHP' }, cached)).price, '91.00');
       assert.equal(calls, 1, 'the second answer came from the cache');
-      await sleep(350);
+      await sleep(1550);
       assert.equal((await holdings.call(md.getPrice, { symbol: 'BHP' }, cached)).price, '92.00');
       const nobody = action(`nobody-${cluster.suffix}.getPrice`, {
         input: md.getPrice.input,

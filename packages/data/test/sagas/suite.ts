@@ -555,7 +555,7 @@ export function sagaSuite(target: DatabaseTarget): void {
       // Another node took it over (as if this one had stalled past its lease).
       await sql`update ${sql.id(service, 'chassis_sagas')} set owner = 'intruder', lease_until = now() + interval '1 hour'
         where id = ${id}`.execute(db.kysely);
-      await waitUntil(() => signal!.aborted, { what: 'the renewal to notice', timeoutMs: 2_000 });
+      await waitUntil(() => signal!.aborted, { what: 'the renewal to notice', timeoutMs: 20_000 });
       assert.equal((signal!.reason as ChassisError).code, 'CONFLICT');
       slow.open();
       await sleep(100);
