@@ -186,13 +186,65 @@ describe('circuit breaker', () => {
           }),
       );
       assert.equal(b.breaker.state, 'half-open');
-      assert.equal(await codeOf(b.succeed()), 'CIRCUIT_OPEN');
+      const waiting = await b.succeed().catch((e: unknown) => e);
+      assert.ok(waiting instanceof ChassisError);
+      assert.equal(waiting.code, 'CIRCUIT_OPEN');
+      // The open period is counted from when the breaker opened, not restarted by the probe.
+      assert.equal((waiting.data as { retryAfterMs: number }).retryAfterMs, 0);
       assert.equal(await codeOf(b.succeed()), 'CIRCUIT_OPEN');
       assert.equal(b.runs(), 1, 'no call but the probe reached the target');
       release();
       assert.equal(await probe, 'probe');
       assert.equal(b.breaker.state, 'closed');
       assert.equal(await b.succeed(), 'ok');
+    });
+
+    it('while closed, calls run side by side', async () => {
+      const b = makeBreaker(consecutive(1));
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      let running = 0;
+      const slow = () =>
+        b.breaker.execute(async () => {
+          running++;
+          await released;
+          return 'ok';
+        });
+      const calls = [slow(), slow(), slow()];
+      await Promise.resolve();
+      assert.equal(running, 3);
+      release();
+      assert.deepEqual(await Promise.all(calls), ['ok', 'ok', 'ok']);
+    });
+
+    it('a call begun before the breaker opened, ending during the probe, does not let others past the probe', async () => {
+      const b = makeBreaker(consecutive(1, 100));
+      let finishEarly!: () => void;
+      const early = b.breaker.execute(
+        () =>
+          new Promise<string>((resolve) => {
+            finishEarly = () => resolve('early');
+          }),
+      );
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'open');
+      mock.timers.tick(100);
+      let finishProbe!: () => void;
+      const probe = b.breaker.execute(
+        () =>
+          new Promise<string>((resolve) => {
+            finishProbe = () => resolve('probe');
+          }),
+      );
+      finishEarly();
+      assert.equal(await early, 'early');
+      assert.equal(await codeOf(b.succeed()), 'CIRCUIT_OPEN', 'still only the probe may go through');
+      assert.equal(b.runs(), 1);
+      finishProbe();
+      assert.equal(await probe, 'probe');
+      assert.equal(b.breaker.state, 'closed');
     });
 
     it('a failing probe opens it again for a fresh open period', async () => {
