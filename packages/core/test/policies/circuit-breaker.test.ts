@@ -337,12 +337,43 @@ describe('circuit breaker', () => {
       assert.equal(b.runs(), 20);
     });
 
-    // Known defect: cockatiel's SamplingBreaker moves on one bucket per call, not per elapsed bucket, so
-    // after a quiet spell failures older than the window still count until enough calls have rotated
-    // them out.
-    it('failures older than the window no longer count', {
-      todo: 'cockatiel 4 SamplingBreaker rotates one bucket per call',
-    }, async () => {
+    it('the window slides bucket by bucket', async () => {
+      const b = makeBreaker(ratio(4));
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      mock.timers.tick(5000);
+      await b.succeed();
+      await b.succeed();
+      assert.equal(b.breaker.state, 'closed');
+      // The two failures at 0 s leave the window at 10 s; the two successes at 5 s are still in it.
+      mock.timers.tick(5000);
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'closed', '2 failures of 4 in the window');
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'open', '3 of 5');
+    });
+
+    it('a successful probe starts the count afresh', async () => {
+      const b = makeBreaker(ratio(4));
+      for (let i = 0; i < 4; i++) await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'open');
+      mock.timers.tick(1000);
+      await b.succeed();
+      assert.equal(b.breaker.state, 'closed');
+      for (let i = 0; i < 2; i++) await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'closed', 'the four failures before the probe no longer count');
+    });
+
+    it('a failing probe opens it again', async () => {
+      const b = makeBreaker(ratio(4));
+      for (let i = 0; i < 4; i++) await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      mock.timers.tick(1000);
+      await b.fail(chassisError('TIMEOUT', 'still slow')).catch(() => undefined);
+      assert.deepEqual(b.states, ['open', 'half-open', 'open']);
+    });
+
+    it('failures older than the window no longer count', async () => {
       const b = makeBreaker(ratio(4));
       for (let i = 0; i < 3; i++) await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
       mock.timers.tick(11_000);
