@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it, mock } from 'node:test';
 import { ChassisError, chassisError } from '../../src/errors.ts';
 import {
   type CacheStore,
@@ -129,6 +129,27 @@ describe('policy engine', () => {
       assert.deepEqual(seen, ['retried md.getPrice 1 UNAVAILABLE', 'budget md.getPrice', 'budget md.getPrice']);
       const other = callOf(engine, [down, 'ok'], { target: 'md.getHistory', policies: { retry: quickRetry } });
       assert.equal(await other.run(), 'ok', 'another target has a budget of its own');
+    });
+
+    it("a target's spent retry budget comes back once its window has passed", async () => {
+      mock.timers.enable({ apis: ['Date'], now: 3_000_000 });
+      try {
+        const { seen, hooks } = recorder();
+        const engine = new PolicyEngine({ retryBudget: { minRetries: 1, ratio: 0, windowMs: 1000 } }, hooks);
+        const call = callOf(engine, [chassisError('UNAVAILABLE', 'down')], { policies: { retry: quickRetry } });
+        await assert.rejects(call.run(), { code: 'UNAVAILABLE' });
+        await assert.rejects(call.run(), { code: 'UNAVAILABLE' });
+        assert.deepEqual(call.attempts, [1, 2, 1]);
+        mock.timers.tick(999);
+        await assert.rejects(call.run(), { code: 'UNAVAILABLE' });
+        assert.deepEqual(call.attempts, [1, 2, 1, 1], 'still spent inside the window');
+        mock.timers.tick(1);
+        await assert.rejects(call.run(), { code: 'UNAVAILABLE' });
+        assert.deepEqual(call.attempts, [1, 2, 1, 1, 1, 2], 'a retry again once the window has passed');
+        assert.equal(seen.filter((s) => s.startsWith('retried')).length, 2);
+      } finally {
+        mock.timers.reset();
+      }
     });
 
     it('a bulkhead without a breaker still runs the attempt inside it', async () => {
