@@ -44,29 +44,15 @@ const BUCKETS = 10;
  * pushed them out, so a handful of failures could reopen a circuit on the strength of ones long past.
  */
 class RatioBreaker implements IBreaker {
-  private failures = new Array<number>(BUCKETS).fill(0);
-  private successes = new Array<number>(BUCKETS).fill(0);
+  private readonly failures = new Array<number>(BUCKETS).fill(0);
+  private readonly successes = new Array<number>(BUCKETS).fill(0);
   private bucket = 0;
   private bucketStart = Date.now();
 
   constructor(private readonly settings: Extract<BreakerPolicy, { kind: 'ratio' }>) {}
 
-  get state(): unknown {
-    return {
-      failures: [...this.failures],
-      successes: [...this.successes],
-      bucket: this.bucket,
-      bucketStart: this.bucketStart,
-    };
-  }
-
-  set state(value: unknown) {
-    const saved = value as { failures: number[]; successes: number[]; bucket: number; bucketStart: number };
-    this.failures = [...saved.failures];
-    this.successes = [...saved.successes];
-    this.bucket = saved.bucket;
-    this.bucketStart = saved.bucketStart;
-  }
+  /** Cockatiel's hook for saving a breaker; ours are never saved or restored. */
+  state: unknown;
 
   success(state: CircuitState): void {
     // A successful probe starts the count afresh: the failures that opened the circuit are history.
@@ -78,10 +64,10 @@ class RatioBreaker implements IBreaker {
     this.successes[this.bucket]!++;
   }
 
-  failure(state: CircuitState): boolean {
+  /** Whether to open; cockatiel asks only while closed (a failed probe reopens the circuit anyway). */
+  failure(): boolean {
     this.rotate();
     this.failures[this.bucket]!++;
-    if (state !== CircuitState.Closed) return true;
     const failures = sum(this.failures);
     const total = failures + sum(this.successes);
     return total >= this.settings.minThroughput && failures > this.settings.threshold * total;

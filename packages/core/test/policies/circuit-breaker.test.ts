@@ -354,6 +354,36 @@ describe('circuit breaker', () => {
       assert.equal(b.breaker.state, 'open', '3 of 5');
     });
 
+    it('calls made at the same instant all count, however many', async () => {
+      const b = makeBreaker(ratio(4));
+      for (let i = 0; i < 12; i++) await b.succeed();
+      for (let i = 0; i < 12; i++) await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'closed', '12 failures of 24 is not more than half');
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'open', '13 of 25 is');
+    });
+
+    it('after a long quiet spell, the calls that follow it all count', async () => {
+      const b = makeBreaker(ratio(4));
+      mock.timers.tick(60_000);
+      for (let i = 0; i < 4; i++) await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'open');
+    });
+
+    it('calls closer together than a bucket still move the window on', async () => {
+      const b = makeBreaker(ratio(4));
+      for (let i = 0; i < 3; i++) await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      for (let i = 0; i < 12; i++) {
+        mock.timers.tick(900);
+        await b.succeed();
+      }
+      // At 10.8 s the window holds the successes from 1.8 s on (11) and none of the failures at 0 s.
+      for (let i = 0; i < 11; i++) await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'closed', '11 failures of 22');
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'open', '12 of 23');
+    });
+
     it('a successful probe starts the count afresh', async () => {
       const b = makeBreaker(ratio(4));
       for (let i = 0; i < 4; i++) await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
