@@ -5,7 +5,7 @@ import {
   ConsecutiveBreaker,
   circuitBreaker,
   handleWhen,
-  SamplingBreaker,
+  type IBreaker,
 } from 'cockatiel';
 import { ChassisError } from '../errors.ts';
 
@@ -35,6 +35,64 @@ export function countsAsFailure(error: unknown): boolean {
   return error.retryable || error.code === 'INTERNAL';
 }
 
+const BUCKETS = 10;
+
+/**
+ * The ratio breaker: failed calls as a fraction of the calls of the last `windowMs`, counted in ten
+ * buckets that slide with the clock. Ours rather than cockatiel's SamplingBreaker, which moves on one
+ * bucket per call: after a quiet spell its old failures went on counting until enough new calls had
+ * pushed them out, so a handful of failures could reopen a circuit on the strength of ones long past.
+ */
+class RatioBreaker implements IBreaker {
+  private readonly failures = new Array<number>(BUCKETS).fill(0);
+  private readonly successes = new Array<number>(BUCKETS).fill(0);
+  private bucket = 0;
+  private bucketStart = Date.now();
+
+  constructor(private readonly settings: Extract<BreakerPolicy, { kind: 'ratio' }>) {}
+
+  /** Cockatiel's hook for saving a breaker; ours are never saved or restored. */
+  state: unknown;
+
+  success(state: CircuitState): void {
+    // A successful probe starts the count afresh: the failures that opened the circuit are history.
+    if (state === CircuitState.HalfOpen) {
+      this.failures.fill(0);
+      this.successes.fill(0);
+    }
+    this.rotate();
+    this.successes[this.bucket]!++;
+  }
+
+  /** Whether to open; cockatiel asks only while closed (a failed probe reopens the circuit anyway). */
+  failure(): boolean {
+    this.rotate();
+    this.failures[this.bucket]!++;
+    const failures = sum(this.failures);
+    const total = failures + sum(this.successes);
+    return total >= this.settings.minThroughput && failures > this.settings.threshold * total;
+  }
+
+  private rotate(): void {
+    const width = this.settings.windowMs / BUCKETS;
+    const now = Date.now();
+    const steps = Math.min(BUCKETS, Math.floor((now - this.bucketStart) / width));
+    for (let i = 0; i < steps; i++) {
+      this.bucket = (this.bucket + 1) % BUCKETS;
+      this.failures[this.bucket] = 0;
+      this.successes[this.bucket] = 0;
+    }
+    // After a whole window of quiet the buckets start again from now.
+    this.bucketStart = steps === BUCKETS ? now : this.bucketStart + steps * width;
+  }
+}
+
+function sum(values: number[]): number {
+  let total = 0;
+  for (const value of values) total += value;
+  return total;
+}
+
 const states: Record<CircuitState, BreakerState> = {
   [CircuitState.Closed]: 'closed',
   [CircuitState.Open]: 'open',
@@ -53,13 +111,7 @@ export class CircuitBreaker {
     onStateChange: (state: BreakerState) => void,
   ) {
     const breaker =
-      settings.kind === 'consecutive'
-        ? new ConsecutiveBreaker(settings.failures)
-        : new SamplingBreaker({
-            threshold: settings.threshold,
-            duration: settings.windowMs,
-            minimumRps: settings.minThroughput / (settings.windowMs / 1000),
-          });
+      settings.kind === 'consecutive' ? new ConsecutiveBreaker(settings.failures) : new RatioBreaker(settings);
     this.policy = circuitBreaker(handleWhen(countsAsFailure), { halfOpenAfter: settings.openMs, breaker });
     this.policy.onStateChange((state) => {
       if (state === CircuitState.Open) this.openedAt = Date.now();

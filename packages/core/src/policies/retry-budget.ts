@@ -60,7 +60,7 @@ export class RetryBudget {
       this.calls[this.bucket] = 0;
       this.retries[this.bucket] = 0;
     }
-    if (steps > 0) this.bucketStart += steps * width;
+    this.bucketStart += steps * width;
     if (now - this.bucketStart >= width) this.bucketStart = now;
   }
 }

@@ -25,6 +25,11 @@ describe('response cache', () => {
         cacheKey('md.getPrice', input),
         `chassis:cache:md.getPrice:${sha1('{"a":"s","n":null,"t":true,"z":[1,{"x":[3,"a"],"y":2}]}')}`,
       );
+      // Keys are ordered by code unit, not by locale: capitals first, accents last.
+      assert.equal(
+        cacheKey('a.b', { é: 1, z: 2, Z: 3, a10: 4, a9: 5 }),
+        `chassis:cache:a.b:${sha1('{"Z":3,"a10":4,"a9":5,"z":2,"é":1}')}`,
+      );
       assert.equal(cacheKey('a.b', 'BHP'), `chassis:cache:a.b:${sha1('"BHP"')}`);
       assert.equal(cacheKey('a.b', 42), `chassis:cache:a.b:${sha1('42')}`);
       assert.equal(cacheKey('a.b', []), `chassis:cache:a.b:${sha1('[]')}`);

@@ -186,13 +186,65 @@ describe('circuit breaker', () => {
           }),
       );
       assert.equal(b.breaker.state, 'half-open');
-      assert.equal(await codeOf(b.succeed()), 'CIRCUIT_OPEN');
+      const waiting = await b.succeed().catch((e: unknown) => e);
+      assert.ok(waiting instanceof ChassisError);
+      assert.equal(waiting.code, 'CIRCUIT_OPEN');
+      // The open period is counted from when the breaker opened, not restarted by the probe.
+      assert.equal((waiting.data as { retryAfterMs: number }).retryAfterMs, 0);
       assert.equal(await codeOf(b.succeed()), 'CIRCUIT_OPEN');
       assert.equal(b.runs(), 1, 'no call but the probe reached the target');
       release();
       assert.equal(await probe, 'probe');
       assert.equal(b.breaker.state, 'closed');
       assert.equal(await b.succeed(), 'ok');
+    });
+
+    it('while closed, calls run side by side', async () => {
+      const b = makeBreaker(consecutive(1));
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      let running = 0;
+      const slow = () =>
+        b.breaker.execute(async () => {
+          running++;
+          await released;
+          return 'ok';
+        });
+      const calls = [slow(), slow(), slow()];
+      await Promise.resolve();
+      assert.equal(running, 3);
+      release();
+      assert.deepEqual(await Promise.all(calls), ['ok', 'ok', 'ok']);
+    });
+
+    it('a call begun before the breaker opened, ending during the probe, does not let others past the probe', async () => {
+      const b = makeBreaker(consecutive(1, 100));
+      let finishEarly!: () => void;
+      const early = b.breaker.execute(
+        () =>
+          new Promise<string>((resolve) => {
+            finishEarly = () => resolve('early');
+          }),
+      );
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'open');
+      mock.timers.tick(100);
+      let finishProbe!: () => void;
+      const probe = b.breaker.execute(
+        () =>
+          new Promise<string>((resolve) => {
+            finishProbe = () => resolve('probe');
+          }),
+      );
+      finishEarly();
+      assert.equal(await early, 'early');
+      assert.equal(await codeOf(b.succeed()), 'CIRCUIT_OPEN', 'still only the probe may go through');
+      assert.equal(b.runs(), 1);
+      finishProbe();
+      assert.equal(await probe, 'probe');
+      assert.equal(b.breaker.state, 'closed');
     });
 
     it('a failing probe opens it again for a fresh open period', async () => {
@@ -285,12 +337,73 @@ describe('circuit breaker', () => {
       assert.equal(b.runs(), 20);
     });
 
-    // Known defect: cockatiel's SamplingBreaker moves on one bucket per call, not per elapsed bucket, so
-    // after a quiet spell failures older than the window still count until enough calls have rotated
-    // them out.
-    it('failures older than the window no longer count', {
-      todo: 'cockatiel 4 SamplingBreaker rotates one bucket per call',
-    }, async () => {
+    it('the window slides bucket by bucket', async () => {
+      const b = makeBreaker(ratio(4));
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      mock.timers.tick(5000);
+      await b.succeed();
+      await b.succeed();
+      assert.equal(b.breaker.state, 'closed');
+      // The two failures at 0 s leave the window at 10 s; the two successes at 5 s are still in it.
+      mock.timers.tick(5000);
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'closed', '2 failures of 4 in the window');
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'open', '3 of 5');
+    });
+
+    it('calls made at the same instant all count, however many', async () => {
+      const b = makeBreaker(ratio(4));
+      for (let i = 0; i < 12; i++) await b.succeed();
+      for (let i = 0; i < 12; i++) await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'closed', '12 failures of 24 is not more than half');
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'open', '13 of 25 is');
+    });
+
+    it('after a long quiet spell, the calls that follow it all count', async () => {
+      const b = makeBreaker(ratio(4));
+      mock.timers.tick(60_000);
+      for (let i = 0; i < 4; i++) await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'open');
+    });
+
+    it('calls closer together than a bucket still move the window on', async () => {
+      const b = makeBreaker(ratio(4));
+      for (let i = 0; i < 3; i++) await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      for (let i = 0; i < 12; i++) {
+        mock.timers.tick(900);
+        await b.succeed();
+      }
+      // At 10.8 s the window holds the successes from 1.8 s on (11) and none of the failures at 0 s.
+      for (let i = 0; i < 11; i++) await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'closed', '11 failures of 22');
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'open', '12 of 23');
+    });
+
+    it('a successful probe starts the count afresh', async () => {
+      const b = makeBreaker(ratio(4));
+      for (let i = 0; i < 4; i++) await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'open');
+      mock.timers.tick(1000);
+      await b.succeed();
+      assert.equal(b.breaker.state, 'closed');
+      for (let i = 0; i < 2; i++) await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      assert.equal(b.breaker.state, 'closed', 'the four failures before the probe no longer count');
+    });
+
+    it('a failing probe opens it again', async () => {
+      const b = makeBreaker(ratio(4));
+      for (let i = 0; i < 4; i++) await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      mock.timers.tick(1000);
+      await b.fail(chassisError('TIMEOUT', 'still slow')).catch(() => undefined);
+      assert.deepEqual(b.states, ['open', 'half-open', 'open']);
+    });
+
+    it('failures older than the window no longer count', async () => {
       const b = makeBreaker(ratio(4));
       for (let i = 0; i < 3; i++) await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
       mock.timers.tick(11_000);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it, mock } from 'node:test';
 import { ChassisError, chassisError } from '../../src/errors.ts';
 import {
   type CacheStore,
@@ -123,8 +123,103 @@ describe('policy engine', () => {
       await assert.rejects(first.run(), { code: 'UNAVAILABLE' });
       assert.deepEqual(first.attempts, [1, 2], 'the one retry of the budget, then it is spent');
       assert.deepEqual(seen, ['retried md.getPrice 1 UNAVAILABLE', 'budget md.getPrice']);
+      // The budget is the target's, not the call's: the next call finds it spent.
+      await assert.rejects(first.run(), { code: 'UNAVAILABLE' });
+      assert.deepEqual(first.attempts, [1, 2, 1]);
+      assert.deepEqual(seen, ['retried md.getPrice 1 UNAVAILABLE', 'budget md.getPrice', 'budget md.getPrice']);
       const other = callOf(engine, [down, 'ok'], { target: 'md.getHistory', policies: { retry: quickRetry } });
       assert.equal(await other.run(), 'ok', 'another target has a budget of its own');
+    });
+
+    it("a target's spent retry budget comes back once its window has passed", async () => {
+      mock.timers.enable({ apis: ['Date'], now: 3_000_000 });
+      try {
+        const { seen, hooks } = recorder();
+        const engine = new PolicyEngine({ retryBudget: { minRetries: 1, ratio: 0, windowMs: 1000 } }, hooks);
+        const call = callOf(engine, [chassisError('UNAVAILABLE', 'down')], { policies: { retry: quickRetry } });
+        await assert.rejects(call.run(), { code: 'UNAVAILABLE' });
+        await assert.rejects(call.run(), { code: 'UNAVAILABLE' });
+        assert.deepEqual(call.attempts, [1, 2, 1]);
+        mock.timers.tick(999);
+        await assert.rejects(call.run(), { code: 'UNAVAILABLE' });
+        assert.deepEqual(call.attempts, [1, 2, 1, 1], 'still spent inside the window');
+        mock.timers.tick(1);
+        await assert.rejects(call.run(), { code: 'UNAVAILABLE' });
+        assert.deepEqual(call.attempts, [1, 2, 1, 1, 1, 2], 'a retry again once the window has passed');
+        assert.equal(seen.filter((s) => s.startsWith('retried')).length, 2);
+      } finally {
+        mock.timers.reset();
+      }
+    });
+
+    it('a bulkhead without a breaker still runs the attempt inside it', async () => {
+      const engine = new PolicyEngine();
+      const call = callOf(engine, ['ok'], { policies: { bulkhead: { maxConcurrent: 1, maxQueued: 0 } } });
+      assert.equal(await call.run(), 'ok');
+      assert.deepEqual(call.attempts, [1]);
+      assert.deepEqual(engine.breakerStates(), []);
+      assert.deepEqual(engine.bulkheadUse(), [{ target: 'md.getPrice', inFlight: 0, queued: 0, maxConcurrent: 1 }]);
+    });
+
+    it('an engine without hooks takes every path a hook would be told of', async () => {
+      const engine = new PolicyEngine({ retryBudget: { minRetries: 1, ratio: 0 } });
+      const down = chassisError('UNAVAILABLE', 'down');
+      const policies: CallPolicies = {
+        retry: quickRetry,
+        breaker: { kind: 'consecutive', failures: 3, openMs: 60_000 },
+        cache: { ttlMs: 60_000 },
+      };
+      // A retry, then the budget spent; three failures open the breaker; the open breaker is rejected.
+      await assert.rejects(callOf(engine, [down], { policies }).run(), { code: 'UNAVAILABLE' });
+      await assert.rejects(callOf(engine, [down], { policies }).run(), { code: 'UNAVAILABLE' });
+      await assert.rejects(callOf(engine, [down], { policies }).run(), { code: 'CIRCUIT_OPEN' });
+      assert.equal(await callOf<string>(engine, [down], { policies, fallback: { value: 'stale' } }).run(), 'stale');
+      const other = { ...policies, breaker: false } as const;
+      assert.equal(await callOf(engine, ['fresh'], { target: 'md.other', policies: other }).run(), 'fresh');
+      assert.equal(await callOf(engine, ['again'], { target: 'md.other', policies: other }).run(), 'fresh');
+      let release!: () => void;
+      const held = new Promise<string>((resolve) => {
+        release = () => resolve('held');
+      });
+      const full = { bulkhead: { maxConcurrent: 1, maxQueued: 0 } };
+      const running = callOf<string>(engine, [], { target: 'md.slow', policies: full, attempt: () => held }).run();
+      await assert.rejects(callOf(engine, ['x'], { target: 'md.slow', policies: full }).run(), {
+        code: 'BULKHEAD_FULL',
+      });
+      const handler = engine.resolveHandler({ bulkhead: { maxConcurrent: 1, maxQueued: 0 } });
+      const handling = engine.handle('svc.h', handler, () => held);
+      await assert.rejects(
+        engine.handle('svc.h', handler, async () => 'x'),
+        { code: 'BULKHEAD_FULL' },
+      );
+      const limited = engine.resolveHandler({ rateLimit: { perSecond: 1, burst: 1 } });
+      await engine.handle('svc.r', limited, async () => 'x');
+      await assert.rejects(
+        engine.handle('svc.r', limited, async () => 'x'),
+        { code: 'RATE_LIMITED' },
+      );
+      release();
+      assert.deepEqual(await Promise.all([running, handling]), ['held', 'held']);
+    });
+
+    it('without a cache policy the cache store is never asked', async () => {
+      const asked: string[] = [];
+      const store: CacheStore = {
+        get: async (key) => {
+          asked.push(`get ${key}`);
+          return 'from the store';
+        },
+        set: async (key) => {
+          asked.push(`set ${key}`);
+        },
+      };
+      const engine = new PolicyEngine({ cacheStore: store });
+      assert.equal(await callOf(engine, ['fresh']).run(), 'fresh');
+      assert.equal(
+        await callOf(engine, ['fresh'], { idempotent: false, policies: { cache: { ttlMs: 1000 } } }).run(),
+        'fresh',
+      );
+      assert.deepEqual(asked, []);
     });
 
     it('a non-idempotent call is not retried', async () => {
@@ -342,8 +437,10 @@ describe('policy engine', () => {
         { code: 'BULKHEAD_FULL' },
       );
       assert.deepEqual(engine.bulkheadUse(), [{ target: 'svc.h', inFlight: 1, queued: 0, maxConcurrent: 1 }]);
+      assert.deepEqual(seen, ['rejected svc.h BULKHEAD_FULL']);
       release();
       assert.equal(await running, 'held');
+      // The handler's own errors are not rejections.
       const error = chassisError('CONFLICT', 'handler refused');
       await assert.rejects(
         engine.handle('svc.h', policies, async () => {

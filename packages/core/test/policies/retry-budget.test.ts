@@ -118,6 +118,16 @@ describe('retry budget', () => {
     assert.equal(b.drain(), 3);
   });
 
+  it('after a quiet spell of exactly eleven buckets, the window still starts from now', () => {
+    const b = budgetAt({ windowMs: 1000, minRetries: 3, ratio: 0 });
+    b.at(1100);
+    assert.equal(b.drain(), 3);
+    b.at(2099);
+    assert.equal(b.budget.tryRetry(), false, 'all three were taken at 1100 ms');
+    b.at(2100);
+    assert.equal(b.drain(), 3);
+  });
+
   it('a long window slides the same way, at its own length', () => {
     const b = budgetAt({ windowMs: 60_000, minRetries: 1, ratio: 0 });
     assert.equal(b.drain(), 1);

@@ -198,6 +198,17 @@ describe('retry', () => {
       assert.equal(exhausted, 1);
     });
 
+    it('with no hooks given, a spent budget still ends the call with its own error', async () => {
+      const budget = new RetryBudget({ minRetries: 0, ratio: 0 });
+      const error = chassisError('UNAVAILABLE', 'down');
+      const { run, attempts } = failing(error);
+      await assert.rejects(
+        withRetry(run, { policy: fast, idempotent: true, deadline: Number.POSITIVE_INFINITY, budget }),
+        (e: unknown) => e === error,
+      );
+      assert.deepEqual(attempts, [1]);
+    });
+
     it('does not retry when the wait would reach the deadline, and spends no budget on it', async () => {
       mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
       try {
