@@ -11,7 +11,7 @@
 //
 // MUTATE_CONCURRENCY (default 2) is how many test processes run at once; the tests use the real
 // PostgreSQL and NATS, so keep it low on a busy machine. Reports go to reports/mutation/<module>.{html,json}.
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { Stryker } from '@stryker-mutator/core';
@@ -58,6 +58,18 @@ function expand(patterns) {
   return [...files].sort();
 }
 
+/** `file:from-to` line ranges (Stryker's syntax) for a module's sections, found by their opening code. */
+function sections(list = []) {
+  return list.map(({ file, from, to }) => {
+    const lines = readFileSync(join(root, file), 'utf8').split('\n');
+    const start = lines.findIndex((line) => line.includes(from));
+    const end = lines.findIndex((line, i) => i > start && line.includes(to));
+    if (start < 0 || end < 0)
+      fail(`${file}: no section from "${from}" to "${to}"; update scripts/mutation-modules.mjs`);
+    return `${file}:${start + 1}-${end}`;
+  });
+}
+
 function escapeRegex(text) {
   return text.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
 }
@@ -65,9 +77,8 @@ function escapeRegex(text) {
 if (flags.has('--list')) {
   for (const name of moduleOrder) {
     const m = mutationModules[name];
-    console.log(
-      `${name}: ${m.description}\n  mutate: ${expand(m.mutate).join(' ')}\n  tests:  ${expand(m.tests).join(' ')}`,
-    );
+    const mutate = [...expand(m.mutate ?? []), ...sections(m.sections)];
+    console.log(`${name}: ${m.description}\n  mutate: ${mutate.join(' ')}\n  tests:  ${expand(m.tests).join(' ')}`);
   }
   process.exit(0);
 }
@@ -87,7 +98,7 @@ const survivors = [];
 const started = Date.now();
 for (const name of modules) {
   const m = mutationModules[name];
-  const mutate = expand(m.mutate);
+  const mutate = [...expand(m.mutate ?? []), ...sections(m.sections)];
   const tests = expand(m.tests);
   if (tests.length === 0 || mutate.length === 0) fail(`Module ${name} has no source or no tests`);
   console.log(`\n== ${name}: ${m.description}\n   mutate ${mutate.join(' ')}\n   tests  ${tests.join(' ')}`);
