@@ -10,7 +10,8 @@
 export const mutationModules = {
   fees: {
     description: "SimpleBank's fee: 0.1% of the notional, minimum 1.00",
-    mutate: ['apps/simplebank/services/fees/service.ts'],
+    // feeFor (the rule) and the money helpers live with the contracts; the service records and announces.
+    mutate: ['apps/simplebank/contracts/common.ts', 'apps/simplebank/services/fees/service.ts'],
     tests: ['apps/simplebank/test/*fee*.test.ts', 'apps/simplebank/test/sell-order.test.ts'],
   },
   ledger: {
