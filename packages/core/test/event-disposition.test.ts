@@ -11,7 +11,9 @@ import {
   Header,
   MemoryBroker,
   memoryTransport,
+  type NodeOptions,
   on,
+  redeliveryDelay,
 } from '@chassis/core';
 import { waitUntil } from '@chassis/testing';
 import { z } from 'zod';
@@ -29,7 +31,11 @@ describe('event disposition', () => {
   });
 
   /** A node whose only handler is `run`; redeliveries come back within tens of ms. */
-  async function start(run: (attempt: number) => Promise<void> | void, options: EventHandlerOptions = {}) {
+  async function start(
+    run: (attempt: number) => Promise<void> | void,
+    options: EventHandlerOptions = {},
+    nodeOptions: Partial<NodeOptions> = {},
+  ) {
     const notifications = defineService({
       name: 'notifications',
       events: [on(feeCharged, (_payload, ctx) => run(ctx.attempt), options)],
@@ -40,6 +46,7 @@ describe('event disposition', () => {
       logLevel: 'silent',
       maxDeliveries: 3,
       redelivery: { initialDelayMs: 10, maxDelayMs: 40 },
+      ...nodeOptions,
     });
     nodes.push(node);
     await node.start();
@@ -47,6 +54,23 @@ describe('event disposition', () => {
   }
 
   const deadLetters = (node: ChassisNode) => node.transport.readDeadLetters(subscription);
+
+  /** The node's counts of deliveries by outcome, redeliveries and dead letters of the subscription. */
+  async function counted(node: ChassisNode) {
+    const outcomes: Record<string, number> = {};
+    for (const { labels, value, metricName } of (await node.metrics.eventHandler.get()).values) {
+      if (metricName === 'chassis_event_handler_duration_seconds_count' && labels.subscription === subscription) {
+        outcomes[String(labels.outcome)] = value;
+      }
+    }
+    const one = async (counter: typeof node.metrics.redeliveries) =>
+      (await counter.get()).values.find((v) => Object.values(v.labels).includes(subscription))?.value ?? 0;
+    return {
+      outcomes,
+      redeliveries: await one(node.metrics.redeliveries),
+      deadLetters: await one(node.metrics.deadLetters),
+    };
+  }
 
   it('an event whose deadline is still ahead is handled once and acknowledged, not dead-lettered', async () => {
     const attempts: number[] = [];
@@ -72,6 +96,22 @@ describe('event disposition', () => {
     await sleep(300);
     assert.equal(attempts.length, 5, 'handled on attempt 5, then acknowledged');
     assert.deepEqual(await deadLetters(node), []);
+    assert.deepEqual(await counted(node), { outcomes: { UNAVAILABLE: 4, ok: 1 }, redeliveries: 4, deadLetters: 0 });
+  });
+
+  it("a retryable error's redelivery delay grows from the first attempt's, not from the cap", async () => {
+    const attempts: number[] = [];
+    const node = await start(
+      (attempt) => {
+        attempts.push(attempt);
+        if (attempt === 1) throw new ChassisError('UNAVAILABLE', 'ledger unreachable');
+      },
+      {},
+      // The first redelivery is due within 10 ms; the cap is a minute, which would time this test out.
+      { redelivery: { initialDelayMs: 10, maxDelayMs: 60_000 } },
+    );
+    await node.emit(feeCharged, { orderId: 'o-1', amount: '1.00' });
+    await waitUntil(() => attempts.length === 2, { timeoutMs: 20_000 });
   });
 
   it('a retryable error waits at least the retryAfterMs its target asked for', async () => {
@@ -97,6 +137,8 @@ describe('event disposition', () => {
     assert.deepEqual(attempts, [1, 2, 3]);
     const [letter] = await deadLetters(node);
     assert.match(letter!.reason, /^failed 3 times; last error INTERNAL: boom 3$/);
+    // What the dead-letter alert and the dashboards read.
+    assert.deepEqual(await counted(node), { outcomes: { INTERNAL: 3 }, redeliveries: 2, deadLetters: 1 });
   });
 
   it("a handler's own maxDeliveries overrides the node's", async () => {
@@ -140,6 +182,18 @@ describe('event disposition', () => {
     const [letter] = await deadLetters(node);
     assert.match(letter!.reason, /^payload does not match fees\.fee_charged: .*amount/);
     assert.deepEqual(attempts, []);
+    assert.deepEqual(await counted(node), { outcomes: { BAD_MESSAGE: 1 }, redeliveries: 0, deadLetters: 1 });
+  });
+
+  it('a body that is not valid UTF-8 is dead-lettered, not patched with U+FFFD and handled', async () => {
+    const attempts: number[] = [];
+    const node = await start((attempt) => void attempts.push(attempt));
+    await node.transport.publish(feeCharged.name, {
+      headers: { [Header.id]: 'm-3', [Header.type]: feeCharged.name },
+      body: Buffer.concat([Buffer.from('{"orderId": "o-'), Buffer.from([0xff]), Buffer.from('", "amount": "1.00"}')]),
+    });
+    await waitUntil(async () => (await deadLetters(node)).length === 1);
+    assert.deepEqual(attempts, []);
   });
 
   it('a body that is not valid JSON is dead-lettered at once without running the handler', async () => {
@@ -153,6 +207,13 @@ describe('event disposition', () => {
     const [letter] = await deadLetters(node);
     assert.match(letter!.reason, /not valid application\/json/);
     assert.deepEqual(attempts, []);
+  });
+
+  it('redelivery delays are spread over the whole upper half of each ceiling', () => {
+    const delays = Array.from({ length: 400 }, () => redeliveryDelay(1, { initialDelayMs: 100, maxDelayMs: 1000 }));
+    // Uniform in [50, 100]: 400 draws all missing a fifth of the range has odds of 0.8^400.
+    assert.ok(Math.min(...delays) < 60, `lowest ${Math.min(...delays)}`);
+    assert.ok(Math.max(...delays) > 90, `highest ${Math.max(...delays)}`);
   });
 
   it('the handler sees the earlier of its own timeout and the event deadline as its deadline', async () => {
