@@ -63,12 +63,12 @@ describe('event disposition', () => {
         outcomes[String(labels.outcome)] = value;
       }
     }
-    const one = async (counter: typeof node.metrics.redeliveries) =>
-      (await counter.get()).values.find((v) => Object.values(v.labels).includes(subscription))?.value ?? 0;
+    const redeliveries = (await node.metrics.redeliveries.get()).values;
+    const deadLetters = (await node.metrics.deadLetters.get()).values;
     return {
       outcomes,
-      redeliveries: await one(node.metrics.redeliveries),
-      deadLetters: await one(node.metrics.deadLetters),
+      redeliveries: redeliveries.find((v) => v.labels.subscription === subscription)?.value ?? 0,
+      deadLetters: deadLetters.find((v) => v.labels.queue === subscription)?.value ?? 0,
     };
   }
 
