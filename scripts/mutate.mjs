@@ -8,10 +8,12 @@
 //   npm run mutate -- --survivors fees  also list each surviving mutant (file:line, mutator, change)
 //   npm run mutate -- --summary         only the table at the end, not Stryker's progress
 //   npm run mutate -- --list            the modules, their source and their tests
+//   npm run mutate -- --report          the table (and with --survivors, the list) again from the last
+//                                       reports, without running anything: separate runs in one table
 //
 // MUTATE_CONCURRENCY (default 2) is how many test processes run at once; the tests use the real
 // PostgreSQL and NATS, so keep it low on a busy machine. Reports go to reports/mutation/<module>.{html,json}.
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { Stryker } from '@stryker-mutator/core';
@@ -21,7 +23,7 @@ const root = new URL('..', import.meta.url).pathname;
 const args = process.argv.slice(2);
 const flags = new Set(args.filter((arg) => arg.startsWith('--')));
 const named = args.filter((arg) => !arg.startsWith('--'));
-const known = new Set(['--survivors', '--summary', '--list']);
+const known = new Set(['--survivors', '--summary', '--list', '--report']);
 for (const flag of flags) {
   if (!known.has(flag)) fail(`Unknown option ${flag} (known: ${[...known].join(', ')})`);
 }
@@ -58,6 +60,18 @@ function expand(patterns) {
   return [...files].sort();
 }
 
+/** `file:from-to` line ranges (Stryker's syntax) for a module's sections, found by their opening code. */
+function sections(list = []) {
+  return list.map(({ file, from, to }) => {
+    const lines = readFileSync(join(root, file), 'utf8').split('\n');
+    const start = lines.findIndex((line) => line.includes(from));
+    const end = lines.findIndex((line, i) => i > start && line.includes(to));
+    if (start < 0 || end < 0)
+      fail(`${file}: no section from "${from}" to "${to}"; update scripts/mutation-modules.mjs`);
+    return `${file}:${start + 1}-${end}`;
+  });
+}
+
 function escapeRegex(text) {
   return text.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
 }
@@ -65,9 +79,8 @@ function escapeRegex(text) {
 if (flags.has('--list')) {
   for (const name of moduleOrder) {
     const m = mutationModules[name];
-    console.log(
-      `${name}: ${m.description}\n  mutate: ${expand(m.mutate).join(' ')}\n  tests:  ${expand(m.tests).join(' ')}`,
-    );
+    const mutate = [...expand(m.mutate ?? []), ...sections(m.sections)];
+    console.log(`${name}: ${m.description}\n  mutate: ${mutate.join(' ')}\n  tests:  ${expand(m.tests).join(' ')}`);
   }
   process.exit(0);
 }
@@ -85,9 +98,77 @@ mkdirSync(reportDir, { recursive: true });
 const rows = [];
 const survivors = [];
 const started = Date.now();
-for (const name of modules) {
+
+/** One mutant as the table and the survivors list need it, from Stryker's result (the report's 1-based positions). */
+function fromStryker(r) {
+  const { line, column } = r.location.start;
+  return {
+    status: r.status,
+    file: r.fileName,
+    line,
+    column,
+    mutator: r.mutatorName,
+    replacement: r.replacement,
+  };
+}
+
+/** Adds a module's row and its survivors. */
+function record(name, results, { minutes, load }) {
+  const count = (status) => results.filter((r) => r.status === status).length;
+  const row = {
+    name,
+    killed: count('Killed'),
+    timeout: count('Timeout'),
+    survived: count('Survived'),
+    noCoverage: count('NoCoverage'),
+    ignored: count('Ignored'),
+    errors: count('RuntimeError') + count('CompileError'),
+    minutes,
+    load,
+  };
+  const detected = row.killed + row.timeout;
+  const valid = detected + row.survived + row.noCoverage;
+  row.score = valid === 0 ? Number.NaN : (100 * detected) / valid;
+  rows.push(row);
+  for (const r of results) {
+    if (r.status !== 'Survived' && r.status !== 'NoCoverage') continue;
+    survivors.push({
+      module: name,
+      where: `${relative(root, join(root, r.file))}:${r.line}:${r.column}`,
+      status: r.status,
+      mutator: r.mutator,
+      replacement: (r.replacement ?? '').replace(/\s+/g, ' ').slice(0, 100),
+    });
+  }
+}
+
+if (flags.has('--report')) {
+  // Stryker's JSON report (mutation-testing-report-schema): files → mutants, 1-based columns.
+  for (const name of modules) {
+    let report;
+    try {
+      report = JSON.parse(readFileSync(join(reportDir, `${name}.json`), 'utf8'));
+    } catch {
+      if (named.length > 0) console.error(`No report of ${name} yet: run npm run mutate -- ${name}`);
+      continue;
+    }
+    const results = Object.entries(report.files).flatMap(([file, { mutants }]) =>
+      mutants.map((m) => ({
+        status: m.status,
+        file,
+        line: m.location.start.line,
+        column: m.location.start.column,
+        mutator: m.mutatorName,
+        replacement: m.replacement,
+      })),
+    );
+    record(name, results, { minutes: Number.NaN, load: Number.NaN });
+  }
+}
+
+for (const name of flags.has('--report') ? [] : modules) {
   const m = mutationModules[name];
-  const mutate = expand(m.mutate);
+  const mutate = [...expand(m.mutate ?? []), ...sections(m.sections)];
   const tests = expand(m.tests);
   if (tests.length === 0 || mutate.length === 0) fail(`Module ${name} has no source or no tests`);
   console.log(`\n== ${name}: ${m.description}\n   mutate ${mutate.join(' ')}\n   tests  ${tests.join(' ')}`);
@@ -128,32 +209,7 @@ for (const name of modules) {
     rows.push({ name, error: true, minutes: (Date.now() - moduleStarted) / 60_000, load });
     continue;
   }
-  const count = (status) => results.filter((r) => r.status === status).length;
-  const row = {
-    name,
-    killed: count('Killed'),
-    timeout: count('Timeout'),
-    survived: count('Survived'),
-    noCoverage: count('NoCoverage'),
-    ignored: count('Ignored'),
-    errors: count('RuntimeError') + count('CompileError'),
-    minutes: (Date.now() - moduleStarted) / 60_000,
-    load,
-  };
-  const detected = row.killed + row.timeout;
-  const valid = detected + row.survived + row.noCoverage;
-  row.score = valid === 0 ? Number.NaN : (100 * detected) / valid;
-  rows.push(row);
-  for (const r of results) {
-    if (r.status !== 'Survived' && r.status !== 'NoCoverage') continue;
-    survivors.push({
-      module: name,
-      where: `${relative(root, r.fileName)}:${r.location.start.line}:${r.location.start.column + 1}`,
-      status: r.status,
-      mutator: r.mutatorName,
-      replacement: (r.replacement ?? '').replace(/\s+/g, ' ').slice(0, 100),
-    });
-  }
+  record(name, results.map(fromStryker), { minutes: (Date.now() - moduleStarted) / 60_000, load });
 }
 
 if (flags.has('--survivors')) {
@@ -164,12 +220,12 @@ if (flags.has('--survivors')) {
     );
   }
 }
-writeFileSync(join(reportDir, 'survivors.json'), `${JSON.stringify(survivors, null, 2)}\n`);
 
+const fixed = (n) => (Number.isNaN(n) ? '-' : n.toFixed(1));
 const header = ['module', 'killed', 'timeout', 'survived', 'no cov', 'ignored', 'errors', 'score', 'minutes', 'load'];
 const table = rows.map((r) =>
   r.error
-    ? [r.name, '-', '-', '-', '-', '-', '-', 'failed', r.minutes.toFixed(1), r.load.toFixed(1)]
+    ? [r.name, '-', '-', '-', '-', '-', '-', 'failed', fixed(r.minutes), fixed(r.load)]
     : [
         r.name,
         r.killed,
@@ -179,8 +235,8 @@ const table = rows.map((r) =>
         r.ignored,
         r.errors,
         Number.isNaN(r.score) ? 'n/a' : `${r.score.toFixed(1)}%`,
-        r.minutes.toFixed(1),
-        r.load.toFixed(1),
+        fixed(r.minutes),
+        fixed(r.load),
       ].map(String),
 );
 const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i].length)));

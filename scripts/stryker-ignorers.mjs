@@ -1,7 +1,8 @@
 // A Stryker ignorer for mutants no test should kill, so they do not drag the score down or crowd the
 // survivors list: log calls (what is logged is not a guarantee; metrics and outcomes are) and the
 // human-readable message of an error (the code, status and retryable flag are the contract, and stay
-// mutated). An error's code argument is never ignored.
+// mutated). An error's code argument is never ignored. An `if` that only chooses between log calls is
+// ignored with them.
 import { declareValuePlugin, PluginKind } from '@stryker-mutator/api/plugin';
 
 const logLevels = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'log']);
@@ -24,6 +25,15 @@ function isLogCall(node) {
   return level !== undefined && logLevels.has(level) && loggerNames.has(nameOf(node.callee.object) ?? '');
 }
 
+/** A statement that only logs: a log call, or a block of nothing but log calls. */
+function onlyLogs(node) {
+  if (!node) return true;
+  if (node.type === 'ExpressionStatement') return isLogCall(node.expression);
+  if (node.type === 'BlockStatement') return node.body.every(onlyLogs);
+  if (node.type === 'IfStatement') return onlyLogs(node.consequent) && onlyLogs(node.alternate);
+  return false;
+}
+
 function isErrorMessage(path) {
   const { node, parent } = path;
   if (node.type !== 'StringLiteral' && node.type !== 'TemplateLiteral') return false;
@@ -44,6 +54,8 @@ function isErrorMessage(path) {
 const chassisEquivalent = {
   shouldIgnore(path) {
     if (isLogCall(path.node)) return 'A log call: what is logged is not a guarantee.';
+    // Choosing between log levels: `if (internal) log.error(...) else log.debug(...)`.
+    if (path.node.type === 'IfStatement' && onlyLogs(path.node)) return 'Only chooses what is logged.';
     if (isErrorMessage(path)) return "An error's message: its code, status and retryable flag are the contract.";
     return undefined;
   },
