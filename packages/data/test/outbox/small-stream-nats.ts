@@ -1,19 +1,16 @@
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, reachable, waitUntil } from '@chassis/testing';
+import { freePort, reachable, skipUnlessInstalled, waitUntil } from '@chassis/testing';
 import { jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 
-const NATS_SERVER = '/usr/sbin/nats-server';
 /** The stream the NATS transport stores events in, by default. */
 const EVENTS_STREAM = 'CHASSIS_EVENTS';
 
-export const natsServerMissing: false | string = existsSync(NATS_SERVER)
-  ? false
-  : `${NATS_SERVER} is not installed (Debian: apt-get install nats-server)`;
+/** For `describe`'s `skip`: why the test-owned server cannot run (a failure under CHASSIS_REQUIRE_INFRA=1). */
+export const natsServerMissing = skipUnlessInstalled('nats-server', 'Debian: apt-get install nats-server');
 
 /**
  * A nats-server of the test's own — on a free port, with its own store — whose events stream refuses
@@ -23,7 +20,7 @@ export const natsServerMissing: false | string = existsSync(NATS_SERVER)
 export async function smallStreamNats(maxMsgSize: number) {
   const port = await freePort();
   const store = await mkdtemp(join(tmpdir(), 'chassis-outbox-nats-'));
-  const child = spawn(NATS_SERVER, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', store], { stdio: 'ignore' });
+  const child = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', store], { stdio: 'ignore' });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = `nats://127.0.0.1:${port}`;
   const server = { name: 'the test-owned nats-server', url, port };
