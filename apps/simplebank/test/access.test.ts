@@ -1,16 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import {
-  type ActionContract,
-  type ChassisNode,
-  createNode,
-  type InputOf,
-  jwtVerifier,
-  MemoryBroker,
-  memoryTransport,
-  signToken,
-} from '@chassis/core';
-import { dataExtension } from '@chassis/data';
+import type { ActionContract, ChassisNode, InputOf } from '@chassis/core';
 import { waitUntil } from '@chassis/testing';
 import {
   creditPayment,
@@ -25,8 +15,7 @@ import { listNotifications } from '../contracts/notifications.ts';
 import { buyShares, cancelOrder, getOrder, sellShares } from '../contracts/orders.ts';
 import { createPayment, getPayment } from '../contracts/payments.ts';
 import { createStrategy, getInvestment, getStrategy, invest } from '../contracts/strategies.ts';
-import { type ExchangeSimulator, startExchangeSimulator } from '../exchange-simulator/simulator.ts';
-import { simplebankServices } from '../src/services.ts';
+import { type OneNodeBank, startOneNodeBank, tokenFor } from './one-node.ts';
 
 /**
  * Each service refuses another customer's account by itself, called over the node with no gateway in
@@ -36,26 +25,18 @@ import { simplebankServices } from '../src/services.ts';
  * by their server metrics.
  */
 describe('SimpleBank services refuse another customer’s account themselves (no gateway)', () => {
-  const secret = 'a-test-secret-of-at-least-32-characters';
+  let bank: OneNodeBank;
   let node: ChassisNode;
-  let exchange: ExchangeSimulator;
   let alice: { auth: string };
   let bob: { auth: string };
   const mine = { orderId: '', paymentId: '', investmentId: '', strategyId: '' };
   before(async () => {
-    exchange = await startExchangeSimulator({ tickMs: 0 });
-    alice = { auth: await signToken(secret, { sub: 'alice', roles: ['customer'], accounts: ['101'] }) };
-    bob = { auth: await signToken(secret, { sub: 'bob', roles: ['customer'], accounts: ['102'] }) };
-    node = createNode({
-      identity: jwtVerifier({ secret }),
-      services: simplebankServices({ secret, exchangeUrl: exchange.url }),
-      extensions: [dataExtension({ url: 'pglite://memory' })],
-      transport: memoryTransport({ broker: new MemoryBroker() }),
-      logLevel: 'silent',
-    });
-    await node.start();
+    alice = await tokenFor('alice', ['customer'], ['101']);
+    bob = await tokenFor('bob', ['customer'], ['102']);
+    bank = await startOneNodeBank();
+    node = bank.node;
     // Alice's order, payment and investment, each run to its end so nothing is still moving meanwhile.
-    const admin = { auth: await signToken(secret, { sub: 'admin', roles: ['admin'] }) };
+    const admin = await tokenFor('admin', ['admin']);
     const strategy = await node.call(
       createStrategy,
       { name: 'All ABC', assets: [{ assetId: 'ABC', percentage: 100 }] },
@@ -84,8 +65,7 @@ describe('SimpleBank services refuse another customer’s account themselves (no
     );
   });
   after(async () => {
-    await node.stop();
-    await exchange.close();
+    await bank.stop();
   });
 
   /** Requests the action's service has served, any outcome: its own server metric. */

@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type ChassisNode, createNode, jwtVerifier, MemoryBroker, memoryTransport, signToken } from '@chassis/core';
-import { dataExtension } from '@chassis/data';
+import type { ChassisNode } from '@chassis/core';
 import { waitUntil } from '@chassis/testing';
 import { chargeFee, listAccounts, listTransactions, refundFee } from '../contracts/account-transactions.ts';
 import { feeFor } from '../contracts/common.ts';
 import { getOrder, sellShares } from '../contracts/orders.ts';
-import { type ExchangeSimulator, startExchangeSimulator } from '../exchange-simulator/simulator.ts';
-import { simplebankServices } from '../src/services.ts';
+import { type OneNodeBank, startOneNodeBank, tokenFor } from './one-node.ts';
 
 /**
  * The fee is 0.1% of the notional, at least 1.00 (specs/simplebank.md), rounded up to the cent. Orders
@@ -24,25 +22,16 @@ const cases = [
 ] as const;
 
 describe('SimpleBank fees: 0.1% of the notional, at least 1.00, charged through the order flow', () => {
-  const secret = 'a-test-secret-of-at-least-32-characters';
+  let bank: OneNodeBank;
   let node: ChassisNode;
-  let exchange: ExchangeSimulator;
   let alice: { auth: string };
   before(async () => {
-    exchange = await startExchangeSimulator({ tickMs: 0, prices });
-    alice = { auth: await signToken(secret, { sub: 'alice', roles: ['customer'], accounts: ['101'] }) };
-    node = createNode({
-      identity: jwtVerifier({ secret }),
-      services: simplebankServices({ secret, exchangeUrl: exchange.url }),
-      extensions: [dataExtension({ url: 'pglite://memory' })],
-      transport: memoryTransport({ broker: new MemoryBroker() }),
-      logLevel: 'silent',
-    });
-    await node.start();
+    alice = await tokenFor('alice', ['customer'], ['101']);
+    bank = await startOneNodeBank({ prices });
+    node = bank.node;
   });
   after(async () => {
-    await node.stop();
-    await exchange.close();
+    await bank.stop();
   });
 
   for (const { symbol, quantity, notional, fee, why } of cases) {
@@ -78,7 +67,7 @@ describe('SimpleBank fees: 0.1% of the notional, at least 1.00, charged through 
   });
 
   it('only the bank’s services charge or refund a fee: a customer or an admin is FORBIDDEN, nobody UNAUTHENTICATED', async () => {
-    const admin = { auth: await signToken(secret, { sub: 'admin', roles: ['admin'] }) };
+    const admin = await tokenFor('admin', ['admin']);
     const [before] = await node.call(listAccounts, {}, alice);
     const orderId = '00000000-0000-4000-8000-0000000000f1';
     for (const caller of [alice, admin]) {

@@ -1,42 +1,23 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import {
-  ChassisError,
-  type ChassisNode,
-  createNode,
-  jwtVerifier,
-  MemoryBroker,
-  memoryTransport,
-  signToken,
-} from '@chassis/core';
-import { dataExtension } from '@chassis/data';
+import { ChassisError, type ChassisNode } from '@chassis/core';
 import { waitUntil } from '@chassis/testing';
 import { getOrder, sellShares } from '../contracts/orders.ts';
-import { type ExchangeSimulator, startExchangeSimulator } from '../exchange-simulator/simulator.ts';
-import { simplebankServices } from '../src/services.ts';
+import { type OneNodeBank, startOneNodeBank, tokenFor } from './one-node.ts';
 
 describe('SimpleBank sell-order slice, all in one process', () => {
-  const secret = 'a-test-secret-of-at-least-32-characters';
+  let bank: OneNodeBank;
   let node: ChassisNode;
   let alice: { auth: string };
   let bob: { auth: string };
-  let exchange: ExchangeSimulator;
   before(async () => {
-    exchange = await startExchangeSimulator({ tickMs: 0 });
-    alice = { auth: await signToken(secret, { sub: 'alice', roles: ['customer'], accounts: ['101'] }) };
-    bob = { auth: await signToken(secret, { sub: 'bob', roles: ['customer'], accounts: ['102'] }) };
-    node = createNode({
-      identity: jwtVerifier({ secret }),
-      services: simplebankServices({ secret, exchangeUrl: exchange.url }),
-      extensions: [dataExtension({ url: 'pglite://memory' })],
-      transport: memoryTransport({ broker: new MemoryBroker() }),
-      logLevel: 'silent',
-    });
-    await node.start();
+    alice = await tokenFor('alice', ['customer'], ['101']);
+    bob = await tokenFor('bob', ['customer'], ['102']);
+    bank = await startOneNodeBank();
+    node = bank.node;
   });
   after(async () => {
-    await node.stop();
-    await exchange.close();
+    await bank.stop();
   });
 
   it('a sell order is created, placed by market and filled on the exchange', async () => {
@@ -96,7 +77,7 @@ describe('SimpleBank sell-order slice, all in one process', () => {
     });
     const { orderId } = await node.call(sellShares, { accountId: '101', symbol: 'BHP', quantity: 1 }, alice);
     await assert.rejects(node.call(getOrder, { orderId }, bob), { code: 'FORBIDDEN' });
-    const admin = { auth: await signToken(secret, { sub: 'admin', roles: ['admin'] }) };
+    const admin = await tokenFor('admin', ['admin']);
     assert.equal((await node.call(getOrder, { orderId }, admin)).accountId, '101');
   });
 });

@@ -1,0 +1,39 @@
+import { type ChassisNode, createNode, jwtVerifier, MemoryBroker, memoryTransport, signToken } from '@chassis/core';
+import { dataExtension } from '@chassis/data';
+import { type ExchangeSimulatorOptions, startExchangeSimulator } from '../exchange-simulator/simulator.ts';
+import { simplebankServices } from '../src/services.ts';
+
+const secret = 'a-test-secret-of-at-least-32-characters';
+
+/** Credentials for `node.call`: a token signed with the test bank's secret. */
+export async function tokenFor(sub: string, roles: string[], accounts?: string[]): Promise<{ auth: string }> {
+  return { auth: await signToken(secret, { sub, roles, ...(accounts ? { accounts } : {}) }) };
+}
+
+export interface OneNodeBank {
+  node: ChassisNode;
+  stop(): Promise<void>;
+}
+
+/**
+ * All of SimpleBank's services on one started node — memory transport, in-memory PGlite — beside an
+ * exchange simulator whose prices stay still unless the options say otherwise.
+ */
+export async function startOneNodeBank(exchangeOptions: ExchangeSimulatorOptions = {}): Promise<OneNodeBank> {
+  const exchange = await startExchangeSimulator({ tickMs: 0, ...exchangeOptions });
+  const node = createNode({
+    identity: jwtVerifier({ secret }),
+    services: simplebankServices({ secret, exchangeUrl: exchange.url }),
+    extensions: [dataExtension({ url: 'pglite://memory' })],
+    transport: memoryTransport({ broker: new MemoryBroker() }),
+    logLevel: 'silent',
+  });
+  await node.start();
+  return {
+    node,
+    async stop() {
+      await node.stop();
+      await exchange.close();
+    },
+  };
+}
