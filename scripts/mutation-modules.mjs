@@ -7,6 +7,15 @@
 // processes (distributed), whose coverage Stryker cannot see, and SimpleBank's embedded scenarios, which
 // take minutes a run on a loaded machine: the fee and ledger tests kill the same mutants in seconds.
 
+/** The tests that decide an event's fate and a request's deadline: `disposition` runs these, `node` more. */
+const dispositionTests = [
+  'packages/core/test/node.test.ts',
+  'packages/core/test/*disposition*.test.ts',
+  'packages/core/test/*deadline*.test.ts',
+  'packages/core/test/*skew*.test.ts',
+  'packages/core/test/local-calls.test.ts',
+];
+
 export const mutationModules = {
   fees: {
     description: "SimpleBank's fee: 0.1% of the notional, minimum 1.00",
@@ -50,11 +59,7 @@ export const mutationModules = {
     description: "The node's event disposition (ack, retry, dead-letter) and deadlines",
     mutate: ['packages/core/src/node.ts', 'packages/core/src/envelope.ts'],
     tests: [
-      'packages/core/test/node.test.ts',
-      'packages/core/test/*disposition*.test.ts',
-      'packages/core/test/*deadline*.test.ts',
-      'packages/core/test/*skew*.test.ts',
-      'packages/core/test/local-calls.test.ts',
+      ...dispositionTests,
       'packages/core/test/resilience.memory.test.ts',
       'packages/core/test/memory.conformance.test.ts',
     ],
@@ -69,13 +74,7 @@ export const mutationModules = {
       { file: 'packages/core/src/node.ts', from: 'private async runAction(', to: 'private inboundOrigin(' },
       { file: 'packages/core/src/node.ts', from: 'export function redeliveryDelay(', to: 'function unknownAction(' },
     ],
-    tests: [
-      'packages/core/test/node.test.ts',
-      'packages/core/test/*disposition*.test.ts',
-      'packages/core/test/*deadline*.test.ts',
-      'packages/core/test/*skew*.test.ts',
-      'packages/core/test/local-calls.test.ts',
-    ],
+    tests: dispositionTests,
   },
   'event-store': {
     description: 'The event store: optimistic concurrency, streams, snapshots, projections',
