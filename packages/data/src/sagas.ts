@@ -5,7 +5,7 @@ import { ChassisError, fieldErrors, fullJitterDelay, type Logger, toChassisError
 import type { Kysely } from 'kysely';
 import type { z } from 'zod';
 import { type AnyTables, type Database, quoteIdentifier, sql } from './database.ts';
-import { indexMissing } from './service-schema.ts';
+import { indexIfMissing, installInServiceSchema } from './service-schema.ts';
 
 /**
  * Orchestrated sagas: a saga is a list of steps, each with an action and an optional compensation;
@@ -332,60 +332,51 @@ export class SagaRunner {
   /** Creates the saga tables in the service's schema if they are missing; safe from several nodes at once. */
   async install(): Promise<void> {
     const schema = quoteIdentifier(this.service);
-    await this.db.transaction(async (trx) => {
-      // The service's one install lock (migrations, outbox, inbox take it too): `create schema if not exists`
-      // run at once by two transactions fails in one of them.
-      await sql`select pg_advisory_xact_lock(hashtext(${`chassis:migrate:${this.service}`}))`.execute(trx);
-      await sql.raw(`create schema if not exists ${schema}`).execute(trx);
-      await sql
-        .raw(`create table if not exists ${schema}.${INSTANCES} (
-          id text primary key,
-          saga text not null,
-          status text not null,
-          step_index integer not null,
-          current_step text,
-          attempt integer not null default 0,
-          data jsonb not null,
-          error jsonb,
-          owner text,
-          lease_until timestamptz,
-          wake_at timestamptz,
-          created_at timestamptz not null default now(),
-          updated_at timestamptz not null default now()
-        )`)
-        .execute(trx);
-      // Looked up first: `create index if not exists` locks the table, waiting for a busy node's transactions.
-      if (await indexMissing(trx, this.service, `${INSTANCES}_unfinished`)) {
-        await sql
-          .raw(
-            `create index if not exists ${INSTANCES}_unfinished on ${schema}.${INSTANCES} (lease_until) where status in ('running', 'compensating')`,
-          )
-          .execute(trx);
-      }
-      if (await indexMissing(trx, this.service, `${INSTANCES}_by_saga`)) {
-        await sql
-          .raw(`create index if not exists ${INSTANCES}_by_saga on ${schema}.${INSTANCES} (saga, status, created_at)`)
-          .execute(trx);
-      }
-      await sql
-        .raw(`create table if not exists ${schema}.${HISTORY} (
-          seq bigint generated always as identity primary key,
-          saga_id text not null references ${schema}.${INSTANCES} (id) on delete cascade,
-          kind text not null,
-          step text,
-          attempt integer,
-          node text not null,
-          error jsonb,
-          delay_ms integer,
-          at timestamptz not null default now()
-        )`)
-        .execute(trx);
-      if (await indexMissing(trx, this.service, `${HISTORY}_by_saga`)) {
-        await sql
-          .raw(`create index if not exists ${HISTORY}_by_saga on ${schema}.${HISTORY} (saga_id, seq)`)
-          .execute(trx);
-      }
-    });
+    await installInServiceSchema(this.db, this.service, [
+      sql.raw(`create table if not exists ${schema}.${INSTANCES} (
+        id text primary key,
+        saga text not null,
+        status text not null,
+        step_index integer not null,
+        current_step text,
+        attempt integer not null default 0,
+        data jsonb not null,
+        error jsonb,
+        owner text,
+        lease_until timestamptz,
+        wake_at timestamptz,
+        created_at timestamptz not null default now(),
+        updated_at timestamptz not null default now()
+      )`),
+      indexIfMissing(
+        this.service,
+        `${INSTANCES}_unfinished`,
+        sql.raw(
+          `create index if not exists ${INSTANCES}_unfinished on ${schema}.${INSTANCES} (lease_until) where status in ('running', 'compensating')`,
+        ),
+      ),
+      indexIfMissing(
+        this.service,
+        `${INSTANCES}_by_saga`,
+        sql.raw(`create index if not exists ${INSTANCES}_by_saga on ${schema}.${INSTANCES} (saga, status, created_at)`),
+      ),
+      sql.raw(`create table if not exists ${schema}.${HISTORY} (
+        seq bigint generated always as identity primary key,
+        saga_id text not null references ${schema}.${INSTANCES} (id) on delete cascade,
+        kind text not null,
+        step text,
+        attempt integer,
+        node text not null,
+        error jsonb,
+        delay_ms integer,
+        at timestamptz not null default now()
+      )`),
+      indexIfMissing(
+        this.service,
+        `${HISTORY}_by_saga`,
+        sql.raw(`create index if not exists ${HISTORY}_by_saga on ${schema}.${HISTORY} (saga_id, seq)`),
+      ),
+    ]);
   }
 
   /**

@@ -8,8 +8,8 @@ export interface InstallStep {
 }
 
 /**
- * Creates the chassis's own tables (outbox, inbox) in a service's schema. The DDL runs under the same
- * transaction-level advisory lock as the service's migrations (`migrations.ts` takes
+ * Creates the chassis's own tables (outbox, inbox, event store, sagas) in a service's schema. The DDL runs
+ * under the same transaction-level advisory lock as the service's migrations (`migrations.ts` takes
  * `hashtext('chassis:migrate:<service>')`): two nodes starting at once, or one migrating while another
  * installs, never race on `create schema if not exists`, which is not safe to run concurrently by itself.
  */
@@ -36,7 +36,7 @@ export function indexIfMissing(service: string, index: string, create: RawBuilde
 }
 
 /** Whether the service's schema has no index (or other relation) of this name; it takes no lock. */
-export async function indexMissing(trx: Kysely<AnyTables>, service: string, index: string): Promise<boolean> {
+async function indexMissing(trx: Kysely<AnyTables>, service: string, index: string): Promise<boolean> {
   const name = `${quoteIdentifier(service)}.${quoteIdentifier(index)}`;
   const found = await sql<{ oid: string | null }>`select to_regclass(${name})::text as oid`.execute(trx);
   return found.rows[0]?.oid === null;
