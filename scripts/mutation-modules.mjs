@@ -53,7 +53,12 @@ export const mutationModules = {
   inbox: {
     description: 'The inbox: a redelivered event never runs its handler twice',
     mutate: ['packages/data/src/inbox.ts'],
-    tests: ['packages/data/test/extension.postgres.test.ts', 'packages/data/test/*inbox*.test.ts'],
+    // The outbox suite holds the inbox's own cases (claim, prune, a message without an id).
+    tests: [
+      'packages/data/test/extension.postgres.test.ts',
+      'packages/data/test/*inbox*.test.ts',
+      'packages/data/test/outbox.postgres.test.ts',
+    ],
   },
   node: {
     description: "The node's event disposition (ack, retry, dead-letter) and deadlines",
