@@ -94,6 +94,64 @@ export function chassisError(code: ChassisErrorCode, message: string, data?: unk
 }
 
 /**
+ * The `data` of each code a transport raises, one shape per code whatever the transport: callers read
+ * it as `error.data` and HTTP clients as `details`, so it must not say which broker carried the call.
+ */
+export interface TransportErrorData {
+  /** No reply within the time the caller allowed. */
+  TIMEOUT: { service: string; action: string; timeoutMs: number };
+  /** Nothing serves the service; nobody received the request. */
+  NO_SERVICE: { service: string; action: string };
+  /**
+   * The broker could not carry the message. No data: what failed is in the message, and nothing in it
+   * would change what a caller does (retry later).
+   */
+  TRANSPORT: undefined;
+}
+
+export type TransportErrorCode = keyof TransportErrorData;
+
+function transportRaised<C extends TransportErrorCode>(
+  code: C,
+  message: string,
+  data: TransportErrorData[C],
+  options: { cause?: unknown; retryable?: boolean } = {},
+): ChassisError {
+  return new ChassisError(code, message, { ...options, data });
+}
+
+/** `TIMEOUT` for a request that got no reply within `timeoutMs`. */
+export function timeoutError(data: TransportErrorData['TIMEOUT']): ChassisError {
+  // Picked out, not passed on: an object with more fields (a pending request, say) must not widen `data`.
+  const { service, action, timeoutMs } = data;
+  return transportRaised('TIMEOUT', `No reply from ${service}.${action} within ${timeoutMs} ms`, {
+    service,
+    action,
+    timeoutMs,
+  });
+}
+
+/**
+ * `NO_SERVICE` for a request nobody received; `hint` says what the transport saw and what to do,
+ * e.g. `nothing subscribes to rpc.orders.place; start the service`.
+ */
+export function noServiceError(
+  data: TransportErrorData['NO_SERVICE'],
+  hint = 'is it started on some node?',
+): ChassisError {
+  const { service, action } = data;
+  return transportRaised('NO_SERVICE', `No instance of service ${service} is serving ${action}; ${hint}`, {
+    service,
+    action,
+  });
+}
+
+/** `TRANSPORT`: the broker could not carry a message; retryable unless `retryable: false` says so. */
+export function transportError(message: string, options: { cause?: unknown; retryable?: boolean } = {}): ChassisError {
+  return transportRaised('TRANSPORT', message, undefined, options);
+}
+
+/**
  * Declares a domain error for an app, e.g.
  * `export const InsufficientShares = defineError('INSUFFICIENT_SHARES', { status: 409, retryable: false })`
  * then `throw InsufficientShares('Account 101 holds 10 BHP, 20 requested', { free: 10 })`.

@@ -22,8 +22,13 @@ export {
   type ErrorSpec,
   errorCatalog,
   isChassisError,
+  noServiceError,
   type SerializedError,
+  type TransportErrorCode,
+  type TransportErrorData,
+  timeoutError,
   toChassisError,
+  transportError,
 } from './errors.ts';
 export type { Invocation, NodeExtension } from './extension.ts';
 export {

@@ -1,6 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ChassisError, chassisError, defineError, errorCatalog, isChassisError, toChassisError } from '@chassis/core';
+import {
+  ChassisError,
+  chassisError,
+  defineError,
+  errorCatalog,
+  isChassisError,
+  noServiceError,
+  timeoutError,
+  toChassisError,
+  transportError,
+} from '@chassis/core';
 
 describe('errors', () => {
   it('catalog codes carry their HTTP status and retryable flag', () => {
@@ -36,5 +46,32 @@ describe('errors', () => {
     assert.equal(ChassisError.fromJSON('nonsense').code, 'BAD_MESSAGE');
     assert.ok(isChassisError(internal, 'INTERNAL'));
     assert.ok(!isChassisError(new Error('plain')));
+  });
+
+  it('transport errors carry one data shape per code, through the wire, and nothing more', () => {
+    const pending = { service: 'orders', action: 'place', timeoutMs: 250, resolve: () => undefined };
+    const timeout = ChassisError.fromJSON(JSON.parse(JSON.stringify(timeoutError(pending))));
+    assert.deepEqual(
+      { code: timeout.code, status: timeout.status, retryable: timeout.retryable, data: timeout.data },
+      { code: 'TIMEOUT', status: 504, retryable: true, data: { service: 'orders', action: 'place', timeoutMs: 250 } },
+    );
+    assert.equal(timeout.message, 'No reply from orders.place within 250 ms');
+
+    const noService = noServiceError(pending, 'nothing subscribes to rpc.orders.place');
+    assert.deepEqual(
+      { code: noService.code, status: noService.status, retryable: noService.retryable, data: noService.data },
+      { code: 'NO_SERVICE', status: 503, retryable: true, data: { service: 'orders', action: 'place' } },
+    );
+    assert.match(noService.message, /orders.*place.*nothing subscribes to rpc\.orders\.place/);
+    assert.match(noServiceError(pending).message, /is it started on some node\?/);
+
+    const cause = new Error('ECONNRESET');
+    const lost = transportError('Lost the connection to the broker', { cause });
+    assert.deepEqual(
+      { code: lost.code, status: lost.status, retryable: lost.retryable, data: lost.data, cause: lost.cause },
+      { code: 'TRANSPORT', status: 503, retryable: true, data: undefined, cause },
+    );
+    assert.equal(transportError('The stream is misconfigured', { retryable: false }).retryable, false);
+    assert.equal('data' in lost.toJSON(), false, 'no data reaches the wire, so HTTP clients get no details');
   });
 });

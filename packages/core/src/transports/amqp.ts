@@ -10,7 +10,7 @@ import {
   type Options,
 } from 'amqplib';
 import { Header } from '../envelope.ts';
-import { ChassisError } from '../errors.ts';
+import { ChassisError, noServiceError, timeoutError, transportError as transportFailure } from '../errors.ts';
 import {
   type Consumer,
   type DeadLetter,
@@ -404,11 +404,11 @@ class AmqpTransport implements Transport {
       );
     }
     const timeoutMs = Math.ceil(options.timeoutMs);
-    if (!(timeoutMs > 0)) return Promise.reject(timeoutError(service, action, options.timeoutMs));
+    if (!(timeoutMs > 0)) return Promise.reject(timeoutError({ service, action, timeoutMs: options.timeoutMs }));
     return new Promise<WireMessage>((resolve, reject) => {
       const correlationId = randomUUID();
       const timer = setTimeout(
-        () => this.takePending(correlationId)?.reject(timeoutError(service, action, timeoutMs)),
+        () => this.takePending(correlationId)?.reject(timeoutError({ service, action, timeoutMs })),
         timeoutMs,
       );
       this.pending.set(correlationId, { service, action, resolve, reject, timer });
@@ -475,10 +475,9 @@ class AmqpTransport implements Transport {
     const pending = this.takePending(String(message.properties.correlationId));
     if (!pending) return;
     pending.reject(
-      new ChassisError(
-        'NO_SERVICE',
-        `No instance of service "${pending.service}" is serving; RabbitMQ has no queue rpc-${pending.service} bound for ${message.fields.routingKey}. Is the service started on some node?`,
-        { data: { service: pending.service, action: pending.action } },
+      noServiceError(
+        pending,
+        `RabbitMQ has no queue rpc-${pending.service} bound for ${message.fields.routingKey}; is the service started on some node?`,
       ),
     );
   }
@@ -494,11 +493,7 @@ class AmqpTransport implements Transport {
   private failPending(why: string): void {
     for (const [correlationId, pending] of [...this.pending]) {
       this.takePending(correlationId);
-      pending.reject(
-        new ChassisError('TRANSPORT', `Request to ${pending.service}.${pending.action} failed: ${why}`, {
-          data: { service: pending.service, action: pending.action },
-        }),
-      );
+      pending.reject(transportFailure(`Request to ${pending.service}.${pending.action} failed: ${why}`));
     }
   }
 
@@ -1058,12 +1053,6 @@ function delay(ms: number): Promise<void> {
 
 function toBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
-
-function timeoutError(service: string, action: string, timeoutMs: number): ChassisError {
-  return new ChassisError('TIMEOUT', `No reply from ${service}.${action} within ${timeoutMs} ms`, {
-    data: { service, action, timeoutMs },
-  });
 }
 
 function transportError(error: unknown, doing: string): ChassisError {

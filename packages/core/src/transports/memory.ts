@@ -1,4 +1,4 @@
-import { ChassisError } from '../errors.ts';
+import { type ChassisError, noServiceError, timeoutError, transportError } from '../errors.ts';
 import {
   type Consumer,
   type DeadLetter,
@@ -184,7 +184,7 @@ class MemoryTransport implements Transport {
 
   async close(): Promise<void> {
     await Promise.all([...this.consumers].map((consumer) => consumer.stop()));
-    const closed = new ChassisError('TRANSPORT', 'The memory transport was closed while the request waited');
+    const closed = transportError('The memory transport was closed while the request waited');
     for (const fail of this.pending) fail(closed);
     this.pending.clear();
     this.setStatus('closed');
@@ -192,7 +192,7 @@ class MemoryTransport implements Transport {
 
   private ensureOpen(): void {
     if (this.status !== 'connected') {
-      throw new ChassisError('TRANSPORT', `The memory transport is ${this.status}; call connect() first`);
+      throw transportError(`The memory transport is ${this.status}; call connect() first`);
     }
   }
 
@@ -200,11 +200,7 @@ class MemoryTransport implements Transport {
     this.ensureOpen();
     const queue = this.broker.rpc.get(service);
     if (!queue || queue.consumerCount === 0) {
-      return Promise.reject(
-        new ChassisError('NO_SERVICE', `No instance of service "${service}" is serving; is it started on some node?`, {
-          data: { service, action },
-        }),
-      );
+      return Promise.reject(noServiceError({ service, action }));
     }
     return new Promise<WireMessage>((resolve, reject) => {
       let settled = false;
@@ -219,12 +215,7 @@ class MemoryTransport implements Transport {
         reject(error);
       };
       const timer = setTimeout(
-        () =>
-          fail(
-            new ChassisError('TIMEOUT', `No reply from ${service}.${action} within ${options.timeoutMs} ms`, {
-              data: { service, action, timeoutMs: options.timeoutMs },
-            }),
-          ),
+        () => fail(timeoutError({ service, action, timeoutMs: options.timeoutMs })),
         options.timeoutMs,
       );
       this.pending.add(fail);

@@ -28,7 +28,7 @@ import {
   type Subscription,
 } from '@nats-io/transport-node';
 import { encodeTimeoutMs, Header } from '../envelope.ts';
-import { ChassisError, toChassisError } from '../errors.ts';
+import { ChassisError, noServiceError, timeoutError, toChassisError } from '../errors.ts';
 import {
   type Consumer,
   type DeadLetter,
@@ -372,7 +372,7 @@ class NatsTransport implements Transport {
       const timer = setTimeout(
         () => {
           if (!this.#pending.delete(id)) return;
-          reject(new ChassisError('TIMEOUT', `${service}.${action} did not reply within ${options.timeoutMs} ms`));
+          reject(timeoutError({ service, action, timeoutMs: options.timeoutMs }));
         },
         Math.max(0, options.timeoutMs),
       );
@@ -403,12 +403,7 @@ class NatsTransport implements Transport {
     // The server answers a request nobody subscribes to with an empty 503 status message (no responders).
     if (msg.headers?.code === 503 && msg.data.length === 0) {
       const { service, action } = pending;
-      pending.reject(
-        new ChassisError(
-          'NO_SERVICE',
-          `No instance of service ${service} is serving; start one (nothing subscribes to rpc.${service}.${action})`,
-        ),
-      );
+      pending.reject(noServiceError({ service, action }, `start one (nothing subscribes to rpc.${service}.${action})`));
       return;
     }
     const direct = this.#received(msg);

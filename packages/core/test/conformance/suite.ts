@@ -167,6 +167,11 @@ export function transportConformance(target: TransportTarget): void {
       assert.ok(error instanceof ChassisError);
       assert.equal(error.code, 'UNKNOWN_ACTION');
       assert.match(error.message, /requestReservation/);
+      assert.deepEqual(error.data, {
+        service: slice.names.ledger,
+        action: 'closeAccount',
+        actions: ['requestReservation', 'echo', 'slow'],
+      });
     });
 
     it(`[${target.name}] a call to a service nobody runs fails fast with NO_SERVICE`, async () => {
@@ -179,6 +184,7 @@ export function transportConformance(target: TransportTarget): void {
       assert.ok(error instanceof ChassisError);
       assert.equal(error.code, 'NO_SERVICE');
       assert.equal(error.retryable, true);
+      assert.deepEqual(error.data, { service: slice.quote.service, action: 'quote' });
       assert.ok(Date.now() - started < 15_000, `took ${Date.now() - started} ms; it should not wait for the timeout`);
     });
 
@@ -195,7 +201,48 @@ export function transportConformance(target: TransportTarget): void {
       assert.ok(error instanceof ChassisError);
       assert.equal(error.code, 'TIMEOUT');
       assert.ok(elapsed >= 280 && elapsed < 10_000, `timed out after ${elapsed} ms, expected about 300`);
+      // The time the attempt had left, which the call's own work before sending may have shortened.
+      const { timeoutMs, ...rest } = error.data as { timeoutMs: number };
+      assert.deepEqual(rest, { service: slice.names.ledger, action: 'slow' });
+      assert.ok(timeoutMs > 0 && timeoutMs <= 300, `data.timeoutMs is ${timeoutMs}`);
       await waitUntil(() => record.aborted.length === 1, { timeoutMs: 10_000, what: 'the abort signal' });
+    });
+
+    it(`[${target.name}] a request cut off by its transport closing, and one sent after, fail with TRANSPORT and no data`, async () => {
+      const record = { calls: [] as string[] };
+      await startNode([ledgerService(record)]);
+      const raw = await cluster.transport();
+      const slow = () =>
+        raw.request(
+          slice.names.ledger,
+          'slow',
+          {
+            headers: { 'content-type': 'application/json', 'timeout-ms': '10000', id: `cut-${record.calls.length}` },
+            body: new TextEncoder().encode(JSON.stringify({ ms: 2000 })),
+          },
+          { timeoutMs: 10_000 },
+        );
+      const waiting = slow().then(
+        () => assert.fail('the reply cannot arrive on a closed transport'),
+        (e: unknown) => e,
+      );
+      await waitUntil(() => record.calls.length === 1, { what: 'the request to reach the handler' });
+      await raw.close();
+      // Some transports refuse at once, others in the promise: the caller sees a rejection either way.
+      const after = await Promise.resolve()
+        .then(slow)
+        .then(
+          () => assert.fail('a closed transport sends nothing'),
+          (e: unknown) => e,
+        );
+      for (const error of [await waiting, after]) {
+        assert.ok(error instanceof ChassisError);
+        assert.deepEqual(
+          { code: error.code, retryable: error.retryable, data: error.data },
+          { code: 'TRANSPORT', retryable: true, data: undefined },
+          error.message,
+        );
+      }
     });
 
     it(`[${target.name}] the remaining deadline, not a fresh timeout, travels on to the next call`, async () => {
