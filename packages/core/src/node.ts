@@ -28,6 +28,8 @@ import { ChassisError, toChassisError } from './errors.ts';
 import type { Invocation, NodeExtension } from './extension.ts';
 import type { Identity, IdentityVerifier } from './identity.ts';
 import { createLogger, type Logger } from './logger.ts';
+import { HandlerTimeout, timeLeft } from './node/deadline.ts';
+import { dispositionOf, failureReason } from './node/disposition.ts';
 import { EnvironmentFlagProvider } from './observability/flags.ts';
 import {
   type CheckResult,
@@ -54,6 +56,8 @@ import {
   type TransportStatus,
   type WireMessage,
 } from './transports/transport.ts';
+
+export { redeliveryDelay } from './node/disposition.ts';
 
 export interface NodeOptions {
   /** The services this node hosts. */
@@ -591,7 +595,7 @@ export class ChassisNode {
   ): Promise<OutputOf<C>> {
     let remainingMs: number;
     try {
-      remainingMs = timeLeft(contract, deadline, attempt);
+      remainingMs = timeLeft(contract, deadline, attempt, Date.now());
     } catch (error) {
       return Promise.reject(error);
     }
@@ -653,7 +657,7 @@ export class ChassisNode {
     span: Span,
     attempt: number,
   ): Promise<OutputOf<C>> {
-    const remainingMs = timeLeft(contract, deadline, attempt);
+    const remainingMs = timeLeft(contract, deadline, attempt, Date.now());
     const headers = this.headersFor(origin, span);
     // The time left, not the deadline itself: the receiver counts it on its own clock, so clock skew
     // between the nodes does not move it.
@@ -963,23 +967,16 @@ export class ChassisNode {
       );
       return { disposition: { kind: 'ack' } };
     } catch (error) {
-      const chassisError = toChassisError(error);
-      const reason = `${chassisError.code}: ${chassisError.message}`;
-      const redeliver = (delayMs: number): Settled => {
-        this.log.info({ subscription, attempt, delayMs, reason }, `${contract.name} will be redelivered`);
-        return { disposition: { kind: 'retry', delayMs }, error };
-      };
-      if (error instanceof ChassisError && !(error instanceof HandlerTimeout)) {
-        // Not retryable: it would fail the same way again.
-        if (!error.retryable) return dead(`failed permanently (${reason})`, error);
-        // A dependency is unavailable (breaker open, no service, timeout, rate limit): the event waits in
-        // the broker however long the outage lasts, and comes back no sooner than the target allows.
-        const retryAfterMs = Number((error.data as { retryAfterMs?: unknown } | undefined)?.retryAfterMs) || 0;
-        return redeliver(Math.max(retryAfterMs, redeliveryDelay(Math.min(attempt, 16), this.settings.redelivery)));
-      }
-      const maxDeliveries = handler.options.maxDeliveries ?? this.settings.maxDeliveries;
-      if (attempt >= maxDeliveries) return dead(`failed ${attempt} times; last error ${reason}`, error);
-      return redeliver(redeliveryDelay(attempt, this.settings.redelivery));
+      const disposition = dispositionOf(error, attempt, {
+        maxDeliveries: handler.options.maxDeliveries ?? this.settings.maxDeliveries,
+        redelivery: this.settings.redelivery,
+      });
+      if (disposition.kind === 'dead') return dead(disposition.reason, error);
+      this.log.info(
+        { subscription, attempt, delayMs: disposition.delayMs, reason: failureReason(error) },
+        `${contract.name} will be redelivered`,
+      );
+      return { disposition, error };
     }
   }
 
@@ -1050,13 +1047,6 @@ export class ChassisNode {
       call: (contract, input) => this.call(contract, input),
       breaker: (target, settings) => this.policies.breaker(target, settings),
     };
-  }
-}
-
-/** The handler's own time ran out: unlike a dependency's timeout, this counts against its attempts. */
-class HandlerTimeout extends ChassisError {
-  constructor(message: string) {
-    super('TIMEOUT', message);
   }
 }
 
@@ -1161,26 +1151,6 @@ class HandlerContext implements Context {
     }
     return this.controller;
   }
-}
-
-/** Doubles per attempt up to the cap, then takes a random point in its upper half so retries spread out. */
-export function redeliveryDelay(
-  attempt: number,
-  { initialDelayMs, maxDelayMs }: { initialDelayMs: number; maxDelayMs: number },
-): number {
-  const ceiling = Math.min(maxDelayMs, initialDelayMs * 2 ** (attempt - 1));
-  return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
-}
-
-/** The time an attempt at a call has left; `TIMEOUT` when none. */
-function timeLeft(contract: ActionContract, deadline: number, attempt: number): number {
-  const remainingMs = deadline - Date.now();
-  if (remainingMs <= 0) {
-    throw new ChassisError('TIMEOUT', `The deadline passed before attempt ${attempt} at ${contract.name}`, {
-      data: { action: contract.name, attempt },
-    });
-  }
-  return remainingMs;
 }
 
 function unknownAction(service: ServiceDefinition, action: string): ChassisError {
