@@ -9,6 +9,7 @@
 
 /** The tests that decide an event's fate and a request's deadline: `disposition` runs these, `node` more. */
 const dispositionTests = [
+  'packages/core/test/node/*.test.ts',
   'packages/core/test/node.test.ts',
   'packages/core/test/*disposition*.test.ts',
   'packages/core/test/*deadline*.test.ts',
@@ -62,7 +63,7 @@ export const mutationModules = {
   },
   node: {
     description: "The node's event disposition (ack, retry, dead-letter) and deadlines",
-    mutate: ['packages/core/src/node.ts', 'packages/core/src/envelope.ts'],
+    mutate: ['packages/core/src/node/*.ts', 'packages/core/src/envelope.ts'],
     tests: [
       ...dispositionTests,
       'packages/core/test/resilience.memory.test.ts',
@@ -70,14 +71,13 @@ export const mutationModules = {
     ],
   },
   // The part of `node` that decides an event's fate and a request's deadline, for a run in minutes rather
-  // than an hour. Sections are found by the code that starts and ends them, so they follow the code when it
-  // moves; a section whose start or end is not found stops the run.
+  // than an hour: the pure decisions, which the node's stages only carry out.
   disposition: {
     description: "The node's event disposition and deadlines only (a quick subset of `node`)",
-    mutate: ['packages/core/src/envelope.ts'],
-    sections: [
-      { file: 'packages/core/src/node.ts', from: 'private async runAction(', to: 'private inboundOrigin(' },
-      { file: 'packages/core/src/node.ts', from: 'export function redeliveryDelay(', to: 'function unknownAction(' },
+    mutate: [
+      'packages/core/src/node/disposition.ts',
+      'packages/core/src/node/deadline.ts',
+      'packages/core/src/envelope.ts',
     ],
     tests: dispositionTests,
   },

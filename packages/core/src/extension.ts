@@ -1,5 +1,5 @@
 import type { Context } from './context.ts';
-import type { ChassisNode } from './node.ts';
+import type { ChassisNode } from './node/node.ts';
 import type { HealthCheck } from './observability/health.ts';
 import type { ServiceDefinition } from './service.ts';
 import type { WireMessage } from './transports/transport.ts';

@@ -41,14 +41,14 @@ export {
   signToken,
 } from './identity.ts';
 export { createLogger, type Logger, type LoggerOptions } from './logger.ts';
+export { redeliveryDelay } from './node/disposition.ts';
 export {
   ChassisNode,
   createNode,
   type NodeOptions,
   type NodeState,
   type OutsideCallOptions,
-  redeliveryDelay,
-} from './node.ts';
+} from './node/node.ts';
 export { EnvironmentFlagProvider } from './observability/flags.ts';
 export {
   type CheckResult,

@@ -1,7 +1,7 @@
 import { loadConfig, type NodeConfig } from './config.ts';
 import { ChassisError } from './errors.ts';
 import { type IdentityVerifier, jwtVerifier } from './identity.ts';
-import { type ChassisNode, createNode, type NodeOptions } from './node.ts';
+import { type ChassisNode, createNode, type NodeOptions } from './node/node.ts';
 import type { ServiceDefinition } from './service.ts';
 import { createTransport } from './transports/index.ts';
 

@@ -1,0 +1,112 @@
+import type { Context as TraceContext } from '@opentelemetry/api';
+import { fieldErrors } from '../contracts.ts';
+import { ChassisError, toChassisError } from '../errors.ts';
+import { outcomeOf } from '../observability/metrics.ts';
+import { type Span, SpanKind, Tracing } from '../observability/tracing.ts';
+import type { ActionHandler, ServiceDefinition } from '../service.ts';
+import { isPast } from './deadline.ts';
+import { describeFields } from './fields.ts';
+import type { Origin } from './origin.ts';
+import { handlerPolicies, runInContext } from './run-handler.ts';
+import type { NodeRuntime } from './runtime.ts';
+
+/** A request served here begins, over the wire or by a local call: its server span, the in-flight count. */
+export function startServing(rt: NodeRuntime, service: ServiceDefinition, action: string, parent: TraceContext): Span {
+  rt.metrics.inFlightRpc.inc();
+  return rt.tracing.recording
+    ? rt.tracing.start(`serve ${service.name}.${action}`, SpanKind.SERVER, parent, {
+        'rpc.system': 'chassis',
+        'rpc.service': service.name,
+        'rpc.method': action,
+        'chassis.node': rt.id,
+      })
+    : Tracing.passThrough(parent);
+}
+
+/** …and ends: the server histogram, the span, the in-flight count. */
+export function endServing(
+  rt: NodeRuntime,
+  service: ServiceDefinition,
+  action: string,
+  span: Span,
+  started: number,
+  failure: unknown,
+): void {
+  rt.metrics.inFlightRpc.dec();
+  rt.metrics.observeServer(service.name, action, outcomeOf(failure), (performance.now() - started) / 1000);
+  Tracing.end(span, failure);
+}
+
+/**
+ * Runs an action for a request, wherever it came from (the transport or a local call): its deadline,
+ * its input against the contract, the caller's identity, the handler's policies, and its output
+ * against the contract. Resolves with the output, throws a `ChassisError`.
+ */
+export async function runAction(
+  rt: NodeRuntime,
+  service: ServiceDefinition,
+  handler: ActionHandler,
+  input: unknown,
+  origin: Origin,
+  span: Span,
+): Promise<unknown> {
+  const { contract } = handler;
+  const { deadline } = origin;
+  if (isPast(deadline, Date.now())) {
+    // Nobody waits for this answer any more: running it would only waste work.
+    rt.log.debug({ action: contract.name }, 'skipped a request whose deadline had passed');
+    throw new ChassisError('TIMEOUT', `The deadline of ${contract.name} passed before it was handled`);
+  }
+  const parsed = contract.input.safeParse(input);
+  if (!parsed.success) {
+    const fields = fieldErrors(parsed.error);
+    throw new ChassisError('VALIDATION', `Invalid input for ${contract.name}: ${describeFields(fields)}`, {
+      data: { action: contract.name, fields },
+    });
+  }
+  if (origin.auth !== undefined && rt.identity) origin.user = await rt.identity(origin.auth);
+  const target = `${service.name}.${contract.action}`;
+  let output: unknown;
+  try {
+    output = await rt.policies.handle(target, handlerPolicies(rt, target, handler.policies), () =>
+      runInContext(rt, { kind: 'action', service }, origin, 1, span, false, (ctx) => handler.run(parsed.data, ctx)),
+    );
+  } catch (error) {
+    const chassisError = toChassisError(error);
+    if (chassisError.code === 'INTERNAL') {
+      rt.log.error({ err: error, action: contract.name }, `${contract.name} failed`);
+    } else {
+      rt.log.debug(
+        { code: chassisError.code, action: contract.name },
+        `${contract.name} answered ${chassisError.code}`,
+      );
+    }
+    throw chassisError;
+  }
+  // Finished after its deadline (its signal aborted, say, and it returned anyway): whatever it
+  // returned arrives too late to be an answer.
+  if (isPast(deadline, Date.now())) throw new ChassisError('TIMEOUT', `${contract.name} finished after its deadline`);
+  if (!rt.settings.validateOutput) return output;
+  const checked = contract.output.safeParse(output);
+  if (!checked.success) {
+    const fields = fieldErrors(checked.error);
+    rt.log.error({ action: contract.name, fields }, 'handler output does not match its contract');
+    throw new ChassisError(
+      'INTERNAL',
+      `The output of ${contract.name} does not match its contract: ${describeFields(fields)}`,
+      { data: { action: contract.name, fields } },
+    );
+  }
+  return checked.data;
+}
+
+export function unknownAction(service: ServiceDefinition, action: string): ChassisError {
+  const known = [...service.actions.keys()];
+  return new ChassisError(
+    'UNKNOWN_ACTION',
+    `Service "${service.name}" has no action "${action}"; it serves: ${known.join(', ')}`,
+    {
+      data: { service: service.name, action, actions: known },
+    },
+  );
+}

@@ -1,0 +1,163 @@
+import { ROOT_CONTEXT } from '@opentelemetry/api';
+import type { CallOptions } from '../context.ts';
+import type { ActionContract, InputOf, OutputOf } from '../contracts.ts';
+import { decodeBody, encodeTimeoutMs, Header } from '../envelope.ts';
+import { ChassisError } from '../errors.ts';
+import { outcomeOf } from '../observability/metrics.ts';
+import { type Span, SpanKind, Tracing } from '../observability/tracing.ts';
+import type { CallPolicies } from '../policies/index.ts';
+import { resolveDeadline } from '../policies/timeout.ts';
+import type { ServiceDefinition } from '../service.ts';
+import { isPast, timeLeft } from './deadline.ts';
+import { callLocal, localService } from './local-calls.ts';
+import type { Origin } from './origin.ts';
+import { encode, headersFor } from './outgoing.ts';
+import type { NodeRuntime } from './runtime.ts';
+
+/** What a call from outside any handler may add: the edge's correlation id and the caller's token. */
+export interface OutsideCallOptions<C extends ActionContract = ActionContract> extends CallOptions<C> {
+  correlationId?: string;
+  /** The W3C trace context the call continues (the gateway passes the HTTP request's). */
+  traceparent?: string;
+  tracestate?: string;
+}
+
+/** A call from outside any handler (a script, a test, the gateway): it inherits no deadline. */
+export function callFromOutside<C extends ActionContract>(
+  rt: NodeRuntime,
+  contract: C,
+  input: InputOf<C>,
+  options: OutsideCallOptions<C>,
+): Promise<OutputOf<C>> {
+  return send(rt, contract, input, options, {
+    messageId: '',
+    correlationId: options.correlationId,
+    deadline: Number.POSITIVE_INFINITY,
+    auth: options.auth,
+    trace:
+      options.traceparent === undefined
+        ? ROOT_CONTEXT
+        : rt.tracing.extract({
+            traceparent: options.traceparent,
+            ...(options.tracestate === undefined ? {} : { tracestate: options.tracestate }),
+          }),
+    inherited: false,
+  });
+}
+
+/** A call: its deadline, its span and client metrics, and its attempts as the call's policies run them. */
+export async function send<C extends ActionContract>(
+  rt: NodeRuntime,
+  contract: C,
+  input: InputOf<C>,
+  options: CallOptions<C>,
+  origin: Origin,
+): Promise<OutputOf<C>> {
+  const started = performance.now();
+  const deadline = resolveDeadline({
+    now: Date.now(),
+    callTimeoutMs: options.timeoutMs,
+    callDeadline: options.deadline,
+    contractTimeoutMs: contract.timeoutMs,
+    defaultTimeoutMs: rt.settings.callTimeoutMs,
+    inherited: origin.deadline,
+  });
+  const span = rt.tracing.recording
+    ? rt.tracing.start(`call ${contract.name}`, SpanKind.CLIENT, origin.trace, {
+        'rpc.system': 'chassis',
+        'rpc.service': contract.service,
+        'rpc.method': contract.action,
+      })
+    : Tracing.passThrough(origin.trace);
+  let failure: unknown;
+  try {
+    if (isPast(deadline, Date.now())) {
+      throw new ChassisError(
+        'TIMEOUT',
+        origin.inherited
+          ? `The deadline of the request being handled has passed; ${contract.name} was not called`
+          : `The deadline passed before ${contract.name} was called`,
+        { data: { action: contract.name } },
+      );
+    }
+    const local = localService(rt, contract.service);
+    const body = local ? undefined : encode(input, contract.name, rt.codec);
+    return await rt.policies.call<InputOf<C>, OutputOf<C>>({
+      target: contract.name,
+      idempotent: contract.idempotent,
+      deadline,
+      input,
+      policies: callPolicies(rt, contract, options),
+      fallback: options.fallback,
+      attempt: attempts(rt, local, contract, input, body, deadline, origin, span),
+    });
+  } catch (error) {
+    failure = error;
+    throw error;
+  } finally {
+    rt.metrics.observeClient(contract.name, outcomeOf(failure), (performance.now() - started) / 1000);
+    Tracing.end(span, failure);
+  }
+}
+
+/**
+ * One attempt of a call, as the policies run it. Made here rather than inline: the hot paths keep
+ * their closures out of variable and property positions, where tsx (esbuild's keepNames) names each
+ * one with a property write on every call.
+ */
+function attempts<C extends ActionContract>(
+  rt: NodeRuntime,
+  local: ServiceDefinition | undefined,
+  contract: C,
+  input: InputOf<C>,
+  body: Uint8Array | undefined,
+  deadline: number,
+  origin: Origin,
+  span: Span,
+): (attempt: number) => Promise<OutputOf<C>> {
+  return local
+    ? (attempt) => callLocal(rt, local, contract, input, deadline, origin, span, attempt)
+    : (attempt) => sendOnce(rt, contract, body!, deadline, origin, span, attempt);
+}
+
+/** The policies of a call: the contract's over the node's, resolved once, unless the call overrides. */
+function callPolicies(rt: NodeRuntime, contract: ActionContract, options: CallPolicies): Required<CallPolicies> {
+  const { retry, breaker, bulkhead, cache } = options;
+  if (retry !== undefined || breaker !== undefined || bulkhead !== undefined || cache !== undefined) {
+    return rt.policies.resolveCall(contract.policies, { retry, breaker, bulkhead, cache });
+  }
+  let resolved = rt.contractPolicies.get(contract);
+  if (!resolved) {
+    resolved = rt.policies.resolveCall(contract.policies);
+    rt.contractPolicies.set(contract, resolved);
+  }
+  return resolved;
+}
+
+/** One attempt at a call: one request on the wire, with whatever time is left. */
+async function sendOnce<C extends ActionContract>(
+  rt: NodeRuntime,
+  contract: C,
+  body: Uint8Array,
+  deadline: number,
+  origin: Origin,
+  span: Span,
+  attempt: number,
+): Promise<OutputOf<C>> {
+  const remainingMs = timeLeft(contract, deadline, attempt, Date.now());
+  const headers = headersFor(rt, origin, span);
+  // The time left, not the deadline itself: the receiver counts it on its own clock, so clock skew
+  // between the nodes does not move it.
+  headers[Header.timeoutMs] = encodeTimeoutMs(remainingMs);
+  if (attempt > 1) headers[Header.attempt] = String(attempt);
+  if (origin.auth) headers[Header.auth] = origin.auth;
+  const reply = await rt.transport.request(
+    contract.service,
+    contract.action,
+    { headers, body },
+    { timeoutMs: remainingMs },
+  );
+  const decoded = decodeBody(reply);
+  if (reply.headers[Header.status] === 'error') throw ChassisError.fromJSON(decoded);
+  return decoded as OutputOf<C>;
+}

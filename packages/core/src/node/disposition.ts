@@ -1,0 +1,52 @@
+import { ChassisError, toChassisError } from '../errors.ts';
+import type { Disposition } from '../transports/transport.ts';
+import { HandlerTimeout } from './deadline.ts';
+
+/** How often, and how far apart, a failing event is tried before it is dead-lettered. */
+export interface RedeliveryLimits {
+  /** Attempts before the event is dead-lettered (the handler's own, else the node's). */
+  maxDeliveries: number;
+  redelivery: { initialDelayMs: number; maxDelayMs: number };
+}
+
+/** What becomes of an event that failed: never an ack. */
+export type Failed = Exclude<Disposition, { kind: 'ack' }>;
+
+/** How a failure reads in logs and dead letters: its code, then its message. */
+export function failureReason(error: unknown): string {
+  const chassisError = toChassisError(error);
+  return `${chassisError.code}: ${chassisError.message}`;
+}
+
+/**
+ * The fate of an event whose handler threw on its `attempt`th delivery (a handler that returns is acked).
+ * - A `ChassisError` that is not retryable would fail the same way again: dead-lettered at once.
+ * - A retryable one means a dependency is unavailable (breaker open, no service, timeout, rate limit):
+ *   redelivered however long the outage lasts — it never uses up the attempts — and no sooner than the
+ *   error's `retryAfterMs`.
+ * - Anything else (a bug, or the handler's own timeout) counts against `maxDeliveries`.
+ */
+export function dispositionOf(error: unknown, attempt: number, limits: RedeliveryLimits): Failed {
+  if (error instanceof ChassisError && !(error instanceof HandlerTimeout)) {
+    if (!error.retryable) return { kind: 'dead', reason: `failed permanently (${failureReason(error)})` };
+    const retryAfterMs = Number((error.data as { retryAfterMs?: unknown } | undefined)?.retryAfterMs) || 0;
+    // An outage may last for thousands of attempts: the exponent is capped so the arithmetic stays finite.
+    return {
+      kind: 'retry',
+      delayMs: Math.max(retryAfterMs, redeliveryDelay(Math.min(attempt, 16), limits.redelivery)),
+    };
+  }
+  if (attempt >= limits.maxDeliveries) {
+    return { kind: 'dead', reason: `failed ${attempt} times; last error ${failureReason(error)}` };
+  }
+  return { kind: 'retry', delayMs: redeliveryDelay(attempt, limits.redelivery) };
+}
+
+/** Doubles per attempt up to the cap, then takes a random point in its upper half so retries spread out. */
+export function redeliveryDelay(
+  attempt: number,
+  { initialDelayMs, maxDelayMs }: { initialDelayMs: number; maxDelayMs: number },
+): number {
+  const ceiling = Math.min(maxDelayMs, initialDelayMs * 2 ** (attempt - 1));
+  return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+}

@@ -1,0 +1,111 @@
+import { fieldErrors } from '../contracts.ts';
+import { deadlineOf, decodeBody } from '../envelope.ts';
+import { toChassisError } from '../errors.ts';
+import { outcomeOf } from '../observability/metrics.ts';
+import { type Span, SpanKind, Tracing } from '../observability/tracing.ts';
+import type { EventHandlerDefinition, ServiceDefinition } from '../service.ts';
+import type { Disposition, EventDelivery } from '../transports/transport.ts';
+import { eventDeadline, isPast } from './deadline.ts';
+import { dispositionOf, failureReason } from './disposition.ts';
+import { describeFields } from './fields.ts';
+import { inboundOrigin } from './origin.ts';
+import { handlerPolicies, runInContext } from './run-handler.ts';
+import type { NodeRuntime } from './runtime.ts';
+
+/** What became of one event delivery, with the error when the handler failed. */
+interface Settled {
+  disposition: Disposition;
+  error?: unknown;
+}
+
+/** Handles one event delivery with its span, metrics and in-flight count around it. */
+export async function consume(
+  rt: NodeRuntime,
+  service: ServiceDefinition,
+  handler: EventHandlerDefinition,
+  delivery: EventDelivery,
+): Promise<Disposition> {
+  const started = performance.now();
+  const subscription = `${service.name}.${handler.name}`;
+  const parent = rt.tracing.extract(delivery.message.headers);
+  const span = rt.tracing.recording
+    ? rt.tracing.start(`consume ${handler.contract.name}`, SpanKind.CONSUMER, parent, {
+        'messaging.system': rt.transport.kind,
+        'messaging.destination.name': handler.contract.name,
+        'messaging.consumer.group.name': subscription,
+        'chassis.attempt': delivery.attempt,
+      })
+    : Tracing.passThrough(parent);
+  rt.metrics.inFlightEvents.inc();
+  try {
+    const { disposition, error } = await settle(rt, service, handler, subscription, delivery, span);
+    if (disposition.kind === 'retry') rt.metrics.redeliveries.inc({ subscription });
+    if (disposition.kind === 'dead') rt.metrics.deadLetters.inc({ queue: subscription });
+    const outcome = disposition.kind === 'dead' && error === undefined ? 'BAD_MESSAGE' : outcomeOf(error);
+    rt.metrics.observeEvent(
+      service.name,
+      subscription,
+      handler.contract.name,
+      outcome,
+      (performance.now() - started) / 1000,
+    );
+    Tracing.end(span, error ?? (disposition.kind === 'dead' ? new Error(disposition.reason) : undefined));
+    return disposition;
+  } finally {
+    rt.metrics.inFlightEvents.dec();
+  }
+}
+
+/**
+ * Decodes an event, refuses it when it is stale or does not match its contract, runs its handler under its
+ * policies by its deadline, and decides its fate (`dispositionOf`) when the handler fails.
+ */
+async function settle(
+  rt: NodeRuntime,
+  service: ServiceDefinition,
+  handler: EventHandlerDefinition,
+  subscription: string,
+  { message, attempt }: EventDelivery,
+  span: Span,
+): Promise<Settled> {
+  const { contract } = handler;
+  const dead = (reason: string, error?: unknown): Settled => {
+    rt.log.warn({ subscription, event: contract.name, attempt, reason }, `dead-lettered ${contract.name}: ${reason}`);
+    return { disposition: { kind: 'dead', reason }, error };
+  };
+  let payload: unknown;
+  try {
+    payload = decodeBody(message);
+  } catch (error) {
+    return dead(toChassisError(error).message);
+  }
+  const staleAt = deadlineOf(message);
+  if (staleAt !== undefined && isPast(staleAt, Date.now())) {
+    return dead(`expired at ${new Date(staleAt).toISOString()} before it was handled`);
+  }
+  const parsed = contract.payload.safeParse(payload);
+  if (!parsed.success) {
+    return dead(`payload does not match ${contract.name}: ${describeFields(fieldErrors(parsed.error))}`);
+  }
+  const deadline = eventDeadline(Date.now(), handler.options.timeoutMs ?? rt.settings.eventTimeoutMs, staleAt);
+  const origin = inboundOrigin(message, deadline, span);
+  try {
+    await rt.policies.handle(subscription, handlerPolicies(rt, subscription, handler.options), () =>
+      runInContext(rt, { kind: 'event', service, subscription }, origin, attempt, span, true, (ctx) =>
+        handler.run(parsed.data, ctx),
+      ),
+    );
+    return { disposition: { kind: 'ack' } };
+  } catch (error) {
+    const disposition = dispositionOf(error, attempt, {
+      maxDeliveries: handler.options.maxDeliveries ?? rt.settings.maxDeliveries,
+      redelivery: rt.settings.redelivery,
+    });
+    if (disposition.kind === 'dead') return dead(disposition.reason, error);
+    rt.log.info(
+      { subscription, attempt, delayMs: disposition.delayMs, reason: failureReason(error) },
+      `${contract.name} will be redelivered`,
+    );
+    return { disposition, error };
+  }
+}
