@@ -98,7 +98,10 @@ export function chassisError(code: ChassisErrorCode, message: string, data?: unk
  * it as `error.data` and HTTP clients as `details`, so it must not say which broker carried the call.
  */
 export interface TransportErrorData {
-  /** No reply within the time the caller allowed. */
+  /**
+   * No reply within the time allowed. `timeoutMs` is the time the call had when it began to wait: 0 when
+   * its deadline had passed already (before a call or attempt started, or on the serving side).
+   */
   TIMEOUT: { service: string; action: string; timeoutMs: number };
   /** Nothing serves the service; nobody received the request. */
   NO_SERVICE: { service: string; action: string };
@@ -120,11 +123,15 @@ function transportRaised<C extends TransportErrorCode>(
   return new ChassisError(code, message, { ...options, data });
 }
 
-/** `TIMEOUT` for a request that got no reply within `timeoutMs`. */
-export function timeoutError(data: TransportErrorData['TIMEOUT']): ChassisError {
+/**
+ * `TIMEOUT` for a request that got no reply within `timeoutMs`; `message` replaces the default one where
+ * the node knows more (the deadline passed before the call was made, say). Raised by transports and by
+ * the node alike, so a caller reads the same `data` whether the call was served locally or remotely.
+ */
+export function timeoutError(data: TransportErrorData['TIMEOUT'], message?: string): ChassisError {
   // Picked out, not passed on: an object with more fields (a pending request, say) must not widen `data`.
   const { service, action, timeoutMs } = data;
-  return transportRaised('TIMEOUT', `No reply from ${service}.${action} within ${timeoutMs} ms`, {
+  return transportRaised('TIMEOUT', message ?? `No reply from ${service}.${action} within ${timeoutMs} ms`, {
     service,
     action,
     timeoutMs,

@@ -93,6 +93,8 @@ describe('local calls: a call to a service the node runs stays in the process, w
     const late = await node.call(slow, { ms: 300 }, { timeoutMs: 50 }).catch((error: unknown) => error);
     assert.ok(late instanceof ChassisError);
     assert.equal(late.code, 'TIMEOUT');
+    // The same data a broker's TIMEOUT carries: a caller cannot tell where the call was served.
+    assert.deepEqual(late.data, { service: 'ledger', action: 'slow', timeoutMs: 50 });
 
     const token = await signToken(secret, { sub: 'alice', roles: ['customer'] });
     assert.equal((await node.call(whoAmI, {}, { auth: token })).subject, 'alice');

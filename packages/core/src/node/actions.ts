@@ -1,6 +1,6 @@
 import type { Context as TraceContext } from '@opentelemetry/api';
 import { fieldErrors } from '../contracts.ts';
-import { ChassisError, toChassisError } from '../errors.ts';
+import { ChassisError, timeoutError, toChassisError } from '../errors.ts';
 import { outcomeOf } from '../observability/metrics.ts';
 import { type Span, SpanKind, Tracing } from '../observability/tracing.ts';
 import type { ActionHandler, ServiceDefinition } from '../service.ts';
@@ -55,7 +55,10 @@ export async function runAction(
   if (isPast(deadline, Date.now())) {
     // Nobody waits for this answer any more: running it would only waste work.
     rt.log.debug({ action: contract.name }, 'skipped a request whose deadline had passed');
-    throw new ChassisError('TIMEOUT', `The deadline of ${contract.name} passed before it was handled`);
+    throw timeoutError(
+      { service: contract.service, action: contract.action, timeoutMs: 0 },
+      `The deadline of ${contract.name} passed before it was handled`,
+    );
   }
   const parsed = contract.input.safeParse(input);
   if (!parsed.success) {
@@ -85,7 +88,12 @@ export async function runAction(
   }
   // Finished after its deadline (its signal aborted, say, and it returned anyway): whatever it
   // returned arrives too late to be an answer.
-  if (isPast(deadline, Date.now())) throw new ChassisError('TIMEOUT', `${contract.name} finished after its deadline`);
+  if (isPast(deadline, Date.now())) {
+    throw timeoutError(
+      { service: contract.service, action: contract.action, timeoutMs: 0 },
+      `${contract.name} finished after its deadline`,
+    );
+  }
   if (!rt.settings.validateOutput) return output;
   const checked = contract.output.safeParse(output);
   if (!checked.success) {

@@ -2,7 +2,7 @@ import { ROOT_CONTEXT } from '@opentelemetry/api';
 import type { CallOptions } from '../context.ts';
 import type { ActionContract, InputOf, OutputOf } from '../contracts.ts';
 import { decodeBody, encodeTimeoutMs, Header } from '../envelope.ts';
-import { ChassisError } from '../errors.ts';
+import { ChassisError, timeoutError } from '../errors.ts';
 import { outcomeOf } from '../observability/metrics.ts';
 import { type Span, SpanKind, Tracing } from '../observability/tracing.ts';
 import type { CallPolicies } from '../policies/index.ts';
@@ -72,12 +72,11 @@ export async function send<C extends ActionContract>(
   let failure: unknown;
   try {
     if (isPast(deadline, Date.now())) {
-      throw new ChassisError(
-        'TIMEOUT',
+      throw timeoutError(
+        { service: contract.service, action: contract.action, timeoutMs: 0 },
         origin.inherited
           ? `The deadline of the request being handled has passed; ${contract.name} was not called`
           : `The deadline passed before ${contract.name} was called`,
-        { data: { action: contract.name } },
       );
     }
     const local = localService(rt, contract.service);

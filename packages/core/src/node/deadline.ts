@@ -1,6 +1,6 @@
 import type { ActionContract } from '../contracts.ts';
 import { requestDeadlineOf } from '../envelope.ts';
-import { ChassisError } from '../errors.ts';
+import { ChassisError, timeoutError } from '../errors.ts';
 import type { WireMessage } from '../transports/transport.ts';
 
 // Deadline arithmetic: every deadline is an absolute time on this node's clock, and `now` is passed in
@@ -46,9 +46,10 @@ export function eventDeadline(now: number, timeoutMs: number, staleAt: number | 
 export function timeLeft(contract: ActionContract, deadline: number, attempt: number, now: number): number {
   const left = deadline - now;
   if (left <= 0) {
-    throw new ChassisError('TIMEOUT', `The deadline passed before attempt ${attempt} at ${contract.name}`, {
-      data: { action: contract.name, attempt },
-    });
+    throw timeoutError(
+      { service: contract.service, action: contract.action, timeoutMs: 0 },
+      `The deadline passed before attempt ${attempt} at ${contract.name}`,
+    );
   }
   return left;
 }

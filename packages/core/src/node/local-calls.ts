@@ -1,6 +1,6 @@
 import type { ActionContract, OutputOf } from '../contracts.ts';
 import { newId } from '../envelope.ts';
-import { ChassisError, toChassisError } from '../errors.ts';
+import { ChassisError, timeoutError, toChassisError } from '../errors.ts';
 import { contextOf, type Span } from '../observability/tracing.ts';
 import type { ServiceDefinition } from '../service.ts';
 import { endServing, runAction, startServing, unknownAction } from './actions.ts';
@@ -57,9 +57,7 @@ export function callLocal<C extends ActionContract>(
     let answered = false;
     const timer = setTimeout(() => {
       answered = true;
-      const timeout = new ChassisError('TIMEOUT', `No reply from ${contract.name} within ${remainingMs} ms`, {
-        data: { action: contract.name },
-      });
+      const timeout = timeoutError({ service: contract.service, action: contract.action, timeoutMs: remainingMs });
       endServing(rt, service, contract.action, span, started, timeout);
       reject(ChassisError.fromJSON(timeout.toJSON()));
     }, remainingMs);

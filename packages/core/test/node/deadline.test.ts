@@ -62,7 +62,7 @@ describe('deadlines (pure)', () => {
           error instanceof ChassisError &&
           error.code === 'TIMEOUT' &&
           error.message === 'The deadline passed before attempt 2 at orders.get_order' &&
-          JSON.stringify(error.data) === JSON.stringify({ action: 'orders.get_order', attempt: 2 }),
+          JSON.stringify(error.data) === JSON.stringify({ service: 'orders', action: 'get_order', timeoutMs: 0 }),
       );
     }
   });
