@@ -1,20 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { isDeepStrictEqual } from 'node:util';
 import { action, createNode, defineService, handle } from '@chassis/core';
 import { reachable } from '@chassis/testing';
 import Moleculer from 'moleculer';
 import { connect } from 'nats';
-import { z } from 'zod';
-import {
-  benchConcurrencies,
-  benchDurationMs,
-  type Measurement,
-  measure,
-  ratioTable,
-  withRatios,
-  writeResults,
-} from './harness.ts';
+import { benchConcurrencies, benchDurationMs, benchRounds } from './harness.ts';
+import { sellOrder, sellOrderSchema } from './sell-order.ts';
+import { type Contender, exitWhenDone, runSideBySide, selectContenders } from './side-by-side.ts';
 
 /**
  * RPC over NATS, side by side, in one run against one local nats-server: raw nats.js (the floor),
@@ -26,29 +18,14 @@ const NATS_URL = process.env.BENCH_NATS_URL ?? 'nats://127.0.0.1:4222';
 const WARMUP_MS = 1000;
 const DURATION_MS = benchDurationMs(5);
 const CONCURRENCIES = benchConcurrencies('1,64');
-/** Comma-separated contender names to run, in that order (e.g. `chassis` while profiling); all by default. */
-const ONLY = process.env.BENCH_ONLY?.split(',').map((name) => name.trim());
+const ROUNDS = benchRounds(1);
 const BASELINE = 'moleculer';
 
-/** SimpleBank's sell order: what every contender sends and gets back. */
-const payload = { accountId: '101', symbol: 'BHP', quantity: 10 };
+const payload = sellOrder;
 type Payload = typeof payload;
 
 /** Runs of this benchmark never see each other's subjects, services or namespaces. */
 const suffix = Math.random().toString(36).slice(2, 8);
-
-interface Running {
-  call: () => Promise<unknown>;
-  close: () => Promise<void>;
-  /** Anything worth recording about this contender: versions, settings. */
-  notes: Record<string, unknown>;
-}
-
-interface Contender {
-  name: string;
-  description: string;
-  start(): Promise<Running>;
-}
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -130,12 +107,7 @@ const chassis: Contender = {
     // Loaded here, not at the top, so the other contenders still run if the NATS transport is broken.
     const { natsTransport } = await import('@chassis/core/nats');
     const service = `bench-echo-${suffix}`;
-    const order = z.object({
-      accountId: z.string().regex(/^\d+$/),
-      symbol: z.string().regex(/^[A-Z]{1,5}$/),
-      quantity: z.number().int().positive(),
-    });
-    const echo = action(`${service}.echo`, { input: order, output: order, idempotent: true });
+    const echo = action(`${service}.echo`, { input: sellOrderSchema, output: sellOrderSchema, idempotent: true });
     const server = createNode({
       services: [defineService({ name: service, actions: [handle(echo, (input) => input)] })],
       transport: natsTransport({ url: NATS_URL }),
@@ -164,82 +136,28 @@ const chassis: Contender = {
 };
 
 async function main(): Promise<number> {
+  const contenders = selectContenders('rpc-nats', [rawNats, moleculer, chassis]);
+  if (!contenders) return 0;
   if (!(await reachable({ name: 'NATS', url: NATS_URL, port: 4222 }))) {
     console.error(`NATS is not reachable at ${NATS_URL}. Start nats-server (or set BENCH_NATS_URL) and run again.`);
     return 1;
   }
-  const all = [rawNats, moleculer, chassis];
-  const unknown = ONLY?.filter((name) => !all.some((c) => c.name === name)) ?? [];
-  if (unknown.length > 0) {
-    console.error(`BENCH_ONLY names ${unknown.join(', ')}; the contenders are ${all.map((c) => c.name).join(', ')}`);
-    return 1;
-  }
-  // BENCH_ONLY also sets the order, to check that running last or first does not change a result.
-  const contenders = ONLY ? ONLY.map((name) => all.find((c) => c.name === name)!) : all;
-  const startedAt = new Date();
   console.log(
     `rpc-nats: ${contenders.map((c) => c.name).join(', ')} at concurrency ${CONCURRENCIES.join(', ')}; ` +
       `warm-up ${WARMUP_MS} ms, ${DURATION_MS} ms measured each; ${NATS_URL}`,
   );
-
-  const measurements: Measurement[] = [];
-  const failures: { name: string; error: string }[] = [];
-  const notes: Record<string, Record<string, unknown>> = {};
-  for (const contender of contenders) {
-    console.log(`${contender.name}: starting (${contender.description})`);
-    let running: Running;
-    try {
-      running = await contender.start();
-      const echoed = await running.call();
-      if (!isDeepStrictEqual(echoed, payload)) {
-        await running.close();
-        throw new Error(`echoed ${JSON.stringify(echoed)} instead of ${JSON.stringify(payload)}`);
-      }
-    } catch (error) {
-      const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
-      console.error(`${contender.name}: could not start; skipped.\n${message}`);
-      failures.push({ name: contender.name, error: message });
-      continue;
-    }
-    notes[contender.name] = running.notes;
-    try {
-      for (const concurrency of CONCURRENCIES) {
-        measurements.push(
-          await measure(contender.name, concurrency, running.call, { warmupMs: WARMUP_MS, durationMs: DURATION_MS }),
-        );
-      }
-    } finally {
-      console.log(`${contender.name}: closing`);
-      await running.close().catch((error: unknown) => {
-        console.error(`${contender.name}: close failed: ${error instanceof Error ? error.message : String(error)}`);
-        failures.push({ name: contender.name, error: `close failed: ${String(error)}` });
-      });
-    }
-  }
-
-  const rows = withRatios(measurements, BASELINE);
-  console.log('');
-  console.log(ratioTable(rows, { ops: 'ops/s', baseline: 'moleculer' }));
-
-  await writeResults('rpc-nats', startedAt, {
-    natsUrl: NATS_URL,
+  const { failures } = await runSideBySide({
+    benchmark: 'rpc-nats',
+    contenders,
+    concurrencies: CONCURRENCIES,
     warmupMs: WARMUP_MS,
     durationMs: DURATION_MS,
-    payload,
-    contenders: Object.fromEntries(
-      contenders.map((c) => [c.name, { description: c.description, ...(notes[c.name] ?? {}) }]),
-    ),
+    rounds: ROUNDS,
     baseline: BASELINE,
-    results: rows,
-    failures,
+    expected: payload,
+    settings: { natsUrl: NATS_URL, payload },
   });
-  if (failures.length > 0) console.error(`failed: ${failures.map((f) => f.name).join(', ')}`);
   return failures.length > 0 ? 1 : 0;
 }
 
-process.exitCode = await main();
-// Everything was closed above; if some handle still keeps the process alive, say so and leave anyway.
-setTimeout(() => {
-  console.error(`still running 5 s after the end; open resources: ${process.getActiveResourcesInfo().join(', ')}`);
-  process.exit();
-}, 5000).unref();
+exitWhenDone(await main());

@@ -1,0 +1,197 @@
+import { readFile } from 'node:fs/promises';
+import { action, createNode, defineService, handle, type SpanExporter } from '@chassis/core';
+import Moleculer from 'moleculer';
+import { benchConcurrencies, benchDurationMs, benchRounds, formatTable, type RatedMeasurement } from './harness.ts';
+import { type SellOrder, sellOrder, sellOrderSchema } from './sell-order.ts';
+import { type Contender, exitWhenDone, runSideBySide, selectContenders } from './side-by-side.ts';
+
+/**
+ * A call to a service on the same node, side by side in one process: Chassis as it ships (the input and
+ * output validated, metrics, spans, a deadline), Moleculer 0.14 with its validator, metrics and tracing
+ * on, and Moleculer bare. Each echoes the sell order back, one call after another. See ../README.md.
+ */
+
+const WARMUP_MS = 1000;
+/** 5 s: Moleculer's Event exporter keeps its spans for 5 s, so that every window holds one of its flushes. */
+const DURATION_MS = benchDurationMs(5);
+/** A local call is CPU alone, so whatever else runs on the machine shows in it: the best of 3 rounds. */
+const ROUNDS = benchRounds(3);
+/** Sequential by default: calls that never wait gain nothing from concurrency but the harness's own work. */
+const CONCURRENCIES = benchConcurrencies('1', 'BENCH_LOCAL_CONCURRENCY');
+const BASELINE = 'moleculer';
+/** The goal of issue 11: Chassis at least this many times Moleculer-with-features' throughput. */
+const GOAL_RATIO = 3;
+/** Every call gets a deadline in Chassis (5 s by default); Moleculer gets the same as its request timeout. */
+const TIMEOUT_MS = 5000;
+
+/**
+ * An OpenTelemetry exporter that drops what it is given: spans are still made, ended and batched by
+ * the node's BatchSpanProcessor as for OTLP (a batch whenever 512 are queued), but nothing is
+ * serialized or sent. The least a real
+ * exporter costs, as Moleculer's Event exporter (spans queued, emitted in-process every 5 s) is for it.
+ */
+const discardingExporter: SpanExporter = {
+  export: (_spans, done) => done({ code: 0 }),
+  shutdown: async () => {},
+};
+
+/** The harness's own cost per call: a call that does nothing but answer. */
+const noop: Contender = {
+  name: 'no-op',
+  description: 'a function returning a resolved promise: what the harness itself costs per call',
+  async start() {
+    const answer = Promise.resolve(sellOrder);
+    return { call: () => answer, close: async () => {}, notes: {} };
+  },
+};
+
+function moleculerContender(name: string, features: boolean): Contender {
+  return {
+    name,
+    description: features
+      ? 'Moleculer 0.14, no transporter: fastest-validator params schema, metrics (no reporter), tracing to the Event exporter'
+      : 'Moleculer 0.14, no transporter: validator, metrics and tracing off',
+    async start() {
+      const options: Moleculer.BrokerOptions = {
+        nodeID: `bench-local-${name}`,
+        logger: false,
+        // Like Chassis's deadline: Moleculer's Timeout middleware then puts a timer on every call.
+        requestTimeout: TIMEOUT_MS,
+        validator: features,
+        // No reporter, as a Chassis node without `opsPort` collects its metrics and serves none; process
+        // metrics off, as `createNode`'s `defaultMetrics` is.
+        metrics: features ? { enabled: true, collectProcessMetrics: false } : false,
+        // Every action span sampled (rate 1, the default), queued and emitted as `$tracing.spans` every 5 s.
+        tracing: features ? { enabled: true, exporter: { type: 'Event', options: { interval: 5 } } } : false,
+      };
+      const broker = new Moleculer.ServiceBroker(options);
+      broker.createService({
+        name: 'echo',
+        actions: {
+          echo: {
+            // The same checks as the zod contract of the Chassis contender.
+            params: {
+              accountId: { type: 'string', pattern: /^\d+$/ },
+              symbol: { type: 'string', pattern: /^[A-Z]{1,5}$/ },
+              quantity: { type: 'number', integer: true, positive: true },
+            },
+            handler: (ctx: Moleculer.Context<SellOrder>) => ctx.params,
+          },
+        },
+      });
+      await broker.start();
+      return {
+        call: () => broker.call<SellOrder, SellOrder>('echo.echo', sellOrder),
+        close: () => broker.stop(),
+        notes: {
+          moleculer: Moleculer.MOLECULER_VERSION,
+          requestTimeout: TIMEOUT_MS,
+          validator: features,
+          metrics: features,
+          tracing: features ? 'Event exporter, every 5 s' : false,
+        },
+      };
+    },
+  };
+}
+
+function chassisContender(name: string, exportSpans: boolean): Contender {
+  return {
+    name,
+    description: exportSpans
+      ? 'Chassis as it ships, one node, memory transport: zod contract in and out, metrics, a call and a serve span exported (batched, discarded), a 5 s deadline'
+      : 'the same without a span exporter (as with OTEL_EXPORTER_OTLP_ENDPOINT unset): spans not recorded, trace context passed on',
+    async start() {
+      const echo = action('echo.echo', { input: sellOrderSchema, output: sellOrderSchema, idempotent: true });
+      const node = createNode({
+        services: [defineService({ name: 'echo', actions: [handle(echo, (input) => input)] })],
+        logLevel: 'silent',
+        callTimeoutMs: TIMEOUT_MS,
+        ...(exportSpans ? { tracing: { exporter: discardingExporter } } : {}),
+      });
+      await node.start();
+      const manifest = JSON.parse(
+        await readFile(new URL('../../packages/core/package.json', import.meta.url), 'utf8'),
+      ) as { version: string };
+      return {
+        call: () => node.call(echo, sellOrder),
+        close: () => node.stop(),
+        notes: {
+          core: manifest.version,
+          validateOutput: process.env.NODE_ENV !== 'production',
+          spans: exportSpans ? 'BatchSpanProcessor to a discarding exporter' : 'not recorded',
+        },
+      };
+    },
+  };
+}
+
+/**
+ * What one call costs, per contender: wall time (1 / throughput, and the median call), and this
+ * process's CPU time per call with the baseline's as a multiple of it — the figure a loaded machine
+ * disturbs least.
+ */
+function costTable(rows: readonly RatedMeasurement[]): string {
+  const us = (value: number | undefined) => (value === undefined || !Number.isFinite(value) ? 'n/a' : value.toFixed(2));
+  return formatTable([
+    ['contender', 'concurrency', 'µs a call', 'p50 µs', 'CPU µs a call', `CPU of ${BASELINE} ÷ CPU`],
+    ...rows.map((row) => {
+      const base = rows.find((b) => b.name === BASELINE && b.concurrency === row.concurrency);
+      const cheaper =
+        base?.cpuUsPerOp === undefined || row.cpuUsPerOp === undefined ? undefined : base.cpuUsPerOp / row.cpuUsPerOp;
+      return [
+        row.name,
+        String(row.concurrency),
+        us(1e6 / row.opsPerSec),
+        us(row.p50Ms * 1000),
+        us(row.cpuUsPerOp),
+        cheaper === undefined ? 'n/a' : `${cheaper.toFixed(2)}×`,
+      ];
+    }),
+  ]);
+}
+
+async function main(): Promise<number> {
+  const contenders = selectContenders('local-call', [
+    noop,
+    moleculerContender('moleculer-bare', false),
+    moleculerContender('moleculer', true),
+    chassisContender('chassis-no-spans', false),
+    chassisContender('chassis', true),
+  ]);
+  if (!contenders) return 0;
+  console.log(
+    `local-call: ${contenders.map((c) => c.name).join(', ')} at concurrency ${CONCURRENCIES.join(', ')}; ` +
+      `warm-up ${WARMUP_MS} ms, ${DURATION_MS} ms measured each, best of ${ROUNDS} rounds`,
+  );
+  const { rows, failures } = await runSideBySide({
+    benchmark: 'local-call',
+    contenders,
+    concurrencies: CONCURRENCIES,
+    warmupMs: WARMUP_MS,
+    durationMs: DURATION_MS,
+    rounds: ROUNDS,
+    baseline: BASELINE,
+    expected: sellOrder,
+    settings: { payload: sellOrder, timeoutMs: TIMEOUT_MS, nodeEnv: process.env.NODE_ENV ?? null },
+  });
+
+  console.log('');
+  console.log(costTable(rows));
+  const goal = rows.filter((row) => row.name === 'chassis');
+  const baseline = (concurrency: number) => rows.find((b) => b.name === BASELINE && b.concurrency === concurrency);
+  for (const row of goal) {
+    const base = baseline(row.concurrency);
+    if (!base) continue;
+    const byThroughput = row.opsPerSec / base.opsPerSec;
+    const byCpu = base.cpuUsPerOp! / row.cpuUsPerOp!;
+    const verdict = (ratio: number) => `${ratio.toFixed(2)}× (${ratio >= GOAL_RATIO ? 'met' : 'not met'})`;
+    console.log(
+      `goal chassis ≥ ${GOAL_RATIO}× moleculer with features, at ${row.concurrency}: ` +
+        `by throughput ${verdict(byThroughput)}, by CPU per call ${verdict(byCpu)}`,
+    );
+  }
+  return failures.length > 0 ? 1 : 0;
+}
+
+exitWhenDone(await main());
