@@ -6,7 +6,7 @@ import { type DeadlineOptions, requestDeadline } from '../deadline.ts';
 
 /** What the gateway knows of a request beyond Fastify: its deadline, its caller, how it ended. */
 export interface RequestContext {
-  /** Absolute epoch ms; set on arrival, so undefined only while a request's headers are refused. */
+  /** Absolute epoch ms, read on arrival; undefined for a request refused before or by that read. */
   deadline: number | undefined;
   /** The caller's verification, started by whoever asks first (see identity.ts). */
   identity: Promise<Identity | undefined> | undefined;
