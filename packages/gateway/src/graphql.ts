@@ -10,8 +10,8 @@ import {
 } from 'graphql';
 import mercurius, { type IResolvers } from 'mercurius';
 import { errorBody } from './errors.ts';
-import type { GatewayTools } from './gateway.ts';
 import type { CustomRouteContext } from './routes.ts';
+import type { GatewayTools } from './tools.ts';
 
 /**
  * GraphQL at the edge, on mercurius. Resolvers call actions as the HTTP request's caller, so a service

@@ -18,7 +18,6 @@ export {
   createGateway,
   type Gateway,
   type GatewayOptions,
-  type GatewayTools,
   type RateLimitSettings,
 } from './gateway.ts';
 export {
@@ -47,3 +46,4 @@ export {
   type RouteRequest,
   route,
 } from './routes.ts';
+export type { GatewayTools } from './tools.ts';

@@ -1,0 +1,136 @@
+import { ChassisError, fieldErrors, type Identity } from '@chassis/core';
+import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
+import { headerOf } from '../headers.ts';
+import { type IdempotencyStore, type StoredAnswer, storedError, withIdempotency } from '../idempotency.ts';
+import { authenticate, type Identify } from '../identity.ts';
+import { defaultInput } from '../input.ts';
+import type { ActionRoute, CustomRoute, CustomRouteContext, Route, RouteAuth, RouteRequest } from '../routes.ts';
+import type { GatewayTools } from '../tools.ts';
+import { contextOf } from './request-context.ts';
+
+export interface RouteTableOptions {
+  routes: readonly Route[];
+  identify: Identify;
+  tools: GatewayTools;
+  idempotency: { store: IdempotencyStore; ttlMs: number };
+}
+
+/**
+ * The route table as Fastify routes: each checks its caller in a preHandler, then an action route builds
+ * and validates the action's input and calls it, and a custom route runs its function. Encapsulated, so
+ * that its `prefix` (`/v1`) applies to these routes only.
+ */
+export const routeTable: FastifyPluginCallback<RouteTableOptions> = (api, options, done) => {
+  for (const spec of options.routes) {
+    api.route({
+      method: spec.method,
+      url: spec.path,
+      preHandler: authenticate(spec.auth as RouteAuth<never> | undefined, options.identify),
+      handler:
+        spec.kind === 'action'
+          ? actionHandler(spec, options.tools, options.idempotency)
+          : customHandler(spec, options.tools),
+    });
+  }
+  done();
+};
+
+function actionHandler(
+  spec: ActionRoute,
+  tools: GatewayTools,
+  idempotency: RouteTableOptions['idempotency'],
+): (request: FastifyRequest, reply: FastifyReply) => Promise<unknown> {
+  const status = spec.status ?? 200;
+  const owns = checksOwnership(spec.auth as RouteAuth<never> | undefined);
+  async function answerOf(request: FastifyRequest, input: unknown): Promise<StoredAnswer> {
+    const output = await tools.callFor(request, spec.action, input);
+    const headers: Record<string, string> = {};
+    if (spec.location) headers.location = spec.location(output, input);
+    const body = spec.respond ? spec.respond(output, input) : output;
+    return { status, body: status === 204 ? null : body, headers };
+  }
+  return async (request, reply) => {
+    const req = routeRequest(request);
+    const raw = spec.input ? spec.input(req) : defaultInput(spec.method, spec.action.input, req);
+    const parsed = spec.action.input.safeParse(raw);
+    if (!parsed.success) {
+      const fields = fieldErrors(parsed.error);
+      throw new ChassisError(
+        'VALIDATION',
+        `Invalid request: ${fields.map((f) => `${f.path}: ${f.message}`).join('; ')}`,
+        {
+          data: { fields },
+        },
+      );
+    }
+    const input = parsed.data;
+    if (owns) await checkOwnership(spec.auth as RouteAuth<never>, req.user, input);
+
+    const key = headerOf(request, 'idempotency-key');
+    let answer: StoredAnswer;
+    if (key !== undefined && spec.method === 'POST') {
+      const result = await withIdempotency(
+        idempotency.store,
+        {
+          key,
+          scope: `${req.user?.subject ?? request.ip}:${spec.method}:${request.url}`,
+          body: request.body,
+          ttlMs: idempotency.ttlMs,
+        },
+        () => answerOf(request, input),
+      );
+      const replayedError = storedError(result);
+      if (replayedError) throw replayedError;
+      if (result.replayed) reply.header('idempotent-replayed', 'true');
+      answer = result;
+    } else {
+      answer = await answerOf(request, input);
+    }
+    for (const [name, value] of Object.entries(answer.headers)) reply.header(name, value);
+    reply.status(answer.status);
+    return answer.status === 204 ? reply.send() : reply.send(answer.body);
+  };
+}
+
+function customHandler(spec: CustomRoute, tools: GatewayTools) {
+  const owns = checksOwnership(spec.auth as RouteAuth<never> | undefined);
+  return async (request: FastifyRequest, reply: FastifyReply) => {
+    const req = routeRequest(request);
+    if (owns) await checkOwnership(spec.auth as RouteAuth<never>, req.user, req);
+    const body = await spec.handler({
+      request: req,
+      call: callsAs(request, tools),
+      deadline: tools.deadlineOf(request),
+      requestId: request.id,
+    });
+    reply.status(spec.status ?? 200);
+    return spec.status === 204 ? reply.send() : reply.send(body);
+  };
+}
+
+/** A custom route's `call`: actions called as the request's caller (made here, not as a property, for tsx's keepNames). */
+function callsAs(request: FastifyRequest, tools: GatewayTools): CustomRouteContext['call'] {
+  return (contract, input, options) => tools.callFor(request, contract, input, options);
+}
+
+function routeRequest(request: FastifyRequest): RouteRequest {
+  return {
+    params: (request.params ?? {}) as Record<string, string>,
+    query: (request.query ?? {}) as Record<string, unknown>,
+    body: request.body,
+    headers: request.headers,
+    user: contextOf(request).user,
+  };
+}
+
+/** Whether a route's auth has an ownership check: a route without one skips it, and its promise. */
+function checksOwnership(auth: RouteAuth<never> | undefined): boolean {
+  return typeof auth === 'object' && auth.owns !== undefined;
+}
+
+async function checkOwnership(auth: RouteAuth<never> | undefined, user: Identity | undefined, input: unknown) {
+  if (auth === undefined || auth === 'public' || !auth.owns || !user) return;
+  if (!(await (auth.owns as (user: Identity, input: unknown) => boolean | Promise<boolean>)(user, input))) {
+    throw new ChassisError('FORBIDDEN', 'This resource belongs to another customer');
+  }
+}
