@@ -28,7 +28,7 @@ const exchanges = new Set<string>();
 const rpcQueue = (service: string) => `rpc-${service}`;
 const eventQueue = (b: EventBinding) => {
   const [source, event] = [b.event.slice(0, b.event.indexOf('.')), b.event.slice(b.event.indexOf('.') + 1)];
-  return `evt-${source}-${event}--${b.service}.${b.handler}`;
+  return `evtq-${source}-${event}--${b.service}.${b.handler}`;
 };
 /** Records what a binding creates, for the cleanup. */
 function binding(source: string, event: string, service: string, handler = 'on_it'): EventBinding {
