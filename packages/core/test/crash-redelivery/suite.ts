@@ -33,7 +33,13 @@ export function crashRedeliverySuite(transport: TransportTarget): void {
     });
     after(() => transport.cleanup?.(suffixes));
 
-    it(`[${transport.name}] an event whose handler kills its process is dead-lettered after maxDeliveries`, async () => {
+    // JetStream counts deliveries broker-side (attempts 1, 2, 3, 4… reach the handler), but its count adds
+    // the runtime's own delayed NAKs to the lost deliveries, so the NATS transport cannot report `unsettled`
+    // without turning a long dependency outage into dead letters.
+    const todo = transport.name === 'nats' ? 'JetStream cannot tell a lost delivery from a NAK' : undefined;
+    it(`[${transport.name}] an event whose handler kills its process is dead-lettered after maxDeliveries`, {
+      todo,
+    }, async () => {
       const suffix = randomBytes(4).toString('hex');
       suffixes.push(suffix);
       const names = crashNames(suffix);
