@@ -543,12 +543,14 @@ class AmqpTransport implements Transport {
         await channel.assertQueue(queue, EVENT_QUEUE_OPTIONS);
         await channel.bindQueue(queue, exchange, name);
         await declareDeadLetterQueue(channel, subscription);
+        // Bound to the quorum queue first and unbound after: an event published in between goes to both and
+        // is delivered twice, which at-least-once delivery allows, rather than to neither. Looked up before
+        // consuming, so that once consuming starts the consumer can be stopped without a round trip.
+        const draining = (await this.queueDepth(legacy, 'Looking for a classic event queue to drain')) !== undefined;
+        if (draining) await channel.unbindQueue(legacy, exchange, name);
         await channel.prefetch(Math.max(1, options.prefetch));
         const tags = [(await channel.consume(queue, deliver, { consumerTag: this.consumerTag(queue) })).consumerTag];
-        // Bound to the quorum queue first and unbound after: an event published in between goes to both and
-        // is delivered twice, which at-least-once delivery allows, rather than to neither.
-        if ((await this.queueDepth(legacy, 'Looking for a classic event queue to drain')) !== undefined) {
-          await channel.unbindQueue(legacy, exchange, name);
+        if (draining) {
           tags.push((await channel.consume(legacy, deliver, { consumerTag: this.consumerTag(legacy) })).consumerTag);
         }
         return tags;
