@@ -469,10 +469,13 @@ describe('RabbitMQ transport', { skip: await skipUnlessUp('rabbitmq') }, () => {
 
   it('survives a broker restart: reconnects, restarts consumers, keeps confirmed events', async () => {
     const service = served(name('durable'));
+    // Answers only after the restart: with quorum queues on the broker, stop_app takes seconds to close the
+    // connections, and a fixed delay could let the reply through first.
+    const restarted = gate();
     const rpc = await a.serve(
       service,
       async ({ action, message }) => {
-        if (action === 'slow') await sleep(3000);
+        if (action === 'slow') await restarted.wait;
         return message;
       },
       { concurrency: 5 },
@@ -520,6 +523,7 @@ describe('RabbitMQ transport', { skip: await skipUnlessUp('rabbitmq') }, () => {
     });
     await sleep(100);
     await restartRabbitmq();
+    restarted.open();
     await waitUntil(() => statuses.a.at(-1) === 'connected' && statuses.b.at(-1) === 'connected', {
       timeoutMs: 30_000,
       what: 'both transports to reconnect',
