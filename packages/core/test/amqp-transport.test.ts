@@ -28,7 +28,7 @@ const exchanges = new Set<string>();
 const rpcQueue = (service: string) => `rpc-${service}`;
 const eventQueue = (b: EventBinding) => {
   const [source, event] = [b.event.slice(0, b.event.indexOf('.')), b.event.slice(b.event.indexOf('.') + 1)];
-  return `evt-${source}-${event}--${b.service}.${b.handler}`;
+  return `evtq-${source}-${event}--${b.service}.${b.handler}`;
 };
 /** Records what a binding creates, for the cleanup. */
 function binding(source: string, event: string, service: string, handler = 'on_it'): EventBinding {
@@ -285,6 +285,44 @@ describe('RabbitMQ transport', { skip: await skipUnlessUp('rabbitmq') }, () => {
     await consumer.stop();
   });
 
+  it('drains the classic evt- queue of an earlier version: unbinds it and consumes what waits in it', async () => {
+    const sub = binding(name('orders'), 'order_legacy', name('market'));
+    const exchange = `${sub.event.slice(0, sub.event.indexOf('.'))}.events`;
+    const routingKey = sub.event.slice(sub.event.indexOf('.') + 1);
+    const legacy = eventQueue(sub).replace(/^evtq-/, 'evt-');
+    queues.add(legacy);
+    const admin = await amqpConnect(url);
+    try {
+      const channel = await admin.createConfirmChannel();
+      await channel.assertExchange(exchange, 'topic', { durable: true });
+      await channel.assertQueue(legacy, { durable: true });
+      await channel.bindQueue(legacy, exchange, routingKey);
+      channel.publish(exchange, routingKey, Buffer.from('"old"'), { persistent: true, headers: { attempt: '1' } });
+      await channel.waitForConfirms();
+      assert.equal(await b.backlog(sub), 1, 'the classic queue counts in the backlog');
+      const { seen, handler } = recorder();
+      const consumer = await a.subscribe(sub, handler, { prefetch: 10 });
+      await waitUntil(() => seen.length >= 1, { timeoutMs: 20_000, what: 'the waiting event' });
+      await b.publish(sub.event, msg('"new"'));
+      await waitUntil(() => seen.length >= 2, { timeoutMs: 20_000, what: 'the new event' });
+      await sleep(300);
+      // Unbound: the new event reached the quorum queue only.
+      assert.deepEqual(
+        seen.map((s) => [s.body, s.attempt]),
+        [
+          ['"old"', 1],
+          ['"new"', 1],
+        ],
+      );
+      const left = await channel.checkQueue(legacy);
+      assert.equal(left.messageCount, 0);
+      assert.equal(left.consumerCount, 1, 'still consumed until an operator deletes it');
+      await consumer.stop();
+    } finally {
+      await admin.close();
+    }
+  });
+
   it('keeps dead-lettered events and dead letters, readable without removing them, oldest first', async () => {
     const sub = binding(name('orders'), 'order_broken', name('market'));
     const subscription = `${sub.service}.${sub.handler}`;
@@ -431,10 +469,13 @@ describe('RabbitMQ transport', { skip: await skipUnlessUp('rabbitmq') }, () => {
 
   it('survives a broker restart: reconnects, restarts consumers, keeps confirmed events', async () => {
     const service = served(name('durable'));
+    // Answers only after the restart: with quorum queues on the broker, stop_app takes seconds to close the
+    // connections, and a fixed delay could let the reply through first.
+    const restarted = gate();
     const rpc = await a.serve(
       service,
       async ({ action, message }) => {
-        if (action === 'slow') await sleep(3000);
+        if (action === 'slow') await restarted.wait;
         return message;
       },
       { concurrency: 5 },
@@ -482,6 +523,7 @@ describe('RabbitMQ transport', { skip: await skipUnlessUp('rabbitmq') }, () => {
     });
     await sleep(100);
     await restartRabbitmq();
+    restarted.open();
     await waitUntil(() => statuses.a.at(-1) === 'connected' && statuses.b.at(-1) === 'connected', {
       timeoutMs: 30_000,
       what: 'both transports to reconnect',

@@ -42,6 +42,22 @@ export function dispositionOf(error: unknown, attempt: number, limits: Redeliver
   return { kind: 'retry', delayMs: redeliveryDelay(attempt, limits.redelivery) };
 }
 
+/**
+ * The fate of an event before its handler runs, by the deliveries of it that ended with no outcome (as the
+ * broker counts them): once `maxDeliveries` were lost, dead-lettered without running it again. A handler
+ * that kills its process never gets to count its own failure, so only this ends the loop.
+ */
+export function lostTooOften(
+  unsettled: number | undefined,
+  maxDeliveries: number,
+): Extract<Disposition, { kind: 'dead' }> | undefined {
+  if (unsettled === undefined || unsettled < maxDeliveries) return undefined;
+  return {
+    kind: 'dead',
+    reason: `delivered ${unsettled} times without an outcome; its handler may be crashing the process`,
+  };
+}
+
 /** Doubles per attempt up to the cap, then takes a random point in its upper half so retries spread out. */
 export function redeliveryDelay(
   attempt: number,

@@ -6,7 +6,7 @@ import { type Span, SpanKind, Tracing } from '../observability/tracing.ts';
 import type { EventHandlerDefinition, ServiceDefinition } from '../service.ts';
 import type { Disposition, EventDelivery } from '../transports/transport.ts';
 import { eventDeadline, isPast } from './deadline.ts';
-import { dispositionOf, failureReason } from './disposition.ts';
+import { dispositionOf, failureReason, lostTooOften } from './disposition.ts';
 import { describeFields } from './fields.ts';
 import { inboundOrigin } from './origin.ts';
 import { handlerPolicies, runInContext } from './run-handler.ts';
@@ -65,7 +65,7 @@ async function settle(
   service: ServiceDefinition,
   handler: EventHandlerDefinition,
   subscription: string,
-  { message, attempt }: EventDelivery,
+  { message, attempt, unsettled }: EventDelivery,
   span: Span,
 ): Promise<Settled> {
   const { contract } = handler;
@@ -73,6 +73,9 @@ async function settle(
     rt.log.warn({ subscription, event: contract.name, attempt, reason }, `dead-lettered ${contract.name}: ${reason}`);
     return { disposition: { kind: 'dead', reason }, error };
   };
+  const maxDeliveries = handler.options.maxDeliveries ?? rt.settings.maxDeliveries;
+  const lost = lostTooOften(unsettled, maxDeliveries);
+  if (lost) return dead(lost.reason);
   let payload: unknown;
   try {
     payload = decodeBody(message);
@@ -98,7 +101,7 @@ async function settle(
     return { disposition: { kind: 'ack' } };
   } catch (error) {
     const disposition = dispositionOf(error, attempt, {
-      maxDeliveries: handler.options.maxDeliveries ?? rt.settings.maxDeliveries,
+      maxDeliveries,
       redelivery: rt.settings.redelivery,
     });
     if (disposition.kind === 'dead') return dead(disposition.reason, error);

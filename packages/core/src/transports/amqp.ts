@@ -36,9 +36,16 @@ import {
  *   broker drops a request nobody waits for any more. Replies use direct reply-to: one reply consumer per
  *   connection, pending requests matched by correlation id.
  * - Events: one durable topic exchange per source service, `<source>.events`, routing key = the event's
- *   short name. Each subscription `<service>.<handler>` has one durable queue
- *   `evt-<source>-<event>--<service>.<handler>` shared by every instance of the service. Publishing goes
+ *   short name. Each subscription `<service>.<handler>` has one quorum queue
+ *   `evtq-<source>-<event>--<service>.<handler>` shared by every instance of the service. Publishing goes
  *   through a confirm channel and resolves only once the broker has confirmed the (persistent) message.
+ * - Attempts: the `attempt` header counts the copies this transport republished for a retry, and the quorum
+ *   queue's own `x-delivery-count` the deliveries of this copy that came back unsettled (the consumer died
+ *   or lost its connection); the attempt is their sum. Only the broker's count survives a consumer killed
+ *   mid-handler, which is why event queues are quorum queues.
+ * - Classic event queues of earlier versions (`evt-…`, which cannot be redeclared as quorum queues) are
+ *   drained: unbound from their exchange, so new events go to the quorum queue only, and consumed next to
+ *   it until an operator deletes them (see docs/transports.md).
  * - Redelivery: RabbitMQ cannot nack with a delay, so a retry publishes a copy (attempt + 1, confirmed) to
  *   `retry-<queue>-<delayMs>`, a queue with that message TTL that dead-letters back to `<queue>` through
  *   the default exchange and expires once idle; only then is the original acked.
@@ -81,7 +88,11 @@ const DEAD_REASON = 'x-chassis-dead-reason';
 const DEAD_QUEUE = 'x-chassis-dead-queue';
 const DEAD_AT = 'x-chassis-dead-at';
 /** Headers the broker or this transport add, which are not part of the message the runtime sent. */
-const FOREIGN_HEADER = /^x-(death$|first-death-|last-death-|chassis-)/;
+const FOREIGN_HEADER = /^x-(death$|delivery-count$|first-death-|last-death-|chassis-)/;
+/** Set by a quorum queue on a redelivery: how many earlier deliveries of the message were returned. */
+const DELIVERY_COUNT = 'x-delivery-count';
+/** Event queues must count deliveries broker-side; quorum queues are always durable and shared. */
+const EVENT_QUEUE_OPTIONS: Options.AssertQueue = { durable: true, arguments: { 'x-queue-type': 'quorum' } };
 const CONNECT_TIMEOUT_MS = 5000;
 const FIRST_RECONNECT_DELAY_MS = 200;
 /** How long a retry queue outlives its last use; it must outlive the TTL of the messages in it. */
@@ -109,8 +120,8 @@ interface ConsumerSpec {
   readonly name: string;
   /** Deliveries are not acked (broadcast listeners): nothing can be handed back on stop. */
   readonly noAck: boolean;
-  /** Declares what the consumer reads from and starts consuming on `channel`; returns the consumer tag. */
-  setup(channel: Channel, deliver: (message: ConsumeMessage | null) => void): Promise<string>;
+  /** Declares what the consumer reads from and starts consuming on `channel`; returns the consumer tags. */
+  setup(channel: Channel, deliver: (message: ConsumeMessage | null) => void): Promise<readonly string[]>;
   /** Handles one delivery and settles it on `channel`; never throws. */
   handle(channel: Channel, message: ConsumeMessage): Promise<void>;
 }
@@ -443,7 +454,7 @@ class AmqpTransport implements Transport {
         await channel.bindQueue(queue, RPC_EXCHANGE, `${service}.*`);
         await channel.prefetch(Math.max(1, options.concurrency));
         const { consumerTag } = await channel.consume(queue, deliver, { consumerTag: this.consumerTag(queue) });
-        return consumerTag;
+        return [consumerTag];
       },
       handle: (channel, message) => answer(channel, message, handler),
     });
@@ -523,17 +534,26 @@ class AmqpTransport implements Transport {
     const subscription = subscriptionName(binding);
     const exchange = `${source}.events`;
     const queue = eventQueueName(binding);
+    const legacy = legacyEventQueueName(binding);
     return this.addConsumer({
       name: `queue ${queue}`,
       noAck: false,
       setup: async (channel, deliver) => {
         await channel.assertExchange(exchange, 'topic', { durable: true });
-        await channel.assertQueue(queue, { durable: true });
+        await channel.assertQueue(queue, EVENT_QUEUE_OPTIONS);
         await channel.bindQueue(queue, exchange, name);
         await declareDeadLetterQueue(channel, subscription);
+        // Bound to the quorum queue first and unbound after: an event published in between goes to both and
+        // is delivered twice, which at-least-once delivery allows, rather than to neither. Looked up before
+        // consuming, so that once consuming starts the consumer can be stopped without a round trip.
+        const draining = (await this.queueDepth(legacy, 'Looking for a classic event queue to drain')) !== undefined;
+        if (draining) await channel.unbindQueue(legacy, exchange, name);
         await channel.prefetch(Math.max(1, options.prefetch));
-        const { consumerTag } = await channel.consume(queue, deliver, { consumerTag: this.consumerTag(queue) });
-        return consumerTag;
+        const tags = [(await channel.consume(queue, deliver, { consumerTag: this.consumerTag(queue) })).consumerTag];
+        if (draining) {
+          tags.push((await channel.consume(legacy, deliver, { consumerTag: this.consumerTag(legacy) })).consumerTag);
+        }
+        return tags;
       },
       handle: (channel, message) => this.deliverEvent(channel, message, queue, subscription, handler),
     });
@@ -547,10 +567,11 @@ class AmqpTransport implements Transport {
     handler: EventHandler,
   ): Promise<void> {
     const wire = toWire(message);
-    const attempt = attemptOf(wire.headers);
+    const unsettled = deliveryCountOf(message);
+    const attempt = attemptOf(wire.headers) + unsettled;
     let disposition: Disposition;
     try {
-      disposition = await handler({ message: wire, attempt });
+      disposition = await handler({ message: wire, attempt, unsettled });
     } catch {
       // A handler must not throw; if one does, the event is not lost: it comes back.
       disposition = { kind: 'retry', delayMs: 1000 };
@@ -622,12 +643,22 @@ class AmqpTransport implements Transport {
   async backlog(binding: EventBinding): Promise<number> {
     const queue = eventQueueName(binding);
     const doing = `Reading the backlog of ${queue}`;
+    // A classic queue still being drained holds part of it.
+    const [current, legacy] = await Promise.all([
+      this.queueDepth(queue, doing),
+      this.queueDepth(legacyEventQueueName(binding), doing),
+    ]);
+    return (current ?? 0) + (legacy ?? 0);
+  }
+
+  /** The ready messages of a queue (RabbitMQ does not count delivered, unacknowledged ones), or undefined when there is no such queue. */
+  private async queueDepth(queue: string, doing: string): Promise<number | undefined> {
+    // Its own channel: checking a queue that does not exist closes the channel it is checked on.
     const channel = await this.oneOffChannel(doing);
     try {
-      // Ready messages: RabbitMQ does not count the delivered, unacknowledged ones here.
       return (await channel.checkQueue(queue)).messageCount;
     } catch (error) {
-      if (brokerCode(error) === 404) return 0;
+      if (brokerCode(error) === 404) return undefined;
       throw transportError(error, doing);
     } finally {
       await channel.close().catch(ignore);
@@ -695,7 +726,7 @@ class AmqpTransport implements Transport {
         const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true, durable: false });
         await channel.bindQueue(queue, BROADCAST_EXCHANGE, topic);
         const { consumerTag } = await channel.consume(queue, deliver, { noAck: true });
-        return consumerTag;
+        return [consumerTag];
       },
       handle: async (_channel, message) => {
         try {
@@ -767,7 +798,7 @@ class AmqpTransport implements Transport {
  */
 class AmqpConsumer implements Consumer {
   private channel: Channel | undefined;
-  private consumerTag: string | undefined;
+  private consumerTags: readonly string[] = [];
   /** The connection generation it runs on, or 0. */
   private generation = 0;
   private starting: Promise<void> | undefined;
@@ -797,7 +828,7 @@ class AmqpConsumer implements Consumer {
       const opened = channel;
       opened.on('error', ignore);
       opened.on('close', () => this.onChannelClosed(opened));
-      this.consumerTag = await this.spec.setup(opened, (message) => this.onDelivery(opened, message));
+      this.consumerTags = await this.spec.setup(opened, (message) => this.onDelivery(opened, message));
       this.channel = opened;
       this.restartAttempt = 0;
     } catch (error) {
@@ -826,7 +857,7 @@ class AmqpConsumer implements Consumer {
   private onChannelClosed(channel: Channel): void {
     if (channel !== this.channel) return;
     this.channel = undefined;
-    this.consumerTag = undefined;
+    this.consumerTags = [];
     this.generation = 0;
     // When the whole connection went, the transport restarts it on the next one; this covers a channel
     // closed on its own, and finds nothing to do when the reconnect got there first.
@@ -861,8 +892,8 @@ class AmqpConsumer implements Consumer {
     clearTimeout(this.restartTimer);
     await this.starting?.catch(ignore);
     const channel = this.channel;
-    const consumerTag = this.consumerTag;
-    if (channel && consumerTag) await channel.cancel(consumerTag).catch(ignore);
+    const consumerTags = this.consumerTags;
+    if (channel) await Promise.all(consumerTags.map((tag) => channel.cancel(tag).catch(ignore)));
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
     this.channel = undefined;
     // Anything still unacknowledged goes back to the queue with the channel.
@@ -1027,6 +1058,13 @@ function toDeadLetter(message: Message, queue: string): DeadLetter {
   };
 }
 
+/** The deliveries of this copy that came back unsettled; 0 from a classic queue, which does not count. */
+function deliveryCountOf(message: Message): number {
+  const raw: Record<string, unknown> = message.properties.headers ?? {};
+  const count = Number(headerText(raw[DELIVERY_COUNT]));
+  return Number.isInteger(count) && count > 0 ? count : 0;
+}
+
 function attemptOf(headers: Record<string, string>): number {
   const attempt = Number.parseInt(headers[Header.attempt] ?? '', 10);
   return Number.isFinite(attempt) && attempt >= 1 ? attempt : 1;
@@ -1074,8 +1112,14 @@ function brokerCode(error: unknown): number | undefined {
   return typeof code === 'number' ? code : undefined;
 }
 
-/** The durable queue of an event subscription: `evt-<source>-<event>--<service>.<handler>`. */
+/** The quorum queue of an event subscription: `evtq-<source>-<event>--<service>.<handler>`. */
 function eventQueueName(binding: EventBinding): string {
+  const { source, name } = splitEvent(binding.event);
+  return `evtq-${source}-${name}--${subscriptionName(binding)}`;
+}
+
+/** The classic queue earlier versions declared for the subscription, drained if it still exists. */
+function legacyEventQueueName(binding: EventBinding): string {
   const { source, name } = splitEvent(binding.event);
   return `evt-${source}-${name}--${subscriptionName(binding)}`;
 }

@@ -8,7 +8,7 @@
  *   `orders`; RabbitMQ queue `rpc-orders`, routing key `orders.sellShares`.
  * - Event `orders.order_created` consumed by handler `order_created` of service `market`: one durable
  *   subscription named `market.order_created` shared by every instance of `market`
- *   (RabbitMQ queue `evt-orders-order_created--market.order_created`).
+ *   (RabbitMQ quorum queue `evtq-orders-order_created--market.order_created`).
  * - Dead letters are kept per subscription (`market.order_created`) or per RPC service (`rpc.orders`).
  */
 
@@ -37,6 +37,13 @@ export interface EventDelivery {
   message: WireMessage;
   /** 1 on first delivery, 2 on the first redelivery, and so on. */
   attempt: number;
+  /**
+   * Of the earlier deliveries, those that ended with no disposition (the consumer's process or connection
+   * died mid-handler), as the broker counts them. The runtime dead-letters a message that keeps killing its
+   * consumer by this count; a transport whose broker cannot tell a lost delivery from a requested retry
+   * leaves it out.
+   */
+  unsettled?: number;
 }
 
 /** What the runtime decided to do with a delivered event. */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ChassisError } from '../../src/errors.ts';
 import { HandlerTimeout } from '../../src/node/deadline.ts';
-import { dispositionOf, failureReason, redeliveryDelay } from '../../src/node/disposition.ts';
+import { dispositionOf, failureReason, lostTooOften, redeliveryDelay } from '../../src/node/disposition.ts';
 
 // The fate of a failed event, decided apart from the transport that carries it out.
 
@@ -15,6 +15,16 @@ function delayOf(disposition: ReturnType<typeof dispositionOf>): number {
 }
 
 describe('event disposition (pure)', () => {
+  it('an event lost maxDeliveries times with its consumer is dead-lettered before its handler runs again', () => {
+    assert.equal(lostTooOften(undefined, 3), undefined, 'a transport that cannot count leaves it to the handler');
+    assert.equal(lostTooOften(0, 3), undefined);
+    assert.equal(lostTooOften(2, 3), undefined);
+    assert.deepEqual(lostTooOften(3, 3), {
+      kind: 'dead',
+      reason: 'delivered 3 times without an outcome; its handler may be crashing the process',
+    });
+  });
+
   it('a bug is redelivered with a growing delay until its last attempt, then dead-lettered', () => {
     const bug = new Error('boom');
     const first = delayOf(dispositionOf(bug, 1, limits));

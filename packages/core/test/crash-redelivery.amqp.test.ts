@@ -1,0 +1,4 @@
+import { amqpTarget } from '@chassis/testing';
+import { crashRedeliverySuite } from './crash-redelivery/suite.ts';
+
+crashRedeliverySuite(await amqpTarget());

@@ -1,0 +1,4 @@
+import { natsTarget } from '@chassis/testing';
+import { crashRedeliverySuite } from './crash-redelivery/suite.ts';
+
+crashRedeliverySuite(await natsTarget());

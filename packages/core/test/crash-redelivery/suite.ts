@@ -1,0 +1,128 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { createInterface } from 'node:readline';
+import { after, afterEach, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type TransportTarget, waitUntil } from '@chassis/testing';
+import type { Transport } from '../../src/transports/transport.ts';
+import { crashNames } from './service.ts';
+
+/** JetStream's ack wait in the worker: a killed worker's delivery comes back after it. */
+const ACK_WAIT_MS = 1_000;
+/** Generous: a node process starts on a loaded 2-core machine. */
+const START_MS = 60_000;
+const MAX_DELIVERIES = 3;
+
+/**
+ * A handler that kills its own process on every delivery never reports a failure, so only the broker's
+ * count of deliveries can end the loop: the event must reach the dead-letter queue after `maxDeliveries`
+ * deliveries, each to a fresh process the test starts when the last one died, and no more.
+ */
+export function crashRedeliverySuite(transport: TransportTarget): void {
+  describe(`crash redelivery: ${transport.name}`, { skip: transport.skip }, () => {
+    const suffixes: string[] = [];
+    let workers: Worker[] = [];
+    let clients: Transport[] = [];
+    afterEach(async () => {
+      for (const worker of workers) worker.kill();
+      await Promise.all(workers.map((worker) => worker.exited));
+      await Promise.allSettled(clients.map((client) => client.close()));
+      workers = [];
+      clients = [];
+    });
+    after(() => transport.cleanup?.(suffixes));
+
+    // JetStream counts deliveries broker-side (attempts 1, 2, 3, 4… reach the handler), but its count adds
+    // the runtime's own delayed NAKs to the lost deliveries, so the NATS transport cannot report `unsettled`
+    // without turning a long dependency outage into dead letters.
+    const todo = transport.name === 'nats' ? 'JetStream cannot tell a lost delivery from a NAK' : undefined;
+    it(`[${transport.name}] an event whose handler kills its process is dead-lettered after maxDeliveries`, {
+      todo,
+    }, async () => {
+      const suffix = randomBytes(4).toString('hex');
+      suffixes.push(suffix);
+      const names = crashNames(suffix);
+      const env = {
+        TRANSPORT: transport.url,
+        SUFFIX: suffix,
+        MAX_DELIVERIES: String(MAX_DELIVERIES),
+        ACK_WAIT_MS: String(ACK_WAIT_MS),
+      };
+      const start = async () => {
+        const worker = new Worker(env);
+        workers.push(worker);
+        // A restarted one may get the event, and die, before it says it is ready.
+        await worker.waitFor('ready', START_MS, true);
+        return worker;
+      };
+      // Declares the subscription before the event is published.
+      let worker = await start();
+      const client = transport.newCluster()();
+      clients.push(client);
+      await client.connect();
+      const id = `evt-${randomUUID()}`;
+      await client.publish(names.event, {
+        headers: { id, type: names.event, 'content-type': 'application/json' },
+        body: Buffer.from(JSON.stringify({ n: 1 })),
+      });
+
+      const attempts: number[] = [];
+      while ((await client.readDeadLetters(names.subscription)).length === 0) {
+        if (worker.alive) {
+          await sleep(100);
+          continue;
+        }
+        attempts.push(...worker.received(id));
+        assert.ok(attempts.length <= MAX_DELIVERIES, `delivered at attempts ${attempts.join(', ')}: too many`);
+        worker = await start();
+      }
+      // The last worker dead-lettered the event without running the handler, and lives on.
+      await sleep(ACK_WAIT_MS * 2);
+      assert.deepEqual(worker.received(id), [], 'the dead-lettering delivery did not run the handler');
+      assert.equal(worker.alive, true);
+      assert.deepEqual(attempts, [1, 2, 3], 'each crash counted as an attempt');
+      const letters = await client.readDeadLetters(names.subscription);
+      assert.equal(letters.length, 1);
+      assert.equal(letters[0]!.message.headers.id, id);
+      assert.match(letters[0]!.reason, /delivered 3 times without an outcome/);
+    });
+  });
+}
+
+/** A worker process (`worker.ts`) and the lines it printed. */
+class Worker {
+  private readonly proc: ChildProcess;
+  private readonly lines: string[] = [];
+  readonly exited: Promise<void>;
+
+  constructor(env: Record<string, string>) {
+    this.proc = spawn(process.execPath, ['--import', 'tsx', new URL('./worker.ts', import.meta.url).pathname], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    createInterface({ input: this.proc.stdout! }).on('line', (line) => this.lines.push(line));
+    this.exited = new Promise((resolve) => this.proc.once('exit', () => resolve()));
+  }
+
+  get alive(): boolean {
+    return this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  /** The attempts it was handed the event at. */
+  received(id: string): number[] {
+    return this.lines.filter((line) => line.startsWith(`received ${id} `)).map((line) => Number(line.split(' ')[2]));
+  }
+
+  async waitFor(prefix: string, timeoutMs: number, orExit = false): Promise<void> {
+    await waitUntil(() => this.lines.some((line) => line.startsWith(prefix)) || (orExit && !this.alive), {
+      what: `worker ${this.proc.pid} to print "${prefix}"`,
+      timeoutMs,
+      intervalMs: 20,
+    });
+  }
+
+  kill(): void {
+    if (this.alive) this.proc.kill('SIGKILL');
+  }
+}

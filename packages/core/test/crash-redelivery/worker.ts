@@ -1,0 +1,36 @@
+/**
+ * A node in its own process whose one event handler kills that process (SIGKILL: no drain, no ack, no
+ * disposition) on every delivery, for the crash-redelivery test. Names carry SUFFIX so runs never meet.
+ *
+ * Env: TRANSPORT (`nats://…` or `amqp://…`), SUFFIX, MAX_DELIVERIES, ACK_WAIT_MS (NATS).
+ * Lines out: `ready`; `received <message id> <attempt>` just before it dies.
+ */
+import { writeSync } from 'node:fs';
+import { createNode, type Transport } from '@chassis/core';
+import { crashingService } from './service.ts';
+
+const env = process.env;
+// Synchronous: the process dies right after the line.
+const say = (line: string) => writeSync(1, `${line}\n`);
+
+async function transport(url: string): Promise<Transport> {
+  if (url.startsWith('nats:')) {
+    const { natsTransport } = await import('@chassis/core/nats');
+    return natsTransport({ url, ackWaitMs: Number(env.ACK_WAIT_MS ?? 2000) });
+  }
+  const { amqpTransport } = await import('@chassis/core/amqp');
+  return amqpTransport({ url });
+}
+
+const node = createNode({
+  services: [
+    crashingService(env.SUFFIX!, Number(env.MAX_DELIVERIES), (ctx) => {
+      say(`received ${ctx.messageId} ${ctx.attempt}`);
+      process.kill(process.pid, 'SIGKILL');
+    }),
+  ],
+  transport: await transport(env.TRANSPORT!),
+  logLevel: 'silent',
+});
+await node.start();
+say('ready');
