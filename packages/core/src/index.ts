@@ -49,6 +49,7 @@ export {
   type NodeState,
   type OutsideCallOptions,
 } from './node/node.ts';
+export { defaultNodeId } from './node-id.ts';
 export { EnvironmentFlagProvider } from './observability/flags.ts';
 export {
   type CheckResult,

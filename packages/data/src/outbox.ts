@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { ChassisError, defineError, type WireMessage } from '@chassis/core';
+import { ChassisError, defineError, toChassisError, type WireMessage } from '@chassis/core';
 import type { Kysely } from 'kysely';
 import { type AnyTables, Database, quoteIdentifier, sql } from './database.ts';
 import {
@@ -286,8 +286,11 @@ export interface OutboxRelayOptions {
   listen?: boolean;
   /** How long `stop()` goes on publishing what is ready before giving up (the rest waits). Default 5000 ms. */
   drainTimeoutMs?: number;
-  /** Told about failures (publishing, the database); the relay tries again at its next poll. Default: stderr. */
-  onError?: (error: unknown) => void;
+  /**
+   * Told about failures (publishing, the database), each as a `ChassisError` (anything else wrapped as
+   * `INTERNAL` with the original as `cause`); the relay tries again at its next poll. Default: stderr.
+   */
+  onError?: (error: ChassisError) => void;
   /**
    * Failed publishes of one row after which the relay tries the rows behind it, and parks the row if the
    * transport takes a later one and refuses this one again (see Parking above). Default 10;
@@ -365,9 +368,10 @@ export class OutboxRelay {
     }
     this.listenForCommits = options.listen ?? true;
     this.drainTimeoutMs = options.drainTimeoutMs ?? 5000;
-    this.onError =
+    const onError =
       options.onError ??
       ((error) => console.error(`[chassis] the outbox relay of "${service}" failed; it will retry:`, error));
+    this.onError = (error) => onError(toChassisError(error));
     this.parkAfterAttempts = options.parkAfterAttempts ?? 10;
     if (
       !(this.parkAfterAttempts >= 1) ||

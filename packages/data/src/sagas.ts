@@ -1,7 +1,6 @@
-import { randomBytes, randomUUID } from 'node:crypto';
-import { hostname } from 'node:os';
+import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ChassisError, fieldErrors, fullJitterDelay, type Logger, toChassisError } from '@chassis/core';
+import { ChassisError, defaultNodeId, fieldErrors, fullJitterDelay, type Logger, toChassisError } from '@chassis/core';
 import type { Kysely } from 'kysely';
 import type { z } from 'zod';
 import { type AnyTables, type Database, quoteIdentifier, sql } from './database.ts';
@@ -201,7 +200,7 @@ export interface SagaRunnerOptions {
    */
   sweepMs?: number;
   /** Instances driven at once by this runner; more wait, unclaimed, for a slot. Default 50. */
-  maxConcurrent?: number;
+  concurrency?: number;
   /** Defaults for steps that set none. */
   defaults?: { retry?: SagaRetryPolicy; compensationRetry?: SagaRetryPolicy; timeoutMs?: number };
   logger?: Pick<Logger, 'warn' | 'error'>;
@@ -291,7 +290,7 @@ export class SagaRunner {
   private readonly sagas = new Map<string, SagaDefinition<unknown, unknown>>();
   private readonly leaseMs: number;
   private readonly sweepMs: number;
-  private readonly maxConcurrent: number;
+  private readonly concurrency: number;
   private readonly retryDefault: SagaRetryPolicy;
   private readonly compensationDefault: SagaRetryPolicy;
   private readonly timeoutDefault: number;
@@ -313,10 +312,10 @@ export class SagaRunner {
     private readonly options: SagaRunnerOptions,
   ) {
     this.service = options.service;
-    this.nodeId = options.nodeId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+    this.nodeId = options.nodeId ?? defaultNodeId();
     this.leaseMs = options.leaseMs ?? 30_000;
     this.sweepMs = options.sweepMs ?? 5_000;
-    this.maxConcurrent = options.maxConcurrent ?? 50;
+    this.concurrency = options.concurrency ?? 50;
     this.retryDefault = options.defaults?.retry ?? DEFAULT_RETRY;
     this.compensationDefault = options.defaults?.compensationRetry ?? DEFAULT_COMPENSATION_RETRY;
     this.timeoutDefault = options.defaults?.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -584,7 +583,7 @@ export class SagaRunner {
   }
 
   private async acquireSlot(): Promise<boolean> {
-    while (this.slotsInUse >= this.maxConcurrent) {
+    while (this.slotsInUse >= this.concurrency) {
       if (this.stopping) return false;
       await new Promise<void>((resolve) => this.slotQueue.push(resolve));
     }

@@ -1,10 +1,10 @@
-import { hostname } from 'node:os';
 import { type Client as FlagClient, OpenFeature } from '@openfeature/server-sdk';
 import type { ActionContract } from '../contracts.ts';
-import { type Codec, codecFor, newId } from '../envelope.ts';
+import { type Codec, codecFor } from '../envelope.ts';
 import type { NodeExtension } from '../extension.ts';
 import type { IdentityVerifier } from '../identity.ts';
 import { createLogger, type Logger } from '../logger.ts';
+import { defaultNodeId } from '../node-id.ts';
 import type { OpsServer } from '../observability/health.ts';
 import { NodeMetrics } from '../observability/metrics.ts';
 import { Tracing } from '../observability/tracing.ts';
@@ -75,7 +75,7 @@ export function createRuntime(options: NodeOptions): NodeRuntime {
   }
   const extensions = options.extensions ?? [];
   const services = options.services;
-  const id = options.nodeId ?? `${hostname()}-${process.pid}-${newId().slice(0, 8)}`;
+  const id = options.nodeId ?? defaultNodeId();
   const transport = options.transport ?? memoryTransport();
   const log = options.logger ?? createLogger({ nodeId: id, level: options.logLevel ?? 'info' });
   const settings = settingsOf(options);

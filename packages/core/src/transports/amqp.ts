@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { hostname } from 'node:os';
 import {
   connect as amqpConnect,
   type Channel,
@@ -11,6 +10,7 @@ import {
 } from 'amqplib';
 import { Header } from '../envelope.ts';
 import { ChassisError, noServiceError, timeoutError, transportError as transportFailure } from '../errors.ts';
+import { defaultNodeId } from '../node-id.ts';
 import {
   type Consumer,
   type DeadLetter,
@@ -63,10 +63,13 @@ import {
 export interface AmqpTransportOptions {
   /** `amqp://user:password@host:5672/vhost` (or `amqps://`). */
   url: string;
-  /** Names this node's connection in the RabbitMQ management UI and its consumer tags. Default `<host>-<pid>`. */
+  /** Names this node's connection in the RabbitMQ management UI and its consumer tags. Default `defaultNodeId()`. */
   nodeId?: string;
-  /** AMQP heartbeat; a dead broker or network is noticed within about twice this. Default 10. */
-  heartbeatSeconds?: number;
+  /**
+   * AMQP heartbeat, in ms (the protocol counts whole seconds: rounded, at least 1 s); a dead broker or
+   * network is noticed within about twice this. Default 10000.
+   */
+  heartbeatIntervalMs?: number;
   /**
    * How long `publish`, `deadLetter` and `readDeadLetters` wait for a lost connection to come back before
    * failing with `TRANSPORT`. Requests never wait: they fail at once. Default 5000.
@@ -185,12 +188,15 @@ class AmqpTransport implements Transport {
       });
     }
     if (!parsed.searchParams.has('heartbeat')) {
-      parsed.searchParams.set('heartbeat', String(options.heartbeatSeconds ?? 10));
+      parsed.searchParams.set(
+        'heartbeat',
+        String(Math.max(1, Math.round((options.heartbeatIntervalMs ?? 10_000) / 1000))),
+      );
     }
     this.url = parsed.toString();
     if (parsed.password) parsed.password = '***';
     this.displayUrl = `${parsed.protocol}//${parsed.host}${parsed.pathname}`;
-    this.nodeId = options.nodeId ?? `${hostname()}-${process.pid}`;
+    this.nodeId = options.nodeId ?? defaultNodeId();
     this.publishWaitMs = options.publishWaitMs ?? 5000;
     this.maxReconnectDelayMs = options.maxReconnectDelayMs ?? 5000;
   }
