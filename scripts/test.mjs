@@ -5,6 +5,16 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
+// Run outside npm (`node scripts/test.mjs`), this is the machine's Node, which may be older than the
+// dependencies allow; through npm it is the Node 24 that npm install put in node_modules/.bin.
+if (Number(process.versions.node.split('.')[0]) < 22) {
+  console.error(
+    `RUNTIME_TOO_OLD: the tests need Node 22 or newer and this is ${process.version} (${process.execPath}); ` +
+      'run them with npm test or npm run test:only, which use the Node 24 that npm install brings, or install Node 22+.',
+  );
+  process.exit(1);
+}
+
 const root = new URL('..', import.meta.url).pathname;
 const filters = process.argv.slice(2);
 

@@ -14,7 +14,11 @@ const bank = await startSimplebank({ handleSignals: !demo });
 const say = (line: string) => console.log(line);
 const { node, url } = bank;
 
-say(`SimpleBank on the ${node.transport.kind} transport: ${node.services.map((s) => s.name).join(', ')}`);
+// The Node version is printed because the project brings its own (node_modules/.bin/node) and a start
+// from outside npm would silently use whatever `node` is first on PATH instead.
+say(
+  `SimpleBank on Node ${process.version}, the ${node.transport.kind} transport: ${node.services.map((s) => s.name).join(', ')}`,
+);
 if (url) {
   say(`  API      ${url}   (OpenAPI ${url}/openapi.json, docs ${url}/docs)`);
 }
