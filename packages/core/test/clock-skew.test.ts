@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ChassisError, type ChassisNode, createNode, defineService, handle } from '@chassis/core';
 import { amqpTarget, natsTarget, servers, skipUnlessUp, waitUntil } from '@chassis/testing';
-import { natsTransport } from '../src/transports/nats.ts';
+import { natsTransport } from '../src/transports/nats/index.ts';
 import type { Consumer, Transport, WireMessage } from '../src/transports/transport.ts';
 import { skewContracts } from './clock-skew/services.ts';
 

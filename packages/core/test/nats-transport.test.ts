@@ -6,7 +6,7 @@ import { restartNats, servers, skipUnlessUp, waitUntil } from '@chassis/testing'
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect as natsConnect } from '@nats-io/transport-node';
 import { ChassisError } from '../src/errors.ts';
-import { durableName, natsTransport } from '../src/transports/nats.ts';
+import { durableName, natsTransport } from '../src/transports/nats/index.ts';
 import {
   type Consumer,
   type EventBinding,

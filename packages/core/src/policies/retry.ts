@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ChassisError } from '../errors.ts';
+import { backoffDelay } from '../transports/shared/backoff.ts';
 import type { RetryBudget } from './retry-budget.ts';
 
 /**
@@ -25,10 +26,9 @@ export interface RetryEvent {
   error: ChassisError;
 }
 
-/** Full jitter: a random delay between 0 and the exponential ceiling. */
+/** Full jitter: a random delay between 0 and the exponential ceiling; the transports back off by the same formula. */
 export function fullJitterDelay(attempt: number, policy: RetryPolicy, random: () => number = Math.random): number {
-  const ceiling = Math.min(policy.maxDelayMs, policy.initialDelayMs * 2 ** (attempt - 1));
-  return Math.round(random() * ceiling);
+  return backoffDelay(attempt, policy, random);
 }
 
 /** Whether trying again could help, and is safe. */

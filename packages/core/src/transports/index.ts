@@ -10,7 +10,7 @@ export async function createTransport(url: string, options: { nodeId?: string } 
   if (url === 'memory') return memoryTransport();
   const scheme = url.slice(0, url.indexOf('://'));
   if (scheme === 'nats') {
-    const { natsTransport } = await import('./nats.ts');
+    const { natsTransport } = await import('./nats/index.ts');
     return natsTransport({ url, ...options });
   }
   if (scheme === 'amqp' || scheme === 'amqps') {

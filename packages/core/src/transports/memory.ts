@@ -1,4 +1,6 @@
-import { type ChassisError, noServiceError, timeoutError, transportError } from '../errors.ts';
+import { noServiceError, transportError } from '../errors.ts';
+import { PendingReplies } from './shared/pending-replies.ts';
+import { StatusListeners } from './shared/status.ts';
 import {
   type Consumer,
   type DeadLetter,
@@ -109,7 +111,9 @@ interface PendingRequest {
   action: string;
   message: WireMessage;
   expiresAt: number;
-  answer: (reply: WireMessage) => void;
+  /** Its token among the caller's pending replies. */
+  token: string;
+  answer: (token: string, reply: WireMessage) => void;
 }
 
 export class MemoryBroker {
@@ -171,28 +175,29 @@ export function memoryTransport(options: MemoryTransportOptions = {}): Transport
 
 class MemoryTransport implements Transport {
   readonly kind = 'memory';
-  private status: TransportStatus = 'disconnected';
-  private readonly statusListeners = new Set<(status: TransportStatus) => void>();
-  private readonly pending = new Set<(error: ChassisError) => void>();
+  private readonly status = new StatusListeners('disconnected');
+  private readonly pending = new PendingReplies<WireMessage>();
+  /** Bound once: every request carries it back to the caller's pending replies. */
+  private readonly answer = (token: string, reply: WireMessage): void => {
+    this.pending.resolve(token, reply);
+  };
   private readonly consumers = new Set<Consumer>();
 
   constructor(private readonly broker: MemoryBroker) {}
 
   async connect(): Promise<void> {
-    this.setStatus('connected');
+    this.status.set('connected');
   }
 
   async close(): Promise<void> {
     await Promise.all([...this.consumers].map((consumer) => consumer.stop()));
-    const closed = transportError('The memory transport was closed while the request waited');
-    for (const fail of this.pending) fail(closed);
-    this.pending.clear();
-    this.setStatus('closed');
+    this.pending.failAll(transportError('The memory transport was closed while the request waited'));
+    this.status.set('closed');
   }
 
   private ensureOpen(): void {
-    if (this.status !== 'connected') {
-      throw transportError(`The memory transport is ${this.status}; call connect() first`);
+    if (this.status.status !== 'connected') {
+      throw transportError(`The memory transport is ${this.status.status}; call connect() first`);
     }
   }
 
@@ -202,34 +207,9 @@ class MemoryTransport implements Transport {
     if (!queue || queue.consumerCount === 0) {
       return Promise.reject(noServiceError({ service, action }));
     }
-    return new Promise<WireMessage>((resolve, reject) => {
-      let settled = false;
-      const settle = () => {
-        settled = true;
-        clearTimeout(timer);
-        this.pending.delete(fail);
-      };
-      const fail = (error: ChassisError) => {
-        if (settled) return;
-        settle();
-        reject(error);
-      };
-      const timer = setTimeout(
-        () => fail(timeoutError({ service, action, timeoutMs: options.timeoutMs })),
-        options.timeoutMs,
-      );
-      this.pending.add(fail);
-      queue.push({
-        action,
-        message,
-        expiresAt: Date.now() + options.timeoutMs,
-        answer: (reply) => {
-          if (settled) return;
-          settle();
-          resolve(reply);
-        },
-      });
-    });
+    return this.pending.open(service, action, options.timeoutMs, (token) =>
+      queue.push({ action, message, expiresAt: Date.now() + options.timeoutMs, token, answer: this.answer }),
+    );
   }
 
   async serve(service: string, handler: RpcHandler, options: ServeOptions): Promise<Consumer> {
@@ -237,7 +217,9 @@ class MemoryTransport implements Transport {
     const queue = this.broker.rpcQueue(service);
     const inFlight = new Set<Promise<void>>();
     const consumer = queue.addConsumer(options.concurrency, async ({ item }) => {
-      const work = handler({ action: item.action, message: item.message }).then(item.answer);
+      const work = handler({ action: item.action, message: item.message }).then((reply) =>
+        item.answer(item.token, reply),
+      );
       inFlight.add(work);
       try {
         await work;
@@ -315,13 +297,7 @@ class MemoryTransport implements Transport {
   }
 
   onStatus(listener: (status: TransportStatus) => void): () => void {
-    this.statusListeners.add(listener);
-    return () => this.statusListeners.delete(listener);
-  }
-
-  private setStatus(status: TransportStatus): void {
-    this.status = status;
-    for (const listener of this.statusListeners) listener(status);
+    return this.status.add(listener);
   }
 
   private track(stop: () => Promise<void>): Consumer {

@@ -1,0 +1,71 @@
+import { nuid } from '@nats-io/transport-node';
+import type { ChassisError } from '../../errors.ts';
+
+/**
+ * The NATS transport: core NATS for RPC and broadcasts, JetStream for events and dead letters, and a
+ * JetStream Object Store for bodies too large for one NATS message (claim check).
+ *
+ * Subjects: `rpc.<service>.<action>` (queue group `<service>`), `evt.<event>` in the events stream,
+ * `dlq.<queue>` in the dead-letter stream, `chassis.<topic>` for broadcasts.
+ */
+export interface NatsTransportOptions {
+  /** Server URL, e.g. `nats://127.0.0.1:4222`; several may be given separated by commas. */
+  url: string;
+  /** This node's id; names the connection so `nats server report connections` shows who is who. */
+  nodeId?: string;
+  /** Connection name shown by the server. Default `chassis-<nodeId>`. */
+  name?: string;
+  /** JetStream stream that stores events (subjects `evt.>`). Default `CHASSIS_EVENTS`. */
+  eventsStream?: string;
+  /** JetStream stream that stores dead letters (subjects `dlq.>`). Default `CHASSIS_DLQ`. */
+  deadLetterStream?: string;
+  /**
+   * Object Store bucket for bodies larger than the server's max_payload. Default `chassis-payloads`.
+   * Dead-lettered large bodies go to `<bucket>-dlq`, which keeps them until deleted.
+   */
+  payloadBucket?: string;
+  /**
+   * How long the events stream keeps an event, handled or not, and the object store a large body: the longest
+   * an event can wait for a subscription whose instances are all down. Default 7 days.
+   */
+  eventRetentionMs?: number;
+  /**
+   * How long an event delivery may stay unacknowledged before JetStream gives it to another instance, e.g.
+   * when the process died. Handlers running longer keep their delivery alive with progress acks. Default 30 s.
+   */
+  ackWaitMs?: number;
+  /**
+   * Told about failures nobody awaits (a reply that could not be sent, a consumer being recreated).
+   * Default: `process.emitWarning`.
+   */
+  onError?: (error: ChassisError) => void;
+}
+
+/** The options with every default filled in. */
+export type NatsSettings = Required<Omit<NatsTransportOptions, 'nodeId' | 'name'>> & { name: string };
+
+const DEFAULT_EVENTS_STREAM = 'CHASSIS_EVENTS';
+const DEFAULT_DLQ_STREAM = 'CHASSIS_DLQ';
+const DEFAULT_BUCKET = 'chassis-payloads';
+const DEFAULT_EVENT_RETENTION_MS = 7 * 24 * 3600_000;
+const DEFAULT_ACK_WAIT_MS = 30_000;
+
+export function natsSettings(options: NatsTransportOptions): NatsSettings {
+  const nodeId = options.nodeId ?? nuid.next();
+  return {
+    url: options.url,
+    name: options.name ?? `chassis-${nodeId}`,
+    eventsStream: options.eventsStream ?? DEFAULT_EVENTS_STREAM,
+    deadLetterStream: options.deadLetterStream ?? DEFAULT_DLQ_STREAM,
+    payloadBucket: options.payloadBucket ?? DEFAULT_BUCKET,
+    eventRetentionMs: options.eventRetentionMs ?? DEFAULT_EVENT_RETENTION_MS,
+    ackWaitMs: options.ackWaitMs ?? DEFAULT_ACK_WAIT_MS,
+    onError: options.onError ?? ((error) => process.emitWarning(error)),
+  };
+}
+
+/**
+ * Between tries at something the server should soon accept again (a PubAck through a restart, streams and
+ * consumers being restored): 250 ms doubling up to 4 s, full jitter, by the shared formula.
+ */
+export const RECOVERY_BACKOFF = { initialDelayMs: 250, maxDelayMs: 4_000 } as const;

@@ -1,0 +1,69 @@
+import { createInbox, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { type ChassisError, noServiceError, toChassisError, transportError } from '../../errors.ts';
+import { PendingReplies } from '../shared/pending-replies.ts';
+import type { RequestOptions, WireMessage } from '../transport.ts';
+import type { ClaimCheck } from './claim-check.ts';
+import { checkToken } from './names.ts';
+import type { NatsSession } from './session.ts';
+
+/**
+ * Outgoing requests over core NATS: `rpc.<service>.<action>`, answered on one reply subscription per node
+ * (`<inbox>.*`); the last token of the reply subject picks out the waiting request.
+ */
+export class RpcClient {
+  readonly #session: NatsSession;
+  readonly #claims: ClaimCheck;
+  readonly #inbox = createInbox();
+  readonly #replies = new PendingReplies<WireMessage>();
+
+  constructor(session: NatsSession, claims: ClaimCheck) {
+    this.#session = session;
+    this.#claims = claims;
+  }
+
+  /** Subscribes the reply inbox on a new connection (it follows the connection through reconnects). */
+  listen(nc: NatsConnection): void {
+    nc.subscribe(`${this.#inbox}.*`, { callback: (error, msg) => this.#onReply(error, msg) });
+  }
+
+  async request(service: string, action: string, message: WireMessage, options: RequestOptions): Promise<WireMessage> {
+    checkToken('service', service);
+    checkToken('action', action);
+    const session = this.#session;
+    const nc = session.connection();
+    if (!session.connected) {
+      throw transportError(
+        `Not connected to NATS at ${session.settings.url} (${session.status.status}); the request to ${service}.${action} was not sent`,
+      );
+    }
+    const out = this.#claims.direct(message) ?? (await this.#claims.claimed(message, session.settings.payloadBucket));
+    const subject = `rpc.${service}.${action}`;
+    return this.#replies.open(service, action, options.timeoutMs, (token) =>
+      nc.publish(subject, out.body, { reply: `${this.#inbox}.${token}`, headers: out.headers }),
+    );
+  }
+
+  /** Fails every request still waiting: its reply can no longer come. */
+  failAll(error: ChassisError): void {
+    this.#replies.failAll(error);
+  }
+
+  #onReply(error: Error | null, msg: Msg): void {
+    if (error) {
+      this.#session.report(error, 'The reply subscription failed');
+      return;
+    }
+    const pending = this.#replies.take(msg.subject.slice(this.#inbox.length + 1));
+    if (!pending) return; // timed out or failed already
+    // The server answers a request nobody subscribes to with an empty 503 status message (no responders).
+    if (msg.headers?.code === 503 && msg.data.length === 0) {
+      const { service, action } = pending;
+      pending.reject(noServiceError({ service, action }, `start one (nothing subscribes to rpc.${service}.${action})`));
+      return;
+    }
+    const direct = this.#claims.received(msg);
+    if (direct) pending.resolve(direct);
+    else
+      this.#claims.incoming(msg, true).then(pending.resolve, (cause: unknown) => pending.reject(toChassisError(cause)));
+  }
+}
