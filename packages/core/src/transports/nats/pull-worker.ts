@@ -6,6 +6,7 @@ import type { Disposition, EventHandler, WireMessage } from '../transport.ts';
 import { type ClaimCheck, EMPTY } from './claim-check.ts';
 import type { DeadLetters } from './dead-letters.ts';
 import { fromNatsHeaders } from './headers.ts';
+import type { LostDeliveries } from './lost-deliveries.ts';
 import { RECOVERY_BACKOFF } from './options.ts';
 import type { NatsSession } from './session.ts';
 import type { ConsumerSpec, Topology } from './topology.ts';
@@ -18,6 +19,8 @@ export interface PullWorkerParts {
   claims: ClaimCheck;
   topology: Topology;
   deadLetters: DeadLetters;
+  /** NAK counts, so a redelivery can tell deliveries lost with their consumer from requested retries. */
+  lostDeliveries: LostDeliveries;
 }
 
 /**
@@ -154,8 +157,11 @@ export class PullWorker {
     }
     if (this.#outstanding > 0 && --this.#outstanding === 0) this.#requests.clear();
     if (this.#stopping) {
-      // Fetched but not started: straight back to the consumer for another instance.
-      this.#ack(msg, '-NAK');
+      // Fetched but not started: straight back to the consumer for another instance, not counted as lost.
+      this.#inFlight++;
+      void this.#nak(msg, '-NAK').finally(() => {
+        if (--this.#inFlight === 0) this.#idle?.();
+      });
       return;
     }
     this.#inFlight++;
@@ -233,7 +239,10 @@ export class PullWorker {
       }
       let disposition: Disposition;
       try {
-        disposition = await this.#handler({ message, attempt: deliveryCount(msg.reply ?? '') });
+        const attempt = deliveryCount(msg.reply ?? '');
+        // Only a redelivery reads the NAK count: a first delivery has lost nothing.
+        const unsettled = attempt > 1 ? await this.#parts.lostDeliveries.unsettled(msg.reply ?? '', attempt) : 0;
+        disposition = await this.#handler({ message, attempt, unsettled });
       } catch (error) {
         // Handlers do not throw by contract; if one does, try again later rather than lose the event.
         this.#session.report(error, `The handler of ${this.#spec.queue} threw`);
@@ -249,10 +258,11 @@ export class PullWorker {
     switch (disposition.kind) {
       case 'ack':
         this.#ack(msg, '+ACK');
+        this.#parts.lostDeliveries.settled(msg.reply ?? '');
         return;
       case 'retry': {
         const delayMs = Math.max(0, Math.floor(disposition.delayMs));
-        this.#ack(msg, delayMs > 0 ? `-NAK ${JSON.stringify({ delay: nanos(delayMs) })}` : '-NAK');
+        await this.#nak(msg, delayMs > 0 ? `-NAK ${JSON.stringify({ delay: nanos(delayMs) })}` : '-NAK');
         return;
       }
       case 'dead':
@@ -260,13 +270,20 @@ export class PullWorker {
           await this.#parts.deadLetters.add(this.#spec.queue, message, disposition.reason);
         } catch (error) {
           this.#session.report(error, `Cannot dead-letter a message of ${this.#spec.queue}; it will be redelivered`);
-          this.#ack(msg, `-NAK ${JSON.stringify({ delay: nanos(5_000) })}`);
+          await this.#nak(msg, `-NAK ${JSON.stringify({ delay: nanos(5_000) })}`);
           return;
         }
         // Term, not ack: JetStream records it as given up on and never redelivers it.
         this.#ack(msg, '+TERM');
+        this.#parts.lostDeliveries.settled(msg.reply ?? '');
         return;
     }
+  }
+
+  /** A NAK is recorded before it is sent, so its redelivery does not count it as a lost delivery. */
+  async #nak(msg: Msg, payload: string): Promise<void> {
+    if (msg.reply) await this.#parts.lostDeliveries.nakked(msg.reply);
+    this.#ack(msg, payload);
   }
 
   #ack(msg: Msg, payload: string): void {

@@ -26,6 +26,7 @@ import { confirmedPublish } from './confirmed-publish.ts';
 import { openConnection, ReconnectDelay } from './connection.ts';
 import { DeadLetters } from './dead-letters.ts';
 import { closedError } from './errors.ts';
+import { LostDeliveries } from './lost-deliveries.ts';
 import { checkSubject, checkToken, durableName } from './names.ts';
 import { type NatsSettings, type NatsTransportOptions, natsSettings, RECOVERY_BACKOFF } from './options.ts';
 import { PullWorker } from './pull-worker.ts';
@@ -60,6 +61,7 @@ class NatsTransport implements Transport, NatsSession {
   readonly #rpc: RpcClient;
   readonly #deadLetters: DeadLetters;
   readonly #workers = new Set<PullWorker>();
+  readonly #lostDeliveries: LostDeliveries;
 
   constructor(options: NatsTransportOptions) {
     this.settings = natsSettings(options);
@@ -68,6 +70,7 @@ class NatsTransport implements Transport, NatsSession {
     this.#topology = new Topology(this);
     this.#rpc = new RpcClient(this, this.#claims);
     this.#deadLetters = new DeadLetters(this, this.#claims, this.#topology);
+    this.#lostDeliveries = new LostDeliveries(this);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -241,7 +244,12 @@ class NatsTransport implements Transport, NatsSession {
       prefetch: Math.max(1, Math.floor(options.prefetch)),
     };
     await this.#topology.ensureConsumer(spec);
-    const parts = { claims: this.#claims, topology: this.#topology, deadLetters: this.#deadLetters };
+    const parts = {
+      claims: this.#claims,
+      topology: this.#topology,
+      deadLetters: this.#deadLetters,
+      lostDeliveries: this.#lostDeliveries,
+    };
     const worker = new PullWorker(this, parts, spec, handler);
     this.#workers.add(worker);
     worker.start();
