@@ -29,6 +29,7 @@ import {
 } from '@nats-io/transport-node';
 import { encodeTimeoutMs, Header } from '../envelope.ts';
 import { ChassisError, noServiceError, timeoutError, toChassisError } from '../errors.ts';
+import { LostDeliveries } from './nats-lost-deliveries.ts';
 import {
   type Consumer,
   type DeadLetter,
@@ -141,6 +142,7 @@ class NatsTransport implements Transport {
 
   readonly #workers = new Set<PullWorker>();
   readonly #stores = new Map<string, Promise<ObjectStore>>();
+  readonly lostDeliveries: LostDeliveries;
 
   constructor(options: NatsTransportOptions) {
     const nodeId = options.nodeId ?? nuid.next();
@@ -154,6 +156,11 @@ class NatsTransport implements Transport {
       ackWaitMs: options.ackWaitMs ?? DEFAULT_ACK_WAIT_MS,
       onError: options.onError ?? ((error) => process.emitWarning(error)),
     };
+    this.lostDeliveries = new LostDeliveries({
+      maxAgeMs: this.#options.eventRetentionMs,
+      jetstream: () => this.#jetstream(),
+      report: (error, context) => this.#report(error, context),
+    });
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1101,8 +1108,11 @@ class PullWorker {
     }
     if (this.#outstanding > 0 && --this.#outstanding === 0) this.#requests.clear();
     if (this.#stopping) {
-      // Fetched but not started: straight back to the consumer for another instance.
-      this.#ack(msg, '-NAK');
+      // Fetched but not started: straight back to the consumer for another instance, not counted as lost.
+      this.#inFlight++;
+      void this.#nak(msg, '-NAK').finally(() => {
+        if (--this.#inFlight === 0) this.#idle?.();
+      });
       return;
     }
     this.#inFlight++;
@@ -1181,7 +1191,10 @@ class PullWorker {
       }
       let disposition: Disposition;
       try {
-        disposition = await this.#handler({ message, attempt: deliveryCount(msg.reply ?? '') });
+        const attempt = deliveryCount(msg.reply ?? '');
+        // Only a redelivery reads the NAK count: a first delivery has lost nothing.
+        const unsettled = attempt > 1 ? await this.#transport.lostDeliveries.unsettled(msg.reply!, attempt) : 0;
+        disposition = await this.#handler({ message, attempt, unsettled });
       } catch (error) {
         // Handlers do not throw by contract; if one does, try again later rather than lose the event.
         this.#transport.report(error, `The handler of ${this.#spec.queue} threw`);
@@ -1197,10 +1210,11 @@ class PullWorker {
     switch (disposition.kind) {
       case 'ack':
         this.#ack(msg, '+ACK');
+        this.#transport.lostDeliveries.settled(msg.reply ?? '');
         return;
       case 'retry': {
         const delayMs = Math.max(0, Math.floor(disposition.delayMs));
-        this.#ack(msg, delayMs > 0 ? `-NAK ${JSON.stringify({ delay: nanos(delayMs) })}` : '-NAK');
+        await this.#nak(msg, delayMs > 0 ? `-NAK ${JSON.stringify({ delay: nanos(delayMs) })}` : '-NAK');
         return;
       }
       case 'dead':
@@ -1208,13 +1222,20 @@ class PullWorker {
           await this.#transport.deadLetter(this.#spec.queue, message, disposition.reason);
         } catch (error) {
           this.#transport.report(error, `Cannot dead-letter a message of ${this.#spec.queue}; it will be redelivered`);
-          this.#ack(msg, `-NAK ${JSON.stringify({ delay: nanos(5_000) })}`);
+          await this.#nak(msg, `-NAK ${JSON.stringify({ delay: nanos(5_000) })}`);
           return;
         }
         // Term, not ack: JetStream records it as given up on and never redelivers it.
         this.#ack(msg, '+TERM');
+        this.#transport.lostDeliveries.settled(msg.reply ?? '');
         return;
     }
+  }
+
+  /** A NAK is recorded before it is sent, so its redelivery does not count it as a lost delivery. */
+  async #nak(msg: Msg, payload: string): Promise<void> {
+    if (msg.reply) await this.#transport.lostDeliveries.nakked(msg.reply);
+    this.#ack(msg, payload);
   }
 
   #ack(msg: Msg, payload: string): void {
