@@ -22,13 +22,8 @@ export {
   type ErrorSpec,
   errorCatalog,
   isChassisError,
-  noServiceError,
   type SerializedError,
-  type TransportErrorCode,
-  type TransportErrorData,
-  timeoutError,
   toChassisError,
-  transportError,
 } from './errors.ts';
 export type { Invocation, NodeExtension } from './extension.ts';
 export {
@@ -104,19 +99,5 @@ export {
   type MemoryTransportOptions,
   memoryTransport,
 } from './transports/memory.ts';
-export type {
-  Consumer,
-  DeadLetter,
-  Disposition,
-  EventBinding,
-  EventDelivery,
-  EventHandler,
-  RequestOptions,
-  RpcHandler,
-  RpcRequest,
-  ServeOptions,
-  SubscribeOptions,
-  Transport,
-  TransportStatus,
-  WireMessage,
-} from './transports/transport.ts';
+// What only transport authors need is in `@chassis/core/transport` (transports/kit.ts).
+export type { Transport, TransportStatus, WireMessage } from './transports/transport.ts';

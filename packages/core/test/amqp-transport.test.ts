@@ -1,10 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { restartRabbitmq, servers, skipUnlessUp, waitUntil } from '@chassis/testing';
-import { connect as amqpConnect } from 'amqplib';
-import { isChassisError } from '../src/errors.ts';
-import { amqpTransport } from '../src/transports/amqp.ts';
 import type {
   Consumer,
   EventBinding,
@@ -12,7 +8,11 @@ import type {
   Transport,
   TransportStatus,
   WireMessage,
-} from '../src/transports/transport.ts';
+} from '@chassis/core/transport';
+import { restartRabbitmq, servers, skipUnlessUp, waitUntil } from '@chassis/testing';
+import { connect as amqpConnect } from 'amqplib';
+import { isChassisError } from '../src/errors.ts';
+import { amqpTransport } from '../src/transports/amqp.ts';
 
 /**
  * The RabbitMQ transport against a real broker, through the `Transport` interface. Every run uses its own

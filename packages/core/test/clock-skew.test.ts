@@ -5,9 +5,9 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ChassisError, type ChassisNode, createNode, defineService, handle } from '@chassis/core';
+import type { Consumer, Transport, WireMessage } from '@chassis/core/transport';
 import { amqpTarget, natsTarget, servers, skipUnlessUp, waitUntil } from '@chassis/testing';
 import { natsTransport } from '../src/transports/nats/index.ts';
-import type { Consumer, Transport, WireMessage } from '../src/transports/transport.ts';
 import { skewContracts } from './clock-skew/services.ts';
 
 /**

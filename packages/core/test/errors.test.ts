@@ -1,16 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  ChassisError,
-  chassisError,
-  defineError,
-  errorCatalog,
-  isChassisError,
-  noServiceError,
-  timeoutError,
-  toChassisError,
-  transportError,
-} from '@chassis/core';
+import { ChassisError, chassisError, defineError, errorCatalog, isChassisError, toChassisError } from '@chassis/core';
+import { noServiceError, timeoutError, transportError } from '@chassis/core/transport';
 
 describe('errors', () => {
   it('catalog codes carry their HTTP status and retryable flag', () => {

@@ -2,11 +2,6 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { restartNats, servers, skipUnlessUp, waitUntil } from '@chassis/testing';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { connect as natsConnect } from '@nats-io/transport-node';
-import { ChassisError } from '../src/errors.ts';
-import { durableName, natsTransport } from '../src/transports/nats/index.ts';
 import {
   type Consumer,
   type EventBinding,
@@ -16,7 +11,12 @@ import {
   type Transport,
   type TransportStatus,
   type WireMessage,
-} from '../src/transports/transport.ts';
+} from '@chassis/core/transport';
+import { restartNats, servers, skipUnlessUp, waitUntil } from '@chassis/testing';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect as natsConnect } from '@nats-io/transport-node';
+import { ChassisError } from '../src/errors.ts';
+import { durableName, natsTransport } from '../src/transports/nats/index.ts';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

@@ -4,8 +4,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { after, afterEach, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Transport } from '@chassis/core/transport';
 import { type TransportTarget, waitUntil } from '@chassis/testing';
-import type { Transport } from '../../src/transports/transport.ts';
 import { crashNames } from './service.ts';
 
 /** JetStream's ack wait in the worker: a killed worker's delivery comes back after it. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { TransportStatus } from '@chassis/core/transport';
 import { StatusListeners } from '../../src/transports/shared/status.ts';
-import type { TransportStatus } from '../../src/transports/transport.ts';
 
 describe('StatusListeners', () => {
   it('tells listeners of each change, once, and forgets a removed listener', () => {
