@@ -1,6 +1,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { PolicyEngine } from '../policies/index.ts';
 import { type EventBinding, subscriptionName } from '../transports/transport.ts';
+import { BoundHistogram } from './bound-histogram.ts';
 
 /**
  * The metrics every node exposes with no user code (prom-client, Prometheus text on `/metrics`).
@@ -145,9 +146,9 @@ export class NodeMetrics {
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 
-  // Label children cached by a plain key: prom-client would otherwise hash the label object on every
-  // observation, which shows in profiles of the call path.
-  private readonly children = new Map<string, { observe(value: number): void }>();
+  // Each label set bound once, found by a plain key: prom-client would otherwise validate and hash the
+  // labels on every observation, which shows in profiles of the call path.
+  private readonly children = new Map<string, BoundHistogram>();
   readonly inFlightRpc = this.inFlight.labels('rpc');
   readonly inFlightEvents = this.inFlight.labels('event');
 
@@ -155,7 +156,7 @@ export class NodeMetrics {
     const key = `s\0${service}\0${action}\0${outcome}`;
     let child = this.children.get(key);
     if (!child) {
-      child = this.rpcServer.labels(service, action, outcome);
+      child = new BoundHistogram(this.rpcServer, { service, action, outcome }, buckets);
       this.children.set(key, child);
     }
     child.observe(seconds);
@@ -165,7 +166,7 @@ export class NodeMetrics {
     const key = `c\0${target}\0${outcome}`;
     let child = this.children.get(key);
     if (!child) {
-      child = this.rpcClient.labels(target, outcome);
+      child = new BoundHistogram(this.rpcClient, { target, outcome }, buckets);
       this.children.set(key, child);
     }
     child.observe(seconds);
@@ -175,7 +176,7 @@ export class NodeMetrics {
     const key = `e\0${subscription}\0${outcome}`;
     let child = this.children.get(key);
     if (!child) {
-      child = this.eventHandler.labels(service, subscription, event, outcome);
+      child = new BoundHistogram(this.eventHandler, { service, subscription, event, outcome }, buckets);
       this.children.set(key, child);
     }
     child.observe(seconds);
