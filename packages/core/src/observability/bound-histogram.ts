@@ -25,12 +25,16 @@ interface HistogramInternals {
 export class BoundHistogram {
   private map: Record<string, Entry> | undefined;
   private entry: Entry | undefined;
+  /** Each bound's key in `bucketValues`, made once: a number key is turned into a string on every use. */
+  private readonly keys: readonly string[];
 
   constructor(
     private readonly histogram: Histogram<string>,
     private readonly labels: Record<string, string>,
     private readonly upperBounds: readonly number[],
-  ) {}
+  ) {
+    this.keys = upperBounds.map(String);
+  }
 
   observe(value: number): void {
     const map = (this.histogram as unknown as HistogramInternals).hashMap;
@@ -40,9 +44,10 @@ export class BoundHistogram {
     entry.count += 1;
     // As prom-client counts: the first bucket whose bound holds the value (none above the last, +Inf
     // being the count).
-    for (const bound of this.upperBounds) {
-      if (value <= bound) {
-        entry.bucketValues[bound]! += 1;
+    const bounds = this.upperBounds;
+    for (let i = 0; i < bounds.length; i++) {
+      if (value <= bounds[i]!) {
+        (entry.bucketValues as Record<string, number>)[this.keys[i]!]! += 1;
         return;
       }
     }
