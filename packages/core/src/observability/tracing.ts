@@ -1,4 +1,3 @@
-import { randomFillSync } from 'node:crypto';
 import {
   type Attributes,
   INVALID_SPAN_CONTEXT,
@@ -67,33 +66,33 @@ const getter: TextMapGetter<Record<string, string>> = {
 };
 
 /**
- * Trace and span ids from a pool of random bytes refilled in blocks (one system call per 256 ids).
- * The next trace id can be set ahead: a root span is recorded with the id its sampling decision was made on.
+ * Trace and span ids from `Math.random`, as OpenTelemetry's own generator makes them: ids need to be
+ * unique, not secret, and this costs a fraction of a system call for random bytes. The next trace id
+ * can be set ahead: a root span is recorded with the id its sampling decision was made on.
  */
 class Ids implements IdGenerator {
-  private readonly pool = Buffer.alloc(4096);
-  private offset = this.pool.length;
   next: string | undefined;
 
   generateTraceId(): string {
-    const id = this.next ?? this.hex(16);
+    const id = this.next ?? this.hex(4);
     this.next = undefined;
     return id;
   }
 
   generateSpanId(): string {
-    return this.hex(8);
+    return this.hex(2);
   }
 
-  hex(bytes: number): string {
-    if (this.offset + bytes > this.pool.length) {
-      randomFillSync(this.pool);
-      this.offset = 0;
+  /** `words` random 32-bit words in hex; never all zeros, the invalid id. */
+  hex(words: number): string {
+    let id = '';
+    let any = 0;
+    for (let i = 0; i < words; i++) {
+      const word = (Math.random() * 0x100000000) >>> 0;
+      any |= word;
+      id += word.toString(16).padStart(8, '0');
     }
-    const id = this.pool.toString('hex', this.offset, this.offset + bytes);
-    this.offset += bytes;
-    // All zeros is the invalid id; 2^-64 at worst, but cheap to rule out.
-    return /^0+$/.test(id) ? this.hex(bytes) : id;
+    return any === 0 ? this.hex(words) : id;
   }
 }
 
@@ -178,12 +177,12 @@ export class Tracing {
     if (parent !== noSpan) {
       return this.sampling.sampled(parent.spanContext()) ? undefined : parent;
     }
-    const traceId = this.ids.hex(16);
+    const traceId = this.ids.hex(4);
     if (this.sampling.sampledRoot(traceId)) {
       this.ids.next = traceId;
       return undefined;
     }
-    return trace.wrapSpanContext({ traceId, spanId: this.ids.hex(8), traceFlags: TraceFlags.NONE });
+    return trace.wrapSpanContext({ traceId, spanId: this.ids.hex(2), traceFlags: TraceFlags.NONE });
   }
 
   /** A recorded span, once `unrecorded` has said it is to be. */
