@@ -21,8 +21,11 @@ import { ChassisError } from '../errors.ts';
 export interface Sampling {
   /** Whether work under a valid parent context is recorded. */
   sampled(parent: SpanContext): boolean;
-  /** Whether a trace started here, with this id, is recorded. */
-  sampledRoot(traceId: string): boolean;
+  /**
+   * A trace started here is recorded when its id's 32-bit words xor-ed are below this (0 to 2^32): the
+   * words, not the id, so a trace not recorded never has its id formatted.
+   */
+  readonly rootBound: number;
 }
 
 export const defaultSampleRatio = 0.1;
@@ -72,33 +75,32 @@ function checkedRatio(ratio: number, what: string): number {
 }
 
 function parentBased(ratio: number): Sampling {
-  const root = byTraceId(ratio);
   return {
     sampled: (parent) => (parent.traceFlags & TraceFlags.SAMPLED) === TraceFlags.SAMPLED,
-    sampledRoot: root,
+    rootBound: boundOf(ratio),
   };
 }
 
 function ignoringParent(ratio: number): Sampling {
-  const decide = byTraceId(ratio);
-  return { sampled: (parent) => decide(parent.traceId), sampledRoot: decide };
+  const bound = boundOf(ratio);
+  return { sampled: (parent) => accumulated(parent.traceId) < bound, rootBound: bound };
 }
 
-/** OpenTelemetry's `TraceIdRatioBased` decision: the id's 32-bit words xor-ed, under the ratio's bound. */
-function byTraceId(ratio: number): (traceId: string) => boolean {
-  if (ratio >= 1) return () => true;
-  if (ratio <= 0) return () => false;
-  const bound = Math.floor(ratio * 0xffffffff);
-  return (traceId) => {
-    let accumulation = 0;
-    for (let i = 0; i < 32; i += 8) {
-      let word = 0;
-      for (let j = 0; j < 8; j++) {
-        const c = traceId.charCodeAt(i + j);
-        word = word * 16 + (c < 58 ? c - 48 : c < 71 ? c - 55 : c - 87);
-      }
-      accumulation = (accumulation ^ word) >>> 0;
+/** OpenTelemetry's `TraceIdRatioBased` bound: an id is sampled when its words xor-ed are below it. */
+function boundOf(ratio: number): number {
+  return ratio >= 1 ? 0x100000000 : Math.floor(ratio * 0xffffffff);
+}
+
+/** A trace id's four 32-bit words xor-ed, as `TraceIdRatioBased` reads it. */
+function accumulated(traceId: string): number {
+  let accumulation = 0;
+  for (let i = 0; i < 32; i += 8) {
+    let word = 0;
+    for (let j = 0; j < 8; j++) {
+      const c = traceId.charCodeAt(i + j);
+      word = word * 16 + (c < 58 ? c - 48 : c < 71 ? c - 55 : c - 87);
     }
-    return accumulation < bound;
-  };
+    accumulation = (accumulation ^ word) >>> 0;
+  }
+  return accumulation;
 }

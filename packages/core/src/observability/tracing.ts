@@ -3,6 +3,7 @@ import {
   INVALID_SPAN_CONTEXT,
   ROOT_CONTEXT,
   type Span,
+  type SpanContext,
   type SpanKind,
   SpanStatusCode,
   type TextMapGetter,
@@ -86,14 +87,48 @@ class Ids implements IdGenerator {
   /** `words` random 32-bit words in hex; never all zeros, the invalid id. */
   hex(words: number): string {
     let id = '';
-    let any = 0;
-    for (let i = 0; i < words; i++) {
-      const word = (Math.random() * 0x100000000) >>> 0;
-      any |= word;
-      id += word.toString(16).padStart(8, '0');
-    }
-    return any === 0 ? this.hex(words) : id;
+    for (let i = 1; i < words; i++) id += hex8(randomWord());
+    return id + hex8(randomWord() || 1);
   }
+}
+
+/**
+ * The context of a trace started here: random words, formatted as ids only when something reads them
+ * (a log line, an outgoing `traceparent`): most local calls never do, and formatting cost as much as
+ * the rest of starting an unrecorded trace.
+ */
+class RootContext implements SpanContext {
+  readonly traceFlags = TraceFlags.NONE;
+  private readonly w0 = randomWord();
+  private readonly w1 = randomWord();
+  private readonly w2 = randomWord();
+  // Never all four zero: that is the invalid id.
+  private readonly w3 = randomWord() || 1;
+  private trace: string | undefined;
+  private span: string | undefined;
+
+  get traceId(): string {
+    this.trace ??= hex8(this.w0) + hex8(this.w1) + hex8(this.w2) + hex8(this.w3);
+    return this.trace;
+  }
+
+  get spanId(): string {
+    this.span ??= hex8(randomWord()) + hex8(randomWord() || 1);
+    return this.span;
+  }
+
+  /** The words xor-ed, as OpenTelemetry's `TraceIdRatioBased` sampler reads the id. */
+  accumulated(): number {
+    return (this.w0 ^ this.w1 ^ this.w2 ^ this.w3) >>> 0;
+  }
+}
+
+function randomWord(): number {
+  return (Math.random() * 0x100000000) >>> 0;
+}
+
+function hex8(word: number): string {
+  return word.toString(16).padStart(8, '0');
 }
 
 export class Tracing {
@@ -177,12 +212,12 @@ export class Tracing {
     if (parent !== noSpan) {
       return this.sampling.sampled(parent.spanContext()) ? undefined : parent;
     }
-    const traceId = this.ids.hex(4);
-    if (this.sampling.sampledRoot(traceId)) {
-      this.ids.next = traceId;
+    const root = new RootContext();
+    if (root.accumulated() < this.sampling.rootBound) {
+      this.ids.next = root.traceId;
       return undefined;
     }
-    return trace.wrapSpanContext({ traceId, spanId: this.ids.hex(2), traceFlags: TraceFlags.NONE });
+    return trace.wrapSpanContext(root);
   }
 
   /** A recorded span, once `unrecorded` has said it is to be. */
