@@ -1,6 +1,7 @@
 import type { ActionContract, OutputOf } from '../contracts.ts';
 import { newId } from '../envelope.ts';
 import { ChassisError, timeoutError, toChassisError } from '../errors.ts';
+import type { Identity } from '../identity.ts';
 import type { Span } from '../observability/tracing.ts';
 import type { ServiceDefinition } from '../service.ts';
 import { endServing, runAction, unknownAction } from './actions.ts';
@@ -15,6 +16,37 @@ import type { NodeRuntime } from './runtime.ts';
 export function localService(rt: NodeRuntime, name: string): ServiceDefinition | undefined {
   if (!rt.settings.localCalls || rt.state !== 'running') return undefined;
   return rt.servingHere.get(name);
+}
+
+/**
+ * Where what a locally called handler sends comes from. Its message id is made when first read (a
+ * log line, a call or emit onwards, `ctx.messageId`): most local calls never read it, and a UUID per
+ * call showed in their profile. A class with getters, so never spread it (`withAuth` copies one).
+ */
+class LocalOrigin implements Origin {
+  private id: string | undefined;
+  readonly auth: string | undefined;
+  user?: Identity;
+  readonly inherited = true;
+
+  constructor(
+    private readonly caller: Origin,
+    readonly deadline: number,
+    readonly trace: Span,
+  ) {
+    this.auth = caller.auth;
+  }
+
+  get messageId(): string {
+    this.id ??= newId();
+    return this.id;
+  }
+  get correlationId(): string {
+    return this.caller.correlationId ?? this.messageId;
+  }
+  get causationId(): string | undefined {
+    return this.caller.inherited ? this.caller.messageId : undefined;
+  }
 }
 
 /**
@@ -41,16 +73,7 @@ export function callLocal<C extends ActionContract>(
   if (!handler) return Promise.reject(unknownAction(service, contract.action));
   const started = performance.now();
   rt.metrics.inFlightRpc.inc();
-  const messageId = newId();
-  const origin: Origin = {
-    messageId,
-    correlationId: caller.correlationId ?? messageId,
-    causationId: caller.inherited ? caller.messageId : undefined,
-    deadline,
-    auth: caller.auth,
-    trace: span,
-    inherited: true,
-  };
+  const origin = new LocalOrigin(caller, deadline, span);
   const work = runAction(rt, service, handler, input, origin, span);
   rt.localCalls.add(work);
   // One promise for the caller, settled by the handler or by the timer, whichever comes first: the
