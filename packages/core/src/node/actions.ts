@@ -71,12 +71,15 @@ export async function runAction(
     });
   }
   if (origin.auth !== undefined && rt.identity) origin.user = await rt.identity(origin.auth);
-  const target = `${service.name}.${contract.action}`;
+  const guards = handlerPolicies(rt, handler, handler.policies);
   let output: unknown;
   try {
-    output = await rt.policies.handle(target, handlerPolicies(rt, target, handler.policies), () =>
-      runInContext(rt, { kind: 'action', service }, origin, 1, span, false, (ctx) => handler.run(parsed.data, ctx)),
-    );
+    // Most handlers have no bulkhead or rate limit: then no target name is built and no closure made.
+    output = await (guards.bulkhead || guards.rateLimit
+      ? rt.policies.handle(`${service.name}.${contract.action}`, guards, () =>
+          runInContext(rt, { kind: 'action', service }, origin, 1, span, false, (ctx) => handler.run(parsed.data, ctx)),
+        )
+      : runInContext(rt, { kind: 'action', service }, origin, 1, span, false, (ctx) => handler.run(parsed.data, ctx)));
   } catch (error) {
     const chassisError = toChassisError(error);
     if (chassisError.code === 'INTERNAL') {

@@ -90,7 +90,7 @@ async function settle(
   const deadline = eventDeadline(Date.now(), handler.options.timeoutMs ?? rt.settings.eventTimeoutMs, staleAt);
   const origin = inboundOrigin(message, deadline, span);
   try {
-    await rt.policies.handle(subscription, handlerPolicies(rt, subscription, handler.options), () =>
+    await rt.policies.handle(subscription, handlerPolicies(rt, handler, handler.options), () =>
       runInContext(rt, { kind: 'event', service, subscription }, origin, attempt, span, true, (ctx) =>
         handler.run(parsed.data, ctx),
       ),
