@@ -99,7 +99,7 @@ function chassisContender(name: string, exportSpans: boolean): Contender {
   return {
     name,
     description: exportSpans
-      ? 'Chassis as it ships, one node, memory transport: zod contract in and out, metrics, a call and a serve span exported (batched, discarded), a 5 s deadline'
+      ? 'Chassis as it ships, one node, memory transport: zod contract in and out, metrics, one span per sampled call (default 1 in 10, OTEL_TRACES_SAMPLER_ARG) exported (batched, discarded), a 5 s deadline'
       : 'the same without a span exporter (as with OTEL_EXPORTER_OTLP_ENDPOINT unset): spans not recorded, trace context passed on',
     async start() {
       const echo = action('echo.echo', { input: sellOrderSchema, output: sellOrderSchema, idempotent: true });

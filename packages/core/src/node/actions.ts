@@ -1,4 +1,3 @@
-import type { Context as TraceContext } from '@opentelemetry/api';
 import { fieldErrors } from '../contracts.ts';
 import { ChassisError, timeoutError, toChassisError } from '../errors.ts';
 import { outcomeOf } from '../observability/metrics.ts';
@@ -10,31 +9,35 @@ import type { Origin } from './origin.ts';
 import { handlerPolicies, runInContext } from './run-handler.ts';
 import type { NodeRuntime } from './runtime.ts';
 
-/** A request served here begins, over the wire or by a local call: its server span, the in-flight count. */
-export function startServing(rt: NodeRuntime, service: ServiceDefinition, action: string, parent: TraceContext): Span {
+/**
+ * A request off the wire begins: its server span, the in-flight count. (A local call has no span of its
+ * own here: its caller's span covers it, see `callLocal`.)
+ */
+export function startServing(rt: NodeRuntime, service: ServiceDefinition, action: string, parent: Span): Span {
   rt.metrics.inFlightRpc.inc();
-  return rt.tracing.recording
-    ? rt.tracing.start(`serve ${service.name}.${action}`, SpanKind.SERVER, parent, {
-        'rpc.system': 'chassis',
-        'rpc.service': service.name,
-        'rpc.method': action,
-        'chassis.node': rt.id,
-      })
-    : Tracing.passThrough(parent);
+  return (
+    rt.tracing.unrecorded(parent) ??
+    rt.tracing.record(`serve ${service.name}.${action}`, SpanKind.SERVER, parent, {
+      'rpc.system': 'chassis',
+      'rpc.service': service.name,
+      'rpc.method': action,
+      'chassis.node': rt.id,
+    })
+  );
 }
 
-/** …and ends: the server histogram, the span, the in-flight count. */
+/** …and ends: the server histogram, the span (when it has its own), the in-flight count. */
 export function endServing(
   rt: NodeRuntime,
   service: ServiceDefinition,
   action: string,
-  span: Span,
+  span: Span | undefined,
   started: number,
   failure: unknown,
 ): void {
   rt.metrics.inFlightRpc.dec();
   rt.metrics.observeServer(service.name, action, outcomeOf(failure), (performance.now() - started) / 1000);
-  Tracing.end(span, failure);
+  if (span) Tracing.end(span, failure);
 }
 
 /**
@@ -68,12 +71,15 @@ export async function runAction(
     });
   }
   if (origin.auth !== undefined && rt.identity) origin.user = await rt.identity(origin.auth);
-  const target = `${service.name}.${contract.action}`;
+  const guards = handlerPolicies(rt, handler, handler.policies);
   let output: unknown;
   try {
-    output = await rt.policies.handle(target, handlerPolicies(rt, target, handler.policies), () =>
-      runInContext(rt, { kind: 'action', service }, origin, 1, span, false, (ctx) => handler.run(parsed.data, ctx)),
-    );
+    // Most handlers have no bulkhead or rate limit: then no target name is built and no closure made.
+    output = await (guards.bulkhead || guards.rateLimit
+      ? rt.policies.handle(`${service.name}.${contract.action}`, guards, () =>
+          runInContext(rt, { kind: 'action', service }, origin, 1, span, false, (ctx) => handler.run(parsed.data, ctx)),
+        )
+      : runInContext(rt, { kind: 'action', service }, origin, 1, span, false, (ctx) => handler.run(parsed.data, ctx)));
   } catch (error) {
     const chassisError = toChassisError(error);
     if (chassisError.code === 'INTERNAL') {

@@ -28,14 +28,14 @@ export async function consume(
   const started = performance.now();
   const subscription = `${service.name}.${handler.name}`;
   const parent = rt.tracing.extract(delivery.message.headers);
-  const span = rt.tracing.recording
-    ? rt.tracing.start(`consume ${handler.contract.name}`, SpanKind.CONSUMER, parent, {
-        'messaging.system': rt.transport.kind,
-        'messaging.destination.name': handler.contract.name,
-        'messaging.consumer.group.name': subscription,
-        'chassis.attempt': delivery.attempt,
-      })
-    : Tracing.passThrough(parent);
+  const span =
+    rt.tracing.unrecorded(parent) ??
+    rt.tracing.record(`consume ${handler.contract.name}`, SpanKind.CONSUMER, parent, {
+      'messaging.system': rt.transport.kind,
+      'messaging.destination.name': handler.contract.name,
+      'messaging.consumer.group.name': subscription,
+      'chassis.attempt': delivery.attempt,
+    });
   rt.metrics.inFlightEvents.inc();
   try {
     const { disposition, error } = await settle(rt, service, handler, subscription, delivery, span);
@@ -93,7 +93,7 @@ async function settle(
   const deadline = eventDeadline(Date.now(), handler.options.timeoutMs ?? rt.settings.eventTimeoutMs, staleAt);
   const origin = inboundOrigin(message, deadline, span);
   try {
-    await rt.policies.handle(subscription, handlerPolicies(rt, subscription, handler.options), () =>
+    await rt.policies.handle(subscription, handlerPolicies(rt, handler, handler.options), () =>
       runInContext(rt, { kind: 'event', service, subscription }, origin, attempt, span, true, (ctx) =>
         handler.run(parsed.data, ctx),
       ),

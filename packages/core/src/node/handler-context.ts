@@ -72,7 +72,7 @@ export class HandlerContext implements Context {
   }
 
   call<C extends ActionContract>(contract: C, input: InputOf<C>, options: CallOptions<C> = {}): Promise<OutputOf<C>> {
-    const origin = options.auth === undefined ? this.origin : { ...this.origin, auth: options.auth };
+    const origin = options.auth === undefined ? this.origin : withAuth(this.origin, options.auth);
     return this.outbound.send(contract, input, options, origin);
   }
 
@@ -108,4 +108,18 @@ export class HandlerContext implements Context {
     }
     return this.controller;
   }
+}
+
+/** The origin with another token, field by field: an origin may be a class with getters (`LocalOrigin`). */
+function withAuth(origin: Origin, auth: string): Origin {
+  return {
+    messageId: origin.messageId,
+    correlationId: origin.correlationId,
+    causationId: origin.causationId,
+    deadline: origin.deadline,
+    auth,
+    user: origin.user,
+    trace: origin.trace,
+    inherited: origin.inherited,
+  };
 }

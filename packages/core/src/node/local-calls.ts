@@ -1,9 +1,10 @@
 import type { ActionContract, OutputOf } from '../contracts.ts';
 import { newId } from '../envelope.ts';
 import { ChassisError, timeoutError, toChassisError } from '../errors.ts';
-import { contextOf, type Span } from '../observability/tracing.ts';
+import type { Identity } from '../identity.ts';
+import type { Span } from '../observability/tracing.ts';
 import type { ServiceDefinition } from '../service.ts';
-import { endServing, runAction, startServing, unknownAction } from './actions.ts';
+import { endServing, runAction, unknownAction } from './actions.ts';
 import { timeLeft } from './deadline.ts';
 import type { Origin } from './origin.ts';
 import type { NodeRuntime } from './runtime.ts';
@@ -17,7 +18,41 @@ export function localService(rt: NodeRuntime, name: string): ServiceDefinition |
   return rt.servingHere.get(name);
 }
 
-/** One attempt at a call served by this node's own instance of the service. */
+/**
+ * Where what a locally called handler sends comes from. Its message id is made when first read (a
+ * log line, a call or emit onwards, `ctx.messageId`): most local calls never read it, and a UUID per
+ * call showed in their profile. A class with getters, so never spread it (`withAuth` copies one).
+ */
+class LocalOrigin implements Origin {
+  private id: string | undefined;
+  readonly auth: string | undefined;
+  user?: Identity;
+  readonly inherited = true;
+
+  constructor(
+    private readonly caller: Origin,
+    readonly deadline: number,
+    readonly trace: Span,
+  ) {
+    this.auth = caller.auth;
+  }
+
+  get messageId(): string {
+    this.id ??= newId();
+    return this.id;
+  }
+  get correlationId(): string {
+    return this.caller.correlationId ?? this.messageId;
+  }
+  get causationId(): string | undefined {
+    return this.caller.inherited ? this.caller.messageId : undefined;
+  }
+}
+
+/**
+ * One attempt at a call served by this node's own instance of the service. The handler runs under the
+ * call's span (`span`): a local call has one span, not a client and a server one (see `send`).
+ */
 export function callLocal<C extends ActionContract>(
   rt: NodeRuntime,
   service: ServiceDefinition,
@@ -25,7 +60,7 @@ export function callLocal<C extends ActionContract>(
   input: unknown,
   deadline: number,
   caller: Origin,
-  clientSpan: Span,
+  span: Span,
   attempt: number,
 ): Promise<OutputOf<C>> {
   let remainingMs: number;
@@ -37,17 +72,8 @@ export function callLocal<C extends ActionContract>(
   const handler = service.actions.get(contract.action);
   if (!handler) return Promise.reject(unknownAction(service, contract.action));
   const started = performance.now();
-  const span = startServing(rt, service, contract.action, contextOf(clientSpan));
-  const messageId = newId();
-  const origin: Origin = {
-    messageId,
-    correlationId: caller.correlationId ?? messageId,
-    causationId: caller.inherited ? caller.messageId : undefined,
-    deadline,
-    auth: caller.auth,
-    trace: contextOf(span),
-    inherited: true,
-  };
+  rt.metrics.inFlightRpc.inc();
+  const origin = new LocalOrigin(caller, deadline, span);
   const work = runAction(rt, service, handler, input, origin, span);
   rt.localCalls.add(work);
   // One promise for the caller, settled by the handler or by the timer, whichever comes first: the
@@ -58,7 +84,7 @@ export function callLocal<C extends ActionContract>(
     const timer = setTimeout(() => {
       answered = true;
       const timeout = timeoutError({ service: contract.service, action: contract.action, timeoutMs: remainingMs });
-      endServing(rt, service, contract.action, span, started, timeout);
+      endServing(rt, service, contract.action, undefined, started, timeout);
       reject(ChassisError.fromJSON(timeout.toJSON()));
     }, remainingMs);
     work.then(
@@ -66,14 +92,14 @@ export function callLocal<C extends ActionContract>(
         rt.localCalls.delete(work);
         clearTimeout(timer);
         if (answered) return;
-        endServing(rt, service, contract.action, span, started, undefined);
+        endServing(rt, service, contract.action, undefined, started, undefined);
         resolve(output as OutputOf<C>);
       },
       (error: unknown) => {
         rt.localCalls.delete(work);
         clearTimeout(timer);
         if (answered) return;
-        endServing(rt, service, contract.action, span, started, error);
+        endServing(rt, service, contract.action, undefined, started, error);
         // What the caller gets is what the wire would carry: the error's serialized form.
         reject(ChassisError.fromJSON(toChassisError(error).toJSON()));
       },

@@ -1,7 +1,6 @@
-import type { Context as TraceContext } from '@opentelemetry/api';
 import { Header, newId } from '../envelope.ts';
 import type { Identity } from '../identity.ts';
-import { contextOf, type Span } from '../observability/tracing.ts';
+import type { Span } from '../observability/tracing.ts';
 import type { WireMessage } from '../transports/transport.ts';
 
 /** Where a call or emit comes from: what it inherits from the message being handled, if any. */
@@ -14,8 +13,8 @@ export interface Origin {
   auth: string | undefined;
   /** Whose token `auth` is, once verified (requests only). */
   user?: Identity;
-  /** The trace context new spans are children of. */
-  trace: TraceContext;
+  /** The span new spans are children of (`noSpan` where a trace starts): its trace context, at least. */
+  trace: Span;
   /** True inside a handler: what is sent is caused by the message being handled. */
   inherited: boolean;
 }
@@ -29,7 +28,7 @@ export function inboundOrigin(message: WireMessage, deadline: number, span: Span
     causationId: message.headers[Header.causationId],
     deadline,
     auth: message.headers[Header.auth],
-    trace: contextOf(span),
+    trace: span,
     inherited: true,
   };
 }

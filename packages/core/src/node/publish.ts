@@ -1,9 +1,8 @@
-import { ROOT_CONTEXT } from '@opentelemetry/api';
 import type { Context, EmitOptions } from '../context.ts';
 import { type EventContract, fieldErrors, type PayloadInputOf } from '../contracts.ts';
 import { Header } from '../envelope.ts';
 import { ChassisError } from '../errors.ts';
-import { SpanKind, Tracing } from '../observability/tracing.ts';
+import { noSpan, SpanKind, Tracing } from '../observability/tracing.ts';
 import { describeFields } from './fields.ts';
 import type { Origin } from './origin.ts';
 import { encode, headersFor } from './outgoing.ts';
@@ -21,7 +20,7 @@ export function emitFromOutside<E extends EventContract>(
     correlationId: options.correlationId,
     deadline: Number.POSITIVE_INFINITY,
     auth: undefined,
-    trace: ROOT_CONTEXT,
+    trace: noSpan,
     inherited: false,
   });
 }
@@ -45,12 +44,12 @@ export async function publish<E extends EventContract>(
       data: { event: contract.name, fields },
     });
   }
-  const span = rt.tracing.recording
-    ? rt.tracing.start(`publish ${contract.name}`, SpanKind.PRODUCER, origin.trace, {
-        'messaging.system': rt.transport.kind,
-        'messaging.destination.name': contract.name,
-      })
-    : Tracing.passThrough(origin.trace);
+  const span =
+    rt.tracing.unrecorded(origin.trace) ??
+    rt.tracing.record(`publish ${contract.name}`, SpanKind.PRODUCER, origin.trace, {
+      'messaging.system': rt.transport.kind,
+      'messaging.destination.name': contract.name,
+    });
   let failure: unknown;
   try {
     const headers = headersFor(rt, origin, span);

@@ -49,12 +49,12 @@ async function wrapped<T>(
   return extension.around!(invocation, () => wrapped(rt, index + 1, invocation, run)) as Promise<T>;
 }
 
-/** A handler's bulkhead and rate limit: its own over the node's, resolved once per target. */
-export function handlerPolicies(rt: NodeRuntime, target: string, own: HandlerPolicies): Required<HandlerPolicies> {
-  let resolved = rt.handlerPolicies.get(target);
+/** A handler's bulkhead and rate limit: its own over the node's, resolved once per handler. */
+export function handlerPolicies(rt: NodeRuntime, handler: object, own: HandlerPolicies): Required<HandlerPolicies> {
+  let resolved = rt.handlerPolicies.get(handler);
   if (!resolved) {
     resolved = rt.policies.resolveHandler({ bulkhead: own.bulkhead, rateLimit: own.rateLimit });
-    rt.handlerPolicies.set(target, resolved);
+    rt.handlerPolicies.set(handler, resolved);
   }
   return resolved;
 }

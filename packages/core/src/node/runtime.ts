@@ -63,8 +63,8 @@ export interface NodeRuntime {
   readonly localCalls: Set<Promise<unknown>>;
   /** Each contract's call policies, resolved on its first call. */
   readonly contractPolicies: WeakMap<ActionContract, Required<CallPolicies>>;
-  /** Each handler's policies, resolved on its first message, by target. */
-  readonly handlerPolicies: Map<string, Required<HandlerPolicies>>;
+  /** Each handler's policies (action or event handler), resolved on its first message. */
+  readonly handlerPolicies: WeakMap<object, Required<HandlerPolicies>>;
 }
 
 export function createRuntime(options: NodeOptions): NodeRuntime {
@@ -136,7 +136,7 @@ export function createRuntime(options: NodeOptions): NodeRuntime {
     inFlight: new Set(),
     localCalls: new Set(),
     contractPolicies: new WeakMap(),
-    handlerPolicies: new Map(),
+    handlerPolicies: new WeakMap(),
   };
   transport.onStatus((status) => {
     if (status !== rt.transportStatus) {

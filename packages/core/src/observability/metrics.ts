@@ -1,6 +1,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { PolicyEngine } from '../policies/index.ts';
 import { type EventBinding, subscriptionName } from '../transports/transport.ts';
+import { BoundHistogram } from './bound-histogram.ts';
 
 /**
  * The metrics every node exposes with no user code (prom-client, Prometheus text on `/metrics`).
@@ -145,38 +146,58 @@ export class NodeMetrics {
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 
-  // Label children cached by a plain key: prom-client would otherwise hash the label object on every
-  // observation, which shows in profiles of the call path.
-  private readonly children = new Map<string, { observe(value: number): void }>();
+  // Each label set bound once, found through maps by label value (no key string built per call):
+  // prom-client would otherwise validate and hash the labels on every observation.
+  private readonly serverChildren = new Map<string, Map<string, Map<string, BoundHistogram>>>();
+  private readonly clientChildren = new Map<string, Map<string, BoundHistogram>>();
+  // A subscription names its service and event: they need no level of their own.
+  private readonly eventChildren = new Map<string, Map<string, BoundHistogram>>();
   readonly inFlightRpc = this.inFlight.labels('rpc');
   readonly inFlightEvents = this.inFlight.labels('event');
 
   observeServer(service: string, action: string, outcome: string, seconds: number): void {
-    const key = `s\0${service}\0${action}\0${outcome}`;
-    let child = this.children.get(key);
+    let byAction = this.serverChildren.get(service);
+    if (!byAction) {
+      byAction = new Map();
+      this.serverChildren.set(service, byAction);
+    }
+    let byOutcome = byAction.get(action);
+    if (!byOutcome) {
+      byOutcome = new Map();
+      byAction.set(action, byOutcome);
+    }
+    let child = byOutcome.get(outcome);
     if (!child) {
-      child = this.rpcServer.labels(service, action, outcome);
-      this.children.set(key, child);
+      child = new BoundHistogram(this.rpcServer, { service, action, outcome }, buckets);
+      byOutcome.set(outcome, child);
     }
     child.observe(seconds);
   }
 
   observeClient(target: string, outcome: string, seconds: number): void {
-    const key = `c\0${target}\0${outcome}`;
-    let child = this.children.get(key);
+    let byOutcome = this.clientChildren.get(target);
+    if (!byOutcome) {
+      byOutcome = new Map();
+      this.clientChildren.set(target, byOutcome);
+    }
+    let child = byOutcome.get(outcome);
     if (!child) {
-      child = this.rpcClient.labels(target, outcome);
-      this.children.set(key, child);
+      child = new BoundHistogram(this.rpcClient, { target, outcome }, buckets);
+      byOutcome.set(outcome, child);
     }
     child.observe(seconds);
   }
 
   observeEvent(service: string, subscription: string, event: string, outcome: string, seconds: number): void {
-    const key = `e\0${subscription}\0${outcome}`;
-    let child = this.children.get(key);
+    let byOutcome = this.eventChildren.get(subscription);
+    if (!byOutcome) {
+      byOutcome = new Map();
+      this.eventChildren.set(subscription, byOutcome);
+    }
+    let child = byOutcome.get(outcome);
     if (!child) {
-      child = this.eventHandler.labels(service, subscription, event, outcome);
-      this.children.set(key, child);
+      child = new BoundHistogram(this.eventHandler, { service, subscription, event, outcome }, buckets);
+      byOutcome.set(outcome, child);
     }
     child.observe(seconds);
   }

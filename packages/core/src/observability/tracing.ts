@@ -1,25 +1,28 @@
 import {
   type Attributes,
-  type Context,
   INVALID_SPAN_CONTEXT,
-  isSpanContextValid,
   ROOT_CONTEXT,
   type Span,
+  type SpanContext,
   type SpanKind,
   SpanStatusCode,
   type TextMapGetter,
+  TraceFlags,
   type Tracer,
   trace,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
+  AlwaysOnSampler,
   BatchSpanProcessor,
+  type IdGenerator,
   InMemorySpanExporter,
   SimpleSpanProcessor,
   type SpanExporter,
   TracerProvider,
 } from '@opentelemetry/sdk-trace';
+import { type Sampling, samplingOf } from './sampling.ts';
 
 export { type Span, SpanKind } from '@opentelemetry/api';
 export { InMemorySpanExporter, type SpanExporter } from '@opentelemetry/sdk-trace';
@@ -32,6 +35,11 @@ export { InMemorySpanExporter, type SpanExporter } from '@opentelemetry/sdk-trac
  * `OTEL_EXPORTER_OTLP_ENDPOINT` is set, or to an exporter given in code, e.g. an in-memory one in tests);
  * otherwise it uses whatever global provider the application registered, which is a no-op by default —
  * and then the context still flows through, so traces continue across nodes that do export.
+ *
+ * A node with its own provider records a trace's spans only when the trace is sampled (`sampling.ts`):
+ * by default it follows the caller's decision, and starts 1 trace in 10 of its own. Work that is not
+ * recorded makes no SDK span at all: it carries the trace context only (trace id, span id, sampled
+ * flag), so log lines still name the trace and the next hop sees the decision.
  */
 export interface TracingOptions {
   /** Where spans go. Omit to export over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. */
@@ -40,10 +48,17 @@ export interface TracingOptions {
   serviceName?: string;
   /** Record spans with the tracer provider registered with `@opentelemetry/api` (e.g. by the OTel Node SDK). */
   global?: boolean;
+  /**
+   * The fraction of traces this node starts (a call or emit with no trace context) that are recorded,
+   * 0 to 1; a trace that comes with a context follows its caller's decision. Default
+   * `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`, else 0.1. Not used with `global` (the global
+   * provider's sampler decides).
+   */
+  sampleRatio?: number;
 }
 
-/** Stands for "no span" where nothing records: it carries no context and costs nothing to end. */
-const NO_SPAN = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+/** Stands for "no span": no trace context to carry, nothing to end. */
+export const noSpan: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
 
 const propagator = new W3CTraceContextPropagator();
 const getter: TextMapGetter<Record<string, string>> = {
@@ -51,35 +66,110 @@ const getter: TextMapGetter<Record<string, string>> = {
   get: (carrier, key) => carrier[key],
 };
 
+/**
+ * Trace and span ids from `Math.random`, as OpenTelemetry's own generator makes them: ids need to be
+ * unique, not secret, and this costs a fraction of a system call for random bytes. The next trace id
+ * can be set ahead: a root span is recorded with the id its sampling decision was made on.
+ */
+class Ids implements IdGenerator {
+  next: string | undefined;
+
+  generateTraceId(): string {
+    const id = this.next ?? this.hex(4);
+    this.next = undefined;
+    return id;
+  }
+
+  generateSpanId(): string {
+    return this.hex(2);
+  }
+
+  /** `words` random 32-bit words in hex; never all zeros, the invalid id. */
+  hex(words: number): string {
+    let id = '';
+    for (let i = 1; i < words; i++) id += hex8(randomWord());
+    return id + hex8(randomWord() || 1);
+  }
+}
+
+/**
+ * The context of a trace started here: random words, formatted as ids only when something reads them
+ * (a log line, an outgoing `traceparent`): most local calls never do, and formatting cost as much as
+ * the rest of starting an unrecorded trace.
+ */
+class RootContext implements SpanContext {
+  readonly traceFlags = TraceFlags.NONE;
+  private readonly w0 = randomWord();
+  private readonly w1 = randomWord();
+  private readonly w2 = randomWord();
+  // Never all four zero: that is the invalid id.
+  private readonly w3 = randomWord() || 1;
+  private trace: string | undefined;
+  private span: string | undefined;
+
+  get traceId(): string {
+    this.trace ??= hex8(this.w0) + hex8(this.w1) + hex8(this.w2) + hex8(this.w3);
+    return this.trace;
+  }
+
+  get spanId(): string {
+    this.span ??= hex8(randomWord()) + hex8(randomWord() || 1);
+    return this.span;
+  }
+
+  /** The words xor-ed, as OpenTelemetry's `TraceIdRatioBased` sampler reads the id. */
+  accumulated(): number {
+    return (this.w0 ^ this.w1 ^ this.w2 ^ this.w3) >>> 0;
+  }
+}
+
+function randomWord(): number {
+  return (Math.random() * 0x100000000) >>> 0;
+}
+
+function hex8(word: number): string {
+  return word.toString(16).padStart(8, '0');
+}
+
 export class Tracing {
   readonly tracer: Tracer;
   /**
-   * Whether spans are recorded. When not, no span is made: the parent's context (from an incoming
-   * `traceparent`) is passed on untouched, so traces still continue through this node.
+   * Whether this node records spans at all. When not, no span is made: the parent's context (from an
+   * incoming `traceparent`) is passed on untouched, so traces still continue through this node.
    */
   readonly recording: boolean;
   private readonly provider: TracerProvider | undefined;
+  private readonly ids: Ids;
+  private readonly sampling: Sampling;
 
-  constructor(provider: TracerProvider | undefined, global = false) {
+  constructor(
+    provider: TracerProvider | undefined,
+    options: { global?: boolean; sampling?: Sampling; ids?: Ids } = {},
+  ) {
     this.provider = provider;
-    this.recording = provider !== undefined || global;
+    this.recording = provider !== undefined || options.global === true;
     this.tracer = (provider ?? trace).getTracer('@chassis/core');
+    this.ids = options.ids ?? new Ids();
+    this.sampling = options.sampling ?? samplingOf({});
   }
 
   static async create(
     options: TracingOptions & { nodeId: string; defaultServiceName: string; env?: NodeJS.ProcessEnv },
   ): Promise<Tracing> {
     const env = options.env ?? process.env;
+    // Read even when nothing exports, so a wrong setting fails at start rather than once spans are on.
+    const sampling = samplingOf({ ratio: options.sampleRatio, env });
     let exporter = options.exporter;
     if (!exporter && env.OTEL_EXPORTER_OTLP_ENDPOINT) {
       const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-http');
       exporter = new OTLPTraceExporter();
     }
-    if (!exporter) return new Tracing(undefined, options.global === true);
+    if (!exporter) return new Tracing(undefined, { global: options.global === true });
     const processor =
       exporter instanceof InMemorySpanExporter
         ? new SimpleSpanProcessor({ exporter })
         : new BatchSpanProcessor({ exporter });
+    const ids = new Ids();
     return new Tracing(
       new TracerProvider({
         resource: resourceFromAttributes({
@@ -87,37 +177,63 @@ export class Tracing {
           'service.instance.id': options.nodeId,
         }),
         spanProcessors: [processor],
+        // The decision is made before the SDK is called (`unrecorded`): what reaches it is recorded.
+        sampler: new AlwaysOnSampler(),
+        idGenerator: ids,
       }),
+      { sampling, ids },
     );
   }
 
-  /** The trace context a message carries; the root context when it carries none. */
-  extract(headers: Record<string, string>): Context {
-    return headers.traceparent === undefined ? ROOT_CONTEXT : propagator.extract(ROOT_CONTEXT, headers, getter);
+  /** The trace context a message carries, as the span new work is a child of; `noSpan` for none. */
+  extract(headers: Record<string, string>): Span {
+    if (headers.traceparent === undefined) return noSpan;
+    return trace.getSpan(propagator.extract(ROOT_CONTEXT, headers, getter)) ?? noSpan;
   }
 
-  /** Writes the span's context into outgoing headers. */
+  /** Writes the span's context into outgoing headers (`traceparent`, and `tracestate` if any). */
   inject(span: Span, headers: Record<string, string>): void {
-    if (!isSpanContextValid(span.spanContext())) return;
-    propagator.inject(trace.setSpan(ROOT_CONTEXT, span), headers, {
-      set: (carrier, key, value) => {
-        carrier[key] = value;
-      },
-    });
+    if (span === noSpan) return;
+    const { traceId, spanId, traceFlags, traceState } = span.spanContext();
+    headers.traceparent = `00-${traceId}-${spanId}-${traceFlags & TraceFlags.SAMPLED ? '01' : '00'}`;
+    const state = traceState?.serialize();
+    if (state) headers.tracestate = state;
   }
 
-  /** A new span when recording; otherwise the parent's span (or none), so context flows on. */
-  start(name: string, kind: SpanKind, parent: Context, attributes: Attributes): Span {
-    return this.tracer.startSpan(name, { kind, attributes }, parent);
+  /**
+   * The span of work under `parent` when it is not to be recorded: the parent's own (its trace goes on
+   * unrecorded, or this node records nothing), a context-only span starting an unsampled trace, or
+   * `noSpan`. Undefined when it is to be recorded: then `record` makes the span. Two steps so that
+   * work not recorded never builds a span's name or attributes.
+   */
+  unrecorded(parent: Span): Span | undefined {
+    if (!this.recording) return parent;
+    if (this.provider === undefined) return undefined; // the global provider samples
+    if (parent !== noSpan) {
+      return this.sampling.sampled(parent.spanContext()) ? undefined : parent;
+    }
+    const root = new RootContext();
+    if (root.accumulated() < this.sampling.rootBound) {
+      this.ids.next = root.traceId;
+      return undefined;
+    }
+    return trace.wrapSpanContext(root);
   }
 
-  /** The span to use when not recording: the parent's own, or none. */
-  static passThrough(parent: Context): Span {
-    return trace.getSpan(parent) ?? NO_SPAN;
+  /** A recorded span, once `unrecorded` has said it is to be. */
+  record(name: string, kind: SpanKind, parent: Span, attributes: Attributes): Span {
+    const span = this.tracer.startSpan(
+      name,
+      { kind, attributes },
+      parent === noSpan ? ROOT_CONTEXT : trace.setSpan(ROOT_CONTEXT, parent),
+    );
+    this.ids.next = undefined;
+    return span;
   }
 
-  /** Ends a span with the outcome of the work it covered. */
+  /** Ends a span with the outcome of the work it covered; nothing for a span not recorded. */
   static end(span: Span, error?: unknown): void {
+    if (!span.isRecording()) return;
     if (error !== undefined) {
       const code = (error as { code?: unknown }).code;
       span.setAttribute('chassis.error_code', typeof code === 'string' ? code : 'INTERNAL');
@@ -129,9 +245,4 @@ export class Tracing {
   async shutdown(): Promise<void> {
     await this.provider?.shutdown();
   }
-}
-
-/** The context whose active span is `span`; the root context for no span (nothing to carry). */
-export function contextOf(span: Span): Context {
-  return span === NO_SPAN ? ROOT_CONTEXT : trace.setSpan(ROOT_CONTEXT, span);
 }

@@ -32,11 +32,14 @@ export function observabilitySuite(target: TransportTarget): void {
       lines = [];
     });
 
-    /** A node that exports spans to this test's exporter and writes its log lines to `lines`. */
+    /**
+     * A node that exports every span to this test's exporter (ratio 1: the trace is recorded whichever
+     * node starts it) and writes its log lines to `lines`.
+     */
     function startNode(services: ServiceDefinition[], options: Partial<NodeOptions> = {}) {
       const destination = { write: (line: string) => lines.push(line) };
       return cluster.startNode(services, {
-        tracing: { exporter },
+        tracing: { exporter, sampleRatio: 1 },
         logger: createLogger({ nodeId: `n${started++}`, level: 'info', destination }),
         ...options,
       });
