@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import {
   connect as amqpConnect,
   type Channel,
@@ -9,8 +8,13 @@ import {
   type Options,
 } from 'amqplib';
 import { Header } from '../envelope.ts';
-import { ChassisError, noServiceError, timeoutError, transportError as transportFailure } from '../errors.ts';
+import { ChassisError, noServiceError, timeoutError, transportError } from '../errors.ts';
 import { defaultNodeId } from '../node-id.ts';
+import { backoffDelay } from './shared/backoff.ts';
+import { messageOf } from './shared/errors.ts';
+import { PendingReplies } from './shared/pending-replies.ts';
+import { StatusListeners } from './shared/status.ts';
+import { sleep } from './shared/timing.ts';
 import {
   type Consumer,
   type DeadLetter,
@@ -56,7 +60,7 @@ import {
  *   per listener; nothing is stored.
  *
  * amqplib's own recovery reopens only the connection, so this transport owns reconnection: it retries
- * with full-jitter exponential backoff, declares its topology again and restarts every consumer on the
+ * with full-jitter exponential backoff (`backoffDelay`), declares its topology again and restarts every consumer on the
  * new connection; the `Consumer` objects it handed out stay valid throughout.
  */
 
@@ -110,14 +114,6 @@ const ignore = (): void => undefined;
 
 type State = 'idle' | 'connecting' | 'closing' | TransportStatus;
 
-interface PendingRequest {
-  readonly service: string;
-  readonly action: string;
-  readonly resolve: (reply: WireMessage) => void;
-  readonly reject: (error: ChassisError) => void;
-  readonly timer: NodeJS.Timeout;
-}
-
 interface ConsumerSpec {
   /** What it consumes, for error messages: e.g. `queue rpc-orders`. */
   readonly name: string;
@@ -152,9 +148,11 @@ class AmqpTransport implements Transport {
   private reconnecting = false;
   private wakeReconnect: (() => void) | undefined;
 
-  private readonly pending = new Map<string, PendingRequest>();
+  /** Requests waiting for their replies, by correlation id. */
+  private readonly replies = new PendingReplies<WireMessage>();
   private readonly consumers = new Set<AmqpConsumer>();
-  private readonly statusListeners = new Set<(status: TransportStatus) => void>();
+  /** The public statuses and their listeners; `state` also tells idle, connecting and closing apart. */
+  private readonly status = new StatusListeners('disconnected');
   private readonly connectionWaiters = new Set<(error?: ChassisError) => void>();
   /** Exchanges declared on the current confirm channel, so publishing declares each once. */
   private declaredExchanges = new Map<string, Promise<void>>();
@@ -244,10 +242,7 @@ class AmqpTransport implements Transport {
   }
 
   onStatus(listener: (status: TransportStatus) => void): () => void {
-    this.statusListeners.add(listener);
-    return () => {
-      this.statusListeners.delete(listener);
-    };
+    return this.status.add(listener);
   }
 
   /** Opens a connection, declares the shared topology and (re)starts every consumer on it. */
@@ -310,7 +305,9 @@ class AmqpTransport implements Transport {
     try {
       for (let attempt = 1; !this.isShuttingDown(); attempt++) {
         this.setStatus('reconnecting');
-        await this.pause(fullJitter(attempt, FIRST_RECONNECT_DELAY_MS, this.maxReconnectDelayMs));
+        await this.pause(
+          backoffDelay(attempt, { initialDelayMs: FIRST_RECONNECT_DELAY_MS, maxDelayMs: this.maxReconnectDelayMs }),
+        );
         if (this.isShuttingDown()) return;
         try {
           await this.open();
@@ -390,13 +387,8 @@ class AmqpTransport implements Transport {
   private setStatus(status: TransportStatus): void {
     if (this.state === status) return;
     this.state = status;
-    for (const listener of [...this.statusListeners]) {
-      try {
-        listener(status);
-      } catch {
-        // A listener's bug must not break reconnection.
-      }
-    }
+    // A listener's bug must not break reconnection: the status helper swallows what a listener throws.
+    this.status.set(status);
   }
 
   private closedError(doing: string): ChassisError {
@@ -422,17 +414,12 @@ class AmqpTransport implements Transport {
     }
     const timeoutMs = Math.ceil(options.timeoutMs);
     if (!(timeoutMs > 0)) return Promise.reject(timeoutError({ service, action, timeoutMs: options.timeoutMs }));
-    return new Promise<WireMessage>((resolve, reject) => {
-      const correlationId = randomUUID();
-      const timer = setTimeout(
-        () => this.takePending(correlationId)?.reject(timeoutError({ service, action, timeoutMs })),
-        timeoutMs,
-      );
-      this.pending.set(correlationId, { service, action, resolve, reject, timer });
+    // The token is the correlation id: direct reply-to hands it back on the reply.
+    return this.replies.open(service, action, timeoutMs, (correlationId) =>
       this.rpcChannel
         .get(connection)
         .then((channel) => {
-          if (!this.pending.has(correlationId)) return;
+          if (!this.replies.has(correlationId)) return;
           channel.publish(
             RPC_EXCHANGE,
             `${service}.${action}`,
@@ -445,8 +432,11 @@ class AmqpTransport implements Transport {
             }),
           );
         })
-        .catch((error: unknown) => this.takePending(correlationId)?.reject(transportError(error, doing)));
-    });
+        // Made a ChassisError here, so an oversized header table stays BAD_MESSAGE rather than TRANSPORT.
+        .catch((error: unknown) => {
+          throw operationError(error, doing);
+        }),
+    );
   }
 
   async serve(service: string, handler: RpcHandler, options: ServeOptions): Promise<Consumer> {
@@ -483,13 +473,12 @@ class AmqpTransport implements Transport {
   }
 
   private onReply(message: ConsumeMessage): void {
-    const pending = this.takePending(String(message.properties.correlationId));
-    pending?.resolve(toWire(message));
+    this.replies.resolve(String(message.properties.correlationId), toWire(message));
   }
 
   /** A mandatory request nothing was bound for: no instance ever declared the service's queue. */
   private onReturned(message: Message): void {
-    const pending = this.takePending(String(message.properties.correlationId));
+    const pending = this.replies.take(String(message.properties.correlationId));
     if (!pending) return;
     pending.reject(
       noServiceError(
@@ -499,19 +488,8 @@ class AmqpTransport implements Transport {
     );
   }
 
-  private takePending(correlationId: string): PendingRequest | undefined {
-    const pending = this.pending.get(correlationId);
-    if (!pending) return undefined;
-    this.pending.delete(correlationId);
-    clearTimeout(pending.timer);
-    return pending;
-  }
-
   private failPending(why: string): void {
-    for (const [correlationId, pending] of [...this.pending]) {
-      this.takePending(correlationId);
-      pending.reject(transportFailure(`Request to ${pending.service}.${pending.action} failed: ${why}`));
-    }
+    this.replies.failAll(({ service, action }) => transportError(`Request to ${service}.${action} failed: ${why}`));
   }
 
   // ---- events --------------------------------------------------------------------------------------
@@ -531,7 +509,7 @@ class AmqpTransport implements Transport {
         propertiesOf(message, { persistent: true, headers: { ...message.headers, [Header.attempt]: '1' } }),
       );
     } catch (error) {
-      throw transportError(error, doing);
+      throw operationError(error, doing);
     }
   }
 
@@ -589,7 +567,7 @@ class AmqpTransport implements Transport {
     } catch {
       // The copy could not be stored, so hand the original back rather than lose it. The pause keeps a
       // broker that keeps refusing from turning this into a hot loop.
-      await delay(1000);
+      await sleep(1000);
       settle(() => channel.nack(message, false, true));
     }
   }
@@ -642,7 +620,7 @@ class AmqpTransport implements Transport {
         }),
       );
     } catch (error) {
-      throw transportError(error, doing);
+      throw operationError(error, doing);
     }
   }
 
@@ -665,7 +643,7 @@ class AmqpTransport implements Transport {
       return (await channel.checkQueue(queue)).messageCount;
     } catch (error) {
       if (brokerCode(error) === 404) return undefined;
-      throw transportError(error, doing);
+      throw operationError(error, doing);
     } finally {
       await channel.close().catch(ignore);
     }
@@ -679,7 +657,7 @@ class AmqpTransport implements Transport {
       channel.on('error', ignore);
       return channel;
     } catch (error) {
-      throw transportError(error, doing);
+      throw operationError(error, doing);
     }
   }
 
@@ -702,7 +680,7 @@ class AmqpTransport implements Transport {
       }
       return letters;
     } catch (error) {
-      throw transportError(error, doing);
+      throw operationError(error, doing);
     } finally {
       // Closing the channel returns every unacknowledged message to its place: reading removes nothing.
       await channel.close().catch(ignore);
@@ -719,7 +697,7 @@ class AmqpTransport implements Transport {
       const channel = await this.rpcChannel.get(connection);
       channel.publish(BROADCAST_EXCHANGE, topic, toBuffer(message.body), propertiesOf(message));
     } catch (error) {
-      throw transportError(error, doing);
+      throw operationError(error, doing);
     }
   }
 
@@ -775,7 +753,7 @@ class AmqpTransport implements Transport {
     try {
       return await this.confirmChannel.get(connection);
     } catch (error) {
-      throw transportError(error, doing);
+      throw operationError(error, doing);
     }
   }
 
@@ -855,7 +833,7 @@ class AmqpConsumer implements Consumer {
         if (!current || this.stopping) return;
         this.start(current.connection, current.generation).catch(() => this.scheduleRestart());
       },
-      fullJitter(this.restartAttempt, 500, 10_000),
+      backoffDelay(this.restartAttempt, { initialDelayMs: 500, maxDelayMs: 10_000 }),
     );
     this.restartTimer.unref();
   }
@@ -1086,30 +1064,18 @@ function retryDelayBucket(delayMs: number): number {
   return Math.min(Math.round(delayMs / step) * step, MAX_TTL_MS);
 }
 
-/** Exponential backoff with full jitter: a random delay up to `base · 2^(attempt-1)`, capped. */
-function fullJitter(attempt: number, baseMs: number, capMs: number): number {
-  return Math.random() * Math.min(capMs, baseMs * 2 ** Math.min(attempt - 1, 30));
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 function toBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-function transportError(error: unknown, doing: string): ChassisError {
+/** What failed while `doing` something, as a `ChassisError`; one that already is passes through unchanged. */
+function operationError(error: unknown, doing: string): ChassisError {
   if (error instanceof ChassisError) return error;
   // amqplib refuses header tables over 64 KiB: the message is at fault, and retrying will not help.
   if (error instanceof RangeError) {
     return new ChassisError('BAD_MESSAGE', `${doing} failed: ${error.message}`, { cause: error });
   }
   return new ChassisError('TRANSPORT', `${doing} failed: ${messageOf(error)}`, { cause: error });
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** The AMQP reply code of a channel or connection error, e.g. 404 for a missing queue. */
