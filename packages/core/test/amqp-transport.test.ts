@@ -12,7 +12,7 @@ import type {
 import { restartRabbitmq, servers, skipUnlessUp, waitUntil } from '@chassis/testing';
 import { connect as amqpConnect } from 'amqplib';
 import { isChassisError } from '../src/errors.ts';
-import { amqpTransport } from '../src/transports/amqp.ts';
+import { amqpTransport } from '../src/transports/amqp/index.ts';
 
 /**
  * The RabbitMQ transport against a real broker, through the `Transport` interface. Every run uses its own

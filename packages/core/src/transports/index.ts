@@ -14,7 +14,7 @@ export async function createTransport(url: string, options: { nodeId?: string } 
     return natsTransport({ url, ...options });
   }
   if (scheme === 'amqp' || scheme === 'amqps') {
-    const { amqpTransport } = await import('./amqp.ts');
+    const { amqpTransport } = await import('./amqp/index.ts');
     return amqpTransport({ url, ...options });
   }
   throw new ChassisError(
