@@ -146,7 +146,7 @@ describe('clock skew: a request waiting in a NATS node', { skip: await skipUnles
         }),
       ],
       transport: natsTransport({ url: servers.nats.url }),
-      rpcConcurrency: 1,
+      concurrency: 1,
       logLevel: 'silent',
     });
     const caller = createNode({

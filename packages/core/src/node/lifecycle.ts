@@ -63,7 +63,7 @@ export async function startNode(rt: NodeRuntime, node: ChassisNode): Promise<voi
       if (service.actions.size > 0) {
         rt.consumers.push(
           await rt.transport.serve(service.name, (request) => serveRequest(rt, service, request), {
-            concurrency: rt.settings.rpcConcurrency,
+            concurrency: rt.settings.concurrency,
           }),
         );
       }
@@ -72,7 +72,7 @@ export async function startNode(rt: NodeRuntime, node: ChassisNode): Promise<voi
           await rt.transport.subscribe(
             { event: handler.contract.name, service: service.name, handler: handler.name },
             (delivery) => consume(rt, service, handler, delivery),
-            { prefetch: handler.options.prefetch ?? rt.settings.eventPrefetch },
+            { prefetch: handler.options.prefetch ?? rt.settings.prefetch },
           ),
         );
       }

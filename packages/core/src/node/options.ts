@@ -26,10 +26,10 @@ export interface NodeOptions {
   maxDeliveries?: number;
   /** Delay before redelivering a failed event: doubles per attempt from `initialDelayMs` up to `maxDelayMs`, jittered. */
   redelivery?: { initialDelayMs: number; maxDelayMs: number };
-  /** Requests one instance of a service handles at once. */
-  rpcConcurrency?: number;
-  /** Events one handler instance handles at once. */
-  eventPrefetch?: number;
+  /** Requests one instance of a service handles at once (the transport's `concurrency`). */
+  concurrency?: number;
+  /** Events one handler instance handles at once, unless the handler sets its own (the broker's `prefetch`). */
+  prefetch?: number;
   /** How long one attempt at an event may take. */
   eventTimeoutMs?: number;
   /** How long `stop()` waits for work in flight before abandoning it to be redelivered. */
@@ -70,8 +70,8 @@ const defaults = {
   callTimeoutMs: 5000,
   maxDeliveries: 5,
   redelivery: { initialDelayMs: 1000, maxDelayMs: 60_000 },
-  rpcConcurrency: 100,
-  eventPrefetch: 10,
+  concurrency: 100,
+  prefetch: 10,
   eventTimeoutMs: 30_000,
   drainTimeoutMs: 10_000,
   heartbeatIntervalMs: 5000,
@@ -85,8 +85,8 @@ export function settingsOf(options: NodeOptions): NodeSettings {
     callTimeoutMs: options.callTimeoutMs ?? defaults.callTimeoutMs,
     maxDeliveries: options.maxDeliveries ?? defaults.maxDeliveries,
     redelivery: options.redelivery ?? defaults.redelivery,
-    rpcConcurrency: options.rpcConcurrency ?? defaults.rpcConcurrency,
-    eventPrefetch: options.eventPrefetch ?? defaults.eventPrefetch,
+    concurrency: options.concurrency ?? defaults.concurrency,
+    prefetch: options.prefetch ?? defaults.prefetch,
     eventTimeoutMs: options.eventTimeoutMs ?? defaults.eventTimeoutMs,
     drainTimeoutMs: options.drainTimeoutMs ?? defaults.drainTimeoutMs,
     heartbeatIntervalMs: options.heartbeatIntervalMs ?? defaults.heartbeatIntervalMs,

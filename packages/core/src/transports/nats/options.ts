@@ -1,5 +1,5 @@
-import { nuid } from '@nats-io/transport-node';
 import type { ChassisError } from '../../errors.ts';
+import { defaultNodeId } from '../../node-id.ts';
 
 /**
  * The NATS transport: core NATS for RPC and broadcasts, JetStream for events and dead letters, and a
@@ -51,7 +51,7 @@ const DEFAULT_EVENT_RETENTION_MS = 7 * 24 * 3600_000;
 const DEFAULT_ACK_WAIT_MS = 30_000;
 
 export function natsSettings(options: NatsTransportOptions): NatsSettings {
-  const nodeId = options.nodeId ?? nuid.next();
+  const nodeId = options.nodeId ?? defaultNodeId();
   return {
     url: options.url,
     name: options.name ?? `chassis-${nodeId}`,
