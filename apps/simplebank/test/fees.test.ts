@@ -4,7 +4,9 @@ import type { ChassisNode } from '@chassis/core';
 import { waitUntil } from '@chassis/testing';
 import { chargeFee, listAccounts, listTransactions, refundFee } from '../contracts/account-transactions.ts';
 import { feeFor } from '../contracts/common.ts';
-import { getOrder, sellShares } from '../contracts/orders.ts';
+import { orderPlaced } from '../contracts/market.ts';
+import { getOrder, orderFailed, sellShares } from '../contracts/orders.ts';
+import { evolve, feeChanges, initialState, type OrderEvent, type OrderState } from '../services/orders/order.ts';
 import { type OneNodeBank, startOneNodeBank, tokenFor } from './one-node.ts';
 
 /**
@@ -32,6 +34,68 @@ describe('SimpleBank fees: 0.1% of the notional, at least 1.00, charged through 
   });
   after(async () => {
     await bank.stop();
+  });
+
+  it('an order the exchange takes and then rejects: its fee is refunded once, however often its failure is redelivered', async () => {
+    bank.exchange.configure({ rejectSymbols: ['ABC'] });
+    let orderId: string;
+    try {
+      ({ orderId } = await node.call(sellShares, { accountId: '101', symbol: 'ABC', quantity: 1 }, alice));
+      await waitUntil(
+        async () => {
+          const order = await node.call(getOrder, { orderId }, alice);
+          return order.status === 'failed' && order.fee === '0.00';
+        },
+        { what: `order ${orderId} failed with its fee refunded or waived`, timeoutMs: 60_000 },
+      );
+    } finally {
+      bank.exchange.configure({ rejectSymbols: [] });
+    }
+    const feeEntries = async () => {
+      const { entries } = await node.call(listTransactions, { accountId: '101', size: 100 }, alice);
+      return entries.filter((entry) => entry.orderId === orderId && entry.kind.startsWith('fee'));
+    };
+    const settled = await feeEntries();
+    assert.ok(
+      settled.length === 0 ||
+        (settled.length === 2 &&
+          settled
+            .map((entry) => entry.amount)
+            .sort()
+            .join() === '-1.00,1.00'),
+      `one fee taken and given back, or none taken: ${JSON.stringify(settled)}`,
+    );
+    // A redelivered failure and a placement announced again change nothing in the ledger or the order.
+    const ref = { orderId, accountId: '101', side: 'sell', symbol: 'ABC', quantity: 1 } as const;
+    await node.emit(orderFailed, { ...ref, reason: 'Trading in ABC is halted' });
+    await node.emit(orderPlaced, { ...ref, exchangeOrderId: 'again', notional: '41.67' });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.deepEqual(await feeEntries(), settled, 'nothing more charged or refunded');
+    assert.equal((await node.call(getOrder, { orderId }, alice)).fee, '0.00');
+  });
+
+  it('the order’s fee is its last word whatever order the fees service’s events arrive in', () => {
+    // The orders service's own step: decide, then apply what was decided as the store would return it.
+    const fold = (words: Parameters<typeof feeChanges>[1][]) =>
+      words.reduce<OrderState>(
+        (order, word) =>
+          feeChanges(order, word).reduce((state, change) => {
+            const version = state.version + 1;
+            const stored = { id: `e${version}`, stream: 'order-o1', version, position: version, txid: version };
+            return evolve(state, { ...stored, metadata: {}, recordedAt: new Date(), ...change } as OrderEvent);
+          }, order),
+        initialState('o1'),
+      );
+    const charged = { outcome: 'charged', feeCents: 101 } as const;
+    const refunded = { outcome: 'refunded', feeCents: 101 } as const;
+    const waived = { outcome: 'waived', feeCents: 0 } as const;
+    assert.equal(fold([charged]).feeCents, 101);
+    assert.equal(fold([charged, refunded]).feeCents, 0, 'refunded after the charge');
+    assert.equal(fold([refunded, charged]).feeCents, 0, 'the refund arrived first: the late charge is ignored');
+    assert.equal(fold([charged, refunded, charged, refunded]).feeCents, 0, 'redeliveries of both');
+    assert.equal(fold([waived]).feeCents, 0);
+    assert.equal(fold([waived, charged]).feeCents, 0, 'a waived fee is not charged later');
+    assert.equal(fold([]).feeCents, null, 'never placed: no fee at all');
   });
 
   for (const { symbol, quantity, notional, fee, why } of cases) {

@@ -1,6 +1,10 @@
 import { type ChassisNode, createNode, jwtVerifier, MemoryBroker, memoryTransport, signToken } from '@chassis/core';
 import { dataExtension } from '@chassis/data';
-import { type ExchangeSimulatorOptions, startExchangeSimulator } from '../exchange-simulator/simulator.ts';
+import {
+  type ExchangeSimulator,
+  type ExchangeSimulatorOptions,
+  startExchangeSimulator,
+} from '../exchange-simulator/simulator.ts';
 import { simplebankServices } from '../src/services.ts';
 
 const secret = 'a-test-secret-of-at-least-32-characters';
@@ -12,6 +16,8 @@ export async function tokenFor(sub: string, roles: string[], accounts?: string[]
 
 export interface OneNodeBank {
   node: ChassisNode;
+  /** The exchange it trades on: its knobs reject, fail or slow orders. */
+  exchange: ExchangeSimulator;
   stop(): Promise<void>;
 }
 
@@ -31,6 +37,7 @@ export async function startOneNodeBank(exchangeOptions: ExchangeSimulatorOptions
   await node.start();
   return {
     node,
+    exchange,
     async stop() {
       await node.stop();
       await exchange.close();

@@ -71,12 +71,14 @@ async function recordFee(ctx: Context, order: OrderRef, status: FeesTables['fees
   const row = await db
     .insertInto('fees')
     .values({ ...values, status })
-    .onConflict((oc) =>
-      // Only a charged fee turns into a refunded one; every other outcome is final when first recorded.
-      status === 'refunded'
-        ? oc.column('order_id').doUpdateSet({ status, updated_at: sql`now()` }).where('fees.status', '=', 'charged')
-        : oc.doNothing(),
-    )
+    .onConflict((oc) => {
+      // Only a charged fee turns into a refunded one, and a voided one (the order failed before its
+      // placement was announced) into a waived one once it is; every other outcome is final.
+      const from = status === 'refunded' ? 'charged' : status === 'waived' ? 'voided' : undefined;
+      return from
+        ? oc.column('order_id').doUpdateSet({ status, updated_at: sql`now()` }).where('fees.status', '=', from)
+        : oc.doNothing();
+    })
     .returning('order_id')
     .executeTakeFirst();
   return row !== undefined;

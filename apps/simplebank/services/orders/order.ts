@@ -1,4 +1,4 @@
-import type { StoredEventOf } from '@chassis/data';
+import type { NewEventOf, StoredEventOf } from '@chassis/data';
 import { z } from 'zod';
 import { money } from '../../contracts/common.ts';
 import type { Order } from '../../contracts/orders.ts';
@@ -27,6 +27,8 @@ export const orderEvents = {
   OrderCanceled: z.object({ reason: z.string() }),
   FeeCharged: z.object({ feeCents: z.number().int().nonnegative() }),
   FeeRefunded: z.object({ feeCents: z.number().int().nonnegative() }),
+  /** The order was placed but no fee was taken: no cash was free for it, or the order had ended. */
+  FeeWaived: z.object({}),
 };
 
 export type OrderEvents = typeof orderEvents;
@@ -94,7 +96,28 @@ export function evolve(state: OrderState, event: OrderEvent): OrderState {
     case 'FeeCharged':
       return { ...next, feeCents: event.data.feeCents };
     case 'FeeRefunded':
+    case 'FeeWaived':
       return { ...next, feeCents: 0 };
+  }
+}
+
+/**
+ * What the fees service's word on an order's fee changes. Its charge, waiver and refund are separate
+ * events that may arrive in any order (a redelivery, or two consumers racing), so the fee is decided by
+ * what it became last, not by what arrived last: a refund zeroes the fee whenever it comes, and a charge
+ * arriving after it is ignored. A charged fee is never 0 (at least 1.00), so 0 means refunded or waived.
+ */
+export function feeChanges(
+  order: OrderState,
+  word: { outcome: 'charged' | 'refunded' | 'waived'; feeCents: number },
+): NewEventOf<OrderEvents>[] {
+  switch (word.outcome) {
+    case 'charged':
+      return order.feeCents === null ? [{ type: 'FeeCharged', data: { feeCents: word.feeCents } }] : [];
+    case 'waived':
+      return order.feeCents === null ? [{ type: 'FeeWaived', data: {} }] : [];
+    case 'refunded':
+      return order.feeCents === 0 ? [] : [{ type: 'FeeRefunded', data: { feeCents: word.feeCents } }];
   }
 }
 

@@ -3,7 +3,7 @@ import { ChassisError, type Context, defineService, handle, isChassisError, on }
 import { commit, database, type EventStore, type NewEventOf, openEventStore, sql } from '@chassis/data';
 import { requestReservation } from '../../contracts/account-transactions.ts';
 import { feeFor, money, toCents } from '../../contracts/common.ts';
-import { feeCharged, feeRefunded } from '../../contracts/fees.ts';
+import { chargeFailed, feeCharged, feeRefunded } from '../../contracts/fees.ts';
 import { exchangeRejected, orderPlaced, tradeExecuted } from '../../contracts/market.ts';
 import { getPrice } from '../../contracts/market-data.ts';
 import {
@@ -24,6 +24,7 @@ import {
 import { requireAccount } from '../shared/access.ts';
 import {
   evolve,
+  feeChanges,
   initialState,
   isTerminal,
   type OrderEvents,
@@ -339,15 +340,14 @@ export function ordersService(options: OrdersOptions = {}) {
           (order) => ctx.emit(orderFailed, { ...refOf(order), reason: failure.reason }),
         ),
       ),
-      on(feeCharged, (charge, ctx) =>
-        follow(ctx, charge.orderId, (order) =>
-          order.feeCents === null ? [{ type: 'FeeCharged', data: { feeCents: toCents(charge.fee) } }] : [],
-        ),
+      on(feeCharged, (fee, ctx) =>
+        follow(ctx, fee.orderId, (order) => feeChanges(order, { outcome: 'charged', feeCents: toCents(fee.fee) })),
       ),
-      on(feeRefunded, (refund, ctx) =>
-        follow(ctx, refund.orderId, (order) =>
-          order.feeCents ? [{ type: 'FeeRefunded', data: { feeCents: toCents(refund.fee) } }] : [],
-        ),
+      on(chargeFailed, (fee, ctx) =>
+        follow(ctx, fee.orderId, (order) => feeChanges(order, { outcome: 'waived', feeCents: 0 })),
+      ),
+      on(feeRefunded, (fee, ctx) =>
+        follow(ctx, fee.orderId, (order) => feeChanges(order, { outcome: 'refunded', feeCents: toCents(fee.fee) })),
       ),
     ],
   });
