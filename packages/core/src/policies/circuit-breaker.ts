@@ -1,20 +1,5 @@
-import {
-  BrokenCircuitError,
-  type CircuitBreakerPolicy,
-  CircuitState,
-  ConsecutiveBreaker,
-  circuitBreaker,
-  handleWhen,
-  type IBreaker,
-} from 'cockatiel';
 import { ChassisError } from '../errors.ts';
 
-/**
- * A circuit breaker per target (cockatiel underneath): after too many failures calls fail fast with
- * `CIRCUIT_OPEN` for `openMs`, then one probe goes through; its success closes the circuit.
- * Only failures that say the target is unwell count: timeouts, unavailability and internal errors —
- * never a validation or domain error, which a healthy service answers too.
- */
 export type BreakerPolicy =
   | { kind: 'consecutive' /** Failures in a row that open it. */; failures: number; openMs: number }
   | {
@@ -37,13 +22,42 @@ export function countsAsFailure(error: unknown): boolean {
 
 const BUCKETS = 10;
 
+/** What a breaker counts while closed: whether a failure should open it. */
+interface FailureCount {
+  success(): void;
+  failure(): boolean;
+  reset(): void;
+}
+
+/** Opens after `failures` unwell failures in a row. */
+class ConsecutiveCount implements FailureCount {
+  readonly #failures: number;
+  #inARow = 0;
+
+  constructor(failures: number) {
+    this.#failures = failures;
+  }
+
+  success(): void {
+    this.#inARow = 0;
+  }
+
+  failure(): boolean {
+    return ++this.#inARow >= this.#failures;
+  }
+
+  reset(): void {
+    this.#inARow = 0;
+  }
+}
+
 /**
- * The ratio breaker: failed calls as a fraction of the calls of the last `windowMs`, counted in ten
- * buckets that slide with the clock. Ours rather than cockatiel's SamplingBreaker, which moves on one
+ * The ratio count: failed calls as a fraction of the calls of the last `windowMs`, counted in ten
+ * buckets that slide with the clock. Not a sampling breaker (cockatiel's SamplingBreaker), which moves on one
  * bucket per call: after a quiet spell its old failures went on counting until enough new calls had
  * pushed them out, so a handful of failures could reopen a circuit on the strength of ones long past.
  */
-class RatioBreaker implements IBreaker {
+class RatioCount implements FailureCount {
   private readonly failures = new Array<number>(BUCKETS).fill(0);
   private readonly successes = new Array<number>(BUCKETS).fill(0);
   private bucket = 0;
@@ -51,26 +65,24 @@ class RatioBreaker implements IBreaker {
 
   constructor(private readonly settings: Extract<BreakerPolicy, { kind: 'ratio' }>) {}
 
-  /** Cockatiel's hook for saving a breaker; ours are never saved or restored. */
-  state: unknown;
-
-  success(state: CircuitState): void {
-    // A successful probe starts the count afresh: the failures that opened the circuit are history.
-    if (state === CircuitState.HalfOpen) {
-      this.failures.fill(0);
-      this.successes.fill(0);
-    }
+  success(): void {
     this.rotate();
     this.successes[this.bucket]!++;
   }
 
-  /** Whether to open; cockatiel asks only while closed (a failed probe reopens the circuit anyway). */
+  /** Whether to open; asked only while closed (a failed probe reopens the circuit anyway). */
   failure(): boolean {
     this.rotate();
     this.failures[this.bucket]!++;
     const failures = sum(this.failures);
     const total = failures + sum(this.successes);
     return total >= this.settings.minThroughput && failures > this.settings.threshold * total;
+  }
+
+  /** A successful probe starts the count afresh: the failures that opened the circuit are history. */
+  reset(): void {
+    this.failures.fill(0);
+    this.successes.fill(0);
   }
 
   private rotate(): void {
@@ -93,34 +105,34 @@ function sum(values: number[]): number {
   return total;
 }
 
-const states: Record<CircuitState, BreakerState> = {
-  [CircuitState.Closed]: 'closed',
-  [CircuitState.Open]: 'open',
-  [CircuitState.HalfOpen]: 'half-open',
-  [CircuitState.Isolated]: 'open',
-};
-
+/**
+ * A circuit breaker per target. Closed, calls go through and their unwell failures are counted; once the
+ * count says so it opens, and calls fail fast with `CIRCUIT_OPEN` for `openMs`. The first call after
+ * that is a probe (half-open): while it runs, every other call still fails fast rather than wait behind
+ * it; its success — or a domain refusal, as the target was well enough to refuse — closes the circuit,
+ * and an unwell failure opens it for another `openMs`.
+ *
+ * Written by hand rather than wrapping cockatiel's breaker: a call asks `admit` and reports with
+ * `succeeded`/`failed`, synchronously, instead of running inside three layers of promises — a fifth of
+ * a local call's cost — and a call that began before the circuit opened cannot close it when it ends.
+ */
 export class CircuitBreaker {
-  private readonly policy: CircuitBreakerPolicy;
-  private openedAt = 0;
-  private probing = false;
+  readonly #count: FailureCount;
+  readonly #onStateChange: (state: BreakerState) => void;
+  #state: BreakerState = 'closed';
+  #openedAt = 0;
 
   constructor(
     readonly target: string,
     readonly settings: BreakerPolicy,
     onStateChange: (state: BreakerState) => void,
   ) {
-    const breaker =
-      settings.kind === 'consecutive' ? new ConsecutiveBreaker(settings.failures) : new RatioBreaker(settings);
-    this.policy = circuitBreaker(handleWhen(countsAsFailure), { halfOpenAfter: settings.openMs, breaker });
-    this.policy.onStateChange((state) => {
-      if (state === CircuitState.Open) this.openedAt = Date.now();
-      onStateChange(states[state]);
-    });
+    this.#count = settings.kind === 'consecutive' ? new ConsecutiveCount(settings.failures) : new RatioCount(settings);
+    this.#onStateChange = onStateChange;
   }
 
   get state(): BreakerState {
-    return states[this.policy.state];
+    return this.#state;
   }
 
   /**
@@ -128,29 +140,61 @@ export class CircuitBreaker {
    * not even begin (take a lock, mark an order) when its target is known to be down.
    */
   failFastIfOpen(): void {
-    if (this.policy.state === CircuitState.Open || this.policy.state === CircuitState.Isolated) {
-      if (Date.now() < this.openedAt + this.settings.openMs) throw this.openError();
+    if (this.#state === 'open' && Date.now() < this.#openedAt + this.settings.openMs) throw this.openError();
+  }
+
+  /**
+   * Lets a call through or throws `CIRCUIT_OPEN`; true when the call is the probe. Every call let through
+   * must report how it ended with `succeeded` or `failed`, passing this value back.
+   */
+  admit(): boolean {
+    if (this.#state === 'closed') return false;
+    if (this.#state === 'half-open' || Date.now() < this.#openedAt + this.settings.openMs) throw this.openError();
+    this.#enter('half-open');
+    return true;
+  }
+
+  succeeded(probe: boolean): void {
+    if (probe) {
+      this.#count.reset();
+      this.#enter('closed');
+    } else if (this.#state === 'closed') {
+      this.#count.success();
     }
   }
 
-  async execute<T>(run: () => Promise<T>): Promise<T> {
-    // Cockatiel holds calls that arrive while the half-open probe runs, then lets them all through;
-    // we want them to fail fast instead, so a probe that hangs until its deadline holds nobody up.
-    if (this.probing) throw this.openError();
-    const probe = this.policy.state !== CircuitState.Closed;
-    if (probe) this.probing = true;
-    try {
-      return await this.policy.execute(run);
-    } catch (error) {
-      if (error instanceof BrokenCircuitError) throw this.openError();
-      throw error;
-    } finally {
-      if (probe) this.probing = false;
+  failed(error: unknown, probe: boolean): void {
+    // A domain refusal says nothing about the target's health, except that a probe got an answer.
+    if (!countsAsFailure(error)) {
+      if (probe) this.succeeded(true);
+      return;
     }
+    if (probe || (this.#state === 'closed' && this.#count.failure())) {
+      this.#openedAt = Date.now();
+      this.#enter('open');
+    }
+  }
+
+  /** Runs `run` through the breaker: for a target that is not an action (see `PolicyEngine.breaker`). */
+  async execute<T>(run: () => Promise<T>): Promise<T> {
+    const probe = this.admit();
+    try {
+      const value = await run();
+      this.succeeded(probe);
+      return value;
+    } catch (error) {
+      this.failed(error, probe);
+      throw error;
+    }
+  }
+
+  #enter(state: BreakerState): void {
+    this.#state = state;
+    this.#onStateChange(state);
   }
 
   private openError(): ChassisError {
-    const retryAfterMs = Math.max(0, this.openedAt + this.settings.openMs - Date.now());
+    const retryAfterMs = Math.max(0, this.#openedAt + this.settings.openMs - Date.now());
     return new ChassisError(
       'CIRCUIT_OPEN',
       `Calls to ${this.target} are failing fast: its circuit breaker is open after repeated failures; next probe in ${retryAfterMs} ms`,

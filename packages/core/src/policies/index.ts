@@ -90,17 +90,31 @@ interface RetryState {
   onBudgetExhausted: () => void;
 }
 
-/** One attempt of a call inside the target's bulkhead, then its breaker. */
-function guardedAttempt<O>(
+/**
+ * One attempt of a call inside the target's bulkhead, then its breaker. Both are asked synchronously,
+ * so an attempt with a free slot and a closed circuit is one promise around the call itself.
+ */
+async function guardedAttempt<O>(
   call: Pick<GuardedCall<unknown, O>, 'attempt'>,
   attempt: number,
   breaker: CircuitBreaker | undefined,
   bulkhead: Bulkhead | undefined,
 ): Promise<O> {
-  if (bulkhead) {
-    return bulkhead.execute(breaker ? () => breaker.execute(() => call.attempt(attempt)) : () => call.attempt(attempt));
+  if (bulkhead && !bulkhead.tryEnter()) await bulkhead.waitForSlot();
+  try {
+    if (!breaker) return await call.attempt(attempt);
+    const probe = breaker.admit();
+    try {
+      const output = await call.attempt(attempt);
+      breaker.succeeded(probe);
+      return output;
+    } catch (error) {
+      breaker.failed(error, probe);
+      throw error;
+    }
+  } finally {
+    bulkhead?.leave();
   }
-  return breaker ? breaker.execute(() => call.attempt(attempt)) : call.attempt(attempt);
 }
 
 /** Holds each target's breaker, bulkhead and retry budget, and runs calls and handlers through them. */

@@ -9,7 +9,7 @@ import {
 } from '../../src/policies/circuit-breaker.ts';
 
 /**
- * The breaker on its own, with `Date` mocked: cockatiel and our fail-fast check both read `Date.now()`,
+ * The breaker on its own, with `Date` mocked: its open period is measured with `Date.now()`,
  * so the open period is stepped through exactly rather than waited out on a loaded machine.
  */
 
@@ -245,6 +245,28 @@ describe('circuit breaker', () => {
       finishProbe();
       assert.equal(await probe, 'probe');
       assert.equal(b.breaker.state, 'closed');
+    });
+
+    it('a call begun before the breaker opened and failing while it is open does not restart the open period', async () => {
+      const b = makeBreaker(consecutive(1, 100));
+      let failEarly!: () => void;
+      const early = b.breaker.execute(
+        () =>
+          new Promise<string>((_resolve, reject) => {
+            failEarly = () => reject(chassisError('UNAVAILABLE', 'down as well'));
+          }),
+      );
+      await b.fail(chassisError('UNAVAILABLE', 'down')).catch(() => undefined);
+      mock.timers.tick(60);
+      failEarly();
+      assert.equal(await codeOf(early), 'UNAVAILABLE');
+      assert.deepEqual(b.states, ['open'], 'opened once, not again');
+      assert.throws(
+        () => b.breaker.failFastIfOpen(),
+        (e: unknown) => e instanceof ChassisError && (e.data as { retryAfterMs: number }).retryAfterMs === 40,
+      );
+      mock.timers.tick(40);
+      assert.equal(await b.succeed(), 'ok', 'the probe is due when the first failure said');
     });
 
     it('a failing probe opens it again for a fresh open period', async () => {
