@@ -14,7 +14,7 @@ import type { NodeRuntime } from './runtime.ts';
  * own here: its caller's span covers it, see `callLocal`.)
  */
 export function startServing(rt: NodeRuntime, service: ServiceDefinition, action: string, parent: Span): Span {
-  rt.metrics.inFlightRpc.inc();
+  rt.metrics.handling.rpc++;
   return (
     rt.tracing.unrecorded(parent) ??
     rt.tracing.record(`serve ${service.name}.${action}`, SpanKind.SERVER, parent, {
@@ -35,7 +35,7 @@ export function endServing(
   started: number,
   failure: unknown,
 ): void {
-  rt.metrics.inFlightRpc.dec();
+  rt.metrics.handling.rpc--;
   rt.metrics.observeServer(service.name, action, outcomeOf(failure), (performance.now() - started) / 1000);
   if (span) Tracing.end(span, failure);
 }

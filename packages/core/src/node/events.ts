@@ -36,7 +36,7 @@ export async function consume(
       'messaging.consumer.group.name': subscription,
       'chassis.attempt': delivery.attempt,
     });
-  rt.metrics.inFlightEvents.inc();
+  rt.metrics.handling.event++;
   try {
     const { disposition, error } = await settle(rt, service, handler, subscription, delivery, span);
     if (disposition.kind === 'retry') rt.metrics.redeliveries.inc({ subscription });
@@ -52,7 +52,7 @@ export async function consume(
     Tracing.end(span, error ?? (disposition.kind === 'dead' ? new Error(disposition.reason) : undefined));
     return disposition;
   } finally {
-    rt.metrics.inFlightEvents.dec();
+    rt.metrics.handling.event--;
   }
 }
 

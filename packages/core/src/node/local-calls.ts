@@ -72,7 +72,7 @@ export function callLocal<C extends ActionContract>(
   const handler = service.actions.get(contract.action);
   if (!handler) return Promise.reject(unknownAction(service, contract.action));
   const started = performance.now();
-  rt.metrics.inFlightRpc.inc();
+  rt.metrics.handling.rpc++;
   const origin = new LocalOrigin(caller, deadline, span);
   const work = runAction(rt, service, handler, input, origin, span);
   rt.localCalls.add(work);

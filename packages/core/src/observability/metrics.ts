@@ -79,12 +79,11 @@ export class NodeMetrics {
     labelNames: ['target', 'state'] as const,
     registers: [this.registry],
   });
-  readonly inFlight = new Gauge({
-    name: 'chassis_in_flight',
-    help: 'Requests and event deliveries being handled now',
-    labelNames: ['kind'] as const,
-    registers: [this.registry],
-  });
+  /**
+   * Requests and event deliveries being handled now, counted in plain numbers on every message and read
+   * into `chassis_in_flight` at scrape time: prom-client's `inc`/`dec` hash the labels each time.
+   */
+  readonly handling = { rpc: 0, event: 0 };
 
   /**
    * `chassis_subscription_backlog{subscription}`: messages waiting in each durable subscription this
@@ -113,6 +112,17 @@ export class NodeMetrics {
 
   constructor(policies: PolicyEngine, options: { defaultMetrics?: boolean; labels?: Record<string, string> } = {}) {
     if (options.labels) this.registry.setDefaultLabels(options.labels);
+    const handling = this.handling;
+    new Gauge({
+      name: 'chassis_in_flight',
+      help: 'Requests and event deliveries being handled now',
+      labelNames: ['kind'] as const,
+      registers: [this.registry],
+      collect() {
+        this.set({ kind: 'rpc' }, handling.rpc);
+        this.set({ kind: 'event' }, handling.event);
+      },
+    });
     new Gauge({
       name: 'chassis_circuit_breaker_state',
       help: 'Circuit breaker state by target: 0 closed, 0.5 half-open, 1 open',
@@ -152,8 +162,6 @@ export class NodeMetrics {
   private readonly clientChildren = new Map<string, Map<string, BoundHistogram>>();
   // A subscription names its service and event: they need no level of their own.
   private readonly eventChildren = new Map<string, Map<string, BoundHistogram>>();
-  readonly inFlightRpc = this.inFlight.labels('rpc');
-  readonly inFlightEvents = this.inFlight.labels('event');
 
   observeServer(service: string, action: string, outcome: string, seconds: number): void {
     let byAction = this.serverChildren.get(service);
