@@ -21,7 +21,6 @@ export function startServing(rt: NodeRuntime, service: ServiceDefinition, action
       'rpc.system': 'chassis',
       'rpc.service': service.name,
       'rpc.method': action,
-      'chassis.node': rt.id,
     })
   );
 }

@@ -106,7 +106,6 @@ function recordCall(rt: NodeRuntime, contract: ActionContract, parent: Span, loc
         'rpc.service': contract.service,
         'rpc.method': contract.action,
         'chassis.local': true,
-        'chassis.node': rt.id,
       })
     : rt.tracing.record(`call ${contract.name}`, SpanKind.CLIENT, parent, {
         'rpc.system': 'chassis',
