@@ -129,7 +129,8 @@ describe('local calls: a call to a service the node runs stays in the process, w
     const order: string[] = [];
     const pending = node.call(slow, { ms: 200 }).then(() => order.push('answered'));
     await new Promise((resolve) => setTimeout(resolve, 20));
-    const inFlight = async () => (await node.metrics.registry.metrics()).match(/chassis_in_flight\{kind="rpc"\} (\d+)/)?.[1];
+    const inFlight = async () =>
+      (await node.metrics.registry.metrics()).match(/chassis_in_flight\{kind="rpc"\} (\d+)/)?.[1];
     assert.equal(await inFlight(), '1', 'the call in flight is counted');
     await node.stop().then(() => order.push('stopped'));
     await pending;
