@@ -79,6 +79,15 @@ describe('PendingReplies', () => {
     );
     assert.equal(rejected.code, 'TRANSPORT');
     assert.match(rejected.message, /no channel/);
+    // Sent later (a batch handed over at the end of the turn) and refused then: failed by its token.
+    let later!: string;
+    const deferred = replies.open('orders', 'place', 1_000, (token) => {
+      later = token;
+    });
+    replies.fail(later, new Error('max_payload size exceeded'));
+    const refused = await rejection(deferred);
+    assert.equal(refused.code, 'TRANSPORT');
+    assert.match(refused.message, /orders\.place.*max_payload/);
     assert.equal(replies.size, 0, 'nothing is left waiting, and no timer runs');
   });
 

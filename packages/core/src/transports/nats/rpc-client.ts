@@ -39,7 +39,14 @@ export class RpcClient {
     const out = this.#claims.direct(message) ?? (await this.#claims.claimed(message, session.settings.payloadBucket));
     const subject = `rpc.${service}.${action}`;
     return this.#replies.open(service, action, options.timeoutMs, (token) =>
-      nc.publish(subject, out.body, { reply: `${this.#inbox}.${token}`, headers: out.headers }),
+      session.outgoing.publish(
+        nc,
+        subject,
+        out.body,
+        { reply: `${this.#inbox}.${token}`, headers: out.headers },
+        (error) => this.#replies.fail(token, error),
+        this.#replies.size === 1,
+      ),
     );
   }
 

@@ -44,7 +44,14 @@ export async function serveRpc(
     if (!msg.reply) return; // a plain publish: nobody waits for the answer
     try {
       const out = claims.direct(reply) ?? (await claims.claimed(reply, session.settings.payloadBucket));
-      nc.publish(msg.reply, out.body, out.headers ? { headers: out.headers } : undefined);
+      session.outgoing.publish(
+        nc,
+        msg.reply,
+        out.body,
+        out.headers ? { headers: out.headers } : undefined,
+        (error) => session.report(error, `rpc.${service}.${action}: the reply could not be sent`),
+        active === 1 && waiting.length === 0,
+      );
     } catch (error) {
       session.report(error, `rpc.${service}.${action}: the reply could not be sent`);
     }
@@ -95,6 +102,7 @@ export async function serveRpc(
         }
       }
       if (active > 0) await new Promise<void>((resolve) => (idle = resolve));
+      session.outgoing.flush();
       await withTimeout(nc.flush(), 5_000).catch(() => undefined);
     },
   };

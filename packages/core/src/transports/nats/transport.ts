@@ -29,6 +29,7 @@ import { closedError } from './errors.ts';
 import { LostDeliveries } from './lost-deliveries.ts';
 import { checkSubject, checkToken, durableName } from './names.ts';
 import { type NatsSettings, type NatsTransportOptions, natsSettings, RECOVERY_BACKOFF } from './options.ts';
+import { PublishBatch } from './publish-batch.ts';
 import { PullWorker } from './pull-worker.ts';
 import { RpcClient } from './rpc-client.ts';
 import { serveRpc } from './rpc-server.ts';
@@ -49,6 +50,7 @@ class NatsTransport implements Transport, NatsSession {
   readonly kind = 'nats';
   readonly settings: NatsSettings;
   readonly status: StatusListeners;
+  readonly outgoing = new PublishBatch();
   #nc: NatsConnection | undefined;
   #js: JetStreamClient | undefined;
   #jsm: JetStreamManager | undefined;
@@ -165,6 +167,7 @@ class NatsTransport implements Transport, NatsSession {
     this.#workers.clear();
     if (nc && !nc.isClosed()) {
       // Flush so acks and replies already handed to the client reach the server.
+      this.outgoing.flush();
       await withTimeout(nc.flush(), 2_000).catch(() => undefined);
       await nc.close().catch(() => undefined);
     }

@@ -53,6 +53,11 @@ export class PendingReplies<T> {
     });
   }
 
+  /** Fails a request whose sending failed after `open`'s `send` returned. */
+  fail(token: string, error: unknown): void {
+    this.#unsent(token, error);
+  }
+
   #unsent(token: string, error: unknown): void {
     const entry = this.take(token);
     entry?.reject(asTransportError(error, `Cannot send the request to ${entry.service}.${entry.action}`));

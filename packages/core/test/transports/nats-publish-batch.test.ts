@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { PublishBatch } from '../../src/transports/nats/publish-batch.ts';
+
+/** What reached the connection, in order; a subject named `refused` throws as an over-large publish does. */
+function recorder() {
+  const sent: string[] = [];
+  const nc = {
+    publish(subject: string) {
+      if (subject === 'refused') throw new Error('max_payload size exceeded');
+      sent.push(subject);
+    },
+  } as unknown as NatsConnection;
+  return { nc, sent };
+}
+
+const body = new Uint8Array(0);
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+describe('NATS publish batch: the requests and replies of one turn of the event loop leave together', () => {
+  it('a publish with nothing else in flight goes at once', () => {
+    const { nc, sent } = recorder();
+    new PublishBatch().publish(nc, 'a', body, undefined, undefined, true);
+    assert.deepEqual(sent, ['a']);
+  });
+
+  it('publishes among others wait for the end of the turn, then go in the order they were made', async () => {
+    const { nc, sent } = recorder();
+    const batch = new PublishBatch();
+    batch.publish(nc, 'a', body, undefined, undefined, false);
+    await Promise.resolve();
+    batch.publish(nc, 'b', body, undefined, undefined, false);
+    // Alone, but a batch waits: it goes after it, never ahead.
+    batch.publish(nc, 'c', body, undefined, undefined, true);
+    assert.deepEqual(sent, [], 'nothing written within the turn');
+    await turn();
+    assert.deepEqual(sent, ['a', 'b', 'c']);
+    batch.publish(nc, 'd', body, undefined, undefined, true);
+    assert.deepEqual(sent, ['a', 'b', 'c', 'd'], 'once the batch is out, a lone publish goes at once again');
+  });
+
+  it('flush hands over what waits at once, as a drain or close needs', () => {
+    const { nc, sent } = recorder();
+    const batch = new PublishBatch();
+    batch.publish(nc, 'a', body, undefined, undefined, false);
+    batch.flush();
+    assert.deepEqual(sent, ['a']);
+    batch.flush();
+    assert.deepEqual(sent, ['a'], 'nothing twice');
+  });
+
+  it('a publish the connection refuses is reported to its own sender; the rest of the batch still goes', async () => {
+    const { nc, sent } = recorder();
+    const batch = new PublishBatch();
+    const failures: string[] = [];
+    batch.publish(nc, 'a', body, undefined, undefined, false);
+    batch.publish(nc, 'refused', body, undefined, (error) => failures.push((error as Error).message), false);
+    batch.publish(nc, 'b', body, undefined, undefined, false);
+    await turn();
+    assert.deepEqual(sent, ['a', 'b']);
+    assert.deepEqual(failures, ['max_payload size exceeded']);
+    batch.publish(nc, 'refused', body, undefined, (error) => failures.push((error as Error).message), true);
+    assert.equal(failures.length, 2, 'and so is one sent at once');
+  });
+});
