@@ -4,7 +4,7 @@ import { headers as createHeaders, type Msg, type MsgHdrs, nanos, nuid } from '@
 import { ChassisError } from '../../errors.ts';
 import { asTransportError } from '../shared/errors.ts';
 import type { WireMessage } from '../transport.ts';
-import { CLAIM_HEADER, fromNatsHeaders, toNatsHeaders } from './headers.ts';
+import { CLAIM_HEADER, type ReadHeaders, readHeaders, toNatsHeaders } from './headers.ts';
 import type { NatsSession } from './session.ts';
 
 /** Room left in max_payload for what JetStream and the protocol add (Nats-Msg-Id, status line). */
@@ -70,20 +70,16 @@ export class ClaimCheck {
   }
 
   /** The message as the runtime sees it, when its body came with it (no claim check); else undefined. */
-  received(msg: Msg): WireMessage | undefined {
-    if (!msg.headers) return { headers: {}, body: msg.data };
-    return msg.headers.has(CLAIM_HEADER) ? undefined : { headers: fromNatsHeaders(msg.headers), body: msg.data };
+  received(msg: Msg, read: ReadHeaders = readHeaders(msg)): WireMessage | undefined {
+    return read.claim === undefined ? { headers: read.headers, body: msg.data } : undefined;
   }
 
   /** The message as the runtime sees it; `once` deletes a claimed body read by its only reader. */
-  async incoming(msg: Msg, once: boolean): Promise<WireMessage> {
-    const direct = this.received(msg);
-    if (direct) return direct;
-    const headers = fromNatsHeaders(msg.headers);
-    const claim = msg.headers!.get(CLAIM_HEADER);
-    const body = await this.fetch(claim);
-    if (once) void this.delete(claim);
-    return { headers, body };
+  async incoming(msg: Msg, once: boolean, read: ReadHeaders = readHeaders(msg)): Promise<WireMessage> {
+    if (read.claim === undefined) return { headers: read.headers, body: msg.data };
+    const body = await this.fetch(read.claim);
+    if (once) void this.delete(read.claim);
+    return { headers: read.headers, body };
   }
 
   async fetch(claim: string): Promise<Uint8Array> {

@@ -1,28 +1,90 @@
-import { headers as createHeaders, type MsgHdrs } from '@nats-io/transport-node';
+import { headers as createHeaders, type Msg, type MsgHdrs, MsgHdrsImpl, MsgImpl } from '@nats-io/transport-node';
 import { encodeTimeoutMs, Header } from '../../envelope.ts';
 import { ChassisError } from '../../errors.ts';
-import { messageOf } from '../shared/errors.ts';
 
 /** Transport-private headers: never shown to the runtime. */
 export const CLAIM_HEADER = 'chassis-claim';
 export const MSG_ID_HEADER = 'Nats-Msg-Id';
 const HIDDEN_HEADERS = new Set([CLAIM_HEADER, MSG_ID_HEADER.toLowerCase()]);
 
-/** NATS headers, or none at all for an empty set: a message with no header block is cheaper to send and read. */
+/**
+ * NATS headers, or none at all for an empty set: a message with no header block is cheaper to send and
+ * read. Checked here as nats.js would, then written straight into the header map: its `set` scans every
+ * key twice per header, a tenth of a request's cost.
+ */
 export function toNatsHeaders(headers: Record<string, string>): MsgHdrs | undefined {
-  let out: MsgHdrs | undefined;
+  let out: MsgHdrsImpl | undefined;
   for (const key in headers) {
     const value = headers[key]!;
-    out ??= createHeaders();
-    try {
-      out.set(key, value);
-    } catch (error) {
-      throw new ChassisError('BAD_MESSAGE', `Header "${key}" cannot be sent over NATS: ${messageOf(error)}`, {
-        cause: error,
-      });
-    }
+    const problem = headerProblem(key, value);
+    if (problem) throw new ChassisError('BAD_MESSAGE', `Header "${key}" cannot be sent over NATS: ${problem}`);
+    out ??= new MsgHdrsImpl();
+    out.headers.set(key, [value.trim()]);
   }
   return out;
+}
+
+/** What nats.js refuses in a header: a name outside printable ASCII or with a colon, a value with a line break. */
+function headerProblem(key: string, value: string): string | undefined {
+  if (key.length === 0) return 'a header name cannot be empty';
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    if (c === 58 || c < 33 || c > 126) return `'${key[i]}' is not a valid character in a header name`;
+  }
+  if (value.includes('\r') || value.includes('\n')) return 'values cannot contain \\r or \\n';
+  return undefined;
+}
+
+/** A received message's headers as the runtime sees them, the claim check apart, and the status code. */
+export interface ReadHeaders {
+  headers: Record<string, string>;
+  /** `chassis-claim`: where the body is, when it did not travel with the message. */
+  claim: string | undefined;
+  /** The status line's code: 503 when nobody listens to a request. 0 for none. */
+  code: number;
+}
+
+const decoder = new TextDecoder();
+
+/**
+ * Reads a message's headers. A message from this connection's own subscriptions (a `MsgImpl`) is read
+ * straight from its header bytes in one pass; nats.js's `msg.headers` builds a header object first, key
+ * by key, at twice the cost. Anything else is read through `msg.headers`, as before.
+ */
+export function readHeaders(msg: Msg): ReadHeaders {
+  if (!(msg instanceof MsgImpl) || !(msg._rdata instanceof Uint8Array) || typeof msg._msg?.hdr !== 'number') {
+    return fromMsgHdrs(msg.headers);
+  }
+  const length = msg._msg.hdr;
+  return length > 0
+    ? parseHeaderBlock(decoder.decode(msg._rdata.subarray(0, length)))
+    : { headers: {}, claim: undefined, code: 0 };
+}
+
+/** `NATS/1.0[ <code>[ <description>]]\r\n` then `<name>: <value>\r\n` lines, then an empty line. */
+export function parseHeaderBlock(text: string): ReadHeaders {
+  const headers: Record<string, string> = {};
+  let claim: string | undefined;
+  let end = text.indexOf('\r\n');
+  if (end === -1) end = text.length;
+  const code = end > 9 ? Number.parseInt(text.slice(9, end), 10) || 0 : 0;
+  for (let start = end + 2; start < text.length; start = end + 2) {
+    end = text.indexOf('\r\n', start);
+    if (end === -1) end = text.length;
+    const colon = text.indexOf(':', start);
+    if (colon === -1 || colon > end) continue;
+    const key = text.slice(start, colon);
+    const value = text.slice(colon + 1, end).trim();
+    if (key === CLAIM_HEADER) claim ??= value;
+    else if (!HIDDEN_HEADERS.has(key.toLowerCase()) && !Object.hasOwn(headers, key)) headers[key] = value;
+  }
+  return { headers, claim, code };
+}
+
+function fromMsgHdrs(hdrs: MsgHdrs | undefined): ReadHeaders {
+  if (!hdrs) return { headers: {}, claim: undefined, code: 0 };
+  const claim = hdrs.get(CLAIM_HEADER);
+  return { headers: fromNatsHeaders(hdrs), claim: claim === '' ? undefined : claim, code: hdrs.code };
 }
 
 /** Messages from outside (`nats pub` without headers) have none: they read as `{}`. */

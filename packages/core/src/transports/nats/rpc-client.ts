@@ -3,6 +3,7 @@ import { type ChassisError, noServiceError, toChassisError, transportError } fro
 import { PendingReplies } from '../shared/pending-replies.ts';
 import type { RequestOptions, WireMessage } from '../transport.ts';
 import type { ClaimCheck } from './claim-check.ts';
+import { readHeaders } from './headers.ts';
 import { checkToken } from './names.ts';
 import type { NatsSession } from './session.ts';
 
@@ -62,15 +63,18 @@ export class RpcClient {
     }
     const pending = this.#replies.take(msg.subject.slice(this.#inbox.length + 1));
     if (!pending) return; // timed out or failed already
+    const read = readHeaders(msg);
     // The server answers a request nobody subscribes to with an empty 503 status message (no responders).
-    if (msg.headers?.code === 503 && msg.data.length === 0) {
+    if (read.code === 503 && msg.data.length === 0) {
       const { service, action } = pending;
       pending.reject(noServiceError({ service, action }, `start one (nothing subscribes to rpc.${service}.${action})`));
       return;
     }
-    const direct = this.#claims.received(msg);
+    const direct = this.#claims.received(msg, read);
     if (direct) pending.resolve(direct);
     else
-      this.#claims.incoming(msg, true).then(pending.resolve, (cause: unknown) => pending.reject(toChassisError(cause)));
+      this.#claims
+        .incoming(msg, true, read)
+        .then(pending.resolve, (cause: unknown) => pending.reject(toChassisError(cause)));
   }
 }
