@@ -92,7 +92,7 @@ export {
   type TopologyEntry,
   topology,
 } from './service.ts';
-export { createTransport } from './transports/index.ts';
+export { type CreateTransportOptions, createTransport } from './transports/index.ts';
 export {
   defaultMemoryBroker,
   MemoryBroker,

@@ -8,22 +8,13 @@
  * Lines out: `ready`; `received <message id> <attempt>` just before it dies.
  */
 import { writeSync } from 'node:fs';
-import { ChassisError, createNode, type Transport } from '@chassis/core';
+import { ChassisError, createNode, createTransport } from '@chassis/core';
 import { crashingService } from './service.ts';
 
 const env = process.env;
 // Synchronous: the process dies right after the line.
 const say = (line: string) => writeSync(1, `${line}\n`);
 const retries = Number(env.RETRIES ?? 0);
-
-async function transport(url: string): Promise<Transport> {
-  if (url.startsWith('nats:')) {
-    const { natsTransport } = await import('@chassis/core/nats');
-    return natsTransport({ url, ackWaitMs: Number(env.ACK_WAIT_MS ?? 2000) });
-  }
-  const { amqpTransport } = await import('@chassis/core/amqp');
-  return amqpTransport({ url });
-}
 
 const node = createNode({
   services: [
@@ -33,7 +24,7 @@ const node = createNode({
       process.kill(process.pid, 'SIGKILL');
     }),
   ],
-  transport: await transport(env.TRANSPORT!),
+  transport: await createTransport(env.TRANSPORT!, { nats: { ackWaitMs: Number(env.ACK_WAIT_MS ?? 2000) } }),
   logLevel: 'silent',
   // Retries come back quickly.
   redelivery: { initialDelayMs: 100, maxDelayMs: 200 },

@@ -12,7 +12,7 @@
  */
 import { writeSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { createNode, type NodeExtension, type Transport } from '@chassis/core';
+import { createNode, createTransport, type NodeExtension } from '@chassis/core';
 import { database, dataExtension } from '@chassis/data';
 import { type EffectsTables, inboxService } from './service.ts';
 
@@ -31,15 +31,6 @@ commands.on('line', (line) => {
 // The test is gone (it closed our stdin, or died): so are we, rather than hold a database open.
 commands.on('close', () => process.exit(0));
 const release = () => (released ? Promise.resolve() : new Promise<void>((go) => waiting.push(go)));
-
-async function transport(url: string): Promise<Transport> {
-  if (url.startsWith('nats:')) {
-    const { natsTransport } = await import('@chassis/core/nats');
-    return natsTransport({ url, ackWaitMs: Number(env.ACK_WAIT_MS ?? 2000) });
-  }
-  const { amqpTransport } = await import('@chassis/core/amqp');
-  return amqpTransport({ url });
-}
 
 // Outermost: it sees the end of the run after the data extension has committed or rolled back.
 const report: NodeExtension = {
@@ -66,7 +57,7 @@ const service = inboxService(env.SUFFIX!, async (ctx) => {
 
 const node = createNode({
   services: [service],
-  transport: await transport(env.TRANSPORT!),
+  transport: await createTransport(env.TRANSPORT!, { nats: { ackWaitMs: Number(env.ACK_WAIT_MS ?? 2000) } }),
   extensions: [report, dataExtension({ url: env.DATABASE_URL! })],
   logLevel: 'silent',
 });
