@@ -1,4 +1,5 @@
 import { ChassisError, toChassisError } from '../errors.ts';
+import { type Backoff, backoffDelay } from '../transports/shared/backoff.ts';
 import type { Disposition } from '../transports/transport.ts';
 import { HandlerTimeout } from './deadline.ts';
 
@@ -33,7 +34,7 @@ export function dispositionOf(error: unknown, attempt: number, limits: Redeliver
     // An outage may last for thousands of attempts: the exponent is capped so the arithmetic stays finite.
     return {
       kind: 'retry',
-      delayMs: Math.max(retryAfterMs, redeliveryDelay(Math.min(attempt, 16), limits.redelivery)),
+      delayMs: Math.max(retryAfterMs, redeliveryDelay(attempt, limits.redelivery)),
     };
   }
   if (attempt >= limits.maxDeliveries) {
@@ -58,11 +59,10 @@ export function lostTooOften(
   };
 }
 
-/** Doubles per attempt up to the cap, then takes a random point in its upper half so retries spread out. */
-export function redeliveryDelay(
-  attempt: number,
-  { initialDelayMs, maxDelayMs }: { initialDelayMs: number; maxDelayMs: number },
-): number {
-  const ceiling = Math.min(maxDelayMs, initialDelayMs * 2 ** (attempt - 1));
-  return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+/**
+ * Doubles per attempt up to the cap, then takes a random point in its upper half so retries spread out:
+ * the one backoff formula, with a floor of half the ceiling.
+ */
+export function redeliveryDelay(attempt: number, { initialDelayMs, maxDelayMs }: Backoff): number {
+  return backoffDelay(attempt, { initialDelayMs, maxDelayMs, floorShare: 0.5 });
 }

@@ -37,6 +37,25 @@ describe('backoffDelay', () => {
     assert.ok(delays.some((delay) => delay < 500) && delays.some((delay) => delay > 1_500), 'spread over the range');
   });
 
+  it('with a floor share, every delay waits at least that share of the ceiling (redeliveries use ½)', () => {
+    const floored = { ...bounds, floorShare: 0.5 };
+    assert.equal(
+      backoffDelay(3, floored, () => 0),
+      500,
+      'the least draw waits half the ceiling',
+    );
+    assert.equal(backoffDelay(3, floored, top), 1_000, 'the most, the ceiling');
+    assert.equal(
+      backoffDelay(3, floored, () => 0.5),
+      750,
+    );
+    assert.equal(
+      backoffDelay(1_000, floored, () => 0),
+      2_000,
+      'half of the cap once capped',
+    );
+  });
+
   it('treats an attempt below 1 as the first', () => {
     assert.equal(backoffDelay(0, bounds, top), 250);
   });
