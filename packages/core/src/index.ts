@@ -45,6 +45,7 @@ export {
   type OutsideCallOptions,
 } from './node/node.ts';
 export { defaultNodeId } from './node-id.ts';
+export { BoundHistogram } from './observability/bound-histogram.ts';
 export { EnvironmentFlagProvider } from './observability/flags.ts';
 export {
   type CheckResult,
