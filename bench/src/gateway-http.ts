@@ -2,6 +2,7 @@ import { fork, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import {
@@ -203,10 +204,22 @@ function nodeClient(): LoadGenerator {
   };
 }
 
+/**
+ * On a machine of two cores or more with `taskset`, the servers run on core 0 and wrk on core 1: left to
+ * the scheduler, the two (and the servers' own threads) share a core now and then, and a run measures
+ * that rather than the server. `BENCH_PIN=0` turns it off.
+ */
+const PIN =
+  process.env.BENCH_PIN !== '0' &&
+  availableParallelism() >= 2 &&
+  spawnSync('taskset', ['--version'], { stdio: 'ignore' }).error === undefined;
+
 /** wrk, one thread: it sends far faster than a Node client, so the server is what gets measured. */
 function wrkClient(): LoadGenerator {
   const run = async (args: string[]): Promise<string> => {
-    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = PIN
+      ? spawn('taskset', ['-c', '1', 'wrk', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => {
       output += chunk.toString();
@@ -359,11 +372,15 @@ async function main(): Promise<number> {
   const startedAt = new Date();
   console.log(
     `gateway-http: ${chosen.map((c) => c.name).join(', ')} at concurrency ${CONCURRENCIES.join(', ')}; ` +
-      `warm-up ${WARMUP_MS} ms, ${DURATION_MS} ms measured each; load from ${client.name}`,
+      `warm-up ${WARMUP_MS} ms, ${DURATION_MS} ms measured each; load from ${client.name}` +
+      (PIN && client.name === 'wrk' ? '; servers pinned to core 0, wrk to core 1' : ''),
   );
 
   // The same file, run with --import tsx as this process was (fork passes execArgv on).
   const servers = fork(fileURLToPath(import.meta.url), [], { env: { ...process.env, [SERVERS_ROLE]: '1' } });
+  // Every thread of the server process (-a: the main thread, libuv's pool, the GC's helpers) on core 0.
+  if (PIN && servers.pid !== undefined)
+    spawnSync('taskset', ['-a', '-cp', '0', String(servers.pid)], { stdio: 'ignore' });
   const failed = new Promise<never>((_resolve, reject) => {
     servers.once('error', reject);
     servers.once('exit', (code) => reject(new Error(`the server process exited with ${code}`)));
@@ -432,6 +449,7 @@ async function main(): Promise<number> {
   ) as { version: string };
   await writeResults('gateway-http', startedAt, {
     client: { name: client.name, description: client.description },
+    pinned: PIN ? 'servers on core 0, wrk on core 1 (taskset)' : false,
     warmupMs: WARMUP_MS,
     durationMs: DURATION_MS,
     request: 'GET /prices/BHP',
