@@ -15,6 +15,7 @@ const dispositionTests = [
   'packages/core/test/*deadline*.test.ts',
   'packages/core/test/*skew*.test.ts',
   'packages/core/test/local-calls.test.ts',
+  'packages/core/test/envelope.test.ts',
 ];
 
 export const mutationModules = {
