@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import type { ChassisNode } from '@chassis/core';
 import { waitUntil } from '@chassis/testing';
 import { chargeFee, listAccounts, listTransactions, refundFee } from '../contracts/account-transactions.ts';
-import { feeFor } from '../contracts/common.ts';
+import { AccountId, feeFor, Money, money, StockSymbol, toCents } from '../contracts/common.ts';
 import { orderPlaced } from '../contracts/market.ts';
 import { getOrder, orderFailed, sellShares } from '../contracts/orders.ts';
 import { evolve, feeChanges, initialState, type OrderEvent, type OrderState } from '../services/orders/order.ts';
@@ -72,6 +72,52 @@ describe('SimpleBank fees: 0.1% of the notional, at least 1.00, charged through 
     await new Promise((resolve) => setTimeout(resolve, 500));
     assert.deepEqual(await feeEntries(), settled, 'nothing more charged or refunded');
     assert.equal((await node.call(getOrder, { orderId }, alice)).fee, '0.00');
+  });
+
+  it('an order_failed for an order whose fee was charged refunds it, once, however often it is delivered', async () => {
+    const { orderId } = await node.call(sellShares, { accountId: '101', symbol: 'GOOG', quantity: 1 }, alice);
+    await waitUntil(async () => (await node.call(getOrder, { orderId }, alice)).fee === '1.00', {
+      what: `order ${orderId} charged its fee`,
+      timeoutMs: 60_000,
+    });
+    const ref = { orderId, accountId: '101', side: 'sell', symbol: 'GOOG', quantity: 1 } as const;
+    const feeEntries = async () => {
+      const { entries } = await node.call(listTransactions, { accountId: '101', size: 100 }, alice);
+      return entries
+        .filter((entry) => entry.orderId === orderId && entry.kind.startsWith('fee'))
+        .map((entry) => `${entry.kind} ${entry.amount}`)
+        .sort();
+    };
+    // As a failure announced late, or delivered again after a crash, would arrive: twice.
+    await node.emit(orderFailed, { ...ref, reason: 'Rejected by the exchange' });
+    await waitUntil(async () => (await feeEntries()).length === 2, { what: 'the fee refunded', timeoutMs: 60_000 });
+    await node.emit(orderFailed, { ...ref, reason: 'Rejected by the exchange' });
+    await waitUntil(async () => (await node.call(getOrder, { orderId }, alice)).fee === '0.00', {
+      what: 'the order shows the refund',
+      timeoutMs: 60_000,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.deepEqual(await feeEntries(), ['fee -1.00', 'fee_refund 1.00'], 'charged once, refunded once');
+  });
+
+  it('the contracts’ money and ids: whole strings only, cents exact both ways', () => {
+    for (const good of ['101', '000000000001']) assert.ok(AccountId.safeParse(good).success, good);
+    for (const bad of ['x101', '101x', '', '1234567890123']) assert.ok(!AccountId.safeParse(bad).success, bad);
+    for (const good of ['BHP', 'A', 'GOOGL']) assert.ok(StockSymbol.safeParse(good).success, good);
+    for (const bad of ['bhp', '1BHP', 'BHP1', 'TOOLONG']) assert.ok(!StockSymbol.safeParse(bad).success, bad);
+    for (const good of ['91.72', '-0.50', '0.00']) assert.ok(Money.safeParse(good).success, good);
+    for (const bad of ['91.7', '91', 'x91.72', '91.72x', '1,000.00']) assert.ok(!Money.safeParse(bad).success, bad);
+    assert.match(AccountId.safeParse('x').error?.issues[0]?.message ?? '', /digits/);
+    assert.match(StockSymbol.safeParse('x').error?.issues[0]?.message ?? '', /capital letters/);
+    assert.match(Money.safeParse('x').error?.issues[0]?.message ?? '', /two places/);
+    assert.equal(toCents('91.72'), 9172);
+    assert.equal(toCents('-0.50'), -50);
+    assert.equal(toCents('7'), 700, 'no fraction: whole units');
+    assert.equal(toCents('7.5'), 750, 'one place: tenths');
+    assert.equal(money(9172), '91.72');
+    assert.equal(money(-50), '-0.50');
+    assert.equal(money(5), '0.05');
+    assert.equal(money(100_000_000), '1000000.00');
   });
 
   it('the order’s fee is its last word whatever order the fees service’s events arrive in', () => {
