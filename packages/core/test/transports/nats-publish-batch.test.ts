@@ -40,6 +40,18 @@ describe('NATS publish batch: the requests and replies of one turn of the event 
     assert.deepEqual(sent, ['a', 'b', 'c', 'd'], 'once the batch is out, a lone publish goes at once again');
   });
 
+  it('a request no longer wanted when its batch leaves (its caller gave up) is not sent', async () => {
+    const { nc, sent } = recorder();
+    const batch = new PublishBatch();
+    let wanted = true;
+    batch.publish(nc, 'a', body, undefined, undefined, false);
+    batch.publish(nc, 'abandoned', body, undefined, undefined, false, () => wanted);
+    batch.publish(nc, 'kept', body, undefined, undefined, false, () => true);
+    wanted = false;
+    await turn();
+    assert.deepEqual(sent, ['a', 'kept']);
+  });
+
   it('flush hands over what waits at once, as a drain or close needs', () => {
     const { nc, sent } = recorder();
     const batch = new PublishBatch();

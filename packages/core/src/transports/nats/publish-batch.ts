@@ -6,6 +6,7 @@ interface Queued {
   body: Uint8Array;
   options: PublishOptions | undefined;
   failed: ((error: unknown) => void) | undefined;
+  wanted: (() => boolean) | undefined;
 }
 
 /**
@@ -16,7 +17,8 @@ interface Queued {
  * made by many handlers of one socket read reach `publish` at different depths of their promise chains,
  * so under load each went out in a write of its own, and the writes were a third of the node's CPU. A
  * publish made when nothing else is in flight (`alone`) goes at once: a lone caller waits no longer.
- * Order is kept: nothing goes at once while a batch waits.
+ * Order is kept: nothing goes at once while a batch waits. A request can say whether it is still `wanted`
+ * when its batch leaves.
  */
 export class PublishBatch {
   #queued: Queued[] = [];
@@ -29,12 +31,13 @@ export class PublishBatch {
     options: PublishOptions | undefined,
     failed: ((error: unknown) => void) | undefined,
     alone: boolean,
+    wanted?: () => boolean,
   ): void {
     if (alone && !this.#scheduled) {
       send(nc, subject, body, options, failed);
       return;
     }
-    this.#queued.push({ nc, subject, body, options, failed });
+    this.#queued.push({ nc, subject, body, options, failed, wanted });
     if (!this.#scheduled) {
       this.#scheduled = true;
       setImmediate(this.flush);
@@ -47,7 +50,12 @@ export class PublishBatch {
     const batch = this.#queued;
     if (batch.length === 0) return;
     this.#queued = [];
-    for (const { nc, subject, body, options, failed } of batch) send(nc, subject, body, options, failed);
+    for (const { nc, subject, body, options, failed, wanted } of batch) {
+      // A request whose caller stopped waiting meanwhile (its transport closed, say) is not sent: the
+      // caller was told it failed, so it must not run.
+      if (wanted && !wanted()) continue;
+      send(nc, subject, body, options, failed);
+    }
   };
 }
 

@@ -47,6 +47,7 @@ export class RpcClient {
         { reply: `${this.#inbox}.${token}`, headers: out.headers },
         (error) => this.#replies.fail(token, error),
         this.#replies.size === 1,
+        () => this.#replies.has(token),
       ),
     );
   }
