@@ -56,6 +56,19 @@ export async function consume(
   }
 }
 
+/** A delivery to dead-letter, logged. (A module function: tsx names every closure made per delivery.) */
+function deadLettered(
+  rt: NodeRuntime,
+  subscription: string,
+  event: string,
+  attempt: number,
+  reason: string,
+  error?: unknown,
+): Settled {
+  rt.log.warn({ subscription, event, attempt, reason }, `dead-lettered ${event}: ${reason}`);
+  return { disposition: { kind: 'dead', reason }, error };
+}
+
 /**
  * Decodes an event, refuses it when it is stale or does not match its contract, runs its handler under its
  * policies by its deadline, and decides its fate (`dispositionOf`) when the handler fails.
@@ -69,26 +82,35 @@ async function settle(
   span: Span,
 ): Promise<Settled> {
   const { contract } = handler;
-  const dead = (reason: string, error?: unknown): Settled => {
-    rt.log.warn({ subscription, event: contract.name, attempt, reason }, `dead-lettered ${contract.name}: ${reason}`);
-    return { disposition: { kind: 'dead', reason }, error };
-  };
+  const event = contract.name;
   const maxDeliveries = handler.options.maxDeliveries ?? rt.settings.maxDeliveries;
   const lost = lostTooOften(unsettled, maxDeliveries);
-  if (lost) return dead(lost.reason);
+  if (lost) return deadLettered(rt, subscription, event, attempt, lost.reason);
   let payload: unknown;
   try {
     payload = decodeBody(message);
   } catch (error) {
-    return dead(toChassisError(error).message);
+    return deadLettered(rt, subscription, event, attempt, toChassisError(error).message);
   }
   const staleAt = deadlineOf(message);
   if (staleAt !== undefined && isPast(staleAt, Date.now())) {
-    return dead(`expired at ${new Date(staleAt).toISOString()} before it was handled`);
+    return deadLettered(
+      rt,
+      subscription,
+      event,
+      attempt,
+      `expired at ${new Date(staleAt).toISOString()} before it was handled`,
+    );
   }
   const parsed = contract.payload.safeParse(payload);
   if (!parsed.success) {
-    return dead(`payload does not match ${contract.name}: ${describeFields(fieldErrors(parsed.error))}`);
+    return deadLettered(
+      rt,
+      subscription,
+      event,
+      attempt,
+      `payload does not match ${contract.name}: ${describeFields(fieldErrors(parsed.error))}`,
+    );
   }
   const deadline = eventDeadline(Date.now(), handler.options.timeoutMs ?? rt.settings.eventTimeoutMs, staleAt);
   const origin = inboundOrigin(message, deadline, span);
@@ -104,7 +126,7 @@ async function settle(
       maxDeliveries,
       redelivery: rt.settings.redelivery,
     });
-    if (disposition.kind === 'dead') return dead(disposition.reason, error);
+    if (disposition.kind === 'dead') return deadLettered(rt, subscription, event, attempt, disposition.reason, error);
     rt.log.info(
       { subscription, attempt, delayMs: disposition.delayMs, reason: failureReason(error) },
       `${contract.name} will be redelivered`,

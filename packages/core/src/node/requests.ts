@@ -1,4 +1,4 @@
-import { ContentType, codecOf, decodeBody, Header } from '../envelope.ts';
+import { type Codec, ContentType, codecOf, decodeBody, Header } from '../envelope.ts';
 import type { ChassisError } from '../errors.ts';
 import { toChassisError } from '../errors.ts';
 import type { Span } from '../observability/tracing.ts';
@@ -47,17 +47,6 @@ async function answerRequest(
   span: Span,
 ): Promise<Answer> {
   let codec = rt.codec;
-  // A reply says only what is not implied: an error says so (`status: error`), and a body that is
-  // not JSON says what it is. A plain JSON answer travels with no header at all.
-  const reply = (status: 'ok' | 'error', body: unknown): WireMessage => {
-    const headers: Record<string, string> = {};
-    if (status === 'error') headers[Header.status] = 'error';
-    if (codec.contentType !== ContentType.json) headers[Header.contentType] = codec.contentType;
-    const encoded = status === 'ok' ? encode(body, `${service.name}.${action}`, codec) : codec.encode(body);
-    return { headers, body: encoded };
-  };
-  const fail = (error: ChassisError): Answer => ({ message: reply('error', error.toJSON()), error });
-
   let input: unknown;
   try {
     codec = codecOf(message);
@@ -73,16 +62,34 @@ async function answerRequest(
     await rt.transport
       .deadLetter(queue, message, reason.message)
       .catch((deadLetterError) => rt.log.error({ err: deadLetterError }, 'could not dead-letter a request'));
-    return fail(reason);
+    return failed(reason, codec);
   }
 
   const handler = service.actions.get(action);
-  if (!handler) return fail(unknownAction(service, action));
+  if (!handler) return failed(unknownAction(service, action), codec);
   const deadline = requestDeadline(message, receivedAt, handler.contract.timeoutMs ?? rt.settings.callTimeoutMs);
   try {
     const output = await runAction(rt, service, handler, input, inboundOrigin(message, deadline, span), span);
-    return { message: reply('ok', output) };
+    return {
+      message: { headers: replyHeaders(codec, false), body: encode(output, `${service.name}.${action}`, codec) },
+    };
   } catch (error) {
-    return fail(toChassisError(error));
+    return failed(toChassisError(error), codec);
   }
+}
+
+/**
+ * A reply says only what is not implied: an error says so (`status: error`), and a body that is not
+ * JSON says what it is. A plain JSON answer travels with no header at all. (Functions of the module, not
+ * closures made per request: tsx names every closure it makes with a property write.)
+ */
+function replyHeaders(codec: Codec, error: boolean): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (error) headers[Header.status] = 'error';
+  if (codec.contentType !== ContentType.json) headers[Header.contentType] = codec.contentType;
+  return headers;
+}
+
+function failed(error: ChassisError, codec: Codec): Answer {
+  return { message: { headers: replyHeaders(codec, true), body: codec.encode(error.toJSON()) }, error };
 }
