@@ -104,7 +104,11 @@ export function jwtVerifier(options: JwtOptions): IdentityVerifier {
 class VerifiedTokens {
   private readonly entries = new Map<string, { identity: Identity; expiresAt: number }>();
 
-  constructor(private readonly max = 10_000) {}
+  private readonly max: number;
+
+  constructor(max = 10_000) {
+    this.max = max;
+  }
 
   get(token: string): Identity | undefined {
     const entry = this.entries.get(token);

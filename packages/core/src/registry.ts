@@ -41,12 +41,17 @@ export class Registry {
   private readonly consumers: Consumer[] = [];
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(
-    private readonly transport: Transport,
-    private readonly self: () => NodeInfo,
-    private readonly log: Logger,
-    private readonly intervalMs: number,
-  ) {}
+  private readonly transport: Transport;
+  private readonly self: () => NodeInfo;
+  private readonly log: Logger;
+  private readonly intervalMs: number;
+
+  constructor(transport: Transport, self: () => NodeInfo, log: Logger, intervalMs: number) {
+    this.transport = transport;
+    this.self = self;
+    this.log = log;
+    this.intervalMs = intervalMs;
+  }
 
   async start(): Promise<void> {
     this.consumers.push(

@@ -36,15 +36,25 @@ export interface DatabaseOptions {
 }
 
 export class Database {
+  readonly kind: DatabaseKind;
+  /** Kysely over the whole database; prefer `schema(name)` for a service's own tables. */
+  readonly kysely: Kysely<AnyTables>;
+  private readonly listener: (channel: string, onNotify: (payload: string) => void) => Promise<() => Promise<void>>;
+  /** What the URL said, with any password hidden: for messages. */
+  readonly description: string;
+
   /** Use `Database.open(url)`. */
   constructor(
-    readonly kind: DatabaseKind,
-    /** Kysely over the whole database; prefer `schema(name)` for a service's own tables. */
-    readonly kysely: Kysely<AnyTables>,
-    private readonly listener: (channel: string, onNotify: (payload: string) => void) => Promise<() => Promise<void>>,
-    /** What the URL said, with any password hidden: for messages. */
-    readonly description: string,
-  ) {}
+    kind: DatabaseKind,
+    kysely: Kysely<AnyTables>,
+    listener: (channel: string, onNotify: (payload: string) => void) => Promise<() => Promise<void>>,
+    description: string,
+  ) {
+    this.kind = kind;
+    this.kysely = kysely;
+    this.listener = listener;
+    this.description = description;
+  }
 
   static async open(url: string, options: DatabaseOptions = {}): Promise<Database> {
     if (url.startsWith('pglite://')) return openPglite(url);
@@ -274,7 +284,11 @@ class OneConnectionPool implements PostgresPool {
   readonly options = {};
   private tail: Promise<void> = Promise.resolve();
 
-  constructor(private readonly lite: PGliteInterface) {}
+  private readonly lite: PGliteInterface;
+
+  constructor(lite: PGliteInterface) {
+    this.lite = lite;
+  }
 
   async connect(): Promise<PostgresPoolClient> {
     let release!: () => void;

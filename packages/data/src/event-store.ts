@@ -200,10 +200,10 @@ export class EventStore<S extends EventSchemas = EventSchemas> {
   private readonly schemas: S | undefined;
   private readonly notify: boolean;
 
-  constructor(
-    readonly db: Database,
-    options: EventStoreOptions<S>,
-  ) {
+  readonly db: Database;
+
+  constructor(db: Database, options: EventStoreOptions<S>) {
+    this.db = db;
     if (typeof options.service !== 'string' || !SERVICE_NAME.test(options.service)) {
       throw new ChassisError(
         'CONFIG',

@@ -53,7 +53,10 @@ export class DataExtension implements NodeExtension {
   private readonly invocations = new WeakMap<Context, Invocation['kind']>();
   private services = new Set<string>();
 
-  constructor(private readonly options: DataExtensionOptions = {}) {
+  private readonly options: DataExtensionOptions;
+
+  constructor(options: DataExtensionOptions = {}) {
+    this.options = options;
     this.db = options.database;
     this.owned = options.database === undefined;
   }

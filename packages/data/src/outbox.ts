@@ -355,12 +355,14 @@ export class OutboxRelay {
   /** Batches of this relay run one after another (the loop, `flush`, the drain at stop). */
   private tail: Promise<unknown> = Promise.resolve();
 
-  constructor(
-    private readonly db: Database,
-    readonly service: string,
-    private readonly publish: Publish,
-    options: OutboxRelayOptions = {},
-  ) {
+  private readonly db: Database;
+  readonly service: string;
+  private readonly publish: Publish;
+
+  constructor(db: Database, service: string, publish: Publish, options: OutboxRelayOptions = {}) {
+    this.db = db;
+    this.service = service;
+    this.publish = publish;
     this.pollIntervalMs = positive('pollIntervalMs', options.pollIntervalMs ?? 1000);
     this.batchSize = positive('batchSize', options.batchSize ?? 100);
     if (!Number.isInteger(this.batchSize)) {

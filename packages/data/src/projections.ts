@@ -93,11 +93,14 @@ export class ProjectionRunner {
   private interrupt: (() => void) | undefined;
   private unlisten: (() => Promise<void>) | undefined;
 
-  constructor(
-    private readonly store: ProjectionSource,
-    readonly projection: Projection,
-    private readonly options: ProjectionRunnerOptions = {},
-  ) {
+  private readonly store: ProjectionSource;
+  readonly projection: Projection;
+  private readonly options: ProjectionRunnerOptions;
+
+  constructor(store: ProjectionSource, projection: Projection, options: ProjectionRunnerOptions = {}) {
+    this.store = store;
+    this.projection = projection;
+    this.options = options;
     this.batchSize = options.batchSize ?? 100;
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;
     this.listen = options.listen ?? true;

@@ -307,10 +307,12 @@ export class SagaRunner {
   private sweepTimer: NodeJS.Timeout | undefined;
   private sweeping = false;
 
-  constructor(
-    private readonly db: Database,
-    private readonly options: SagaRunnerOptions,
-  ) {
+  private readonly db: Database;
+  private readonly options: SagaRunnerOptions;
+
+  constructor(db: Database, options: SagaRunnerOptions) {
+    this.db = db;
+    this.options = options;
     this.service = options.service;
     this.nodeId = options.nodeId ?? defaultNodeId();
     this.leaseMs = options.leaseMs ?? 30_000;

@@ -15,12 +15,16 @@ export class UnitOfWork {
   private opening: Promise<ControlledTransaction<AnyTables>> | undefined;
   private settled = false;
 
-  constructor(
-    readonly db: Database,
-    readonly service: string,
-    /** Runs first in the new transaction (e.g. claims the inbox); a throw aborts the handler. */
-    private readonly onOpen?: (trx: Kysely<AnyTables>) => Promise<void>,
-  ) {}
+  readonly db: Database;
+  readonly service: string;
+  /** Runs first in the new transaction (e.g. claims the inbox); a throw aborts the handler. */
+  private readonly onOpen?: (trx: Kysely<AnyTables>) => Promise<void>;
+
+  constructor(db: Database, service: string, onOpen?: (trx: Kysely<AnyTables>) => Promise<void>) {
+    this.db = db;
+    this.service = service;
+    this.onOpen = onOpen;
+  }
 
   get opened(): boolean {
     return this.opening !== undefined;

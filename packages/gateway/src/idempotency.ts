@@ -61,10 +61,13 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
 
 /** Shared by every gateway instance through Redis (`SET NX PX`). */
 export class RedisIdempotencyStore implements IdempotencyStore {
-  constructor(
-    private readonly redis: Redis,
-    private readonly prefix = 'chassis:idempotency:',
-  ) {}
+  private readonly redis: Redis;
+  private readonly prefix: string;
+
+  constructor(redis: Redis, prefix = 'chassis:idempotency:') {
+    this.redis = redis;
+    this.prefix = prefix;
+  }
 
   async claim(key: string, fingerprint: string, ttlMs: number): Promise<Entry | undefined> {
     const id = this.prefix + key;

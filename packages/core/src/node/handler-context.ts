@@ -33,16 +33,34 @@ export class HandlerContext implements Context {
   private controller: AbortController | undefined;
   private timer: NodeJS.Timeout | undefined;
 
+  private readonly outbound: Outbound;
+  readonly service: string;
+  readonly nodeId: string;
+  private readonly origin: Origin;
+  readonly attempt: number;
+  readonly span: Span;
+  readonly log: Logger;
+  readonly flags: FlagClient;
+
   constructor(
-    private readonly outbound: Outbound,
-    readonly service: string,
-    readonly nodeId: string,
-    private readonly origin: Origin,
-    readonly attempt: number,
-    readonly span: Span,
-    readonly log: Logger,
-    readonly flags: FlagClient,
-  ) {}
+    outbound: Outbound,
+    service: string,
+    nodeId: string,
+    origin: Origin,
+    attempt: number,
+    span: Span,
+    log: Logger,
+    flags: FlagClient,
+  ) {
+    this.outbound = outbound;
+    this.service = service;
+    this.nodeId = nodeId;
+    this.origin = origin;
+    this.attempt = attempt;
+    this.span = span;
+    this.log = log;
+    this.flags = flags;
+  }
 
   get messageId(): string {
     return this.origin.messageId;

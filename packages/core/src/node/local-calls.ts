@@ -29,11 +29,14 @@ class LocalOrigin implements Origin {
   user?: Identity;
   readonly inherited = true;
 
-  constructor(
-    private readonly caller: Origin,
-    readonly deadline: number,
-    readonly trace: Span,
-  ) {
+  private readonly caller: Origin;
+  readonly deadline: number;
+  readonly trace: Span;
+
+  constructor(caller: Origin, deadline: number, trace: Span) {
+    this.caller = caller;
+    this.deadline = deadline;
+    this.trace = trace;
     this.auth = caller.auth;
   }
 

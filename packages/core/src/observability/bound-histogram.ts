@@ -28,11 +28,14 @@ export class BoundHistogram {
   /** Each bound's key in `bucketValues`, made once: a number key is turned into a string on every use. */
   private readonly keys: readonly string[];
 
-  constructor(
-    private readonly histogram: Histogram<string>,
-    private readonly labels: Record<string, string>,
-    private readonly upperBounds: readonly number[],
-  ) {
+  private readonly histogram: Histogram<string>;
+  private readonly labels: Record<string, string>;
+  private readonly upperBounds: readonly number[];
+
+  constructor(histogram: Histogram<string>, labels: Record<string, string>, upperBounds: readonly number[]) {
+    this.histogram = histogram;
+    this.labels = labels;
+    this.upperBounds = upperBounds;
     this.keys = upperBounds.map(String);
   }
 

@@ -26,10 +26,15 @@ export class EnvironmentFlagProvider implements Provider {
   private flags: Record<string, JsonValue>;
   private watcher: FSWatcher | undefined;
 
+  private readonly env: Record<string, string | undefined>;
+  private readonly file: string | undefined;
+
   constructor(
-    private readonly env: Record<string, string | undefined> = process.env,
-    private readonly file: string | undefined = env.CHASSIS_FLAGS_FILE,
+    env: Record<string, string | undefined> = process.env,
+    file: string | undefined = env.CHASSIS_FLAGS_FILE,
   ) {
+    this.env = env;
+    this.file = file;
     this.flags = this.load();
   }
 

@@ -18,10 +18,13 @@ export class Bulkhead {
   #running = 0;
   readonly #waiting: (() => void)[] = [];
 
-  constructor(
-    readonly target: string,
-    readonly settings: BulkheadPolicy,
-  ) {}
+  readonly target: string;
+  readonly settings: BulkheadPolicy;
+
+  constructor(target: string, settings: BulkheadPolicy) {
+    this.target = target;
+    this.settings = settings;
+  }
 
   /** Work running now. */
   get inFlight(): number {

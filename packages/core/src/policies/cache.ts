@@ -38,7 +38,11 @@ function stableJson(value: unknown): string {
 export class MemoryCacheStore implements CacheStore {
   private readonly entries = new Map<string, { value: unknown; expires: number }>();
 
-  constructor(private readonly maxEntries = 10_000) {}
+  private readonly maxEntries: number;
+
+  constructor(maxEntries = 10_000) {
+    this.maxEntries = maxEntries;
+  }
 
   async get(key: string): Promise<unknown> {
     const entry = this.entries.get(key);
@@ -62,7 +66,10 @@ export class MemoryCacheStore implements CacheStore {
 
 /** Shared by every instance through Redis (`REDIS_URL`); values are stored as JSON with a TTL. */
 export class RedisCacheStore implements CacheStore {
-  constructor(private readonly redis: Redis) {
+  private readonly redis: Redis;
+
+  constructor(redis: Redis) {
+    this.redis = redis;
     // A cache is best-effort: while Redis is away, calls go to the target (the engine treats a failed
     // read as a miss), so a connection error is not worth more than ioredis's own reconnecting.
     redis.on('error', () => undefined);

@@ -63,7 +63,11 @@ class RatioCount implements FailureCount {
   private bucket = 0;
   private bucketStart = Date.now();
 
-  constructor(private readonly settings: Extract<BreakerPolicy, { kind: 'ratio' }>) {}
+  private readonly settings: Extract<BreakerPolicy, { kind: 'ratio' }>;
+
+  constructor(settings: Extract<BreakerPolicy, { kind: 'ratio' }>) {
+    this.settings = settings;
+  }
 
   success(): void {
     this.rotate();
@@ -122,11 +126,12 @@ export class CircuitBreaker {
   #state: BreakerState = 'closed';
   #openedAt = 0;
 
-  constructor(
-    readonly target: string,
-    readonly settings: BreakerPolicy,
-    onStateChange: (state: BreakerState) => void,
-  ) {
+  readonly target: string;
+  readonly settings: BreakerPolicy;
+
+  constructor(target: string, settings: BreakerPolicy, onStateChange: (state: BreakerState) => void) {
+    this.target = target;
+    this.settings = settings;
     this.#count = settings.kind === 'consecutive' ? new ConsecutiveCount(settings.failures) : new RatioCount(settings);
     this.#onStateChange = onStateChange;
   }

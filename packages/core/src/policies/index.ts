@@ -127,10 +127,12 @@ export class PolicyEngine {
   private readonly callDefaults: Required<CallPolicies>;
   private readonly handlerDefaults: Required<HandlerPolicies>;
 
-  constructor(
-    private readonly defaults: PolicyDefaults = {},
-    private readonly hooks: PolicyHooks = {},
-  ) {
+  private readonly defaults: PolicyDefaults;
+  private readonly hooks: PolicyHooks;
+
+  constructor(defaults: PolicyDefaults = {}, hooks: PolicyHooks = {}) {
+    this.defaults = defaults;
+    this.hooks = hooks;
     this.cacheStore = defaults.cacheStore ?? new MemoryCacheStore();
     this.callDefaults = merge<Required<CallPolicies>>(defaultCallPolicies, defaults.call);
     this.handlerDefaults = merge<Required<HandlerPolicies>>(defaultHandlerPolicies, defaults.handler);

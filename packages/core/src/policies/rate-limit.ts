@@ -14,10 +14,12 @@ export class TokenBucket {
   private last: number;
   readonly burst: number;
 
-  constructor(
-    readonly options: RateLimitOptions,
-    private readonly now: () => number = Date.now,
-  ) {
+  readonly options: RateLimitOptions;
+  private readonly now: () => number;
+
+  constructor(options: RateLimitOptions, now: () => number = Date.now) {
+    this.options = options;
+    this.now = now;
     this.burst = options.burst ?? Math.max(1, options.perSecond);
     this.tokens = this.burst;
     this.last = now();

@@ -25,10 +25,10 @@ export class RetryBudget {
   private bucket = 0;
   private bucketStart = 0;
 
-  constructor(
-    options: RetryBudgetOptions = {},
-    private readonly now: () => number = Date.now,
-  ) {
+  private readonly now: () => number;
+
+  constructor(options: RetryBudgetOptions = {}, now: () => number = Date.now) {
+    this.now = now;
     this.ratio = options.ratio ?? 0.2;
     this.windowMs = options.windowMs ?? 10_000;
     this.minRetries = options.minRetries ?? 10;

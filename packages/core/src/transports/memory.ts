@@ -47,7 +47,11 @@ class MemoryQueue<T> {
   private readonly consumers: QueueConsumer<T>[] = [];
   private next = 0;
 
-  constructor(private readonly isExpired: (item: T) => boolean = () => false) {}
+  private readonly isExpired: (item: T) => boolean;
+
+  constructor(isExpired: (item: T) => boolean = () => false) {
+    this.isExpired = isExpired;
+  }
 
   push(item: T, attempt = 1): void {
     this.waiting.push({ item, attempt });
@@ -183,7 +187,11 @@ class MemoryTransport implements Transport {
   };
   private readonly consumers = new Set<Consumer>();
 
-  constructor(private readonly broker: MemoryBroker) {}
+  private readonly broker: MemoryBroker;
+
+  constructor(broker: MemoryBroker) {
+    this.broker = broker;
+  }
 
   async connect(): Promise<void> {
     this.status.set('connected');

@@ -18,10 +18,13 @@ export function settle(operation: () => void): void {
 export class ChannelSlot<C extends Channel> {
   private current: Promise<C> | undefined;
 
-  constructor(
-    private readonly openOn: (connection: ChannelModel) => Promise<C>,
-    private readonly onClosed: () => void,
-  ) {}
+  private readonly openOn: (connection: ChannelModel) => Promise<C>;
+  private readonly onClosed: () => void;
+
+  constructor(openOn: (connection: ChannelModel) => Promise<C>, onClosed: () => void) {
+    this.openOn = openOn;
+    this.onClosed = onClosed;
+  }
 
   get(connection: ChannelModel): Promise<C> {
     if (!this.current) {

@@ -45,10 +45,13 @@ export class AmqpConsumer implements Consumer {
   private restartAttempt = 0;
   private readonly inFlight = new Set<Promise<void>>();
 
-  constructor(
-    private readonly owner: ConsumerOwner,
-    private readonly spec: ConsumerSpec,
-  ) {}
+  private readonly owner: ConsumerOwner;
+  private readonly spec: ConsumerSpec;
+
+  constructor(owner: ConsumerOwner, spec: ConsumerSpec) {
+    this.owner = owner;
+    this.spec = spec;
+  }
 
   /** Starts consuming on `connection` unless it already does. */
   start(connection: ChannelModel, generation: number): Promise<void> {
