@@ -1,0 +1,4 @@
+import { pgliteTarget } from '@chassis/testing';
+import { sagaCrashSuite } from './sagas/suite.ts';
+
+sagaCrashSuite(pgliteTarget());

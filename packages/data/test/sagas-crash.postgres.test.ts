@@ -1,0 +1,4 @@
+import { postgresTarget } from '@chassis/testing';
+import { sagaCrashSuite } from './sagas/suite.ts';
+
+sagaCrashSuite(await postgresTarget());
