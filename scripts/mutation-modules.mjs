@@ -48,6 +48,8 @@ export const mutationModules = {
       'packages/core/test/*breaker*.test.ts',
       'packages/core/test/*budget*.test.ts',
       'packages/core/test/resilience.memory.test.ts',
+      // The cache's Redis store.
+      'packages/core/test/cache.redis.test.ts',
     ],
   },
   outbox: {
