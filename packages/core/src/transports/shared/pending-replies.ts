@@ -46,19 +46,15 @@ export class PendingReplies<T> {
       this.#pending.set(token, { service, action, resolve, reject, timer });
       try {
         const sending = send(token);
-        if (sending) sending.catch((error: unknown) => this.#unsent(token, error));
+        if (sending) sending.catch((error: unknown) => this.fail(token, error));
       } catch (error) {
-        this.#unsent(token, error);
+        this.fail(token, error);
       }
     });
   }
 
-  /** Fails a request whose sending failed after `open`'s `send` returned. */
+  /** Fails a request whose sending failed: in `send` itself, or later (a batch handed over at the end of the turn). */
   fail(token: string, error: unknown): void {
-    this.#unsent(token, error);
-  }
-
-  #unsent(token: string, error: unknown): void {
     const entry = this.take(token);
     entry?.reject(asTransportError(error, `Cannot send the request to ${entry.service}.${entry.action}`));
   }
