@@ -93,7 +93,7 @@ export async function launchDistributed(options: DistributedOptions): Promise<Di
   const processes = new Map<string, RunningProcess>();
 
   const spawnProcess = (spec: ProcessSpec, script: string, env: Record<string, string>) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', script], {
+    const child = spawn(process.execPath, [script], {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ChassisError, type ChassisNode, createNode, defineService, handle } from '@chassis/core';
 import type { Consumer, Transport, WireMessage } from '@chassis/core/transport';
-import { amqpTarget, natsTarget, servers, skipUnlessUp, waitUntil } from '@chassis/testing';
+import { amqpTarget, natsTarget, servers, skipUnlessUp, typescriptArgs, waitUntil } from '@chassis/testing';
 import { natsTransport } from '../src/transports/nats/index.ts';
 import { skewContracts } from './clock-skew/services.ts';
 
@@ -35,7 +35,7 @@ for (const target of TARGETS) {
         const here = (path: string) => new URL(path, import.meta.url).pathname;
         child = spawn(
           process.execPath,
-          ['--import', 'tsx', '--import', here('./clock-skew/shift-clock.ts'), here('./clock-skew/receiver.ts')],
+          [...typescriptArgs(), '--import', here('./clock-skew/shift-clock.ts'), here('./clock-skew/receiver.ts')],
           {
             env: {
               ...process.env,

@@ -1,3 +1,4 @@
+export { typescriptArgs } from './child.ts';
 export { removeNatsTestState, removeRabbitmqTestState } from './cleanup.ts';
 export {
   amqpTarget,

@@ -114,11 +114,7 @@ function recordCall(rt: NodeRuntime, contract: ActionContract, parent: Span, loc
       });
 }
 
-/**
- * One attempt of a call, as the policies run it. Made here rather than inline: the hot paths keep
- * their closures out of variable and property positions, where tsx (esbuild's keepNames) names each
- * one with a property write on every call.
- */
+/** One attempt of a call, as the policies run it: the one closure a call makes. */
 function attempts<C extends ActionContract>(
   rt: NodeRuntime,
   local: ServiceDefinition | undefined,

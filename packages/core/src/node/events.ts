@@ -56,7 +56,7 @@ export async function consume(
   }
 }
 
-/** A delivery to dead-letter, logged. (A module function: tsx names every closure made per delivery.) */
+/** A delivery to dead-letter, logged. */
 function deadLettered(
   rt: NodeRuntime,
   subscription: string,

@@ -80,8 +80,7 @@ async function answerRequest(
 
 /**
  * A reply says only what is not implied: an error says so (`status: error`), and a body that is not
- * JSON says what it is. A plain JSON answer travels with no header at all. (Functions of the module, not
- * closures made per request: tsx names every closure it makes with a property write.)
+ * JSON says what it is. A plain JSON answer travels with no header at all.
  */
 function replyHeaders(codec: Codec, error: boolean): Record<string, string> {
   const headers: Record<string, string> = {};

@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline';
 import { after, afterEach, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Transport } from '@chassis/core/transport';
-import { type TransportTarget, waitUntil } from '@chassis/testing';
+import { type TransportTarget, typescriptArgs, waitUntil } from '@chassis/testing';
 import { crashNames } from './service.ts';
 
 /** JetStream's ack wait in the worker: a killed worker's delivery comes back after it. */
@@ -105,7 +105,7 @@ class Worker {
   readonly exited: Promise<void>;
 
   constructor(env: Record<string, string>) {
-    this.proc = spawn(process.execPath, ['--import', 'tsx', new URL('./worker.ts', import.meta.url).pathname], {
+    this.proc = spawn(process.execPath, [...typescriptArgs(), new URL('./worker.ts', import.meta.url).pathname], {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'inherit'],
     });

@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ChassisError, type ChassisNode, createNode } from '@chassis/core';
-import { type TransportTarget, waitUntil } from '@chassis/testing';
+import { type TransportTarget, typescriptArgs, waitUntil } from '@chassis/testing';
 import { workerContracts, workerServices } from './services.ts';
 
 /**
@@ -29,7 +29,7 @@ export function shutdownSuite(target: TransportTarget) {
       const handled = new Map<string, number>();
       const count = (id: string) => handled.set(id, (handled.get(id) ?? 0) + 1);
 
-      child = spawn(process.execPath, ['--import', 'tsx', new URL('./worker.ts', import.meta.url).pathname], {
+      child = spawn(process.execPath, [...typescriptArgs(), new URL('./worker.ts', import.meta.url).pathname], {
         env: { ...process.env, SUFFIX: suffix, CHASSIS_TRANSPORT: target.url, LOG_LEVEL: 'silent', OPS_PORT: 'off' },
         stdio: ['ignore', 'pipe', 'inherit'],
       });

@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline';
 import { after, afterEach, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Database, sql } from '@chassis/data';
-import { type DatabaseTarget, type TransportTarget, waitUntil } from '@chassis/testing';
+import { type DatabaseTarget, type TransportTarget, typescriptArgs, waitUntil } from '@chassis/testing';
 import { inboxNames } from './service.ts';
 
 /** JetStream's ack wait in the workers: a paused or killed instance's delivery goes to the other after it. */
@@ -135,7 +135,7 @@ class Instance {
   private stopped = false;
 
   constructor(env: Record<string, string>) {
-    this.proc = spawn(process.execPath, ['--import', 'tsx', new URL('./worker.ts', import.meta.url).pathname], {
+    this.proc = spawn(process.execPath, [...typescriptArgs(), new URL('./worker.ts', import.meta.url).pathname], {
       env: { ...process.env, ...env },
       stdio: ['pipe', 'pipe', 'inherit'],
     });

@@ -6,7 +6,7 @@ import { Database, OutboxRelay } from '@chassis/data';
  * its batch can mark anything sent: a crash at the worst moment. Each publish is a JSON line on stdout,
  * written synchronously so it is out before the kill.
  *
- * Usage: node --import tsx crash-relay.ts <database url> <service> <expected>
+ * Usage: node crash-relay.ts <database url> <service> <expected>
  */
 const [url, service, expected] = process.argv.slice(2);
 if (!url || !service || !expected) throw new Error('usage: crash-relay.ts <database url> <service> <expected>');

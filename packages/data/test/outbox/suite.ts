@@ -26,7 +26,7 @@ import {
   sql,
   writeOutbox,
 } from '@chassis/data';
-import { type DatabaseTarget, rollbackIfOpen, waitUntil } from '@chassis/testing';
+import { type DatabaseTarget, rollbackIfOpen, typescriptArgs, waitUntil } from '@chassis/testing';
 import { natsServerMissing, smallStreamNats } from './small-stream-nats.ts';
 
 const root = fileURLToPath(new URL('../../../../', import.meta.url));
@@ -187,7 +187,7 @@ export function outboxSuite(target: DatabaseTarget): void {
       const handOver = target.name === 'pglite';
       if (handOver) await db.close();
 
-      const child = spawn(process.execPath, ['--import', 'tsx', crashRelay, url, service, '3'], {
+      const child = spawn(process.execPath, [...typescriptArgs(), crashRelay, url, service, '3'], {
         cwd: root,
         stdio: ['ignore', 'pipe', 'pipe'],
       });

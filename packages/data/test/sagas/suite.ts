@@ -15,7 +15,7 @@ import {
   type SagaRunnerOptions,
   sql,
 } from '@chassis/data';
-import { type DatabaseTarget, waitUntil } from '@chassis/testing';
+import { type DatabaseTarget, typescriptArgs, waitUntil } from '@chassis/testing';
 import { z } from 'zod';
 import { ChargeFailed, FakeBank, investmentSaga, sellOrderSaga } from './bank.ts';
 import { CRASH_SAGA, EXPECTED_BOUNDARIES, feeFails, STEPS } from './crash-saga.ts';
@@ -623,10 +623,14 @@ function crashTest(target: DatabaseTarget): void {
     const service = `crash_${randomBytes(3).toString('hex')}`;
     const sagasPerBatch = 4;
     const child = async (env: Record<string, string>) => {
-      const proc = spawn(process.execPath, ['--import', 'tsx', new URL('./crash-child.ts', import.meta.url).pathname], {
-        env: { ...process.env, ...env, DATABASE_URL: url, SERVICE: service, SAGAS: String(sagasPerBatch) },
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
+      const proc = spawn(
+        process.execPath,
+        [...typescriptArgs(), new URL('./crash-child.ts', import.meta.url).pathname],
+        {
+          env: { ...process.env, ...env, DATABASE_URL: url, SERVICE: service, SAGAS: String(sagasPerBatch) },
+          stdio: ['ignore', 'pipe', 'inherit'],
+        },
+      );
       const lines: string[] = [];
       const t0 = Date.now();
       createInterface({ input: proc.stdout! }).on('line', (line) => lines.push(line));

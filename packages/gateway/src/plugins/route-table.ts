@@ -108,7 +108,7 @@ function customHandler(spec: CustomRoute, tools: GatewayTools) {
   };
 }
 
-/** A custom route's `call`: actions called as the request's caller (made here, not as a property, for tsx's keepNames). */
+/** A custom route's `call`: actions called as the request's caller. */
 function callsAs(request: FastifyRequest, tools: GatewayTools): CustomRouteContext['call'] {
   return (contract, input, options) => tools.callFor(request, contract, input, options);
 }
