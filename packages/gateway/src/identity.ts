@@ -1,5 +1,5 @@
 import { ChassisError, type Identity, type IdentityVerifier } from '@chassis/core';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import { bearerToken } from './headers.ts';
 import { contextOf } from './plugins/request-context.ts';
 import type { RouteAuth } from './routes.ts';
@@ -32,18 +32,8 @@ export function identifier(verifier: IdentityVerifier | undefined): Identify {
   };
 }
 
-/** A route's preHandler: a caller with one of the route's roles, or 401/403. */
-export function authenticate(auth: RouteAuth<never> | undefined, identify: Identify) {
-  if (auth === 'public') {
-    // A public route still knows a caller who sent a valid token; a bad one is ignored here.
-    return (request: FastifyRequest, _reply: FastifyReply, done: () => void) => {
-      if (request.headers.authorization === undefined) return done();
-      identify(request).then(
-        () => done(),
-        () => done(),
-      );
-    };
-  }
+/** The preHandler of a route that needs a caller: one with one of the route's roles, or 401/403. */
+export function authenticate(auth: Exclude<RouteAuth<never>, 'public'> | undefined, identify: Identify) {
   return async (request: FastifyRequest) => {
     const user = await identify(request);
     if (!user)

@@ -5,29 +5,44 @@ import type { HttpMethod, RouteRequest } from './routes.ts';
  * The default input of an action route: path parameters over the query string (GET, DELETE) or over
  * the JSON body (POST, PUT, PATCH). A query string has only strings, so a value is read as a number or
  * boolean where the contract's field is one; anything else is left for the contract to refuse.
+ *
+ * Made once per route: the contract's field types are read from its schema here, not per request.
  */
-export function defaultInput(method: HttpMethod, schema: z.ZodType, request: RouteRequest): unknown {
+export function defaultInput(method: HttpMethod, schema: z.ZodType): (request: RouteRequest) => unknown {
   if (method === 'GET' || method === 'DELETE') {
-    return { ...coerceQuery(schema, request.query), ...request.params };
+    const coerce = queryCoercer(schema);
+    // No query string (the usual GET): nothing to coerce.
+    return (request) =>
+      isEmpty(request.query) ? { ...request.params } : { ...coerce(request.query), ...request.params };
   }
-  const body = request.body;
-  if (body === undefined || body === null) return { ...request.params };
-  // A body that is not an object (an array, a number) goes to the contract as it is, to be refused there.
-  if (typeof body !== 'object' || Array.isArray(body)) return body;
-  return { ...(body as Record<string, unknown>), ...request.params };
+  return (request) => {
+    const body = request.body;
+    if (body === undefined || body === null) return { ...request.params };
+    // A body that is not an object (an array, a number) goes to the contract as it is, to be refused there.
+    if (typeof body !== 'object' || Array.isArray(body)) return body;
+    return { ...(body as Record<string, unknown>), ...request.params };
+  };
+}
+
+function isEmpty(record: Record<string, unknown>): boolean {
+  for (const _ in record) return false;
+  return true;
 }
 
 /** Query values read as the contract's fields expect: `?page=2` is 2 when `page` is a number. */
-export function coerceQuery(schema: z.ZodType, query: Record<string, unknown>): Record<string, unknown> {
+function queryCoercer(schema: z.ZodType): (query: Record<string, unknown>) => Record<string, unknown> {
   const shape = objectShape(schema);
-  // No prototype: a `__proto__` key in the query is a plain field here, never the object's prototype.
-  const out: Record<string, unknown> = Object.create(null);
-  for (const [key, value] of Object.entries(query)) {
-    // Own fields only: `?constructor=x` or `?__proto__=x` must not find Object.prototype's members.
-    const field = shape && Object.hasOwn(shape, key) ? shape[key] : undefined;
-    out[key] = field === undefined ? value : coerce(baseType(field), value);
-  }
-  return out;
+  const types = new Map<string, string | undefined>();
+  // Own fields only: `?constructor=x` or `?__proto__=x` must not find Object.prototype's members.
+  for (const key of shape ? Object.keys(shape) : []) types.set(key, baseType(shape![key]!));
+  return (query) => {
+    // No prototype: a `__proto__` key in the query is a plain field here, never the object's prototype.
+    const out: Record<string, unknown> = Object.create(null);
+    for (const [key, value] of Object.entries(query)) {
+      out[key] = types.has(key) ? coerce(types.get(key), value) : value;
+    }
+    return out;
+  };
 }
 
 function coerce(type: string | undefined, value: unknown): unknown {

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { signToken } from '@chassis/core';
-import { errorBodySchema } from '@chassis/gateway';
+import { errorBodySchema, route } from '@chassis/gateway';
 import { waitUntil } from '@chassis/testing';
-import { type BankApi, SECRET, startBankApi, token } from './bank-api.ts';
+import { type BankApi, bankRoutes, getPrice, SECRET, startBankApi, token } from './bank-api.ts';
 
 function errorOf(body: string) {
   const parsed = errorBodySchema.safeParse(JSON.parse(body));
@@ -368,5 +368,42 @@ describe('gateway: versions and CORS', () => {
 
   it('a gateway with protected routes and no verifier does not start', async () => {
     await assert.rejects(startBankApi({ auth: undefined }), /no `auth` verifier/);
+  });
+});
+
+describe('gateway: a public route knows a caller who sent a valid token', () => {
+  let api: BankApi;
+  before(async () => {
+    api = await startBankApi({
+      routes: [
+        ...bankRoutes,
+        route.custom('GET', '/whoami', async ({ request }) => ({ caller: request.user?.subject ?? null }), {
+          auth: 'public',
+        }),
+        // The input mapper sees the caller too: the price is asked for the symbol named after them.
+        route.get('/my-price', getPrice, {
+          auth: 'public',
+          input: ({ user }) => ({ symbol: user ? 'GOOG' : 'BHP' }),
+        }),
+      ],
+    });
+  });
+  after(() => api.close());
+
+  const get = (url: string, authorization?: string) =>
+    api.gateway.app.inject({ method: 'GET', url, headers: authorization ? { authorization } : {} });
+
+  it('a valid token is verified and seen; none, or a bad or expired one, is an anonymous caller, never a 401', async () => {
+    const alice = `Bearer ${await token.alice()}`;
+    const stale = `Bearer ${await signToken(SECRET, { sub: 'alice' }, { expiresInSeconds: -120 })}`;
+    assert.deepEqual((await get('/whoami', alice)).json(), { caller: 'alice' });
+    for (const authorization of [undefined, stale, 'Bearer not-a-token', 'Basic YWxpY2U6cHc=']) {
+      const answer = await get('/whoami', authorization);
+      assert.equal(answer.statusCode, 200, `${authorization}: ${answer.body}`);
+      assert.deepEqual(answer.json(), { caller: null }, String(authorization));
+    }
+    assert.equal((await get('/my-price', alice)).json().symbol, 'GOOG');
+    assert.equal((await get('/my-price', stale)).json().symbol, 'BHP');
+    assert.equal((await get('/my-price')).json().symbol, 'BHP');
   });
 });

@@ -16,21 +16,27 @@ export interface RouteTableOptions {
 }
 
 /**
- * The route table as Fastify routes: each checks its caller in a preHandler, then an action route builds
- * and validates the action's input and calls it, and a custom route runs its function. Encapsulated, so
- * that its `prefix` (`/v1`) applies to these routes only.
+ * The route table as Fastify routes: a route that needs a caller checks it in a preHandler, then an
+ * action route builds and validates the action's input and calls it, and a custom route runs its
+ * function. Encapsulated, so that its `prefix` (`/v1`) applies to these routes only.
  */
 export const routeTable: FastifyPluginCallback<RouteTableOptions> = (api, options, done) => {
   for (const spec of options.routes) {
-    api.route({
-      method: spec.method,
-      url: spec.path,
-      preHandler: authenticate(spec.auth as RouteAuth<never> | undefined, options.identify),
-      handler:
-        spec.kind === 'action'
-          ? actionHandler(spec, options.tools, options.idempotency)
-          : customHandler(spec, options.tools),
-    });
+    const handler =
+      spec.kind === 'action'
+        ? actionHandler(spec, options.tools, options.idempotency)
+        : customHandler(spec, options.tools);
+    // A public route has no hook: it still knows a caller who sent a valid token (a bad one is
+    // ignored), verified in the handler (`publicCaller`): a hook stage costs every request.
+    if (spec.auth === 'public') api.route({ method: spec.method, url: spec.path, handler });
+    else {
+      api.route({
+        method: spec.method,
+        url: spec.path,
+        preHandler: authenticate(spec.auth as Exclude<RouteAuth<never>, 'public'> | undefined, options.identify),
+        handler,
+      });
+    }
   }
   done();
 };
@@ -42,16 +48,21 @@ function actionHandler(
 ): (request: FastifyRequest, reply: FastifyReply) => Promise<unknown> {
   const status = spec.status ?? 200;
   const owns = checksOwnership(spec.auth as RouteAuth<never> | undefined);
+  const isPublic = spec.auth === 'public';
+  const inputOf = spec.input ?? defaultInput(spec.method, spec.action.input);
   async function answerOf(request: FastifyRequest, input: unknown): Promise<StoredAnswer> {
     const output = await tools.callFor(request, spec.action, input);
-    const headers: Record<string, string> = {};
-    if (spec.location) headers.location = spec.location(output, input);
+    const headers = spec.location ? { location: spec.location(output, input) } : NO_HEADERS;
     const body = spec.respond ? spec.respond(output, input) : output;
     return { status, body: status === 204 ? null : body, headers };
   }
   return async (request, reply) => {
+    if (isPublic) {
+      const caller = publicCaller(request, tools);
+      if (caller) await caller;
+    }
     const req = routeRequest(request);
-    const raw = spec.input ? spec.input(req) : defaultInput(spec.method, spec.action.input, req);
+    const raw = inputOf(req);
     const parsed = spec.action.input.safeParse(raw);
     if (!parsed.success) {
       const fields = fieldErrors(parsed.error);
@@ -86,7 +97,7 @@ function actionHandler(
     } else {
       answer = await answerOf(request, input);
     }
-    for (const [name, value] of Object.entries(answer.headers)) reply.header(name, value);
+    for (const name in answer.headers) reply.header(name, answer.headers[name]);
     reply.status(answer.status);
     return answer.status === 204 ? reply.send() : reply.send(answer.body);
   };
@@ -94,7 +105,12 @@ function actionHandler(
 
 function customHandler(spec: CustomRoute, tools: GatewayTools) {
   const owns = checksOwnership(spec.auth as RouteAuth<never> | undefined);
+  const isPublic = spec.auth === 'public';
   return async (request: FastifyRequest, reply: FastifyReply) => {
+    if (isPublic) {
+      const caller = publicCaller(request, tools);
+      if (caller) await caller;
+    }
     const req = routeRequest(request);
     if (owns) await checkOwnership(spec.auth as RouteAuth<never>, req.user, req);
     const body = await spec.handler({
@@ -113,6 +129,18 @@ function callsAs(request: FastifyRequest, tools: GatewayTools): CustomRouteConte
   return (contract, input, options) => tools.callFor(request, contract, input, options);
 }
 
+/** No headers of its own: one object for every answer without (never written to). */
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+
+/**
+ * On a public route (no preHandler), the caller of a request that sent a token, verified before the
+ * route reads `user`; a bad token is ignored. Undefined when there is nothing to wait for.
+ */
+function publicCaller(request: FastifyRequest, tools: GatewayTools): Promise<unknown> | undefined {
+  return request.headers.authorization === undefined ? undefined : tools.identify(request).catch(() => undefined);
+}
+
+/** What a route's mapper and handler see. */
 function routeRequest(request: FastifyRequest): RouteRequest {
   return {
     params: (request.params ?? {}) as Record<string, string>,
