@@ -176,6 +176,25 @@ describe('SimpleBank fees: 0.1% of the notional, at least 1.00, charged through 
     assert.equal(feeFor(1_234_567), 1235);
   });
 
+  it('a fee the ledger refused stays refused: a redelivered placement with cash free by then charges nothing', async () => {
+    const fees = await tokenFor('fees', ['system']);
+    const orderId = '00000000-0000-4000-8000-0000000000f2';
+    const [account] = await node.call(listAccounts, {}, alice);
+    const free = toCents(account!.cash);
+    // More than the account has free: refused, and the fees service records the fee waived.
+    const tooMuch = money(free + 100);
+    assert.deepEqual(await node.call(chargeFee, { orderId, accountId: '101', fee: tooMuch }, fees), { charged: false });
+    // The same placement delivered again once the fee would fit (here: a smaller fee asked, as a
+    // changed price would): the ledger's first answer is its last, or the fee is taken unrecorded.
+    assert.deepEqual(await node.call(chargeFee, { orderId, accountId: '101', fee: '1.00' }, fees), { charged: false });
+    const { entries } = await node.call(listTransactions, { accountId: '101', size: 100 }, alice);
+    assert.equal(entries.filter((entry) => entry.orderId === orderId).length, 0, 'no fee entry written');
+    assert.deepEqual(await node.call(refundFee, { orderId, accountId: '101' }, fees), {
+      refunded: false,
+      fee: '0.00',
+    });
+  });
+
   it('only the bank’s services charge or refund a fee: a customer or an admin is FORBIDDEN, nobody UNAUTHENTICATED', async () => {
     const admin = await tokenFor('admin', ['admin']);
     const [before] = await node.call(listAccounts, {}, alice);

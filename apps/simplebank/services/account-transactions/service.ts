@@ -134,7 +134,12 @@ export function accountTransactionsService() {
         // From the cash the order reserved for its fee; if the order is over already, from free cash.
         const fromReservation = reservation?.status === 'held' ? Math.min(fee, Number(reservation.cash_cents)) : 0;
         const freeCash = Number(account.cash_cents) - Number(account.cash_reserved_cents);
-        if (freeCash < fee - fromReservation) return { charged: false };
+        if (freeCash < fee - fromReservation) {
+          // A refusal is final, as a charge is: the fees service records the fee waived, and a placement
+          // delivered again once cash is free must not take it then, unrecorded.
+          await voidFee(db, input.orderId);
+          return { charged: false };
+        }
         if (fromReservation > 0) {
           await db
             .updateTable('reservations')
@@ -162,11 +167,7 @@ export function accountTransactionsService() {
           .executeTakeFirst();
         if (!charge) {
           // Nothing charged yet: a charge arriving later is refused.
-          await db
-            .insertInto('fee_voids')
-            .values({ order_id: input.orderId })
-            .onConflict((oc) => oc.doNothing())
-            .execute();
+          await voidFee(db, input.orderId);
           return { refunded: false, fee: '0.00' };
         }
         const fee = Number(charge.amount);
@@ -299,6 +300,15 @@ async function hasEntry(db: Ledger, orderId: string, kind: Entry['kind']): Promi
 async function isVoided(db: Ledger, orderId: string): Promise<boolean> {
   const row = await db.selectFrom('fee_voids').select('order_id').where('order_id', '=', orderId).executeTakeFirst();
   return row !== undefined;
+}
+
+/** The order's fee is never to be charged: refused once, or refunded before it came. */
+async function voidFee(db: Ledger, orderId: string): Promise<void> {
+  await db
+    .insertInto('fee_voids')
+    .values({ order_id: orderId })
+    .onConflict((oc) => oc.doNothing())
+    .execute();
 }
 
 function reserveCash(db: Ledger, accountId: string, cents: number) {
