@@ -117,14 +117,36 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
     client.release();
   } catch (error) {
     await pool.end().catch(() => undefined);
-    throw new ChassisError(
-      'UNAVAILABLE',
-      `Cannot connect to PostgreSQL at ${hidePassword(url)}: ${(error as Error).message}`,
-      { cause: error },
-    );
+    throw connectError(url, error);
   }
   const kysely = new Kysely<AnyTables>({ dialect: new PostgresDialect({ pool }) });
   return new Database('postgres', kysely, (channel, onNotify) => listenOn(url, channel, onNotify), hidePassword(url));
+}
+
+/**
+ * Why a first connection failed. A server that is down or restarting is `UNAVAILABLE` (retryable: it
+ * may come back); a database that does not exist or a login the server refuses is `CONFIG`, with what
+ * to change, since retrying would fail the same way forever.
+ */
+function connectError(url: string, error: unknown): ChassisError {
+  const where = hidePassword(url);
+  const { code, message } = error as { code?: unknown; message: string };
+  if (code === '3D000') {
+    const name = new URL(url).pathname.slice(1) || '(none)';
+    return new ChassisError(
+      'CONFIG',
+      `The database "${decodeURIComponent(name)}" does not exist at ${where}: create it (createdb, or CREATE DATABASE) or point the URL at one that does`,
+      { cause: error },
+    );
+  }
+  if (code === '28000' || code === '28P01') {
+    return new ChassisError(
+      'CONFIG',
+      `PostgreSQL at ${where} refused the login: ${message}. Check the user and password in the URL`,
+      { cause: error },
+    );
+  }
+  return new ChassisError('UNAVAILABLE', `Cannot connect to PostgreSQL at ${where}: ${message}`, { cause: error });
 }
 
 /**
