@@ -221,6 +221,17 @@ export function formatTable(rows: string[][]): string {
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
 }
 
+/** Each contender's highest throughput at each concurrency, in the order they were first measured. */
+export function bestRounds(measurements: readonly Measurement[]): Measurement[] {
+  const byKey = new Map<string, Measurement>();
+  for (const m of measurements) {
+    const key = `${m.name}\u0000${m.concurrency}`;
+    const kept = byKey.get(key);
+    if (!kept || m.opsPerSec > kept.opsPerSec) byKey.set(key, m);
+  }
+  return [...byKey.values()];
+}
+
 /** A measurement with its throughput as a ratio of the baseline contender's at the same concurrency. */
 export type RatedMeasurement = Measurement & { ratio: number | undefined };
 

@@ -1,5 +1,13 @@
 import { isDeepStrictEqual } from 'node:util';
-import { type Measurement, measure, type RatedMeasurement, ratioTable, withRatios, writeResults } from './harness.ts';
+import {
+  bestRounds,
+  type Measurement,
+  measure,
+  type RatedMeasurement,
+  ratioTable,
+  withRatios,
+  writeResults,
+} from './harness.ts';
 
 /**
  * Contenders measured one after another in one process, each at every concurrency, then printed as one
@@ -78,7 +86,7 @@ export async function runSideBySide(run: SideBySide): Promise<SideBySideResult> 
     }
   }
 
-  const rows = withRatios(best(measurements), run.baseline);
+  const rows = withRatios(bestRounds(measurements), run.baseline);
   console.log('');
   if (rounds > 1) console.log(`best of ${rounds} rounds:`);
   console.log(ratioTable(rows, { ops: 'ops/s', baseline: run.baseline }));
@@ -98,17 +106,6 @@ export async function runSideBySide(run: SideBySide): Promise<SideBySideResult> 
   });
   if (failures.length > 0) console.error(`failed: ${failures.map((f) => f.name).join(', ')}`);
   return { rows, failures };
-}
-
-/** Each contender's highest throughput at each concurrency, in the order they were first measured. */
-function best(measurements: readonly Measurement[]): Measurement[] {
-  const byKey = new Map<string, Measurement>();
-  for (const m of measurements) {
-    const key = `${m.name}\u0000${m.concurrency}`;
-    const kept = byKey.get(key);
-    if (!kept || m.opsPerSec > kept.opsPerSec) byKey.set(key, m);
-  }
-  return [...byKey.values()];
 }
 
 /** What the rounds gather: every measurement, the contenders that failed, and each one's notes. */
