@@ -11,6 +11,7 @@ import {
   sql,
 } from 'kysely';
 import pg from 'pg';
+import { type DatabaseUsage, UsageCounter } from './usage.ts';
 
 /**
  * One database client over PostgreSQL (`pg`, production) and PGlite (embedded, the same SQL), with the
@@ -42,6 +43,8 @@ export class Database {
   private readonly listener: (channel: string, onNotify: (payload: string) => void) => Promise<() => Promise<void>>;
   /** What the URL said, with any password hidden: for messages. */
   readonly description: string;
+  /** Statements and transactions sent through this handle since it opened. */
+  readonly usage: DatabaseUsage;
 
   /** Use `Database.open(url)`. */
   constructor(
@@ -49,11 +52,13 @@ export class Database {
     kysely: Kysely<AnyTables>,
     listener: (channel: string, onNotify: (payload: string) => void) => Promise<() => Promise<void>>,
     description: string,
+    usage: DatabaseUsage,
   ) {
     this.kind = kind;
     this.kysely = kysely;
     this.listener = listener;
     this.description = description;
+    this.usage = usage;
   }
 
   static async open(url: string, options: DatabaseOptions = {}): Promise<Database> {
@@ -111,7 +116,11 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
   // pool reports an idle one's death; a checked-out client reports its own, to its own listeners — with
   // none, Node throws. The query in flight fails on its own, and the pool replaces the client.
   pool.on('error', () => undefined);
-  pool.on('connect', (client) => client.on('error', () => undefined));
+  const usage = new UsageCounter();
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+    countQueries(client, usage.connection());
+  });
   try {
     const client = await pool.connect();
     client.release();
@@ -120,7 +129,23 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
     throw connectError(url, error);
   }
   const kysely = new Kysely<AnyTables>({ dialect: new PostgresDialect({ pool }) });
-  return new Database('postgres', kysely, (channel, onNotify) => listenOn(url, channel, onNotify), hidePassword(url));
+  return new Database(
+    'postgres',
+    kysely,
+    (channel, onNotify) => listenOn(url, channel, onNotify),
+    hidePassword(url),
+    usage,
+  );
+}
+
+/** Counts what a pg client is sent (Kysely sends SQL text; a cursor carries it as `text`). */
+function countQueries(client: pg.PoolClient, count: (text: string) => void): void {
+  const query = client.query as (...args: unknown[]) => unknown;
+  client.query = ((config: unknown, ...rest: unknown[]) => {
+    const text = typeof config === 'string' ? config : (config as { text?: unknown } | null)?.text;
+    if (typeof text === 'string') count(text);
+    return query.call(client, config, ...rest);
+  }) as typeof client.query;
 }
 
 /**
@@ -280,7 +305,10 @@ async function openPglite(url: string): Promise<Database> {
       cause: error,
     });
   }
-  const kysely = new Kysely<AnyTables>({ dialect: new PostgresDialect({ pool: new OneConnectionPool(lite) }) });
+  const usage = new UsageCounter();
+  const kysely = new Kysely<AnyTables>({
+    dialect: new PostgresDialect({ pool: new OneConnectionPool(lite, usage.connection()) }),
+  });
   return new Database(
     'pglite',
     kysely,
@@ -291,6 +319,7 @@ async function openPglite(url: string): Promise<Database> {
       };
     },
     dataDir ? `pglite://${dataDir}` : 'pglite://memory',
+    usage,
   );
 }
 
@@ -307,9 +336,12 @@ class OneConnectionPool implements PostgresPool {
   private tail: Promise<void> = Promise.resolve();
 
   private readonly lite: PGliteInterface;
+  /** Counts what the one connection is sent. */
+  private readonly count: (text: string) => void;
 
-  constructor(lite: PGliteInterface) {
+  constructor(lite: PGliteInterface, count: (text: string) => void) {
     this.lite = lite;
+    this.count = count;
   }
 
   async connect(): Promise<PostgresPoolClient> {
@@ -320,9 +352,11 @@ class OneConnectionPool implements PostgresPool {
     });
     await previous;
     const lite = this.lite;
+    const count = this.count;
     let released = false;
     const client = {
       async query<R>(text: string, parameters: ReadonlyArray<unknown>): Promise<PostgresQueryResult<R>> {
+        count(text);
         // Several statements (a migration file) go through exec, which takes no parameters.
         if (parameters.length === 0) {
           const results = await lite.exec(text);

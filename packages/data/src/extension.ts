@@ -217,6 +217,28 @@ export class DataExtension implements NodeExtension {
 
   private registerMetrics(node: ChassisNode): void {
     const relays = this.relays;
+    const usage = this.database.usage;
+    // Read from the database handle's own counts when scraped: nothing is added on the query path.
+    new Counter({
+      name: 'chassis_db_statements_total',
+      help: 'Statements this node sent to its database (BEGIN, COMMIT and ROLLBACK aside)',
+      registers: [node.metrics.registry],
+      collect() {
+        this.reset();
+        this.inc(usage.statements);
+      },
+    });
+    new Counter({
+      name: 'chassis_db_transactions_total',
+      help: 'Transactions this node ran in its database, by how they ended; a statement sent outside a transaction is one',
+      labelNames: ['outcome'] as const,
+      registers: [node.metrics.registry],
+      collect() {
+        this.reset();
+        this.inc({ outcome: 'commit' }, usage.commits);
+        this.inc({ outcome: 'rollback' }, usage.rollbacks);
+      },
+    });
     new Gauge({
       name: 'chassis_outbox_pending',
       help: 'Events committed to a service’s outbox and not yet published',

@@ -76,3 +76,4 @@ export {
   sagaStatuses,
 } from './sagas.ts';
 export { UnitOfWork } from './unit-of-work.ts';
+export type { DatabaseUsage } from './usage.ts';

@@ -250,6 +250,24 @@ export function extensionSuite(target: DatabaseTarget): void {
       assert.equal(await count(data, s.ledger.name, 'reservations'), 1);
     });
 
+    it(`[${target.name}] the node's metrics count its database statements and transactions`, async () => {
+      const s = slice();
+      const { data, node } = await start([s.orders]);
+      const sample = (text: string, name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1]);
+      const before = await node.metrics.registry.metrics();
+      await node.call(s.sellShares, { accountId: '101', symbol: 'BHP', quantity: 10 });
+      const after = await node.metrics.registry.metrics();
+      const statements = sample(after, 'chassis_db_statements_total') - sample(before, 'chassis_db_statements_total');
+      const commits =
+        sample(after, 'chassis_db_transactions_total\\{outcome="commit"\\}') -
+        sample(before, 'chassis_db_transactions_total\\{outcome="commit"\\}');
+      // The order, its outbox row, at least; and the relay's own work, which runs on its own schedule.
+      assert.ok(statements >= 2, `statements counted: ${statements}`);
+      assert.ok(commits >= 1, `transactions counted: ${commits}`);
+      // The figures are the database handle's own (which the relay has gone on adding to since).
+      assert.ok(sample(after, 'chassis_db_statements_total') <= data.database.usage.statements);
+    });
+
     it(`[${target.name}] readiness checks the database`, async () => {
       const s = slice();
       const { node } = await start([s.orders]);

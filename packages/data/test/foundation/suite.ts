@@ -46,6 +46,34 @@ export function foundationSuite(target: DatabaseTarget): void {
       );
     });
 
+    it(`[${target.name}] counts the statements it sends and the transactions they run in`, async () => {
+      const db = await fresh();
+      const counts = () => ({ ...db.usage });
+      const before = counts();
+      // Alone: PostgreSQL runs and commits each in a transaction of its own.
+      await sql`create table entries (id int primary key)`.execute(db.kysely);
+      await db.transaction(async (trx) => {
+        await sql`insert into entries values (1)`.execute(trx);
+        await sql`insert into entries values (2)`.execute(trx);
+      });
+      await assert.rejects(
+        db.transaction(async (trx) => {
+          await sql`insert into entries values (3)`.execute(trx);
+          throw new Error('changed my mind');
+        }),
+      );
+      await db.kysely.selectFrom('entries').selectAll().execute();
+      const after = counts();
+      assert.deepEqual(
+        {
+          statements: after.statements - before.statements,
+          commits: after.commits - before.commits,
+          rollbacks: after.rollbacks - before.rollbacks,
+        },
+        { statements: 5, commits: 3, rollbacks: 1 },
+      );
+    });
+
     it(`[${target.name}] LISTEN/NOTIFY: a notification sent in a transaction arrives after it commits`, async () => {
       const db = await fresh();
       const heard: string[] = [];
