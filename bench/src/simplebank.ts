@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { signToken } from '@chassis/core';
 import { Database, sql } from '@chassis/data';
-import { launchDistributed } from '@chassis/simplebank/launcher';
+import { type DistributedSimplebank, distributedTopology, launchDistributed } from '@chassis/simplebank/launcher';
 import { freePort, servers } from '@chassis/testing';
 import pg from 'pg';
 import { benchConcurrencies, benchDurationMs, formatTable, measure, writeResults } from './harness.ts';
@@ -53,7 +53,11 @@ async function main(): Promise<void> {
   process.env.CHASSIS_JWT_SECRET = SECRET;
   const errors: string[] = [];
   console.log('SimpleBank: starting the distributed topology (7 processes) over NATS and PostgreSQL …');
+  // Every process serves its /metrics, where its database statements and transactions are counted.
+  const opsPorts: Record<string, number> = {};
+  for (const spec of distributedTopology()) opsPorts[spec.name] = await freePort();
   const bank = await launchDistributed({
+    opsPorts,
     transport: process.env.BENCH_NATS_URL ?? servers.nats.url,
     databaseUrl: databaseUrl(bankDb),
     port: await freePort(),
@@ -86,6 +90,7 @@ async function main(): Promise<void> {
     };
     for (const concurrency of CONCURRENCY) {
       const before = await terminalCounts(db);
+      const usageBefore = await databaseUsage(bank);
       const cpuBefore = readProcessCpu();
       const accepted = await measure('simplebank accept', concurrency, placeOrder, {
         durationMs: DURATION_MS,
@@ -101,6 +106,7 @@ async function main(): Promise<void> {
       const lastCompletion = await lastCompletedAt(db);
       const completed = counts.completed - before.completed;
       const cpuAfter = readProcessCpu();
+      const usageAfter = await databaseUsage(bank);
       const cpu = cpuBefore && cpuAfter ? cpuUsedBetween(cpuBefore, cpuAfter, groupOf) : {};
       const cpuMsPerOrder = (group: string) => (completed > 0 ? ((cpu[group] ?? 0) * 1000) / completed : Number.NaN);
       const seconds = (lastCompletion - firstAcceptance) / 1000;
@@ -120,6 +126,7 @@ async function main(): Promise<void> {
           postgres: cpuMsPerOrder('postgres'),
           nats: cpuMsPerOrder('nats'),
         },
+        databasePerOrder: databasePerOrder(usageBefore, usageAfter, completed),
       });
     }
   } finally {
@@ -150,6 +157,7 @@ async function main(): Promise<void> {
         'errors',
         'orders : pgbench tx',
         'CPU ms/order: chassis + postgres + nats',
+        'SQL statements : transactions /order',
       ],
       ...rows.map((r) => [
         String(r.concurrency),
@@ -164,9 +172,18 @@ async function main(): Promise<void> {
         // In the time pgbench -N commits this many of its transactions, SimpleBank completes one order.
         `1 : ${fixed(base.tps / (r.completedPerSec as number))}`,
         cpuColumn(r.cpuMsPerOrder as Record<string, number>),
+        databaseColumn(r.databasePerOrder as DatabasePerOrder),
       ]),
     ]),
   );
+  const last = rows.at(-1)?.databasePerOrder as DatabasePerOrder | undefined;
+  if (last) {
+    console.log(
+      `SQL per completed order by process (statements : transactions): ${Object.entries(last.byProcess)
+        .map(([name, u]) => `${name} ${fixed(u.statements, 1)} : ${fixed(u.transactions, 1)}`)
+        .join(', ')}. Goal (issue 12): at most 40 : 12 in all.`,
+    );
+  }
   console.log(`pgbench -N, 4 clients, same server: ${base.tps.toFixed(0)} TPS`);
   const cores = availableParallelism();
   const busiest = rows.at(-1)?.cpuMsPerOrder as Record<string, number> | undefined;
@@ -179,6 +196,58 @@ async function main(): Promise<void> {
   console.log('Goal (issue 6): at least 500 completed orders/s with p99 acceptance under 100 ms.');
   if (errors.length > 0) console.log(`\nprocess errors (first 5):\n${errors.slice(0, 5).join('\n')}`);
   await writeResults('simplebank', startedAt, { rows, pgbenchTps: base.tps, durationMs: DURATION_MS });
+}
+
+interface DatabaseUsageCount {
+  statements: number;
+  transactions: number;
+}
+
+interface DatabasePerOrder extends DatabaseUsageCount {
+  byProcess: Record<string, DatabaseUsageCount>;
+}
+
+/** Each process's `chassis_db_statements_total` and `chassis_db_transactions_total` (both outcomes). */
+async function databaseUsage(bank: DistributedSimplebank): Promise<Map<string, DatabaseUsageCount>> {
+  const usage = new Map<string, DatabaseUsageCount>();
+  for (const [name, running] of bank.processes) {
+    if (!running.opsUrl) continue;
+    const text = await (await fetch(`${running.opsUrl}/metrics`)).text();
+    const sum = (metric: string) =>
+      [...text.matchAll(new RegExp(`^${metric}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
+    usage.set(name, {
+      statements: sum('chassis_db_statements_total'),
+      transactions: sum('chassis_db_transactions_total'),
+    });
+  }
+  return usage;
+}
+
+/** Statements and transactions per completed order: in all, and by process (orders-1 and -2 as orders). */
+function databasePerOrder(
+  before: Map<string, DatabaseUsageCount>,
+  after: Map<string, DatabaseUsageCount>,
+  completed: number,
+): DatabasePerOrder {
+  const byProcess: Record<string, DatabaseUsageCount> = {};
+  const all = { statements: 0, transactions: 0 };
+  for (const [name, end] of after) {
+    const start = before.get(name) ?? { statements: 0, transactions: 0 };
+    const group = name.replace(/-\d+$/, '');
+    const entry = byProcess[group] ?? { statements: 0, transactions: 0 };
+    byProcess[group] = entry;
+    for (const key of ['statements', 'transactions'] as const) {
+      const share = (end[key] - start[key]) / completed;
+      entry[key] += share;
+      all[key] += share;
+    }
+  }
+  return { ...all, byProcess };
+}
+
+function databaseColumn(usage: DatabasePerOrder | undefined): string {
+  if (!usage || !Number.isFinite(usage.statements)) return 'n/a';
+  return `${usage.statements.toFixed(1)} : ${usage.transactions.toFixed(1)}`;
 }
 
 function cpuColumn(ms: Record<string, number> | undefined): string {

@@ -24,11 +24,15 @@ export interface DistributedOptions {
   /** Each process's lines, prefixed with its name; default: to stdout. */
   output?: (line: string) => void;
   logLevel?: string;
+  /** Ops ports (`/metrics`, `/health/*`) by process name; a process not named serves none. */
+  opsPorts?: Readonly<Record<string, number>>;
 }
 
 export interface RunningProcess {
   readonly spec: ProcessSpec;
   readonly child: ChildProcess;
+  /** Its `/metrics` and `/health/*`, when `opsPorts` gave it a port. */
+  readonly opsUrl: string | undefined;
   /** Resolves when the process has exited. */
   readonly exited: Promise<void>;
 }
@@ -92,7 +96,7 @@ export async function launchDistributed(options: DistributedOptions): Promise<Di
   await ensureDatabase(options.databaseUrl);
   const processes = new Map<string, RunningProcess>();
 
-  const spawnProcess = (spec: ProcessSpec, script: string, env: Record<string, string>) => {
+  const spawnProcess = (spec: ProcessSpec, script: string, env: Record<string, string>, opsPort?: number) => {
     const child = spawn(process.execPath, [script], {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -108,7 +112,8 @@ export async function launchDistributed(options: DistributedOptions): Promise<Di
       });
     }
     const exited = once(child, 'exit').then(() => undefined);
-    processes.set(spec.name, { spec, child, exited });
+    const opsUrl = opsPort === undefined ? undefined : `http://127.0.0.1:${opsPort}`;
+    processes.set(spec.name, { spec, child, exited, opsUrl });
   };
 
   const exchangeSpec = { name: 'exchange', services: '' };
@@ -118,16 +123,22 @@ export async function launchDistributed(options: DistributedOptions): Promise<Di
   const start = async (name: string) => {
     const spec = specs.find((candidate) => candidate.name === name);
     if (!spec) throw new Error(`No process ${name} in the topology`);
-    spawnProcess(spec, MAIN, {
-      CHASSIS_TRANSPORT: options.transport,
-      DATABASE_URL: options.databaseUrl,
-      SERVICES: spec.services,
-      EXCHANGE_URL: exchangeUrl,
-      PORT: spec.port === undefined ? 'off' : String(spec.port),
-      OPS_PORT: 'off',
-      NODE_ID: spec.name,
-      LOG_LEVEL: options.logLevel ?? 'warn',
-    });
+    const opsPort = options.opsPorts?.[spec.name];
+    spawnProcess(
+      spec,
+      MAIN,
+      {
+        CHASSIS_TRANSPORT: options.transport,
+        DATABASE_URL: options.databaseUrl,
+        SERVICES: spec.services,
+        EXCHANGE_URL: exchangeUrl,
+        PORT: spec.port === undefined ? 'off' : String(spec.port),
+        OPS_PORT: opsPort === undefined ? 'off' : String(opsPort),
+        NODE_ID: spec.name,
+        LOG_LEVEL: options.logLevel ?? 'warn',
+      },
+      opsPort,
+    );
     if (spec.port !== undefined) await waitForHttp(`${url}/health`, 'the gateway');
   };
 
