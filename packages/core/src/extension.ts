@@ -27,11 +27,17 @@ export interface NodeExtension {
   emit?(ctx: Context, event: string, message: WireMessage): Promise<boolean>;
   /** Readiness checks the extension adds (e.g. the database answers). */
   checks?(): Record<string, HealthCheck>;
+  /**
+   * Takes, or keeps, the lease of a `cluster` schedule for `holder` until `ttlMs` from now: true when
+   * `holder` has it, false when another node does. Undefined when this extension keeps no leases for
+   * the service (then another extension may, or every instance runs the schedule).
+   */
+  lease?(service: ServiceDefinition, schedule: string, holder: string, ttlMs: number): Promise<boolean> | undefined;
 }
 
 /** One run of a handler, as extensions see it. */
 export interface Invocation {
-  readonly kind: 'action' | 'event';
+  readonly kind: 'action' | 'event' | 'schedule';
   readonly service: ServiceDefinition;
   readonly ctx: Context;
   /** An event handler's durable subscription, `<service>.<handler>`. */

@@ -57,6 +57,47 @@ export function on<E extends EventContract>(
   return { contract, name: options.name ?? contract.event, run, options };
 }
 
+/**
+ * Work a service does on a clock rather than on a message: a sweep for what a crash left half done,
+ * expiry, a cache refresh. Made with `every`.
+ */
+export interface ScheduleDefinition {
+  /** Lower-case letters, digits and dashes; unique within the service: `sweep-stale-orders`. */
+  readonly name: string;
+  /** Time from the start of one run to the start of the next (or, after a run that took longer, its end). */
+  readonly everyMs: number;
+  readonly options: ScheduleOptions;
+  run(ctx: Context): Promise<void> | void;
+}
+
+export interface ScheduleOptions {
+  /**
+   * `cluster` (default): one instance of the service runs it at a time, the one holding its lease —
+   * kept by the node's extensions (the data kit keeps it in the service's database); a service no
+   * extension keeps leases for runs it on every instance, and its node says so at start.
+   * `instance`: every instance runs it (a cache of its own, say).
+   */
+  scope?: 'cluster' | 'instance';
+  /** A run's deadline (`ctx.deadline`), after which it is abandoned. Default `everyMs`, at least 1 s. */
+  timeoutMs?: number;
+}
+
+/**
+ * Scheduled work: `every('sweep-stale-orders', 30_000, async (ctx) => …)`. A run gets a handler's
+ * context — `ctx.call`, `ctx.emit`, its own unit of work with the data kit, a deadline, a span, logs —
+ * and is timed in `chassis_schedule_duration_seconds`. A run that fails is logged and the next one
+ * comes on time; runs of one schedule never overlap on an instance; a draining node finishes the run
+ * in flight and starts no other.
+ */
+export function every(
+  name: string,
+  everyMs: number,
+  run: (ctx: Context) => Promise<void> | void,
+  options: ScheduleOptions = {},
+): ScheduleDefinition {
+  return { name, everyMs, run, options };
+}
+
 export interface ServiceSpec {
   /** Lower-case, letters, digits and dashes: `account-transactions`. */
   name: string;
@@ -64,6 +105,8 @@ export interface ServiceSpec {
   description?: string;
   actions?: ActionHandler[];
   events?: EventHandlerDefinition[];
+  /** Work on a clock: `schedules: [every('sweep', 30_000, sweep)]`. */
+  schedules?: ScheduleDefinition[];
   /** Contracts this service calls or emits, so the topology is known before anything runs. */
   uses?: AnyContract[];
   /** Readiness checks of what the service depends on (its database, a third party), by name. */
@@ -99,6 +142,7 @@ export interface ServiceDefinition {
   readonly description: string | undefined;
   readonly actions: ReadonlyMap<string, ActionHandler>;
   readonly events: readonly EventHandlerDefinition[];
+  readonly schedules: readonly ScheduleDefinition[];
   readonly uses: readonly AnyContract[];
   readonly health: Readonly<Record<string, HealthCheck>>;
   readonly migrations: URL | string | undefined;
@@ -131,6 +175,21 @@ export function defineService(spec: ServiceSpec): ServiceDefinition {
     }
     handlerNames.add(handler.name);
   }
+  const scheduleNames = new Set<string>();
+  for (const schedule of spec.schedules ?? []) {
+    if (!SERVICE_NAME.test(schedule.name)) {
+      problems.push(`schedule "${schedule.name}" must be named with lower-case letters, digits and dashes`);
+    }
+    if (scheduleNames.has(schedule.name)) problems.push(`two schedules are named "${schedule.name}"`);
+    scheduleNames.add(schedule.name);
+    if (!Number.isFinite(schedule.everyMs) || schedule.everyMs < 10) {
+      problems.push(`schedule "${schedule.name}" runs every ${schedule.everyMs} ms; give at least 10 ms`);
+    }
+    const { timeoutMs } = schedule.options;
+    if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
+      problems.push(`schedule "${schedule.name}" has timeoutMs ${timeoutMs}; give a positive number of ms`);
+    }
+  }
   if (problems.length > 0) {
     throw new TypeError(`Service "${spec.name}" is not valid:\n- ${problems.join('\n- ')}`);
   }
@@ -140,6 +199,7 @@ export function defineService(spec: ServiceSpec): ServiceDefinition {
     description: spec.description,
     actions,
     events: Object.freeze([...(spec.events ?? [])]),
+    schedules: Object.freeze([...(spec.schedules ?? [])]),
     uses: Object.freeze([...(spec.uses ?? [])]),
     health: Object.freeze({ ...spec.health }),
     migrations: spec.migrations,

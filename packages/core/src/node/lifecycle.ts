@@ -36,7 +36,7 @@ export function nodeInfo(rt: NodeRuntime): NodeInfo {
 
 /**
  * Starts: the ops port, tracing, flags, the transport, the extensions, the services' start hooks, then
- * their actions served and their events consumed, then heartbeats. A failure on the way undoes it all.
+ * their actions served, their events consumed and their schedules armed, then heartbeats. A failure on the way undoes it all.
  */
 export async function startNode(rt: NodeRuntime, node: ChassisNode): Promise<void> {
   if (rt.state !== 'idle') throw new Error(`The node is ${rt.state}; a node starts once`);
@@ -77,6 +77,7 @@ export async function startNode(rt: NodeRuntime, node: ChassisNode): Promise<voi
         );
       }
     }
+    rt.schedules.start();
     await rt.registry.start();
     rt.state = 'running';
     rt.log.info(
@@ -85,6 +86,7 @@ export async function startNode(rt: NodeRuntime, node: ChassisNode): Promise<voi
     );
   } catch (error) {
     rt.state = 'stopped';
+    await rt.schedules.stop();
     await Promise.allSettled(rt.consumers.splice(0).map((consumer) => consumer.stop()));
     await rt.transport.close().catch(() => undefined);
     await rt.opsServer?.close();
@@ -100,7 +102,11 @@ export async function stopNode(rt: NodeRuntime, node: ChassisNode): Promise<void
   if (rt.state !== 'running' && rt.state !== 'starting') return;
   rt.state = 'draining';
   rt.log.info('node draining');
-  const stopped = Promise.allSettled([...rt.consumers.splice(0).map((consumer) => consumer.stop()), ...rt.localCalls]);
+  const stopped = Promise.allSettled([
+    ...rt.consumers.splice(0).map((consumer) => consumer.stop()),
+    ...rt.localCalls,
+    rt.schedules.stop(),
+  ]);
   let timer: NodeJS.Timeout | undefined;
   const timedOut = await Promise.race([
     stopped.then(() => false),

@@ -18,6 +18,7 @@ import type { HandlerContext, Outbound } from './handler-context.ts';
 import { type NodeState, nodeInfo } from './lifecycle.ts';
 import { type NodeOptions, type NodeSettings, settingsOf } from './options.ts';
 import { publish } from './publish.ts';
+import { Schedules } from './schedules.ts';
 
 /**
  * Everything the stages of a message's life share, in one object each stage receives: what the node is
@@ -61,6 +62,8 @@ export interface NodeRuntime {
   readonly inFlight: Set<HandlerContext>;
   /** Local calls whose handlers still run (the caller may have stopped waiting): drained at stop. */
   readonly localCalls: Set<Promise<unknown>>;
+  /** The services' scheduled work, started with the consumers and stopped with them. */
+  readonly schedules: Schedules;
   /** Each contract's call policies, resolved on its first call. */
   readonly contractPolicies: WeakMap<ActionContract, Required<CallPolicies>>;
   /** Each handler's policies (action or event handler), resolved on its first message. */
@@ -135,9 +138,12 @@ export function createRuntime(options: NodeOptions): NodeRuntime {
     consumers: [],
     inFlight: new Set(),
     localCalls: new Set(),
+    // Made below: a schedule reads the runtime it is part of.
+    schedules: undefined as unknown as Schedules,
     contractPolicies: new WeakMap(),
     handlerPolicies: new WeakMap(),
   };
+  (rt as { schedules: Schedules }).schedules = new Schedules(rt);
   transport.onStatus((status) => {
     if (status !== rt.transportStatus) {
       log[status === 'connected' ? 'info' : 'warn']({ status }, `transport ${transport.kind} ${status}`);

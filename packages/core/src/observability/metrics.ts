@@ -37,6 +37,13 @@ export class NodeMetrics {
     buckets,
     registers: [this.registry],
   });
+  readonly schedule = new Histogram({
+    name: 'chassis_schedule_duration_seconds',
+    help: 'Time a run of scheduled work took, by service, schedule and outcome',
+    labelNames: ['service', 'schedule', 'outcome'] as const,
+    buckets,
+    registers: [this.registry],
+  });
   readonly published = new Counter({
     name: 'chassis_events_published_total',
     help: 'Events published (confirmed by the broker)',
