@@ -13,6 +13,7 @@ import { Counter, Gauge } from 'prom-client';
 import { type AnyTables, Database, unavailableIfDisconnected } from './database.ts';
 import { type EventSchemas, EventStore, type EventStoreOptions } from './event-store.ts';
 import { claimInbox, installInbox, isInInbox } from './inbox.ts';
+import { installLeases, takeLease } from './leases.ts';
 import { migrate } from './migrations.ts';
 import { installOutbox, OutboxRelay, writeOutbox } from './outbox.ts';
 import { UnitOfWork } from './unit-of-work.ts';
@@ -77,6 +78,9 @@ export class DataExtension implements NodeExtension {
       const report = await migrate(db, { service: service.name, folder: service.migrations! });
       await installOutbox(db, service.name);
       await installInbox(db, service.name);
+      if (service.schedules.some((schedule) => schedule.options.scope !== 'instance')) {
+        await installLeases(db, service.name);
+      }
       if (report.applied.length > 0) {
         node.log.info({ service: service.name, applied: report.applied }, `migrated ${service.name}`);
       }
@@ -168,6 +172,14 @@ export class DataExtension implements NodeExtension {
     }
   }
 
+  /** A cluster schedule's lease, in the service's database; none for a service without one. */
+  lease(service: ServiceDefinition, schedule: string, holder: string, ttlMs: number): Promise<boolean> | undefined {
+    if (!this.services.has(service.name)) return undefined;
+    return takeLease(this.database, service.name, schedule, holder, ttlMs).catch((error: unknown) => {
+      throw unavailableIfDisconnected(error);
+    });
+  }
+
   async emit(ctx: Context, event: string, message: { headers: Record<string, string>; body: Uint8Array }) {
     const unit = this.units.get(ctx);
     if (!unit) return false;
@@ -193,9 +205,12 @@ export class DataExtension implements NodeExtension {
 
   /** Commits what the action running with `ctx` wrote so far; its next database use opens a new transaction. */
   async commitSoFar(ctx: Context): Promise<void> {
-    if (this.invocations.get(ctx) !== 'action') {
+    if (this.invocations.get(ctx) === 'event') {
       // An event handler's inbox claim commits with its first part: a crash after it would skip the rest.
-      throw new ChassisError('INTERNAL', `commit(ctx) is for actions; ${ctx.service} called it from an event handler`);
+      throw new ChassisError(
+        'INTERNAL',
+        `commit(ctx) is for actions and schedules; ${ctx.service} called it from an event handler`,
+      );
     }
     await this.unitOf(ctx).commitSoFar();
   }
@@ -298,10 +313,10 @@ function requireContext(): Context {
 }
 
 /**
- * Commits what the running action wrote so far, so that a step is durable before the action calls
- * another service (which, on one PGlite connection, could not run while this transaction is open);
- * the action's next `database(ctx)` opens a new transaction. Actions only: an event handler's work must
- * commit with its inbox claim, all at once.
+ * Commits what the running action (or scheduled run: a sweep, item by item) wrote so far, so that a
+ * step is durable before it calls another service (which, on one PGlite connection, could not run while
+ * this transaction is open); its next `database(ctx)` opens a new transaction. Not in event handlers:
+ * their work must commit with their inbox claim, all at once.
  */
 export async function commit(ctx: Context = requireContext()): Promise<void> {
   await extensionOf(ctx.nodeId).commitSoFar(ctx);

@@ -1,0 +1,4 @@
+import { pgliteTarget } from '@chassis/testing';
+import { schedulesSuite } from './schedules/suite.ts';
+
+schedulesSuite(pgliteTarget());
