@@ -1,4 +1,4 @@
-import { ChassisError, defineService, handle } from '@chassis/core';
+import { ChassisError, defineService, every, handle } from '@chassis/core';
 import { getPrice, listPrices, UnknownSymbol } from '../../contracts/market-data.ts';
 
 export interface MarketDataOptions {
@@ -25,7 +25,6 @@ export function marketDataService(options: MarketDataOptions) {
   const refreshMs = options.refreshMs ?? 1000;
   const timeoutMs = options.timeoutMs ?? 2000;
   const prices = new Map<string, Quote>();
-  let timer: NodeJS.Timeout | undefined;
   let lastError: string | undefined;
 
   async function refresh(): Promise<void> {
@@ -53,12 +52,9 @@ export function marketDataService(options: MarketDataOptions) {
     name: 'market-data',
     version: '0.1.0',
     description: 'Prices from the exchange, the last known kept',
-    start: async () => {
-      await refresh();
-      timer = setInterval(refresh, refreshMs);
-      timer.unref();
-    },
-    stop: () => clearInterval(timer),
+    start: refresh,
+    // Every instance keeps its own prices; a refresh may take its whole fetch timeout.
+    schedules: [every('refresh-prices', refreshMs, refresh, { scope: 'instance', timeoutMs: timeoutMs + 1000 })],
     health: {
       'exchange:prices': () =>
         lastError === undefined

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { ChassisError, type Context, defineService, handle, isChassisError, on } from '@chassis/core';
+import { ChassisError, type Context, defineService, every, handle, isChassisError, on } from '@chassis/core';
 import { commit, database, type EventStore, type NewEventOf, openEventStore, sql } from '@chassis/data';
 import { requestReservation } from '../../contracts/account-transactions.ts';
 import { feeFor, money, toCents } from '../../contracts/common.ts';
@@ -57,7 +57,6 @@ export function ordersService(options: OrdersOptions = {}) {
   const slippage = options.limitSlippage ?? 0.05;
   const staleAfterMs = options.staleAfterMs ?? 60_000;
   let store: EventStore<OrderEvents> | undefined;
-  let sweeper: NodeJS.Timeout | undefined;
 
   const events = () => {
     if (!store) throw new ChassisError('UNAVAILABLE', 'The orders service is starting');
@@ -227,30 +226,27 @@ export function ordersService(options: OrdersOptions = {}) {
     migrations: new URL('./migrations/', import.meta.url),
     uses: [getPrice, requestReservation, orderCreated, orderRejected, orderCompleted, orderFailed, orderCanceled],
     start: async (service) => {
-      const es = await openEventStore(service, { schemas: orderEvents });
-      store = es;
-      // Orders whose placing stopped midway (a crash between recording and reserving) are failed.
-      sweeper = setInterval(
-        async () => {
-          try {
-            const stale = await sql<{ stream: string }>`
+      store = await openEventStore(service, { schemas: orderEvents });
+    },
+    schedules: [
+      // Orders whose placing stopped midway (a crash between recording and reserving) are failed. One
+      // instance sweeps at a time (a lease in the orders schema).
+      every(
+        'sweep-stale-orders',
+        Math.max(1000, staleAfterMs / 2),
+        async (ctx) => {
+          const es = events();
+          const stale = await sql<{ stream: string }>`
             select stream from ${es.table('chassis_streams')}
             where version = 1 and updated_at < now() - make_interval(secs => ${staleAfterMs / 1000})
             limit 100`.execute(es.db.kysely);
-            for (const { stream } of stale.rows) {
-              await service.call(failStaleOrder, { orderId: stream.replace(/^order-/, '') });
-            }
-          } catch (error) {
-            service.log.warn({ err: error }, 'could not sweep for stale orders; will try again');
+          for (const { stream } of stale.rows) {
+            await ctx.call(failStaleOrder, { orderId: stream.replace(/^order-/, '') });
           }
         },
-        Math.max(1000, staleAfterMs / 2),
-      );
-      sweeper.unref();
-    },
-    stop: () => {
-      if (sweeper) clearInterval(sweeper);
-    },
+        { timeoutMs: 10_000 },
+      ),
+    ],
     actions: [
       handle(sellShares, (input, ctx) => place(ctx, { ...input, side: 'sell' })),
       handle(buyShares, (input, ctx) => place(ctx, { ...input, side: 'buy' })),

@@ -3,6 +3,7 @@ import {
   ChassisError,
   type Context,
   defineService,
+  every,
   handle,
   type Identity,
   isChassisError,
@@ -47,7 +48,6 @@ export interface PaymentsOptions {
 export function paymentsService(options: PaymentsOptions) {
   const staleAfterMs = options.staleAfterMs ?? 60_000;
   const ownToken = systemToken(options.secret, 'payments');
-  let sweeper: NodeJS.Timeout | undefined;
 
   /** Credits a pending payment and completes it; the payment as it is afterwards. */
   async function credit(ctx: Context, payment: { id: string; accountId: string; cents: number }, auth?: string) {
@@ -74,24 +74,19 @@ export function paymentsService(options: PaymentsOptions) {
     version: '0.2.0',
     migrations: new URL('./migrations/', import.meta.url),
     uses: [creditPayment, paymentCompleted],
-    start: (service) => {
-      sweeper = setInterval(
-        () =>
-          service.call(resumePendingPayments, {}).then(
-            (swept) => {
-              if (swept.completed + swept.failed + swept.stillPending > 0) {
-                service.log.info(swept, 'swept payments left pending');
-              }
-            },
-            (error: unknown) => service.log.warn({ err: error }, 'could not sweep pending payments; will try again'),
-          ),
+    schedules: [
+      // Payments a crash left pending are completed or failed. One instance sweeps at a time.
+      every(
+        'resume-pending-payments',
         Math.max(1000, staleAfterMs / 2),
-      );
-      sweeper.unref();
-    },
-    stop: () => {
-      if (sweeper) clearInterval(sweeper);
-    },
+        async (ctx) => {
+          const swept = await ctx.call(resumePendingPayments, {});
+          if (swept.completed + swept.failed + swept.stillPending > 0)
+            ctx.log.info(swept, 'swept payments left pending');
+        },
+        { timeoutMs: 10_000 },
+      ),
+    ],
     actions: [
       handle(createPayment, async ({ accountId, amount }, ctx) => {
         const caller = requireAccount(ctx.user, accountId);
