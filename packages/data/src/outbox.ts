@@ -277,6 +277,14 @@ export interface OutboxRelayOptions {
    * dropped LISTEN connection, or rows held back by a transaction that was still running. Default 1000 ms.
    */
   pollIntervalMs?: number;
+  /**
+   * The longest wait between polls of a relay that listens for commits while its outbox stays empty: each
+   * poll that finds nothing waiting doubles the wait, from `pollIntervalMs` up to this, and a commit's
+   * notification or a row left waiting brings it back to `pollIntervalMs`. An idle service then costs a
+   * statement or two every half minute, not every second. Default 30 000 ms; set it to `pollIntervalMs`
+   * to poll at one pace.
+   */
+  idlePollIntervalMs?: number;
   /** Rows published per database transaction. Default 100. */
   batchSize?: number;
   /**
@@ -309,8 +317,12 @@ interface Row {
   attempts: number;
 }
 
-/** `read`: rows the batch took up (a full batch means more may be ready); `failure`: one left unsent. */
-type BatchOutcome = { read: number; published: number; failure?: unknown } | 'busy';
+/**
+ * `read`: rows the batch took up (a full batch means more may be ready); `failure`: one left unsent;
+ * `waiting`: with nothing read, whether unsent rows are there all the same (held back by a transaction
+ * still running), so that polling keeps its pace.
+ */
+type BatchOutcome = { read: number; published: number; failure?: unknown; waiting?: boolean } | 'busy';
 
 /** A row whose publish failed in this batch. */
 interface Failed {
@@ -336,6 +348,7 @@ interface Failed {
  */
 export class OutboxRelay {
   private readonly pollIntervalMs: number;
+  private readonly idlePollIntervalMs: number;
   private readonly batchSize: number;
   private readonly listenForCommits: boolean;
   private readonly drainTimeoutMs: number;
@@ -352,6 +365,10 @@ export class OutboxRelay {
   private wanted = false;
   /** After a failure, notifications are ignored until this time; the poll still tries. */
   private quietUntil = 0;
+  /** The wait before the next poll: `pollIntervalMs`, doubled after each poll that found nothing. */
+  private pollDelayMs: number;
+  /** The last batch found the outbox empty: nothing ready, nothing held back, nothing failed. */
+  private empty = false;
   /** Batches of this relay run one after another (the loop, `flush`, the drain at stop). */
   private tail: Promise<unknown> = Promise.resolve();
 
@@ -364,6 +381,11 @@ export class OutboxRelay {
     this.service = service;
     this.publish = publish;
     this.pollIntervalMs = positive('pollIntervalMs', options.pollIntervalMs ?? 1000);
+    this.idlePollIntervalMs = Math.max(
+      this.pollIntervalMs,
+      positive('idlePollIntervalMs', options.idlePollIntervalMs ?? 30_000),
+    );
+    this.pollDelayMs = this.pollIntervalMs;
     this.batchSize = positive('batchSize', options.batchSize ?? 100);
     if (!Number.isInteger(this.batchSize)) {
       throw new ChassisError('CONFIG', `The outbox relay's batchSize must be a whole number, not ${this.batchSize}`);
@@ -394,7 +416,8 @@ export class OutboxRelay {
 
   /**
    * Starts relaying: at once (rows may have waited while no relay ran), on every commit that wrote to the
-   * outbox, and every `pollIntervalMs`. Fails with `OUTBOX_NOT_INSTALLED` if `installOutbox` was not run.
+   * outbox, and by polling every `pollIntervalMs` (less often while the outbox stays empty, see
+   * `idlePollIntervalMs`). Fails with `OUTBOX_NOT_INSTALLED` if `installOutbox` was not run.
    */
   async start(): Promise<void> {
     if (this.state !== 'idle') return;
@@ -410,9 +433,7 @@ export class OutboxRelay {
         this.onError(error);
       }
     }
-    this.timer = setInterval(() => this.wake(true), this.pollIntervalMs);
-    // A relay must not keep a process alive on its own: the node decides when to stop.
-    this.timer.unref();
+    this.armPoll(this.pollIntervalMs);
     this.wake(true);
   }
 
@@ -424,7 +445,7 @@ export class OutboxRelay {
   async stop(): Promise<void> {
     if (this.state !== 'running') return;
     this.state = 'stopping';
-    clearInterval(this.timer);
+    clearTimeout(this.timer);
     this.timer = undefined;
     const unlisten = this.unlisten;
     this.unlisten = undefined;
@@ -459,8 +480,34 @@ export class OutboxRelay {
     return outboxLag(this.db, this.service);
   }
 
+  private armPoll(delayMs: number): void {
+    clearTimeout(this.timer);
+    this.pollDelayMs = delayMs;
+    this.timer = setTimeout(this.poll, delayMs);
+    // A relay must not keep a process alive on its own: the node decides when to stop.
+    this.timer.unref();
+  }
+
+  /**
+   * A poll: a wake-up, then the next one armed — later while the outbox stays empty and the relay hears
+   * every commit (a listening relay misses nothing but rows held back, which keep the pace), at
+   * `pollIntervalMs` otherwise.
+   */
+  private readonly poll = (): void => {
+    this.timer = undefined;
+    this.wake(true);
+    const cycle = this.cycle ?? Promise.resolve();
+    void cycle.then(() => {
+      if (this.state !== 'running' || this.timer !== undefined) return;
+      const idle = this.empty && this.unlisten !== undefined;
+      this.armPoll(idle ? Math.min(this.pollDelayMs * 2, this.idlePollIntervalMs) : this.pollIntervalMs);
+    });
+  };
+
   private wake(fromPoll: boolean): void {
     if (this.state !== 'running') return;
+    // A commit: rows may be held back by an older transaction, which no notification will announce.
+    if (!fromPoll && this.pollDelayMs > this.pollIntervalMs) this.armPoll(this.pollIntervalMs);
     if (!fromPoll && Date.now() < this.quietUntil) return;
     this.wanted = true;
     this.cycle ??= this.loop().finally(() => {
@@ -480,7 +527,11 @@ export class OutboxRelay {
         this.backOff(error);
         return;
       }
-      if (outcome === 'busy') continue;
+      if (outcome === 'busy') {
+        this.empty = false;
+        continue;
+      }
+      this.empty = outcome.read === 0 && outcome.waiting === false;
       if (outcome.failure !== undefined) {
         this.backOff(outcome.failure);
         return;
@@ -492,6 +543,7 @@ export class OutboxRelay {
 
   private backOff(error: unknown): void {
     this.wanted = false;
+    this.empty = false;
     // Every commit notifies: without this, a broker that is down would be hit once per commit.
     this.quietUntil = Date.now() + this.pollIntervalMs;
     this.onError(error);
@@ -534,6 +586,12 @@ export class OutboxRelay {
       where sent_at is null and parked_at is null and xid < pg_snapshot_xmin(pg_current_snapshot())
       order by xid, id
       limit ${this.batchSize}`.execute(trx);
+    if (ready.rows.length === 0) {
+      // Nothing ready: is anything unsent there all the same, held back by a transaction still running?
+      const held = await sql<{ waiting: boolean }>`
+        select exists (select 1 from ${table} where sent_at is null and parked_at is null) as waiting`.execute(trx);
+      return { read: 0, published: 0, waiting: held.rows[0]?.waiting === true };
+    }
     const sent: number[] = [];
     const failed: Failed[] = [];
     const toPark: Failed[] = [];

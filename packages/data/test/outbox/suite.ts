@@ -306,6 +306,52 @@ export function outboxSuite(target: DatabaseTarget): void {
       await relay.stop();
     });
 
+    it(`[${target.name}] an idle relay that listens polls less and less; a commit still goes out at once`, async () => {
+      const { db, service } = await fresh();
+      const broker = recorder();
+      const relay = await startRelay(db, service, broker.publish, { pollIntervalMs: 20, idlePollIntervalMs: 640 });
+      // The waits double while the outbox stays empty: 20, 40, … 640 ms.
+      await sleep(1500);
+      const before = db.usage.statements;
+      await sleep(1300);
+      const idle = db.usage.statements - before;
+      // At 20 ms a poll, 1.3 s would be 65 polls of three statements; at 640 ms, two or three.
+      assert.ok(idle <= 12, `an idle relay's statements in 1.3 s: ${idle}`);
+      const committed = Date.now();
+      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('after-idle')]));
+      await waitUntil(() => broker.got.length === 1, { timeoutMs: 5000, intervalMs: 5, what: 'the event' });
+      assert.ok(Date.now() - committed < 600, 'the commit woke the relay, no poll needed');
+      await relay.stop();
+    });
+
+    it(`[${target.name}] after idling, a row held back by another transaction keeps the relay polling until it goes`, {
+      skip: target.name === 'pglite' && 'PGlite is one connection: no transaction runs beside another',
+    }, async () => {
+      const { db, service } = await fresh();
+      const broker = recorder();
+      const relay = await startRelay(db, service, broker.publish, { pollIntervalMs: 20, idlePollIntervalMs: 5000 });
+      await sleep(2500);
+      // A transaction of another table holds the snapshot's xmin: the row committed after it waits for its
+      // end, which no notification announces — only the poll, back at its pace, finds the row then.
+      const other = await db.kysely.startTransaction().execute();
+      try {
+        await sql`select txid_current()`.execute(other);
+        await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('held-back')]));
+        const before = db.usage.statements;
+        await sleep(2000);
+        assert.deepEqual(broker.ids(), [], 'held back while the older transaction runs');
+        // Polling at its pace (every 20 ms: some 100 polls of three statements in 2 s), not backing off as
+        // for an empty outbox (20, 40, … 1280 ms: seven polls).
+        const statements = db.usage.statements - before;
+        assert.ok(statements > 60, `the relay kept polling while a row was held back: ${statements} statements`);
+        await other.commit().execute();
+      } finally {
+        await rollbackIfOpen(other);
+      }
+      await waitUntil(() => broker.got.length === 1, { timeoutMs: 10_000, intervalMs: 5, what: 'the held-back row' });
+      await relay.stop();
+    });
+
     it(`[${target.name}] without notifications, polling publishes what was waiting and what comes next`, async () => {
       const { db, service } = await fresh();
       await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('before-start')]));
