@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { ChassisNode } from '@chassis/core';
+import { type ChassisNode, defineService, on } from '@chassis/core';
 import { waitUntil } from '@chassis/testing';
 import { chargeFee, listAccounts, listTransactions, refundFee } from '../contracts/account-transactions.ts';
 import { AccountId, feeFor, Money, money, StockSymbol, toCents } from '../contracts/common.ts';
+import { chargeFailed, feeCharged, feeRefunded } from '../contracts/fees.ts';
 import { orderPlaced } from '../contracts/market.ts';
-import { getOrder, orderFailed, sellShares } from '../contracts/orders.ts';
+import { getOrder, orderCanceled, orderFailed, sellShares } from '../contracts/orders.ts';
 import { evolve, feeChanges, initialState, type OrderEvent, type OrderState } from '../services/orders/order.ts';
 import { type OneNodeBank, startOneNodeBank, tokenFor } from './one-node.ts';
 
@@ -27,9 +28,20 @@ describe('SimpleBank fees: 0.1% of the notional, at least 1.00, charged through 
   let bank: OneNodeBank;
   let node: ChassisNode;
   let alice: { auth: string };
+  /** What the fees service announced, as `<event> <orderId> <fee>`. */
+  const announced: string[] = [];
+  const listener = defineService({
+    name: 'fee-listener',
+    events: [feeCharged, feeRefunded, chargeFailed].map((contract) =>
+      on(contract, (fee: { orderId: string; fee: string }) => {
+        announced.push(`${contract.event} ${fee.orderId} ${fee.fee}`);
+      }),
+    ),
+  });
+  const announcements = (orderId: string) => announced.filter((line) => line.includes(orderId)).sort();
   before(async () => {
     alice = await tokenFor('alice', ['customer'], ['101']);
-    bank = await startOneNodeBank({ prices });
+    bank = await startOneNodeBank({ prices }, [listener]);
     node = bank.node;
   });
   after(async () => {
@@ -98,6 +110,37 @@ describe('SimpleBank fees: 0.1% of the notional, at least 1.00, charged through 
     });
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.deepEqual(await feeEntries(), ['fee -1.00', 'fee_refund 1.00'], 'charged once, refunded once');
+  });
+
+  it('the fees service announces each fee’s fate once: charged, refunded on failure or cancelation, waived', async () => {
+    const settle = () => new Promise((resolve) => setTimeout(resolve, 300));
+    // Charged, then the placement delivered again: charged once, announced once.
+    const charged = await node.call(sellShares, { accountId: '101', symbol: 'GOOG', quantity: 1 }, alice);
+    const ref = { orderId: charged.orderId, accountId: '101', side: 'sell', symbol: 'GOOG', quantity: 1 } as const;
+    await waitUntil(() => announcements(charged.orderId).length === 1, { what: 'fee_charged', timeoutMs: 60_000 });
+    await node.emit(orderPlaced, { ...ref, exchangeOrderId: 'again', notional: '9.99' });
+    // Canceled after its fee was charged (as a late cancelation would arrive), twice: refunded once.
+    await node.emit(orderCanceled, ref);
+    await node.emit(orderCanceled, ref);
+    await waitUntil(() => announcements(charged.orderId).length >= 2, { what: 'fee_refunded', timeoutMs: 60_000 });
+    await settle();
+    assert.deepEqual(announcements(charged.orderId), [
+      `fee_charged ${charged.orderId} 1.00`,
+      `fee_refunded ${charged.orderId} 1.00`,
+    ]);
+
+    // Failed before any fee was charged: nothing to refund, nothing announced; the placement that comes
+    // after is charged nothing and announced as a failed charge, once however often it comes.
+    const orderId = '00000000-0000-4000-8000-0000000000f3';
+    const early = { orderId, accountId: '101', side: 'sell', symbol: 'GOOG', quantity: 1 } as const;
+    await node.emit(orderFailed, { ...early, reason: 'Trading in GOOG is halted' });
+    await settle();
+    assert.deepEqual(announcements(orderId), [], 'no refund of a fee never charged');
+    await node.emit(orderPlaced, { ...early, exchangeOrderId: 'late', notional: '9.99' });
+    await node.emit(orderPlaced, { ...early, exchangeOrderId: 'late', notional: '9.99' });
+    await waitUntil(() => announcements(orderId).length >= 1, { what: 'charge_failed', timeoutMs: 60_000 });
+    await settle();
+    assert.deepEqual(announcements(orderId), [`charge_failed ${orderId} 1.00`]);
   });
 
   it('the contracts’ money and ids: whole strings only, cents exact both ways', () => {

@@ -1,4 +1,12 @@
-import { type ChassisNode, createNode, jwtVerifier, MemoryBroker, memoryTransport, signToken } from '@chassis/core';
+import {
+  type ChassisNode,
+  createNode,
+  jwtVerifier,
+  MemoryBroker,
+  memoryTransport,
+  type ServiceDefinition,
+  signToken,
+} from '@chassis/core';
 import { dataExtension } from '@chassis/data';
 import {
   type ExchangeSimulator,
@@ -25,11 +33,15 @@ export interface OneNodeBank {
  * All of SimpleBank's services on one started node — memory transport, in-memory PGlite — beside an
  * exchange simulator whose prices stay still unless the options say otherwise.
  */
-export async function startOneNodeBank(exchangeOptions: ExchangeSimulatorOptions = {}): Promise<OneNodeBank> {
+export async function startOneNodeBank(
+  exchangeOptions: ExchangeSimulatorOptions = {},
+  /** Services of the test's own beside the bank's: a listener of its events, say. */
+  extra: ServiceDefinition[] = [],
+): Promise<OneNodeBank> {
   const exchange = await startExchangeSimulator({ tickMs: 0, ...exchangeOptions });
   const node = createNode({
     identity: jwtVerifier({ secret }),
-    services: simplebankServices({ secret, exchangeUrl: exchange.url }),
+    services: [...simplebankServices({ secret, exchangeUrl: exchange.url }), ...extra],
     extensions: [dataExtension({ url: 'pglite://memory' })],
     transport: memoryTransport({ broker: new MemoryBroker() }),
     logLevel: 'silent',
