@@ -282,8 +282,9 @@ async function listenOn(
 
 /**
  * A pristine in-memory PGlite, never handed out: each `pglite://memory` is a clone of it. Starting
- * PGlite takes about 2 s (its WebAssembly PostgreSQL boots); a clone, under 1 s — which adds up in a
- * test suite opening a fresh database per test.
+ * PGlite takes seconds (its WebAssembly PostgreSQL is compiled and boots: 6 s measured on a busy 2-core
+ * machine); a clone, about one (1.2 s there) — which adds up in a test suite opening a fresh database
+ * per test.
  */
 let memoryTemplate: Promise<PGlite> | undefined;
 
