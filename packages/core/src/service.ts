@@ -213,11 +213,12 @@ export interface TopologyEntry {
   version: string;
   serves: { action: string; idempotent: boolean }[];
   consumes: { event: string; subscription: string }[];
+  schedules: { name: string; everyMs: number; scope: 'cluster' | 'instance' }[];
   calls: string[];
   emits: string[];
 }
 
-/** Lists who serves, consumes, calls and emits what — without running anything. */
+/** Lists who serves, consumes, runs on a clock, calls and emits what — without running anything. */
 export function topology(services: readonly ServiceDefinition[]): TopologyEntry[] {
   return services.map((service) => ({
     service: service.name,
@@ -229,6 +230,11 @@ export function topology(services: readonly ServiceDefinition[]): TopologyEntry[
     consumes: service.events.map((handler) => ({
       event: handler.contract.name,
       subscription: `${service.name}.${handler.name}`,
+    })),
+    schedules: service.schedules.map((schedule) => ({
+      name: schedule.name,
+      everyMs: schedule.everyMs,
+      scope: schedule.options.scope ?? 'cluster',
     })),
     calls: service.uses.filter((c) => c.kind === 'action').map((c) => c.name),
     emits: service.uses.filter((c) => c.kind === 'event').map((c) => c.name),

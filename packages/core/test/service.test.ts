@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { action, defineService, event, handle, on, topology } from '@chassis/core';
+import { action, defineService, event, every, handle, on, topology } from '@chassis/core';
 import { z } from 'zod';
 
 const sellShares = action('orders.sellShares', {
@@ -57,6 +57,7 @@ describe('contracts and service definitions', () => {
       version: '1.2.0',
       uses: [requestReservation, orderCreated],
       actions: [handle(sellShares, () => ({ orderId: 'o', status: 'created' }))],
+      schedules: [every('sweep-stale-orders', 30_000, () => {})],
     });
     const market = defineService({ name: 'market', events: [on(orderCreated, () => {})] });
     assert.deepEqual(topology([orders, market]), [
@@ -65,6 +66,7 @@ describe('contracts and service definitions', () => {
         version: '1.2.0',
         serves: [{ action: 'orders.sellShares', idempotent: false }],
         consumes: [],
+        schedules: [{ name: 'sweep-stale-orders', everyMs: 30_000, scope: 'cluster' }],
         calls: ['account-transactions.requestReservation'],
         emits: ['orders.order_created'],
       },
@@ -73,6 +75,7 @@ describe('contracts and service definitions', () => {
         version: '0.0.0',
         serves: [],
         consumes: [{ event: 'orders.order_created', subscription: 'market.order_created' }],
+        schedules: [],
         calls: [],
         emits: [],
       },
