@@ -77,7 +77,7 @@ export async function startNode(rt: NodeRuntime, node: ChassisNode): Promise<voi
         );
       }
     }
-    rt.schedules.start();
+    rt.schedules.start(rt);
     await rt.registry.start();
     rt.state = 'running';
     rt.log.info(

@@ -138,12 +138,10 @@ export function createRuntime(options: NodeOptions): NodeRuntime {
     consumers: [],
     inFlight: new Set(),
     localCalls: new Set(),
-    // Made below: a schedule reads the runtime it is part of.
-    schedules: undefined as unknown as Schedules,
+    schedules: new Schedules(),
     contractPolicies: new WeakMap(),
     handlerPolicies: new WeakMap(),
   };
-  (rt as { schedules: Schedules }).schedules = new Schedules(rt);
   transport.onStatus((status) => {
     if (status !== rt.transportStatus) {
       log[status === 'connected' ? 'info' : 'warn']({ status }, `transport ${transport.kind} ${status}`);

@@ -11,16 +11,14 @@ import type { NodeRuntime } from './runtime.ts';
  * one schedule never overlap on this node. A `cluster` schedule runs only where its lease is held.
  */
 export class Schedules {
-  readonly #rt: NodeRuntime;
+  /** Set by `start`: the runtime whose services' schedules run. */
+  #rt!: NodeRuntime;
   readonly #timers = new Set<NodeJS.Timeout>();
   readonly #running = new Set<Promise<void>>();
   #stopped = false;
 
-  constructor(rt: NodeRuntime) {
+  start(rt: NodeRuntime): void {
     this.#rt = rt;
-  }
-
-  start(): void {
     for (const service of this.#rt.services) {
       if (service.schedules.length === 0) continue;
       const leased = service.schedules.some((schedule) => schedule.options.scope !== 'instance');

@@ -28,15 +28,14 @@ export const routeTable: FastifyPluginCallback<RouteTableOptions> = (api, option
         : customHandler(spec, options.tools);
     // A public route has no hook: it still knows a caller who sent a valid token (a bad one is
     // ignored), verified in the handler (`publicCaller`): a hook stage costs every request.
-    if (spec.auth === 'public') api.route({ method: spec.method, url: spec.path, handler });
-    else {
-      api.route({
-        method: spec.method,
-        url: spec.path,
-        preHandler: authenticate(spec.auth as Exclude<RouteAuth<never>, 'public'> | undefined, options.identify),
-        handler,
-      });
-    }
+    api.route({
+      method: spec.method,
+      url: spec.path,
+      ...(spec.auth === 'public'
+        ? {}
+        : { preHandler: authenticate(spec.auth as Exclude<RouteAuth<never>, 'public'> | undefined, options.identify) }),
+      handler,
+    });
   }
   done();
 };
