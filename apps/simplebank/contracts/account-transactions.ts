@@ -4,10 +4,12 @@ import { AccountId, Money, OrderId, Quantity, Side, StockSymbol } from './common
 
 export const InsufficientShares = defineError('INSUFFICIENT_SHARES', { status: 409, retryable: false });
 export const InsufficientCash = defineError('INSUFFICIENT_CASH', { status: 409, retryable: false });
+/** The order failed or was canceled before its reservation came (a slow or retried request): nothing is reserved. */
+export const OrderEnded = defineError('ORDER_ENDED', { status: 409, retryable: false });
 
 export const requestReservation = action('account-transactions.requestReservation', {
   description:
-    'Reserves what an order needs so it cannot be spent twice: the shares of a sell, the cash of a buy, and cash for the fee. Reserving again for the same order is a no-op.',
+    'Reserves what an order needs so it cannot be spent twice: the shares of a sell, the cash of a buy, and cash for the fee. Reserving again for the same order is a no-op; reserving for an order that already failed or was canceled is refused (ORDER_ENDED).',
   input: z.object({
     orderId: OrderId,
     accountId: AccountId,

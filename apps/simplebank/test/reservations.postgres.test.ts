@@ -12,9 +12,10 @@ import {
   signToken,
 } from '@chassis/core';
 import { Database, dataExtension } from '@chassis/data';
-import { postgresTarget } from '@chassis/testing';
+import { postgresTarget, waitUntil } from '@chassis/testing';
 import type { Kysely } from 'kysely';
 import { requestReservation } from '../contracts/account-transactions.ts';
+import { orderFailed } from '../contracts/orders.ts';
 import { accountTransactionsService } from '../services/account-transactions/service.ts';
 
 interface LedgerRows {
@@ -232,6 +233,60 @@ describe('SimpleBank ledger reservations under real concurrency (PostgreSQL, 10 
       [after.reservations, after.sharesReserved, after.heldShares, after.cashReserved],
       [2, 60, 60, 400],
       'two orders, 30 shares and 2.00 each',
+    );
+  });
+
+  it('an order that failed before its reservation came holds nothing: the late reservation is refused, and racing ends leave nothing held', async () => {
+    const accountId = await newAccount(100_000, 100);
+    const sell = (orderId: string) => ({
+      orderId,
+      accountId,
+      side: 'sell' as const,
+      symbol: 'BHP',
+      quantity: 3,
+      cash: '1.00',
+    });
+    const released = async (ids: string[]) => {
+      const rows = await ledger
+        .selectFrom('reservations')
+        .select('order_id')
+        .where('order_id', 'in', ids)
+        .where('status', '=', 'released')
+        .execute();
+      return rows.length === ids.length;
+    };
+
+    // The order failed (the stale sweep, say) while its reservation request was still on its way.
+    const late = randomUUID();
+    await node.emit(orderFailed, { ...sell(late), reason: 'placing was interrupted' });
+    await waitUntil(() => released([late]), { what: 'the failed order marked released' });
+    await assert.rejects(node.call(requestReservation, sell(late), orders), {
+      code: 'ORDER_ENDED',
+      data: { orderId: late },
+    });
+
+    // Each order's end and its reservation at once: whichever comes first, nothing stays held.
+    const racing = Array.from({ length: 20 }, () => randomUUID());
+    const results = await Promise.allSettled(
+      racing.flatMap((orderId) => [
+        node.emit(orderFailed, { ...sell(orderId), reason: 'placing was interrupted' }),
+        node.call(requestReservation, sell(orderId), { ...orders, timeoutMs: 60_000 }),
+      ]),
+    );
+    const refusals = results.flatMap((r) =>
+      r.status === 'rejected' ? [r.reason instanceof ChassisError ? r.reason.code : String(r.reason)] : [],
+    );
+    assert.deepEqual(
+      refusals.filter((code) => code !== 'ORDER_ENDED'),
+      [],
+      'a reservation that came second is refused as ORDER_ENDED',
+    );
+    await waitUntil(() => released(racing), { what: 'every racing order released' });
+    const after = await state(accountId);
+    assert.deepEqual(
+      [after.reservations, after.sharesReserved, after.cashReserved],
+      [0, 0, 0],
+      'no reservation held, no shares or cash reserved',
     );
   });
 });

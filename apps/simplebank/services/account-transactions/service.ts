@@ -1,6 +1,7 @@
 import { ChassisError, defineService, handle, on, requireIdentity, requireRole } from '@chassis/core';
 import { database, sql } from '@chassis/data';
 import type { Generated, Kysely } from 'kysely';
+import type { z } from 'zod';
 import {
   chargeFee,
   creditPayment,
@@ -9,10 +10,11 @@ import {
   InsufficientShares,
   listAccounts,
   listTransactions,
+  OrderEnded,
   refundFee,
   requestReservation,
 } from '../../contracts/account-transactions.ts';
-import { money, toCents } from '../../contracts/common.ts';
+import { money, type OrderRef, toCents } from '../../contracts/common.ts';
 import { tradeExecuted } from '../../contracts/market.ts';
 import { orderCanceled, orderFailed } from '../../contracts/orders.ts';
 import { requireAccount } from '../shared/access.ts';
@@ -68,9 +70,14 @@ export function accountTransactionsService() {
         const account = await lockAccount(db, input.accountId);
         const existing = await db
           .selectFrom('reservations')
-          .select('order_id')
+          .select('status')
           .where('order_id', '=', input.orderId)
           .executeTakeFirst();
+        if (existing?.status === 'released') {
+          throw OrderEnded(`Order ${input.orderId} failed or was canceled before its reservation came`, {
+            orderId: input.orderId,
+          });
+        }
         const position =
           input.side === 'sell'
             ? await db
@@ -247,10 +254,10 @@ export function accountTransactionsService() {
     ],
     events: [
       on(tradeExecuted, async (trade, ctx) => settle(await database<LedgerTables>(ctx), trade)),
-      on(orderFailed, async (order, ctx) => release(await database<LedgerTables>(ctx), order.orderId), {
+      on(orderFailed, async (order, ctx) => release(await database<LedgerTables>(ctx), order), {
         name: 'release-failed',
       }),
-      on(orderCanceled, async (order, ctx) => release(await database<LedgerTables>(ctx), order.orderId), {
+      on(orderCanceled, async (order, ctx) => release(await database<LedgerTables>(ctx), order), {
         name: 'release-canceled',
       }),
     ],
@@ -389,17 +396,38 @@ async function settle(
   ]);
 }
 
-/** The order failed or was canceled: what it reserved is free again. Once per order. */
-async function release(db: Ledger, orderId: string): Promise<void> {
-  const reservation = await db
-    .selectFrom('reservations')
-    .select('account_id')
-    .where('order_id', '=', orderId)
+/**
+ * The order failed or was canceled: what it reserved is free again. Once per order. An order that ended
+ * before its reservation came (the request slow or retried, the order failed meanwhile) is marked
+ * released all the same, holding nothing, so that the reservation is refused when it comes: under the
+ * account's lock, which the reservation takes first too, one of the two always sees the other.
+ */
+async function release(db: Ledger, order: z.infer<typeof OrderRef>): Promise<void> {
+  const account = await db
+    .selectFrom('accounts')
+    .select('id')
+    .where('id', '=', order.accountId)
+    .forUpdate()
     .executeTakeFirst();
-  if (!reservation) return;
-  await lockAccount(db, reservation.account_id);
-  const held = await lockReservation(db, orderId);
-  if (held?.status !== 'held') return;
+  // No such account: the ledger refused the order, so it never reserved anything.
+  if (!account) return;
+  const held = await lockReservation(db, order.orderId);
+  if (!held) {
+    await db
+      .insertInto('reservations')
+      .values({
+        order_id: order.orderId,
+        account_id: order.accountId,
+        side: order.side,
+        symbol: order.symbol,
+        quantity: 0,
+        cash_cents: 0,
+        status: 'released',
+      })
+      .execute();
+    return;
+  }
+  if (held.status !== 'held') return;
   await reserveCash(db, held.account_id, -Number(held.cash_cents));
   if (Number(held.quantity) > 0) {
     await db
@@ -409,5 +437,5 @@ async function release(db: Ledger, orderId: string): Promise<void> {
       .where('symbol', '=', held.symbol)
       .execute();
   }
-  await db.updateTable('reservations').set({ status: 'released' }).where('order_id', '=', orderId).execute();
+  await db.updateTable('reservations').set({ status: 'released' }).where('order_id', '=', order.orderId).execute();
 }

@@ -165,6 +165,8 @@ export function ordersService(options: OrdersOptions = {}) {
       });
     } catch (error) {
       order = await load(ctx, orderId);
+      // Failed meanwhile (the stale sweep, while the ledger was slow): it has its end, and the ledger released it.
+      if (isTerminal(order.status)) throw error;
       const reason = isChassisError(error) ? error.message : 'the ledger could not reserve';
       if (isChassisError(error) && !error.retryable && error.status < 500) {
         order = await record(ctx, order, [{ type: 'OrderRejected', data: { reason } }]);
