@@ -154,8 +154,13 @@ export class DataExtension implements NodeExtension {
     this.units.set(ctx, unit);
     this.invocations.set(ctx, invocation.kind);
     try {
-      // Handled before (a redelivery after a lost ack): no second effect. (Nothing is open to roll back.)
-      if (subscription && (await isInInbox(db, service.name, subscription, ctx.messageId))) return undefined;
+      // A redelivery (a lost ack, a crashed consumer) may have been handled already: then the handler does
+      // not run at all, not even the calls it makes before it first writes. A first delivery skips the
+      // look, a statement on the way of every event: a duplicate published as new (a relay that died
+      // before marking its rows) runs until its claim, which rolls its writes back.
+      if (subscription && ctx.attempt > 1 && (await isInInbox(db, service.name, subscription, ctx.messageId))) {
+        return undefined;
+      }
       const result = await next();
       // An event handler that wrote nothing still records that it ran.
       if (subscription && !unit.opened) await unit.transaction();
