@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import {
   ChassisError,
   type ChassisNode,
@@ -50,6 +51,8 @@ export class DataExtension implements NodeExtension {
   private db: Database | undefined;
   private readonly owned: boolean;
   private readonly relays = new Map<string, OutboxRelay>();
+  /** Names this node's commits to its relays, which publish them at once; other nodes' relays poll for them. */
+  private readonly writer = randomUUID();
   private readonly units = new WeakMap<Context, UnitOfWork>();
   private readonly invocations = new WeakMap<Context, Invocation['kind']>();
   private services = new Set<string>();
@@ -102,6 +105,8 @@ export class DataExtension implements NodeExtension {
         },
         {
           pollIntervalMs: this.options.relayPollIntervalMs ?? 1000,
+          // This node's relay publishes what this node's handlers emit; the other instances' relays theirs.
+          writer: this.writer,
           ...(this.options.relayParkAfterAttempts === undefined
             ? {}
             : { parkAfterAttempts: this.options.relayParkAfterAttempts }),
@@ -188,7 +193,7 @@ export class DataExtension implements NodeExtension {
   async emit(ctx: Context, event: string, message: { headers: Record<string, string>; body: Uint8Array }) {
     const unit = this.units.get(ctx);
     if (!unit) return false;
-    await writeOutbox(await unit.transaction(), unit.service, [{ event, message }]);
+    await writeOutbox(await unit.transaction(), unit.service, [{ event, message }], { writer: this.writer });
     return true;
   }
 

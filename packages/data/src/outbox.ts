@@ -126,9 +126,15 @@ export async function installOutbox(db: Database, service: string): Promise<void
 /**
  * Adds messages to the service's outbox in the caller's transaction, and wakes the relays (the
  * notification is delivered only if the transaction commits). Given a Kysely outside a transaction, the
- * messages are committed at once.
+ * messages are committed at once. `writer` names the relay that publishes them at once (its
+ * `OutboxRelayOptions.writer`); without it, every relay of the service is woken.
  */
-export async function writeOutbox(trx: Kysely<AnyTables>, service: string, messages: OutboxMessage[]): Promise<void> {
+export async function writeOutbox(
+  trx: Kysely<AnyTables>,
+  service: string,
+  messages: OutboxMessage[],
+  { writer = '' }: { writer?: string } = {},
+): Promise<void> {
   if (messages.length === 0) return;
   const table = sql.id(service, TABLE);
   try {
@@ -139,7 +145,7 @@ export async function writeOutbox(trx: Kysely<AnyTables>, service: string, messa
       const insert = sql`insert into ${table} (event, headers, body) values ${sql.join(rows)}`;
       if (start + INSERT_CHUNK < messages.length) await insert.execute(trx);
       // The last chunk carries the notification: one round trip for the usual single event.
-      else await sql`with written as (${insert}) select pg_notify(${outboxChannel(service)}, '')`.execute(trx);
+      else await sql`with written as (${insert}) select pg_notify(${outboxChannel(service)}, ${writer})`.execute(trx);
     }
   } catch (error) {
     if (isMissingRelation(error)) throw notInstalled(service, error);
@@ -295,6 +301,14 @@ export interface OutboxRelayOptions {
   /** How long `stop()` goes on publishing what is ready before giving up (the rest waits). Default 5000 ms. */
   drainTimeoutMs?: number;
   /**
+   * The writer this relay publishes for at once: commits notified by `writeOutbox` with this `writer`, or
+   * with none, wake it. Another writer's commits (the service's other instances, each relaying its own)
+   * only bring its polling back to `pollIntervalMs`, so that it still publishes them within a poll should
+   * their own relay die first. Without it, every commit of the service wakes this relay — and each of the
+   * service's relays, of which only one may publish at a time, tries.
+   */
+  writer?: string;
+  /**
    * Told about failures (publishing, the database), each as a `ChassisError` (anything else wrapped as
    * `INTERNAL` with the original as `cause`); the relay tries again at its next poll. Default: stderr.
    */
@@ -352,6 +366,7 @@ export class OutboxRelay {
   private readonly batchSize: number;
   private readonly listenForCommits: boolean;
   private readonly drainTimeoutMs: number;
+  private readonly writer: string | undefined;
   private readonly onError: (error: unknown) => void;
   private readonly parkAfterAttempts: number;
   private readonly onParked: (row: ParkedOutboxRow) => void;
@@ -369,6 +384,9 @@ export class OutboxRelay {
   private pollDelayMs: number;
   /** The last batch found the outbox empty: nothing ready, nothing held back, nothing failed. */
   private empty = false;
+  /** Another relay of the service held its lock: look again after this wait, doubled while it stays so. */
+  private busyDelayMs = 0;
+  private busyTimer: NodeJS.Timeout | undefined;
   /** Batches of this relay run one after another (the loop, `flush`, the drain at stop). */
   private tail: Promise<unknown> = Promise.resolve();
 
@@ -392,6 +410,7 @@ export class OutboxRelay {
     }
     this.listenForCommits = options.listen ?? true;
     this.drainTimeoutMs = options.drainTimeoutMs ?? 5000;
+    this.writer = options.writer;
     const onError =
       options.onError ??
       ((error) => console.error(`[chassis] the outbox relay of "${service}" failed; it will retry:`, error));
@@ -427,7 +446,7 @@ export class OutboxRelay {
     this.state = 'running';
     if (this.listenForCommits) {
       try {
-        this.unlisten = await this.db.listen(outboxChannel(this.service), () => this.wake(false));
+        this.unlisten = await this.db.listen(outboxChannel(this.service), (writer) => this.notified(writer));
       } catch (error) {
         // Polling alone still publishes everything, later; say why it is slow.
         this.onError(error);
@@ -447,6 +466,8 @@ export class OutboxRelay {
     this.state = 'stopping';
     clearTimeout(this.timer);
     this.timer = undefined;
+    clearTimeout(this.busyTimer);
+    this.busyTimer = undefined;
     const unlisten = this.unlisten;
     this.unlisten = undefined;
     await unlisten?.().catch((error: unknown) => this.onError(error));
@@ -504,6 +525,15 @@ export class OutboxRelay {
     });
   };
 
+  /** A commit wrote to the outbox: this relay's own to publish, or another writer's to keep an eye on. */
+  private notified(writer: string): void {
+    if (this.writer === undefined || writer === '' || writer === this.writer) {
+      this.wake(false);
+    } else if (this.state === 'running' && this.pollDelayMs > this.pollIntervalMs) {
+      this.armPoll(this.pollIntervalMs);
+    }
+  }
+
   private wake(fromPoll: boolean): void {
     if (this.state !== 'running') return;
     // A commit: rows may be held back by an older transaction, which no notification will announce.
@@ -528,9 +558,13 @@ export class OutboxRelay {
         return;
       }
       if (outcome === 'busy') {
+        // The relay at work may have read before this relay's rows committed: look again shortly.
         this.empty = false;
-        continue;
+        this.wanted = false;
+        this.retryWhenFree();
+        return;
       }
+      this.busyDelayMs = 0;
       this.empty = outcome.read === 0 && outcome.waiting === false;
       if (outcome.failure !== undefined) {
         this.backOff(outcome.failure);
@@ -539,6 +573,16 @@ export class OutboxRelay {
       // A full batch: more may be ready, and no notification will say so.
       if (outcome.read === this.batchSize) this.wanted = true;
     }
+  }
+
+  private retryWhenFree(): void {
+    if (this.busyTimer !== undefined) return;
+    this.busyDelayMs = Math.min(Math.max(BUSY_RETRY_MS, this.busyDelayMs * 2), this.pollIntervalMs);
+    this.busyTimer = setTimeout(() => {
+      this.busyTimer = undefined;
+      this.wake(true);
+    }, this.busyDelayMs);
+    this.busyTimer.unref();
   }
 
   private backOff(error: unknown): void {
@@ -649,6 +693,9 @@ export class OutboxRelay {
     return { read: ready.rows.length, published: sent.length, failure: failure?.error };
   }
 }
+
+/** The first wait before a relay that found the service's lock held looks again. */
+const BUSY_RETRY_MS = 5;
 
 /** How many times `id` failed so far in this batch. */
 function attemptsOf(failed: readonly Failed[], id: number): number {

@@ -283,6 +283,86 @@ export function outboxSuite(target: DatabaseTarget): void {
       assert.deepEqual(errors.splice(0), []);
     });
 
+    it(`[${target.name}] each node's relay publishes its own node's commits at once; another's within a poll, should that node's relay be gone`, async () => {
+      const { url, db, service } = await fresh();
+      const other = await anotherNode(url, db);
+      const published: { by: string; id: string }[] = [];
+      const by =
+        (relay: string): Publish =>
+        async (_event, message) => {
+          published.push({ by: relay, id: message.headers.id ?? '?' });
+        };
+      // Polls that have backed off to a minute: only a notification can explain a prompt publish.
+      const options = { pollIntervalMs: 300, idlePollIntervalMs: 60_000 };
+      await startRelay(db, service, by('a'), { ...options, writer: 'a' });
+      const b = await startRelay(other, service, by('b'), { ...options, writer: 'b' });
+      const write = (on: Database, writer: string, id: string) =>
+        on.transaction((trx) => writeOutbox(trx, service, [orderCreated(id)], { writer }));
+      await sleep(1500);
+      await write(db, 'a', 'from-a');
+      await waitUntil(() => published.length === 1, { timeoutMs: 5000, intervalMs: 5, what: "a's event" });
+      await write(other, 'b', 'from-b');
+      await waitUntil(() => published.length === 2, { timeoutMs: 5000, intervalMs: 5, what: 'both events' });
+      assert.deepEqual(
+        published.sort((x, y) => x.id.localeCompare(y.id)),
+        [
+          { by: 'a', id: 'from-a' },
+          { by: 'b', id: 'from-b' },
+        ],
+        "each writer's relay publishes its own, the other's is not woken for it",
+      );
+
+      // b's node stops relaying (it died after committing): a's relay, told of the commit, polls for it.
+      await b.stop();
+      await sleep(1500);
+      const committed = Date.now();
+      await write(other, 'b', 'orphan');
+      await waitUntil(() => published.length === 3, { timeoutMs: 10_000, intervalMs: 5, what: 'the orphaned event' });
+      assert.deepEqual(published[2], { by: 'a', id: 'orphan' });
+      assert.ok(Date.now() - committed < 5000, `published by the next poll, not the backed-off one`);
+      assert.deepEqual(errors.splice(0), []);
+    });
+
+    it(`[${target.name}] a relay that finds another at work publishes its own commit once that one is done, without a poll`, {
+      skip:
+        target.name === 'pglite' && 'PGlite is one connection: a second relay waits for it rather than finding it busy',
+    }, async () => {
+      const { url, db, service } = await fresh();
+      const other = await anotherNode(url, db);
+      const published: { by: string; id: string }[] = [];
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      let holding = false;
+      // a's publish waits at the gate: its batch holds the service's relay lock meanwhile.
+      const slow: Publish = async (_event, message) => {
+        holding = true;
+        await gate;
+        published.push({ by: 'a', id: message.headers.id ?? '?' });
+      };
+      const quick: Publish = async (_event, message) => {
+        published.push({ by: 'b', id: message.headers.id ?? '?' });
+      };
+      const options = { pollIntervalMs: 60_000 };
+      await startRelay(db, service, slow, { ...options, writer: 'a' });
+      await startRelay(other, service, quick, { ...options, writer: 'b' });
+      // Each relay looks once as it starts (on a new pool, a moment later): let those looks find nothing.
+      await sleep(500);
+      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('first')], { writer: 'a' }));
+      await waitUntil(() => holding, { what: "a's relay at work" });
+      await other.transaction((trx) => writeOutbox(trx, service, [orderCreated('second')], { writer: 'b' }));
+      await sleep(200);
+      assert.deepEqual(published, [], "b's relay found the lock held and waits");
+      release();
+      await waitUntil(() => published.length === 2, { timeoutMs: 5000, intervalMs: 5, what: 'both events' });
+      assert.deepEqual(published, [
+        { by: 'a', id: 'first' },
+        { by: 'b', id: 'second' },
+      ]);
+      assert.deepEqual(errors.splice(0), []);
+    });
+
     it(`[${target.name}] an event committed late by a transaction that started writing first is not skipped`, async () => {
       const { db, service } = await fresh();
       const broker = recorder();
