@@ -384,6 +384,12 @@ export class OutboxRelay {
   private pollDelayMs: number;
   /** The last batch found the outbox empty: nothing ready, nothing held back, nothing failed. */
   private empty = false;
+  /**
+   * A poll asked for the next batch: if it reads nothing, it looks whether rows are held back. A batch a
+   * commit woke that reads nothing mostly comes after one that took its rows: it does not look, and the
+   * relay keeps its pace until a poll has.
+   */
+  private polled = false;
   /** Another relay of the service held its lock: look again after this wait, doubled while it stays so. */
   private busyDelayMs = 0;
   private busyTimer: NodeJS.Timeout | undefined;
@@ -516,6 +522,7 @@ export class OutboxRelay {
    */
   private readonly poll = (): void => {
     this.timer = undefined;
+    this.polled = true;
     this.wake(true);
     const cycle = this.cycle ?? Promise.resolve();
     void cycle.then(() => {
@@ -551,8 +558,10 @@ export class OutboxRelay {
     while (this.wanted && this.state === 'running') {
       this.wanted = false;
       let outcome: BatchOutcome;
+      const lookForHeld = this.polled;
+      this.polled = false;
       try {
-        outcome = await this.batch();
+        outcome = await this.batch(lookForHeld);
       } catch (error) {
         this.backOff(error);
         return;
@@ -593,20 +602,20 @@ export class OutboxRelay {
     this.onError(error);
   }
 
-  private batch(): Promise<BatchOutcome> {
-    const run = this.tail.then(() => this.relayBatch());
+  private batch(lookForHeld = false): Promise<BatchOutcome> {
+    const run = this.tail.then(() => this.relayBatch(lookForHeld));
     this.tail = run.catch(() => undefined);
     return run;
   }
 
-  private async relayBatch(): Promise<BatchOutcome> {
+  private async relayBatch(lookForHeld: boolean): Promise<BatchOutcome> {
     const parked: ParkedOutboxRow[] = [];
     const outcome = await this.db.kysely
       .transaction()
       // Read committed, whatever the server's default: each statement must see what committed before it,
       // the rows marked by the relay that held the lock just before this one included.
       .setIsolationLevel('read committed')
-      .execute((trx) => this.publishReady(trx, parked));
+      .execute((trx) => this.publishReady(trx, parked, lookForHeld));
     // Told once the parking is committed: a rolled-back batch parked nothing.
     for (const row of parked) this.onParked(row);
     return outcome;
@@ -619,7 +628,11 @@ export class OutboxRelay {
    * being its own. The writes come last, so the batch holds a transaction id only for a moment (an id held
    * while publishing would hold back every relay on the server).
    */
-  private async publishReady(trx: Kysely<AnyTables>, parked: ParkedOutboxRow[]): Promise<BatchOutcome> {
+  private async publishReady(
+    trx: Kysely<AnyTables>,
+    parked: ParkedOutboxRow[],
+    lookForHeld: boolean,
+  ): Promise<BatchOutcome> {
     const table = sql.id(this.service, TABLE);
     // A statement of its own: the select below must take its snapshot after the lock is ours.
     const lock = await sql<{ ours: boolean }>`
@@ -631,6 +644,7 @@ export class OutboxRelay {
       order by xid, id
       limit ${this.batchSize}`.execute(trx);
     if (ready.rows.length === 0) {
+      if (!lookForHeld) return { read: 0, published: 0 };
       // Nothing ready: is anything unsent there all the same, held back by a transaction still running?
       const held = await sql<{ waiting: boolean }>`
         select exists (select 1 from ${table} where sent_at is null and parked_at is null) as waiting`.execute(trx);
