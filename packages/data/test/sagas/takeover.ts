@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
+import { ChassisError } from '@chassis/core';
 import {
   Database,
   type SagaDefinition,
@@ -24,6 +25,17 @@ function gate() {
     open = resolve;
   });
   return { opened, open };
+}
+
+/** A logger that keeps what the runner says, for the tests to read. */
+function captureLogs() {
+  const entries: { level: 'warn' | 'error'; fields: Record<string, unknown>; message: string }[] = [];
+  const logger = {
+    warn: (fields: Record<string, unknown>, message: string) => void entries.push({ level: 'warn', fields, message }),
+    error: (fields: Record<string, unknown>, message: string) => void entries.push({ level: 'error', fields, message }),
+  } as unknown as NonNullable<SagaRunnerOptions['logger']>;
+  const said = (text: string) => entries.filter((entry) => entry.message.includes(text));
+  return { logger, entries, said };
 }
 
 /**
@@ -127,6 +139,146 @@ export function sagaTakeoverSuite(target: DatabaseTarget): void {
         `place ${id}:place_order`,
         `charge ${id}:charge_fee`,
       ]);
+    });
+
+    it(`[${target.name}] a renewal that finds its instances taken over lets them go: the attempt in flight is aborted, a retry delay ends there, nothing more is written`, async () => {
+      const bank = new FakeBank();
+      const reasons: unknown[] = [];
+      const ended = shut();
+      let running = false;
+      const saga = sellOrderSaga(bank, {
+        // A retry delay that outlasts the test: the first attempt of "waits" leaves it waiting.
+        retry: { maxAttempts: 3, initialDelayMs: 1_000_000_000, maxDelayMs: 1_000_000_000 },
+        before: {
+          place_order: async (ctx) => {
+            if (ctx.sagaId === 'waits' && ctx.attempt === 1) throw new ChassisError('UNAVAILABLE', 'Exchange is down');
+            if (ctx.sagaId === 'runs' && ctx.attempt === 1) {
+              running = true;
+              // The exchange never answers; the step gives up when told to.
+              await Promise.race([
+                ended.opened,
+                new Promise<void>((_, reject) => {
+                  ctx.signal.addEventListener('abort', () => {
+                    reasons.push(ctx.signal.reason);
+                    reject(ctx.signal.reason);
+                  });
+                }),
+              ]);
+            }
+          },
+        },
+      });
+      const logs = captureLogs();
+      const { db, runner, instances, node } = await setup([saga], {
+        nodeId: 'node-a',
+        leaseMs: 300,
+        concurrency: 2,
+        logger: logs.logger,
+      });
+      await runner.start(saga, order('waits'), { id: 'waits' });
+      await waitUntil(async () => (await runner.get('waits'))?.history.at(-1)?.kind === 'step_retrying', {
+        what: 'a retry delay under way',
+      });
+      await runner.start(saga, order('runs'), { id: 'runs' });
+      await waitUntil(() => running, { what: 'the order being placed' });
+      // A third instance waits for one of the two slots: it runs once a driver above has stopped.
+      await runner.start(saga, order('queued'), { id: 'queued' });
+
+      // Another node took both over (as if this one had stalled past its lease).
+      await sql`update ${instances} set owner = 'node-b', lease_until = now() + interval '1 hour'
+        where id in ('waits', 'runs')`.execute(db.kysely);
+      await waitUntil(() => reasons.length > 0, { what: 'the renewal to notice', timeoutMs: 10_000 });
+      assert.equal(reasons.length, 1);
+      assert.ok(reasons[0] instanceof ChassisError);
+      assert.equal(reasons[0].code, 'CONFLICT');
+      assert.equal(reasons[0].message, 'Saga instance "runs" is now driven by another node');
+
+      assert.equal((await runner.wait('queued')).status, 'completed', 'the driver of "runs" stopped, freeing its slot');
+      assert.deepEqual(
+        logs.said('taken over'),
+        [],
+        'the renewal had marked it lost: the node stopped without even trying to write',
+      );
+      const runs = await runner.get('runs');
+      assert.equal(runs?.owner, 'node-b');
+      assert.equal(trace(runs!.history).at(-1), 'step_started place_order 1', 'its failed attempt is not recorded');
+      assert.ok(runs!.history.every((entry) => entry.node === 'node-a'));
+      await runner.stop();
+      const waits = await runner.get('waits');
+      assert.equal(waits?.owner, 'node-b', 'the stop let go of nothing it no longer held');
+      assert.equal(trace(waits!.history).at(-1), 'step_retrying place_order 1');
+      assert.deepEqual(
+        bank.calls.filter((call) => !call.startsWith('reserve') && !call.includes('queued')),
+        [],
+        'neither placed an order',
+      );
+
+      // node-b, for real now: its own lease, so it takes both at once; the delay is over.
+      await sql`update ${instances} set wake_at = null where id = 'waits'`.execute(db.kysely);
+      const other = await node({ nodeId: 'node-b' });
+      assert.deepEqual((await other.resumeAll()).sort(), ['runs', 'waits']);
+      for (const id of ['waits', 'runs']) {
+        const done = await other.wait(id);
+        assert.equal(done.status, 'completed', id);
+        const resumed = done.history.findIndex((entry) => entry.kind === 'saga_resumed');
+        assert.ok(done.history.slice(0, resumed).every((entry) => entry.node === 'node-a'));
+        assert.ok(done.history.slice(resumed).every((entry) => entry.node === 'node-b'));
+        assert.deepEqual(trace(done.history.slice(resumed, resumed + 3)), [
+          'saga_resumed place_order',
+          'step_started place_order 2',
+          'step_completed place_order 2',
+        ]);
+      }
+      for (const id of ['waits', 'runs', 'queued']) {
+        assert.equal(bank.effects.filter((effect) => effect === `place ${id}:place_order`).length, 1);
+        assert.equal(bank.effects.filter((effect) => effect === `charge ${id}:charge_fee 100`).length, 1);
+      }
+      assert.equal(bank.effects.filter((effect) => effect.startsWith('reserve')).length, 3);
+    });
+
+    it(`[${target.name}] a renewal failing on the database is logged and tried again; the node keeps the instance`, async () => {
+      const bank = new FakeBank();
+      const slow = shut();
+      let signal: AbortSignal | undefined;
+      const saga = sellOrderSaga(bank, {
+        before: {
+          place_order: async (ctx) => {
+            signal = ctx.signal;
+            await slow.opened;
+          },
+        },
+      });
+      const logs = captureLogs();
+      const { runner, moveTable } = await setup([saga], { nodeId: 'node-a', leaseMs: 300, logger: logs.logger });
+      const id = await runner.start(saga, order('f-1'));
+      await waitUntil(() => signal !== undefined, { what: 'the order being placed' });
+      await moveTable('away');
+      try {
+        await waitUntil(() => logs.said('saga lease renewal failed').length >= 2, {
+          what: 'two renewals failing',
+          timeoutMs: 10_000,
+        });
+      } finally {
+        await moveTable('back');
+      }
+      for (const entry of logs.said('saga lease renewal failed')) {
+        assert.equal(entry.level, 'warn');
+        assert.ok(entry.fields.err instanceof Error, 'with the error');
+      }
+      const lapsed = (await runner.get(id))!.leaseUntil!;
+      await waitUntil(async () => ((await runner.get(id))?.leaseUntil?.getTime() ?? 0) > lapsed.getTime(), {
+        what: 'the renewals to go on',
+        timeoutMs: 10_000,
+        intervalMs: 50,
+      });
+      assert.equal(signal!.aborted, false, 'a renewal that could not run is not a loss');
+      slow.open();
+      const done = await runner.wait(id);
+      assert.equal(done.status, 'completed');
+      assert.equal(trace(done.history).length, 8);
+      assert.ok(done.history.every((entry) => entry.node === 'node-a'));
+      assert.deepEqual(logs.said('taken over'), []);
+      assert.deepEqual(bank.effects, ['reserve 101 BHP 10', `place ${id}:place_order`, `charge ${id}:charge_fee 100`]);
     });
   });
 }
