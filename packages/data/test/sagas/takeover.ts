@@ -38,6 +38,8 @@ function captureLogs() {
   return { logger, entries, said };
 }
 
+const TAKEN_OVER = 'saga instance taken over by another node; this node stops driving it';
+
 /**
  * Leases, takeovers and sweeps with two nodes in this one process on one database: what the SIGKILL
  * test (child processes, out of a mutation run's sight) checks from outside, checked here from inside.
@@ -278,6 +280,138 @@ export function sagaTakeoverSuite(target: DatabaseTarget): void {
       assert.equal(trace(done.history).length, 8);
       assert.ok(done.history.every((entry) => entry.node === 'node-a'));
       assert.deepEqual(logs.said('taken over'), []);
+      assert.deepEqual(bank.effects, ['reserve 101 BHP 10', `place ${id}:place_order`, `charge ${id}:charge_fee 100`]);
+    });
+
+    it(`[${target.name}] a node that finds on writing that another node took its instance over stops there: no next step, no compensation`, async () => {
+      const bank = new FakeBank();
+      const slow = shut();
+      const entered = new Set<string>();
+      const saga = sellOrderSaga(bank, {
+        before: {
+          place_order: async (ctx) => {
+            if (ctx.attempt > 1) return;
+            entered.add(ctx.sagaId);
+            await slow.opened;
+            // "late-refusal" hears back, late, that its order was refused; "late-success" that it was placed.
+            if (ctx.sagaId === 'late-refusal') {
+              throw new ChassisError('ORDER_REJECTED', 'The exchange rejected the order', { retryable: false });
+            }
+          },
+        },
+      });
+      const logs = captureLogs();
+      // Renewals 20 s apart: this node learns of the takeover only when it writes.
+      const { db, runner, instances, node } = await setup([saga], {
+        nodeId: 'node-a',
+        leaseMs: 60_000,
+        logger: logs.logger,
+      });
+      const ids = ['late-refusal', 'late-success'];
+      for (const id of ids) await runner.start(saga, order(id), { id });
+      await waitUntil(() => entered.size === 2, { what: 'both orders being placed' });
+      // node-a stalls past its lease; node-b takes both over and finishes them.
+      await sql`update ${instances} set lease_until = now() - interval '1 second'`.execute(db.kysely);
+      const other = await node({ nodeId: 'node-b', leaseMs: 60_000 });
+      assert.deepEqual((await other.resumeAll()).sort(), ids);
+      const finished = new Map<string, SagaHistoryEntry[]>();
+      for (const id of ids) {
+        const done = await other.wait(id);
+        assert.equal(done.status, 'completed');
+        finished.set(id, done.history);
+      }
+
+      slow.open();
+      await waitUntil(() => logs.said('taken over').length === 2, {
+        what: 'node-a to find out, once per instance',
+        timeoutMs: 10_000,
+      });
+      await runner.stop();
+      assert.deepEqual(
+        logs
+          .said('taken over')
+          .map((entry) => [entry.level, entry.message, entry.fields])
+          .sort((a, b) =>
+            String((a[2] as { sagaId: string }).sagaId).localeCompare((b[2] as { sagaId: string }).sagaId),
+          ),
+        ids.map((id) => ['warn', TAKEN_OVER, { sagaId: id, saga: 'sell-order' }]),
+      );
+      for (const id of ids) {
+        const after = await runner.get(id);
+        assert.equal(after?.status, 'completed');
+        assert.deepEqual(after!.history, finished.get(id), `${id}: node-a wrote nothing after the takeover`);
+        assert.equal(trace(after!.history).at(-1), 'saga_completed');
+      }
+      assert.deepEqual(
+        bank.calls.filter((call) => call.startsWith('charge')).sort(),
+        ids.map((id) => `charge ${id}:charge_fee`),
+        'node-a did not go on to charge the fee: node-b did, once',
+      );
+      assert.deepEqual(
+        bank.calls.filter((call) => /^(cancel|release|refund)/.test(call)),
+        [],
+        'node-a compensated nothing of what node-b completed',
+      );
+      for (const id of ids) {
+        assert.equal(
+          bank.effects.filter((effect) => effect.includes(`${id}:`)).length,
+          2,
+          `${id}: placed and charged once`,
+        );
+      }
+    });
+
+    it(`[${target.name}] a retry delay is recorded (delayMs, and the wake time) and a node resuming the instance waits it out`, async () => {
+      const bank = new FakeBank();
+      const saga = sellOrderSaga(bank, {
+        retry: { maxAttempts: 3, initialDelayMs: 1_000_000_000, maxDelayMs: 1_000_000_000 },
+        before: {
+          place_order: async (ctx) => {
+            if (ctx.attempt === 1) throw new ChassisError('UNAVAILABLE', 'Exchange is down');
+          },
+        },
+      });
+      const { db, runner, instances, service, node } = await setup([saga], { nodeId: 'node-a' });
+      const id = await runner.start(saga, order('w-1'));
+      await waitUntil(async () => (await runner.get(id))?.history.at(-1)?.kind === 'step_retrying', {
+        what: 'the retry delay',
+      });
+      const retrying = (await runner.get(id))!.history.at(-1)!;
+      assert.equal(retrying.node, 'node-a');
+      assert.equal(retrying.attempt, 1);
+      assert.equal(retrying.error?.code, 'UNAVAILABLE');
+      assert.ok(typeof retrying.delayMs === 'number' && retrying.delayMs > 0, `delayMs ${retrying.delayMs}`);
+      const wake = await sql<{ after_ms: number }>`
+        select round(extract(epoch from (s.wake_at - h.at)) * 1000)::int as after_ms
+        from ${instances} s join ${sql.id(service, 'chassis_saga_history')} h on h.saga_id = s.id
+        where h.seq = ${retrying.seq}`.execute(db.kysely);
+      assert.deepEqual(wake.rows, [{ after_ms: retrying.delayMs }], 'it wakes delayMs after the entry');
+
+      await runner.stop();
+      const stopped = await runner.get(id);
+      assert.equal(stopped?.owner, undefined, 'released at the stop');
+      assert.equal(trace(stopped!.history).at(-1), 'step_retrying place_order 1');
+
+      // The delay, shortened: whoever resumes it waits until then.
+      const other = await node({ nodeId: 'node-b' });
+      const set = await sql<{ wake_at: Date }>`
+        update ${instances} set wake_at = now() + interval '600 milliseconds' where id = ${id}
+        returning wake_at`.execute(db.kysely);
+      const wakeAt = set.rows[0]!.wake_at;
+      assert.deepEqual(await other.resumeAll(), [id]);
+      const done = await other.wait(id);
+      assert.equal(done.status, 'completed');
+      const tail = done.history.slice(done.history.findIndex((entry) => entry.kind === 'saga_resumed'));
+      assert.deepEqual(trace(tail.slice(0, 3)), [
+        'saga_resumed place_order',
+        'step_started place_order 2',
+        'step_completed place_order 2',
+      ]);
+      assert.ok(tail.every((entry) => entry.node === 'node-b'));
+      assert.ok(
+        tail[1]!.at.getTime() >= wakeAt.getTime() - 5,
+        `the next attempt (${tail[1]!.at.toISOString()}) not before the wake time (${wakeAt.toISOString()})`,
+      );
       assert.deepEqual(bank.effects, ['reserve 101 BHP 10', `place ${id}:place_order`, `charge ${id}:charge_fee 100`]);
     });
   });
