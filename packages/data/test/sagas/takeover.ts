@@ -414,5 +414,44 @@ export function sagaTakeoverSuite(target: DatabaseTarget): void {
       );
       assert.deepEqual(bank.effects, ['reserve 101 BHP 10', `place ${id}:place_order`, `charge ${id}:charge_fee 100`]);
     });
+
+    it(`[${target.name}] a hook throwing right after the start abandons the instance there: unowned, it is another node's at once`, async () => {
+      const bank = new FakeBank();
+      const saga = sellOrderSaga(bank);
+      const seen: string[] = [];
+      const { runner, node } = await setup([saga], {
+        nodeId: 'node-a',
+        onBoundary: (event) => {
+          seen.push(event.boundary);
+          if (event.boundary === 'saga_created') throw new Error('crash');
+        },
+      });
+      const id = await runner.start(saga, order('b-1'));
+      assert.equal(typeof id, 'string', 'the start itself succeeded');
+      assert.deepEqual(seen, ['saga_created']);
+      const left = await runner.get(id);
+      assert.equal(left?.status, 'running');
+      assert.equal(left?.owner, undefined, 'not claimed: no lease to wait for');
+      assert.deepEqual(
+        left!.history.map((entry) => [entry.kind, entry.node]),
+        [['saga_created', 'node-a']],
+      );
+      const other = await node({ nodeId: 'node-b' });
+      assert.deepEqual(await other.resumeAll(), [id]);
+      const done = await other.wait(id);
+      assert.equal(done.status, 'completed');
+      assert.deepEqual(trace(done.history).slice(0, 3), [
+        'saga_created',
+        'saga_resumed reserve_shares',
+        'step_started reserve_shares 1',
+      ]);
+      assert.ok(done.history.slice(1).every((entry) => entry.node === 'node-b'));
+      assert.deepEqual(seen, ['saga_created'], 'node-a did nothing more');
+      assert.deepEqual(bank.calls, [
+        `reserve ${id}:reserve_shares`,
+        `place ${id}:place_order`,
+        `charge ${id}:charge_fee`,
+      ]);
+    });
   });
 }
