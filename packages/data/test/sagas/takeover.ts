@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ChassisError } from '@chassis/core';
 import {
   Database,
@@ -11,6 +12,7 @@ import {
   sql,
 } from '@chassis/data';
 import { type DatabaseTarget, waitUntil } from '@chassis/testing';
+import type { KyselyPlugin } from 'kysely';
 import { FakeBank, sellOrderSaga } from './bank.ts';
 
 const order = (orderId: string) => ({ orderId, accountId: '101', symbol: 'BHP', quantity: 10, priceCents: 9172 });
@@ -452,6 +454,173 @@ export function sagaTakeoverSuite(target: DatabaseTarget): void {
         `place ${id}:place_order`,
         `charge ${id}:charge_fee`,
       ]);
+    });
+
+    it(`[${target.name}] a driver that stopped on a database error is resumed by a later sweep; the step is run again under its key`, async () => {
+      const bank = new FakeBank();
+      const slow = shut();
+      let entered = false;
+      const saga = sellOrderSaga(bank, {
+        before: {
+          place_order: async (ctx) => {
+            if (ctx.attempt > 1) return;
+            entered = true;
+            await slow.opened;
+          },
+        },
+      });
+      const logs = captureLogs();
+      const { runner, moveTable } = await setup([saga], { nodeId: 'node-a', sweepMs: 50, logger: logs.logger });
+      assert.deepEqual(await runner.resumeAll(), [], 'nothing yet; the sweeps start');
+      const id = await runner.start(saga, order('s-1'));
+      await waitUntil(() => entered, { what: 'the order being placed' });
+      await moveTable('away');
+      try {
+        slow.open();
+        await waitUntil(() => logs.said('saga driver stopped on an error').length > 0, {
+          what: 'the write of the outcome failing',
+          timeoutMs: 10_000,
+        });
+      } finally {
+        await moveTable('back');
+      }
+      const [stopped] = logs.said('saga driver stopped on an error');
+      assert.equal(stopped?.level, 'error');
+      assert.equal(stopped?.message, 'saga driver stopped on an error; another sweep retries');
+      assert.equal(stopped?.fields.sagaId, id);
+      assert.ok(stopped?.fields.err instanceof Error);
+
+      const done = await runner.wait(id, 10_000);
+      assert.equal(done.status, 'completed');
+      assert.deepEqual(trace(done.history).slice(3), [
+        'step_started place_order 1',
+        'saga_resumed place_order',
+        'step_started place_order 2',
+        'step_completed place_order 2',
+        'step_started charge_fee 1',
+        'step_completed charge_fee 1',
+        'saga_completed',
+      ]);
+      assert.ok(done.history.every((entry) => entry.node === 'node-a'));
+      assert.deepEqual(bank.calls, [
+        `reserve ${id}:reserve_shares`,
+        `place ${id}:place_order`,
+        `place ${id}:place_order`,
+        `charge ${id}:charge_fee`,
+      ]);
+      assert.deepEqual(bank.effects, ['reserve 101 BHP 10', `place ${id}:place_order`, `charge ${id}:charge_fee 100`]);
+    });
+
+    it(`[${target.name}] a sweep that fails is retried by the next one, which resumes what a dead node left`, async () => {
+      const bank = new FakeBank();
+      const saga = sellOrderSaga(bank);
+      const logs = captureLogs();
+      const { db, runner, instances, node, moveTable } = await setup([saga], {
+        nodeId: 'node-a',
+        sweepMs: 50,
+        logger: logs.logger,
+      });
+      // A node that dies right after recording its first step's start; its lease holds for now.
+      const dead = await node({
+        nodeId: 'node-dead',
+        onBoundary: (event) => {
+          if (event.boundary === 'step_started') throw new Error('crash');
+        },
+      });
+      const id = await dead.start(saga, order('d-1'));
+      await waitUntil(async () => (await runner.get(id))?.history.length === 2, { what: 'the dead node to die' });
+      assert.deepEqual(await runner.resumeAll(), [], 'not while its lease holds; the sweeps start');
+      await moveTable('away');
+      try {
+        await waitUntil(() => logs.said('saga sweep failed').length >= 2, {
+          what: 'two sweeps failing',
+          timeoutMs: 10_000,
+        });
+      } finally {
+        await moveTable('back');
+      }
+      for (const entry of logs.said('saga sweep failed')) {
+        assert.equal(entry.level, 'warn');
+        assert.equal(entry.message, 'saga sweep failed; the next one retries');
+        assert.ok(entry.fields.err instanceof Error);
+      }
+      await sql`update ${instances} set lease_until = now() - interval '1 second' where id = ${id}`.execute(db.kysely);
+      const done = await runner.wait(id, 10_000);
+      assert.equal(done.status, 'completed');
+      assert.deepEqual(trace(done.history).slice(0, 4), [
+        'saga_created',
+        'step_started reserve_shares 1',
+        'saga_resumed reserve_shares',
+        'step_started reserve_shares 2',
+      ]);
+      assert.ok(done.history.slice(2).every((entry) => entry.node === 'node-a'));
+      assert.deepEqual(bank.effects, ['reserve 101 BHP 10', `place ${id}:place_order`, `charge ${id}:charge_fee 100`]);
+    });
+
+    it(`[${target.name}] sweeps do not overlap: while one is slow the next ones skip, and sweeping goes on after it`, async () => {
+      const bank = new FakeBank();
+      const saga = sellOrderSaga(bank);
+      const { db, node } = await setup([saga], { nodeId: 'node-setup' });
+      // node-a's database handle, seen through a plugin that can hold back every result it gets.
+      let holding: ReturnType<typeof gate> | undefined;
+      let heldBack = 0;
+      let peak = 0;
+      const watch: KyselyPlugin = {
+        transformQuery: (args) => args.node,
+        async transformResult(args) {
+          const hold = holding;
+          if (!hold) return args.result;
+          heldBack++;
+          peak = Math.max(peak, heldBack);
+          try {
+            await hold.opened;
+          } finally {
+            heldBack--;
+          }
+          return args.result;
+        },
+      };
+      const watched = new Database(
+        db.kind,
+        db.kysely.withPlugin(watch),
+        (channel, onNotify) => db.listen(channel, onNotify),
+        db.description,
+        db.usage,
+      );
+      const runner = await node({ nodeId: 'node-a', sweepMs: 30 }, watched);
+      assert.deepEqual(await runner.resumeAll(), [], 'the sweeps start');
+      holding = shut();
+      let id: string | undefined;
+      try {
+        await waitUntil(() => heldBack > 0, { what: 'a sweep held back', timeoutMs: 10_000 });
+        // Ten sweep periods: each would have started a sweep of its own.
+        await sleep(300);
+        assert.equal(peak, 1, 'one sweep at a time');
+        // Meanwhile a node dies right after its first step's start, with a lease that lapses at once.
+        const dead = await node(
+          {
+            nodeId: 'node-dead',
+            leaseMs: 100,
+            onBoundary: (event) => {
+              if (event.boundary === 'step_started') throw new Error('crash');
+            },
+          },
+          db,
+        );
+        id = await dead.start(saga, order('o-1'));
+        assert.equal(peak, 1);
+      } finally {
+        holding.open();
+        holding = undefined;
+      }
+      const done = await runner.wait(id, 10_000);
+      assert.equal(done.status, 'completed', 'the sweep after the slow one took it');
+      assert.deepEqual(trace(done.history).slice(2, 4), [
+        'saga_resumed reserve_shares',
+        'step_started reserve_shares 2',
+      ]);
+      assert.ok(done.history.slice(2).every((entry) => entry.node === 'node-a'));
+      assert.deepEqual(bank.effects, ['reserve 101 BHP 10', `place ${id}:place_order`, `charge ${id}:charge_fee 100`]);
     });
   });
 }
