@@ -1,4 +1,7 @@
 import { pgliteTarget } from '@chassis/testing';
 import { sagaSuite } from './sagas/suite.ts';
+import { sagaTakeoverSuite } from './sagas/takeover.ts';
 
-sagaSuite(pgliteTarget());
+const target = pgliteTarget();
+sagaSuite(target);
+sagaTakeoverSuite(target);

@@ -1,4 +1,7 @@
 import { postgresTarget } from '@chassis/testing';
 import { sagaSuite } from './sagas/suite.ts';
+import { sagaTakeoverSuite } from './sagas/takeover.ts';
 
-sagaSuite(await postgresTarget());
+const target = await postgresTarget();
+sagaSuite(target);
+sagaTakeoverSuite(target);
