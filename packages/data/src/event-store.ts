@@ -412,6 +412,9 @@ export class EventStore<S extends EventSchemas = EventSchemas> {
    * A stream's current state: its snapshot (if any) folded with the events after it. With
    * `snapshotEvery: n`, a new snapshot is kept once n events were folded past the last one. With
    * `snapshots: false`, no snapshot is looked for (one query less, for short streams that never take one).
+   * With `lock: true` (in a transaction, `trx`), the stream's row is locked as its events are read, in the
+   * same statement: the other writers to the stream queue until the transaction ends, and the state is the
+   * latest, whoever wrote last.
    */
   async aggregate<State>(
     stream: string,
@@ -421,17 +424,28 @@ export class EventStore<S extends EventSchemas = EventSchemas> {
       snapshotEvery?: number;
       snapshots?: boolean;
       revision?: number;
+      lock?: boolean;
       trx?: Kysely<AnyTables>;
     },
   ): Promise<{ state: State; version: number }> {
     const { trx, revision } = options;
+    if (options.lock && trx === undefined) {
+      throw new ChassisError(
+        'VALIDATION',
+        `aggregate of "${stream}" with lock: true needs the transaction (trx) to hold it`,
+      );
+    }
     const snapshot =
       options.snapshots === false ? undefined : await this.loadSnapshot<State>(stream, { revision, trx });
     let state = snapshot?.state ?? options.initial;
     let version = snapshot?.version ?? 0;
     const page = 1000;
+    let lock = options.lock === true;
     for (;;) {
-      const events = await this.readStream(stream, { fromVersion: version + 1, limit: page, trx });
+      const events = lock
+        ? await this.readStreamLocked(stream, version + 1, page, trx!)
+        : await this.readStream(stream, { fromVersion: version + 1, limit: page, trx });
+      lock = false;
       for (const event of events) {
         state = options.evolve(state, event);
         version = event.version;
@@ -443,6 +457,37 @@ export class EventStore<S extends EventSchemas = EventSchemas> {
       await this.saveSnapshot(stream, { version, state, revision }, trx);
     }
     return { state, version };
+  }
+
+  /**
+   * Locks the stream's row and reads its events, one statement. The read sees what had committed when the
+   * statement began; the lock, once a writer that held it has committed, the stream's newest version. When
+   * that writer came between the two, the events it added are read again, after the lock.
+   */
+  private async readStreamLocked(
+    stream: string,
+    fromVersion: number,
+    limit: number,
+    trx: Kysely<AnyTables>,
+  ): Promise<StoredEventOf<S>[]> {
+    const result = await sql<EventRow & { head: number | null }>`
+      with head as (select version from ${this.table(STREAMS_TABLE)} where stream = ${stream} for update)
+      select (select version from head) as head, e.*
+      from (values (1)) as one
+      left join lateral (
+        select ${EVENT_COLUMNS} from ${this.table(EVENTS_TABLE)}
+        where stream = ${stream} and version >= ${fromVersion}
+        order by version
+        limit ${limit}
+      ) as e on true`.execute(trx);
+    const head = result.rows[0]?.head ?? null;
+    const events = result.rows.filter((row) => row.id !== null).map(toStoredEvent) as StoredEventOf<S>[];
+    const last = events.at(-1)?.version ?? fromVersion - 1;
+    if (head === null || events.length === limit || last >= Number(head)) return events;
+    return [
+      ...events,
+      ...(await this.readStream(stream, { fromVersion: last + 1, limit: limit - events.length, trx })),
+    ];
   }
 
   private checkStream(stream: string): void {

@@ -66,12 +66,12 @@ export function ordersService(options: OrdersOptions = {}) {
   /** The order, its stream locked until this handler's transaction ends. */
   async function load(ctx: Context, orderId: string): Promise<OrderState> {
     const trx = await database(ctx);
-    const es = events();
-    await sql`select 1 from ${es.table('chassis_streams')} where stream = ${streamOf(orderId)} for update`.execute(trx);
-    const { state } = await es.aggregate(streamOf(orderId), {
+    // Locked as it is read: the order's other writers (a fill, a cancel, the sweep) queue behind this one.
+    const { state } = await events().aggregate(streamOf(orderId), {
       initial: initialState(orderId),
       evolve,
       snapshots: false,
+      lock: true,
       trx,
     });
     if (!state.created) throw new ChassisError('NOT_FOUND', `No order ${orderId}`, { data: { orderId } });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ChassisError } from '@chassis/core';
 import {
   type AnyTables,
@@ -491,6 +492,54 @@ export function eventStoreSuite(target: DatabaseTarget): void {
         version: 0,
         state: noOrder,
       });
+    });
+
+    it(`[${target.name}] aggregate with lock: a second reader waits for the first writer and sees what it wrote`, {
+      skip: target.name === 'pglite' && 'PGlite is one connection: no transaction waits on another',
+    }, async () => {
+      const { db, other, store, otherStore } = await setup();
+      const orderId = randomUUID();
+      const stream = `order-${orderId}`;
+      await store.append(stream, [created(orderId, '101', 25)], { expectedVersion: 'no_stream' });
+      const first = await db.kysely.startTransaction().execute();
+      const second = await other.kysely.startTransaction().execute();
+      try {
+        const mine = await store.aggregate(stream, {
+          initial: noOrder,
+          evolve,
+          snapshots: false,
+          lock: true,
+          trx: first,
+        });
+        assert.equal(mine.version, 1);
+        let settled = false;
+        // The second reader's statement begins now, before the first writer's event exists.
+        const theirs = otherStore
+          .aggregate(stream, { initial: noOrder, evolve, snapshots: false, lock: true, trx: second })
+          .finally(() => {
+            settled = true;
+          });
+        await sleep(200);
+        assert.equal(settled, false, 'the second reader waits on the stream’s lock');
+        await store.append(stream, [placed(orderId), completed(orderId, '92.10')], { expectedVersion: 1, trx: first });
+        await first.commit().execute();
+        const after = await theirs;
+        assert.deepEqual(after, {
+          version: 3,
+          state: { status: 'completed', quantity: 25, price: '92.10', history: ['created', 'placed', 'completed'] },
+        });
+        // Its append at the version it read goes through: no conflict to retry.
+        await otherStore.append(stream, [{ type: 'OrderNoted', data: { orderId, note: 'n' } }], {
+          expectedVersion: after.version,
+          trx: second,
+        });
+        await second.commit().execute();
+      } finally {
+        await rollbackIfOpen(first);
+        await rollbackIfOpen(second);
+      }
+      assert.equal((await store.readStream(stream)).length, 4);
+      await assert.rejects(store.aggregate(stream, { initial: noOrder, evolve, lock: true }), { code: 'VALIDATION' });
     });
 
     it(`[${target.name}] a live projection, woken by notifications, equals its rebuild from zero`, async () => {
