@@ -16,7 +16,7 @@ import { type EventSchemas, EventStore, type EventStoreOptions } from './event-s
 import { claimInbox, installInbox, isInInbox } from './inbox.ts';
 import { installLeases, takeLease } from './leases.ts';
 import { migrate } from './migrations.ts';
-import { installOutbox, OutboxRelay, writeOutbox } from './outbox.ts';
+import { installOutbox, OutboxRelay } from './outbox.ts';
 import { UnitOfWork } from './unit-of-work.ts';
 
 /**
@@ -151,11 +151,10 @@ export class DataExtension implements NodeExtension {
     if (!this.services.has(service.name)) return next();
     const db = this.database;
     const subscription = invocation.kind === 'event' ? invocation.subscription : undefined;
-    const unit = new UnitOfWork(
-      db,
-      service.name,
-      subscription ? (trx) => this.claim(trx, service, subscription, ctx) : undefined,
-    );
+    const unit = new UnitOfWork(db, service.name, {
+      onOpen: subscription ? (trx) => this.claim(trx, service, subscription, ctx) : undefined,
+      writer: this.writer,
+    });
     this.units.set(ctx, unit);
     this.invocations.set(ctx, invocation.kind);
     try {
@@ -193,7 +192,7 @@ export class DataExtension implements NodeExtension {
   async emit(ctx: Context, event: string, message: { headers: Record<string, string>; body: Uint8Array }) {
     const unit = this.units.get(ctx);
     if (!unit) return false;
-    await writeOutbox(await unit.transaction(), unit.service, [{ event, message }], { writer: this.writer });
+    unit.emit({ event, message });
     return true;
   }
 

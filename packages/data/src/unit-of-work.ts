@@ -1,5 +1,6 @@
 import type { ControlledTransaction, Kysely } from 'kysely';
 import type { AnyTables, Database } from './database.ts';
+import { type OutboxMessage, writeOutbox } from './outbox.ts';
 
 /**
  * One handler's database work: a transaction opened at its first use and committed when the handler
@@ -10,20 +11,38 @@ import type { AnyTables, Database } from './database.ts';
  * writes holds no transaction during its calls — which, in the all-in-one default where every service
  * shares one PGlite connection, is what keeps a call into another local service from waiting on a
  * connection its caller holds.
+ *
+ * The events it emits are kept until it commits, then written to the outbox in one statement: a handler
+ * that emits two events, or writes one and announces the change, pays one round trip for them.
  */
 export class UnitOfWork {
   private opening: Promise<ControlledTransaction<AnyTables>> | undefined;
   private settled = false;
+  private emitted: OutboxMessage[] = [];
 
   readonly db: Database;
   readonly service: string;
   /** Runs first in the new transaction (e.g. claims the inbox); a throw aborts the handler. */
   private readonly onOpen?: (trx: Kysely<AnyTables>) => Promise<void>;
+  /** Whose relay publishes the events at once (`writeOutbox`'s `writer`). */
+  private readonly writer: string | undefined;
 
-  constructor(db: Database, service: string, onOpen?: (trx: Kysely<AnyTables>) => Promise<void>) {
+  constructor(
+    db: Database,
+    service: string,
+    options: { onOpen?: (trx: Kysely<AnyTables>) => Promise<void>; writer?: string } = {},
+  ) {
     this.db = db;
     this.service = service;
-    this.onOpen = onOpen;
+    this.onOpen = options.onOpen;
+    this.writer = options.writer;
+  }
+
+  /** An event to publish once the unit commits (nothing, if it rolls back). */
+  emit(message: OutboxMessage): void {
+    if (this.settled)
+      throw new Error(`The unit of work of ${this.service} has ended; ${message.event} was not emitted`);
+    this.emitted.push(message);
   }
 
   get opened(): boolean {
@@ -55,7 +74,9 @@ export class UnitOfWork {
    * For an action that must make a step durable before it calls another service.
    */
   async commitSoFar(): Promise<void> {
-    if (this.settled || !this.opening) return;
+    if (this.settled) return;
+    await this.writeEmitted();
+    if (!this.opening) return;
     const trx = await this.opening;
     this.opening = undefined;
     await trx.commit().execute();
@@ -63,6 +84,7 @@ export class UnitOfWork {
 
   async commit(): Promise<void> {
     if (this.settled) return;
+    await this.writeEmitted();
     this.settled = true;
     if (this.opening) await (await this.opening).commit().execute();
   }
@@ -70,8 +92,16 @@ export class UnitOfWork {
   async rollback(): Promise<void> {
     if (this.settled) return;
     this.settled = true;
+    this.emitted = [];
     if (!this.opening) return;
     const trx = await this.opening.catch(() => undefined);
     await trx?.rollback().execute();
+  }
+
+  private async writeEmitted(): Promise<void> {
+    if (this.emitted.length === 0) return;
+    const messages = this.emitted;
+    this.emitted = [];
+    await writeOutbox(await this.transaction(), this.service, messages, { writer: this.writer });
   }
 }

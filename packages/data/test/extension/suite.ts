@@ -189,6 +189,50 @@ export function extensionSuite(target: DatabaseTarget): void {
       assert.deepEqual(events, [], 'the event store was installed in the service schema at start');
     });
 
+    it(`[${target.name}] a handler's events are written together when it commits, in the order emitted; commit(ctx) takes those before it`, async () => {
+      const s = slice();
+      const announce = action(`${s.orders.name}.announce`, {
+        input: z.object({ count: z.number().int(), failAfterCommit: z.boolean() }),
+        output: z.object({ ok: z.boolean() }),
+      });
+      const orders = defineService({
+        name: s.orders.name,
+        migrations: new URL('orders/', fixtures),
+        uses: [s.orderCreated],
+        actions: [
+          handle(announce, async ({ count, failAfterCommit }, ctx) => {
+            for (let i = 1; i <= count; i++) await ctx.emit(s.orderCreated, { orderId: `o-${i}`, quantity: i });
+            if (!failAfterCommit) return { ok: true };
+            await commit(ctx);
+            await ctx.emit(s.orderCreated, { orderId: 'after-commit', quantity: 99 });
+            throw new Error('the ledger said no');
+          }),
+        ],
+      });
+      const seen: string[] = [];
+      const listener = defineService({
+        name: `listener-${cluster.suffix}`,
+        events: [on(s.orderCreated, async ({ orderId }) => void seen.push(orderId))],
+      });
+      const { data, node } = await start([orders, listener]);
+      const before = data.database.usage.statements;
+      await node.call(announce, { count: 10, failAfterCommit: false });
+      const statements = data.database.usage.statements - before;
+      // One insert for the ten, and the relay's batch if it has begun: fewer statements than events.
+      assert.ok(statements < 10, `ten events took ${statements} statements`);
+      await waitUntil(() => seen.length === 10, { what: 'the ten events' });
+      assert.deepEqual(
+        seen,
+        Array.from({ length: 10 }, (_, i) => `o-${i + 1}`),
+        'in the order emitted',
+      );
+      seen.length = 0;
+      await assert.rejects(node.call(announce, { count: 2, failAfterCommit: true }), /the ledger said no/);
+      await waitUntil(() => seen.length === 2, { what: 'the events emitted before commit(ctx)' });
+      await sleep(500);
+      assert.deepEqual(seen, ['o-1', 'o-2'], 'what came before commit(ctx) is published; what came after is not');
+    });
+
     it(`[${target.name}] commit(ctx) is refused in an event handler, whose work commits with its inbox claim`, async () => {
       const s = slice();
       const errors: string[] = [];
