@@ -174,6 +174,15 @@ for (const name of flags.has('--report') ? [] : modules) {
   console.log(`\n== ${name}: ${m.description}\n   mutate ${mutate.join(' ')}\n   tests  ${tests.join(' ')}`);
   const moduleStarted = Date.now();
   const load = loadavg()[0];
+  // The module's own environment, for the test processes Stryker starts (they inherit this one's).
+  const saved = Object.fromEntries(Object.keys(m.env ?? {}).map((key) => [key, process.env[key]]));
+  Object.assign(process.env, m.env ?? {});
+  const restoreEnv = () => {
+    for (const [key, value] of Object.entries(saved)) {
+      if (value === undefined) delete process.env[key];
+      else process.env[key] = value;
+    }
+  };
   const stryker = new Stryker({
     mutate,
     testRunner: 'tap',
@@ -205,10 +214,12 @@ for (const name of flags.has('--report') ? [] : modules) {
   try {
     results = await stryker.runMutationTest();
   } catch (error) {
+    restoreEnv();
     console.error(`Module ${name} could not be run: ${error?.message ?? error}`);
     rows.push({ name, error: true, minutes: (Date.now() - moduleStarted) / 60_000, load });
     continue;
   }
+  restoreEnv();
   record(name, results.map(fromStryker), { minutes: (Date.now() - moduleStarted) / 60_000, load });
 }
 

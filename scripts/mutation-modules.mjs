@@ -21,6 +21,7 @@ const dispositionTests = [
 export const mutationModules = {
   fees: {
     description: "SimpleBank's fee: 0.1% of the notional, minimum 1.00",
+    env: { SIMPLEBANK_TEST_DATABASE: 'postgres' },
     // feeFor (the rule) and the money helpers live with the contracts; the service records and announces.
     mutate: ['apps/simplebank/contracts/common.ts', 'apps/simplebank/services/fees/service.ts'],
     tests: ['apps/simplebank/test/*fee*.test.ts', 'apps/simplebank/test/sell-order.test.ts'],
@@ -28,6 +29,8 @@ export const mutationModules = {
   ledger: {
     description: "SimpleBank's ledger: reservations, cash and shares never oversold",
     mutate: ['apps/simplebank/services/account-transactions/service.ts'],
+    // The one-node bank on a new PostgreSQL database, not PGlite, whose start each test process would pay.
+    env: { SIMPLEBANK_TEST_DATABASE: 'postgres' },
     tests: [
       'apps/simplebank/test/*ledger*.test.ts',
       // The oversell races on real PostgreSQL, and the fee's charge and refund, which the ledger decides.

@@ -8,6 +8,7 @@ import {
   signToken,
 } from '@chassis/core';
 import { dataExtension } from '@chassis/data';
+import { postgresTarget } from '@chassis/testing';
 import {
   type ExchangeSimulator,
   type ExchangeSimulatorOptions,
@@ -31,7 +32,9 @@ export interface OneNodeBank {
 
 /**
  * All of SimpleBank's services on one started node — memory transport, in-memory PGlite — beside an
- * exchange simulator whose prices stay still unless the options say otherwise.
+ * exchange simulator whose prices stay still unless the options say otherwise. With
+ * `SIMPLEBANK_TEST_DATABASE=postgres`, a new database on the local PostgreSQL instead: a process that
+ * runs one test file (a mutation run does so hundreds of times) is spared PGlite's start.
  */
 export async function startOneNodeBank(
   exchangeOptions: ExchangeSimulatorOptions = {},
@@ -39,10 +42,11 @@ export async function startOneNodeBank(
   extra: ServiceDefinition[] = [],
 ): Promise<OneNodeBank> {
   const exchange = await startExchangeSimulator({ tickMs: 0, ...exchangeOptions });
+  const postgres = process.env.SIMPLEBANK_TEST_DATABASE === 'postgres' ? await postgresTarget() : undefined;
   const node = createNode({
     identity: jwtVerifier({ secret }),
     services: [...simplebankServices({ secret, exchangeUrl: exchange.url }), ...extra],
-    extensions: [dataExtension({ url: 'pglite://memory' })],
+    extensions: [dataExtension({ url: postgres ? await postgres.newDatabase() : 'pglite://memory' })],
     transport: memoryTransport({ broker: new MemoryBroker() }),
     logLevel: 'silent',
   });
@@ -53,6 +57,7 @@ export async function startOneNodeBank(
     async stop() {
       await node.stop();
       await exchange.close();
+      await postgres?.cleanup();
     },
   };
 }
