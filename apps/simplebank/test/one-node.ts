@@ -41,8 +41,12 @@ export async function startOneNodeBank(
   /** Services of the test's own beside the bank's: a listener of its events, say. */
   extra: ServiceDefinition[] = [],
 ): Promise<OneNodeBank> {
+  const database = process.env.SIMPLEBANK_TEST_DATABASE ?? 'pglite';
+  if (database !== 'pglite' && database !== 'postgres') {
+    throw new TypeError(`SIMPLEBANK_TEST_DATABASE is postgres or pglite, not "${database}"`);
+  }
   const exchange = await startExchangeSimulator({ tickMs: 0, ...exchangeOptions });
-  const postgres = process.env.SIMPLEBANK_TEST_DATABASE === 'postgres' ? await postgresTarget() : undefined;
+  const postgres = database === 'postgres' ? await postgresTarget() : undefined;
   const node = createNode({
     identity: jwtVerifier({ secret }),
     services: [...simplebankServices({ secret, exchangeUrl: exchange.url }), ...extra],
