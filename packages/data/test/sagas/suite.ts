@@ -5,73 +5,21 @@ import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ChassisError } from '@chassis/core';
-import {
-  Database,
-  defineSaga,
-  type SagaDefinition,
-  type SagaHistoryEntry,
-  type SagaInstance,
-  SagaRunner,
-  type SagaRunnerOptions,
-  sql,
-} from '@chassis/data';
+import { Database, defineSaga, type SagaInstance, SagaRunner, sql } from '@chassis/data';
 import { type DatabaseTarget, typescriptArgs, waitUntil } from '@chassis/testing';
 import { z } from 'zod';
 import { ChargeFailed, FakeBank, investmentSaga, sellOrderSaga } from './bank.ts';
 import { CRASH_SAGA, EXPECTED_BOUNDARIES, feeFails, STEPS } from './crash-saga.ts';
-
-const order = (orderId: string, quantity = 10) => ({
-  orderId,
-  accountId: '101',
-  symbol: 'BHP',
-  quantity,
-  priceCents: 9172,
-});
-
-/** `kind step attempt` per entry: the history as a test reads it. */
-const trace = (history: SagaHistoryEntry[]) =>
-  history.map((entry) => [entry.kind, entry.step, entry.attempt].filter((part) => part !== undefined).join(' '));
-
-function gate() {
-  let open!: () => void;
-  const opened = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  return { opened, open };
-}
+import { gate, order, sagaNodes, trace } from './fixtures.ts';
 
 /** Orchestrated sagas, the same on PGlite and PostgreSQL. */
 export function sagaSuite(target: DatabaseTarget): void {
   describe(`orchestrated sagas: ${target.name}`, { skip: target.skip }, () => {
-    const runners: SagaRunner[] = [];
-    const open: Database[] = [];
+    const { setup, close } = sagaNodes(target, 'bank');
     after(async () => {
-      await Promise.allSettled(runners.map((runner) => runner.stop()));
-      await Promise.allSettled(open.map((db) => db.close()));
+      await close();
       await target.cleanup();
     });
-
-    async function setup(sagas: SagaDefinition<unknown, unknown>[], options: Partial<SagaRunnerOptions> = {}) {
-      const url = await target.newDatabase();
-      const db = await Database.open(url);
-      open.push(db);
-      const service = `bank_${randomBytes(3).toString('hex')}`;
-      const runner = new SagaRunner(db, { service, sagas, sweepMs: 0, ...options });
-      runners.push(runner);
-      await runner.install();
-      /** Another node on the same database (PGlite lives in this process: the same client). */
-      const node = async (more: Partial<SagaRunnerOptions> = {}) => {
-        let other = db;
-        if (target.name !== 'pglite') {
-          other = await Database.open(url);
-          open.push(other);
-        }
-        const created = new SagaRunner(other, { service, sagas, sweepMs: 0, ...more });
-        runners.push(created);
-        return created;
-      };
-      return { db, runner, service, node };
-    }
 
     it(`[${target.name}] a sell order runs its steps in order, once each, and merges what they return`, async () => {
       const bank = new FakeBank();

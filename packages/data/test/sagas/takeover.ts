@@ -1,33 +1,12 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ChassisError } from '@chassis/core';
-import {
-  Database,
-  type SagaDefinition,
-  type SagaHistoryEntry,
-  SagaRunner,
-  type SagaRunnerOptions,
-  sql,
-} from '@chassis/data';
+import { Database, type SagaDefinition, type SagaHistoryEntry, type SagaRunnerOptions, sql } from '@chassis/data';
 import { type DatabaseTarget, waitUntil } from '@chassis/testing';
 import type { KyselyPlugin } from 'kysely';
 import { FakeBank, sellOrderSaga } from './bank.ts';
-
-const order = (orderId: string) => ({ orderId, accountId: '101', symbol: 'BHP', quantity: 10, priceCents: 9172 });
-
-/** `kind step attempt` per entry: the history as a test reads it. */
-const trace = (history: SagaHistoryEntry[]) =>
-  history.map((entry) => [entry.kind, entry.step, entry.attempt].filter((part) => part !== undefined).join(' '));
-
-function gate() {
-  let open!: () => void;
-  const opened = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  return { opened, open };
-}
+import { gate, order, sagaNodes, trace } from './fixtures.ts';
 
 /** A logger that keeps what the runner says, for the tests to read. */
 function captureLogs() {
@@ -48,8 +27,7 @@ const TAKEN_OVER = 'saga instance taken over by another node; this node stops dr
  */
 export function sagaTakeoverSuite(target: DatabaseTarget): void {
   describe(`saga leases, takeovers and sweeps: ${target.name}`, { skip: target.skip }, () => {
-    const runners: SagaRunner[] = [];
-    const open: Database[] = [];
+    const nodes = sagaNodes(target, 'lease');
     const gates: ReturnType<typeof gate>[] = [];
     /** A gate the suite opens at its end if a failed test left it shut, so that the runners can stop. */
     const shut = () => {
@@ -59,30 +37,12 @@ export function sagaTakeoverSuite(target: DatabaseTarget): void {
     };
     after(async () => {
       for (const left of gates) left.open();
-      await Promise.allSettled(runners.map((runner) => runner.stop()));
-      await Promise.allSettled(open.map((db) => db.close()));
+      await nodes.close();
       await target.cleanup();
     });
 
     async function setup(sagas: SagaDefinition<unknown, unknown>[], options: Partial<SagaRunnerOptions> = {}) {
-      const url = await target.newDatabase();
-      const db = await Database.open(url);
-      open.push(db);
-      const service = `lease_${randomBytes(3).toString('hex')}`;
-      const runner = new SagaRunner(db, { service, sagas, sweepMs: 0, ...options });
-      runners.push(runner);
-      await runner.install();
-      /** Another node on the same database (PGlite lives in this process: the same client), or on `on`. */
-      const node = async (more: Partial<SagaRunnerOptions> = {}, on?: Database) => {
-        let other = on ?? db;
-        if (!on && target.name !== 'pglite') {
-          other = await Database.open(url);
-          open.push(other);
-        }
-        const created = new SagaRunner(other, { service, sagas, sweepMs: 0, ...more });
-        runners.push(created);
-        return created;
-      };
+      const { db, runner, service, node } = await nodes.setup(sagas, options);
       const instances = sql.id(service, 'chassis_sagas');
       /** The instances table goes away and comes back: every statement on it fails meanwhile. */
       const moveTable = async (where: 'away' | 'back') => {
