@@ -44,13 +44,18 @@ export function sagaTakeoverSuite(target: DatabaseTarget): void {
     async function setup(sagas: SagaDefinition<unknown, unknown>[], options: Partial<SagaRunnerOptions> = {}) {
       const { db, runner, service, node } = await nodes.setup(sagas, options);
       const instances = sql.id(service, 'chassis_sagas');
-      /** The instances table goes away and comes back: every statement on it fails meanwhile. */
-      const moveTable = async (where: 'away' | 'back') => {
-        const [from, to] =
-          where === 'away' ? ['chassis_sagas', 'chassis_sagas_away'] : ['chassis_sagas_away', 'chassis_sagas'];
-        await sql`alter table ${sql.id(service, from)} rename to ${sql.id(to)}`.execute(db.kysely);
+      /** The instances table is away while `run` runs (every statement on it fails), and back after. */
+      const whileTableAway = async (run: () => Promise<void>) => {
+        const rename = (from: string, to: string) =>
+          sql`alter table ${sql.id(service, from)} rename to ${sql.id(to)}`.execute(db.kysely);
+        await rename('chassis_sagas', 'chassis_sagas_away');
+        try {
+          await run();
+        } finally {
+          await rename('chassis_sagas_away', 'chassis_sagas');
+        }
       };
-      return { db, runner, service, node, instances, moveTable };
+      return { db, runner, service, node, instances, whileTableAway };
     }
 
     it(`[${target.name}] a node renews its lease while a step outlives it: no other node takes the instance over`, async () => {
@@ -213,18 +218,15 @@ export function sagaTakeoverSuite(target: DatabaseTarget): void {
         },
       });
       const logs = captureLogs();
-      const { runner, moveTable } = await setup([saga], { nodeId: 'node-a', leaseMs: 300, logger: logs.logger });
+      const { runner, whileTableAway } = await setup([saga], { nodeId: 'node-a', leaseMs: 300, logger: logs.logger });
       const id = await runner.start(saga, order('f-1'));
       await waitUntil(() => signal !== undefined, { what: 'the order being placed' });
-      await moveTable('away');
-      try {
-        await waitUntil(() => logs.said('saga lease renewal failed').length >= 2, {
+      await whileTableAway(() =>
+        waitUntil(() => logs.said('saga lease renewal failed').length >= 2, {
           what: 'two renewals failing',
           timeoutMs: 10_000,
-        });
-      } finally {
-        await moveTable('back');
-      }
+        }),
+      );
       for (const entry of logs.said('saga lease renewal failed')) {
         assert.equal(entry.level, 'warn');
         assert.ok(entry.fields.err instanceof Error, 'with the error');
@@ -430,20 +432,17 @@ export function sagaTakeoverSuite(target: DatabaseTarget): void {
         },
       });
       const logs = captureLogs();
-      const { runner, moveTable } = await setup([saga], { nodeId: 'node-a', sweepMs: 50, logger: logs.logger });
+      const { runner, whileTableAway } = await setup([saga], { nodeId: 'node-a', sweepMs: 50, logger: logs.logger });
       assert.deepEqual(await runner.resumeAll(), [], 'nothing yet; the sweeps start');
       const id = await runner.start(saga, order('s-1'));
       await waitUntil(() => entered, { what: 'the order being placed' });
-      await moveTable('away');
-      try {
+      await whileTableAway(async () => {
         slow.open();
         await waitUntil(() => logs.said('saga driver stopped on an error').length > 0, {
           what: 'the write of the outcome failing',
           timeoutMs: 10_000,
         });
-      } finally {
-        await moveTable('back');
-      }
+      });
       const [stopped] = logs.said('saga driver stopped on an error');
       assert.equal(stopped?.level, 'error');
       assert.equal(stopped?.message, 'saga driver stopped on an error; another sweep retries');
@@ -475,7 +474,7 @@ export function sagaTakeoverSuite(target: DatabaseTarget): void {
       const bank = new FakeBank();
       const saga = sellOrderSaga(bank);
       const logs = captureLogs();
-      const { db, runner, instances, node, moveTable } = await setup([saga], {
+      const { db, runner, instances, node, whileTableAway } = await setup([saga], {
         nodeId: 'node-a',
         sweepMs: 50,
         logger: logs.logger,
@@ -490,15 +489,12 @@ export function sagaTakeoverSuite(target: DatabaseTarget): void {
       const id = await dead.start(saga, order('d-1'));
       await waitUntil(async () => (await runner.get(id))?.history.length === 2, { what: 'the dead node to die' });
       assert.deepEqual(await runner.resumeAll(), [], 'not while its lease holds; the sweeps start');
-      await moveTable('away');
-      try {
-        await waitUntil(() => logs.said('saga sweep failed').length >= 2, {
+      await whileTableAway(() =>
+        waitUntil(() => logs.said('saga sweep failed').length >= 2, {
           what: 'two sweeps failing',
           timeoutMs: 10_000,
-        });
-      } finally {
-        await moveTable('back');
-      }
+        }),
+      );
       for (const entry of logs.said('saga sweep failed')) {
         assert.equal(entry.level, 'warn');
         assert.equal(entry.message, 'saga sweep failed; the next one retries');
