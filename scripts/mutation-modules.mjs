@@ -57,7 +57,7 @@ export const mutationModules = {
   },
   outbox: {
     description: 'The transactional outbox and its relay',
-    mutate: ['packages/data/src/outbox.ts'],
+    mutate: ['packages/data/src/outbox.ts', 'packages/data/src/outbox-relay.ts'],
     tests: ['packages/data/test/outbox.postgres.test.ts', 'packages/data/test/*outbox*.test.ts'],
   },
   inbox: {

@@ -16,7 +16,8 @@ import { type EventSchemas, EventStore, type EventStoreOptions } from './event-s
 import { claimInbox, installInbox, isInInbox } from './inbox.ts';
 import { installLeases, takeLease } from './leases.ts';
 import { migrate } from './migrations.ts';
-import { installOutbox, OutboxRelay } from './outbox.ts';
+import { installOutbox } from './outbox.ts';
+import { OutboxRelay } from './outbox-relay.ts';
 import { UnitOfWork } from './unit-of-work.ts';
 
 /**

@@ -34,16 +34,14 @@ export {
   type OutboxLag,
   type OutboxMessage,
   OutboxNotInstalled,
-  OutboxRelay,
-  type OutboxRelayOptions,
   outboxChannel,
   outboxLag,
   type ParkedOutboxRow,
-  type Publish,
   pruneOutbox,
   replayParkedOutbox,
   writeOutbox,
 } from './outbox.ts';
+export { OutboxRelay, type OutboxRelayOptions, type Publish } from './outbox-relay.ts';
 export {
   defineProjection,
   type Projection,

@@ -1,0 +1,477 @@
+import { ChassisError, toChassisError, type WireMessage } from '@chassis/core';
+import type { Kysely } from 'kysely';
+import { type AnyTables, type Database, quoteIdentifier, sql } from './database.ts';
+import {
+  notInstalled,
+  type OutboxLag,
+  outboxChannel,
+  outboxLag,
+  type ParkedOutboxRow,
+  type ParkedRecord,
+  TABLE,
+  toParked,
+} from './outbox.ts';
+
+/** How much of a publish error a row keeps in `last_error`. */
+const LAST_ERROR_CHARS = 2000;
+
+export type Publish = (event: string, message: WireMessage) => Promise<void>;
+
+export interface OutboxRelayOptions {
+  /**
+   * How often the relay looks for rows without being told: the fallback for a lost notification, a
+   * dropped LISTEN connection, or rows held back by a transaction that was still running. Default 1000 ms.
+   */
+  pollIntervalMs?: number;
+  /**
+   * The longest wait between polls of a relay that listens for commits while its outbox stays empty: each
+   * poll that finds nothing waiting doubles the wait, from `pollIntervalMs` up to this, and a commit's
+   * notification or a row left waiting brings it back to `pollIntervalMs`. An idle service then costs a
+   * statement or two every half minute, not every second. Default 30 000 ms; set it to `pollIntervalMs`
+   * to poll at one pace.
+   */
+  idlePollIntervalMs?: number;
+  /** Rows published per database transaction. Default 100. */
+  batchSize?: number;
+  /**
+   * LISTEN for commits (default true). Turn it off where LISTEN cannot work, e.g. behind PgBouncer in
+   * transaction mode: the relay then finds rows by polling alone.
+   */
+  listen?: boolean;
+  /** How long `stop()` goes on publishing what is ready before giving up (the rest waits). Default 5000 ms. */
+  drainTimeoutMs?: number;
+  /**
+   * The writer this relay publishes for at once: commits notified by `writeOutbox` with this `writer`, or
+   * with none, wake it. Another writer's commits (the service's other instances, each relaying its own)
+   * only bring its polling back to `pollIntervalMs`, so that it still publishes them within a poll should
+   * their own relay die first. Without it, every commit of the service wakes this relay — and each of the
+   * service's relays, of which only one may publish at a time, tries.
+   */
+  writer?: string;
+  /**
+   * Told about failures (publishing, the database), each as a `ChassisError` (anything else wrapped as
+   * `INTERNAL` with the original as `cause`); the relay tries again at its next poll. Default: stderr.
+   */
+  onError?: (error: ChassisError) => void;
+  /**
+   * Failed publishes of one row after which the relay tries the rows behind it, and parks the row if the
+   * transport takes a later one and refuses this one again (see Parking above). Default 10;
+   * `Infinity` never parks: a refused row then holds back every row behind it, in strict order.
+   */
+  parkAfterAttempts?: number;
+  /** Told about each row parked, after its batch committed. Default: a warning on stderr. */
+  onParked?: (row: ParkedOutboxRow) => void;
+}
+
+interface Row {
+  id: number;
+  event: string;
+  headers: Record<string, string>;
+  body: Uint8Array;
+  attempts: number;
+}
+
+/**
+ * `read`: rows the batch took up (a full batch means more may be ready); `failure`: one left unsent;
+ * `waiting`: with nothing read, whether unsent rows are there all the same (held back by a transaction
+ * still running), so that polling keeps its pace.
+ */
+type BatchOutcome = { read: number; published: number; failure?: unknown; waiting?: boolean } | 'busy';
+
+/** A row whose publish failed in this batch. */
+interface Failed {
+  row: Row;
+  error: unknown;
+}
+
+/**
+ * Publishes a service's committed outbox rows, in order, and marks them sent.
+ *
+ * One relay per service publishes at a time, cluster-wide: each batch is one transaction that first
+ * takes a transaction-level advisory lock for the service (`pg_try_advisory_xact_lock`); a relay that
+ * finds it taken leaves the batch to its holder. The batch reads the ready rows, publishes them one by
+ * one in order (each awaited, so the broker sees them in that order), marks the published ones sent and
+ * commits. A publish that fails ends the batch: what went out before it is marked, and it is the first
+ * row of the next attempt — until it has failed `parkAfterAttempts` times and may be parked (see Parking
+ * at the top). A relay that dies mid-batch marks nothing; the next batch publishes it all again — at
+ * least once, never lost.
+ *
+ * On PGlite the batch holds its only connection while publishing: `publish` must not wait for work that
+ * needs the same database (a transport's publish returns once the broker has the message; it does not
+ * wait for consumers).
+ */
+export class OutboxRelay {
+  private readonly pollIntervalMs: number;
+  private readonly idlePollIntervalMs: number;
+  private readonly batchSize: number;
+  private readonly listenForCommits: boolean;
+  private readonly drainTimeoutMs: number;
+  private readonly writer: string | undefined;
+  private readonly onError: (error: unknown) => void;
+  private readonly parkAfterAttempts: number;
+  private readonly onParked: (row: ParkedOutboxRow) => void;
+
+  private state: 'idle' | 'running' | 'stopping' = 'idle';
+  private timer: NodeJS.Timeout | undefined;
+  private unlisten: (() => Promise<void>) | undefined;
+  /** The wake-up loop in progress, if any. */
+  private cycle: Promise<void> | undefined;
+  /** A wake-up came while the loop ran: look again before resting. */
+  private wanted = false;
+  /** After a failure, notifications are ignored until this time; the poll still tries. */
+  private quietUntil = 0;
+  /** The wait before the next poll: `pollIntervalMs`, doubled after each poll that found nothing. */
+  private pollDelayMs: number;
+  /** The last batch found the outbox empty: nothing ready, nothing held back, nothing failed. */
+  private empty = false;
+  /**
+   * A poll asked for the next batch: if it reads nothing, it looks whether rows are held back. A batch a
+   * commit woke that reads nothing mostly comes after one that took its rows: it does not look, and the
+   * relay keeps its pace until a poll has.
+   */
+  private polled = false;
+  /** Another relay of the service held its lock: look again after this wait, doubled while it stays so. */
+  private busyDelayMs = 0;
+  private busyTimer: NodeJS.Timeout | undefined;
+  /** Batches of this relay run one after another (the loop, `flush`, the drain at stop). */
+  private tail: Promise<unknown> = Promise.resolve();
+
+  private readonly db: Database;
+  readonly service: string;
+  private readonly publish: Publish;
+
+  constructor(db: Database, service: string, publish: Publish, options: OutboxRelayOptions = {}) {
+    this.db = db;
+    this.service = service;
+    this.publish = publish;
+    this.pollIntervalMs = positive('pollIntervalMs', options.pollIntervalMs ?? 1000);
+    this.idlePollIntervalMs = Math.max(
+      this.pollIntervalMs,
+      positive('idlePollIntervalMs', options.idlePollIntervalMs ?? 30_000),
+    );
+    this.pollDelayMs = this.pollIntervalMs;
+    this.batchSize = positive('batchSize', options.batchSize ?? 100);
+    if (!Number.isInteger(this.batchSize)) {
+      throw new ChassisError('CONFIG', `The outbox relay's batchSize must be a whole number, not ${this.batchSize}`);
+    }
+    this.listenForCommits = options.listen ?? true;
+    this.drainTimeoutMs = options.drainTimeoutMs ?? 5000;
+    this.writer = options.writer;
+    const onError =
+      options.onError ??
+      ((error) => console.error(`[chassis] the outbox relay of "${service}" failed; it will retry:`, error));
+    this.onError = (error) => onError(toChassisError(error));
+    this.parkAfterAttempts = options.parkAfterAttempts ?? 10;
+    if (
+      !(this.parkAfterAttempts >= 1) ||
+      !(Number.isInteger(this.parkAfterAttempts) || this.parkAfterAttempts === Infinity)
+    ) {
+      throw new ChassisError(
+        'CONFIG',
+        `The outbox relay's parkAfterAttempts must be a whole number ≥ 1 or Infinity, not ${this.parkAfterAttempts}`,
+      );
+    }
+    this.onParked =
+      options.onParked ??
+      ((row) =>
+        console.warn(
+          `[chassis] the outbox relay of "${service}" parked row ${row.id} (${row.event}, message ${row.messageId}) after ${row.attempts} attempts: ${row.lastError}`,
+        ));
+  }
+
+  /**
+   * Starts relaying: at once (rows may have waited while no relay ran), on every commit that wrote to the
+   * outbox, and by polling every `pollIntervalMs` (less often while the outbox stays empty, see
+   * `idlePollIntervalMs`). Fails with `OUTBOX_NOT_INSTALLED` if `installOutbox` was not run.
+   */
+  async start(): Promise<void> {
+    if (this.state !== 'idle') return;
+    const found = await sql<{ table: string | null }>`
+      select to_regclass(${`${quoteIdentifier(this.service)}.${TABLE}`}) as table`.execute(this.db.kysely);
+    if (!found.rows[0]?.table) throw notInstalled(this.service);
+    this.state = 'running';
+    if (this.listenForCommits) {
+      try {
+        this.unlisten = await this.db.listen(outboxChannel(this.service), (writer) => this.notified(writer));
+      } catch (error) {
+        // Polling alone still publishes everything, later; say why it is slow.
+        this.onError(error);
+      }
+    }
+    this.armPoll(this.pollIntervalMs);
+    this.wake(true);
+  }
+
+  /**
+   * Stops relaying gracefully: no new wake-ups, the batch in progress finishes (published rows are
+   * marked), then what is ready is published for up to `drainTimeoutMs` — so events committed by the
+   * handlers that just finished go out before the node closes its transport. Failures go to `onError`.
+   */
+  async stop(): Promise<void> {
+    if (this.state !== 'running') return;
+    this.state = 'stopping';
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    clearTimeout(this.busyTimer);
+    this.busyTimer = undefined;
+    const unlisten = this.unlisten;
+    this.unlisten = undefined;
+    await unlisten?.().catch((error: unknown) => this.onError(error));
+    await this.cycle;
+    try {
+      await this.flush(Date.now() + this.drainTimeoutMs);
+    } catch (error) {
+      this.onError(error);
+    }
+    this.state = 'idle';
+  }
+
+  /**
+   * Publishes what is ready now, batch after batch, and resolves to how many rows this relay published.
+   * Stops early when another relay holds the service's lock (it publishes them) or at `deadline` (epoch
+   * ms). A failed publish rejects, after marking the rows that went out before it.
+   */
+  async flush(deadline = Number.POSITIVE_INFINITY): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const outcome = await this.batch();
+      if (outcome === 'busy') return total;
+      total += outcome.published;
+      if (outcome.failure !== undefined) throw outcome.failure;
+      if (outcome.read < this.batchSize || Date.now() >= deadline) return total;
+    }
+  }
+
+  /** Committed rows not yet published, and the age of the oldest: for the outbox-lag metric. */
+  lag(): Promise<OutboxLag> {
+    return outboxLag(this.db, this.service);
+  }
+
+  private armPoll(delayMs: number): void {
+    clearTimeout(this.timer);
+    this.pollDelayMs = delayMs;
+    this.timer = setTimeout(this.poll, delayMs);
+    // A relay must not keep a process alive on its own: the node decides when to stop.
+    this.timer.unref();
+  }
+
+  /**
+   * A poll: a wake-up, then the next one armed — later while the outbox stays empty and the relay hears
+   * every commit (a listening relay misses nothing but rows held back, which keep the pace), at
+   * `pollIntervalMs` otherwise.
+   */
+  private readonly poll = (): void => {
+    this.timer = undefined;
+    this.polled = true;
+    this.wake(true);
+    const cycle = this.cycle ?? Promise.resolve();
+    void cycle.then(() => {
+      if (this.state !== 'running' || this.timer !== undefined) return;
+      const idle = this.empty && this.unlisten !== undefined;
+      this.armPoll(idle ? Math.min(this.pollDelayMs * 2, this.idlePollIntervalMs) : this.pollIntervalMs);
+    });
+  };
+
+  /** A commit wrote to the outbox: this relay's own to publish, or another writer's to keep an eye on. */
+  private notified(writer: string): void {
+    if (this.writer === undefined || writer === '' || writer === this.writer) {
+      this.wake(false);
+    } else if (this.state === 'running' && this.pollDelayMs > this.pollIntervalMs) {
+      this.armPoll(this.pollIntervalMs);
+    }
+  }
+
+  private wake(fromPoll: boolean): void {
+    if (this.state !== 'running') return;
+    // A commit: rows may be held back by an older transaction, which no notification will announce.
+    if (!fromPoll && this.pollDelayMs > this.pollIntervalMs) this.armPoll(this.pollIntervalMs);
+    if (!fromPoll && Date.now() < this.quietUntil) return;
+    this.wanted = true;
+    this.cycle ??= this.loop().finally(() => {
+      this.cycle = undefined;
+      // A wake-up that landed between the loop's last look and here must not be lost.
+      if (this.wanted) this.wake(true);
+    });
+  }
+
+  private async loop(): Promise<void> {
+    while (this.wanted && this.state === 'running') {
+      this.wanted = false;
+      let outcome: BatchOutcome;
+      const lookForHeld = this.polled;
+      this.polled = false;
+      try {
+        outcome = await this.batch(lookForHeld);
+      } catch (error) {
+        this.backOff(error);
+        return;
+      }
+      if (outcome === 'busy') {
+        // The relay at work may have read before this relay's rows committed: look again shortly.
+        this.empty = false;
+        this.wanted = false;
+        this.retryWhenFree();
+        return;
+      }
+      this.busyDelayMs = 0;
+      this.empty = outcome.read === 0 && outcome.waiting === false;
+      if (outcome.failure !== undefined) {
+        this.backOff(outcome.failure);
+        return;
+      }
+      // A full batch: more may be ready, and no notification will say so.
+      if (outcome.read === this.batchSize) this.wanted = true;
+    }
+  }
+
+  private retryWhenFree(): void {
+    if (this.busyTimer !== undefined) return;
+    this.busyDelayMs = Math.min(Math.max(BUSY_RETRY_MS, this.busyDelayMs * 2), this.pollIntervalMs);
+    this.busyTimer = setTimeout(() => {
+      this.busyTimer = undefined;
+      this.wake(true);
+    }, this.busyDelayMs);
+    this.busyTimer.unref();
+  }
+
+  private backOff(error: unknown): void {
+    this.wanted = false;
+    this.empty = false;
+    // Every commit notifies: without this, a broker that is down would be hit once per commit.
+    this.quietUntil = Date.now() + this.pollIntervalMs;
+    this.onError(error);
+  }
+
+  private batch(lookForHeld = false): Promise<BatchOutcome> {
+    const run = this.tail.then(() => this.relayBatch(lookForHeld));
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  private async relayBatch(lookForHeld: boolean): Promise<BatchOutcome> {
+    const parked: ParkedOutboxRow[] = [];
+    const outcome = await this.db.kysely
+      .transaction()
+      // Read committed, whatever the server's default: each statement must see what committed before it,
+      // the rows marked by the relay that held the lock just before this one included.
+      .setIsolationLevel('read committed')
+      .execute((trx) => this.publishReady(trx, parked, lookForHeld));
+    // Told once the parking is committed: a rolled-back batch parked nothing.
+    for (const row of parked) this.onParked(row);
+    return outcome;
+  }
+
+  /**
+   * The batch: publishes the ready rows in order and marks them. A failed row ends the batch unless it has
+   * failed `parkAfterAttempts` times: then it is set aside and the next row tried. Once the transport takes
+   * a later row, each row set aside is tried once more — published if it now goes, else parked, its refusal
+   * being its own. The writes come last, so the batch holds a transaction id only for a moment (an id held
+   * while publishing would hold back every relay on the server).
+   */
+  private async publishReady(
+    trx: Kysely<AnyTables>,
+    parked: ParkedOutboxRow[],
+    lookForHeld: boolean,
+  ): Promise<BatchOutcome> {
+    const table = sql.id(this.service, TABLE);
+    // A statement of its own: the select below must take its snapshot after the lock is ours.
+    const lock = await sql<{ ours: boolean }>`
+      select pg_try_advisory_xact_lock(hashtext('chassis:outbox'), hashtext(${this.service})) as ours`.execute(trx);
+    if (!lock.rows[0]?.ours) return 'busy';
+    const ready = await sql<Row>`
+      select id, event, headers, body, attempts from ${table}
+      where sent_at is null and parked_at is null and xid < pg_snapshot_xmin(pg_current_snapshot())
+      order by xid, id
+      limit ${this.batchSize}`.execute(trx);
+    if (ready.rows.length === 0) {
+      if (!lookForHeld) return { read: 0, published: 0 };
+      // Nothing ready: is anything unsent there all the same, held back by a transaction still running?
+      const held = await sql<{ waiting: boolean }>`
+        select exists (select 1 from ${table} where sent_at is null and parked_at is null) as waiting`.execute(trx);
+      return { read: 0, published: 0, waiting: held.rows[0]?.waiting === true };
+    }
+    const sent: number[] = [];
+    const failed: Failed[] = [];
+    const toPark: Failed[] = [];
+    /** Rows set aside, waiting for a later row to go. */
+    let aside: Failed[] = [];
+    let failure: Failed | undefined;
+    const attempt = async (row: Row): Promise<unknown> => {
+      try {
+        await this.publish(row.event, { headers: row.headers, body: asUint8Array(row.body) });
+        sent.push(row.id);
+        return undefined;
+      } catch (error) {
+        failed.push({ row, error });
+        // An error can be anything: keep it usable as the batch's failure.
+        return error ?? new Error('publish failed without an error');
+      }
+    };
+    for (const row of ready.rows) {
+      const error = await attempt(row);
+      if (error !== undefined) {
+        if (row.attempts + attemptsOf(failed, row.id) < this.parkAfterAttempts) {
+          failure = { row, error };
+          break;
+        }
+        aside.push({ row, error });
+        continue;
+      }
+      // The transport took this row: the rows set aside before it fail for reasons of their own, unless
+      // they go now.
+      for (const set of aside) {
+        const again = await attempt(set.row);
+        if (again !== undefined) toPark.push({ row: set.row, error: again });
+      }
+      aside = [];
+    }
+    // Set aside with nothing after them taken: a transport that is down. They wait, unparked.
+    failure ??= aside[0];
+
+    for (const row of new Set(failed.map((f) => f.row))) {
+      const mine = failed.filter((f) => f.row === row);
+      const lastError = errorText(mine[mine.length - 1]?.error);
+      const park = toPark.some((p) => p.row === row);
+      const result = await sql<ParkedRecord>`
+        update ${table}
+        set attempts = attempts + ${mine.length}, last_error = ${lastError},
+            parked_at = case when ${park} then clock_timestamp() else parked_at end
+        where id = ${row.id} and sent_at is null
+        returning id, event, headers, attempts, last_error, parked_at, created_at`.execute(trx);
+      const record = result.rows[0];
+      if (park && record) parked.push(toParked(record));
+    }
+    if (sent.length > 0) {
+      await sql`update ${table} set sent_at = clock_timestamp() where id = any(${sent})`.execute(trx);
+    }
+    return { read: ready.rows.length, published: sent.length, failure: failure?.error };
+  }
+}
+
+/** The first wait before a relay that found the service's lock held looks again. */
+const BUSY_RETRY_MS = 5;
+
+/** How many times `id` failed so far in this batch. */
+function attemptsOf(failed: readonly Failed[], id: number): number {
+  return failed.filter((f) => f.row.id === id).length;
+}
+
+/** A publish error as a row keeps it. */
+function errorText(error: unknown): string {
+  const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  return text.slice(0, LAST_ERROR_CHARS);
+}
+
+/** pg hands bytea back as a Buffer: give `publish` the plain Uint8Array it was written as (no copy). */
+function asUint8Array(bytes: Uint8Array): Uint8Array {
+  return Object.getPrototypeOf(bytes) === Uint8Array.prototype
+    ? bytes
+    : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function positive(name: string, value: number): number {
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new ChassisError('CONFIG', `The outbox relay's ${name} must be a positive number, not ${value}`);
+  }
+  return value;
+}
