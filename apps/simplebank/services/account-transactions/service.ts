@@ -276,14 +276,18 @@ async function findAccount(db: Ledger, accountId: string) {
 
 /** Every change to an account takes its row first, in one order, so two orders never deadlock. */
 async function lockAccount(db: Ledger, accountId: string) {
-  const account = await db
+  const account = await lockAccountIfAny(db, accountId);
+  if (!account) throw notFound(accountId);
+  return account;
+}
+
+function lockAccountIfAny(db: Ledger, accountId: string) {
+  return db
     .selectFrom('accounts')
     .select(['cash_cents', 'cash_reserved_cents'])
     .where('id', '=', accountId)
     .forUpdate()
     .executeTakeFirst();
-  if (!account) throw notFound(accountId);
-  return account;
 }
 
 function notFound(accountId: string): ChassisError {
@@ -403,14 +407,8 @@ async function settle(
  * account's lock, which the reservation takes first too, one of the two always sees the other.
  */
 async function release(db: Ledger, order: z.infer<typeof OrderRef>): Promise<void> {
-  const account = await db
-    .selectFrom('accounts')
-    .select('id')
-    .where('id', '=', order.accountId)
-    .forUpdate()
-    .executeTakeFirst();
   // No such account: the ledger refused the order, so it never reserved anything.
-  if (!account) return;
+  if (!(await lockAccountIfAny(db, order.accountId))) return;
   const held = await lockReservation(db, order.orderId);
   if (!held) {
     await db
