@@ -45,6 +45,8 @@ export class Database {
   readonly description: string;
   /** Statements and transactions sent through this handle since it opened. */
   readonly usage: DatabaseUsage;
+  /** Ends the connections, idempotent: Kysely's `destroy` ends them only if a query ever ran. */
+  private readonly disconnect: () => Promise<void>;
 
   /** Use `Database.open(url)`. */
   constructor(
@@ -53,8 +55,10 @@ export class Database {
     listener: (channel: string, onNotify: (payload: string) => void) => Promise<() => Promise<void>>,
     description: string,
     usage: DatabaseUsage,
+    disconnect: () => Promise<void>,
   ) {
     this.kind = kind;
+    this.disconnect = disconnect;
     this.kysely = kysely;
     this.listener = listener;
     this.description = description;
@@ -85,8 +89,10 @@ export class Database {
     return this.listener(channel, onNotify);
   }
 
+  /** Ends every connection, so the process can exit at once. */
   async close(): Promise<void> {
     await this.kysely.destroy();
+    await this.disconnect();
   }
 }
 
@@ -135,6 +141,9 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
     (channel, onNotify) => listenOn(url, channel, onNotify),
     hidePassword(url),
     usage,
+    async () => {
+      if (!pool.ending) await pool.end();
+    },
   );
 }
 
@@ -307,9 +316,8 @@ async function openPglite(url: string): Promise<Database> {
     });
   }
   const usage = new UsageCounter();
-  const kysely = new Kysely<AnyTables>({
-    dialect: new PostgresDialect({ pool: new OneConnectionPool(lite, usage.connection()) }),
-  });
+  const pool = new OneConnectionPool(lite, usage.connection());
+  const kysely = new Kysely<AnyTables>({ dialect: new PostgresDialect({ pool }) });
   return new Database(
     'pglite',
     kysely,
@@ -321,6 +329,7 @@ async function openPglite(url: string): Promise<Database> {
     },
     dataDir ? `pglite://${dataDir}` : 'pglite://memory',
     usage,
+    () => pool.end(),
   );
 }
 
@@ -378,7 +387,7 @@ class OneConnectionPool implements PostgresPool {
 
   async end(): Promise<void> {
     await this.tail;
-    await this.lite.close();
+    if (!this.lite.closed) await this.lite.close();
   }
 }
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,7 +7,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { ChassisError } from '@chassis/core';
 import { Database, MigrationFailed, migrate, sql } from '@chassis/data';
-import { type DatabaseTarget, waitUntil } from '@chassis/testing';
+import { type DatabaseTarget, typescriptArgs, waitUntil } from '@chassis/testing';
 
 const fixtures = new URL('../fixtures/migrations/', import.meta.url);
 
@@ -44,6 +45,16 @@ export function foundationSuite(target: DatabaseTarget): void {
         [{ id: '101', cash_cents: 1000000 }],
         'bigint reads as a number; the rollback left nothing',
       );
+    });
+
+    it(`[${target.name}] a closed database lets its process exit at once, whether or not it was queried`, async () => {
+      const url = await target.newDatabase();
+      for (const mode of ['query', 'no-query']) {
+        // Before the fix, a database never queried kept its connections open: the process lived on
+        // until pg's idle timeout (10 s) or, on PGlite, until killed.
+        const lingeredMs = await msFromCloseToExit(url, mode);
+        assert.ok(lingeredMs < 3000, `${mode}: the process lived ${lingeredMs} ms after close() returned`);
+      }
     });
 
     it(`[${target.name}] counts the statements it sends and the transactions they run in`, async () => {
@@ -148,6 +159,27 @@ export function foundationSuite(target: DatabaseTarget): void {
       assert.ok(missing instanceof ChassisError);
       assert.equal(missing.code, 'CONFIG');
       assert.match(missing.message, /migrations folder of service/);
+    });
+  });
+}
+
+/** Runs open-and-close.ts on `url` and measures the time from its "closed" to its exit. */
+function msFromCloseToExit(url: string, mode: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const script = new URL('./open-and-close.ts', import.meta.url).pathname;
+    const child = spawn(process.execPath, [...typescriptArgs(), script, url, mode], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let closedAt: number | undefined;
+    const kill = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes('closed')) closedAt ??= performance.now();
+    });
+    child.on('error', reject);
+    child.on('exit', (code, signal) => {
+      clearTimeout(kill);
+      if (closedAt === undefined) reject(new Error(`open-and-close ${mode} ended (${code ?? signal}) without closing`));
+      else resolve(Math.round(performance.now() - closedAt));
     });
   });
 }
