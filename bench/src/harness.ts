@@ -206,6 +206,91 @@ export async function measure(
   return result;
 }
 
+export interface OpenLoopResult<T> {
+  name: string;
+  /** The arrival rate asked for, and the one achieved (calls started per second of the window). */
+  offeredPerSec: number;
+  startedPerSec: number;
+  /** Calls that succeeded, with the time (ms since the epoch) each answered and its value. */
+  answers: { value: T; answeredAt: number; latencyMs: number }[];
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  errors: number;
+  firstError: string | null;
+}
+
+/**
+ * Open-loop load: calls start at a fixed rate whatever the answers do, as customers arrive, for
+ * `durationMs`. A call's latency runs from the moment it was due, not from when it went out: a harness
+ * that fell behind (a stalled event loop) still charges the wait to the system, so a slow spell cannot
+ * hide itself by slowing the arrivals (coordinated omission). Waits up to `settleMs` for the last answers.
+ */
+export async function openLoop<T>(
+  name: string,
+  ratePerSec: number,
+  durationMs: number,
+  callOnce: () => Promise<T>,
+  options: { settleMs?: number; log?: (line: string) => void } = {},
+): Promise<OpenLoopResult<T>> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  const intervalMs = 1000 / ratePerSec;
+  const total = Math.max(1, Math.round((durationMs / 1000) * ratePerSec));
+  const answers: OpenLoopResult<T>['answers'] = [];
+  const latencies = new Samples();
+  const inFlight = new Set<Promise<void>>();
+  let errors = 0;
+  let firstError: string | null = null;
+  log(`  ${name}: ${ratePerSec} calls/s offered for ${durationMs} ms (${total} calls)`);
+  const startedAt = performance.now();
+  const epochAt = Date.now();
+  for (let i = 0; i < total; i++) {
+    const dueAt = startedAt + i * intervalMs;
+    const wait = dueAt - performance.now();
+    if (wait > 1) await sleep(wait);
+    const call = callOnce().then(
+      (value) => {
+        const latencyMs = performance.now() - dueAt;
+        latencies.push(latencyMs);
+        answers.push({ value, answeredAt: epochAt + (performance.now() - startedAt), latencyMs });
+      },
+      (error: unknown) => {
+        errors++;
+        firstError ??= error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+      },
+    );
+    inFlight.add(call);
+    void call.finally(() => inFlight.delete(call));
+  }
+  const windowSeconds = (performance.now() - startedAt) / 1000;
+  let settleTimer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.all(inFlight),
+    new Promise<void>((resolve) => {
+      settleTimer = setTimeout(resolve, options.settleMs ?? 30_000);
+    }),
+  ]);
+  clearTimeout(settleTimer);
+  if (inFlight.size > 0) log(`  ${name}: ${inFlight.size} calls still unanswered after the window`);
+  const sorted = latencies.sorted();
+  const result: OpenLoopResult<T> = {
+    name,
+    offeredPerSec: ratePerSec,
+    startedPerSec: total / windowSeconds,
+    answers,
+    p50Ms: percentile(sorted, 50),
+    p99Ms: percentile(sorted, 99),
+    maxMs: sorted.length === 0 ? Number.NaN : sorted[sorted.length - 1]!,
+    errors,
+    firstError,
+  };
+  log(
+    `  ${name}: ${answers.length} answered, p50 ${result.p50Ms.toFixed(1)} ms, p99 ${result.p99Ms.toFixed(1)} ms` +
+      (errors > 0 ? `, ${errors} errors (first: ${firstError})` : ''),
+  );
+  return result;
+}
+
 /** A fixed-width text table: first row is the header; columns after the first are right-aligned. */
 export function formatTable(rows: string[][]): string {
   const widths: number[] = [];

@@ -1,31 +1,66 @@
+import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { availableParallelism } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { signToken } from '@chassis/core';
-import { Database, sql } from '@chassis/data';
+import { Database } from '@chassis/data';
 import { type DistributedSimplebank, distributedTopology, launchDistributed } from '@chassis/simplebank/launcher';
 import { freePort, servers } from '@chassis/testing';
 import pg from 'pg';
-import { benchConcurrencies, benchDurationMs, formatTable, measure, writeResults } from './harness.ts';
+import {
+  benchConcurrencies,
+  benchDurationMs,
+  formatTable,
+  measure,
+  openLoop,
+  percentile,
+  writeResults,
+} from './harness.ts';
 import { pgbench } from './pgbench.ts';
 import { cpuUsedBetween, readProcessCpu } from './process-cpu.ts';
+import type { EmbeddedAsk, EmbeddedMessage } from './simplebank-embedded.ts';
+import {
+  type Customer,
+  lastCompletedAt,
+  orderPlacer,
+  rssMb,
+  SECRET,
+  seedCustomers,
+  type TerminalCounts,
+  terminalCounts,
+  terminalTimes,
+} from './simplebank-load.ts';
 
 /**
- * SimpleBank end to end on its distributed topology — separate processes for the edge (gateway),
- * two orders and two market instances, and the ledger with fees — over NATS and PostgreSQL, beside
- * pgbench on the same server in the same run. Clients sell and buy 1 BHP in a closed loop through the
- * gateway; each order is accepted (202) after orders has recorded it and the ledger reserved for it,
- * then completes through the saga: market places it on the exchange simulator, fees charges, the ledger
- * settles. Reported: acceptance latency (p50/p99), accepted orders/s, and completed orders/s — the
- * orders that completed divided by the time from the first acceptance to the last completion.
+ * SimpleBank end to end, beside pgbench on the same server in the same run. Clients sell and buy 1 BHP
+ * through the gateway; each order is accepted (202) after orders has recorded it and the ledger reserved
+ * for it, then completes through the saga: market places it on the exchange simulator, fees charges, the
+ * ledger settles. Three modes (`BENCH_MODES`, default all):
+ *
+ * - `distributed`: the distributed topology — separate processes for the edge (gateway), two orders and
+ *   two market instances, and the ledger with fees — over NATS and PostgreSQL, in a closed loop at each
+ *   of `BENCH_CONCURRENCY` clients. Reported: acceptance latency, accepted and completed orders/s, CPU
+ *   per completed order by process group, SQL statements and transactions per order by process.
+ * - `open-loop`: the same topology at a fixed arrival rate (`BENCH_RATE`, default 50 orders/s):
+ *   p50/p99 of acceptance and of acceptance → completion.
+ * - `embedded`: `npm start`'s topology — one process, the memory transport, PGlite in a folder — with
+ *   `BENCH_EMBEDDED_CONCURRENCY` clients (default 8): completed orders/s, CPU per order, how long after
+ *   its acceptance each order ended, the process's memory after the load and its CPU while idle.
+ *
+ * Every mode prints each process's resident memory after its load.
  */
 
 const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? servers.postgres.url;
 const DURATION_MS = benchDurationMs(10);
 const PGBENCH_SECONDS = Number(process.env.BENCH_PGBENCH_SECONDS ?? 10);
 const CONCURRENCY = benchConcurrencies('32');
-/** The secret the processes verify tokens with: the bench signs its customers' tokens with it. */
-const SECRET = 'simplebank-bench-secret-of-at-least-32-characters';
+const EMBEDDED_CONCURRENCY = benchConcurrencies('8', 'BENCH_EMBEDDED_CONCURRENCY');
+const RATE = Number(process.env.BENCH_RATE ?? 50);
+const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 20);
+const MODES = new Set((process.env.BENCH_MODES ?? 'distributed,open-loop,embedded').split(',').map((m) => m.trim()));
+/** The embedded goal (issue 12): every order terminal within this long of its acceptance. */
+const EMBEDDED_TERMINAL_WITHIN_MS = 2000;
 
 async function withAdmin<T>(run: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: ADMIN_URL });
@@ -43,12 +78,85 @@ function databaseUrl(name: string): string {
   return url.toString();
 }
 
+const fixed = (n: unknown, digits = 0) => (typeof n === 'number' && Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
+
+/** What the bench asks of a running bank, wherever its database is. */
+interface BankProbe {
+  counts(): Promise<TerminalCounts>;
+  lastCompletedAt(): Promise<number>;
+  terminalTimes(orderIds: readonly string[]): Promise<Record<string, number>>;
+}
+
+function databaseProbe(db: Database): BankProbe {
+  return {
+    counts: () => terminalCounts(db),
+    lastCompletedAt: () => lastCompletedAt(db),
+    terminalTimes: (ids) => terminalTimes(db, ids),
+  };
+}
+
+/** Waits (up to 30 s) until no order is open: the saga finishes what the window accepted. */
+async function settle(probe: BankProbe): Promise<TerminalCounts> {
+  let counts = await probe.counts();
+  for (let idle = 0; idle < 60 && counts.open > 0; idle++) {
+    await sleep(500);
+    counts = await probe.counts();
+  }
+  return counts;
+}
+
+/** Each order's time from its acceptance to its end, in ms; orders not yet ended are left out. */
+async function completionLatencies(probe: BankProbe, accepted: readonly { orderId: string; at: number }[]) {
+  const ended: Record<string, number> = {};
+  for (let i = 0; i < accepted.length; i += 1000) {
+    Object.assign(ended, await probe.terminalTimes(accepted.slice(i, i + 1000).map((a) => a.orderId)));
+  }
+  const latencies = accepted.flatMap((a) => (ended[a.orderId] === undefined ? [] : [ended[a.orderId]! - a.at]));
+  const sorted = Float64Array.from(latencies).sort();
+  return {
+    ended: sorted.length,
+    p50Ms: percentile(sorted, 50),
+    p99Ms: percentile(sorted, 99),
+    maxMs: sorted.length === 0 ? Number.NaN : sorted[sorted.length - 1]!,
+    over: (limitMs: number) => latencies.filter((ms) => ms > limitMs).length,
+  };
+}
+
 async function main(): Promise<void> {
   const startedAt = new Date();
   const suffix = randomBytes(4).toString('hex');
-  const bankDb = `chassis_bench_simplebank_${suffix}`;
   const pgbenchDb = `chassis_bench_pgbench_${suffix}`;
   await withAdmin((c) => c.query(`create database ${pgbenchDb}`));
+  const report: Record<string, unknown> = { durationMs: DURATION_MS };
+  const distributed = MODES.has('distributed') || MODES.has('open-loop') ? await runDistributed(suffix) : undefined;
+  const embedded = MODES.has('embedded') ? await runEmbedded() : undefined;
+  const base = await pgbench(ADMIN_URL, pgbenchDb, { concurrency: 4, seconds: PGBENCH_SECONDS });
+  await withAdmin((c) => c.query(`drop database if exists ${pgbenchDb} with (force)`));
+
+  if (distributed) {
+    printDistributed(distributed, base.tps);
+    Object.assign(report, distributed);
+  }
+  if (embedded) {
+    printEmbedded(embedded);
+    report.embedded = embedded;
+  }
+  console.log(`\npgbench -N, 4 clients, same server: ${base.tps.toFixed(0)} TPS`);
+  report.pgbenchTps = base.tps;
+  await writeResults('simplebank', startedAt, report);
+}
+
+// Distributed --------------------------------------------------------------------------------------
+
+interface DistributedReport {
+  rows: Record<string, unknown>[];
+  openLoop: Record<string, unknown> | undefined;
+  rssMb: Record<string, number | undefined>;
+  errors: string[];
+}
+
+async function runDistributed(suffix: string): Promise<DistributedReport> {
+  const bankDb = `chassis_bench_simplebank_${suffix}`;
   process.env.RATE_LIMIT_PER_MINUTE = 'off';
   process.env.CHASSIS_JWT_SECRET = SECRET;
   const errors: string[] = [];
@@ -67,17 +175,13 @@ async function main(): Promise<void> {
     },
   });
   const db = await Database.open(databaseUrl(bankDb));
+  const probe = databaseProbe(db);
   const rows: Record<string, unknown>[] = [];
+  let open: Record<string, unknown> | undefined;
+  const rss: Record<string, number | undefined> = {};
   try {
-    // One customer per client, each with an account of their own: customers do not queue on each
-    // other's account lock, as many customers would not.
-    const customers = await seedCustomers(db, Math.max(...CONCURRENCY));
-    let next = 0;
-    const placeOrder = async () => {
-      const customer = customers[next++ % customers.length]!;
-      const path = customer.orders++ % 2 === 0 ? '/shares/sell' : '/shares/buy';
-      await post(bank.url, path, { accountId: customer.accountId, symbol: 'BHP', quantity: 1 }, customer.token, 202);
-    };
+    const customers = await seedCustomers(db, Math.max(...CONCURRENCY, 16));
+    const placeOrder = orderPlacer(bank.url, customers);
     // Where the CPU goes, per order: Chassis's processes, PostgreSQL, NATS (the exchange simulator stands
     // for the world outside and is left out).
     const groupOf = (pid: number, comm: string) => {
@@ -88,8 +192,14 @@ async function main(): Promise<void> {
       if (comm === 'nats-server') return 'nats';
       return undefined;
     };
-    for (const concurrency of CONCURRENCY) {
-      const before = await terminalCounts(db);
+    const cpuMsPerOrder = (before: ReturnType<typeof readProcessCpu>, completed: number) => {
+      const after = readProcessCpu();
+      const cpu = before && after ? cpuUsedBetween(before, after, groupOf) : {};
+      const per = (group: string) => (completed > 0 ? ((cpu[group] ?? 0) * 1000) / completed : Number.NaN);
+      return { chassis: per('chassis'), postgres: per('postgres'), nats: per('nats') };
+    };
+    for (const concurrency of MODES.has('distributed') ? CONCURRENCY : []) {
+      const before = await probe.counts();
       const usageBefore = await databaseUsage(bank);
       const cpuBefore = readProcessCpu();
       const accepted = await measure('simplebank accept', concurrency, placeOrder, {
@@ -97,19 +207,11 @@ async function main(): Promise<void> {
         warmupMs: 2000,
       });
       const firstAcceptance = Date.now() - DURATION_MS - 2000;
-      // The saga finishes the orders accepted in the window (and the warm-up's).
-      let counts = await terminalCounts(db);
-      for (let idle = 0; idle < 60 && counts.open > 0; idle++) {
-        await sleep(500);
-        counts = await terminalCounts(db);
-      }
-      const lastCompletion = await lastCompletedAt(db);
+      const counts = await settle(probe);
+      const lastCompletion = await probe.lastCompletedAt();
       const completed = counts.completed - before.completed;
-      const cpuAfter = readProcessCpu();
+      const cpuMs = cpuMsPerOrder(cpuBefore, completed);
       const usageAfter = await databaseUsage(bank);
-      const cpu = cpuBefore && cpuAfter ? cpuUsedBetween(cpuBefore, cpuAfter, groupOf) : {};
-      const cpuMsPerOrder = (group: string) => (completed > 0 ? ((cpu[group] ?? 0) * 1000) / completed : Number.NaN);
-      const seconds = (lastCompletion - firstAcceptance) / 1000;
       rows.push({
         concurrency,
         acceptedPerSec: accepted.opsPerSec,
@@ -118,30 +220,267 @@ async function main(): Promise<void> {
         errors: accepted.errors,
         firstError: accepted.firstError,
         completed,
-        completedPerSec: completed / seconds,
+        completedPerSec: completed / ((lastCompletion - firstAcceptance) / 1000),
         stillOpen: counts.open,
         failed: counts.failed - before.failed,
-        cpuMsPerOrder: {
-          chassis: cpuMsPerOrder('chassis'),
-          postgres: cpuMsPerOrder('postgres'),
-          nats: cpuMsPerOrder('nats'),
-        },
+        cpuMsPerOrder: cpuMs,
         databasePerOrder: databasePerOrder(usageBefore, usageAfter, completed),
       });
     }
+    if (MODES.has('open-loop')) {
+      const before = await probe.counts();
+      const cpuBefore = readProcessCpu();
+      const result = await openLoop(`simplebank open loop at ${RATE}/s`, RATE, DURATION_MS, placeOrder);
+      const counts = await settle(probe);
+      const completed = counts.completed - before.completed;
+      const accepted = result.answers.map((a) => ({ orderId: a.value, at: a.answeredAt }));
+      const completion = await completionLatencies(probe, accepted);
+      open = {
+        offeredPerSec: RATE,
+        startedPerSec: result.startedPerSec,
+        accepted: accepted.length,
+        errors: result.errors,
+        firstError: result.firstError,
+        acceptP50Ms: result.p50Ms,
+        acceptP99Ms: result.p99Ms,
+        completionP50Ms: completion.p50Ms,
+        completionP99Ms: completion.p99Ms,
+        completionMaxMs: completion.maxMs,
+        notEnded: accepted.length - completion.ended,
+        completed,
+        cpuMsPerOrder: cpuMsPerOrder(cpuBefore, completed),
+      };
+    }
+    for (const [name, running] of bank.processes) rss[name] = rssMb(running.child.pid);
   } finally {
     await db.close();
     await bank.stop();
+    await withAdmin((c) => c.query(`drop database if exists ${bankDb} with (force)`));
   }
-  const base = await pgbench(ADMIN_URL, pgbenchDb, { concurrency: 4, seconds: PGBENCH_SECONDS });
-  await withAdmin(async (c) => {
-    await c.query(`drop database if exists ${bankDb} with (force)`);
-    await c.query(`drop database if exists ${pgbenchDb} with (force)`);
-  });
+  return { rows, openLoop: open, rssMb: rss, errors };
+}
 
-  const fixed = (n: unknown, digits = 0) => (typeof n === 'number' && Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
+function printDistributed({ rows, openLoop: open, rssMb: rss, errors }: DistributedReport, pgbenchTps: number) {
+  if (rows.length > 0) {
+    console.log(
+      `\nSimpleBank sell/buy orders through the gateway, distributed over NATS + PostgreSQL, closed loop (${DURATION_MS / 1000} s)`,
+    );
+    console.log(
+      formatTable([
+        [
+          'clients',
+          'accepted/s',
+          'p50 ms',
+          'p99 ms',
+          'completed/s',
+          'completed',
+          'failed',
+          'open',
+          'errors',
+          'orders : pgbench tx',
+          'CPU ms/order: chassis + postgres + nats',
+          'SQL statements : transactions /order',
+        ],
+        ...rows.map((r) => [
+          String(r.concurrency),
+          fixed(r.acceptedPerSec),
+          fixed(r.p50Ms, 1),
+          fixed(r.p99Ms, 1),
+          fixed(r.completedPerSec),
+          String(r.completed),
+          String(r.failed),
+          String(r.stillOpen),
+          String(r.errors),
+          // In the time pgbench -N commits this many of its transactions, SimpleBank completes one order.
+          `1 : ${fixed(pgbenchTps / (r.completedPerSec as number))}`,
+          cpuColumn(r.cpuMsPerOrder as Record<string, number>),
+          databaseColumn(r.databasePerOrder as DatabasePerOrder),
+        ]),
+      ]),
+    );
+    const last = rows.at(-1)?.databasePerOrder as DatabasePerOrder | undefined;
+    if (last) {
+      console.log(
+        `SQL per completed order by process (statements : transactions): ${Object.entries(last.byProcess)
+          .map(([name, u]) => `${name} ${fixed(u.statements, 1)} : ${fixed(u.transactions, 1)}`)
+          .join(', ')}. Goal (issue 12): at most 40 : 12 in all.`,
+      );
+    }
+    const cores = availableParallelism();
+    const busiest = rows.at(-1)?.cpuMsPerOrder as Record<string, number> | undefined;
+    const perOrder = busiest ? busiest.chassis! + busiest.postgres! + busiest.nats! : Number.NaN;
+    if (Number.isFinite(perOrder)) {
+      console.log(
+        `CPU per completed order ${perOrder.toFixed(1)} ms: at most ~${fixed((cores * 1000) / perOrder)} orders/s on this machine's ${cores} cores. Goal (issue 12): at most 15 ms (must), 8 ms (at the floor); at least 100 completed orders/s at 16 clients.`,
+      );
+    }
+  }
+  if (open) {
+    console.log(`\nOpen loop: ${RATE} orders/s offered for ${DURATION_MS / 1000} s, distributed`);
+    console.log(
+      formatTable([
+        [
+          'offered/s',
+          'started/s',
+          'accepted',
+          'errors',
+          'accept p50 ms',
+          'accept p99 ms',
+          'complete p50 ms',
+          'complete p99 ms',
+          'complete max ms',
+          'not ended',
+          'CPU ms/order',
+        ],
+        [
+          fixed(open.offeredPerSec),
+          fixed(open.startedPerSec, 1),
+          String(open.accepted),
+          String(open.errors),
+          fixed(open.acceptP50Ms, 1),
+          fixed(open.acceptP99Ms, 1),
+          fixed(open.completionP50Ms, 0),
+          fixed(open.completionP99Ms, 0),
+          fixed(open.completionMaxMs, 0),
+          String(open.notEnded),
+          cpuColumn(open.cpuMsPerOrder as Record<string, number>),
+        ],
+      ]),
+    );
+    console.log('Goal (issue 12): at 50 orders/s offered, p99 acceptance < 100 ms and p99 completion < 1 s.');
+  }
   console.log(
-    `\nSimpleBank sell/buy orders through the gateway, distributed over NATS + PostgreSQL (${DURATION_MS / 1000} s)`,
+    `Resident memory after the load, MB: ${Object.entries(rss)
+      .map(([name, mb]) => `${name} ${fixed(mb)}`)
+      .join(', ')}. Goal (issue 12): at most 150 MB per process.`,
+  );
+  if (errors.length > 0) console.log(`\nprocess errors (first 5):\n${errors.slice(0, 5).join('\n')}`);
+}
+
+// Embedded -----------------------------------------------------------------------------------------
+
+interface EmbeddedRow {
+  concurrency: number;
+  acceptedPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+  firstError: string | null;
+  completed: number;
+  failed: number;
+  stillOpen: number;
+  completedPerSec: number;
+  cpuMsPerOrder: number;
+  completionP99Ms: number;
+  completionMaxMs: number;
+  endedLate: number;
+  notEnded: number;
+}
+
+interface EmbeddedReport {
+  rows: EmbeddedRow[];
+  rssMbAfterLoad: number | undefined;
+  idleCorePercent: number;
+}
+
+/** The embedded bank in a child process of its own; its probe asks it over IPC. */
+async function startEmbedded(folder: string, customers: number) {
+  const child = fork(new URL('./simplebank-embedded.ts', import.meta.url).pathname, [folder, String(customers)], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const waiting = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
+  let nextId = 0;
+  const ready = new Promise<{ url: string; customers: Customer[] }>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`the embedded bank exited (${code}) before it was ready`)));
+    child.on('message', (message: EmbeddedMessage) => {
+      if ('ready' in message) resolve(message);
+      else if ('error' in message) waiting.get(message.id)?.reject(new Error(message.error));
+      else waiting.get(message.id)?.resolve(message.answer);
+      if ('id' in message) waiting.delete(message.id);
+    });
+  });
+  const ask = <T>(question: EmbeddedAsk) =>
+    new Promise<T>((resolve, reject) => {
+      const id = nextId++;
+      waiting.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      child.send({ ...question, id });
+    });
+  const probe: BankProbe = {
+    counts: () => ask({ ask: 'counts' }),
+    lastCompletedAt: () => ask({ ask: 'lastCompletedAt' }),
+    terminalTimes: (orderIds) => ask({ ask: 'terminalTimes', orderIds: [...orderIds] }),
+  };
+  return { child, probe, ...(await ready) };
+}
+
+function cpuSecondsOf(child: ChildProcess): number {
+  const reading = readProcessCpu();
+  return reading?.get(child.pid!)?.seconds ?? Number.NaN;
+}
+
+async function runEmbedded(): Promise<EmbeddedReport> {
+  const folder = mkdtempSync(join(tmpdir(), 'chassis-bench-embedded-'));
+  console.log(
+    `SimpleBank: starting the embedded topology (npm start's: one process, memory transport, PGlite in ${folder}) …`,
+  );
+  const bank = await startEmbedded(join(folder, 'simplebank'), Math.max(...EMBEDDED_CONCURRENCY));
+  const rows: EmbeddedRow[] = [];
+  try {
+    for (const concurrency of EMBEDDED_CONCURRENCY) {
+      const accepted: { orderId: string; at: number }[] = [];
+      const place = orderPlacer(bank.url, bank.customers);
+      const placeOrder = async () => {
+        const orderId = await place();
+        accepted.push({ orderId, at: Date.now() });
+      };
+      const before = await bank.probe.counts();
+      const cpuBefore = cpuSecondsOf(bank.child);
+      const firstAcceptance = Date.now();
+      const result = await measure('simplebank embedded accept', concurrency, placeOrder, {
+        durationMs: DURATION_MS,
+        warmupMs: 2000,
+      });
+      const counts = await settle(bank.probe);
+      const lastCompletion = await bank.probe.lastCompletedAt();
+      const cpuSeconds = cpuSecondsOf(bank.child) - cpuBefore;
+      const completed = counts.completed - before.completed;
+      const completion = await completionLatencies(bank.probe, accepted);
+      rows.push({
+        concurrency,
+        acceptedPerSec: result.opsPerSec,
+        p50Ms: result.p50Ms,
+        p99Ms: result.p99Ms,
+        errors: result.errors,
+        firstError: result.firstError,
+        completed,
+        failed: counts.failed - before.failed,
+        stillOpen: counts.open,
+        completedPerSec: completed / ((lastCompletion - firstAcceptance) / 1000),
+        cpuMsPerOrder: completed > 0 ? (cpuSeconds * 1000) / completed : Number.NaN,
+        completionP99Ms: completion.p99Ms,
+        completionMaxMs: completion.maxMs,
+        endedLate: completion.over(EMBEDDED_TERMINAL_WITHIN_MS),
+        notEnded: accepted.length - completion.ended,
+      });
+    }
+    const rssAfterLoad = rssMb(bank.child.pid);
+    console.log(`  embedded: idle for ${IDLE_SECONDS} s …`);
+    await sleep(5000);
+    const idleBefore = cpuSecondsOf(bank.child);
+    await sleep(IDLE_SECONDS * 1000);
+    const idleCorePercent = ((cpuSecondsOf(bank.child) - idleBefore) / IDLE_SECONDS) * 100;
+    return { rows, rssMbAfterLoad: rssAfterLoad, idleCorePercent };
+  } finally {
+    const exited = new Promise((resolve) => bank.child.once('exit', resolve));
+    bank.child.kill('SIGTERM');
+    await Promise.race([exited, sleep(15_000)]);
+    rmSync(folder, { recursive: true, force: true });
+  }
+}
+
+function printEmbedded({ rows, rssMbAfterLoad, idleCorePercent }: EmbeddedReport) {
+  console.log(
+    `\nSimpleBank embedded (npm start's topology: one process, memory transport, PGlite), closed loop (${DURATION_MS / 1000} s)`,
   );
   console.log(
     formatTable([
@@ -155,9 +494,11 @@ async function main(): Promise<void> {
         'failed',
         'open',
         'errors',
-        'orders : pgbench tx',
-        'CPU ms/order: chassis + postgres + nats',
-        'SQL statements : transactions /order',
+        'CPU ms/order',
+        'end p99 ms',
+        'end max ms',
+        `ended > ${EMBEDDED_TERMINAL_WITHIN_MS / 1000} s`,
+        'not ended',
       ],
       ...rows.map((r) => [
         String(r.concurrency),
@@ -169,33 +510,20 @@ async function main(): Promise<void> {
         String(r.failed),
         String(r.stillOpen),
         String(r.errors),
-        // In the time pgbench -N commits this many of its transactions, SimpleBank completes one order.
-        `1 : ${fixed(base.tps / (r.completedPerSec as number))}`,
-        cpuColumn(r.cpuMsPerOrder as Record<string, number>),
-        databaseColumn(r.databasePerOrder as DatabasePerOrder),
+        fixed(r.cpuMsPerOrder, 1),
+        fixed(r.completionP99Ms),
+        fixed(r.completionMaxMs),
+        String(r.endedLate),
+        String(r.notEnded),
       ]),
     ]),
   );
-  const last = rows.at(-1)?.databasePerOrder as DatabasePerOrder | undefined;
-  if (last) {
-    console.log(
-      `SQL per completed order by process (statements : transactions): ${Object.entries(last.byProcess)
-        .map(([name, u]) => `${name} ${fixed(u.statements, 1)} : ${fixed(u.transactions, 1)}`)
-        .join(', ')}. Goal (issue 12): at most 40 : 12 in all.`,
-    );
-  }
-  console.log(`pgbench -N, 4 clients, same server: ${base.tps.toFixed(0)} TPS`);
-  const cores = availableParallelism();
-  const busiest = rows.at(-1)?.cpuMsPerOrder as Record<string, number> | undefined;
-  const perOrder = busiest ? busiest.chassis! + busiest.postgres! + busiest.nats! : Number.NaN;
-  if (Number.isFinite(perOrder)) {
-    console.log(
-      `CPU per completed order ${perOrder.toFixed(1)} ms: at most ~${fixed((cores * 1000) / perOrder)} orders/s on this machine's ${cores} cores, ~${fixed((500 * perOrder) / 1000, 1)} cores for the goal's 500/s.`,
-    );
-  }
-  console.log('Goal (issue 6): at least 500 completed orders/s with p99 acceptance under 100 ms.');
-  if (errors.length > 0) console.log(`\nprocess errors (first 5):\n${errors.slice(0, 5).join('\n')}`);
-  await writeResults('simplebank', startedAt, { rows, pgbenchTps: base.tps, durationMs: DURATION_MS });
+  console.log(
+    `Resident memory after the load: ${fixed(rssMbAfterLoad)} MB; idle afterwards: ${fixed(idleCorePercent, 2)}% of a core (CPU over ${IDLE_SECONDS} s).`,
+  );
+  console.log(
+    'Goals (issue 12): at least 50 completed orders/s with 8 clients, every order ended within 2 s of its acceptance, at most 10 ms CPU per order; at most 250 MB; idle at most 1% of a core.',
+  );
 }
 
 interface DatabaseUsageCount {
@@ -254,56 +582,6 @@ function cpuColumn(ms: Record<string, number> | undefined): string {
   if (!ms || !Number.isFinite(ms.chassis)) return 'n/a';
   const total = ms.chassis! + ms.postgres! + ms.nats!;
   return `${total.toFixed(1)} = ${ms.chassis!.toFixed(1)} + ${ms.postgres!.toFixed(1)} + ${ms.nats!.toFixed(1)}`;
-}
-
-async function post(baseUrl: string, path: string, body: unknown, token: string, expected: number) {
-  const response = await fetch(`${baseUrl}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-    body: JSON.stringify(body),
-  });
-  const text = await response.text();
-  if (response.status !== expected) throw new Error(`${path} answered ${response.status}: ${text.slice(0, 200)}`);
-}
-
-/**
- * Bench customers: an account each with cash and BHP, written into the ledger's tables with their
- * opening entries (double entry holds), and a token for each signed with the processes' secret.
- */
-async function seedCustomers(db: Database, count: number) {
-  const customers: { accountId: string; token: string; orders: number }[] = [];
-  for (let i = 0; i < count; i++) {
-    const accountId = String(5000 + i);
-    await sql`
-      with account as (
-        insert into "account-transactions".accounts (id, name, owner, cash_cents)
-        values (${accountId}, ${`Bench ${i}`}, ${`bench-${i}`}, 100000000)
-      ), position as (
-        insert into "account-transactions".positions (account_id, symbol, quantity) values (${accountId}, 'BHP', 1000000)
-      )
-      insert into "account-transactions".entries (account, asset, amount, kind) values
-        (${accountId}, 'CASH', 100000000, 'opening'), ('opening', 'CASH', -100000000, 'opening'),
-        (${accountId}, 'BHP', 1000000, 'opening'), ('opening', 'BHP', -1000000, 'opening')`.execute(db.kysely);
-    const token = await signToken(SECRET, { sub: `bench-${i}`, roles: ['customer'], accounts: [accountId] });
-    customers.push({ accountId, token, orders: 0 });
-  }
-  return customers;
-}
-
-async function terminalCounts(db: Database) {
-  const { rows } = await sql<{ completed: number; failed: number; open: number }>`
-    select count(*) filter (where status = 'completed')::int as completed,
-      count(*) filter (where status in ('failed', 'rejected', 'canceled'))::int as failed,
-      (count(*) filter (where status not in ('completed', 'failed', 'rejected', 'canceled'))
-        + greatest(0, (select count(*) from orders.chassis_streams) - count(*)))::int as open
-    from "customer-orders".order_summaries`.execute(db.kysely);
-  return rows[0]!;
-}
-
-async function lastCompletedAt(db: Database): Promise<number> {
-  const { rows } = await sql<{ at: Date | null }>`
-    select max(recorded_at) as at from orders.chassis_events where type = 'OrderCompleted'`.execute(db.kysely);
-  return rows[0]?.at ? new Date(rows[0].at).getTime() : Date.now();
 }
 
 await main();

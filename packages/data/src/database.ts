@@ -55,7 +55,8 @@ export class Database {
     listener: (channel: string, onNotify: (payload: string) => void) => Promise<() => Promise<void>>,
     description: string,
     usage: DatabaseUsage,
-    disconnect: () => Promise<void>,
+    /** None for a handle over another's connections (a plugin added): their owner ends them. */
+    disconnect: () => Promise<void> = async () => undefined,
   ) {
     this.kind = kind;
     this.disconnect = disconnect;
