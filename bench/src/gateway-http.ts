@@ -385,7 +385,11 @@ async function main(): Promise<number> {
   );
 
   // The same file, run with --import tsx as this process was (fork passes execArgv on).
-  const servers = fork(fileURLToPath(import.meta.url), [], { env: { ...process.env, [SERVERS_ROLE]: '1' } });
+  const servers = fork(fileURLToPath(import.meta.url), [], {
+    env: { ...process.env, [SERVERS_ROLE]: '1' },
+    // `BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof"` profiles the servers.
+    execArgv: [...process.execArgv, ...(process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [])],
+  });
   // Every thread of the server process (-a: the main thread, libuv's pool, the GC's helpers) on core 0.
   if (PIN && servers.pid !== undefined)
     spawnSync('taskset', ['-a', '-cp', '0', String(servers.pid)], { stdio: 'ignore' });

@@ -387,6 +387,8 @@ interface EmbeddedReport {
 async function startEmbedded(folder: string, customers: number) {
   const child = fork(new URL('./simplebank-embedded.ts', import.meta.url).pathname, [folder, String(customers)], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    // `BENCH_EMBEDDED_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof"` profiles the bank itself.
+    execArgv: [...process.execArgv, ...(process.env.BENCH_EMBEDDED_NODE_ARGS?.split(' ').filter(Boolean) ?? [])],
   });
   const waiting = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
   let nextId = 0;

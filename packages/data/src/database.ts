@@ -47,6 +47,7 @@ export class Database {
   readonly usage: DatabaseUsage;
   /** Ends the connections, idempotent: Kysely's `destroy` ends them only if a query ever ran. */
   private readonly disconnect: () => Promise<void>;
+  private readonly sessionOpener: (() => Promise<DatabaseSession>) | undefined;
 
   /** Use `Database.open(url)`. */
   constructor(
@@ -57,9 +58,11 @@ export class Database {
     usage: DatabaseUsage,
     /** None for a handle over another's connections (a plugin added): their owner ends them. */
     disconnect: () => Promise<void> = async () => undefined,
+    openSession?: () => Promise<DatabaseSession>,
   ) {
     this.kind = kind;
     this.disconnect = disconnect;
+    this.sessionOpener = openSession;
     this.kysely = kysely;
     this.listener = listener;
     this.description = description;
@@ -90,11 +93,30 @@ export class Database {
     return this.listener(channel, onNotify);
   }
 
+  /**
+   * A connection of its own, outside the pool, for what lives as long as a session does (a session-level
+   * advisory lock, LISTEN): PostgreSQL only, undefined on PGlite, whose one connection is everyone's.
+   */
+  openSession(): Promise<DatabaseSession> | undefined {
+    return this.sessionOpener?.();
+  }
+
   /** Ends every connection, so the process can exit at once. */
   async close(): Promise<void> {
     await this.kysely.destroy();
     await this.disconnect();
   }
+}
+
+/** A connection of its own (`Database.openSession`). */
+export interface DatabaseSession {
+  /** Runs one statement; rows as the pool would give them. */
+  query<R>(text: string, parameters?: readonly unknown[]): Promise<R[]>;
+  /** LISTENs on this session; notifications come while it is not running a statement. */
+  listen(channel: string, onNotify: (payload: string) => void): Promise<void>;
+  /** Resolves when the connection ends, whoever ended it. */
+  readonly ended: Promise<void>;
+  close(): Promise<void>;
 }
 
 function hidePassword(url: string): string {
@@ -145,7 +167,41 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
     async () => {
       if (!pool.ending) await pool.end();
     },
+    () => openSession(url, usage),
   );
+}
+
+async function openSession(url: string, usage: UsageCounter): Promise<DatabaseSession> {
+  const client = new pg.Client({ connectionString: url, types });
+  // A lost connection ends the session (`ended`); whoever uses it sees its statements fail.
+  client.on('error', () => undefined);
+  const ended = new Promise<void>((resolve) => client.once('end', () => resolve()));
+  try {
+    await client.connect();
+  } catch (error) {
+    await client.end().catch(() => undefined);
+    throw unavailableIfDisconnected(error);
+  }
+  countQueries(client as unknown as pg.PoolClient, usage.connection());
+  const listeners = new Map<string, (payload: string) => void>();
+  client.on('notification', (message) => listeners.get(message.channel)?.(message.payload ?? ''));
+  return {
+    async query<R>(text: string, parameters: readonly unknown[] = []) {
+      try {
+        return (await client.query(text, [...parameters])).rows as R[];
+      } catch (error) {
+        throw unavailableIfDisconnected(error);
+      }
+    },
+    async listen(channel, onNotify) {
+      listeners.set(channel, onNotify);
+      await client.query(`LISTEN ${quoteIdentifier(channel)}`);
+    },
+    ended,
+    async close() {
+      await client.end().catch(() => undefined);
+    },
+  };
 }
 
 /** Counts what a pg client is sent (Kysely sends SQL text; a cursor carries it as `text`). */

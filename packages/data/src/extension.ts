@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import {
   ChassisError,
   type ChassisNode,
@@ -52,8 +51,6 @@ export class DataExtension implements NodeExtension {
   private db: Database | undefined;
   private readonly owned: boolean;
   private readonly relays = new Map<string, OutboxRelay>();
-  /** Names this node's commits to its relays, which publish them at once; other nodes' relays poll for them. */
-  private readonly writer = randomUUID();
   private readonly units = new WeakMap<Context, UnitOfWork>();
   private readonly invocations = new WeakMap<Context, Invocation['kind']>();
   private services = new Set<string>();
@@ -106,8 +103,6 @@ export class DataExtension implements NodeExtension {
         },
         {
           pollIntervalMs: this.options.relayPollIntervalMs ?? 1000,
-          // This node's relay publishes what this node's handlers emit; the other instances' relays theirs.
-          writer: this.writer,
           ...(this.options.relayParkAfterAttempts === undefined
             ? {}
             : { parkAfterAttempts: this.options.relayParkAfterAttempts }),
@@ -154,7 +149,6 @@ export class DataExtension implements NodeExtension {
     const subscription = invocation.kind === 'event' ? invocation.subscription : undefined;
     const unit = new UnitOfWork(db, service.name, {
       onOpen: subscription ? (trx) => this.claim(trx, service, subscription, ctx) : undefined,
-      writer: this.writer,
     });
     this.units.set(ctx, unit);
     this.invocations.set(ctx, invocation.kind);

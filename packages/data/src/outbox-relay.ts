@@ -1,6 +1,7 @@
 import { ChassisError, toChassisError, type WireMessage } from '@chassis/core';
-import type { Kysely } from 'kysely';
-import { type AnyTables, type Database, quoteIdentifier, sql } from './database.ts';
+import type { RawBuilder } from 'kysely';
+import { type Database, quoteIdentifier, sql } from './database.ts';
+import { type Leadership, lead, ledInProcess } from './leadership.ts';
 import {
   notInstalled,
   type OutboxLag,
@@ -34,20 +35,14 @@ export interface OutboxRelayOptions {
   /** Rows published per database transaction. Default 100. */
   batchSize?: number;
   /**
-   * LISTEN for commits (default true). Turn it off where LISTEN cannot work, e.g. behind PgBouncer in
-   * transaction mode: the relay then finds rows by polling alone.
+   * Lead and LISTEN (default true): the service's relays elect one leader, which holds the service's
+   * lock on a connection of its own, hears every commit and publishes it at once; the others wait for the
+   * lock, costing nothing. Turn it off where neither LISTEN nor a session's lock can work, e.g. behind
+   * PgBouncer in transaction mode: each relay then polls, taking the lock for each batch.
    */
   listen?: boolean;
   /** How long `stop()` goes on publishing what is ready before giving up (the rest waits). Default 5000 ms. */
   drainTimeoutMs?: number;
-  /**
-   * The writer this relay publishes for at once: commits notified by `writeOutbox` with this `writer`, or
-   * with none, wake it. Another writer's commits (the service's other instances, each relaying its own)
-   * only bring its polling back to `pollIntervalMs`, so that it still publishes them within a poll should
-   * their own relay die first. Without it, every commit of the service wakes this relay — and each of the
-   * service's relays, of which only one may publish at a time, tries.
-   */
-  writer?: string;
   /**
    * Told about failures (publishing, the database), each as a `ChassisError` (anything else wrapped as
    * `INTERNAL` with the original as `cause`); the relay tries again at its next poll. Default: stderr.
@@ -87,18 +82,23 @@ interface Failed {
 /**
  * Publishes a service's committed outbox rows, in order, and marks them sent.
  *
- * One relay per service publishes at a time, cluster-wide: each batch is one transaction that first
- * takes a transaction-level advisory lock for the service (`pg_try_advisory_xact_lock`); a relay that
- * finds it taken leaves the batch to its holder. The batch reads the ready rows, publishes them one by
- * one in order (each awaited, so the broker sees them in that order), marks the published ones sent and
- * commits. A publish that fails ends the batch: what went out before it is marked, and it is the first
- * row of the next attempt — until it has failed `parkAfterAttempts` times and may be parked (see Parking
- * at the top). A relay that dies mid-batch marks nothing; the next batch publishes it all again — at
- * least once, never lost.
+ * One relay per service publishes at a time, cluster-wide. A started relay waits to lead the service
+ * (see `Leadership`: a session-level advisory lock on a connection of its own, released by the server
+ * the moment that connection ends); the leader LISTENs for every commit to the service's outbox on that
+ * connection and publishes at once, while the others wait for the lock and cost nothing. A batch of the
+ * leader is two statements and no transaction: it reads the ready rows, publishes them one by one in
+ * order (each awaited, so the broker sees them in that order), and marks the published ones sent. A
+ * relay that is not leading (`flush` on a relay not started, or `listen: false`) takes the same lock for
+ * one batch, in a transaction (`pg_try_advisory_xact_lock`), and leaves the batch to whoever holds it.
  *
- * On PGlite the batch holds its only connection while publishing: `publish` must not wait for work that
- * needs the same database (a transport's publish returns once the broker has the message; it does not
- * wait for consumers).
+ * A publish that fails ends the batch: what went out before it is marked, and it is the first row of the
+ * next attempt — until it has failed `parkAfterAttempts` times and may be parked (see Parking at the top).
+ * A relay that dies mid-batch marks nothing; the next leader publishes it all again — at least once,
+ * never lost.
+ *
+ * On PGlite a batch that is not the leader's holds the only connection while publishing: `publish` must
+ * not wait for work that needs the same database (a transport's publish returns once the broker has the
+ * message; it does not wait for consumers).
  */
 export class OutboxRelay {
   private readonly pollIntervalMs: number;
@@ -106,14 +106,16 @@ export class OutboxRelay {
   private readonly batchSize: number;
   private readonly listenForCommits: boolean;
   private readonly drainTimeoutMs: number;
-  private readonly writer: string | undefined;
   private readonly onError: (error: unknown) => void;
   private readonly parkAfterAttempts: number;
   private readonly onParked: (row: ParkedOutboxRow) => void;
 
   private state: 'idle' | 'running' | 'stopping' = 'idle';
   private timer: NodeJS.Timeout | undefined;
-  private unlisten: (() => Promise<void>) | undefined;
+  /** While this relay leads the service (started with `listen`). */
+  private leadership: Leadership | undefined;
+  /** Aborts the wait to lead, at stop. */
+  private leading: AbortController | undefined;
   /** The wake-up loop in progress, if any. */
   private cycle: Promise<void> | undefined;
   /** A wake-up came while the loop ran: look again before resting. */
@@ -130,9 +132,6 @@ export class OutboxRelay {
    * relay keeps its pace until a poll has.
    */
   private polled = false;
-  /** Another relay of the service held its lock: look again after this wait, doubled while it stays so. */
-  private busyDelayMs = 0;
-  private busyTimer: NodeJS.Timeout | undefined;
   /** Batches of this relay run one after another (the loop, `flush`, the drain at stop). */
   private tail: Promise<unknown> = Promise.resolve();
 
@@ -156,7 +155,6 @@ export class OutboxRelay {
     }
     this.listenForCommits = options.listen ?? true;
     this.drainTimeoutMs = options.drainTimeoutMs ?? 5000;
-    this.writer = options.writer;
     const onError =
       options.onError ??
       ((error) => console.error(`[chassis] the outbox relay of "${service}" failed; it will retry:`, error));
@@ -180,9 +178,11 @@ export class OutboxRelay {
   }
 
   /**
-   * Starts relaying: at once (rows may have waited while no relay ran), on every commit that wrote to the
-   * outbox, and by polling every `pollIntervalMs` (less often while the outbox stays empty, see
-   * `idlePollIntervalMs`). Fails with `OUTBOX_NOT_INSTALLED` if `installOutbox` was not run.
+   * Starts relaying. With `listen` (the default) the relay waits to lead the service, in the background;
+   * once it leads, it publishes what waited, then every commit that writes to the outbox at once, and
+   * polls every `pollIntervalMs` for rows a transaction held back (less often while the outbox stays
+   * empty, see `idlePollIntervalMs`). Without, it polls from the start. Fails with
+   * `OUTBOX_NOT_INSTALLED` if `installOutbox` was not run.
    */
   async start(): Promise<void> {
     if (this.state !== 'idle') return;
@@ -191,15 +191,47 @@ export class OutboxRelay {
     if (!found.rows[0]?.table) throw notInstalled(this.service);
     this.state = 'running';
     if (this.listenForCommits) {
-      try {
-        this.unlisten = await this.db.listen(outboxChannel(this.service), (writer) => this.notified(writer));
-      } catch (error) {
-        // Polling alone still publishes everything, later; say why it is slow.
-        this.onError(error);
-      }
+      this.leading = new AbortController();
+      void this.lead(this.leading.signal);
+      return;
     }
     this.armPoll(this.pollIntervalMs);
     this.wake(true);
+  }
+
+  /**
+   * Waits to lead, leads until the leadership is lost (its connection ended), and waits again — with
+   * growing pauses while the database cannot be reached — until the relay stops.
+   */
+  private async lead(signal: AbortSignal): Promise<void> {
+    let delayMs = RELEAD_MIN_DELAY_MS;
+    while (!signal.aborted) {
+      let leadership: Leadership | undefined;
+      try {
+        leadership = await lead(this.db, ['chassis:outbox', this.service], signal);
+        await leadership.listen(outboxChannel(this.service), () => this.wake(false));
+        if (signal.aborted) {
+          await leadership.close();
+          return;
+        }
+      } catch (error) {
+        await leadership?.close();
+        if (signal.aborted) return;
+        this.onError(error);
+        await pause(delayMs);
+        delayMs = Math.min(delayMs * 2, RELEAD_MAX_DELAY_MS);
+        continue;
+      }
+      delayMs = RELEAD_MIN_DELAY_MS;
+      this.leadership = leadership;
+      // Rows may have waited while no relay led, and no notification announced them.
+      this.armPoll(this.pollIntervalMs);
+      this.wake(true);
+      await leadership.lost;
+      if (this.leadership === leadership) this.leadership = undefined;
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
   }
 
   /**
@@ -212,24 +244,25 @@ export class OutboxRelay {
     this.state = 'stopping';
     clearTimeout(this.timer);
     this.timer = undefined;
-    clearTimeout(this.busyTimer);
-    this.busyTimer = undefined;
-    const unlisten = this.unlisten;
-    this.unlisten = undefined;
-    await unlisten?.().catch((error: unknown) => this.onError(error));
+    this.leading?.abort();
+    this.leading = undefined;
     await this.cycle;
     try {
       await this.flush(Date.now() + this.drainTimeoutMs);
     } catch (error) {
       this.onError(error);
     }
+    // The next relay waiting takes the lead once this connection ends.
+    const leadership = this.leadership;
+    this.leadership = undefined;
+    await leadership?.close();
     this.state = 'idle';
   }
 
   /**
    * Publishes what is ready now, batch after batch, and resolves to how many rows this relay published.
-   * Stops early when another relay holds the service's lock (it publishes them) or at `deadline` (epoch
-   * ms). A failed publish rejects, after marking the rows that went out before it.
+   * Stops early when another relay leads or holds the service's lock (it publishes them) or at `deadline`
+   * (epoch ms). A failed publish rejects, after marking the rows that went out before it.
    */
   async flush(deadline = Number.POSITIVE_INFINITY): Promise<number> {
     let total = 0;
@@ -267,19 +300,10 @@ export class OutboxRelay {
     const cycle = this.cycle ?? Promise.resolve();
     void cycle.then(() => {
       if (this.state !== 'running' || this.timer !== undefined) return;
-      const idle = this.empty && this.unlisten !== undefined;
+      const idle = this.empty && this.leadership !== undefined;
       this.armPoll(idle ? Math.min(this.pollDelayMs * 2, this.idlePollIntervalMs) : this.pollIntervalMs);
     });
   };
-
-  /** A commit wrote to the outbox: this relay's own to publish, or another writer's to keep an eye on. */
-  private notified(writer: string): void {
-    if (this.writer === undefined || writer === '' || writer === this.writer) {
-      this.wake(false);
-    } else if (this.state === 'running' && this.pollDelayMs > this.pollIntervalMs) {
-      this.armPoll(this.pollIntervalMs);
-    }
-  }
 
   private wake(fromPoll: boolean): void {
     if (this.state !== 'running') return;
@@ -307,13 +331,10 @@ export class OutboxRelay {
         return;
       }
       if (outcome === 'busy') {
-        // The relay at work may have read before this relay's rows committed: look again shortly.
+        // Polling without a leader (`listen: false`): the relay at work publishes; the next poll looks again.
         this.empty = false;
-        this.wanted = false;
-        this.retryWhenFree();
         return;
       }
-      this.busyDelayMs = 0;
       this.empty = outcome.read === 0 && outcome.waiting === false;
       if (outcome.failure !== undefined) {
         this.backOff(outcome.failure);
@@ -322,16 +343,6 @@ export class OutboxRelay {
       // A full batch: more may be ready, and no notification will say so.
       if (outcome.read === this.batchSize) this.wanted = true;
     }
-  }
-
-  private retryWhenFree(): void {
-    if (this.busyTimer !== undefined) return;
-    this.busyDelayMs = Math.min(Math.max(BUSY_RETRY_MS, this.busyDelayMs * 2), this.pollIntervalMs);
-    this.busyTimer = setTimeout(() => {
-      this.busyTimer = undefined;
-      this.wake(true);
-    }, this.busyDelayMs);
-    this.busyTimer.unref();
   }
 
   private backOff(error: unknown): void {
@@ -343,19 +354,39 @@ export class OutboxRelay {
   }
 
   private batch(lookForHeld = false): Promise<BatchOutcome> {
-    const run = this.tail.then(() => this.relayBatch(lookForHeld));
+    const run = this.tail.then(() => {
+      const leadership = this.leadership;
+      return leadership ? this.leaderBatch(leadership, lookForHeld) : this.lockedBatch(lookForHeld);
+    });
     this.tail = run.catch(() => undefined);
     return run;
   }
 
-  private async relayBatch(lookForHeld: boolean): Promise<BatchOutcome> {
+  /** The leader's batch: its statements on its own session, each committed alone. */
+  private async leaderBatch(leadership: Leadership, lookForHeld: boolean): Promise<BatchOutcome> {
+    const parked: ParkedOutboxRow[] = [];
+    const outcome = await this.publishReady((query) => leadership.execute(query), parked, lookForHeld);
+    for (const row of parked) this.onParked(row);
+    return outcome;
+  }
+
+  /** A batch of a relay that does not lead: one transaction, which first takes the service's lock. */
+  private async lockedBatch(lookForHeld: boolean): Promise<BatchOutcome> {
+    // PGlite's relays are in this process: one that leads there holds no lock in the database.
+    if (ledInProcess(this.db, ['chassis:outbox', this.service])) return 'busy';
     const parked: ParkedOutboxRow[] = [];
     const outcome = await this.db.kysely
       .transaction()
       // Read committed, whatever the server's default: each statement must see what committed before it,
       // the rows marked by the relay that held the lock just before this one included.
       .setIsolationLevel('read committed')
-      .execute((trx) => this.publishReady(trx, parked, lookForHeld));
+      .execute(async (trx) => {
+        // A statement of its own: the select after it must take its snapshot once the lock is ours.
+        const lock = await sql<{ ours: boolean }>`
+          select pg_try_advisory_xact_lock(hashtext('chassis:outbox'), hashtext(${this.service})) as ours`.execute(trx);
+        if (!lock.rows[0]?.ours) return 'busy' as const;
+        return this.publishReady(async (query) => (await query.execute(trx)).rows, parked, lookForHeld);
+      });
     // Told once the parking is committed: a rolled-back batch parked nothing.
     for (const row of parked) this.onParked(row);
     return outcome;
@@ -369,26 +400,22 @@ export class OutboxRelay {
    * while publishing would hold back every relay on the server).
    */
   private async publishReady(
-    trx: Kysely<AnyTables>,
+    execute: <R>(query: RawBuilder<R>) => Promise<R[]>,
     parked: ParkedOutboxRow[],
     lookForHeld: boolean,
   ): Promise<BatchOutcome> {
     const table = sql.id(this.service, TABLE);
-    // A statement of its own: the select below must take its snapshot after the lock is ours.
-    const lock = await sql<{ ours: boolean }>`
-      select pg_try_advisory_xact_lock(hashtext('chassis:outbox'), hashtext(${this.service})) as ours`.execute(trx);
-    if (!lock.rows[0]?.ours) return 'busy';
-    const ready = await sql<Row>`
+    const ready = await execute(sql<Row>`
       select id, event, headers, body, attempts from ${table}
       where sent_at is null and parked_at is null and xid < pg_snapshot_xmin(pg_current_snapshot())
       order by xid, id
-      limit ${this.batchSize}`.execute(trx);
-    if (ready.rows.length === 0) {
+      limit ${this.batchSize}`);
+    if (ready.length === 0) {
       if (!lookForHeld) return { read: 0, published: 0 };
       // Nothing ready: is anything unsent there all the same, held back by a transaction still running?
-      const held = await sql<{ waiting: boolean }>`
-        select exists (select 1 from ${table} where sent_at is null and parked_at is null) as waiting`.execute(trx);
-      return { read: 0, published: 0, waiting: held.rows[0]?.waiting === true };
+      const held = await execute(sql<{ waiting: boolean }>`
+        select exists (select 1 from ${table} where sent_at is null and parked_at is null) as waiting`);
+      return { read: 0, published: 0, waiting: held[0]?.waiting === true };
     }
     const sent: number[] = [];
     const failed: Failed[] = [];
@@ -407,7 +434,7 @@ export class OutboxRelay {
         return error ?? new Error('publish failed without an error');
       }
     };
-    for (const row of ready.rows) {
+    for (const row of ready) {
       const error = await attempt(row);
       if (error !== undefined) {
         if (row.attempts + attemptsOf(failed, row.id) < this.parkAfterAttempts) {
@@ -432,24 +459,29 @@ export class OutboxRelay {
       const mine = failed.filter((f) => f.row === row);
       const lastError = errorText(mine[mine.length - 1]?.error);
       const park = toPark.some((p) => p.row === row);
-      const result = await sql<ParkedRecord>`
+      const result = await execute(sql<ParkedRecord>`
         update ${table}
         set attempts = attempts + ${mine.length}, last_error = ${lastError},
             parked_at = case when ${park} then clock_timestamp() else parked_at end
         where id = ${row.id} and sent_at is null
-        returning id, event, headers, attempts, last_error, parked_at, created_at`.execute(trx);
-      const record = result.rows[0];
+        returning id, event, headers, attempts, last_error, parked_at, created_at`);
+      const record = result[0];
       if (park && record) parked.push(toParked(record));
     }
     if (sent.length > 0) {
-      await sql`update ${table} set sent_at = clock_timestamp() where id = any(${sent})`.execute(trx);
+      await execute(sql`update ${table} set sent_at = clock_timestamp() where id = any(${sent})`);
     }
-    return { read: ready.rows.length, published: sent.length, failure: failure?.error };
+    return { read: ready.length, published: sent.length, failure: failure?.error };
   }
 }
 
-/** The first wait before a relay that found the service's lock held looks again. */
-const BUSY_RETRY_MS = 5;
+/** Pauses between attempts to lead while the database cannot be reached. */
+const RELEAD_MIN_DELAY_MS = 100;
+const RELEAD_MAX_DELAY_MS = 5000;
+
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
 
 /** How many times `id` failed so far in this batch. */
 function attemptsOf(failed: readonly Failed[], id: number): number {

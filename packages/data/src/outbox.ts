@@ -123,17 +123,11 @@ export async function installOutbox(db: Database, service: string): Promise<void
 }
 
 /**
- * Adds messages to the service's outbox in the caller's transaction, and wakes the relays (the
- * notification is delivered only if the transaction commits). Given a Kysely outside a transaction, the
- * messages are committed at once. `writer` names the relay that publishes them at once (its
- * `OutboxRelayOptions.writer`); without it, every relay of the service is woken.
+ * Adds messages to the service's outbox in the caller's transaction, and wakes the service's leading
+ * relay (the notification is delivered only if the transaction commits). Given a Kysely outside a
+ * transaction, the messages are committed at once.
  */
-export async function writeOutbox(
-  trx: Kysely<AnyTables>,
-  service: string,
-  messages: OutboxMessage[],
-  { writer = '' }: { writer?: string } = {},
-): Promise<void> {
+export async function writeOutbox(trx: Kysely<AnyTables>, service: string, messages: OutboxMessage[]): Promise<void> {
   if (messages.length === 0) return;
   const table = sql.id(service, TABLE);
   try {
@@ -144,7 +138,7 @@ export async function writeOutbox(
       const insert = sql`insert into ${table} (event, headers, body) values ${sql.join(rows)}`;
       if (start + INSERT_CHUNK < messages.length) await insert.execute(trx);
       // The last chunk carries the notification: one round trip for the usual single event.
-      else await sql`with written as (${insert}) select pg_notify(${outboxChannel(service)}, ${writer})`.execute(trx);
+      else await sql`with written as (${insert}) select pg_notify(${outboxChannel(service)}, '')`.execute(trx);
     }
   } catch (error) {
     if (isMissingRelation(error)) throw notInstalled(service, error);

@@ -24,18 +24,11 @@ export class UnitOfWork {
   readonly service: string;
   /** Runs first in the new transaction (e.g. claims the inbox); a throw aborts the handler. */
   private readonly onOpen?: (trx: Kysely<AnyTables>) => Promise<void>;
-  /** Whose relay publishes the events at once (`writeOutbox`'s `writer`). */
-  private readonly writer: string | undefined;
 
-  constructor(
-    db: Database,
-    service: string,
-    options: { onOpen?: (trx: Kysely<AnyTables>) => Promise<void>; writer?: string } = {},
-  ) {
+  constructor(db: Database, service: string, options: { onOpen?: (trx: Kysely<AnyTables>) => Promise<void> } = {}) {
     this.db = db;
     this.service = service;
     this.onOpen = options.onOpen;
-    this.writer = options.writer;
   }
 
   /** An event to publish once the unit commits (nothing, if it rolls back). */
@@ -102,6 +95,6 @@ export class UnitOfWork {
     if (this.emitted.length === 0) return;
     const messages = this.emitted;
     this.emitted = [];
-    await writeOutbox(await this.transaction(), this.service, messages, { writer: this.writer });
+    await writeOutbox(await this.transaction(), this.service, messages);
   }
 }

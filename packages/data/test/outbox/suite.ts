@@ -94,6 +94,15 @@ export function outboxSuite(target: DatabaseTarget): void {
       return target.name === 'pglite' ? db : openDb(url);
     }
 
+    /** The backends holding an advisory lock in the test's database: a relay's leader, the only one there. */
+    async function leaderPids(db: Database): Promise<number[]> {
+      const held = await sql<{ pid: number }>`
+        select pid from pg_locks
+        where locktype = 'advisory' and granted
+          and database = (select oid from pg_database where datname = current_database())`.execute(db.kysely);
+      return held.rows.map((row) => row.pid);
+    }
+
     const errors: unknown[] = [];
     async function startRelay(db: Database, service: string, publish: Publish, options: OutboxRelayOptions = {}) {
       const relay = new OutboxRelay(db, service, publish, { onError: (error) => errors.push(error), ...options });
@@ -283,7 +292,7 @@ export function outboxSuite(target: DatabaseTarget): void {
       assert.deepEqual(errors.splice(0), []);
     });
 
-    it(`[${target.name}] each node's relay publishes its own node's commits at once; another's within a poll, should that node's relay be gone`, async () => {
+    it(`[${target.name}] one relay of a service leads and publishes every node's commits at once; when it stops, another takes over at once`, async () => {
       const { url, db, service } = await fresh();
       const other = await anotherNode(url, db);
       const published: { by: string; id: string }[] = [];
@@ -292,75 +301,73 @@ export function outboxSuite(target: DatabaseTarget): void {
         async (_event, message) => {
           published.push({ by: relay, id: message.headers.id ?? '?' });
         };
-      // Polls that have backed off to a minute: only a notification can explain a prompt publish.
+      // Polls that have backed off towards a minute: only a notification or a new leader explains a prompt publish.
       const options = { pollIntervalMs: 300, idlePollIntervalMs: 60_000 };
-      await startRelay(db, service, by('a'), { ...options, writer: 'a' });
-      const b = await startRelay(other, service, by('b'), { ...options, writer: 'b' });
-      const write = (on: Database, writer: string, id: string) =>
-        on.transaction((trx) => writeOutbox(trx, service, [orderCreated(id)], { writer }));
+      const a = await startRelay(db, service, by('a'), options);
+      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('first')]));
+      await waitUntil(() => published.length === 1, { timeoutMs: 5000, intervalMs: 5, what: 'the first event' });
+      await startRelay(other, service, by('b'), options);
       await sleep(1500);
-      await write(db, 'a', 'from-a');
-      await waitUntil(() => published.length === 1, { timeoutMs: 5000, intervalMs: 5, what: "a's event" });
-      await write(other, 'b', 'from-b');
-      await waitUntil(() => published.length === 2, { timeoutMs: 5000, intervalMs: 5, what: 'both events' });
+      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('from-a')]));
+      await other.transaction((trx) => writeOutbox(trx, service, [orderCreated('from-b')]));
+      await waitUntil(() => published.length === 3, { timeoutMs: 5000, intervalMs: 5, what: 'both nodes’ events' });
       assert.deepEqual(
-        published.sort((x, y) => x.id.localeCompare(y.id)),
+        published,
         [
+          { by: 'a', id: 'first' },
           { by: 'a', id: 'from-a' },
-          { by: 'b', id: 'from-b' },
+          { by: 'a', id: 'from-b' },
         ],
-        "each writer's relay publishes its own, the other's is not woken for it",
+        'the leader publishes every node’s commits; the other relay waits',
       );
 
-      // b's node stops relaying (it died after committing): a's relay, told of the commit, polls for it.
-      await b.stop();
-      await sleep(1500);
+      // a's node drains: b leads at once and publishes what its node commits.
+      await a.stop();
       const committed = Date.now();
-      await write(other, 'b', 'orphan');
-      await waitUntil(() => published.length === 3, { timeoutMs: 10_000, intervalMs: 5, what: 'the orphaned event' });
-      assert.deepEqual(published[2], { by: 'a', id: 'orphan' });
-      assert.ok(Date.now() - committed < 5000, `published by the next poll, not the backed-off one`);
+      await other.transaction((trx) => writeOutbox(trx, service, [orderCreated('after-a')]));
+      await waitUntil(() => published.length === 4, {
+        timeoutMs: 10_000,
+        intervalMs: 5,
+        what: 'the event after a stopped',
+      });
+      assert.deepEqual(published[3], { by: 'b', id: 'after-a' });
+      assert.ok(Date.now() - committed < 5000, 'published by the new leader, not by a backed-off poll');
       assert.deepEqual(errors.splice(0), []);
     });
 
-    it(`[${target.name}] a relay that finds another at work publishes its own commit once that one is done, without a poll`, {
-      skip:
-        target.name === 'pglite' && 'PGlite is one connection: a second relay waits for it rather than finding it busy',
+    it(`[${target.name}] a leader whose connection dies (a killed process, a terminated backend): another relay takes over at once`, {
+      skip: target.name === 'pglite' && "PGlite is one process's database: its leader ends only with that process",
     }, async () => {
       const { url, db, service } = await fresh();
       const other = await anotherNode(url, db);
       const published: { by: string; id: string }[] = [];
-      let release!: () => void;
-      const gate = new Promise<void>((resolve) => {
-        release = resolve;
-      });
-      let holding = false;
-      // a's publish waits at the gate: its batch holds the service's relay lock meanwhile.
-      const slow: Publish = async (_event, message) => {
-        holding = true;
-        await gate;
-        published.push({ by: 'a', id: message.headers.id ?? '?' });
-      };
-      const quick: Publish = async (_event, message) => {
-        published.push({ by: 'b', id: message.headers.id ?? '?' });
-      };
+      const by =
+        (relay: string): Publish =>
+        async (_event, message) => {
+          published.push({ by: relay, id: message.headers.id ?? '?' });
+        };
+      // No poll within the test: only a new leader explains the publish.
       const options = { pollIntervalMs: 60_000 };
-      await startRelay(db, service, slow, { ...options, writer: 'a' });
-      await startRelay(other, service, quick, { ...options, writer: 'b' });
-      // Each relay looks once as it starts (on a new pool, a moment later): let those looks find nothing.
-      await sleep(500);
-      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('first')], { writer: 'a' }));
-      await waitUntil(() => holding, { what: "a's relay at work" });
-      await other.transaction((trx) => writeOutbox(trx, service, [orderCreated('second')], { writer: 'b' }));
-      await sleep(200);
-      assert.deepEqual(published, [], "b's relay found the lock held and waits");
-      release();
-      await waitUntil(() => published.length === 2, { timeoutMs: 5000, intervalMs: 5, what: 'both events' });
+      await startRelay(db, service, by('a'), options);
+      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('first')]));
+      await waitUntil(() => published.length === 1, { timeoutMs: 5000, intervalMs: 5, what: 'the first event' });
+      await startRelay(other, service, by('b'), options);
+      await sleep(300);
+      const leaders = await leaderPids(db);
+      assert.equal(leaders.length, 1, 'one leader');
+      await sql`select pg_terminate_backend(${leaders[0]})`.execute(db.kysely);
+      await other.transaction((trx) => writeOutbox(trx, service, [orderCreated('second')]));
+      await waitUntil(() => published.length === 2, {
+        timeoutMs: 10_000,
+        intervalMs: 5,
+        what: 'the event after the leader died',
+      });
       assert.deepEqual(published, [
         { by: 'a', id: 'first' },
         { by: 'b', id: 'second' },
       ]);
-      assert.deepEqual(errors.splice(0), []);
+      // a was told its connection went, and waits to lead again.
+      for (const error of errors.splice(0)) assert.match(String(error), /terminat|connection|cannot be reached/i);
     });
 
     it(`[${target.name}] an event committed late by a transaction that started writing first is not skipped`, async () => {
@@ -444,48 +451,27 @@ export function outboxSuite(target: DatabaseTarget): void {
       await relay.stop();
     });
 
-    it(`[${target.name}] a dropped LISTEN connection: polling still publishes`, {
+    it(`[${target.name}] a leader's dropped connection is made again: what committed meanwhile goes out, and commits wake it without a poll`, {
       skip: target.name === 'pglite' && 'PGlite runs in this process: it has no connection to drop',
     }, async () => {
       const { db, service } = await fresh();
       const broker = recorder();
-      const relay = await startRelay(db, service, broker.publish, { pollIntervalMs: 200 });
-      const listeners = await sql<{ pid: number }>`
-          select pid from pg_stat_activity
-          where datname = current_database() and query = ${`LISTEN "${outboxChannel(service)}"`}`.execute(db.kysely);
-      assert.equal(listeners.rows.length, 1, 'the relay listens on a connection of its own');
-      await sql`select pg_terminate_backend(${listeners.rows[0]?.pid})`.execute(db.kysely);
-      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('unannounced')]));
-      await waitUntil(() => broker.got.length >= 1, { timeoutMs: 30_000, intervalMs: 10, what: 'a poll' });
-      assert.deepEqual(broker.ids(), ['unannounced']);
-      await relay.stop();
-    });
-
-    it(`[${target.name}] a dropped LISTEN connection is made again: commits wake the relay without a poll`, {
-      skip: target.name === 'pglite' && 'PGlite runs in this process: it has no connection to drop',
-    }, async () => {
-      const { db, service } = await fresh();
-      const broker = recorder();
-      // No poll within the test: only a notification can make the relay publish.
+      // No poll within the test: only leading again, and then a notification, can make the relay publish.
       const relay = await startRelay(db, service, broker.publish, { pollIntervalMs: 600_000 });
-      const listener = async () =>
-        (
-          await sql<{ pid: number }>`
-            select pid from pg_stat_activity
-            where datname = current_database() and query = ${`LISTEN "${outboxChannel(service)}"`}`.execute(db.kysely)
-        ).rows.map((row) => row.pid);
-      const [first] = await listener();
+      await waitUntil(async () => (await leaderPids(db)).length === 1, { what: 'the relay leading' });
+      const [first] = await leaderPids(db);
       await sql`select pg_terminate_backend(${first})`.execute(db.kysely);
-      // Committed while nobody listens: announced to no one, published once the relay listens again.
+      // Committed while nobody listens: announced to no one, published once the relay leads again.
       await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('while-away')]));
-      await waitUntil(async () => (await listener()).some((pid) => pid !== first), {
+      await waitUntil(async () => (await leaderPids(db)).some((pid) => pid !== first), {
         timeoutMs: 30_000,
-        what: 'a new LISTEN connection',
+        what: 'a new leading connection',
       });
       await waitUntil(() => broker.got.length >= 1, { timeoutMs: 30_000, intervalMs: 10, what: 'the missed event' });
       await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('after')]));
       await waitUntil(() => broker.got.length >= 2, { timeoutMs: 30_000, intervalMs: 10, what: 'the notified event' });
       assert.deepEqual(broker.ids(), ['while-away', 'after']);
+      for (const error of errors.splice(0)) assert.match(String(error), /terminat|connection|cannot be reached/i);
       await relay.stop();
     });
 

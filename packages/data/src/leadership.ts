@@ -1,0 +1,143 @@
+import type { RawBuilder } from 'kysely';
+import type { Database, DatabaseSession } from './database.ts';
+
+/**
+ * One holder at a time across the cluster for a named job (a service's outbox relay), for as long as
+ * the holder lives: the leader. On PostgreSQL it is a session-level advisory lock held by a connection of
+ * the leader's own; the server releases it the moment that connection ends — a drain, a crash, a killed
+ * process, a terminated backend — and one of the holders waiting takes it at once. On PGlite, one process's
+ * database, the holders are in this process, and take turns through a queue.
+ *
+ * The leader runs its statements on its own session (`execute`), each committed alone: it needs no
+ * transaction to exclude the others, so its work costs only the statements themselves.
+ */
+export interface Leadership {
+  /** Runs one statement as the leader: on its own session (PostgreSQL), or the database's (PGlite). */
+  execute<R>(query: RawBuilder<R>): Promise<R[]>;
+  /** LISTENs on the leader's session (PostgreSQL) or the database (PGlite), until `close`. */
+  listen(channel: string, onNotify: (payload: string) => void): Promise<void>;
+  /** Resolves when the leadership ends without `close` (its connection was lost). */
+  readonly lost: Promise<void>;
+  /** Gives the leadership up: the next holder waiting takes it. */
+  close(): Promise<void>;
+}
+
+/**
+ * How long one wait for the lock lasts before it is asked again. A waiting connection that its process
+ * gave up (a drain) keeps its place in the server's queue until then, so this bounds how long such a
+ * leftover lives; the holder that waits again loses nothing by it.
+ */
+const LOCK_WAIT_MS = 10_000;
+/** SQLSTATE of a lock wait that ran out (`lock_timeout`). */
+const LOCK_NOT_AVAILABLE = '55P03';
+
+/**
+ * Waits until this process leads `name` (the lock `[scope, name]`, e.g. `['chassis:outbox', service]`),
+ * and resolves to the leadership; rejects if `signal` aborts first or the database cannot be reached.
+ */
+export async function lead(db: Database, [scope, name]: [string, string], signal: AbortSignal): Promise<Leadership> {
+  const session = db.openSession();
+  if (!session) return leadInProcess(db, `${scope}\u0000${name}`, signal);
+  return leadOnSession(db, await session, scope, name, signal);
+}
+
+async function leadOnSession(
+  db: Database,
+  session: DatabaseSession,
+  scope: string,
+  name: string,
+  signal: AbortSignal,
+): Promise<Leadership> {
+  const abandon = () => void session.close();
+  signal.addEventListener('abort', abandon, { once: true });
+  try {
+    // Statements alone, read committed whatever the server's default: each sees what committed before it.
+    await session.query(
+      `select set_config('default_transaction_isolation', 'read committed', false),
+        set_config('lock_timeout', '${LOCK_WAIT_MS}ms', false)`,
+    );
+    for (;;) {
+      signal.throwIfAborted();
+      try {
+        await session.query('select pg_advisory_lock(hashtext($1), hashtext($2))', [scope, name]);
+        break;
+      } catch (error) {
+        if ((error as { code?: unknown }).code !== LOCK_NOT_AVAILABLE) throw error;
+      }
+    }
+    signal.throwIfAborted();
+  } catch (error) {
+    await session.close();
+    signal.throwIfAborted();
+    throw error;
+  } finally {
+    signal.removeEventListener('abort', abandon);
+  }
+  let closing = false;
+  return {
+    execute: async <R>(query: RawBuilder<R>) => {
+      const compiled = query.compile(db.kysely);
+      return session.query<R>(compiled.sql, compiled.parameters);
+    },
+    listen: (channel, onNotify) => session.listen(channel, onNotify),
+    lost: session.ended.then(() => (closing ? new Promise<void>(() => undefined) : undefined)),
+    async close() {
+      closing = true;
+      await session.close();
+    },
+  };
+}
+
+/** PGlite: the holders of each name in this process — the leader and those waiting — and the queue's tail. */
+const queues = new WeakMap<Database, Map<string, { holders: number; tail: Promise<void> }>>();
+
+/** On PGlite, whether a holder in this process leads `[scope, name]` (or waits to); always false on PostgreSQL. */
+export function ledInProcess(db: Database, [scope, name]: [string, string]): boolean {
+  return (queues.get(db)?.get(`${scope}\u0000${name}`)?.holders ?? 0) > 0;
+}
+
+async function leadInProcess(db: Database, key: string, signal: AbortSignal): Promise<Leadership> {
+  const byName = queues.get(db) ?? new Map<string, { holders: number; tail: Promise<void> }>();
+  queues.set(db, byName);
+  const queue = byName.get(key) ?? { holders: 0, tail: Promise.resolve() };
+  byName.set(key, queue);
+  const before = queue.tail;
+  let released = false;
+  let resolveMine!: () => void;
+  const mine = new Promise<void>((resolve) => {
+    resolveMine = resolve;
+  });
+  const release = () => {
+    if (released) return;
+    released = true;
+    queue.holders--;
+    resolveMine();
+  };
+  // The next holder waits for this one's release, or for the one before if this one gives up waiting.
+  queue.holders++;
+  queue.tail = before.then(() => mine);
+  const aborted = new Promise<never>((_resolve, reject) => {
+    const fail = () => reject(signal.reason);
+    if (signal.aborted) fail();
+    else signal.addEventListener('abort', fail, { once: true });
+  });
+  try {
+    await Promise.race([before, aborted]);
+  } catch (error) {
+    release();
+    throw error;
+  }
+  const unlisteners: (() => Promise<void>)[] = [];
+  return {
+    execute: async <R>(query: RawBuilder<R>) => (await query.execute(db.kysely)).rows,
+    async listen(channel, onNotify) {
+      unlisteners.push(await db.listen(channel, onNotify));
+    },
+    // PGlite's one connection is this process's: it is lost only with the process.
+    lost: new Promise<void>(() => undefined),
+    async close() {
+      await Promise.allSettled(unlisteners.splice(0).map((unlisten) => unlisten()));
+      release();
+    },
+  };
+}
