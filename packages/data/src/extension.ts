@@ -350,6 +350,19 @@ export class DataExtension implements NodeExtension {
         for (const [service, relay] of relays) this.set({ service }, (await relay.lag()).oldestAgeMs / 1000);
       },
     });
+    const runners = this.runners;
+    new Gauge({
+      name: 'chassis_saga_instances',
+      help: 'Saga instances of the services that run sagas here (runSagas), by saga and status',
+      labelNames: ['service', 'saga', 'status'] as const,
+      registers: [node.metrics.registry],
+      async collect() {
+        this.reset();
+        for (const [service, runner] of runners) {
+          for (const { saga, status, count } of await runner.counts()) this.set({ service, saga, status }, count);
+        }
+      },
+    });
     new Gauge({
       name: 'chassis_outbox_parked',
       help: 'Events parked in a service’s outbox, waiting for replayParkedOutbox (the OutboxEventsParked alert)',

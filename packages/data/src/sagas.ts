@@ -488,6 +488,11 @@ export class SagaRunner {
    */
   async resumeAll(): Promise<string[]> {
     if (this.stopping) return [];
+    // Armed first: if this look fails (the database away at start), the sweeps look again.
+    if (this.sweepMs > 0 && !this.sweepTimer) {
+      this.sweepTimer = setInterval(() => void this.sweep(), this.sweepMs);
+      this.sweepTimer.unref();
+    }
     const names = [...this.sagas.keys()];
     const rows = await sql<{ id: string }>`
       select id from ${this.table(INSTANCES)}
@@ -496,10 +501,6 @@ export class SagaRunner {
       order by updated_at`.execute(this.db.kysely);
     const ids = rows.rows.map((row) => row.id).filter((id) => !this.busy.has(id));
     for (const id of ids) this.spawn(id, true);
-    if (this.sweepMs > 0 && !this.sweepTimer && !this.stopping) {
-      this.sweepTimer = setInterval(() => void this.sweep(), this.sweepMs);
-      this.sweepTimer.unref();
-    }
     return ids;
   }
 

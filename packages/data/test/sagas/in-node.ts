@@ -132,6 +132,11 @@ export function sagasInNodeSuite(target: DatabaseTarget): void {
         'the step called the ledger through the node, with its own token and the saga id as correlation id',
       );
       assert.deepEqual(s.finished, [orderId]);
+      const gauge = await node.metrics.registry.getSingleMetricAsString('chassis_saga_instances');
+      assert.match(
+        gauge,
+        new RegExp(`chassis_saga_instances\\{service="${s.orders.name}",saga="sell",status="completed"\\} 1`),
+      );
     });
 
     it(`[${target.name}] an instance started by a handler that fails is neither recorded nor run`, async () => {
