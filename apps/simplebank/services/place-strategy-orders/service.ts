@@ -73,8 +73,8 @@ export function placeStrategyOrdersService(options: { secret: string }) {
     steps: [
       {
         name: 'place-orders',
-        // About two minutes of the orders service being down before the saga gives up (then it stays
-        // in the saga's history, `compensated` with the error, for an operator: no order to undo).
+        // Ten attempts, up to a minute or so of backoff between them, before the saga gives up (then it
+        // ends `compensated` with the error in its history, for an operator: there is no order to undo).
         retry: { maxAttempts: 10, initialDelayMs: 200, maxDelayMs: 20_000 },
         timeoutMs: 60_000,
         async run(funded, step) {
