@@ -426,7 +426,9 @@ export class SagaRunner {
         `Saga "${saga.name}" is not one the runner of "${this.service}" drives; add it to the runner's sagas`,
       );
     }
-    if (this.stopping) {
+    // In a transaction it is only recorded, so a handler finishing as its node drains still can: the
+    // sweep of another node, or this one restarted, drives it.
+    if (this.stopping && !options.trx) {
       throw new ChassisError(
         'UNAVAILABLE',
         `The saga runner of "${this.service}" is stopping; start "${saga.name}" on another node`,

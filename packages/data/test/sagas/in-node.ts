@@ -42,7 +42,12 @@ export function sagasInNodeSuite(target: DatabaseTarget): void {
         output: z.object({ reserved: z.number().int() }),
       });
       const sellShares = action(`orders-${suffix}.sellShares`, {
-        input: z.object({ orderId: z.string(), quantity: z.number().int(), fail: z.boolean().optional() }),
+        input: z.object({
+          orderId: z.string(),
+          quantity: z.number().int(),
+          fail: z.boolean().optional(),
+          late: z.boolean().optional(),
+        }),
         output: z.object({ orderId: z.string() }),
       });
       const calls: { orderId: string; auth: string | undefined; correlationId: string }[] = [];
@@ -56,6 +61,7 @@ export function sagasInNodeSuite(target: DatabaseTarget): void {
         ],
       });
       const hold = { gate: undefined as ReturnType<typeof gate> | undefined, reached: false };
+      const late = { gate: gate(), reached: false };
       const finished: string[] = [];
       const sell = defineSaga({
         name: 'sell',
@@ -98,6 +104,10 @@ export function sagasInNodeSuite(target: DatabaseTarget): void {
         },
         actions: [
           handle(sellShares, async (input, ctx) => {
+            if (input.late) {
+              late.reached = true;
+              await late.gate.opened;
+            }
             const db = await database<OrdersTables>(ctx);
             await db
               .insertInto('orders')
@@ -109,7 +119,7 @@ export function sagasInNodeSuite(target: DatabaseTarget): void {
           }),
         ],
       });
-      return { sellShares, orders, ledger, calls, hold, finished, runners };
+      return { sellShares, orders, ledger, calls, hold, late, finished, runners };
     }
 
     async function start(s: ReturnType<typeof slice>, db?: Database) {
@@ -185,6 +195,32 @@ export function sagasInNodeSuite(target: DatabaseTarget): void {
           'step_completed finish 1',
           'saga_completed',
         ]);
+      } finally {
+        await db.close();
+      }
+    });
+
+    it(`[${target.name}] a handler finishing while its node drains still starts its saga, which the next node runs`, async () => {
+      const s = slice();
+      const db = await Database.open(await target.newDatabase());
+      try {
+        const first = await start(s, db);
+        const orderId = randomUUID();
+        const sold = first.node.call(s.sellShares, { orderId, quantity: 3, late: true });
+        await waitUntil(() => s.late.reached, { what: 'the handler to be in flight' });
+        const stopping = first.node.stop();
+        await sleep(50);
+        s.late.gate.open();
+        assert.deepEqual(await sold, { orderId }, 'the handler in flight finished');
+        await stopping;
+        const left = await first.runner.get(orderId);
+        assert.equal(left?.status, 'running', 'recorded, not run');
+        assert.deepEqual(s.calls, []);
+
+        const second = await start(s, db);
+        const done = await second.runner.wait(orderId, 5_000);
+        assert.equal(done.status, 'completed');
+        assert.deepEqual(s.finished, [orderId]);
       } finally {
         await db.close();
       }
