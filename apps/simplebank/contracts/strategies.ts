@@ -91,7 +91,10 @@ export const getInvestment = action('place-strategy-orders.getInvestment', {
   idempotent: true,
 });
 
-/** The investment's payment has completed: its orders may be placed (the saga's next step). */
+/**
+ * The investment's payment has completed and its orders are being placed (by the service's saga, started
+ * in the same transaction): an announcement for whoever follows investments; nothing has to consume it.
+ */
 export const investmentFunded = event(
   'place-strategy-orders.investment_funded',
   z.object({

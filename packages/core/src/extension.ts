@@ -13,6 +13,16 @@ export interface NodeExtension {
   readonly name: string;
   /** After the transport connects, before the services' start hooks run and before any message is taken. */
   start?(node: ChassisNode): Promise<void>;
+  /**
+   * Once the node runs — serving, consuming, its schedules armed — for work of the extension's own that
+   * may call services (resuming what a stopped node left). A throw is logged; the node runs on.
+   */
+  started?(node: ChassisNode): Promise<void>;
+  /**
+   * As the node begins to drain, alongside its consumers and schedules: start no more work of the
+   * extension's own and resolve once what is in flight has ended (bounded by the node's drain timeout).
+   */
+  draining?(node: ChassisNode): Promise<void>;
   /** After the node has drained and the stop hooks ran, before the transport closes. */
   stop?(node: ChassisNode): Promise<void>;
   /**

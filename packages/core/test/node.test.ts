@@ -142,6 +142,46 @@ describe('node runtime', () => {
     await assert.rejects(node.start(), /a node starts once/);
   });
 
+  it('an extension is told once the node runs (its calls served) and as the drain begins (before stop hooks)', async () => {
+    const steps: string[] = [];
+    const orders = defineService({
+      name: 'orders',
+      actions: [handle(getOrder, ({ orderId }) => ({ id: orderId, status: 'placed' as const }))],
+      stop: () => void steps.push('stop hook'),
+    });
+    const node = await start([orders], new MemoryBroker(), {
+      extensions: [
+        {
+          name: 'watcher',
+          async start(node) {
+            steps.push(`start ${node.state}`);
+          },
+          async started(node) {
+            const order = await node.call(getOrder, { orderId: 'o-1' });
+            steps.push(`started ${node.state} ${order.status}`);
+          },
+          async draining(node) {
+            steps.push(`draining ${node.state}`);
+            await sleep(20);
+            steps.push('drained');
+          },
+          async stop() {
+            steps.push('stop');
+          },
+        },
+      ],
+    });
+    await node.stop();
+    assert.deepEqual(steps, [
+      'start starting',
+      'started running placed',
+      'draining draining',
+      'drained',
+      'stop hook',
+      'stop',
+    ]);
+  });
+
   it('redelivery delays grow per attempt up to the cap, spread in the upper half', () => {
     const settings = { initialDelayMs: 100, maxDelayMs: 1000 };
     for (let i = 0; i < 50; i++) {

@@ -17,6 +17,7 @@ import { installLeases, takeLease } from './leases.ts';
 import { migrate } from './migrations.ts';
 import { installOutbox } from './outbox.ts';
 import { OutboxRelay } from './outbox-relay.ts';
+import { type SagaDefinition, SagaRunner, type SagaRunnerOptions } from './sagas.ts';
 import { UnitOfWork } from './unit-of-work.ts';
 
 /**
@@ -28,7 +29,8 @@ import { UnitOfWork } from './unit-of-work.ts';
  * - a transactional outbox — `ctx.emit` writes the event in that transaction, and a relay publishes it
  *   after the commit (a rolled-back handler publishes nothing; a crashed relay publishes again);
  * - an inbox — an event already handled once (a redelivery) is acknowledged without running its handler
- *   again, the message id being recorded in the same transaction as the handler's effects.
+ *   again, the message id being recorded in the same transaction as the handler's effects;
+ * - if its start hook asks (`runSagas`), a saga runner, resumed once the node runs and stopped as it drains.
  *
  * Services without migrations are untouched: their emits go straight to the transport.
  */
@@ -54,6 +56,9 @@ export class DataExtension implements NodeExtension {
   private readonly units = new WeakMap<Context, UnitOfWork>();
   private readonly invocations = new WeakMap<Context, Invocation['kind']>();
   private services = new Set<string>();
+  /** The saga runner of each service that asked for one (`runSagas`). */
+  private readonly runners = new Map<string, SagaRunner>();
+  private node: ChassisNode | undefined;
 
   private readonly options: DataExtensionOptions;
 
@@ -71,6 +76,7 @@ export class DataExtension implements NodeExtension {
 
   async start(node: ChassisNode): Promise<void> {
     extensionsByNode.set(node.id, this);
+    this.node = node;
     const withData = node.services.filter((service) => service.migrations !== undefined);
     if (withData.length === 0) return;
     this.db ??= await Database.open(this.options.url ?? process.env.DATABASE_URL ?? 'pglite://memory');
@@ -134,8 +140,24 @@ export class DataExtension implements NodeExtension {
     );
   }
 
+  /** Resumes the sagas stopped nodes left unfinished, now that the services their steps call are served. */
+  async started(node: ChassisNode): Promise<void> {
+    for (const [service, runner] of this.runners) {
+      await runner.resumeAll().catch((error: unknown) => {
+        node.log.warn({ err: error, service }, 'could not resume sagas; the runner looks again at its next sweep');
+      });
+    }
+  }
+
+  /** Starts no more saga steps; the attempts in flight finish and their instances are released. */
+  async draining(): Promise<void> {
+    await Promise.allSettled([...this.runners.values()].map((runner) => runner.stop()));
+  }
+
   async stop(node: ChassisNode): Promise<void> {
     extensionsByNode.delete(node.id);
+    await this.draining();
+    this.runners.clear();
     // Handlers have finished: what they committed to the outbox goes out before the transport closes.
     await Promise.allSettled([...this.relays.values()].map((relay) => relay.stop()));
     this.relays.clear();
@@ -200,6 +222,50 @@ export class DataExtension implements NodeExtension {
         return { status: 'pass' as const, observedValue: Math.round(performance.now() - started) };
       },
     };
+  }
+
+  /** The saga runner of `service` on this node, made, installed and kept until the node drains. */
+  async runSagas(
+    service: string,
+    sagas: readonly SagaDefinition<unknown, unknown>[],
+    options: RunSagasOptions = {},
+  ): Promise<SagaRunner> {
+    const node = this.node;
+    if (!node || !this.services.has(service)) {
+      throw new ChassisError(
+        'CONFIG',
+        `Service "${service}" has no database here to run sagas on: declare its migrations, give its node the data extension and call runSagas from its start hook`,
+      );
+    }
+    if (this.runners.has(service)) {
+      throw new ChassisError('CONFIG', `runSagas was called twice for "${service}"; give it all the sagas at once`);
+    }
+    const runner = new SagaRunner(this.database, {
+      ...options,
+      service,
+      sagas,
+      nodeId: node.id,
+      logger: node.log.child({ service }),
+      call: (contract, input, callOptions) => node.call(contract, input, callOptions),
+    });
+    await runner.install();
+    this.runners.set(service, runner);
+    return runner;
+  }
+
+  /** Records the instance in the handler's transaction and drives it once that commits. */
+  async startSaga<D, I>(ctx: Context, saga: SagaDefinition<D, I>, data: I, options: { id?: string }): Promise<string> {
+    const runner = this.runners.get(ctx.service);
+    if (!runner) {
+      throw new ChassisError(
+        'CONFIG',
+        `Service "${ctx.service}" runs no sagas here: call runSagas(service, [${saga.name}, …]) from its start hook`,
+      );
+    }
+    const unit = this.unitOf(ctx);
+    const id = await runner.start(saga, data, { ...options, trx: await unit.transaction() });
+    unit.afterCommit(() => runner.resume(id));
+    return id;
   }
 
   /** The transaction of the handler running with `ctx`, opened on first use. */
@@ -278,6 +344,19 @@ export class DataExtension implements NodeExtension {
         for (const [service, relay] of relays) this.set({ service }, (await relay.lag()).oldestAgeMs / 1000);
       },
     });
+    const runners = this.runners;
+    new Gauge({
+      name: 'chassis_saga_instances',
+      help: 'Saga instances of the services that run sagas here (runSagas), by saga and status',
+      labelNames: ['service', 'saga', 'status'] as const,
+      registers: [node.metrics.registry],
+      async collect() {
+        this.reset();
+        for (const [service, runner] of runners) {
+          for (const { saga, status, count } of await runner.counts()) this.set({ service, saga, status }, count);
+        }
+      },
+    });
     new Gauge({
       name: 'chassis_outbox_parked',
       help: 'Events parked in a service’s outbox, waiting for replayParkedOutbox (the OutboxEventsParked alert)',
@@ -338,6 +417,39 @@ export async function openEventStore<S extends EventSchemas>(
   const store = new EventStore<S>(extensionOf(service.nodeId).database, { ...options, service: service.name });
   await store.install();
   return store;
+}
+
+/** What `runSagas` lets a service set of its runner; the rest comes from the node. */
+export type RunSagasOptions = Omit<SagaRunnerOptions, 'service' | 'sagas' | 'nodeId' | 'logger' | 'call'>;
+
+/**
+ * Runs a service's orchestrated sagas on this node: call it from the service's start hook
+ * (`start: (service) => runSagas(service, [placeOrders])`). It makes the service's saga runner on its
+ * database (tables installed in its schema), whose steps call actions through the node (`step.call`);
+ * the node resumes the instances other nodes left unfinished once it runs, and stops the runner as it
+ * drains (attempts in flight finish, their instances are released for another node). Start instances
+ * from handlers with `startSaga`. Returns the runner, for `get`, `wait`, `list` and `counts`.
+ */
+export function runSagas(
+  service: ServiceHandle,
+  sagas: readonly SagaDefinition<unknown, unknown>[],
+  options: RunSagasOptions = {},
+): Promise<SagaRunner> {
+  return extensionOf(service.nodeId).runSagas(service.name, sagas, options);
+}
+
+/**
+ * Starts a saga from a handler, in its unit of work: the instance is recorded in the handler's
+ * transaction, with the change that calls for it, and runs as soon as that commits — not at all if the
+ * handler fails. `id` (default a new UUID) makes it idempotent: a second start of one id is a no-op.
+ */
+export function startSaga<D, I>(
+  ctx: Context,
+  saga: SagaDefinition<D, I>,
+  data: I,
+  options: { id?: string } = {},
+): Promise<string> {
+  return extensionOf(ctx.nodeId).startSaga(ctx, saga, data, options);
 }
 
 function extensionOf(nodeId: string): DataExtension {

@@ -25,6 +25,9 @@ export {
   database,
   dataExtension,
   openEventStore,
+  type RunSagasOptions,
+  runSagas,
+  startSaga,
 } from './extension.ts';
 export { claimInbox, InboxNotInstalled, installInbox, isInInbox, pruneInbox } from './inbox.ts';
 export { MigrationFailed, type MigrationReport, type MigrationsSpec, migrate } from './migrations.ts';
@@ -57,6 +60,7 @@ export {
   isTerminalSagaStatus,
   type SagaBoundary,
   type SagaBoundaryEvent,
+  type SagaCall,
   type SagaDefinition,
   type SagaError,
   type SagaHistoryEntry,

@@ -1,6 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ChassisError, defaultNodeId, fieldErrors, fullJitterDelay, type Logger, toChassisError } from '@chassis/core';
+import {
+  type ActionContract,
+  type CallOptions,
+  ChassisError,
+  defaultNodeId,
+  fieldErrors,
+  fullJitterDelay,
+  type InputOf,
+  type Logger,
+  type OutputOf,
+  toChassisError,
+} from '@chassis/core';
 import type { Kysely } from 'kysely';
 import type { z } from 'zod';
 import { type AnyTables, type Database, quoteIdentifier, sql } from './database.ts';
@@ -58,7 +69,26 @@ export interface StepContext {
   idempotencyKey: string;
   /** Aborted when the attempt times out or this node loses the instance: stop early if you can. */
   signal: AbortSignal;
+  /**
+   * Calls an action through the node, with its policies, tracing and metrics: `step.call(buyShares,
+   * input, { auth })`. The call's deadline is the attempt's end unless `options` set an earlier one; its
+   * correlation id is the saga instance's id. Only in a runner given `call` (as `runSagas` makes it).
+   */
+  call<C extends ActionContract>(contract: C, input: InputOf<C>, options?: CallOptions<C>): Promise<OutputOf<C>>;
+  /**
+   * The service's database, on its schema, outside any transaction (`db.transaction().execute(…)` for
+   * several writes at once): a step's own writes are not atomic with its recording, so make them
+   * idempotent like the step.
+   */
+  db: Kysely<AnyTables>;
 }
+
+/** How a runner's steps call actions: the node's `call`, given the saga's correlation id. */
+export type SagaCall = <C extends ActionContract>(
+  contract: C,
+  input: InputOf<C>,
+  options: CallOptions<C> & { correlationId: string },
+) => Promise<OutputOf<C>>;
 
 export interface SagaStep<D> {
   name: string;
@@ -204,6 +234,8 @@ export interface SagaRunnerOptions {
   /** Defaults for steps that set none. */
   defaults?: { retry?: SagaRetryPolicy; compensationRetry?: SagaRetryPolicy; timeoutMs?: number };
   logger?: Pick<Logger, 'warn' | 'error'>;
+  /** How steps call actions (`step.call`); without it `step.call` fails the attempt. `runSagas` gives the node's. */
+  call?: SagaCall;
   /**
    * Test hook, called at every boundary. Throwing from it abandons the instance right there, as a crash
    * would: nothing more is written and its lease is neither renewed nor released.
@@ -309,11 +341,13 @@ export class SagaRunner {
 
   private readonly db: Database;
   private readonly options: SagaRunnerOptions;
+  private readonly stepDb: Kysely<AnyTables>;
 
   constructor(db: Database, options: SagaRunnerOptions) {
     this.db = db;
     this.options = options;
     this.service = options.service;
+    this.stepDb = db.kysely.withSchema(options.service);
     this.nodeId = options.nodeId ?? defaultNodeId();
     this.leaseMs = options.leaseMs ?? 30_000;
     this.sweepMs = options.sweepMs ?? 5_000;
@@ -392,7 +426,9 @@ export class SagaRunner {
         `Saga "${saga.name}" is not one the runner of "${this.service}" drives; add it to the runner's sagas`,
       );
     }
-    if (this.stopping) {
+    // In a transaction it is only recorded, so a handler finishing as its node drains still can: the
+    // sweep of another node, or this one restarted, drives it.
+    if (this.stopping && !options.trx) {
       throw new ChassisError(
         'UNAVAILABLE',
         `The saga runner of "${this.service}" is stopping; start "${saga.name}" on another node`,
@@ -454,6 +490,11 @@ export class SagaRunner {
    */
   async resumeAll(): Promise<string[]> {
     if (this.stopping) return [];
+    // Armed first: if this look fails (the database away at start), the sweeps look again.
+    if (this.sweepMs > 0 && !this.sweepTimer) {
+      this.sweepTimer = setInterval(() => void this.sweep(), this.sweepMs);
+      this.sweepTimer.unref();
+    }
     const names = [...this.sagas.keys()];
     const rows = await sql<{ id: string }>`
       select id from ${this.table(INSTANCES)}
@@ -462,10 +503,6 @@ export class SagaRunner {
       order by updated_at`.execute(this.db.kysely);
     const ids = rows.rows.map((row) => row.id).filter((id) => !this.busy.has(id));
     for (const id of ids) this.spawn(id, true);
-    if (this.sweepMs > 0 && !this.sweepTimer && !this.stopping) {
-      this.sweepTimer = setInterval(() => void this.sweep(), this.sweepMs);
-      this.sweepTimer.unref();
-    }
     return ids;
   }
 
@@ -794,6 +831,8 @@ export class SagaRunner {
     held.attemptController = controller;
     if (held.lost) controller.abort(lostError(held));
     const timeoutMs = step.timeoutMs ?? this.timeoutDefault;
+    const attemptEnd = Date.now() + timeoutMs;
+    const call = this.options.call;
     const context: StepContext = {
       sagaId: held.id,
       saga: held.def.name,
@@ -802,6 +841,19 @@ export class SagaRunner {
       attempt,
       idempotencyKey: `${held.id}:${step.name}`,
       signal: controller.signal,
+      call(contract, input, options = {}) {
+        if (!call) {
+          return Promise.reject(
+            new ChassisError(
+              'CONFIG',
+              `Step "${step.name}" of saga "${held.def.name}" calls ${contract.name}, but its runner was given no call (use runSagas in a node)`,
+            ),
+          );
+        }
+        const deadline = Math.min(options.deadline ?? Number.POSITIVE_INFINITY, attemptEnd);
+        return call(contract, input, { ...options, deadline, correlationId: held.id });
+      },
+      db: this.stepDb,
     };
     // A copy: a step that mutates what it is given must not change what is recorded.
     const data = structuredClone(held.data);

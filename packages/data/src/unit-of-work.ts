@@ -19,6 +19,7 @@ export class UnitOfWork {
   private opening: Promise<ControlledTransaction<AnyTables>> | undefined;
   private settled = false;
   private emitted: OutboxMessage[] = [];
+  private committed: (() => void)[] = [];
 
   readonly db: Database;
   readonly service: string;
@@ -36,6 +37,12 @@ export class UnitOfWork {
     if (this.settled)
       throw new Error(`The unit of work of ${this.service} has ended; ${message.event} was not emitted`);
     this.emitted.push(message);
+  }
+
+  /** Runs once what was written so far commits (not if it rolls back): to act on it at once. */
+  afterCommit(run: () => void): void {
+    if (this.settled) throw new Error(`The unit of work of ${this.service} has ended`);
+    this.committed.push(run);
   }
 
   get opened(): boolean {
@@ -69,10 +76,11 @@ export class UnitOfWork {
   async commitSoFar(): Promise<void> {
     if (this.settled) return;
     await this.writeEmitted();
-    if (!this.opening) return;
+    if (!this.opening) return this.runCommitted();
     const trx = await this.opening;
     this.opening = undefined;
     await trx.commit().execute();
+    this.runCommitted();
   }
 
   async commit(): Promise<void> {
@@ -80,15 +88,23 @@ export class UnitOfWork {
     await this.writeEmitted();
     this.settled = true;
     if (this.opening) await (await this.opening).commit().execute();
+    this.runCommitted();
   }
 
   async rollback(): Promise<void> {
     if (this.settled) return;
     this.settled = true;
     this.emitted = [];
+    this.committed = [];
     if (!this.opening) return;
     const trx = await this.opening.catch(() => undefined);
     await trx?.rollback().execute();
+  }
+
+  private runCommitted(): void {
+    const runs = this.committed;
+    this.committed = [];
+    for (const run of runs) run();
   }
 
   private async writeEmitted(): Promise<void> {

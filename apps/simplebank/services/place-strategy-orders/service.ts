@@ -1,8 +1,9 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { ChassisError, type Context, defineService, handle, isChassisError, on } from '@chassis/core';
-import { database } from '@chassis/data';
+import { database, defineSaga, runSagas, startSaga } from '@chassis/data';
 import type { Kysely } from 'kysely';
-import { money, toCents } from '../../contracts/common.ts';
+import { z } from 'zod';
+import { AccountId, Money, money, OrderId, StockSymbol, toCents } from '../../contracts/common.ts';
 import { buyShares, orderCanceled, orderCompleted, orderFailed, orderRejected } from '../../contracts/orders.ts';
 import { getPayment, paymentCompleted } from '../../contracts/payments.ts';
 import { getInvestment, getStrategy, invest, investmentFunded, PaymentMismatch } from '../../contracts/strategies.ts';
@@ -46,9 +47,67 @@ function allocationOrderId(investmentId: string, symbol: string): string {
  * share of the amount, follows each order to its end, and marks the investment completed, partially
  * completed or failed. It places the orders under its own token (role `system`): a customer's token
  * may have expired by the time the payment completes.
+ *
+ * The placing is a saga of the chassis's engine (`placeOrders`, run with `runSagas`): started in the
+ * transaction that funds the investment, run as soon as it commits, its step retried with backoff
+ * (and resumed by another node, or this one restarted, if the node stops). Following the orders to
+ * their end is the orders' events' work: the engine has no step that waits for an event.
  */
 export function placeStrategyOrdersService(options: { secret: string }) {
   const ownToken = systemToken(options.secret, 'place-strategy-orders');
+
+  /**
+   * Places the investment's buy orders, each under the id derived for its allocation (so an attempt
+   * after a lost reply or a restart finds the order placed before rather than buying twice), then
+   * records what each placing said and concludes the investment if every order has already ended.
+   * An order refused for good (a business error) is recorded rejected; anything else (the orders
+   * service unavailable, a timeout) fails the attempt, which the runner retries with backoff.
+   */
+  const placeOrders = defineSaga({
+    name: 'place-strategy-orders',
+    data: z.object({
+      investmentId: z.string().uuid(),
+      accountId: AccountId,
+      orders: z.array(z.object({ symbol: StockSymbol, amount: Money, orderId: OrderId })),
+    }),
+    steps: [
+      {
+        name: 'place-orders',
+        // Ten attempts, up to a minute or so of backoff between them, before the saga gives up (then it
+        // ends `compensated` with the error in its history, for an operator: there is no order to undo).
+        retry: { maxAttempts: 10, initialDelayMs: 200, maxDelayMs: 20_000 },
+        timeoutMs: 60_000,
+        async run(funded, step) {
+          const auth = await ownToken();
+          const outcomes: { orderId: string; status: string; reason: string | null }[] = [];
+          for (const order of funded.orders) {
+            try {
+              const placed = await step.call(
+                buyShares,
+                { accountId: funded.accountId, symbol: order.symbol, amount: order.amount, orderId: order.orderId },
+                { auth },
+              );
+              outcomes.push({ orderId: order.orderId, status: placed.status, reason: null });
+            } catch (error) {
+              if (!isChassisError(error) || error.retryable || error.status >= 500) throw error;
+              outcomes.push({ orderId: order.orderId, status: 'rejected', reason: error.message });
+            }
+          }
+          await (step.db as unknown as Db).transaction().execute(async (trx) => {
+            for (const outcome of outcomes) {
+              await trx
+                .updateTable('investment_orders')
+                .set({ status: outcome.status, reason: outcome.reason })
+                .where('order_id', '=', outcome.orderId)
+                .where('status', '=', 'pending')
+                .execute();
+            }
+            await conclude(trx, funded.investmentId);
+          });
+        },
+      },
+    ],
+  });
 
   async function read(db: Db, id: string) {
     const investment = await db.selectFrom('investments').selectAll().where('id', '=', id).executeTakeFirst();
@@ -77,6 +136,7 @@ export function placeStrategyOrdersService(options: { secret: string }) {
     };
   }
 
+  /** The investment is paid for: announce it and start placing its orders once this commits. */
   async function fund(ctx: Context, db: Db, investmentId: string) {
     const orders = await db
       .selectFrom('investment_orders')
@@ -88,11 +148,13 @@ export function placeStrategyOrdersService(options: { secret: string }) {
       .select('account_id')
       .where('id', '=', investmentId)
       .executeTakeFirstOrThrow();
-    await ctx.emit(investmentFunded, {
+    const funded = {
       investmentId,
       accountId: investment.account_id,
       orders: orders.map((o) => ({ symbol: o.symbol, amount: money(Number(o.amount_cents)), orderId: o.order_id })),
-    });
+    };
+    await ctx.emit(investmentFunded, funded);
+    await startSaga(ctx, placeOrders, funded, { id: investmentId });
   }
 
   /** An order of an investment ended: record it, and end the investment once all its orders have. */
@@ -132,6 +194,9 @@ export function placeStrategyOrdersService(options: { secret: string }) {
     version: '0.1.0',
     migrations: new URL('./migrations/', import.meta.url),
     uses: [getStrategy, getPayment, buyShares, investmentFunded],
+    start: async (service) => {
+      await runSagas(service, [placeOrders]);
+    },
     actions: [
       handle(invest, async (input, ctx) => {
         requireAccount(ctx.user, input.destinationAccountId);
@@ -202,35 +267,6 @@ export function placeStrategyOrdersService(options: { secret: string }) {
           .returning('id')
           .executeTakeFirst();
         if (funded) await fund(ctx, db, funded.id);
-      }),
-      on(investmentFunded, async (funded, ctx) => {
-        // The orders first, holding no transaction; then their outcomes, all at once.
-        const auth = await ownToken();
-        const outcomes: { orderId: string; status: string; reason: string | null }[] = [];
-        for (const order of funded.orders) {
-          try {
-            const placed = await ctx.call(
-              buyShares,
-              { accountId: funded.accountId, symbol: order.symbol, amount: order.amount, orderId: order.orderId },
-              { auth },
-            );
-            outcomes.push({ orderId: order.orderId, status: placed.status, reason: null });
-          } catch (error) {
-            // Unavailable: the step runs again later, and the orders already placed are found by id.
-            if (!isChassisError(error) || error.retryable || error.status >= 500) throw error;
-            outcomes.push({ orderId: order.orderId, status: 'rejected', reason: error.message });
-          }
-        }
-        const db = await database<InvestmentTables>(ctx);
-        for (const outcome of outcomes) {
-          await db
-            .updateTable('investment_orders')
-            .set({ status: outcome.status, reason: outcome.reason })
-            .where('order_id', '=', outcome.orderId)
-            .where('status', '=', 'pending')
-            .execute();
-        }
-        await conclude(db, funded.investmentId);
       }),
       on(orderCompleted, (order, ctx) => follow(ctx, order.orderId, 'completed', null), { name: 'order-completed' }),
       on(orderFailed, (order, ctx) => follow(ctx, order.orderId, 'failed', order.reason), { name: 'order-failed' }),

@@ -36,7 +36,8 @@ export function nodeInfo(rt: NodeRuntime): NodeInfo {
 
 /**
  * Starts: the ops port, tracing, flags, the transport, the extensions, the services' start hooks, then
- * their actions served, their events consumed and their schedules armed, then heartbeats. A failure on the way undoes it all.
+ * their actions served, their events consumed and their schedules armed, then heartbeats; then the
+ * extensions' `started`. A failure on the way (before `started`) undoes it all.
  */
 export async function startNode(rt: NodeRuntime, node: ChassisNode): Promise<void> {
   if (rt.state !== 'idle') throw new Error(`The node is ${rt.state}; a node starts once`);
@@ -84,6 +85,13 @@ export async function startNode(rt: NodeRuntime, node: ChassisNode): Promise<voi
       { services: rt.services.map((s) => s.name), transport: rt.transport.kind, opsPort: rt.opsServer?.port },
       `node started: ${rt.services.map((s) => s.name).join(', ') || 'no services'} on ${rt.transport.kind}`,
     );
+    for (const extension of rt.extensions) {
+      try {
+        await extension.started?.(node);
+      } catch (error) {
+        rt.log.error({ err: error, extension: extension.name }, `extension ${extension.name} failed once started`);
+      }
+    }
   } catch (error) {
     rt.state = 'stopped';
     await rt.schedules.stop();
@@ -95,8 +103,9 @@ export async function startNode(rt: NodeRuntime, node: ChassisNode): Promise<voi
 }
 
 /**
- * Drains: not ready → stop taking messages → finish the ones in flight (up to the drain timeout, after
- * which their handlers are aborted and the broker redelivers them elsewhere) → stop hooks → close.
+ * Drains: not ready → stop taking messages (and the extensions their own work: `draining`) → finish the
+ * ones in flight (up to the drain timeout, after which their handlers are aborted and the broker
+ * redelivers them elsewhere) → stop hooks → close.
  */
 export async function stopNode(rt: NodeRuntime, node: ChassisNode): Promise<void> {
   if (rt.state !== 'running' && rt.state !== 'starting') return;
@@ -106,6 +115,7 @@ export async function stopNode(rt: NodeRuntime, node: ChassisNode): Promise<void
     ...rt.consumers.splice(0).map((consumer) => consumer.stop()),
     ...rt.localCalls,
     rt.schedules.stop(),
+    ...rt.extensions.map((extension) => Promise.resolve().then(() => extension.draining?.(node))),
   ]);
   let timer: NodeJS.Timeout | undefined;
   const timedOut = await Promise.race([

@@ -542,6 +542,7 @@ export function sagaTakeoverSuite(target: DatabaseTarget): void {
         (channel, onNotify) => db.listen(channel, onNotify),
         db.description,
         db.usage,
+        async () => undefined, // db's connections: closed with db
       );
       const runner = await node({ nodeId: 'node-a', sweepMs: 30 }, watched);
       assert.deepEqual(await runner.resumeAll(), [], 'the sweeps start');

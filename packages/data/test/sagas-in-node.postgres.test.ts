@@ -1,0 +1,4 @@
+import { postgresTarget } from '@chassis/testing';
+import { sagasInNodeSuite } from './sagas/in-node.ts';
+
+sagasInNodeSuite(await postgresTarget());
