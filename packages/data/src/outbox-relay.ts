@@ -67,11 +67,11 @@ interface Row {
 }
 
 /**
- * `read`: rows the batch took up (a full batch means more may be ready); `failure`: one left unsent;
- * `waiting`: with nothing read, whether unsent rows are there all the same (held back by a transaction
- * still running), so that polling keeps its pace.
+ * `read`: ready rows the batch took up (a full batch means more may be ready); `failure`: one left unsent;
+ * `held`: unsent rows seen that are not ready yet — committed while an older transaction still ran, which
+ * no notification will announce once it ends — so the relay looks again shortly.
  */
-type BatchOutcome = { read: number; published: number; failure?: unknown; waiting?: boolean } | 'busy';
+type BatchOutcome = { read: number; published: number; failure?: unknown; held: boolean } | 'busy';
 
 /** A row whose publish failed in this batch. */
 interface Failed {
@@ -126,12 +126,9 @@ export class OutboxRelay {
   private pollDelayMs: number;
   /** The last batch found the outbox empty: nothing ready, nothing held back, nothing failed. */
   private empty = false;
-  /**
-   * A poll asked for the next batch: if it reads nothing, it looks whether rows are held back. A batch a
-   * commit woke that reads nothing mostly comes after one that took its rows: it does not look, and the
-   * relay keeps its pace until a poll has.
-   */
-  private polled = false;
+  /** Rows were held back: look again after this wait, doubled while they stay so, up to `pollIntervalMs`. */
+  private heldDelayMs = 0;
+  private heldTimer: NodeJS.Timeout | undefined;
   /** Batches of this relay run one after another (the loop, `flush`, the drain at stop). */
   private tail: Promise<unknown> = Promise.resolve();
 
@@ -244,6 +241,8 @@ export class OutboxRelay {
     this.state = 'stopping';
     clearTimeout(this.timer);
     this.timer = undefined;
+    clearTimeout(this.heldTimer);
+    this.heldTimer = undefined;
     this.leading?.abort();
     this.leading = undefined;
     await this.cycle;
@@ -295,7 +294,6 @@ export class OutboxRelay {
    */
   private readonly poll = (): void => {
     this.timer = undefined;
-    this.polled = true;
     this.wake(true);
     const cycle = this.cycle ?? Promise.resolve();
     void cycle.then(() => {
@@ -322,10 +320,8 @@ export class OutboxRelay {
     while (this.wanted && this.state === 'running') {
       this.wanted = false;
       let outcome: BatchOutcome;
-      const lookForHeld = this.polled;
-      this.polled = false;
       try {
-        outcome = await this.batch(lookForHeld);
+        outcome = await this.batch();
       } catch (error) {
         this.backOff(error);
         return;
@@ -335,7 +331,9 @@ export class OutboxRelay {
         this.empty = false;
         return;
       }
-      this.empty = outcome.read === 0 && outcome.waiting === false;
+      this.empty = outcome.read === 0 && !outcome.held;
+      if (outcome.held) this.retryHeld();
+      else this.heldDelayMs = 0;
       if (outcome.failure !== undefined) {
         this.backOff(outcome.failure);
         return;
@@ -343,6 +341,20 @@ export class OutboxRelay {
       // A full batch: more may be ready, and no notification will say so.
       if (outcome.read === this.batchSize) this.wanted = true;
     }
+  }
+
+  /**
+   * Rows committed while an older transaction (of any database on the server) still runs are not ready
+   * until it ends, and nothing announces that: look again in 5 ms, then less often while they stay held.
+   */
+  private retryHeld(): void {
+    if (this.heldTimer !== undefined) return;
+    this.heldDelayMs = Math.min(Math.max(HELD_RETRY_MS, this.heldDelayMs * 2), this.pollIntervalMs);
+    this.heldTimer = setTimeout(() => {
+      this.heldTimer = undefined;
+      this.wake(true);
+    }, this.heldDelayMs);
+    this.heldTimer.unref();
   }
 
   private backOff(error: unknown): void {
@@ -353,25 +365,25 @@ export class OutboxRelay {
     this.onError(error);
   }
 
-  private batch(lookForHeld = false): Promise<BatchOutcome> {
+  private batch(): Promise<BatchOutcome> {
     const run = this.tail.then(() => {
       const leadership = this.leadership;
-      return leadership ? this.leaderBatch(leadership, lookForHeld) : this.lockedBatch(lookForHeld);
+      return leadership ? this.leaderBatch(leadership) : this.lockedBatch();
     });
     this.tail = run.catch(() => undefined);
     return run;
   }
 
   /** The leader's batch: its statements on its own session, each committed alone. */
-  private async leaderBatch(leadership: Leadership, lookForHeld: boolean): Promise<BatchOutcome> {
+  private async leaderBatch(leadership: Leadership): Promise<BatchOutcome> {
     const parked: ParkedOutboxRow[] = [];
-    const outcome = await this.publishReady((query) => leadership.execute(query), parked, lookForHeld);
+    const outcome = await this.publishReady((query) => leadership.execute(query), parked);
     for (const row of parked) this.onParked(row);
     return outcome;
   }
 
   /** A batch of a relay that does not lead: one transaction, which first takes the service's lock. */
-  private async lockedBatch(lookForHeld: boolean): Promise<BatchOutcome> {
+  private async lockedBatch(): Promise<BatchOutcome> {
     // PGlite's relays are in this process: one that leads there holds no lock in the database.
     if (ledInProcess(this.db, ['chassis:outbox', this.service])) return 'busy';
     const parked: ParkedOutboxRow[] = [];
@@ -385,7 +397,7 @@ export class OutboxRelay {
         const lock = await sql<{ ours: boolean }>`
           select pg_try_advisory_xact_lock(hashtext('chassis:outbox'), hashtext(${this.service})) as ours`.execute(trx);
         if (!lock.rows[0]?.ours) return 'busy' as const;
-        return this.publishReady(async (query) => (await query.execute(trx)).rows, parked, lookForHeld);
+        return this.publishReady(async (query) => (await query.execute(trx)).rows, parked);
       });
     // Told once the parking is committed: a rolled-back batch parked nothing.
     for (const row of parked) this.onParked(row);
@@ -402,21 +414,19 @@ export class OutboxRelay {
   private async publishReady(
     execute: <R>(query: RawBuilder<R>) => Promise<R[]>,
     parked: ParkedOutboxRow[],
-    lookForHeld: boolean,
   ): Promise<BatchOutcome> {
     const table = sql.id(this.service, TABLE);
-    const ready = await execute(sql<Row>`
-      select id, event, headers, body, attempts from ${table}
-      where sent_at is null and parked_at is null and xid < pg_snapshot_xmin(pg_current_snapshot())
+    // The unsent rows in commit order, each saying whether it is ready: committed before every transaction
+    // still running began, so that no row can commit before it later. The ready ones come first.
+    const unsent = await execute(sql<Row & { ready: boolean }>`
+      select id, event, headers, body, attempts, xid < pg_snapshot_xmin(pg_current_snapshot()) as ready
+      from ${table}
+      where sent_at is null and parked_at is null
       order by xid, id
       limit ${this.batchSize}`);
-    if (ready.length === 0) {
-      if (!lookForHeld) return { read: 0, published: 0 };
-      // Nothing ready: is anything unsent there all the same, held back by a transaction still running?
-      const held = await execute(sql<{ waiting: boolean }>`
-        select exists (select 1 from ${table} where sent_at is null and parked_at is null) as waiting`);
-      return { read: 0, published: 0, waiting: held[0]?.waiting === true };
-    }
+    const ready = unsent.filter((row) => row.ready);
+    const held = ready.length < unsent.length;
+    if (ready.length === 0) return { read: 0, published: 0, held };
     const sent: number[] = [];
     const failed: Failed[] = [];
     const toPark: Failed[] = [];
@@ -471,9 +481,12 @@ export class OutboxRelay {
     if (sent.length > 0) {
       await execute(sql`update ${table} set sent_at = clock_timestamp() where id = any(${sent})`);
     }
-    return { read: ready.length, published: sent.length, failure: failure?.error };
+    return { read: ready.length, published: sent.length, failure: failure?.error, held };
   }
 }
+
+/** The first wait before a relay that saw rows held back looks again. */
+const HELD_RETRY_MS = 5;
 
 /** Pauses between attempts to lead while the database cannot be reached. */
 const RELEAD_MIN_DELAY_MS = 100;

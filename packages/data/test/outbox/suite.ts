@@ -439,6 +439,31 @@ export function outboxSuite(target: DatabaseTarget): void {
       await relay.stop();
     });
 
+    it(`[${target.name}] a commit held back by an older transaction goes out soon after that ends, without waiting for a poll`, {
+      skip: target.name === 'pglite' && 'PGlite is one connection: no transaction runs beside another',
+    }, async () => {
+      const { db, service } = await fresh();
+      const broker = recorder();
+      // No poll within the test: only the relay's own look-again can find the row once it is ready.
+      const relay = await startRelay(db, service, broker.publish, { pollIntervalMs: 60_000 });
+      await sleep(300);
+      const other = await db.kysely.startTransaction().execute();
+      try {
+        // Another transaction holds the snapshot's xmin: the row, committed and announced, is not ready.
+        await sql`select txid_current()`.execute(other);
+        await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('held-back')]));
+        await sleep(300);
+        assert.deepEqual(broker.ids(), [], 'held back while the older transaction runs');
+        await other.commit().execute();
+      } finally {
+        await rollbackIfOpen(other);
+      }
+      const ended = Date.now();
+      await waitUntil(() => broker.got.length === 1, { timeoutMs: 30_000, intervalMs: 5, what: 'the held-back row' });
+      assert.ok(Date.now() - ended < 5000, `published ${Date.now() - ended} ms after the older transaction ended`);
+      await relay.stop();
+    });
+
     it(`[${target.name}] without notifications, polling publishes what was waiting and what comes next`, async () => {
       const { db, service } = await fresh();
       await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('before-start')]));
