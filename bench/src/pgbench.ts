@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
-function pgbenchPath(): string {
+export function pgbenchPath(): string {
   for (const dir of (process.env.PATH ?? '').split(':')) {
     if (dir && existsSync(join(dir, 'pgbench'))) return join(dir, 'pgbench');
   }

@@ -20,6 +20,7 @@ import {
 import { pgbench } from './pgbench.ts';
 import { cpuUsedBetween, readProcessCpu } from './process-cpu.ts';
 import type { EmbeddedAsk, EmbeddedMessage } from './simplebank-embedded.ts';
+import { type FloorResult, runFloor } from './simplebank-floor.ts';
 import {
   type Customer,
   lastCompletedAt,
@@ -36,7 +37,7 @@ import {
  * SimpleBank end to end, beside pgbench on the same server in the same run. Clients sell and buy 1 BHP
  * through the gateway; each order is accepted (202) after orders has recorded it and the ledger reserved
  * for it, then completes through the saga: market places it on the exchange simulator, fees charges, the
- * ledger settles. Three modes (`BENCH_MODES`, default all):
+ * ledger settles. Four modes (`BENCH_MODES`, default all):
  *
  * - `distributed`: the distributed topology — separate processes for the edge (gateway), two orders and
  *   two market instances, and the ledger with fees — over NATS and PostgreSQL, in a closed loop at each
@@ -47,6 +48,10 @@ import {
  * - `embedded`: `npm start`'s topology — one process, the memory transport, PGlite in a folder — with
  *   `BENCH_EMBEDDED_CONCURRENCY` clients (default 8): completed orders/s, CPU per order, how long after
  *   its acceptance each order ended, the process's memory after the load and its CPU while idle.
+ * - `floor`: the contender every figure above is compared with (issue 12): one sell order's minimal SQL
+ *   against the bank's own schema, run by pgbench at `FLOOR_CLIENTS` clients (simplebank-floor.sql):
+ *   orders/s and CPU per order of PostgreSQL and pgbench; beside the distributed rows, their CPU per
+ *   order as a multiple of the floor's.
  *
  * Every mode prints each process's resident memory after its load.
  */
@@ -58,7 +63,11 @@ const CONCURRENCY = benchConcurrencies('32');
 const EMBEDDED_CONCURRENCY = benchConcurrencies('8', 'BENCH_EMBEDDED_CONCURRENCY');
 const RATE = Number(process.env.BENCH_RATE ?? 50);
 const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 20);
-const MODES = new Set((process.env.BENCH_MODES ?? 'distributed,open-loop,embedded').split(',').map((m) => m.trim()));
+const MODES = new Set(
+  (process.env.BENCH_MODES ?? 'distributed,open-loop,embedded,floor').split(',').map((m) => m.trim()),
+);
+/** The floor runs at the clients of issue 12's goal (at least 100 completed orders/s at 16 clients). */
+const FLOOR_CLIENTS = 16;
 /** The embedded goal (issue 12): every order terminal within this long of its acceptance. */
 const EMBEDDED_TERMINAL_WITHIN_MS = 2000;
 
@@ -130,6 +139,9 @@ async function main(): Promise<void> {
   const report: Record<string, unknown> = { durationMs: DURATION_MS };
   const distributed = MODES.has('distributed') || MODES.has('open-loop') ? await runDistributed(suffix) : undefined;
   const embedded = MODES.has('embedded') ? await runEmbedded() : undefined;
+  const floor = MODES.has('floor')
+    ? await runFloor(ADMIN_URL, { clients: FLOOR_CLIENTS, seconds: DURATION_MS / 1000 })
+    : undefined;
   const base = await pgbench(ADMIN_URL, pgbenchDb, { concurrency: 4, seconds: PGBENCH_SECONDS });
   await withAdmin((c) => c.query(`drop database if exists ${pgbenchDb} with (force)`));
 
@@ -140,6 +152,10 @@ async function main(): Promise<void> {
   if (embedded) {
     printEmbedded(embedded);
     report.embedded = embedded;
+  }
+  if (floor) {
+    printFloor(floor, distributed?.rows ?? []);
+    report.floor = floor;
   }
   console.log(`\npgbench -N, 4 clients, same server: ${base.tps.toFixed(0)} TPS`);
   report.pgbenchTps = base.tps;
@@ -526,6 +542,36 @@ function printEmbedded({ rows, rssMbAfterLoad, idleCorePercent }: EmbeddedReport
   console.log(
     'Goals (issue 12): at least 50 completed orders/s with 8 clients, every order ended within 2 s of its acceptance, at most 10 ms CPU per order; at most 250 MB; idle at most 1% of a core.',
   );
+}
+
+// Floor ---------------------------------------------------------------------------------------------
+
+function printFloor(floor: FloorResult, rows: readonly Record<string, unknown>[]) {
+  const { postgres, pgbench, total } = floor.cpuMsPerOrder;
+  console.log(
+    `\nThe floor: one sell order's minimal SQL on SimpleBank's schema, pgbench -M prepared (${floor.seconds} s)`,
+  );
+  console.log(
+    formatTable([
+      ['clients', 'orders/s', 'CPU ms/order: postgres + pgbench', 'SQL statements : transactions /order'],
+      [
+        String(floor.clients),
+        fixed(floor.ordersPerSec),
+        `${fixed(total, 2)} = ${fixed(postgres, 2)} + ${fixed(pgbench, 2)}`,
+        `${floor.statements} : ${floor.transactions}`,
+      ],
+    ]),
+  );
+  const multiples = rows.flatMap((r) => {
+    const ms = r.cpuMsPerOrder as Record<string, number>;
+    const bank = ms.chassis! + ms.postgres! + ms.nats!;
+    return Number.isFinite(bank) ? [`${r.concurrency} clients ${fixed(bank / total, 1)}×`] : [];
+  });
+  if (multiples.length > 0) {
+    console.log(
+      `SimpleBank distributed, CPU per completed order as a multiple of the floor's: ${multiples.join(', ')}.`,
+    );
+  }
 }
 
 interface DatabaseUsageCount {
