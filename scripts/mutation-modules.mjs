@@ -97,10 +97,15 @@ export const mutationModules = {
   },
   sagas: {
     description: 'Sagas: steps, compensation, resumption after a crash',
-    mutate: ['packages/data/src/sagas.ts'],
+    mutate: [
+      'packages/data/src/sagas/definition.ts',
+      'packages/data/src/sagas/transitions.ts',
+      'packages/data/src/sagas/store.ts',
+      'packages/data/src/sagas/runner.ts',
+    ],
     // Not the SIGKILL test (sagas-crash.*): its work is in child processes, which Stryker cannot see, and
     // it takes a minute a run.
-    tests: ['packages/data/test/sagas.postgres.test.ts'],
+    tests: ['packages/data/test/sagas/transitions.test.ts', 'packages/data/test/sagas.postgres.test.ts'],
   },
   extension: {
     description: "The data extension: unit of work per handler, the node-level inbox claim, the outbox's hand-off",

@@ -17,7 +17,8 @@ import { installLeases, takeLease } from './leases.ts';
 import { migrate } from './migrations.ts';
 import { installOutbox } from './outbox.ts';
 import { OutboxRelay } from './outbox-relay.ts';
-import { type SagaDefinition, SagaRunner, type SagaRunnerOptions } from './sagas.ts';
+import type { SagaDefinition } from './sagas/definition.ts';
+import { SagaRunner, type SagaRunnerOptions } from './sagas/runner.ts';
 import { UnitOfWork } from './unit-of-work.ts';
 
 /**

@@ -66,16 +66,14 @@ export {
   type SagaHistoryEntry,
   type SagaHistoryKind,
   type SagaInstance,
-  type SagaListFilter,
   type SagaRetryPolicy,
-  SagaRunner,
-  type SagaRunnerOptions,
-  type SagaStartOptions,
   type SagaStatus,
   type SagaStep,
   type SagaSummary,
   type StepContext,
   sagaStatuses,
-} from './sagas.ts';
+} from './sagas/definition.ts';
+export { SagaRunner, type SagaRunnerOptions, type SagaStartOptions } from './sagas/runner.ts';
+export type { SagaListFilter } from './sagas/store.ts';
 export { UnitOfWork } from './unit-of-work.ts';
 export type { DatabaseUsage } from './usage.ts';
