@@ -262,7 +262,7 @@ export class SagaRunner {
       try {
         const instance = await this.get(id);
         if (!instance) throw new ChassisError('NOT_FOUND', `No saga instance "${id}" in service "${this.service}"`);
-        if (isTerminalSagaStatus(instance.status)) return instance;
+        if (finished(instance)) return instance;
         const left = until - Date.now();
         if (left <= 0) {
           throw new ChassisError(
@@ -572,4 +572,16 @@ export class SagaRunner {
 
 function lostError(held: Held): ChassisError {
   return new ChassisError('CONFLICT', `Saga instance "${held.id}" is now driven by another node`);
+}
+
+/**
+ * Whether an instance has ended and its last entry is written: a `failed` status is written one write
+ * before its `saga_failed` entry and the release, so a terminal instance still owned is not done yet —
+ * unless its node died in between, and its lease ran out.
+ */
+function finished(instance: SagaInstance): boolean {
+  if (!isTerminalSagaStatus(instance.status)) return false;
+  return (
+    instance.owner === undefined || (instance.leaseUntil !== undefined && +new Date(instance.leaseUntil) < Date.now())
+  );
 }
