@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ChassisError, type ChassisNode } from '@chassis/core';
 import { waitUntil } from '@chassis/testing';
-import { getOrder, sellShares } from '../contracts/orders.ts';
+import { getPositions } from '../contracts/account-transactions.ts';
+import { toCents } from '../contracts/common.ts';
+import { buyShares, getOrder, sellShares } from '../contracts/orders.ts';
 import { type OneNodeBank, startOneNodeBank, tokenFor } from './one-node.ts';
 
 describe('SimpleBank sell-order slice, all in one process', () => {
@@ -31,6 +33,53 @@ describe('SimpleBank sell-order slice, all in one process', () => {
       order.history.map((h) => h.status),
       ['created', 'placed', 'completed'],
     );
+  });
+
+  it('a completed sell moves the shares out and the proceeds less the fee in; a completed buy the other way; nothing stays reserved', async () => {
+    const holding = async () => {
+      const account = await node.call(getPositions, { accountId: '101' }, alice);
+      const goog = account.positions.find((position) => position.symbol === 'GOOG');
+      return {
+        cash: toCents(account.cash),
+        reservedCash: toCents(account.reservedCash),
+        shares: goog?.quantity ?? 0,
+        reservedShares: goog?.reserved ?? 0,
+      };
+    };
+    const completed = async (orderId: string) => {
+      // The fee reaches orders on an event of its own, which may come after the completion.
+      await waitUntil(
+        async () => {
+          const order = await node.call(getOrder, { orderId }, alice);
+          return order.status === 'completed' && order.fee !== null;
+        },
+        { what: `order ${orderId} completed, its fee known` },
+      );
+      const order = await node.call(getOrder, { orderId }, alice);
+      return { price: toCents(order.price ?? '0'), fee: toCents(order.fee ?? '0') };
+    };
+
+    const start = await holding();
+    const sold = await completed(
+      (await node.call(sellShares, { accountId: '101', symbol: 'GOOG', quantity: 2 }, alice)).orderId,
+    );
+    const afterSell = await holding();
+    assert.deepEqual(afterSell, {
+      cash: start.cash + 2 * sold.price - sold.fee,
+      reservedCash: start.reservedCash,
+      shares: start.shares - 2,
+      reservedShares: start.reservedShares,
+    });
+
+    const bought = await completed(
+      (await node.call(buyShares, { accountId: '101', symbol: 'GOOG', quantity: 1 }, alice)).orderId,
+    );
+    assert.deepEqual(await holding(), {
+      cash: afterSell.cash - bought.price - bought.fee,
+      reservedCash: start.reservedCash,
+      shares: afterSell.shares + 1,
+      reservedShares: start.reservedShares,
+    });
   });
 
   it('shares cannot be sold twice: the second order beyond the free quantity is refused', async () => {
