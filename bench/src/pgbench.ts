@@ -16,6 +16,15 @@ export function pgbenchPath(): string {
   throw new Error('pgbench is not installed (Debian: apt-get install postgresql-client or postgresql-contrib)');
 }
 
+/** pgbench's connection arguments and environment (the password) for the server at `url`. */
+export function pgbenchConnection(url: string): { args: string[]; env: NodeJS.ProcessEnv } {
+  const parsed = new URL(url);
+  return {
+    args: ['-h', parsed.hostname, '-p', parsed.port || '5432', '-U', decodeURIComponent(parsed.username || 'postgres')],
+    env: { ...process.env, PGPASSWORD: decodeURIComponent(parsed.password) },
+  };
+}
+
 /**
  * pgbench -N (simple update: UPDATE accounts, SELECT, INSERT history) on a scratch database of the
  * server at `adminUrl`: what the server does with PostgreSQL's own small write transaction, the
@@ -27,16 +36,7 @@ export async function pgbench(
   { concurrency, seconds }: { concurrency: number; seconds: number },
 ): Promise<{ tps: number; output: string }> {
   const bin = pgbenchPath();
-  const url = new URL(adminUrl);
-  const connection = [
-    '-h',
-    url.hostname,
-    '-p',
-    url.port || '5432',
-    '-U',
-    decodeURIComponent(url.username || 'postgres'),
-  ];
-  const env = { ...process.env, PGPASSWORD: decodeURIComponent(url.password) };
+  const { args: connection, env } = pgbenchConnection(adminUrl);
   console.log(`pgbench: -i on ${database}`);
   await run(bin, ['-i', '-q', ...connection, database], { env });
   const args = ['-N', '-c', String(concurrency), '-j', '2', '-T', String(seconds), ...connection, database];

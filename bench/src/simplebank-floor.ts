@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Database, EventStore, installInbox, installOutbox, migrate } from '@chassis/data';
 import pg from 'pg';
-import { pgbenchPath } from './pgbench.ts';
+import { pgbenchConnection, pgbenchPath } from './pgbench.ts';
 import { cpuUsedBetween, readProcessCpu } from './process-cpu.ts';
 import { seedCustomers } from './simplebank-load.ts';
 
@@ -84,20 +84,8 @@ export async function runFloor(
 async function pgbenchFloor(admin: pg.Client, url: URL, database: string, clients: number, seconds: number) {
   const args = ['-n', '-M', 'prepared', '-f', FLOOR_SCRIPT, '-c', String(clients), '-j', '2', '-T', String(seconds)];
   console.log(`floor: pgbench ${args.join(' ')}`);
-  const child = spawn(
-    pgbenchPath(),
-    [
-      ...args,
-      '-h',
-      url.hostname,
-      '-p',
-      url.port || '5432',
-      '-U',
-      decodeURIComponent(url.username || 'postgres'),
-      database,
-    ],
-    { env: { ...process.env, PGPASSWORD: decodeURIComponent(url.password) } },
-  );
+  const connection = pgbenchConnection(url.toString());
+  const child = spawn(pgbenchPath(), [...args, ...connection.args, database], { env: connection.env });
   let output = '';
   child.stdout.on('data', (chunk) => (output += chunk));
   child.stderr.on('data', (chunk) => (output += chunk));
