@@ -3,6 +3,7 @@ import { ChassisError, timeoutError, toChassisError } from '../errors.ts';
 import { outcomeOf } from '../observability/metrics.ts';
 import { type Span, SpanKind, Tracing } from '../observability/tracing.ts';
 import type { ActionHandler, ServiceDefinition } from '../service.ts';
+import { validate } from '../validation.ts';
 import { isPast } from './deadline.ts';
 import { describeFields } from './fields.ts';
 import type { Origin } from './origin.ts';
@@ -62,7 +63,7 @@ export async function runAction(
       `The deadline of ${contract.name} passed before it was handled`,
     );
   }
-  const parsed = contract.input.safeParse(input);
+  const parsed = validate(contract.input, input);
   if (!parsed.success) {
     const fields = fieldErrors(parsed.error);
     throw new ChassisError('VALIDATION', `Invalid input for ${contract.name}: ${describeFields(fields)}`, {
@@ -100,7 +101,7 @@ export async function runAction(
     );
   }
   if (!rt.settings.validateOutput) return output;
-  const checked = contract.output.safeParse(output);
+  const checked = validate(contract.output, output);
   if (!checked.success) {
     const fields = fieldErrors(checked.error);
     rt.log.error({ action: contract.name, fields }, 'handler output does not match its contract');

@@ -3,6 +3,7 @@ import { type EventContract, fieldErrors, type PayloadInputOf } from '../contrac
 import { Header } from '../envelope.ts';
 import { ChassisError } from '../errors.ts';
 import { noSpan, SpanKind, Tracing } from '../observability/tracing.ts';
+import { validate } from '../validation.ts';
 import { describeFields } from './fields.ts';
 import type { Origin } from './origin.ts';
 import { encode, headersFor } from './outgoing.ts';
@@ -37,7 +38,7 @@ export async function publish<E extends EventContract>(
   origin: Origin,
   ctx?: Context,
 ): Promise<void> {
-  const parsed = contract.payload.safeParse(payload);
+  const parsed = validate(contract.payload, payload);
   if (!parsed.success) {
     const fields = fieldErrors(parsed.error);
     throw new ChassisError('VALIDATION', `Event ${contract.name} not emitted: ${describeFields(fields)}`, {
