@@ -408,6 +408,11 @@ async function openPglite(url: string): Promise<Database> {
  *
  * Written by hand: the PGlite dialect packages on npm lag PGlite's releases (one pins PGlite ≤ 0.4) or
  * bring a code generator and a CLI along; this is the thirty lines they would have given us.
+ *
+ * Its statements are not prepared, unlike PostgreSQL's: PGlite's `query` takes no statement name and
+ * sends every statement unnamed (Parse, Describe, Bind, Describe, Execute: a call into its WebAssembly
+ * each). Preparing would mean speaking the wire protocol through `execProtocol` and decoding the rows
+ * by hand.
  */
 class OneConnectionPool implements PostgresPool {
   /** Kysely reads pool options only to cancel a query from another connection, which PGlite has not. */
