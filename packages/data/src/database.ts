@@ -11,6 +11,7 @@ import {
   sql,
 } from 'kysely';
 import pg from 'pg';
+import { DEFAULT_PREPARED_STATEMENTS_PER_CONNECTION, prepareRepeatedStatements } from './prepared-statements.ts';
 import { type DatabaseUsage, UsageCounter } from './usage.ts';
 
 /**
@@ -34,6 +35,13 @@ export type DatabaseKind = 'postgres' | 'pglite';
 export interface DatabaseOptions {
   /** Connections in the pool (PostgreSQL). Default 10. */
   poolSize?: number;
+  /**
+   * Named prepared statements each PostgreSQL connection keeps, so that a statement it runs again is
+   * not parsed and planned again (see prepared-statements.ts). Default 256; 0 runs every statement
+   * unnamed — for a connection pooler that does not carry prepared statements across, such as
+   * PgBouncer in transaction mode before 1.21.
+   */
+  preparedStatements?: number;
 }
 
 export class Database {
@@ -146,8 +154,11 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
   // none, Node throws. The query in flight fails on its own, and the pool replaces the client.
   pool.on('error', () => undefined);
   const usage = new UsageCounter();
+  const preparedStatements = options.preparedStatements ?? DEFAULT_PREPARED_STATEMENTS_PER_CONNECTION;
   pool.on('connect', (client) => {
     client.on('error', () => undefined);
+    // Counted outside the naming: the counts are of what Kysely asked for, not of a repair's DEALLOCATE.
+    prepareRepeatedStatements(client, preparedStatements);
     countQueries(client, usage.connection());
   });
   try {
@@ -167,11 +178,11 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
     async () => {
       if (!pool.ending) await pool.end();
     },
-    () => openSession(url, usage),
+    () => openSession(url, usage, preparedStatements),
   );
 }
 
-async function openSession(url: string, usage: UsageCounter): Promise<DatabaseSession> {
+async function openSession(url: string, usage: UsageCounter, preparedStatements: number): Promise<DatabaseSession> {
   const client = new pg.Client({ connectionString: url, types });
   // A lost connection ends the session (`ended`); whoever uses it sees its statements fail.
   client.on('error', () => undefined);
@@ -182,6 +193,7 @@ async function openSession(url: string, usage: UsageCounter): Promise<DatabaseSe
     await client.end().catch(() => undefined);
     throw unavailableIfDisconnected(error);
   }
+  prepareRepeatedStatements(client, preparedStatements);
   countQueries(client as unknown as pg.PoolClient, usage.connection());
   const listeners = new Map<string, (payload: string) => void>();
   client.on('notification', (message) => listeners.get(message.channel)?.(message.payload ?? ''));
@@ -396,6 +408,11 @@ async function openPglite(url: string): Promise<Database> {
  *
  * Written by hand: the PGlite dialect packages on npm lag PGlite's releases (one pins PGlite ≤ 0.4) or
  * bring a code generator and a CLI along; this is the thirty lines they would have given us.
+ *
+ * Its statements are not prepared, unlike PostgreSQL's: PGlite's `query` takes no statement name and
+ * sends every statement unnamed (Parse, Describe, Bind, Describe, Execute: a call into its WebAssembly
+ * each). Preparing would mean speaking the wire protocol through `execProtocol` and decoding the rows
+ * by hand.
  */
 class OneConnectionPool implements PostgresPool {
   /** Kysely reads pool options only to cancel a query from another connection, which PGlite has not. */

@@ -1,0 +1,145 @@
+import { hash } from 'node:crypto';
+import { ChassisError } from '@chassis/core';
+import type pg from 'pg';
+
+/**
+ * Named prepared statements on PostgreSQL connections: PostgreSQL parses and plans each distinct
+ * statement once per connection, then only binds and executes it.
+ *
+ * Kysely's driver calls `client.query(text, values)`, which pg sends as the unnamed statement: parsed,
+ * analysed and planned anew every time. `client.query({ name, text, values })` sends Parse once per
+ * connection (pg remembers what it parsed, in `connection.parsedStatements`) and from then on only
+ * Bind and Execute. So the client a connection gets turns the first form into the second, for the
+ * statements where that pays and cannot break:
+ *
+ * - only statements with parameters: a text without any may hold several statements (a migration
+ *   file), which a prepared statement cannot, and migrations run unqualified names under a `set local
+ *   search_path`, whose change would make a prepared statement re-analyse to another result;
+ * - only queries and DML (`select`, `insert`, `update`, `delete`, `with`, …), by their first keyword:
+ *   DDL, transaction control, `set`, LISTEN and the like gain nothing;
+ * - at most `limit` names per connection: texts that vary (an `in (…)` list of each length) must not
+ *   grow a backend's memory without end. Past the limit, new texts run unnamed; the pool renews idle
+ *   connections (pg's 10 s idle timeout), which starts them afresh.
+ *
+ * A prepared statement outlives a change of its table: `select *` after `alter table … add column`
+ * fails with `cached plan must not change result type` (SQLSTATE 0A000) until it is deallocated, and a
+ * statement the server forgot (`DISCARD ALL`) fails with 26000. Either is repaired on that connection —
+ * DEALLOCATE, forget it in pg's record — and a statement that ran alone is run again once. Inside a
+ * transaction the failure has already aborted the transaction, so it surfaces as `UNAVAILABLE`
+ * (retryable): running the transaction again succeeds. A node migrates before it serves, so this meets
+ * only a node whose tables another node migrated under it (a rolling upgrade).
+ */
+
+/** Names a connection keeps prepared unless told otherwise: ample for a service's fixed statements. */
+export const DEFAULT_PREPARED_STATEMENTS_PER_CONNECTION = 256;
+
+/** The first keywords of the statements that are prepared. */
+const PREPARABLE = new Set(['select', 'insert', 'update', 'delete', 'with', 'merge', 'values', 'table']);
+
+/**
+ * Statement text → its prepared statement's name, or null for a text never prepared: one map lookup
+ * instead of a hash per query. Shared by every pool (a name depends on the text alone) and bounded:
+ * emptied when full, which costs only hashing again.
+ */
+const namesByText = new Map<string, string | null>();
+const MAX_REMEMBERED_TEXTS = 4096;
+
+/** The name a statement is prepared under, or undefined if it is not to be prepared. */
+export function preparedStatementName(text: string): string | undefined {
+  let name = namesByText.get(text);
+  if (name === undefined) {
+    const keyword = /^\s*([a-z]+)/i.exec(text)?.[1]?.toLowerCase();
+    // 80 bits of SHA-1: two texts of one service sharing a name is beyond any plausible count.
+    name = keyword && PREPARABLE.has(keyword) ? `chassis_${hash('sha1', text).slice(0, 20)}` : null;
+    if (namesByText.size >= MAX_REMEMBERED_TEXTS) namesByText.clear();
+    namesByText.set(text, name);
+  }
+  return name ?? undefined;
+}
+
+/** pg's record of a connection's parsed statements (name → text), which its types leave out. */
+interface ParsedStatements {
+  connection: { parsedStatements: Record<string, string> };
+}
+
+type QueryFunction = (config: unknown, values?: unknown, callback?: unknown) => unknown;
+
+/** SQLSTATE `feature_not_supported`, which this message makes the plan-cache case. */
+const FEATURE_NOT_SUPPORTED = '0A000';
+/** SQLSTATE `invalid_sql_statement_name`: the server has no statement of that name. */
+const NO_SUCH_STATEMENT = '26000';
+
+/** Makes `client` run its repeated statements as named prepared statements, at most `limit` names. */
+export function prepareRepeatedStatements(client: pg.ClientBase, limit: number): void {
+  if (limit <= 0) return;
+  const send = client.query as QueryFunction;
+  const parsed = (client as unknown as ParsedStatements).connection.parsedStatements;
+  /** The names this connection has prepared (or is preparing): the count the limit bounds. */
+  const prepared = new Set<string>();
+  /** Names the server still holds with a plan that no longer fits: DEALLOCATE before their next use. */
+  const stale = new Set<string>();
+
+  const deallocate = async (name: string): Promise<void> => {
+    stale.delete(name);
+    try {
+      await send.call(client, `deallocate ${name}`);
+    } catch (error) {
+      // Another query of this connection repaired the same name first.
+      if ((error as { code?: unknown }).code !== NO_SUCH_STATEMENT) throw error;
+    }
+  };
+
+  const runNamed = async (name: string, text: string, values: unknown[]): Promise<unknown> => {
+    for (let attempt = 1; ; attempt++) {
+      if (stale.has(name)) {
+        // In a failed transaction DEALLOCATE is refused too; unnamed, the statement fails as it should.
+        if (client.getTransactionStatus() === 'E') return send.call(client, text, values);
+        await deallocate(name);
+      }
+      prepared.add(name);
+      try {
+        return await send.call(client, { name, text, values });
+      } catch (error) {
+        // A statement the server refused to parse is not prepared; one that failed later is.
+        if (parsed[name] === undefined) prepared.delete(name);
+        const repair = repairFor(error);
+        if (!repair) throw error;
+        prepared.delete(name);
+        delete parsed[name];
+        if (repair === 'deallocate') stale.add(name);
+        // Before the failed statement's ReadyForQuery or after it, 'I' says it ran alone.
+        if (client.getTransactionStatus() !== 'I') {
+          throw new ChassisError(
+            'UNAVAILABLE',
+            `A prepared statement no longer fits its tables (they changed: a migration ran), so the transaction failed; run it again: ${(error as Error).message}`,
+            { cause: error },
+          );
+        }
+        if (attempt === 2) throw error;
+      }
+    }
+  };
+
+  client.query = ((config: unknown, values?: unknown, callback?: unknown) => {
+    if (typeof config !== 'string' || !Array.isArray(values) || values.length === 0 || callback !== undefined) {
+      return send.call(client, config, values, callback);
+    }
+    const name = preparedStatementName(config);
+    const usable =
+      name !== undefined &&
+      (prepared.has(name) || prepared.size < limit) &&
+      // A name pg holds for another text (a hash collision) would be refused: run that text unnamed.
+      (parsed[name] === undefined || parsed[name] === config);
+    return usable ? runNamed(name, config, values) : send.call(client, config, values);
+  }) as typeof client.query;
+}
+
+/** What repairs a failed named statement: none (an ordinary error), or its prepared plan's removal. */
+function repairFor(error: unknown): 'deallocate' | 'forget' | undefined {
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  if (code === FEATURE_NOT_SUPPORTED && typeof message === 'string' && /cached plan must not change/.test(message)) {
+    return 'deallocate';
+  }
+  if (code === NO_SUCH_STATEMENT) return 'forget';
+  return undefined;
+}

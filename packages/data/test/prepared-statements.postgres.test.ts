@@ -1,0 +1,233 @@
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { ChassisError } from '@chassis/core';
+import { Database, type DatabaseOptions, sql } from '@chassis/data';
+import { postgresTarget } from '@chassis/testing';
+import { unavailableIfDisconnected } from '../src/database.ts';
+import { preparedStatementName } from '../src/prepared-statements.ts';
+
+describe('which statements are prepared, under which name', () => {
+  it('queries and DML with their text hashed into the name; the same text, the same name', () => {
+    const select = preparedStatementName('select * from "orders"."orders" where "id" = $1');
+    assert.match(select ?? '', /^chassis_[0-9a-f]{20}$/);
+    assert.equal(preparedStatementName('select * from "orders"."orders" where "id" = $1'), select);
+    assert.notEqual(preparedStatementName('select * from "orders"."orders" where "id" = $2'), select);
+    for (const text of [
+      'insert into t values ($1)',
+      'update t set a = $1',
+      'delete from t where a = $1',
+      '  with x as (select $1) select * from x',
+      'SELECT $1',
+    ]) {
+      assert.ok(preparedStatementName(text), text);
+    }
+  });
+
+  it('not DDL, transaction control, settings, LISTEN or anything that starts with another word', () => {
+    for (const text of [
+      'begin',
+      'commit',
+      'rollback',
+      'savepoint s1',
+      'set local lock_timeout = $1',
+      'create table t (id int)',
+      'alter table t add column a int',
+      'listen "orders"',
+      'deallocate chassis_0123',
+      '-- a comment\nselect $1',
+      '(select $1) union (select $2)',
+    ]) {
+      assert.equal(preparedStatementName(text), undefined, text);
+    }
+  });
+});
+
+const target = await postgresTarget();
+
+describe('PostgreSQL runs repeated statements as named prepared statements', { skip: target.skip }, () => {
+  const open: Database[] = [];
+  after(async () => {
+    await Promise.allSettled(open.map((db) => db.close()));
+    await target.cleanup();
+  });
+
+  /** One connection, so every statement lands on the session the test inspects. */
+  async function oneConnection(url?: string, options: DatabaseOptions = {}): Promise<Database> {
+    const db = await Database.open(url ?? (await target.newDatabase()), { poolSize: 1, ...options });
+    open.push(db);
+    return db;
+  }
+
+  /** What the session has prepared, and how often each ran (this query has no parameter: not prepared). */
+  async function preparedOn(db: Database) {
+    const result = await sql<{ statement: string; executions: number }>`
+      select statement, generic_plans + custom_plans as executions from pg_prepared_statements
+      order by statement`.execute(db.kysely);
+    return result.rows;
+  }
+
+  async function withItems(db: Database): Promise<void> {
+    await sql`create table items (id int primary key, label text not null)`.execute(db.kysely);
+    await sql`insert into items values (1, 'one'), (2, 'two')`.execute(db.kysely);
+  }
+
+  const labelOf = (id: number) => sql<{ label: string }>`select label from items where id = ${id}`;
+
+  it('[postgres] a repeated query is parsed once per connection and then executed by name', async () => {
+    const db = await oneConnection();
+    await withItems(db);
+    const labels: string[] = [];
+    for (const id of [1, 2, 1, 2, 1]) labels.push((await labelOf(id).execute(db.kysely)).rows[0]!.label);
+    assert.deepEqual(labels, ['one', 'two', 'one', 'two', 'one']);
+    assert.deepEqual(await preparedOn(db), [{ statement: 'select label from items where id = $1', executions: 5 }]);
+  });
+
+  it('[postgres] rows read through a prepared statement are the rows read without one', async () => {
+    const url = await target.newDatabase();
+    const named = await oneConnection(url);
+    const unnamed = await oneConnection(url, { preparedStatements: 0 });
+    await sql`create table kinds (id int, big bigint, price numeric(12, 2), at timestamptz, doc jsonb, ok boolean,
+      note text, tags text[])`.execute(named.kysely);
+    await sql`insert into kinds values (1, 9007199254740991, 12.5, '2026-01-02T03:04:05Z', '{"a":[1,2]}', true,
+      null, '{x,y}')`.execute(named.kysely);
+    const read = (db: Database) => sql`select * from kinds where id = ${1}`.execute(db.kysely);
+    const [first, second, plain] = [await read(named), await read(named), await read(unnamed)];
+    assert.deepEqual(second.rows, first.rows);
+    assert.deepEqual(first.rows, plain.rows);
+    assert.equal(first.rows.length, 1);
+    assert.equal((await preparedOn(unnamed)).length, 0, 'preparedStatements: 0 prepares nothing');
+    assert.equal((await preparedOn(named)).length, 1);
+  });
+
+  it('[postgres] a statement prepared in a transaction that rolled back stays prepared and runs', async () => {
+    const db = await oneConnection();
+    await withItems(db);
+    await assert.rejects(
+      db.transaction(async (trx) => {
+        await labelOf(1).execute(trx);
+        throw new Error('changed my mind');
+      }),
+      /changed my mind/,
+    );
+    assert.equal((await labelOf(2).execute(db.kysely)).rows[0]!.label, 'two');
+    assert.deepEqual(await preparedOn(db), [{ statement: 'select label from items where id = $1', executions: 2 }]);
+  });
+
+  it('[postgres] after a migration adds a column, the same select * returns it (outside a transaction)', async () => {
+    const url = await target.newDatabase();
+    const db = await oneConnection(url);
+    const migrator = await oneConnection(url);
+    await withItems(db);
+    const everything = (id: number) => sql<Record<string, unknown>>`select * from items where id = ${id}`;
+    assert.deepEqual((await everything(1).execute(db.kysely)).rows, [{ id: 1, label: 'one' }]);
+    await sql`alter table items add column note text`.execute(migrator.kysely);
+    const before = db.usage.statements;
+    assert.deepEqual((await everything(1).execute(db.kysely)).rows, [{ id: 1, label: 'one', note: null }]);
+    assert.equal(db.usage.statements - before, 1, 'the DEALLOCATE and the retry are not counted');
+    assert.deepEqual(await preparedOn(db), [{ statement: 'select * from items where id = $1', executions: 1 }]);
+  });
+
+  it('[postgres] inside a transaction the changed plan is UNAVAILABLE (retryable) and the transaction runs again', async () => {
+    const url = await target.newDatabase();
+    const db = await oneConnection(url);
+    const migrator = await oneConnection(url);
+    await withItems(db);
+    const everything = sql<Record<string, unknown>>`select * from items where id = ${2}`;
+    await everything.execute(db.kysely);
+    await sql`alter table items add column note text`.execute(migrator.kysely);
+    const work = () =>
+      db.transaction(async (trx) => {
+        await sql`update items set label = ${'deux'} where id = ${2}`.execute(trx);
+        return (await everything.execute(trx)).rows;
+      });
+    const error = await work().then(
+      () => assert.fail('the transaction committed'),
+      (failure: unknown) => failure,
+    );
+    assert.ok(error instanceof ChassisError, String(error));
+    assert.equal(error.code, 'UNAVAILABLE');
+    assert.equal(error.retryable, true);
+    assert.match(error.message, /cached plan must not change result type/);
+    assert.deepEqual(await work(), [{ id: 2, label: 'deux', note: null }]);
+    assert.equal(
+      (await preparedOn(db)).filter((row) => row.statement.startsWith('select *')).length,
+      1,
+      'the stale statement was deallocated before it was prepared again',
+    );
+  });
+
+  it('[postgres] a statement the server forgot (DEALLOCATE ALL) is prepared again', async () => {
+    const db = await oneConnection();
+    await withItems(db);
+    await labelOf(1).execute(db.kysely);
+    await sql`deallocate all`.execute(db.kysely);
+    assert.equal((await labelOf(1).execute(db.kysely)).rows[0]!.label, 'one');
+    assert.equal((await preparedOn(db)).length, 1);
+  });
+
+  it('[postgres] a connection keeps at most `preparedStatements` names; past them, statements run unnamed', async () => {
+    const db = await oneConnection(undefined, { preparedStatements: 4 });
+    const sums: number[] = [];
+    for (let round = 0; round < 2; round++) {
+      for (let n = 0; n < 10; n++) {
+        // Ten texts: `select $1::int + 0`, `select $1::int + 1`, …
+        sums.push(
+          (await sql<{ sum: number }>`select ${n}::int + ${sql.lit(n)} as sum`.execute(db.kysely)).rows[0]!.sum,
+        );
+      }
+    }
+    assert.deepEqual(sums, [...[0, 2, 4, 6, 8, 10, 12, 14, 16, 18], ...[0, 2, 4, 6, 8, 10, 12, 14, 16, 18]]);
+    const prepared = await preparedOn(db);
+    assert.equal(prepared.length, 4);
+    assert.ok(prepared.every((row) => row.executions === 2));
+  });
+
+  it('[postgres] errors of named statements are the errors of unnamed ones, and the statement stays usable', async () => {
+    const db = await oneConnection();
+    await withItems(db);
+    const insert = (id: number, label: string) => sql`insert into items values (${id}, ${label})`.execute(db.kysely);
+    await insert(3, 'three');
+    const duplicate = await insert(3, 'again').catch((error: unknown) => error);
+    assert.equal((duplicate as { code?: unknown }).code, '23505', 'a unique violation, as pg reports it');
+    assert.ok(!(duplicate instanceof ChassisError));
+    await insert(4, 'four');
+    assert.deepEqual(await preparedOn(db), [{ statement: 'insert into items values ($1, $2)', executions: 3 }]);
+
+    const misspelt = await sql`select labl from items where id = ${1}`.execute(db.kysely).catch((error) => error);
+    assert.equal((misspelt as { code?: unknown }).code, '42703', 'refused at Parse: nothing prepared');
+    assert.equal((await preparedOn(db)).length, 1);
+
+    // Killed while checked out (an idle one the pool would just replace): its next statement fails.
+    const killer = await oneConnection(undefined, { preparedStatements: 0 });
+    const lost = await db
+      .transaction(async (trx) => {
+        const { rows } = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx);
+        await sql`select pg_terminate_backend(${rows[0]!.pid})`.execute(killer.kysely);
+        await labelOf(1).execute(trx);
+      })
+      .then(
+        () => assert.fail('the statement ran on a terminated connection'),
+        (error: unknown) => unavailableIfDisconnected(error),
+      );
+    assert.ok(lost instanceof ChassisError, String(lost));
+    assert.equal(lost.code, 'UNAVAILABLE');
+    assert.equal((await labelOf(1).execute(db.kysely)).rows[0]!.label, 'one', 'a new connection prepares afresh');
+  });
+
+  it('[postgres] a session of its own prepares its repeated statements too', async () => {
+    const db = await oneConnection();
+    const session = await db.openSession();
+    assert.ok(session);
+    try {
+      for (const n of [1, 2, 3]) {
+        assert.deepEqual(await session.query('select $1::int * 2 as twice', [n]), [{ twice: n * 2 }]);
+      }
+      assert.deepEqual(
+        await session.query('select statement, generic_plans + custom_plans as executions from pg_prepared_statements'),
+        [{ statement: 'select $1::int * 2 as twice', executions: 3 }],
+      );
+    } finally {
+      await session.close();
+    }
+  });
+});
