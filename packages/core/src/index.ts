@@ -105,4 +105,3 @@ export {
 } from './transports/memory.ts';
 // What only transport authors need is in `@chassis/core/transport` (transports/kit.ts).
 export type { Transport, TransportStatus, WireMessage } from './transports/transport.ts';
-export { validate } from './validation.ts';

@@ -3,7 +3,6 @@ import { ChassisError, timeoutError, toChassisError } from '../errors.ts';
 import { outcomeOf } from '../observability/metrics.ts';
 import { type Span, SpanKind, Tracing } from '../observability/tracing.ts';
 import type { ActionHandler, ServiceDefinition } from '../service.ts';
-import { validate } from '../validation.ts';
 import { isPast } from './deadline.ts';
 import { describeFields } from './fields.ts';
 import type { Origin } from './origin.ts';
@@ -63,7 +62,7 @@ export async function runAction(
       `The deadline of ${contract.name} passed before it was handled`,
     );
   }
-  const parsed = validate(contract.input, input);
+  const parsed = contract.input.safeParse(input);
   if (!parsed.success) {
     const fields = fieldErrors(parsed.error);
     throw new ChassisError('VALIDATION', `Invalid input for ${contract.name}: ${describeFields(fields)}`, {
@@ -101,7 +100,7 @@ export async function runAction(
     );
   }
   if (!rt.settings.validateOutput) return output;
-  const checked = validate(contract.output, output);
+  const checked = contract.output.safeParse(output);
   if (!checked.success) {
     const fields = fieldErrors(checked.error);
     rt.log.error({ action: contract.name, fields }, 'handler output does not match its contract');

@@ -5,7 +5,6 @@ import { outcomeOf } from '../observability/metrics.ts';
 import { type Span, SpanKind, Tracing } from '../observability/tracing.ts';
 import type { EventHandlerDefinition, ServiceDefinition } from '../service.ts';
 import type { Disposition, EventDelivery } from '../transports/transport.ts';
-import { validate } from '../validation.ts';
 import { eventDeadline, isPast } from './deadline.ts';
 import { dispositionOf, failureReason, lostTooOften } from './disposition.ts';
 import { describeFields } from './fields.ts';
@@ -103,7 +102,7 @@ async function settle(
       `expired at ${new Date(staleAt).toISOString()} before it was handled`,
     );
   }
-  const parsed = validate(contract.payload, payload);
+  const parsed = contract.payload.safeParse(payload);
   if (!parsed.success) {
     return deadLettered(
       rt,

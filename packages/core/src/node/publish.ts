@@ -3,7 +3,6 @@ import { type EventContract, fieldErrors, type PayloadInputOf } from '../contrac
 import { Header } from '../envelope.ts';
 import { ChassisError } from '../errors.ts';
 import { noSpan, SpanKind, Tracing } from '../observability/tracing.ts';
-import { validate } from '../validation.ts';
 import { describeFields } from './fields.ts';
 import type { Origin } from './origin.ts';
 import { encode, headersFor } from './outgoing.ts';
@@ -38,7 +37,7 @@ export async function publish<E extends EventContract>(
   origin: Origin,
   ctx?: Context,
 ): Promise<void> {
-  const parsed = validate(contract.payload, payload);
+  const parsed = contract.payload.safeParse(payload);
   if (!parsed.success) {
     const fields = fieldErrors(parsed.error);
     throw new ChassisError('VALIDATION', `Event ${contract.name} not emitted: ${describeFields(fields)}`, {

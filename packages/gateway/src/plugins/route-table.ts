@@ -1,4 +1,4 @@
-import { ChassisError, fieldErrors, type Identity, validate } from '@chassis/core';
+import { ChassisError, fieldErrors, type Identity } from '@chassis/core';
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import { headerOf } from '../headers.ts';
 import { type IdempotencyStore, type StoredAnswer, storedError, withIdempotency } from '../idempotency.ts';
@@ -62,7 +62,7 @@ function actionHandler(
     }
     const req = routeRequest(request);
     const raw = inputOf(req);
-    const parsed = validate(spec.action.input, raw);
+    const parsed = spec.action.input.safeParse(raw);
     if (!parsed.success) {
       const fields = fieldErrors(parsed.error);
       throw new ChassisError(
