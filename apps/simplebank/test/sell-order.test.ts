@@ -25,9 +25,15 @@ describe('SimpleBank sell-order slice, all in one process', () => {
   it('a sell order is created, placed by market and filled on the exchange', async () => {
     const { orderId, status } = await node.call(sellShares, { accountId: '101', symbol: 'GOOG', quantity: 3 }, alice);
     assert.equal(status, 'created');
-    await waitUntil(async () => (await node.call(getOrder, { orderId }, alice)).status === 'completed', {
-      what: 'completed',
-    });
+    // Its fee too, which reaches orders on an event of its own after the completion: the next test reads
+    // account 101's cash, and a fee charged while it runs would be counted against its own order.
+    await waitUntil(
+      async () => {
+        const order = await node.call(getOrder, { orderId }, alice);
+        return order.status === 'completed' && order.fee !== null;
+      },
+      { what: 'completed, its fee charged' },
+    );
     const order = await node.call(getOrder, { orderId }, alice);
     assert.deepEqual(
       order.history.map((h) => h.status),
