@@ -52,4 +52,6 @@ export interface Invocation {
   readonly ctx: Context;
   /** An event handler's durable subscription, `<service>.<handler>`. */
   readonly subscription?: string;
+  /** An event handler whose effects are idempotent by themselves (`on(…, { idempotent: true })`). */
+  readonly idempotent?: boolean;
 }

@@ -39,6 +39,13 @@ export interface EventHandlerOptions extends HandlerPolicies {
   maxDeliveries?: number;
   /** How long one attempt may run, in ms. */
   timeoutMs?: number;
+  /**
+   * The handler's effects are idempotent by themselves — a versioned upsert, an insert that ignores a
+   * conflict on the event's id — so applying a redelivered event again changes nothing. The data kit
+   * then records no inbox row for it (one statement less per event); its writes still commit together.
+   * Such a handler cannot emit events: a redelivery would emit them twice.
+   */
+  idempotent?: boolean;
 }
 
 export function handle<C extends ActionContract>(

@@ -55,7 +55,7 @@ export class DataExtension implements NodeExtension {
   private readonly owned: boolean;
   private readonly relays = new Map<string, OutboxRelay>();
   private readonly units = new WeakMap<Context, UnitOfWork>();
-  private readonly invocations = new WeakMap<Context, Invocation['kind']>();
+  private readonly invocations = new WeakMap<Context, Invocation>();
   private services = new Set<string>();
   /** The saga runner of each service that asked for one (`runSagas`). */
   private readonly runners = new Map<string, SagaRunner>();
@@ -169,12 +169,13 @@ export class DataExtension implements NodeExtension {
     const { service, ctx } = invocation;
     if (!this.services.has(service.name)) return next();
     const db = this.database;
-    const subscription = invocation.kind === 'event' ? invocation.subscription : undefined;
+    // An idempotent handler's writes need no inbox row: applying the event again changes nothing.
+    const subscription = invocation.kind === 'event' && !invocation.idempotent ? invocation.subscription : undefined;
     const unit = new UnitOfWork(db, service.name, {
       onOpen: subscription ? (trx) => this.claim(trx, service, subscription, ctx) : undefined,
     });
     this.units.set(ctx, unit);
-    this.invocations.set(ctx, invocation.kind);
+    this.invocations.set(ctx, invocation);
     try {
       // A redelivery (a lost ack, a crashed consumer) may have been handled already: then the handler does
       // not run at all, not even the calls it makes before it first writes. A first delivery skips the
@@ -210,6 +211,12 @@ export class DataExtension implements NodeExtension {
   async emit(ctx: Context, event: string, message: { headers: Record<string, string>; body: Uint8Array }) {
     const unit = this.units.get(ctx);
     if (!unit) return false;
+    if (this.invocations.get(ctx)?.idempotent) {
+      throw new ChassisError(
+        'INTERNAL',
+        `${ctx.service} emitted ${event} from an event handler declared idempotent: with no inbox row, a redelivery would emit it again; drop { idempotent: true } from that handler`,
+      );
+    }
     unit.emit({ event, message });
     return true;
   }
@@ -276,7 +283,7 @@ export class DataExtension implements NodeExtension {
 
   /** Commits what the action running with `ctx` wrote so far; its next database use opens a new transaction. */
   async commitSoFar(ctx: Context): Promise<void> {
-    if (this.invocations.get(ctx) === 'event') {
+    if (this.invocations.get(ctx)?.kind === 'event') {
       // An event handler's inbox claim commits with its first part: a crash after it would skip the rest.
       throw new ChassisError(
         'INTERNAL',

@@ -33,31 +33,36 @@ export function customerOrdersService() {
     version: '0.1.0',
     migrations: new URL('./migrations/', import.meta.url),
     events: [
-      on(orderChanged, async (order, ctx) => {
-        const db = await database<ReadModel>(ctx);
-        const row = {
-          order_id: order.id,
-          account_id: order.accountId,
-          side: order.side,
-          symbol: order.symbol,
-          quantity: order.quantity,
-          status: order.status,
-          price_cents: order.price === null ? null : toCents(order.price),
-          fee_cents: order.fee === null ? null : toCents(order.fee),
-          reason: order.reason,
-          history: JSON.stringify(order.history),
-          version: order.version,
-          created_at: order.history[0]?.at ?? new Date().toISOString(),
-        };
-        const { order_id: _, account_id: __, created_at: ___, ...changes } = row;
-        await db
-          .insertInto('order_summaries')
-          .values(row)
-          .onConflict((oc) =>
-            oc.column('order_id').doUpdateSet(changes).where('order_summaries.version', '<', order.version),
-          )
-          .execute();
-      }),
+      on(
+        orderChanged,
+        async (order, ctx) => {
+          const db = await database<ReadModel>(ctx);
+          const row = {
+            order_id: order.id,
+            account_id: order.accountId,
+            side: order.side,
+            symbol: order.symbol,
+            quantity: order.quantity,
+            status: order.status,
+            price_cents: order.price === null ? null : toCents(order.price),
+            fee_cents: order.fee === null ? null : toCents(order.fee),
+            reason: order.reason,
+            history: JSON.stringify(order.history),
+            version: order.version,
+            created_at: order.history[0]?.at ?? new Date().toISOString(),
+          };
+          const { order_id: _, account_id: __, created_at: ___, ...changes } = row;
+          await db
+            .insertInto('order_summaries')
+            .values(row)
+            .onConflict((oc) =>
+              oc.column('order_id').doUpdateSet(changes).where('order_summaries.version', '<', order.version),
+            )
+            .execute();
+        },
+        // A versioned upsert: the same change delivered again matches no row to update.
+        { idempotent: true },
+      ),
     ],
     actions: [
       handle(listOrders, async ({ accountId, page, size }, ctx) => {

@@ -37,51 +37,72 @@ const verb = (side: 'sell' | 'buy') => (side === 'sell' ? 'sold' : 'bought');
  * `notifications` sink on the channel of the account's contact preference (email or SMS), one per event
  * even when the event comes again (the inbox, and the event's unique key in the sink).
  */
+/**
+ * Every handler writes one row per event id (the order's, or the payment's) and skips it when it is
+ * there: delivered again, it changes nothing, so it needs no inbox row.
+ */
+const IDEMPOTENT = { idempotent: true } as const;
+
 export function notificationsService() {
   return defineService({
     name: 'notifications',
     version: '0.1.0',
     migrations: new URL('./migrations/', import.meta.url),
     events: [
-      on(orderCompleted, (order, ctx) =>
-        send(ctx, {
-          accountId: order.accountId,
-          eventId: `${orderCompleted.name}:${order.orderId}`,
-          subject: `Your ${order.side} order for ${order.quantity} ${order.symbol} is complete`,
-          body: `Order ${order.orderId}: ${verb(order.side)} ${order.quantity} ${order.symbol} at ${order.price} a share.`,
-        }),
+      on(
+        orderCompleted,
+        (order, ctx) =>
+          send(ctx, {
+            accountId: order.accountId,
+            eventId: `${orderCompleted.name}:${order.orderId}`,
+            subject: `Your ${order.side} order for ${order.quantity} ${order.symbol} is complete`,
+            body: `Order ${order.orderId}: ${verb(order.side)} ${order.quantity} ${order.symbol} at ${order.price} a share.`,
+          }),
+        IDEMPOTENT,
       ),
-      on(orderFailed, (order, ctx) =>
-        send(ctx, {
-          accountId: order.accountId,
-          eventId: `${orderFailed.name}:${order.orderId}`,
-          subject: `Your ${order.side} order for ${order.quantity} ${order.symbol} failed`,
-          body: `Order ${order.orderId} could not be completed: ${order.reason}. Nothing was ${verb(order.side)}, and any fee taken is refunded.`,
-        }),
+      on(
+        orderFailed,
+        (order, ctx) =>
+          send(ctx, {
+            accountId: order.accountId,
+            eventId: `${orderFailed.name}:${order.orderId}`,
+            subject: `Your ${order.side} order for ${order.quantity} ${order.symbol} failed`,
+            body: `Order ${order.orderId} could not be completed: ${order.reason}. Nothing was ${verb(order.side)}, and any fee taken is refunded.`,
+          }),
+        IDEMPOTENT,
       ),
-      on(orderCanceled, (order, ctx) =>
-        send(ctx, {
-          accountId: order.accountId,
-          eventId: `${orderCanceled.name}:${order.orderId}`,
-          subject: `Your ${order.side} order for ${order.quantity} ${order.symbol} was canceled`,
-          body: `Order ${order.orderId} was canceled before it reached the exchange. Nothing was ${verb(order.side)}, and any fee taken is refunded.`,
-        }),
+      on(
+        orderCanceled,
+        (order, ctx) =>
+          send(ctx, {
+            accountId: order.accountId,
+            eventId: `${orderCanceled.name}:${order.orderId}`,
+            subject: `Your ${order.side} order for ${order.quantity} ${order.symbol} was canceled`,
+            body: `Order ${order.orderId} was canceled before it reached the exchange. Nothing was ${verb(order.side)}, and any fee taken is refunded.`,
+          }),
+        IDEMPOTENT,
       ),
-      on(orderRejected, (order, ctx) =>
-        send(ctx, {
-          accountId: order.accountId,
-          eventId: `${orderRejected.name}:${order.orderId}`,
-          subject: `Your ${order.side} order for ${order.quantity} ${order.symbol} was rejected`,
-          body: `Order ${order.orderId} was not accepted: ${order.reason}.`,
-        }),
+      on(
+        orderRejected,
+        (order, ctx) =>
+          send(ctx, {
+            accountId: order.accountId,
+            eventId: `${orderRejected.name}:${order.orderId}`,
+            subject: `Your ${order.side} order for ${order.quantity} ${order.symbol} was rejected`,
+            body: `Order ${order.orderId} was not accepted: ${order.reason}.`,
+          }),
+        IDEMPOTENT,
       ),
-      on(paymentCompleted, (payment, ctx) =>
-        send(ctx, {
-          accountId: payment.accountId,
-          eventId: `${paymentCompleted.name}:${payment.paymentId}`,
-          subject: `Payment of ${payment.amount} received`,
-          body: `Payment ${payment.paymentId}: ${payment.amount} was credited to account ${payment.accountId}.`,
-        }),
+      on(
+        paymentCompleted,
+        (payment, ctx) =>
+          send(ctx, {
+            accountId: payment.accountId,
+            eventId: `${paymentCompleted.name}:${payment.paymentId}`,
+            subject: `Payment of ${payment.amount} received`,
+            body: `Payment ${payment.paymentId}: ${payment.amount} was credited to account ${payment.accountId}.`,
+          }),
+        IDEMPOTENT,
       ),
     ],
     actions: [

@@ -116,8 +116,14 @@ async function settle(
   const origin = inboundOrigin(message, deadline, span);
   try {
     await rt.policies.handle(subscription, handlerPolicies(rt, handler, handler.options), () =>
-      runInContext(rt, { kind: 'event', service, subscription }, origin, attempt, span, true, (ctx) =>
-        handler.run(parsed.data, ctx),
+      runInContext(
+        rt,
+        { kind: 'event', service, subscription, idempotent: handler.options.idempotent },
+        origin,
+        attempt,
+        span,
+        true,
+        (ctx) => handler.run(parsed.data, ctx),
       ),
     );
     return { disposition: { kind: 'ack' } };

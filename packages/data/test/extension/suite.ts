@@ -233,6 +233,47 @@ export function extensionSuite(target: DatabaseTarget): void {
       assert.deepEqual(seen, ['o-1', 'o-2'], 'what came before commit(ctx) is published; what came after is not');
     });
 
+    it(`[${target.name}] an idempotent handler records no inbox row: a redelivery applies its upsert again and changes nothing; it cannot emit`, async () => {
+      const s = slice();
+      const runs: number[] = [];
+      const emitted: string[] = [];
+      const ledger = ledgerHandling(
+        s,
+        async ({ orderId, quantity }, ctx) => {
+          runs.push(quantity);
+          const db = await database<LedgerTables>(ctx);
+          await db
+            .insertInto('reservations')
+            .values({ order_id: orderId, quantity })
+            .onConflict((oc) => oc.column('order_id').doNothing())
+            .execute();
+          if (quantity === 7) {
+            await ctx.emit(s.orderCreated, { orderId: 'echo', quantity: 1 }).catch((error: Error) => {
+              emitted.push(error.message);
+            });
+          }
+        },
+        { idempotent: true, maxDeliveries: 1 },
+      );
+      const { data } = await start([ledger]);
+      const raw = await cluster.transport();
+      const message = {
+        headers: { id: 'evt-idem', type: s.orderCreated.name },
+        body: Buffer.from(JSON.stringify({ orderId: 'o-idem', quantity: 5 })),
+      };
+      await raw.publish(s.orderCreated.name, message);
+      await raw.publish(s.orderCreated.name, message);
+      await waitUntil(() => runs.length === 2, { what: 'both deliveries handled' });
+      await raw.publish(s.orderCreated.name, {
+        headers: { id: 'evt-emits', type: s.orderCreated.name },
+        body: Buffer.from(JSON.stringify({ orderId: 'o-emits', quantity: 7 })),
+      });
+      await waitUntil(() => emitted.length === 1, { what: 'the refused emit' });
+      assert.equal(await count(data, ledger.name, 'reservations'), 2, 'one row per order, however often delivered');
+      assert.equal(await count(data, ledger.name, 'chassis_inbox'), 0, 'no inbox rows');
+      assert.match(emitted[0]!, /declared idempotent/);
+    });
+
     it(`[${target.name}] commit(ctx) is refused in an event handler, whose work commits with its inbox claim`, async () => {
       const s = slice();
       const errors: string[] = [];
