@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { ChassisError } from '@chassis/core';
-import { PGlite, type PGliteInterface } from '@electric-sql/pglite';
+import { PGlite } from '@electric-sql/pglite';
 import {
   Kysely,
   PostgresDialect,
@@ -11,6 +11,7 @@ import {
   sql,
 } from 'kysely';
 import pg from 'pg';
+import { type PgliteConnection, PglitePreparedStatements } from './pglite-prepared.ts';
 import { DEFAULT_PREPARED_STATEMENTS_PER_CONNECTION, prepareRepeatedStatements } from './prepared-statements.ts';
 import { type DatabaseUsage, UsageCounter } from './usage.ts';
 
@@ -36,10 +37,10 @@ export interface DatabaseOptions {
   /** Connections in the pool (PostgreSQL). Default 10. */
   poolSize?: number;
   /**
-   * Named prepared statements each PostgreSQL connection keeps, so that a statement it runs again is
-   * not parsed and planned again (see prepared-statements.ts). Default 256; 0 runs every statement
-   * unnamed — for a connection pooler that does not carry prepared statements across, such as
-   * PgBouncer in transaction mode before 1.21.
+   * Named prepared statements each connection keeps, so that a statement it runs again is not parsed
+   * and planned again (see prepared-statements.ts, and pglite-prepared.ts for PGlite's one connection).
+   * Default 256; 0 runs every statement unnamed — for a connection pooler that does not carry prepared
+   * statements across, such as PgBouncer in transaction mode before 1.21.
    */
   preparedStatements?: number;
 }
@@ -78,7 +79,7 @@ export class Database {
   }
 
   static async open(url: string, options: DatabaseOptions = {}): Promise<Database> {
-    if (url.startsWith('pglite://')) return openPglite(url);
+    if (url.startsWith('pglite://')) return openPglite(url, options);
     if (url.startsWith('postgres://') || url.startsWith('postgresql://')) return openPostgres(url, options);
     throw new ChassisError(
       'CONFIG',
@@ -366,10 +367,10 @@ async function listenOn(
  */
 let memoryTemplate: Promise<PGlite> | undefined;
 
-async function openPglite(url: string): Promise<Database> {
+async function openPglite(url: string, options: DatabaseOptions): Promise<Database> {
   const location = url.slice('pglite://'.length);
   const dataDir = location === 'memory' || location === '' ? undefined : resolve(location);
-  let lite: PGliteInterface;
+  let lite: PGlite;
   try {
     if (dataDir) {
       // `pglite://.data/simplebank` on a fresh clone: the folder's parent does not exist yet.
@@ -377,7 +378,8 @@ async function openPglite(url: string): Promise<Database> {
       lite = await PGlite.create(dataDir);
     } else {
       memoryTemplate ??= PGlite.create();
-      lite = await (await memoryTemplate).clone();
+      // A clone is a PGlite; `clone` promises only the interface, which lacks `execProtocolStream`.
+      lite = (await (await memoryTemplate).clone()) as PGlite;
     }
   } catch (error) {
     throw new ChassisError('UNAVAILABLE', `Cannot open PGlite at ${dataDir ?? 'memory'}: ${(error as Error).message}`, {
@@ -385,7 +387,11 @@ async function openPglite(url: string): Promise<Database> {
     });
   }
   const usage = new UsageCounter();
-  const pool = new OneConnectionPool(lite, usage.connection());
+  const pool = new OneConnectionPool(
+    lite,
+    new PglitePreparedStatements(lite, options.preparedStatements ?? DEFAULT_PREPARED_STATEMENTS_PER_CONNECTION),
+    usage.connection(),
+  );
   const kysely = new Kysely<AnyTables>({ dialect: new PostgresDialect({ pool }) });
   return new Database(
     'pglite',
@@ -409,22 +415,26 @@ async function openPglite(url: string): Promise<Database> {
  * Written by hand: the PGlite dialect packages on npm lag PGlite's releases (one pins PGlite ≤ 0.4) or
  * bring a code generator and a CLI along; this is the thirty lines they would have given us.
  *
- * Its statements are not prepared, unlike PostgreSQL's: PGlite's `query` takes no statement name and
- * sends every statement unnamed (Parse, Describe, Bind, Describe, Execute: a call into its WebAssembly
- * each). Preparing would mean speaking the wire protocol through `execProtocol` and decoding the rows
- * by hand.
+ * Statements with parameters go through `statements`, which prepares the repeated ones (PGlite's own
+ * `query` sends every statement unnamed, parsed and planned anew: see pglite-prepared.ts).
  */
 class OneConnectionPool implements PostgresPool {
   /** Kysely reads pool options only to cancel a query from another connection, which PGlite has not. */
   readonly options = {};
   private tail: Promise<void> = Promise.resolve();
 
-  private readonly lite: PGliteInterface;
+  private readonly lite: PgliteConnection & Pick<PGlite, 'exec' | 'close'>;
+  private readonly statements: PglitePreparedStatements;
   /** Counts what the one connection is sent. */
   private readonly count: (text: string) => void;
 
-  constructor(lite: PGliteInterface, count: (text: string) => void) {
+  constructor(
+    lite: PgliteConnection & Pick<PGlite, 'exec' | 'close'>,
+    statements: PglitePreparedStatements,
+    count: (text: string) => void,
+  ) {
     this.lite = lite;
+    this.statements = statements;
     this.count = count;
   }
 
@@ -436,6 +446,7 @@ class OneConnectionPool implements PostgresPool {
     });
     await previous;
     const lite = this.lite;
+    const statements = this.statements;
     const count = this.count;
     let released = false;
     const client = {
@@ -447,7 +458,7 @@ class OneConnectionPool implements PostgresPool {
           const last = results.at(-1);
           return { command: commandOf(text), rowCount: last?.affectedRows ?? 0, rows: (last?.rows ?? []) as R[] };
         }
-        const result = await lite.query<R>(text, [...parameters]);
+        const result = await statements.query<R>(text, [...parameters]);
         return { command: commandOf(text), rowCount: result.affectedRows ?? 0, rows: result.rows };
       },
       release() {

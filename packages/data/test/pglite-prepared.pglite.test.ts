@@ -1,0 +1,151 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { ChassisError } from '@chassis/core';
+import { Database, sql } from '@chassis/data';
+import { PGlite } from '@electric-sql/pglite';
+import { PglitePreparedStatements } from '../src/pglite-prepared.ts';
+
+describe("PGlite's prepared statements answer as its own query does", () => {
+  let lite: PGlite;
+  let statements: PglitePreparedStatements;
+  before(async () => {
+    lite = await PGlite.create();
+    statements = new PglitePreparedStatements(lite, 256);
+    await lite.exec(`
+      create type mood as enum ('calm', 'busy');
+      create table t (
+        id int primary key, i2 smallint, i8 bigint, n numeric(12, 3), r real, d double precision,
+        b boolean, s text, vc varchar(10), ch char(3), u uuid, j json, jb jsonb,
+        ts timestamp, tstz timestamptz, dt date, tm time, iv interval, by bytea, m mood,
+        ai int[], at text[], ab bigint[], ajb jsonb[], atstz timestamptz[]
+      );
+      insert into t values
+        (1, 7, 9007199254740991, 1234.5, 1.5, 2.25, true, 'a "quoted" text', 'v', 'ab', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+         '{"a": [1, 2]}', '{"b": {"c": null}}', '2026-12-05 05:00:00.123456', '2026-12-05 05:00:00.5+02', '2026-12-05',
+         '12:34:56', '1 day 02:03:04', '\\xdeadbeef', 'busy', '{1,2,NULL}', '{"x","y z",NULL}', '{1,9007199254740991}',
+         array['{"k": 1}'::jsonb], array['2026-01-01 00:00:00+00'::timestamptz]),
+        (2, null, null, null, null, null, false, '', null, null, null, 'null', '[]', null, null, null, null, null, null, null,
+         '{}', '{}', null, null, null),
+        (3, null, -1, -0.001, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, 'calm',
+         null, null, null, null, null);
+    `);
+  });
+  after(async () => {
+    await lite.close();
+  });
+
+  /** The same statement both ways: rows, types, counts and fields alike. */
+  async function same(text: string, parameters: unknown[]) {
+    const expected = await lite.query(text, parameters);
+    const first = await statements.query(text, parameters);
+    const again = await statements.query(text, parameters); // now prepared, bound and executed only
+    for (const actual of [first, again]) {
+      assert.deepEqual(actual.rows, expected.rows, text);
+      assert.deepEqual(actual.fields, expected.fields, text);
+      assert.equal(actual.affectedRows, expected.affectedRows, text);
+      assert.equal(actual.rowCount, expected.rowCount, text);
+      assert.equal(actual.command, expected.command, text);
+    }
+    return expected;
+  }
+
+  it('every column type, NULLs among them, and no rows at all', async () => {
+    const all = await same('select * from t where id >= $1 order by id', [1]);
+    assert.equal(all.rows.length, 3);
+    assert.equal(typeof (all.rows[0] as { ts: unknown }).ts, 'object');
+    await same('select * from t where id = $1', [42]);
+    await same('select * from t where s = $1 and b = $2', ['a "quoted" text', true]);
+    await same('select id, jb from t where jb @> $1::jsonb', [{ b: { c: null } }]);
+    await same('select id from t where tstz < $1 or ts > $2', [new Date('2030-01-01'), new Date('2000-01-01')]);
+    await same('select id from t where ai && $1 or at && $2', [[2, 5], ['y z']]);
+    await same('select $1::int as a, $2::text as b, $3::bigint as c, $4::numeric as d, $5::boolean as e', [
+      1,
+      null,
+      12,
+      '1.50',
+      false,
+    ]);
+    await same('select count(*) as n, sum(i8) as total from t where id <> $1', [0]);
+    await same('with x as (select $1::int as v) select v from x', [5]);
+  });
+
+  it('insert, update and delete: affected rows and returning', async () => {
+    await lite.exec('create table w (id serial primary key, v text, at timestamptz not null default now())');
+    const inserted = await lite.query('insert into w (v) values ($1) returning id', ['a']);
+    assert.equal(inserted.affectedRows, 1);
+    await statements.query('insert into w (v) values ($1) returning id', ['b']);
+    await same('update w set v = $1 where id > $2', ['c', 0]);
+    await same('update w set v = $1 where id > $2 returning id, v', ['d', 0]);
+    await same('update w set v = $1 where id < $2', ['e', 0]);
+    const deleted = await statements.query('delete from w where v = $1', ['d']);
+    assert.equal(deleted.affectedRows, 2);
+    assert.equal((await same('select count(*)::int as n from w where v = $1', ['d'])).rows.length, 1);
+  });
+
+  it('an error is the one query throws: same class, SQLSTATE, message and detail', async () => {
+    const fromQuery = await lite.query('insert into t (id) values ($1)', [1]).catch((error: unknown) => error);
+    const prepared = await statements.query('insert into t (id) values ($1)', [1]).catch((error: unknown) => error);
+    const again = await statements.query('insert into t (id) values ($1)', [1]).catch((error: unknown) => error);
+    for (const error of [prepared, again]) {
+      assert.equal((error as Error).constructor, (fromQuery as Error).constructor);
+      for (const key of ['code', 'message', 'detail', 'constraint', 'table', 'severity', 'query']) {
+        assert.deepEqual((error as Record<string, unknown>)[key], (fromQuery as Record<string, unknown>)[key], key);
+      }
+    }
+    assert.equal((prepared as { code?: string }).code, '23505');
+    // A statement PostgreSQL refuses to parse is not prepared, and fails alike every time.
+    for (let i = 0; i < 2; i++) {
+      await assert.rejects(statements.query('select nope from t where id = $1', [1]), { code: '42703' });
+    }
+  });
+});
+
+describe('a PGlite database prepares its repeated statements', () => {
+  const open: Database[] = [];
+  after(async () => {
+    await Promise.allSettled(open.map((db) => db.close()));
+  });
+  async function database(): Promise<Database> {
+    const db = await Database.open('pglite://memory');
+    open.push(db);
+    await sql`create table a (id text primary key, balance bigint not null)`.execute(db.kysely);
+    await sql`insert into a values ('x', 10), ('y', 20)`.execute(db.kysely);
+    return db;
+  }
+
+  it('counts statements as before, and a failed statement still aborts its transaction', async () => {
+    const db = await database();
+    const before = db.usage.statements;
+    for (let i = 0; i < 3; i++) await sql`select balance from a where id = ${'x'}`.execute(db.kysely);
+    assert.equal(db.usage.statements - before, 3);
+    await assert.rejects(
+      db.transaction(async (trx) => {
+        await sql`update a set balance = balance + ${5} where id = ${'x'}`.execute(trx);
+        await sql`insert into a values (${'y'}, ${1})`.execute(trx).catch(() => undefined);
+        await sql`update a set balance = balance + ${5} where id = ${'y'}`.execute(trx);
+      }),
+      { code: '25P02' },
+    );
+    const rows = await sql<{ balance: number }>`select balance from a where id = ${'x'}`.execute(db.kysely);
+    assert.deepEqual(rows.rows, [{ balance: 10 }]);
+  });
+
+  it('a table changed under a prepared statement: run alone it is prepared anew; in a transaction, UNAVAILABLE', async () => {
+    const db = await database();
+    const select = (on: typeof db.kysely) => sql`select * from a where id = ${'x'}`.execute(on);
+    await select(db.kysely);
+    await select(db.kysely);
+    await sql`alter table a add column note text`.execute(db.kysely);
+    assert.deepEqual((await select(db.kysely)).rows, [{ id: 'x', balance: 10, note: null }]);
+
+    await sql`alter table a add column since date`.execute(db.kysely);
+    const failed = await db
+      .transaction(async (trx) => {
+        await select(trx);
+      })
+      .catch((error: unknown) => error);
+    assert.ok(failed instanceof ChassisError, String(failed));
+    assert.equal(failed.code, 'UNAVAILABLE');
+    assert.deepEqual((await db.transaction(select)).rows, [{ id: 'x', balance: 10, note: null, since: null }]);
+  });
+});
