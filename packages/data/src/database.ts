@@ -1,5 +1,7 @@
+import { fork } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { ChassisError } from '@chassis/core';
 import { PGlite } from '@electric-sql/pglite';
 import {
@@ -360,12 +362,52 @@ async function listenOn(
 // PGlite ------------------------------------------------------------------------------------------
 
 /**
- * A pristine in-memory PGlite, never handed out: each `pglite://memory` is a clone of it. Starting
- * PGlite takes seconds (its WebAssembly PostgreSQL is compiled and boots: 6 s measured on a busy 2-core
- * machine); a clone, about one (1.2 s there) — which adds up in a test suite opening a fresh database
- * per test.
+ * A pristine in-memory PGlite, never handed out: each `pglite://memory` starts from a copy of its files.
+ * Starting PGlite takes seconds (its WebAssembly PostgreSQL is compiled and boots: 6 s measured on a
+ * busy 2-core machine); from a copy, about one (1.2 s there) — which adds up in a test suite opening a
+ * fresh database per test.
  */
 let memoryTemplate: Promise<PGlite> | undefined;
+
+/**
+ * What PGlite starts PostgreSQL with, beside its own defaults. PGlite keeps PostgreSQL's
+ * `shared_buffers` of 128 MB, and its shared memory is zero-filled WebAssembly memory, so those 128 MB
+ * are resident from the start: a PGlite on an existing folder was 268–293 MB RSS after create, of which
+ * 151 MB its WebAssembly memory. At 16 MB: 154–194 MB, 29 MB of it WebAssembly (RSS after 12,000 inserts
+ * + selects + updates: 431–456 → 288–304 MB). The pages PostgreSQL does not keep are in the OS page cache
+ * (a folder) or in PGlite's in-memory file system (memory), one copy call away, not on disk: the same
+ * loop took as long (2nd pass, 3 runs each on a busy 2-core machine: 2.3–2.9 s at 128 MB, 2.1–3.6 s at
+ * 16 MB, 2.4–3.5 s at 8 MB). `wal_buffers` follows (1/32 of it); `work_mem`, `temp_buffers` and
+ * `maintenance_work_mem` are taken only by a query that needs them.
+ */
+const PGLITE_SETTINGS = ['shared_buffers=16MB'];
+
+const pgliteStartParams = () => [
+  ...PGlite.defaultStartParams,
+  ...PGLITE_SETTINGS.flatMap((setting) => ['-c', setting]),
+];
+
+/**
+ * Creates a database (initdb) in `dataDir`, in a child process. Done in this process, initdb left
+ * ~450 MB behind until a full GC came (PGlite runs initdb in a second PGlite, with a copy of its whole
+ * WebAssembly memory): a process opening a fresh folder was 689 MB RSS after open (1,181 MB peak),
+ * against 218–246 MB opening an existing one. On a worker thread, 410–448 MB (the thread's malloc arenas
+ * stay); in a child process, 214 MB, for ~1 s more on the first start.
+ */
+function initdbElsewhere(dataDir: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = fork(new URL('./pglite-initdb.ts', import.meta.url).pathname, [dataDir], {
+      execArgv: [],
+      env: { ...process.env, CHASSIS_PGLITE_START_PARAMS: JSON.stringify(pgliteStartParams()) },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(new Error(`initdb's process exited with ${signal ?? `code ${code}`}`));
+    });
+  });
+}
 
 async function openPglite(url: string, options: DatabaseOptions): Promise<Database> {
   const location = url.slice('pglite://'.length);
@@ -375,11 +417,13 @@ async function openPglite(url: string, options: DatabaseOptions): Promise<Databa
     if (dataDir) {
       // `pglite://.data/simplebank` on a fresh clone: the folder's parent does not exist yet.
       await mkdir(dirname(dataDir), { recursive: true });
-      lite = await PGlite.create(dataDir);
+      if (!existsSync(join(dataDir, 'PG_VERSION'))) await initdbElsewhere(dataDir);
+      lite = await PGlite.create({ dataDir, startParams: pgliteStartParams() });
     } else {
-      memoryTemplate ??= PGlite.create();
-      // A clone is a PGlite; `clone` promises only the interface, which lacks `execProtocolStream`.
-      lite = (await (await memoryTemplate).clone()) as PGlite;
+      memoryTemplate ??= PGlite.create({ startParams: pgliteStartParams() });
+      // What `clone()` does, with our settings: it would start the copy with PGlite's own.
+      const loadDataDir = await (await memoryTemplate).dumpDataDir('none');
+      lite = await PGlite.create({ loadDataDir, startParams: pgliteStartParams() });
     }
   } catch (error) {
     throw new ChassisError('UNAVAILABLE', `Cannot open PGlite at ${dataDir ?? 'memory'}: ${(error as Error).message}`, {
