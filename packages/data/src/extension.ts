@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   ChassisError,
   type ChassisNode,
@@ -47,6 +48,12 @@ export interface DataExtensionOptions {
    * `parkAfterAttempts`). Default 10; `Infinity` never parks.
    */
   relayParkAfterAttempts?: number;
+  /**
+   * How long a starting node waits for a database it cannot reach (starting beside it, or while it
+   * restarts) before it gives up. Default 60 000 ms. A misconfiguration (no such database, a refused
+   * login) fails at once.
+   */
+  startTimeoutMs?: number;
 }
 
 export class DataExtension implements NodeExtension {
@@ -69,6 +76,40 @@ export class DataExtension implements NodeExtension {
     this.owned = options.database === undefined;
   }
 
+  /**
+   * Opens the database and brings every service's schema up to date, waiting for a database it cannot
+   * reach yet: a node that exited instead would stay down unless something restarts it (the chaos test
+   * saw a ledger restarted during PostgreSQL's restart do just that, and its reservations stay held).
+   * Migrations and installs run again from the start: each is idempotent under the service's lock.
+   */
+  private async openAndInstall(node: ChassisNode, withData: ServiceDefinition[]): Promise<Database> {
+    const deadline = Date.now() + (this.options.startTimeoutMs ?? 60_000);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        this.db ??= await Database.open(this.options.url ?? process.env.DATABASE_URL ?? 'pglite://memory');
+        for (const service of withData) {
+          const report = await migrate(this.db, { service: service.name, folder: service.migrations! });
+          await installOutbox(this.db, service.name);
+          await installInbox(this.db, service.name);
+          if (service.schedules.some((schedule) => schedule.options.scope !== 'instance')) {
+            await installLeases(this.db, service.name);
+          }
+          if (report.applied.length > 0) {
+            node.log.info({ service: service.name, applied: report.applied }, `migrated ${service.name}`);
+          }
+          this.services.add(service.name);
+        }
+        return this.db;
+      } catch (caught) {
+        const error = unavailableIfDisconnected(caught);
+        const delayMs = Math.min(5000, 250 * 2 ** (attempt - 1));
+        if (!(error instanceof ChassisError && error.retryable) || Date.now() + delayMs > deadline) throw error;
+        node.log.warn({ err: error, attempt }, `the database cannot be reached yet; trying again in ${delayMs} ms`);
+        await sleep(delayMs);
+      }
+    }
+  }
+
   /** The database, once the node has started. */
   get database(): Database {
     if (!this.db) throw new Error('The data extension has not started: start the node first');
@@ -80,20 +121,7 @@ export class DataExtension implements NodeExtension {
     this.node = node;
     const withData = node.services.filter((service) => service.migrations !== undefined);
     if (withData.length === 0) return;
-    this.db ??= await Database.open(this.options.url ?? process.env.DATABASE_URL ?? 'pglite://memory');
-    const db = this.db;
-    for (const service of withData) {
-      const report = await migrate(db, { service: service.name, folder: service.migrations! });
-      await installOutbox(db, service.name);
-      await installInbox(db, service.name);
-      if (service.schedules.some((schedule) => schedule.options.scope !== 'instance')) {
-        await installLeases(db, service.name);
-      }
-      if (report.applied.length > 0) {
-        node.log.info({ service: service.name, applied: report.applied }, `migrated ${service.name}`);
-      }
-      this.services.add(service.name);
-    }
+    const db = await this.openAndInstall(node, withData);
     const parkedTotal = new Counter({
       name: 'chassis_outbox_parked_total',
       help: 'Events a service’s outbox relay parked: refused by the transport while later events went',
