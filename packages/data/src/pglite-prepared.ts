@@ -1,6 +1,5 @@
-import { ChassisError } from '@chassis/core';
 import { type messages, type PGlite, parse, protocol, type Results } from '@electric-sql/pglite';
-import { preparedStatementName } from './prepared-statements.ts';
+import { preparedStatementName, repairFor, staleInTransaction } from './prepared-statements.ts';
 
 /**
  * Named prepared statements on PGlite's one connection: what prepared-statements.ts gives PostgreSQL's.
@@ -38,11 +37,6 @@ interface Prepared {
   /** The row description (`Describe` of the statement), or undefined for a statement without rows. */
   readonly rowDescription: messages.RowDescriptionMessage | undefined;
 }
-
-/** SQLSTATE `feature_not_supported`, which this message makes the plan-cache case. */
-const FEATURE_NOT_SUPPORTED = '0A000';
-/** SQLSTATE `invalid_sql_statement_name`: the server has no statement of that name. */
-const NO_SUCH_STATEMENT = '26000';
 
 const { serialize } = protocol;
 
@@ -87,7 +81,7 @@ export class PglitePreparedStatements {
         const all = statement.rowDescription ? [statement.rowDescription, ...replies] : replies;
         return parse.parseResults(all, this.lite.parsers)[0] as Results<R>;
       }
-      if (error.code !== NO_SUCH_STATEMENT && !isStalePlan(error)) throw described(error, text, parameters);
+      if (!repairFor(error)) throw described(error, text, parameters);
       // The plan (and the row description learnt with it) no longer fits: close it, prepare it anew.
       this.prepared.delete(name);
       await this.lite.execProtocolStream(concat(serialize.close({ type: 'S', name }), serialize.sync()), {
@@ -95,11 +89,7 @@ export class PglitePreparedStatements {
         throwOnError: false,
       });
       if (transactionStatus(replies) !== 'I') {
-        throw new ChassisError(
-          'UNAVAILABLE',
-          `A prepared statement no longer fits its tables (they changed: a migration ran), so the transaction failed; run it again: ${error.message}`,
-          { cause: described(error, text, parameters) },
-        );
+        throw staleInTransaction(described(error, text, parameters));
       }
       if (attempt === 2) throw described(error, text, parameters);
     }
@@ -126,10 +116,6 @@ export class PglitePreparedStatements {
 function failure(replies: messages.BackendMessage[]): messages.DatabaseError | undefined {
   for (const reply of replies) if (reply.name === 'error') return reply as messages.DatabaseError;
   return undefined;
-}
-
-function isStalePlan(error: messages.DatabaseError): boolean {
-  return error.code === FEATURE_NOT_SUPPORTED && /cached plan must not change/.test(error.message);
 }
 
 /** The status of the last ReadyForQuery: 'I' idle, 'T' in a transaction, 'E' in a failed one. */

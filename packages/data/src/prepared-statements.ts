@@ -109,11 +109,7 @@ export function prepareRepeatedStatements(client: pg.ClientBase, limit: number):
         if (repair === 'deallocate') stale.add(name);
         // Before the failed statement's ReadyForQuery or after it, 'I' says it ran alone.
         if (client.getTransactionStatus() !== 'I') {
-          throw new ChassisError(
-            'UNAVAILABLE',
-            `A prepared statement no longer fits its tables (they changed: a migration ran), so the transaction failed; run it again: ${(error as Error).message}`,
-            { cause: error },
-          );
+          throw staleInTransaction(error);
         }
         if (attempt === 2) throw error;
       }
@@ -134,8 +130,23 @@ export function prepareRepeatedStatements(client: pg.ClientBase, limit: number):
   }) as typeof client.query;
 }
 
-/** What repairs a failed named statement: none (an ordinary error), or its prepared plan's removal. */
-function repairFor(error: unknown): 'deallocate' | 'forget' | undefined {
+/**
+ * A statement whose prepared plan no longer fits failed inside a transaction, which it aborted: the
+ * whole transaction is worth running again. (PGlite's prepared statements fail the same way.)
+ */
+export function staleInTransaction(error: unknown): ChassisError {
+  return new ChassisError(
+    'UNAVAILABLE',
+    `A prepared statement no longer fits its tables (they changed: a migration ran), so the transaction failed; run it again: ${(error as Error).message}`,
+    { cause: error },
+  );
+}
+
+/**
+ * What repairs a failed named statement: none (an ordinary error), or its prepared plan's removal. On
+ * PostgreSQL and PGlite alike.
+ */
+export function repairFor(error: unknown): 'deallocate' | 'forget' | undefined {
   const { code, message } = error as { code?: unknown; message?: unknown };
   if (code === FEATURE_NOT_SUPPORTED && typeof message === 'string' && /cached plan must not change/.test(message)) {
     return 'deallocate';
