@@ -182,6 +182,8 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
   for (const spec of distributedTopology()) opsPorts[spec.name] = await freePort();
   const bank = await launchDistributed({
     opsPorts,
+    // `BENCH_DISTRIBUTED_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof"` profiles every process.
+    nodeArgs: process.env.BENCH_DISTRIBUTED_NODE_ARGS?.split(' ').filter(Boolean),
     transport: process.env.BENCH_NATS_URL ?? servers.nats.url,
     databaseUrl: databaseUrl(bankDb),
     port: await freePort(),

@@ -26,6 +26,8 @@ export interface DistributedOptions {
   logLevel?: string;
   /** Ops ports (`/metrics`, `/health/*`) by process name; a process not named serves none. */
   opsPorts?: Readonly<Record<string, number>>;
+  /** Node.js flags for every SimpleBank process, e.g. `['--cpu-prof']` to profile them. */
+  nodeArgs?: readonly string[];
 }
 
 export interface RunningProcess {
@@ -97,7 +99,7 @@ export async function launchDistributed(options: DistributedOptions): Promise<Di
   const processes = new Map<string, RunningProcess>();
 
   const spawnProcess = (spec: ProcessSpec, script: string, env: Record<string, string>, opsPort?: number) => {
-    const child = spawn(process.execPath, [script], {
+    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), script], {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
