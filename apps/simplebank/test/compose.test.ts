@@ -106,7 +106,7 @@ describe('deploy/compose/docker-compose.yml', () => {
     assert.equal(compose.services.exchange?.environment?.EXCHANGE_PORT, '9090');
   });
 
-  it('commits no secret: each is a required ${…} from the uncommitted .env, which .env.example lists', async () => {
+  it('commits no secret: each is a required variable from the uncommitted .env, which .env.example lists', async () => {
     const compose = await readCompose();
     const example = await readFile(join(composeDir, '.env.example'), 'utf8');
     const secrets = {
@@ -131,7 +131,8 @@ describe('deploy/compose/docker-compose.yml', () => {
         if (!source.startsWith('.') && !source.startsWith('/')) continue; // a named volume
         mounted.add(relative(repo, resolve(composeDir, source)));
       }
-      if (service.build) mounted.add(relative(repo, resolve(composeDir, service.build.context, service.build.dockerfile)));
+      if (service.build)
+        mounted.add(relative(repo, resolve(composeDir, service.build.context, service.build.dockerfile)));
     }
     const expected = [...expectedFromMonitoring, ...expectedFromImage];
     for (const path of mounted) {
