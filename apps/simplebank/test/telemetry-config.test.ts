@@ -85,6 +85,9 @@ describe('deploy/otel/collector.yml', () => {
   });
 });
 
+/** A literal in a regex (RegExp.escape is Node 24's, not yet in TypeScript 5.9's types). */
+const escapeRegex = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+
 /** A Fluent Bit classic-mode file: sections of `Key Value` lines (keys are case-insensitive). */
 type Section = { kind: string; entries: Map<string, string> };
 
@@ -112,7 +115,7 @@ function parseFluentBit(text: string): Section[] {
 
 /** Fluent Bit's tag matching: `*` stands for any characters. */
 function tagMatches(pattern: string, tag: string): boolean {
-  const regex = new RegExp(`^${pattern.split('*').map(RegExp.escape).join('.*')}$`);
+  const regex = new RegExp(`^${pattern.split('*').map(escapeRegex).join('.*')}$`);
   return regex.test(tag);
 }
 
@@ -134,7 +137,7 @@ function strptimeRegex(format: string): RegExp {
       const directive = directives[format[++i] ?? ''];
       assert.ok(directive, `Time_Format directive %${format[i]} is known`);
       pattern += directive;
-    } else pattern += RegExp.escape(format[i]!);
+    } else pattern += escapeRegex(format[i]!);
   }
   return new RegExp(`^${pattern}$`);
 }
