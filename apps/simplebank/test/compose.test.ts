@@ -37,7 +37,7 @@ const expectedFromImage = ['deploy/Dockerfile'];
 interface ComposeService {
   image?: string;
   build?: { context: string; dockerfile: string };
-  entrypoint?: string[];
+  command?: string[];
   environment?: Record<string, string>;
   ports?: string[];
   volumes?: string[];
@@ -55,9 +55,9 @@ async function readCompose(): Promise<ComposeFile> {
   return parse(await readFile(composeFile, 'utf8'), { merge: true }) as ComposeFile;
 }
 
-/** The services that run a SimpleBank node: built from deploy/Dockerfile with its default entry. */
+/** The services that run a SimpleBank node: built from deploy/Dockerfile, running its default command. */
 function simplebankServices(compose: ComposeFile): [string, ComposeService][] {
-  return Object.entries(compose.services).filter(([, service]) => service.build && !service.entrypoint);
+  return Object.entries(compose.services).filter(([, service]) => service.build && !service.command);
 }
 
 describe('deploy/compose/docker-compose.yml', () => {
@@ -103,7 +103,10 @@ describe('deploy/compose/docker-compose.yml', () => {
       assert.equal(edge?.depends_on?.[spec.name]?.condition, 'service_healthy', `edge starts after ${spec.name}`);
     }
     assert.equal(edge?.environment?.REDIS_URL, 'redis://redis:6379');
-    assert.equal(compose.services.exchange?.environment?.EXCHANGE_PORT, '9090');
+    const exchange = compose.services.exchange;
+    assert.equal(exchange?.environment?.EXCHANGE_PORT, '9090');
+    assert.deepEqual(exchange?.command, ['node', 'apps/simplebank/exchange-simulator/main.ts']);
+    assert.ok(existsSync(join(repo, exchange.command[1]!)), 'the simulator is where the command says');
   });
 
   it('commits no secret: each is a required variable from the uncommitted .env, which .env.example lists', async () => {
