@@ -216,10 +216,20 @@ function closeServer(server: NetServer, sockets: Set<Socket>): Promise<void> {
  * A TLS endpoint on a free port that forwards the decrypted bytes to a plain TCP server, as a TLS
  * sidecar or load balancer does: e.g. `amqps://…@127.0.0.1:<port>` in front of RabbitMQ's 5672.
  */
-export async function startTlsProxy(pki: TestPki, target: { host?: string; port: number }): Promise<TlsProxy> {
-  const [cert, key] = await Promise.all([readFile(pki.serverCertFile), readFile(pki.serverKeyFile)]);
+export async function startTlsProxy(
+  pki: TestPki,
+  target: { host?: string; port: number },
+  { verifyClients = false } = {},
+): Promise<TlsProxy> {
+  const [cert, key, ca] = await Promise.all([
+    readFile(pki.serverCertFile),
+    readFile(pki.serverKeyFile),
+    readFile(pki.caFile),
+  ]);
   const sockets = new Set<Socket>();
-  const server = createTlsServer({ cert, key }, (client) => {
+  // With `verifyClients`, as RabbitMQ's `ssl_options.verify = verify_peer, fail_if_no_peer_cert = true`.
+  const clientAuth = verifyClients ? { requestCert: true, rejectUnauthorized: true, ca } : {};
+  const server = createTlsServer({ cert, key, ...clientAuth }, (client) => {
     sockets.add(client);
     client.once('close', () => sockets.delete(client));
     const upstream = netConnect({ host: target.host ?? '127.0.0.1', port: target.port });
