@@ -117,6 +117,8 @@ export interface TlsFailureContext {
   address: string;
   files?: TlsFiles;
   names?: TlsSettingNames;
+  /** How to turn TLS on for this kind of server, when it does not offer it. */
+  enableTlsHint?: string;
 }
 
 function codesOf(error: unknown): { codes: string[]; messages: string[] } {
@@ -196,7 +198,7 @@ export function tlsFailure(error: unknown, context: TlsFailureContext): ChassisE
     return fail(
       'TLS_NOT_OFFERED',
       `TLS to ${at} failed: the server does not offer TLS there (${plain}). ` +
-        `Use the server's TLS port, or turn TLS on in the server`,
+        (context.enableTlsHint ?? "Use the server's TLS port, or turn TLS on in the server"),
     );
   }
   const badFile = codes.find((code) => /^ERR_OSSL_|^ERR_SSL_.*(PEM|KEY|X509)/.test(code));

@@ -31,6 +31,9 @@ export interface TestPki {
   /** A client certificate (CN `chassis-test-client`), and its key. */
   readonly clientCertFile: string;
   readonly clientKeyFile: string;
+  /** A certificate the CA signed for another host only (`db.example.internal`): verify-full must refuse it. */
+  readonly otherHostCertFile: string;
+  readonly otherHostKeyFile: string;
   /** A CA that signed nothing here: trusting it alone must fail. */
   readonly wrongCaFile: string;
   /** Removes the folder. */
@@ -105,6 +108,12 @@ export async function makeTestPki(): Promise<TestPki> {
     'localhost',
     'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n',
   );
+  const otherHost = await issue(
+    dir,
+    ca,
+    'db.example.internal',
+    'subjectAltName=DNS:db.example.internal\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n',
+  );
   const client = await issue(
     dir,
     ca,
@@ -118,6 +127,8 @@ export async function makeTestPki(): Promise<TestPki> {
     serverKeyFile: server.key,
     clientCertFile: client.cert,
     clientKeyFile: client.key,
+    otherHostCertFile: otherHost.cert,
+    otherHostKeyFile: otherHost.key,
     wrongCaFile: wrongCa.cert,
     remove: () => rm(dir, { recursive: true, force: true }),
   };
@@ -250,10 +261,18 @@ const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
  * PostgreSQL with `ssl = on`, made from a plain server: answers the client's SSLRequest with `S`, does
  * the TLS handshake with the PKI's server certificate, and forwards the decrypted startup and queries
  * to the real server (which thus sees a plain connection, as it would behind a TLS-terminating proxy).
- * A client that starts without SSLRequest is forwarded as it is.
+ * A client that starts without SSLRequest is cut off, so a connection that works went through TLS.
  */
-export async function startPostgresTlsProxy(pki: TestPki, target: { host?: string; port: number }): Promise<TlsProxy> {
-  const [cert, key] = await Promise.all([readFile(pki.serverCertFile), readFile(pki.serverKeyFile)]);
+export async function startPostgresTlsProxy(
+  pki: TestPki,
+  target: { host?: string; port: number },
+  { certificate = 'server' }: { certificate?: 'server' | 'other-host' } = {},
+): Promise<TlsProxy> {
+  const [cert, key] = await Promise.all(
+    certificate === 'server'
+      ? [readFile(pki.serverCertFile), readFile(pki.serverKeyFile)]
+      : [readFile(pki.otherHostCertFile), readFile(pki.otherHostKeyFile)],
+  );
   const sockets = new Set<Socket>();
   const track = (socket: Socket) => {
     sockets.add(socket);
@@ -268,13 +287,13 @@ export async function startPostgresTlsProxy(pki: TestPki, target: { host?: strin
         client.destroy();
         return;
       }
-      const upstream = netConnect({ host: target.host ?? '127.0.0.1', port: target.port });
-      track(upstream);
       if (!first.equals(SSL_REQUEST)) {
-        upstream.write(first);
-        pipeBoth(client, upstream);
+        // As a server whose pg_hba.conf has only `hostssl` lines: plain connections are not served.
+        client.destroy();
         return;
       }
+      const upstream = netConnect({ host: target.host ?? '127.0.0.1', port: target.port });
+      track(upstream);
       client.write('S');
       const secure = new TLSSocket(client, { isServer: true, cert, key });
       track(secure);
