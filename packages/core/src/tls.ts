@@ -121,6 +121,13 @@ export interface TlsFailureContext {
   enableTlsHint?: string;
 }
 
+function findError(error: unknown, code: string): Error | undefined {
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if ((e as { code?: unknown }).code === code) return e;
+  }
+  return undefined;
+}
+
 function codesOf(error: unknown): { codes: string[]; messages: string[] } {
   const codes: string[] = [];
   const messages: string[] = [];
@@ -161,10 +168,15 @@ export function tlsFailure(error: unknown, context: TlsFailureContext): ChassisE
     );
   }
   if (codes.includes('ERR_TLS_CERT_ALTNAME_INVALID')) {
-    const detail = messages.find((m) => /Hostname\/IP does not match/i.test(m)) ?? messages[0];
+    const mismatch = findError(error, 'ERR_TLS_CERT_ALTNAME_INVALID') as
+      | { host?: string; cert?: { subjectaltname?: string; subject?: { CN?: string } } }
+      | undefined;
+    const names =
+      mismatch?.cert?.subjectaltname ??
+      (mismatch?.cert?.subject?.CN ? `CN=${mismatch.cert.subject.CN}` : 'other names');
     return fail(
       'TLS_HOSTNAME_MISMATCH',
-      `TLS to ${at} failed: the server's certificate is not for this host (${detail}). ` +
+      `TLS to ${at} failed: the server's certificate is for ${names}, not for ${mismatch?.host ?? context.address}. ` +
         `Connect by a name the certificate lists, or reissue the server's certificate with this host in its subjectAltName`,
     );
   }

@@ -255,7 +255,7 @@ function connectError(url: string, error: unknown, tls: PostgresTls): ChassisErr
     address: parsed.host,
     files: tls.files,
     names: tls.names,
-    enableTlsHint: `Turn ssl on in the server (postgresql.conf), or set sslmode=disable (${tls.names.caFile.includes('URL') ? 'in the database URL' : 'PGSSLMODE'}) where the network needs no TLS`,
+    enableTlsHint: `Turn ssl on in the server (postgresql.conf), or set sslmode=disable (${tls.modeSetting}) where the network needs no TLS`,
   });
   if (tlsError) return tlsError;
   if (code === '3D000') {

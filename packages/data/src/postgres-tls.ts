@@ -31,6 +31,8 @@ export interface PostgresTls {
   /** What `pg`'s `ssl` takes: false, or the options of `tls.connect`. */
   readonly ssl: false | ConnectionOptions;
   readonly mode: PostgresSslMode;
+  /** Where `sslmode` was set (`sslmode in the database URL` or `PGSSLMODE`), for messages. */
+  readonly modeSetting: string;
   readonly files: TlsFiles;
   /** Where each file was set, for messages. */
   readonly names: TlsSettingNames;
@@ -89,7 +91,7 @@ export function postgresTls(url: string, env: Record<string, string | undefined>
         { retryable: false, data: { reason: 'TLS_SSLMODE', sslmode } },
       );
     }
-    return { connectionString, ssl: false, mode: sslmode, files, names };
+    return { connectionString, ssl: false, mode: sslmode, modeSetting: mode.where, files, names };
   }
   // Checked now: a missing file fails the start with its name, not the first connection with ENOENT.
   readTlsFiles(files, names);
@@ -97,7 +99,7 @@ export function postgresTls(url: string, env: Record<string, string | undefined>
   const ssl: ConnectionOptions = { rejectUnauthorized: Boolean(verifyChain) };
   if (sslmode !== 'verify-full') ssl.checkServerIdentity = () => undefined;
   rereadAtEachConnection(ssl, files, names);
-  return { connectionString, ssl, mode: sslmode, files, names };
+  return { connectionString, ssl, mode: sslmode, modeSetting: mode.where, files, names };
 }
 
 /**
