@@ -84,7 +84,8 @@ function readPem(path: string, setting: string, what: string): Buffer {
 
 function tlsConfigError(message: string, details: { setting?: string; file?: string; cause?: unknown }): ChassisError {
   const { cause, ...data } = details;
-  return new ChassisError('CONFIG', message, { retryable: false, data: { reason: 'TLS_FILE', ...data }, cause });
+  const reason: TlsFailureReason = 'TLS_FILE';
+  return new ChassisError('CONFIG', message, { retryable: false, data: { reason, ...data }, cause });
 }
 
 /** What a TLS failure was about, as `error.data.reason` says it: stable, for programs and alerts. */
@@ -94,7 +95,11 @@ export type TlsFailureReason =
   | 'TLS_CERTIFICATE_EXPIRED'
   | 'TLS_CLIENT_CERTIFICATE_REJECTED'
   | 'TLS_NOT_OFFERED'
-  | 'TLS_BAD_FILE';
+  | 'TLS_BAD_FILE'
+  /** A file missing, unreadable or not PEM, or a certificate without its key (`readTlsFiles`). */
+  | 'TLS_FILE'
+  /** A PostgreSQL `sslmode` that cannot work (`@chassis/data`). */
+  | 'TLS_SSLMODE';
 
 const UNTRUSTED = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
@@ -150,9 +155,9 @@ export function tlsFailure(error: unknown, context: TlsFailureContext): ChassisE
   const files = context.files ?? {};
   const at = `${context.server} at ${context.address}`;
   const trusted = files.caFile
-    ? `the CA in ${files.caFile}, which ${names.caFile} names,`
+    ? `the CA in ${files.caFile}, which ${names.caFile} names`
     : `a CA the system trusts, and ${names.caFile} is not set`;
-  const fail = (reason: TlsFailureReason, message: string) =>
+  const fail = (reason: Exclude<TlsFailureReason, 'TLS_FILE' | 'TLS_SSLMODE'>, message: string) =>
     new ChassisError('CONFIG', message, {
       retryable: false,
       cause: error,
@@ -163,7 +168,7 @@ export function tlsFailure(error: unknown, context: TlsFailureContext): ChassisE
   if (untrusted) {
     return fail(
       'TLS_UNTRUSTED_CERTIFICATE',
-      `TLS to ${at} failed: the server's certificate is not signed by ${trusted} (${untrusted}). ` +
+      `TLS to ${at} failed (${untrusted}): the server's certificate is not signed by ${trusted}. ` +
         `Set ${names.caFile} to the CA certificate that issued the server's certificate`,
     );
   }
