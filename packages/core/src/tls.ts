@@ -176,12 +176,12 @@ export function tlsFailure(error: unknown, context: TlsFailureContext): ChassisE
     const mismatch = findError(error, 'ERR_TLS_CERT_ALTNAME_INVALID') as
       | { host?: string; cert?: { subjectaltname?: string; subject?: { CN?: string } } }
       | undefined;
-    const names =
+    const certificateNames =
       mismatch?.cert?.subjectaltname ??
       (mismatch?.cert?.subject?.CN ? `CN=${mismatch.cert.subject.CN}` : 'other names');
     return fail(
       'TLS_HOSTNAME_MISMATCH',
-      `TLS to ${at} failed: the server's certificate is for ${names}, not for ${mismatch?.host ?? context.address}. ` +
+      `TLS to ${at} failed: the server's certificate is for ${certificateNames}, not for ${mismatch?.host ?? context.address}. ` +
         `Connect by a name the certificate lists, or reissue the server's certificate with this host in its subjectAltName`,
     );
   }

@@ -68,6 +68,13 @@ describe('NATS over TLS', { skip }, () => {
     await assertNodeRefused({ ...env(), CHASSIS_TLS_CA_FILE: missing }, 'TLS_FILE', [missing, 'CHASSIS_TLS_CA_FILE']);
   });
 
+  it("a key that is not the certificate's: CONFIG naming the files", async () => {
+    await assertNodeRefused({ ...env(), CHASSIS_TLS_KEY_FILE: pki.serverKeyFile }, 'TLS_BAD_FILE', [
+      pki.serverKeyFile,
+      'CHASSIS_TLS_KEY_FILE is the private key of CHASSIS_TLS_CERT_FILE',
+    ]);
+  });
+
   it('a certificate without its key is refused by the configuration', () => {
     const { CHASSIS_TLS_KEY_FILE: _, ...withoutKey } = env();
     assert.throws(
