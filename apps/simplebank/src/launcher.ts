@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { postgresTls } from '@chassis/data';
 import pg from 'pg';
 
 /** One process of a distributed SimpleBank: which services it hosts, and whether the gateway. */
@@ -78,7 +79,9 @@ export async function ensureDatabase(databaseUrl: string): Promise<void> {
   const url = new URL(databaseUrl);
   const name = decodeURIComponent(url.pathname.slice(1));
   url.pathname = '/postgres';
-  const admin = new pg.Client({ connectionString: url.toString() });
+  // The same TLS as the services' own connections (sslmode, sslrootcert… read as libpq reads them).
+  const tls = postgresTls(url.toString());
+  const admin = new pg.Client({ connectionString: tls.connectionString, ssl: tls.ssl });
   await admin.connect();
   try {
     const exists = await admin.query('select 1 from pg_database where datname = $1', [name]);

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ChassisError } from './errors.ts';
+import type { TlsFiles } from './tls.ts';
 
 /**
  * The node's configuration, read from environment variables and checked at start. Every problem is
@@ -9,9 +10,13 @@ import { ChassisError } from './errors.ts';
 const transportUrl = z
   .string()
   .trim()
-  .refine((value) => value === 'memory' || /^(nats|amqps?):\/\/.+/.test(value), {
-    message: 'must be "memory", a nats://host:port URL or an amqp://user:pass@host:port URL',
+  .refine((value) => value === 'memory' || /^(nats|tls|amqps?):\/\/.+/.test(value), {
+    message:
+      'must be "memory", a nats://host:port (or tls://host:port for NATS over TLS) URL, or an amqp://user:pass@host:port (or amqps://) URL',
   });
+
+/** A path to a PEM file; read (and checked) when the transport connects, so a rotated Secret is seen. */
+const pemFile = z.string().trim().min(1);
 
 const positiveInt = z.coerce.number().int().positive();
 
@@ -44,6 +49,14 @@ export const nodeConfigSchema = z.object({
   CHASSIS_JWKS_URL: z.url().optional(),
   CHASSIS_JWT_ISSUER: z.string().optional(),
   CHASSIS_JWT_AUDIENCE: z.string().optional(),
+  /**
+   * TLS to the broker (NATS `tls://` or `nats://`, RabbitMQ `amqps://`): the CA that signed the broker's
+   * certificate (default: the system CAs), and this node's certificate and key when the broker asks for
+   * one (mutual TLS). Files, e.g. a Kubernetes Secret mounted at /etc/chassis/tls.
+   */
+  CHASSIS_TLS_CA_FILE: pemFile.optional(),
+  CHASSIS_TLS_CERT_FILE: pemFile.optional(),
+  CHASSIS_TLS_KEY_FILE: pemFile.optional(),
 });
 
 export type NodeConfig = z.output<typeof nodeConfigSchema>;
@@ -53,13 +66,49 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   // Empty strings count as unset, as a shell `FOO=` usually means.
   const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
   const parsed = nodeConfigSchema.safeParse(present);
-  if (parsed.success) return parsed.data;
-  const problems = parsed.error.issues.map((issue) => {
-    const name = issue.path.join('.');
-    const value = env[name];
-    return `${name}${value === undefined ? '' : `="${value}"`}: ${issue.message}`;
-  });
+  const problems = parsed.success
+    ? []
+    : parsed.error.issues.map((issue) => {
+        const name = issue.path.join('.');
+        const value = env[name];
+        return `${name}${value === undefined ? '' : `="${value}"`}: ${issue.message}`;
+      });
+  if (parsed.success) problems.push(...tlsProblems(parsed.data));
+  if (parsed.success && problems.length === 0) return parsed.data;
   throw new ChassisError('CONFIG', `The node's configuration is not valid:\n- ${problems.join('\n- ')}`, {
     data: { problems },
   });
+}
+
+/** TLS files that cannot work together with the transport chosen, found before anything connects. */
+function tlsProblems(config: NodeConfig): string[] {
+  const problems: string[] = [];
+  const transport = config.CHASSIS_TRANSPORT;
+  const tlsSet = ['CHASSIS_TLS_CA_FILE', 'CHASSIS_TLS_CERT_FILE', 'CHASSIS_TLS_KEY_FILE'].filter(
+    (name) => config[name as keyof NodeConfig] !== undefined,
+  );
+  if (tlsSet.length > 0 && (transport === 'memory' || transport.startsWith('amqp://'))) {
+    problems.push(
+      `${tlsSet.join(', ')} set, but CHASSIS_TRANSPORT="${transport}" does not use TLS: ` +
+        (transport === 'memory'
+          ? 'unset them, or choose tls://, nats:// or amqps://'
+          : 'use amqps:// for RabbitMQ over TLS'),
+    );
+  }
+  if (Boolean(config.CHASSIS_TLS_CERT_FILE) !== Boolean(config.CHASSIS_TLS_KEY_FILE)) {
+    problems.push(
+      'CHASSIS_TLS_CERT_FILE and CHASSIS_TLS_KEY_FILE go together: a client certificate needs its private key',
+    );
+  }
+  return problems;
+}
+
+/** The broker's TLS files the configuration names, for `createTransport`; undefined when none is set. */
+export function transportTlsFiles(config: NodeConfig): TlsFiles | undefined {
+  const files: TlsFiles = {
+    ...(config.CHASSIS_TLS_CA_FILE ? { caFile: config.CHASSIS_TLS_CA_FILE } : {}),
+    ...(config.CHASSIS_TLS_CERT_FILE ? { certFile: config.CHASSIS_TLS_CERT_FILE } : {}),
+    ...(config.CHASSIS_TLS_KEY_FILE ? { keyFile: config.CHASSIS_TLS_KEY_FILE } : {}),
+  };
+  return Object.keys(files).length > 0 ? files : undefined;
 }

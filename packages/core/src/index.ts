@@ -1,4 +1,4 @@
-export { loadConfig, type NodeConfig, nodeConfigSchema } from './config.ts';
+export { loadConfig, type NodeConfig, nodeConfigSchema, transportTlsFiles } from './config.ts';
 export { type CallOptions, type Context, currentContext, type EmitOptions } from './context.ts';
 export {
   type ActionContract,
@@ -96,6 +96,17 @@ export {
   type TopologyEntry,
   topology,
 } from './service.ts';
+export {
+  hasTlsFiles,
+  readTlsFiles,
+  type TlsFailureContext,
+  type TlsFailureReason,
+  type TlsFiles,
+  type TlsMaterial,
+  type TlsSettingNames,
+  TRANSPORT_TLS_SETTINGS,
+  tlsFailure,
+} from './tls.ts';
 export { type CreateTransportOptions, createTransport } from './transports/index.ts';
 export {
   defaultMemoryBroker,

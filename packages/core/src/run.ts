@@ -1,4 +1,4 @@
-import { loadConfig, type NodeConfig } from './config.ts';
+import { loadConfig, type NodeConfig, transportTlsFiles } from './config.ts';
 import { ChassisError } from './errors.ts';
 import { type IdentityVerifier, jwtVerifier } from './identity.ts';
 import { type ChassisNode, createNode, type NodeOptions } from './node/node.ts';
@@ -45,7 +45,11 @@ export function identityFrom(config: NodeConfig): { identity?: IdentityVerifier 
 export async function runNode(options: RunNodeOptions): Promise<ChassisNode> {
   const { services, env = process.env, handleSignals = true, ...nodeOptions } = options;
   const config = loadConfig(env);
-  const transport = await createTransport(config.CHASSIS_TRANSPORT, config.NODE_ID ? { nodeId: config.NODE_ID } : {});
+  const tls = transportTlsFiles(config);
+  const transport = await createTransport(config.CHASSIS_TRANSPORT, {
+    ...(config.NODE_ID ? { nodeId: config.NODE_ID } : {}),
+    ...(tls ? { tls } : {}),
+  });
   const node = createNode({
     callTimeoutMs: config.CHASSIS_CALL_TIMEOUT_MS,
     maxDeliveries: config.CHASSIS_MAX_DELIVERIES,

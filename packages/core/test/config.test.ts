@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ChassisError, defineService, loadConfig, selectServices } from '@chassis/core';
+import { ChassisError, defineService, loadConfig, selectServices, transportTlsFiles } from '@chassis/core';
 
 describe('configuration from the environment', () => {
   it('defaults to the all-in-one memory transport with every service', () => {
@@ -22,6 +22,48 @@ describe('configuration from the environment', () => {
     assert.deepEqual(config.SERVICES, ['orders', 'market']);
     assert.equal(config.CHASSIS_CALL_TIMEOUT_MS, 250);
     assert.equal(config.LOG_LEVEL, 'debug');
+  });
+
+  it('reads TLS to the broker: tls:// for NATS, amqps:// for RabbitMQ, and the certificate files', () => {
+    const files = {
+      CHASSIS_TLS_CA_FILE: '/etc/chassis/tls/ca.crt',
+      CHASSIS_TLS_CERT_FILE: '/etc/chassis/tls/tls.crt',
+      CHASSIS_TLS_KEY_FILE: '/etc/chassis/tls/tls.key',
+    };
+    for (const transport of ['tls://nats.internal:4222', 'nats://nats.internal:4222', 'amqps://u:p@mq:5671']) {
+      const config = loadConfig({ CHASSIS_TRANSPORT: transport, ...files });
+      assert.equal(config.CHASSIS_TRANSPORT, transport);
+      assert.deepEqual(transportTlsFiles(config), {
+        caFile: files.CHASSIS_TLS_CA_FILE,
+        certFile: files.CHASSIS_TLS_CERT_FILE,
+        keyFile: files.CHASSIS_TLS_KEY_FILE,
+      });
+    }
+    assert.equal(transportTlsFiles(loadConfig({ CHASSIS_TRANSPORT: 'tls://nats.internal:4222' })), undefined);
+  });
+
+  it('refuses TLS files a transport would ignore, and a certificate without its key', () => {
+    const refused = (env: Record<string, string>) => {
+      try {
+        loadConfig(env);
+      } catch (error) {
+        assert.ok(error instanceof ChassisError && error.code === 'CONFIG');
+        return error.message;
+      }
+      return assert.fail('the configuration was accepted');
+    };
+    assert.match(
+      refused({ CHASSIS_TLS_CA_FILE: '/ca.crt' }),
+      /CHASSIS_TLS_CA_FILE set, but CHASSIS_TRANSPORT="memory"/,
+    );
+    assert.match(
+      refused({ CHASSIS_TRANSPORT: 'amqp://guest:guest@mq:5672', CHASSIS_TLS_CA_FILE: '/ca.crt' }),
+      /use amqps:\/\//,
+    );
+    assert.match(
+      refused({ CHASSIS_TRANSPORT: 'tls://nats:4222', CHASSIS_TLS_CERT_FILE: '/tls.crt' }),
+      /CHASSIS_TLS_CERT_FILE and CHASSIS_TLS_KEY_FILE go together/,
+    );
   });
 
   it('fails at start with one error listing every problem', () => {

@@ -2,7 +2,7 @@ import { fork } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { ChassisError } from '@chassis/core';
+import { ChassisError, tlsFailure } from '@chassis/core';
 import { PGlite } from '@electric-sql/pglite';
 import {
   Kysely,
@@ -14,6 +14,7 @@ import {
 } from 'kysely';
 import pg from 'pg';
 import { type PgliteConnection, PglitePreparedStatements } from './pglite-prepared.ts';
+import { type PostgresTls, postgresTls } from './postgres-tls.ts';
 import { DEFAULT_PREPARED_STATEMENTS_PER_CONNECTION, prepareRepeatedStatements } from './prepared-statements.ts';
 import { type DatabaseUsage, UsageCounter } from './usage.ts';
 
@@ -21,7 +22,8 @@ import { type DatabaseUsage, UsageCounter } from './usage.ts';
  * One database client over PostgreSQL (`pg`, production) and PGlite (embedded, the same SQL), with the
  * same API and the same transactions: a Kysely instance on both. `DATABASE_URL` picks:
  *
- * - `postgres://user@host:5432/db` — a pool of connections to a PostgreSQL server;
+ * - `postgres://user@host:5432/db` — a pool of connections to a PostgreSQL server; TLS as libpq sets it:
+ *   `?sslmode=verify-full&sslrootcert=/etc/pg/ca.crt` (see postgres-tls.ts);
  * - `pglite://memory` — an in-process PostgreSQL that forgets everything at exit (tests);
  * - `pglite://<dir>` — an in-process PostgreSQL that keeps its data in a folder (the all-in-one default).
  *
@@ -150,8 +152,14 @@ const types = {
   },
 };
 
+/** What every `pg` client of a URL is made with: the URL without its TLS parameters, and the TLS options. */
+function clientConfig(tls: PostgresTls): { connectionString: string; ssl: PostgresTls['ssl']; types: typeof types } {
+  return { connectionString: tls.connectionString, ssl: tls.ssl, types };
+}
+
 async function openPostgres(url: string, options: DatabaseOptions): Promise<Database> {
-  const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10, types });
+  const tls = postgresTls(url);
+  const pool = new pg.Pool({ ...clientConfig(tls), max: options.poolSize ?? 10 });
   // A connection that dies (a server restart, a terminated backend) must not crash the process. The
   // pool reports an idle one's death; a checked-out client reports its own, to its own listeners — with
   // none, Node throws. The query in flight fails on its own, and the pool replaces the client.
@@ -169,24 +177,28 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
     client.release();
   } catch (error) {
     await pool.end().catch(() => undefined);
-    throw connectError(url, error);
+    throw connectError(url, error, tls);
   }
   const kysely = new Kysely<AnyTables>({ dialect: new PostgresDialect({ pool }) });
   return new Database(
     'postgres',
     kysely,
-    (channel, onNotify) => listenOn(url, channel, onNotify),
+    (channel, onNotify) => listenOn(tls, channel, onNotify),
     hidePassword(url),
     usage,
     async () => {
       if (!pool.ending) await pool.end();
     },
-    () => openSession(url, usage, preparedStatements),
+    () => openSession(tls, usage, preparedStatements),
   );
 }
 
-async function openSession(url: string, usage: UsageCounter, preparedStatements: number): Promise<DatabaseSession> {
-  const client = new pg.Client({ connectionString: url, types });
+async function openSession(
+  tls: PostgresTls,
+  usage: UsageCounter,
+  preparedStatements: number,
+): Promise<DatabaseSession> {
+  const client = new pg.Client(clientConfig(tls));
   // A lost connection ends the session (`ended`); whoever uses it sees its statements fail.
   client.on('error', () => undefined);
   const ended = new Promise<void>((resolve) => client.once('end', () => resolve()));
@@ -234,9 +246,18 @@ function countQueries(client: pg.PoolClient, count: (text: string) => void): voi
  * may come back); a database that does not exist or a login the server refuses is `CONFIG`, with what
  * to change, since retrying would fail the same way forever.
  */
-function connectError(url: string, error: unknown): ChassisError {
+function connectError(url: string, error: unknown, tls: PostgresTls): ChassisError {
   const where = hidePassword(url);
   const { code, message } = error as { code?: unknown; message: string };
+  const parsed = new URL(url);
+  const tlsError = tlsFailure(error, {
+    server: 'PostgreSQL',
+    address: parsed.host,
+    files: tls.files,
+    names: tls.names,
+    enableTlsHint: `Turn ssl on in the server (postgresql.conf), or set sslmode=disable (${tls.modeSetting}) where the network needs no TLS`,
+  });
+  if (tlsError) return tlsError;
   if (code === '3D000') {
     const name = new URL(url).pathname.slice(1) || '(none)';
     return new ChassisError(
@@ -300,7 +321,7 @@ const MAX_RELISTEN_DELAY_MS = 5000;
  * failure is the caller's to handle.
  */
 async function listenOn(
-  url: string,
+  tls: PostgresTls,
   channel: string,
   onNotify: (payload: string) => void,
 ): Promise<() => Promise<void>> {
@@ -310,7 +331,7 @@ async function listenOn(
   let delayMs = 100;
 
   const connect = async (): Promise<void> => {
-    const client = new pg.Client({ connectionString: url, types });
+    const client = new pg.Client(clientConfig(tls));
     let listening = false;
     client.on('error', () => undefined);
     client.on('end', () => {

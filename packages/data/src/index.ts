@@ -45,6 +45,7 @@ export {
   writeOutbox,
 } from './outbox.ts';
 export { OutboxRelay, type OutboxRelayOptions, type Publish } from './outbox-relay.ts';
+export { type PostgresSslMode, type PostgresTls, postgresTls } from './postgres-tls.ts';
 export {
   defineProjection,
   type Projection,

@@ -24,4 +24,13 @@ export {
   skipUnlessUp,
   waitUntil,
 } from './infra.ts';
+export {
+  makeTestPki,
+  startPostgresTlsProxy,
+  startTlsNats,
+  startTlsProxy,
+  type TestPki,
+  type TlsNatsServer,
+  type TlsProxy,
+} from './tls.ts';
 export { type OpenableTransaction, rollbackIfOpen } from './transactions.ts';

@@ -1,9 +1,16 @@
 import { ChassisError } from '../../errors.ts';
 import { defaultNodeId } from '../../node-id.ts';
+import { hasTlsFiles, type TlsFiles } from '../../tls.ts';
 
 export interface AmqpTransportOptions {
-  /** `amqp://user:password@host:5672/vhost` (or `amqps://`). */
+  /** `amqp://user:password@host:5672/vhost`, or `amqps://…:5671/vhost` for TLS. */
   url: string;
+  /**
+   * TLS files for `amqps://`: the CA that signed the broker's certificate (default the system CAs) and,
+   * for a broker that verifies clients, this node's certificate and key. Read at every (re)connection,
+   * so a rotated Secret is used without a restart.
+   */
+  tls?: TlsFiles;
   /** Names this node's connection in the RabbitMQ management UI and its consumer tags. Default `defaultNodeId()`. */
   nodeId?: string;
   /**
@@ -27,6 +34,8 @@ export interface AmqpSettings {
   /** The URL without its password, for messages. */
   readonly displayUrl: string;
   readonly nodeId: string;
+  /** The TLS files of an `amqps://` URL (`{}`: the system CAs, no client certificate); undefined for `amqp://`. */
+  readonly tls: TlsFiles | undefined;
   readonly publishWaitMs: number;
   readonly maxReconnectDelayMs: number;
 }
@@ -41,6 +50,14 @@ export function amqpSettings(options: AmqpTransportOptions): AmqpSettings {
       cause: error,
     });
   }
+  const secure = parsed.protocol === 'amqps:';
+  if (!secure && hasTlsFiles(options.tls)) {
+    throw new ChassisError(
+      'CONFIG',
+      `TLS files are set for RabbitMQ but the URL ${parsed.protocol}//${parsed.host} is not amqps://: use amqps://host:5671 (the broker's TLS listener)`,
+      { status: 500 },
+    );
+  }
   if (!parsed.searchParams.has('heartbeat')) {
     parsed.searchParams.set(
       'heartbeat',
@@ -53,6 +70,7 @@ export function amqpSettings(options: AmqpTransportOptions): AmqpSettings {
     url,
     displayUrl: `${parsed.protocol}//${parsed.host}${parsed.pathname}`,
     nodeId: options.nodeId ?? defaultNodeId(),
+    tls: secure ? (options.tls ?? {}) : undefined,
     publishWaitMs: options.publishWaitMs ?? 5000,
     maxReconnectDelayMs: options.maxReconnectDelayMs ?? 5000,
   };

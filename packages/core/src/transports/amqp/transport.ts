@@ -1,5 +1,6 @@
 import { connect as amqpConnect, type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { ChassisError } from '../../errors.ts';
+import { readTlsFiles, tlsFailure } from '../../tls.ts';
 import { backoffDelay } from '../shared/backoff.ts';
 import { messageOf } from '../shared/errors.ts';
 import { StatusListeners } from '../shared/status.ts';
@@ -105,6 +106,11 @@ class AmqpTransport implements Transport, AmqpSession, ConsumerOwner {
       } catch (error) {
         if (this.#state === 'connecting') this.#state = 'idle';
         for (const waiter of [...this.#connectionWaiters]) waiter();
+        if (error instanceof ChassisError && error.code === 'CONFIG') throw error;
+        const tls = this.settings.tls;
+        const address = this.settings.displayUrl.replace(/^amqps?:\/\//, '').replace(/\/.*$/, '');
+        const tlsError = tls && tlsFailure(error, { server: 'RabbitMQ', address, files: tls });
+        if (tlsError) throw tlsError;
         throw new ChassisError(
           'TRANSPORT',
           `Cannot connect to RabbitMQ at ${this.settings.displayUrl}: ${messageOf(error)}; is it running, and are the URL and credentials right?`,
@@ -153,7 +159,10 @@ class AmqpTransport implements Transport, AmqpSession, ConsumerOwner {
 
   /** Opens a connection, declares the shared topology and (re)starts every consumer on it. */
   async #open(): Promise<void> {
+    // Read at every connection: a renewed certificate is used by the next reconnect, without a restart.
+    const tls = this.settings.tls ? readTlsFiles(this.settings.tls) : {};
     const connection = await amqpConnect(this.settings.url, {
+      ...tls,
       timeout: CONNECT_TIMEOUT_MS,
       clientProperties: { connection_name: `chassis ${this.settings.nodeId}` },
     });

@@ -1,5 +1,6 @@
 import { type NatsConnection, connect as natsConnect } from '@nats-io/transport-node';
 import { ChassisError, transportError } from '../../errors.ts';
+import { readTlsFiles, tlsFailure } from '../../tls.ts';
 import { backoffDelay } from '../shared/backoff.ts';
 import { messageOf } from '../shared/errors.ts';
 import type { NatsSettings } from './options.ts';
@@ -12,10 +13,16 @@ const RECONNECT_BACKOFF = { initialDelayMs: 100, maxDelayMs: 2_000 } as const;
  */
 export async function openConnection(settings: NatsSettings, reconnectDelay: () => number): Promise<NatsConnection> {
   const url = settings.url;
+  const tls = settings.tls;
+  // A missing or unreadable file is a CONFIG error naming it, not nats.js's ENOENT.
+  if (tls) readTlsFiles(tls);
   let nc: NatsConnection;
   try {
     nc = await natsConnect({
       servers: url.split(',').map((s) => s.trim()),
+      // nats.js reads the files at each connection, so a renewed certificate needs no restart; `tls`
+      // set requires TLS, and left out nats.js still upgrades when the server requires it.
+      ...(tls ? { tls: { ...tls } } : {}),
       name: settings.name,
       reconnect: true,
       maxReconnectAttempts: -1,
@@ -29,9 +36,13 @@ export async function openConnection(settings: NatsSettings, reconnectDelay: () 
       noAsyncTraces: true,
     });
   } catch (error) {
-    throw transportError(`Cannot connect to NATS at ${url}: ${messageOf(error)}; is nats-server running?`, {
-      cause: error,
-    });
+    const address = url.replace(/\b(nats|tls):\/\//g, '');
+    throw (
+      tlsFailure(error, { server: 'NATS', address, ...(tls ? { files: tls } : {}) }) ??
+      transportError(`Cannot connect to NATS at ${url}: ${messageOf(error)}; ${connectHint(error, tls)}`, {
+        cause: error,
+      })
+    );
   }
   if (!nc.info?.headers || !nc.info.jetstream) {
     await nc.close();
@@ -42,6 +53,16 @@ export async function openConnection(settings: NatsSettings, reconnectDelay: () 
     );
   }
   return nc;
+}
+
+/** What to check when a connection failed for a reason that is not a known TLS failure. */
+function connectHint(error: unknown, tls: NatsSettings['tls']): string {
+  // A server verifying client certificates closes a TLS 1.3 connection after the handshake, which
+  // nats.js reports only as a timeout.
+  if (tls && !tls.certFile && /timeout/i.test(messageOf(error))) {
+    return 'if the server verifies clients (mutual TLS), set CHASSIS_TLS_CERT_FILE and CHASSIS_TLS_KEY_FILE; else is nats-server running?';
+  }
+  return 'is nats-server running?';
 }
 
 /**

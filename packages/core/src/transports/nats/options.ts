@@ -1,5 +1,6 @@
 import type { ChassisError } from '../../errors.ts';
 import { defaultNodeId } from '../../node-id.ts';
+import type { TlsFiles } from '../../tls.ts';
 
 /**
  * The NATS transport: core NATS for RPC and broadcasts, JetStream for events and dead letters, and a
@@ -9,8 +10,17 @@ import { defaultNodeId } from '../../node-id.ts';
  * `dlq.<queue>` in the dead-letter stream, `chassis.<topic>` for broadcasts.
  */
 export interface NatsTransportOptions {
-  /** Server URL, e.g. `nats://127.0.0.1:4222`; several may be given separated by commas. */
+  /**
+   * Server URL, e.g. `nats://127.0.0.1:4222`; several may be given separated by commas. `tls://host:port`
+   * requires TLS (as `tls` does); on `nats://` TLS is used when the server requires it.
+   */
   url: string;
+  /**
+   * TLS: the CA that signed the server's certificate (default the system CAs) and, for servers that
+   * verify clients, this node's certificate and key. Setting it (even `{}`) requires TLS. The files are
+   * read at every (re)connection, so a rotated Secret is used without a restart.
+   */
+  tls?: TlsFiles;
   /** This node's id; names the connection so `nats server report connections` shows who is who. */
   nodeId?: string;
   /** Connection name shown by the server. Default `chassis-<nodeId>`. */
@@ -42,7 +52,11 @@ export interface NatsTransportOptions {
 }
 
 /** The options with every default filled in. */
-export type NatsSettings = Required<Omit<NatsTransportOptions, 'nodeId' | 'name'>> & { name: string };
+export type NatsSettings = Required<Omit<NatsTransportOptions, 'nodeId' | 'name' | 'tls'>> & {
+  name: string;
+  /** TLS files when TLS is required (a `tls://` URL or the `tls` option), else undefined. */
+  tls: TlsFiles | undefined;
+};
 
 const DEFAULT_EVENTS_STREAM = 'CHASSIS_EVENTS';
 const DEFAULT_DLQ_STREAM = 'CHASSIS_DLQ';
@@ -54,6 +68,7 @@ export function natsSettings(options: NatsTransportOptions): NatsSettings {
   const nodeId = options.nodeId ?? defaultNodeId();
   return {
     url: options.url,
+    tls: options.tls ?? (/(^|,)\s*tls:\/\//.test(options.url) ? {} : undefined),
     name: options.name ?? `chassis-${nodeId}`,
     eventsStream: options.eventsStream ?? DEFAULT_EVENTS_STREAM,
     deadLetterStream: options.deadLetterStream ?? DEFAULT_DLQ_STREAM,
