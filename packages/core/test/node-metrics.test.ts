@@ -48,3 +48,26 @@ it('chassis_node_ready is 0 before start, 1 while running, 0 once the node has s
   assert.equal(sample(await node.metrics.text(), 'chassis_node_ready'), 0);
   node = undefined;
 });
+
+it('a target’s breaker, bulkhead and retry counters start at 0 at its first call', async () => {
+  const broker = new MemoryBroker();
+  const callee = createNode({ services: [ledger], transport: memoryTransport({ broker }), logLevel: 'silent' });
+  await callee.start();
+  node = createNode({ services: [], transport: memoryTransport({ broker }), logLevel: 'silent' });
+  try {
+    await node.start();
+    const before = await node.metrics.text();
+    assert.equal(sample(before, 'chassis_policy_rejections_total{target="ledger.ping",code="CIRCUIT_OPEN"}'), undefined);
+    await node.call(ping, {});
+    const text = await node.metrics.text();
+    for (const state of ['open', 'half-open', 'closed']) {
+      assert.equal(sample(text, `chassis_circuit_breaker_transitions_total{target="ledger.ping",state="${state}"}`), 0);
+    }
+    assert.equal(sample(text, 'chassis_policy_rejections_total{target="ledger.ping",code="CIRCUIT_OPEN"}'), 0);
+    assert.equal(sample(text, 'chassis_policy_rejections_total{target="ledger.ping",code="BULKHEAD_FULL"}'), 0);
+    assert.equal(sample(text, 'chassis_retries_total{target="ledger.ping"}'), 0);
+    assert.equal(sample(text, 'chassis_retry_budget_exhausted_total{target="ledger.ping"}'), 0);
+  } finally {
+    await callee.stop();
+  }
+});

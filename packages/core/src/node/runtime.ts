@@ -99,6 +99,7 @@ export function createRuntime(options: NodeOptions): NodeRuntime {
       log.warn({ target }, `retry budget of ${target} exhausted: failing without retrying`);
     },
     rejected: (target, code) => rt.metrics.rejections.inc({ target, code }),
+    policyCreated: (target, kind) => rt.metrics.initializePolicy(target, kind),
   });
   const metrics = new NodeMetrics(policies, { defaultMetrics: options.defaultMetrics ?? false });
   const bindings = services.flatMap((service) =>

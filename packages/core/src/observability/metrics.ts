@@ -1,5 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { PolicyEngine } from '../policies/index.ts';
+import type { PolicyEngine, PolicyKind } from '../policies/index.ts';
 import { type EventBinding, rpcQueueName, subscriptionName } from '../transports/transport.ts';
 import { BoundHistogram } from './bound-histogram.ts';
 
@@ -133,6 +133,24 @@ export class NodeMetrics {
       this.redeliveries.inc({ subscription }, 0);
     }
     for (const service of rpcServices) this.deadLetters.inc({ queue: rpcQueueName(service) }, 0);
+  }
+
+  /**
+   * Starts the counters of a target's new policy at 0, for the same reason as `initializeQueues`: the first
+   * breaker opening, rejection or retry is then a rise `increase()` sees, and a dashboard a flat 0.
+   */
+  initializePolicy(target: string, kind: PolicyKind): void {
+    if (kind === 'breaker') {
+      for (const state of Object.keys(breakerValue)) this.breakerTransitions.inc({ target, state }, 0);
+      this.rejections.inc({ target, code: 'CIRCUIT_OPEN' }, 0);
+    } else if (kind === 'bulkhead') {
+      this.rejections.inc({ target, code: 'BULKHEAD_FULL' }, 0);
+    } else if (kind === 'rateLimit') {
+      this.rejections.inc({ target, code: 'RATE_LIMITED' }, 0);
+    } else {
+      this.retries.inc({ target }, 0);
+      this.retryBudgetExhausted.inc({ target }, 0);
+    }
   }
 
   /**
