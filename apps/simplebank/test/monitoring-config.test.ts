@@ -51,7 +51,12 @@ describe('Prometheus rules and configs (promtool)', {
     const chassis = config.scrape_configs.find((job: { job_name: string }) => job.job_name === 'chassis');
     const targets = chassis.static_configs.flatMap((group: { targets: string[] }) => group.targets).sort();
     const { distributedTopology } = await import('../src/launcher.ts');
-    assert.deepEqual(targets, distributedTopology().map((spec) => `${spec.name}:9400`).sort());
+    assert.deepEqual(
+      targets,
+      distributedTopology()
+        .map((spec) => `${spec.name}:9400`)
+        .sort(),
+    );
     assert.deepEqual(config.alerting.alertmanagers[0].static_configs[0].targets, ['alertmanager:9093']);
   });
 
@@ -71,9 +76,9 @@ describe('Prometheus rules and configs (promtool)', {
     for (const rule of chassis.relabel_configs as { source_labels: string[] }[]) {
       for (const label of rule.source_labels) assert.match(label, /^__meta_kubernetes_(pod|namespace)/);
     }
-    const checked = await run('promtool', ['check', 'config', 'prometheus.kubernetes.yml'], { cwd: prometheusDir }).catch(
-      (error: { stdout: string; stderr: string }) => error,
-    );
+    const checked = await run('promtool', ['check', 'config', 'prometheus.kubernetes.yml'], {
+      cwd: prometheusDir,
+    }).catch((error: { stdout: string; stderr: string }) => error);
     if (/field kubernetes_sd_configs not found/.test(`${checked.stdout}${checked.stderr}`)) {
       // Debian builds Prometheus without Kubernetes discovery. Everything else — relabelling, rule files,
       // alerting — is still checked by promtool, with the discovery swapped for a file one of the same shape.

@@ -8,7 +8,14 @@ import { freePort, postgresTarget, servers, skipUnlessInstalled, skipUnlessUp, w
 import { requestJson } from '../src/http-client.ts';
 import { type DistributedSimplebank, distributedTopology, launchDistributed } from '../src/launcher.ts';
 import { removeBrokerState } from './broker.ts';
-import { type PanelQuery, panelQueries, ruleExpressions, rulesDir, variableQueries, withGrafanaVariables } from './monitoring.ts';
+import {
+  type PanelQuery,
+  panelQueries,
+  ruleExpressions,
+  rulesDir,
+  variableQueries,
+  withGrafanaVariables,
+} from './monitoring.ts';
 
 /**
  * The dashboards and rules of deploy/monitoring against the real thing: the distributed SimpleBank (its
@@ -168,7 +175,12 @@ describe('a real Prometheus scraping the distributed SimpleBank: every dashboard
       assert.equal(answer.status, 'success', `${where}: ${answer.error}`);
     }
     const loaded = (await (await fetch(`${prometheusUrl}/api/v1/rules`)).json()) as {
-      data: { groups: { name: string; rules: { name: string; health: string; lastError?: string; lastEvaluation: string }[] }[] };
+      data: {
+        groups: {
+          name: string;
+          rules: { name: string; health: string; lastError?: string; lastEvaluation: string }[];
+        }[];
+      };
     };
     const evaluated = loaded.data.groups.flatMap((group) => group.rules);
     assert.equal(evaluated.length, rules.length);

@@ -56,7 +56,10 @@ export interface PanelQuery {
 export function panelQueries(): PanelQuery[] {
   return dashboards().flatMap(({ file, dashboard }) =>
     dashboard.panels.flatMap((panel) =>
-      (panel.targets ?? []).map((target) => ({ where: `${file} › ${panel.title} › ${target.refId}`, expr: target.expr })),
+      (panel.targets ?? []).map((target) => ({
+        where: `${file} › ${panel.title} › ${target.refId}`,
+        expr: target.expr,
+      })),
     ),
   );
 }

@@ -31,7 +31,11 @@ function sample(text: string, series: string): number | undefined {
 }
 
 it('the dead-letter and redelivery counters of every queue the node consumes start at 0, before any message', async () => {
-  node = createNode({ services: [ledger], transport: memoryTransport({ broker: new MemoryBroker() }), logLevel: 'silent' });
+  node = createNode({
+    services: [ledger],
+    transport: memoryTransport({ broker: new MemoryBroker() }),
+    logLevel: 'silent',
+  });
   await node.start();
   const text = await node.metrics.text();
   assert.equal(sample(text, 'chassis_dead_letters_total{queue="ledger.order_placed"}'), 0);
@@ -40,7 +44,11 @@ it('the dead-letter and redelivery counters of every queue the node consumes sta
 });
 
 it('chassis_node_ready is 0 before start, 1 while running, 0 once the node has stopped', async () => {
-  node = createNode({ services: [ledger], transport: memoryTransport({ broker: new MemoryBroker() }), logLevel: 'silent' });
+  node = createNode({
+    services: [ledger],
+    transport: memoryTransport({ broker: new MemoryBroker() }),
+    logLevel: 'silent',
+  });
   assert.equal(sample(await node.metrics.text(), 'chassis_node_ready'), 0);
   await node.start();
   assert.equal(sample(await node.metrics.text(), 'chassis_node_ready'), 1);
@@ -57,7 +65,10 @@ it('a target’s breaker, bulkhead and retry counters start at 0 at its first ca
   try {
     await node.start();
     const before = await node.metrics.text();
-    assert.equal(sample(before, 'chassis_policy_rejections_total{target="ledger.ping",code="CIRCUIT_OPEN"}'), undefined);
+    assert.equal(
+      sample(before, 'chassis_policy_rejections_total{target="ledger.ping",code="CIRCUIT_OPEN"}'),
+      undefined,
+    );
     await node.call(ping, {});
     const text = await node.metrics.text();
     for (const state of ['open', 'half-open', 'closed']) {
