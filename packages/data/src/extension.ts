@@ -18,7 +18,7 @@ import { installLeases, takeLease } from './leases.ts';
 import { migrate } from './migrations.ts';
 import { installOutbox } from './outbox.ts';
 import { OutboxRelay } from './outbox-relay.ts';
-import type { SagaDefinition } from './sagas/definition.ts';
+import { type SagaDefinition, sagaStatuses } from './sagas/definition.ts';
 import { SagaRunner, type SagaRunnerOptions } from './sagas/runner.ts';
 import { UnitOfWork } from './unit-of-work.ts';
 
@@ -389,7 +389,23 @@ export class DataExtension implements NodeExtension {
       async collect() {
         this.reset();
         for (const [service, runner] of runners) {
+          // Every status of every saga from 0, so a dashboard shows a flat line, not "no data", before the first.
+          for (const saga of runner.sagaNames) {
+            for (const status of sagaStatuses) this.set({ service, saga, status }, 0);
+          }
           for (const { saga, status, count } of await runner.counts()) this.set({ service, saga, status }, count);
+        }
+      },
+    });
+    new Gauge({
+      name: 'chassis_saga_oldest_unfinished_seconds',
+      help: 'Per saga, seconds since the last step boundary of its unfinished instance that has waited longest (0: none unfinished); the SagasStuck alert',
+      labelNames: ['service', 'saga'] as const,
+      registers: [node.metrics.registry],
+      async collect() {
+        this.reset();
+        for (const [service, runner] of runners) {
+          for (const { saga, seconds } of await runner.oldestUnfinishedSeconds()) this.set({ service, saga }, seconds);
         }
       },
     });

@@ -15,6 +15,7 @@ import { memoryTransport } from '../transports/memory.ts';
 import type { Consumer, Transport, TransportStatus } from '../transports/transport.ts';
 import { send } from './calls.ts';
 import type { HandlerContext, Outbound } from './handler-context.ts';
+import { readiness } from './health.ts';
 import { type NodeState, nodeInfo } from './lifecycle.ts';
 import { type NodeOptions, type NodeSettings, settingsOf } from './options.ts';
 import { publish } from './publish.ts';
@@ -98,14 +99,18 @@ export function createRuntime(options: NodeOptions): NodeRuntime {
       log.warn({ target }, `retry budget of ${target} exhausted: failing without retrying`);
     },
     rejected: (target, code) => rt.metrics.rejections.inc({ target, code }),
+    policyCreated: (target, kind) => rt.metrics.initializePolicy(target, kind),
   });
   const metrics = new NodeMetrics(policies, { defaultMetrics: options.defaultMetrics ?? false });
-  metrics.watchBacklogs(
-    services.flatMap((service) =>
-      service.events.map((handler) => ({ event: handler.contract.name, service: service.name, handler: handler.name })),
-    ),
-    (binding) => transport.backlog(binding),
+  const bindings = services.flatMap((service) =>
+    service.events.map((handler) => ({ event: handler.contract.name, service: service.name, handler: handler.name })),
   );
+  metrics.watchBacklogs(bindings, (binding) => transport.backlog(binding));
+  metrics.initializeQueues(
+    bindings,
+    services.filter((service) => service.actions.size > 0).map((service) => service.name),
+  );
+  metrics.watchReadiness(async () => (await readiness(rt)).status !== 'fail');
   const rt: NodeRuntime = {
     id,
     options,

@@ -1,6 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { PolicyEngine } from '../policies/index.ts';
-import { type EventBinding, subscriptionName } from '../transports/transport.ts';
+import type { PolicyEngine, PolicyKind } from '../policies/index.ts';
+import { type EventBinding, rpcQueueName, subscriptionName } from '../transports/transport.ts';
 import { BoundHistogram } from './bound-histogram.ts';
 
 /**
@@ -116,6 +116,56 @@ export class NodeMetrics {
             if (depth !== undefined) this.set({ subscription: subscriptionName(binding) }, depth);
           }),
         );
+      },
+    });
+  }
+
+  /**
+   * Starts the dead-letter and redelivery counters of every queue this node consumes at 0. A counter that
+   * appears only at its first increment hides that increment from `increase()` and `rate()` (Prometheus
+   * sees 1 as the first sample, not a rise from 0): the DeadLettersGrowing alert would miss the first
+   * dead letter, and a dashboard would show no data instead of a flat 0.
+   */
+  initializeQueues(bindings: readonly EventBinding[], rpcServices: readonly string[]): void {
+    for (const binding of bindings) {
+      const subscription = subscriptionName(binding);
+      this.deadLetters.inc({ queue: subscription }, 0);
+      this.redeliveries.inc({ subscription }, 0);
+    }
+    for (const service of rpcServices) this.deadLetters.inc({ queue: rpcQueueName(service) }, 0);
+  }
+
+  /**
+   * Starts the counters of a target's new policy at 0, for the same reason as `initializeQueues`: the first
+   * breaker opening, rejection or retry is then a rise `increase()` sees, and a dashboard a flat 0.
+   */
+  initializePolicy(target: string, kind: PolicyKind): void {
+    if (kind === 'breaker') {
+      for (const state of Object.keys(breakerValue)) this.breakerTransitions.inc({ target, state }, 0);
+      this.rejections.inc({ target, code: 'CIRCUIT_OPEN' }, 0);
+    } else if (kind === 'bulkhead') {
+      this.rejections.inc({ target, code: 'BULKHEAD_FULL' }, 0);
+    } else if (kind === 'rateLimit') {
+      this.rejections.inc({ target, code: 'RATE_LIMITED' }, 0);
+    } else {
+      this.retries.inc({ target }, 0);
+      this.retryBudgetExhausted.inc({ target }, 0);
+    }
+  }
+
+  /**
+   * `chassis_node_ready`: 1 while the node's readiness (`/health/ready`) passes or warns, 0 while it fails
+   * (starting, draining, its transport disconnected, a declared check failing), read when scraped. `up`
+   * says whether Prometheus reached the node; this says whether the node would take work: a pod that
+   * answers scrapes but fails its readiness probe is out of its Service and serves nothing.
+   */
+  watchReadiness(ready: () => Promise<boolean>): void {
+    new Gauge({
+      name: 'chassis_node_ready',
+      help: 'Whether the node is ready to take work: 1 when /health/ready passes or warns, 0 when it fails',
+      registers: [this.registry],
+      async collect() {
+        this.set((await ready().catch(() => false)) ? 1 : 0);
       },
     });
   }

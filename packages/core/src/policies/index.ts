@@ -63,7 +63,12 @@ export interface PolicyHooks {
   rejected?(target: string, code: 'BULKHEAD_FULL' | 'RATE_LIMITED' | 'CIRCUIT_OPEN'): void;
   cacheHit?(target: string): void;
   fellBack?(target: string, error: ChassisError): void;
+  /** A target got its first breaker, bulkhead, retry state or rate limiter (metrics start its counters at 0). */
+  policyCreated?(target: string, kind: PolicyKind): void;
 }
+
+/** The policies that keep state per target. */
+export type PolicyKind = 'breaker' | 'bulkhead' | 'retry' | 'rateLimit';
 
 export interface GuardedCall<I, O> {
   /** The action's full name: breakers, bulkheads and budgets are kept per target. */
@@ -242,6 +247,7 @@ export class PolicyEngine {
     if (!breaker) {
       breaker = new CircuitBreaker(target, settings, (state) => this.hooks.breakerStateChanged?.(target, state));
       this.breakers.set(target, breaker);
+      this.hooks.policyCreated?.(target, 'breaker');
     }
     return breaker;
   }
@@ -251,6 +257,7 @@ export class PolicyEngine {
     if (!bulkhead) {
       bulkhead = new Bulkhead(target, settings);
       this.bulkheads.set(target, bulkhead);
+      this.hooks.policyCreated?.(target, 'bulkhead');
     }
     return bulkhead;
   }
@@ -265,6 +272,7 @@ export class PolicyEngine {
         onBudgetExhausted: () => this.hooks.retryBudgetExhausted?.(target),
       };
       this.retryStates.set(target, state);
+      this.hooks.policyCreated?.(target, 'retry');
     }
     return state;
   }
@@ -274,6 +282,7 @@ export class PolicyEngine {
     if (!limiter) {
       limiter = new TokenBucket(settings);
       this.limiters.set(target, limiter);
+      this.hooks.policyCreated?.(target, 'rateLimit');
     }
     return limiter;
   }

@@ -15,6 +15,7 @@ import {
 /** Every hook the engine calls, in order, as `hook target detail`. */
 function recorder() {
   const seen: string[] = [];
+  const created: string[] = [];
   const hooks: Required<PolicyHooks> = {
     breakerStateChanged: (target, state) => seen.push(`breaker ${target} ${state}`),
     retried: (target, { attempt, error }) => seen.push(`retried ${target} ${attempt} ${error.code}`),
@@ -22,8 +23,10 @@ function recorder() {
     rejected: (target, code) => seen.push(`rejected ${target} ${code}`),
     cacheHit: (target) => seen.push(`cacheHit ${target}`),
     fellBack: (target, error) => seen.push(`fellBack ${target} ${error.code}`),
+    // Kept apart: the sequences the tests below expect are of what happened to calls.
+    policyCreated: (target, kind) => created.push(`${kind} ${target}`),
   };
-  return { seen, hooks };
+  return { seen, created, hooks };
 }
 
 const quickRetry = { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 1 };
@@ -113,6 +116,18 @@ describe('policy engine', () => {
       assert.equal(await call.run(), 'ok');
       assert.deepEqual(call.attempts, [1, 2, 3]);
       assert.deepEqual(seen, ['retried md.getPrice 1 UNAVAILABLE', 'retried md.getPrice 2 TIMEOUT']);
+    });
+
+    it('tells once per target when it makes a policy that keeps state (metrics start their counters then)', async () => {
+      const { created, hooks } = recorder();
+      const engine = new PolicyEngine({}, hooks);
+      const guarded = { ...defaultCallPolicies, retry: quickRetry };
+      const call = callOf(engine, ['ok', 'ok'], { policies: guarded });
+      await call.run();
+      await call.run();
+      assert.deepEqual(created.sort(), ['breaker md.getPrice', 'bulkhead md.getPrice', 'retry md.getPrice']);
+      await callOf(engine, ['ok'], { target: 'md.getHistory', policies: { ...guarded, retry: false } }).run();
+      assert.deepEqual(created.slice(3).sort(), ['breaker md.getHistory', 'bulkhead md.getHistory']);
     });
 
     it('one retry budget per target, made from the node defaults', async () => {

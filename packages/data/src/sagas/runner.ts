@@ -243,6 +243,20 @@ export class SagaRunner {
     return this.store.list(filter);
   }
 
+  /** The names of the sagas this runner drives. */
+  get sagaNames(): string[] {
+    return [...this.sagas.keys()];
+  }
+
+  /**
+   * Per saga this runner drives, how long its unfinished instance with the oldest last step boundary has
+   * waited since it, in seconds; 0 when none is unfinished. A figure that keeps growing is a stuck saga.
+   */
+  async oldestUnfinishedSeconds(): Promise<{ saga: string; seconds: number }[]> {
+    const ages = new Map((await this.store.oldestUnfinished()).map(({ saga, seconds }) => [saga, seconds]));
+    return this.sagaNames.map((saga) => ({ saga, seconds: ages.get(saga) ?? 0 }));
+  }
+
   /** How many instances are in each status, per saga: for gauges and dashboards. */
   counts(): Promise<{ saga: string; status: SagaStatus; count: number }[]> {
     return this.store.counts();

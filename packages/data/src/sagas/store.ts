@@ -263,6 +263,18 @@ export class SagaStore {
     return rows.rows;
   }
 
+  /**
+   * Per saga, how long the unfinished (running or compensating) instance that has gone longest without a
+   * step boundary has waited since its last one, in seconds. Sagas with no unfinished instance are absent.
+   */
+  async oldestUnfinished(): Promise<{ saga: string; seconds: number }[]> {
+    const rows = await sql<{ saga: string; seconds: number }>`
+      select saga, extract(epoch from (now() - min(updated_at)))::float8 as seconds from ${this.table(INSTANCES)}
+      where status in ('running', 'compensating')
+      group by saga order by saga`.execute(this.db.kysely);
+    return rows.rows.map((row) => ({ saga: row.saga, seconds: Math.max(0, Number(row.seconds)) }));
+  }
+
   private table(name: string) {
     return sql.id(this.service, name);
   }

@@ -149,6 +149,31 @@ export function sagasInNodeSuite(target: DatabaseTarget): void {
       );
     });
 
+    it(`[${target.name}] the saga gauges: every status of every saga from 0, and how long the stalest unfinished instance has waited`, async () => {
+      const s = slice();
+      s.hold.gate = gate();
+      const { node, runner } = await start(s);
+      const scrape = async (series: string) => {
+        const text = await node.metrics.registry.metrics();
+        const line = text.split('\n').find((candidate) => candidate.startsWith(`${series} `));
+        return line === undefined ? undefined : Number(line.slice(series.length + 1));
+      };
+      const labels = `service="${s.orders.name}",saga="sell"`;
+      assert.equal(await scrape(`chassis_saga_instances{${labels},status="failed"}`), 0, 'before any instance');
+      assert.equal(await scrape(`chassis_saga_oldest_unfinished_seconds{${labels}}`), 0);
+      const orderId = randomUUID();
+      await node.call(s.sellShares, { orderId, quantity: 3 });
+      await waitUntil(() => s.hold.reached, { what: 'the saga to reach its hold step' });
+      await sleep(1200);
+      assert.equal(await scrape(`chassis_saga_instances{${labels},status="running"}`), 1);
+      const waited = (await scrape(`chassis_saga_oldest_unfinished_seconds{${labels}}`)) ?? 0;
+      assert.ok(waited >= 1 && waited < 30, `held in its step for ${waited} s`);
+      s.hold.gate.open();
+      assert.equal((await runner.wait(orderId, 5_000)).status, 'completed');
+      assert.equal(await scrape(`chassis_saga_oldest_unfinished_seconds{${labels}}`), 0, 'none unfinished');
+      assert.equal(await scrape(`chassis_saga_instances{${labels},status="completed"}`), 1);
+    });
+
     it(`[${target.name}] an instance started by a handler that fails is neither recorded nor run`, async () => {
       const s = slice();
       const { node, runner, data } = await start(s);
