@@ -20,8 +20,8 @@ export type Publish = (event: string, message: WireMessage) => Promise<void>;
 
 export interface OutboxRelayOptions {
   /**
-   * How often the relay looks for rows without being told: the fallback for a lost notification, a
-   * dropped LISTEN connection, or rows held back by a transaction that was still running. Default 1000 ms.
+   * How often the relay looks for rows without being told: the fallback for a lost notification or a
+   * dropped LISTEN connection. Default 1000 ms.
    */
   pollIntervalMs?: number;
   /**
@@ -66,12 +66,8 @@ interface Row {
   attempts: number;
 }
 
-/**
- * `read`: ready rows the batch took up (a full batch means more may be ready); `failure`: one left unsent;
- * `held`: unsent rows seen that are not ready yet — committed while an older transaction still ran, which
- * no notification will announce once it ends — so the relay looks again shortly.
- */
-type BatchOutcome = { read: number; published: number; failure?: unknown; held: boolean } | 'busy';
+/** `read`: rows the batch took up (a full batch means more may wait); `failure`: one left unsent. */
+type BatchOutcome = { read: number; published: number; failure?: unknown } | 'busy';
 
 /** A row whose publish failed in this batch. */
 interface Failed {
@@ -124,11 +120,8 @@ export class OutboxRelay {
   private quietUntil = 0;
   /** The wait before the next poll: `pollIntervalMs`, doubled after each poll that found nothing. */
   private pollDelayMs: number;
-  /** The last batch found the outbox empty: nothing ready, nothing held back, nothing failed. */
+  /** The last batch found the outbox empty: nothing waiting, nothing failed. */
   private empty = false;
-  /** Rows were held back: look again after this wait, doubled while they stay so, up to `pollIntervalMs`. */
-  private heldDelayMs = 0;
-  private heldTimer: NodeJS.Timeout | undefined;
   /** Batches of this relay run one after another (the loop, `flush`, the drain at stop). */
   private tail: Promise<unknown> = Promise.resolve();
 
@@ -177,7 +170,7 @@ export class OutboxRelay {
   /**
    * Starts relaying. With `listen` (the default) the relay waits to lead the service, in the background;
    * once it leads, it publishes what waited, then every commit that writes to the outbox at once, and
-   * polls every `pollIntervalMs` for rows a transaction held back (less often while the outbox stays
+   * polls every `pollIntervalMs` in case a notification was lost (less often while the outbox stays
    * empty, see `idlePollIntervalMs`). Without, it polls from the start. Fails with
    * `OUTBOX_NOT_INSTALLED` if `installOutbox` was not run.
    */
@@ -241,8 +234,6 @@ export class OutboxRelay {
     this.state = 'stopping';
     clearTimeout(this.timer);
     this.timer = undefined;
-    clearTimeout(this.heldTimer);
-    this.heldTimer = undefined;
     this.leading?.abort();
     this.leading = undefined;
     await this.cycle;
@@ -289,7 +280,7 @@ export class OutboxRelay {
 
   /**
    * A poll: a wake-up, then the next one armed — later while the outbox stays empty and the relay hears
-   * every commit (a listening relay misses nothing but rows held back, which keep the pace), at
+   * every commit (a listening relay misses nothing but a lost notification), at
    * `pollIntervalMs` otherwise.
    */
   private readonly poll = (): void => {
@@ -305,7 +296,7 @@ export class OutboxRelay {
 
   private wake(fromPoll: boolean): void {
     if (this.state !== 'running') return;
-    // A commit: rows may be held back by an older transaction, which no notification will announce.
+    // A commit: the outbox is in use again, so the safety poll goes back to its pace.
     if (!fromPoll && this.pollDelayMs > this.pollIntervalMs) this.armPoll(this.pollIntervalMs);
     if (!fromPoll && Date.now() < this.quietUntil) return;
     this.wanted = true;
@@ -331,9 +322,7 @@ export class OutboxRelay {
         this.empty = false;
         return;
       }
-      this.empty = outcome.read === 0 && !outcome.held;
-      if (outcome.held) this.retryHeld();
-      else this.heldDelayMs = 0;
+      this.empty = outcome.read === 0;
       if (outcome.failure !== undefined) {
         this.backOff(outcome.failure);
         return;
@@ -341,20 +330,6 @@ export class OutboxRelay {
       // A full batch: more may be ready, and no notification will say so.
       if (outcome.read === this.batchSize) this.wanted = true;
     }
-  }
-
-  /**
-   * Rows committed while an older transaction (of any database on the server) still runs are not ready
-   * until it ends, and nothing announces that: look again in 5 ms, then less often while they stay held.
-   */
-  private retryHeld(): void {
-    if (this.heldTimer !== undefined) return;
-    this.heldDelayMs = Math.min(Math.max(HELD_RETRY_MS, this.heldDelayMs * 2), this.pollIntervalMs);
-    this.heldTimer = setTimeout(() => {
-      this.heldTimer = undefined;
-      this.wake(true);
-    }, this.heldDelayMs);
-    this.heldTimer.unref();
   }
 
   private backOff(error: unknown): void {
@@ -405,28 +380,25 @@ export class OutboxRelay {
   }
 
   /**
-   * The batch: publishes the ready rows in order and marks them. A failed row ends the batch unless it has
-   * failed `parkAfterAttempts` times: then it is set aside and the next row tried. Once the transport takes
-   * a later row, each row set aside is tried once more — published if it now goes, else parked, its refusal
-   * being its own. The writes come last, so the batch holds a transaction id only for a moment (an id held
-   * while publishing would hold back every relay on the server).
+   * The batch: publishes the committed rows in order and marks them. A failed row ends the batch unless it
+   * has failed `parkAfterAttempts` times: then it is set aside and the next row tried. Once the transport
+   * takes a later row, each row set aside is tried once more — published if it now goes, else parked, its
+   * refusal being its own. The writes come last, so the batch holds a transaction id only for a moment (a
+   * transaction id held while publishing would hold back the server's vacuum and event-log readers).
    */
   private async publishReady(
     execute: <R>(query: RawBuilder<R>) => Promise<R[]>,
     parked: ParkedOutboxRow[],
   ): Promise<BatchOutcome> {
     const table = sql.id(this.service, TABLE);
-    // The unsent rows in commit order, each saying whether it is ready: committed before every transaction
-    // still running began, so that no row can commit before it later. The ready ones come first.
-    const unsent = await execute(sql<Row & { ready: boolean }>`
-      select id, event, headers, body, attempts, xid < pg_snapshot_xmin(pg_current_snapshot()) as ready
-      from ${table}
+    // The committed unsent rows in the order they were written (see Order in outbox.ts): a row that commits
+    // later with a smaller id is not skipped, since rows are marked, not passed by a cursor.
+    const ready = await execute(sql<Row>`
+      select id, event, headers, body, attempts from ${table}
       where sent_at is null and parked_at is null
-      order by xid, id
+      order by id
       limit ${this.batchSize}`);
-    const ready = unsent.filter((row) => row.ready);
-    const held = ready.length < unsent.length;
-    if (ready.length === 0) return { read: 0, published: 0, held };
+    if (ready.length === 0) return { read: 0, published: 0 };
     const sent: number[] = [];
     const failed: Failed[] = [];
     const toPark: Failed[] = [];
@@ -481,12 +453,9 @@ export class OutboxRelay {
     if (sent.length > 0) {
       await execute(sql`update ${table} set sent_at = clock_timestamp() where id = any(${sent})`);
     }
-    return { read: ready.length, published: sent.length, failure: failure?.error, held };
+    return { read: ready.length, published: sent.length, failure: failure?.error };
   }
 }
-
-/** The first wait before a relay that saw rows held back looks again. */
-const HELD_RETRY_MS = 5;
 
 /** Pauses between attempts to lead while the database cannot be reached. */
 const RELEAD_MIN_DELAY_MS = 100;

@@ -5,6 +5,7 @@ import { type AnyTables, Database, sql } from './database.ts';
 import {
   checkRetention,
   columnIfMissing,
+  dropIndexIfPresent,
   indexIfMissing,
   installInServiceSchema,
   isMissingRelation,
@@ -19,26 +20,23 @@ import {
  * rows unsent, and the next batch (this node's or another's) publishes them again. Consumers make that
  * harmless with the inbox (`claimInbox`).
  *
- * Order. Each row carries the id of the transaction that wrote it (`pg_current_xact_id()`, given by
- * PostgreSQL at a transaction's first write) and a serial id. The relay publishes in (transaction id,
- * serial id) order, and only rows whose transaction is older than every transaction still running
- * (`xid < pg_snapshot_xmin(pg_current_snapshot())`). So:
+ * Order. Each row has a serial id, taken when it is written: at the handler's commit, after its reads
+ * and locks. The relay publishes the committed rows in id order, as soon as they are committed, and marks
+ * each one sent (no cursor passes over them). So:
  *
  * - one transaction's events go out in the order they were written;
- * - transaction A's events go out before B's whenever A committed before B wrote anything — successive
- *   transactions, e.g. two commands on one aggregate handled one after the other — and whenever both
- *   lock the aggregate's row (`select … for update`, or update it) before any other write, since the
- *   lock decides which of them gets a transaction id first;
- * - nothing is skipped and the order never changes afterwards: a transaction that commits late holds
- *   back the rows of every transaction that started writing after it, rather than being overtaken and
- *   left behind a cursor (ordering by the serial id alone would do that: a later id can commit first).
+ * - transaction A's events go out before B's whenever B could see A's writes: B began after A committed,
+ *   or B waited for a lock A held (two handlers of one aggregate, `select … for update`) — B's rows are
+ *   written after A committed, so they have larger ids and are committed later;
+ * - nothing is skipped: a row that commits after a row with a larger id went out is published when it
+ *   commits, since the relay looks for unsent rows, not past a position.
  *
- * Not promised: between transactions that overlap, the order is that of their first writes, which can
- * differ from the order they commit in. A transaction that wrote something else and then waited for
- * another's lock on the aggregate is ordered before it; lock the aggregate first if that matters.
- * The price of the rule: a transaction left open with writes anywhere on the PostgreSQL server (any
- * database: transaction ids are server-wide) holds back every relay until it ends. The outbox lag
- * metric shows it.
+ * Not promised: between transactions that overlap without waiting for each other, the events go out in
+ * the order they committed (or by id when the relay finds both committed), which neither of them could
+ * observe. A transaction left open elsewhere on the server holds back nothing. (Until December 2026 the
+ * relay waited for every older transaction on the server — `xid < pg_snapshot_xmin(…)` — which gave the
+ * order of first writes between overlapping transactions at the price of any long transaction, in any
+ * database, stalling every relay; the `xid` column stays, unused, so older nodes in a rolling upgrade work.)
  *
  * Parking. A row the transport refuses every time (too large for the stream, a subject it will never
  * take) would otherwise block its service's relay forever, since the oldest row goes first. After
@@ -100,9 +98,11 @@ export async function installOutbox(db: Database, service: string): Promise<void
     // What the relay reads: the unsent rows, in publishing order. Partial, so it stays small.
     indexIfMissing(
       service,
-      'chassis_outbox_pending',
-      sql`create index if not exists chassis_outbox_pending on ${table} (xid, id) where sent_at is null`,
+      'chassis_outbox_unsent',
+      sql`create index if not exists chassis_outbox_unsent on ${table} (id) where sent_at is null`,
     ),
+    // The (xid, id) index of the relay's former order: written at every insert, read by nothing.
+    dropIndexIfPresent(service, 'chassis_outbox_pending'),
     // What pruneOutbox deletes by.
     indexIfMissing(
       service,
@@ -234,7 +234,7 @@ export async function listParkedOutbox(db: Database | Kysely<AnyTables>, service
   const result = await sql<ParkedRecord>`
     select id, event, headers, attempts, last_error, parked_at, created_at from ${sql.id(service, TABLE)}
     where sent_at is null and parked_at is not null
-    order by xid, id`
+    order by id`
     .execute(kysely)
     .catch((error: unknown) => {
       throw isMissingRelation(error) ? notInstalled(service, error) : error;

@@ -35,6 +35,19 @@ export function indexIfMissing(service: string, index: string, create: RawBuilde
   };
 }
 
+/**
+ * Drops an index the service no longer uses, if it is there. Looked up first: a `drop index` locks its
+ * table, and run every time it would wait for each open transaction on it.
+ */
+export function dropIndexIfPresent(service: string, index: string): InstallStep {
+  return {
+    async execute(trx) {
+      if (!(await indexMissing(trx, service, index)))
+        await sql`drop index if exists ${sql.id(service, index)}`.execute(trx);
+    },
+  };
+}
+
 /** Whether the service's schema has no index (or other relation) of this name; it takes no lock. */
 async function indexMissing(trx: Kysely<AnyTables>, service: string, index: string): Promise<boolean> {
   const name = `${quoteIdentifier(service)}.${quoteIdentifier(index)}`;
