@@ -2,7 +2,19 @@ import { action, defineError } from '@chassis/core';
 import { z } from 'zod';
 import { Money, StockSymbol } from './common.ts';
 
-export const Price = z.object({ symbol: StockSymbol, price: Money, at: z.string() });
+export const Price = z.object({
+  symbol: StockSymbol,
+  price: Money,
+  at: z.string(),
+  /**
+   * How old the price is, in milliseconds, when answered: dark-launched behind the feature flag
+   * `quote-age` (`CHASSIS_FLAG_QUOTE_AGE=true`), on for the canary track only (deploy/kubernetes).
+   */
+  ageMs: z.number().int().nonnegative().optional(),
+});
+
+/** The feature flag that adds `ageMs` to prices; off unless set. */
+export const QUOTE_AGE_FLAG = 'quote-age';
 
 export const UnknownSymbol = defineError('UNKNOWN_SYMBOL', { status: 404, retryable: false });
 

@@ -1,13 +1,25 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { requestJson } from './http-client.ts';
+import { migrateSimplebank } from './migrate.ts';
 import { startSimplebank } from './system.ts';
 
 /**
  * `npm start`: SimpleBank with every service in this one process (memory transport, PGlite in
  * `.data/simplebank`) and its gateway on http://127.0.0.1:8080, serving until Ctrl-C. `-- --demo` places
  * a few orders through the gateway, prints what happened and exits. `CHASSIS_TRANSPORT`, `SERVICES`,
- * `DATABASE_URL` and `PORT` spread the same services over processes, brokers and databases.
+ * `DATABASE_URL` and `PORT` spread the same services over processes, brokers and databases. `MIGRATE_ONLY=true`
+ * migrates the databases of the services in `SERVICES` and exits.
  */
+
+if (process.env.MIGRATE_ONLY === 'true') {
+  // The migration Job of deploy/kubernetes: migrate, say what was applied, exit.
+  for (const report of await migrateSimplebank()) {
+    console.log(
+      `${report.service}: applied ${report.applied.length} migration(s), ${report.alreadyApplied.length} already`,
+    );
+  }
+  process.exit(0);
+}
 
 const demo = process.argv.includes('--demo');
 const bank = await startSimplebank({ handleSignals: !demo });

@@ -1,4 +1,4 @@
-import { ChassisError, type ChassisNode, jwtVerifier, runNode } from '@chassis/core';
+import { ChassisError, type ChassisNode, EnvironmentFlagProvider, jwtVerifier, runNode } from '@chassis/core';
 import { type Database, dataExtension } from '@chassis/data';
 import { createGateway, type Gateway } from '@chassis/gateway';
 import { type ExchangeSimulator, startExchangeSimulator } from '../exchange-simulator/simulator.ts';
@@ -65,6 +65,8 @@ export async function startSimplebank(options: SimplebankOptions = {}): Promise<
       // Signals are handled below: the gateway stops taking requests before the node drains.
       handleSignals: false,
       identity: verifier,
+      // Feature flags (`CHASSIS_FLAG_*`, `CHASSIS_FLAGS_FILE`) from the same environment as the rest.
+      flags: new EnvironmentFlagProvider(env),
       extensions: [data],
       ...(env.LOG_LEVEL ? {} : { logLevel: 'warn' as const }),
     });

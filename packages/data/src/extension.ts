@@ -13,10 +13,9 @@ import type { Kysely } from 'kysely';
 import { Counter, Gauge } from 'prom-client';
 import { type AnyTables, Database, unavailableIfDisconnected } from './database.ts';
 import { type EventSchemas, EventStore, type EventStoreOptions } from './event-store.ts';
-import { claimInbox, installInbox, isInInbox } from './inbox.ts';
-import { installLeases, takeLease } from './leases.ts';
-import { migrate } from './migrations.ts';
-import { installOutbox } from './outbox.ts';
+import { claimInbox, isInInbox } from './inbox.ts';
+import { installServiceSchema } from './install-service.ts';
+import { takeLease } from './leases.ts';
 import { OutboxRelay } from './outbox-relay.ts';
 import { type SagaDefinition, sagaStatuses } from './sagas/definition.ts';
 import { SagaRunner, type SagaRunnerOptions } from './sagas/runner.ts';
@@ -88,12 +87,7 @@ export class DataExtension implements NodeExtension {
       try {
         this.db ??= await Database.open(this.options.url ?? process.env.DATABASE_URL ?? 'pglite://memory');
         for (const service of withData) {
-          const report = await migrate(this.db, { service: service.name, folder: service.migrations! });
-          await installOutbox(this.db, service.name);
-          await installInbox(this.db, service.name);
-          if (service.schedules.some((schedule) => schedule.options.scope !== 'instance')) {
-            await installLeases(this.db, service.name);
-          }
+          const report = (await installServiceSchema(this.db, service))!;
           if (report.applied.length > 0) {
             node.log.info({ service: service.name, applied: report.applied }, `migrated ${service.name}`);
           }

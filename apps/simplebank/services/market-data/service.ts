@@ -1,5 +1,5 @@
 import { ChassisError, defineService, every, handle } from '@chassis/core';
-import { getPrice, listPrices, UnknownSymbol } from '../../contracts/market-data.ts';
+import { getPrice, listPrices, QUOTE_AGE_FLAG, UnknownSymbol } from '../../contracts/market-data.ts';
 
 export interface MarketDataOptions {
   /** The exchange's base URL (its `GET /prices`). */
@@ -78,6 +78,15 @@ export function marketDataService(options: MarketDataOptions) {
     await refresh();
   }
 
+  /** The dark launch behind `quote-age`: with the flag on, each price says how old it is. */
+  const withAge =
+    (flagOn: boolean) =>
+    (quote: Quote): Quote & { ageMs?: number } => {
+      const at = Date.parse(quote.at);
+      // A time the exchange wrote in a form Date cannot read gets no age rather than a wrong one.
+      return flagOn && Number.isFinite(at) ? { ...quote, ageMs: Math.max(0, Date.now() - at) } : quote;
+    };
+
   const known = () => {
     if (prices.size === 0) {
       throw new ChassisError(
@@ -101,17 +110,18 @@ export function marketDataService(options: MarketDataOptions) {
           : { status: prices.size > 0 ? 'warn' : 'fail', output: `serving last known prices: ${lastError}` },
     },
     actions: [
-      handle(listPrices, async () => {
+      handle(listPrices, async (_input, ctx) => {
         await asked();
         known();
-        return [...prices.values()].sort((a, b) => a.symbol.localeCompare(b.symbol));
+        const answer = withAge(await ctx.flags.getBooleanValue(QUOTE_AGE_FLAG, false));
+        return [...prices.values()].sort((a, b) => a.symbol.localeCompare(b.symbol)).map(answer);
       }),
-      handle(getPrice, async ({ symbol }) => {
+      handle(getPrice, async ({ symbol }, ctx) => {
         await asked();
         known();
         const quote = prices.get(symbol);
         if (!quote) throw UnknownSymbol(`The exchange lists no ${symbol}`, { symbol });
-        return quote;
+        return withAge(await ctx.flags.getBooleanValue(QUOTE_AGE_FLAG, false))(quote);
       }),
     ],
   });

@@ -1,0 +1,162 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { type KubernetesObject, kubernetesObjects, validateKubernetesObjects } from '@chassis/deploy';
+import { skipUnlessInstalled } from '@chassis/testing';
+import { parseAllDocuments } from 'yaml';
+import { QUOTE_AGE_FLAG } from '../contracts/market-data.ts';
+import { KUBERNETES_BASE_DIR, KUBERNETES_DIR, simplebankBaseFiles, simplebankTopology } from '../src/kubernetes.ts';
+import { distributedTopology } from '../src/launcher.ts';
+import { simplebankServiceNames, simplebankServices } from '../src/services.ts';
+
+const run = promisify(execFile);
+const OVERLAYS = ['staging', 'production', 'canary'] as const;
+/** The flag's environment variable, as the chassis's flag provider reads it. */
+const QUOTE_AGE_ENV = `CHASSIS_FLAG_${QUOTE_AGE_FLAG.toUpperCase().replaceAll('-', '_')}`;
+
+type Service = Extract<KubernetesObject, { kind: 'Service' }>;
+type ConfigMap = Extract<KubernetesObject, { kind: 'ConfigMap' }>;
+
+const kubectlMissing = skipUnlessInstalled('kubectl', 'Debian kubernetes-client; .ci/run installs it');
+
+/** `kubectl kustomize` of an overlay, as objects. */
+async function build(overlay: string): Promise<KubernetesObject[]> {
+  const { stdout } = await run('kubectl', ['kustomize', join(KUBERNETES_DIR, 'overlays', overlay)], {
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  return parseAllDocuments(stdout).map((document) => document.toJS() as KubernetesObject);
+}
+
+function all<K extends KubernetesObject['kind']>(objects: KubernetesObject[], kind: K) {
+  return objects.filter((object) => object.kind === kind) as Extract<KubernetesObject, { kind: K }>[];
+}
+
+function selects(selector: Record<string, string>, labels: Record<string, string>): boolean {
+  return Object.entries(selector).every(([key, value]) => labels[key] === value);
+}
+
+describe('SimpleBank on Kubernetes: the generated base and the staging, production and canary overlays', () => {
+  it('the committed base is exactly what the generator makes (run `npm run deploy:generate` after a change)', async () => {
+    const expected = simplebankBaseFiles();
+    const committed = (await readdir(KUBERNETES_BASE_DIR, { recursive: true }))
+      .filter((name) => name.endsWith('.yaml'))
+      .sort();
+    assert.deepEqual(committed, [...expected.keys()].sort());
+    for (const [name, text] of expected) {
+      assert.equal(await readFile(join(KUBERNETES_BASE_DIR, name), 'utf8'), text, `${name} is out of date`);
+    }
+  });
+
+  it('the base follows distributedTopology: its groups, their replicas, every service once; schemas valid', () => {
+    const topology = simplebankTopology();
+    const objects = kubernetesObjects(topology);
+    validateKubernetesObjects(objects);
+    const deployments = all(objects, 'Deployment');
+    assert.deepEqual(
+      deployments.map((d) => [d.metadata!.name, d.spec!.replicas]),
+      [
+        ['simplebank-edge', 1],
+        ['simplebank-orders', 2],
+        ['simplebank-market', 2],
+        ['simplebank-ledger', 1],
+      ],
+    );
+    const processes = distributedTopology();
+    const hosted = all(objects, 'ConfigMap').flatMap((config) => config.data!.SERVICES!.split(','));
+    assert.deepEqual(hosted.sort(), [...new Set(processes.flatMap((p) => p.services.split(',')))].sort());
+    assert.deepEqual(hosted.sort(), simplebankServiceNames().sort(), 'every SimpleBank service runs somewhere, once');
+    const edge = all(objects, 'ConfigMap').find((config) => config.metadata!.name === 'simplebank-edge')!;
+    assert.equal(edge.data!.PORT, '8080');
+    assert.equal(edge.data!.HOST, '0.0.0.0', 'the gateway takes traffic from outside the pod');
+    const job = all(objects, 'Job')[0]!;
+    const jobServices = job.spec!.template.spec!.containers[0]!.env!.find((v) => v.name === 'SERVICES')!.value!;
+    const withMigrations = simplebankServices({ secret: 'x', exchangeUrl: 'http://x' })
+      .filter((service) => service.migrations !== undefined)
+      .map((service) => service.name);
+    for (const name of withMigrations) assert.ok(jobServices.split(',').includes(name), `the Job migrates ${name}`);
+  });
+
+  for (const overlay of OVERLAYS) {
+    it(`kubectl kustomize builds ${overlay}, every object valid against the schemas`, {
+      skip: kubectlMissing,
+    }, async () => {
+      const objects = await build(overlay);
+      assert.ok(objects.length > 0);
+      validateKubernetesObjects(objects);
+      for (const deployment of all(objects, 'Deployment')) {
+        const container = deployment.spec!.template.spec!.containers[0]!;
+        assert.match(container.image!, /^ghcr\.io\/chassis\/simplebank:/);
+        const configName = container.envFrom![0]!.configMapRef!.name;
+        assert.ok(
+          all(objects, 'ConfigMap').some((config) => config.metadata!.name === configName),
+          `${deployment.metadata!.name}'s ConfigMap ${configName} is in the overlay`,
+        );
+      }
+    });
+  }
+
+  it('canary: the same Deployments with track canary and fewer replicas, selected by production’s Services', {
+    skip: kubectlMissing,
+  }, async () => {
+    const production = await build('production');
+    const canary = await build('canary');
+    const stable = all(production, 'Deployment');
+    const canaries = all(canary, 'Deployment');
+    assert.deepEqual(
+      canaries.map((d) => d.metadata!.name),
+      stable.map((d) => `${d.metadata!.name}-canary`),
+    );
+    assert.equal(all(canary, 'Service').length, 0, 'the canary has no Service of its own');
+    assert.equal(all(canary, 'HorizontalPodAutoscaler').length, 0);
+    const stableReplicas = stable.reduce((sum, d) => sum + d.spec!.replicas!, 0);
+    const canaryReplicas = canaries.reduce((sum, d) => sum + d.spec!.replicas!, 0);
+    assert.ok(
+      canaryReplicas < stableReplicas,
+      `a small share: ${canaryReplicas} of ${canaryReplicas + stableReplicas}`,
+    );
+    for (const deployment of canaries) {
+      assert.equal(deployment.metadata!.namespace, stable[0]!.metadata!.namespace, 'beside production');
+      assert.equal(deployment.spec!.template.metadata!.labels!.track, 'canary');
+      assert.equal(deployment.spec!.selector.matchLabels!.track, 'canary');
+      assert.equal(deployment.spec!.replicas, 1);
+    }
+    for (const deployment of stable) assert.equal(deployment.spec!.template.metadata!.labels!.track, 'stable');
+    // Every Deployment, stable or canary, is selected by its group's production Service, and by no other.
+    const services: Service[] = all(production, 'Service');
+    for (const deployment of [...stable, ...canaries]) {
+      const labels = deployment.spec!.template.metadata!.labels!;
+      const selecting = services.filter((service) => selects(service.spec!.selector!, labels));
+      assert.deepEqual(
+        selecting.map((service) => service.metadata!.name),
+        [deployment.metadata!.name!.replace(/-canary$/, '')],
+        `${deployment.metadata!.name} behind its Service`,
+      );
+    }
+    for (const service of services) assert.ok(!('track' in service.spec!.selector!));
+    // Two Deployments must not claim each other's pods: their selectors differ by track.
+    for (const deployment of canaries) {
+      assert.ok(
+        !stable.some((other) =>
+          selects(other.spec!.selector.matchLabels!, deployment.spec!.template.metadata!.labels!),
+        ),
+      );
+    }
+  });
+
+  it(`the feature flag ${QUOTE_AGE_FLAG} per overlay: on in canary and staging, off in production`, {
+    skip: kubectlMissing,
+  }, async () => {
+    const flagOf = async (overlay: string) => {
+      const configs: ConfigMap[] = all(await build(overlay), 'ConfigMap');
+      const edge = configs.find((config) => config.data?.SERVICES?.split(',').includes('market-data'));
+      assert.ok(edge, `${overlay}: the ConfigMap of the group running market-data`);
+      return edge.data![QUOTE_AGE_ENV];
+    };
+    assert.equal(await flagOf('canary'), 'true');
+    assert.equal(await flagOf('staging'), 'true');
+    assert.equal(await flagOf('production'), 'false');
+  });
+});

@@ -1,0 +1,346 @@
+import type { IServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
+import type { IDeployment } from 'kubernetes-models/apps/v1';
+import type { IHorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
+import type { IJob } from 'kubernetes-models/batch/v1';
+import type { INetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
+import type { IPodDisruptionBudget } from 'kubernetes-models/policy/v1';
+import type {
+  IConfigMap,
+  IContainer,
+  IContainerPort,
+  IEnvVar,
+  IPodSpec,
+  IService,
+  IServicePort,
+} from 'kubernetes-models/v1';
+import {
+  type AppTopology,
+  appTopologySchema,
+  type ResolvedGroup,
+  type ResolvedTopology,
+  type ValueFrom,
+} from './topology.ts';
+
+export type KubernetesObject =
+  | IDeployment
+  | IService
+  | IConfigMap
+  | IHorizontalPodAutoscaler
+  | IPodDisruptionBudget
+  | INetworkPolicy
+  | IJob
+  | IServiceMonitor;
+
+/** The user the image runs as (`deploy/Dockerfile`'s `USER`): the node image's `node`, by number. */
+const RUN_AS = 1000;
+const OPS = 'ops';
+const HTTP = 'http';
+/** What the grace period keeps beyond preStop and the drain, for the exit itself. */
+const GRACE_MARGIN_SECONDS = 10;
+
+/** The labels that say what a pod is; Services select on these, never on `track`. */
+export function appLabels(app: string, component: string): Record<string, string> {
+  return {
+    'app.kubernetes.io/name': app,
+    'app.kubernetes.io/instance': app,
+    'app.kubernetes.io/component': component,
+  };
+}
+
+/**
+ * Every Kubernetes object the app needs, per group: Deployment, Service, ConfigMap,
+ * HorizontalPodAutoscaler, PodDisruptionBudget, NetworkPolicy (and ServiceMonitor when asked); then the
+ * migration Job. Deterministic: the same topology gives the same objects, in the same order.
+ */
+export function kubernetesObjects(topology: AppTopology): KubernetesObject[] {
+  const resolved = appTopologySchema.parse(topology);
+  const objects: KubernetesObject[] = [];
+  for (const group of resolved.groups) {
+    objects.push(
+      deployment(resolved, group),
+      service(resolved, group),
+      configMap(resolved, group),
+      autoscaler(resolved, group),
+      disruptionBudget(resolved, group),
+      networkPolicy(resolved, group),
+    );
+    if (resolved.serviceMonitor) objects.push(serviceMonitor(resolved, group));
+  }
+  if (resolved.migration !== false) objects.push(migrationJob(resolved, resolved.migration.env));
+  return objects;
+}
+
+function objectName(topology: ResolvedTopology, group: string): string {
+  return `${topology.app}-${group}`;
+}
+
+function labels(topology: ResolvedTopology, component: string): Record<string, string> {
+  return {
+    ...appLabels(topology.app, component),
+    'app.kubernetes.io/part-of': topology.app,
+    'app.kubernetes.io/version': topology.version,
+    'app.kubernetes.io/managed-by': 'chassis-deploy',
+  };
+}
+
+function envFrom(name: string, from: ValueFrom): IEnvVar {
+  return 'secret' in from
+    ? { name, valueFrom: { secretKeyRef: { name: from.secret, key: from.key } } }
+    : { name, valueFrom: { configMapKeyRef: { name: from.configMap, key: from.key } } };
+}
+
+/** The variables that come from the user's Secrets and ConfigMaps, and the pod's own name as NODE_ID. */
+function referencedEnv(topology: ResolvedTopology): IEnvVar[] {
+  const env: IEnvVar[] = [
+    { name: 'NODE_ID', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+    envFrom('CHASSIS_TRANSPORT', topology.infra.transport),
+  ];
+  if (topology.infra.database) env.push(envFrom('DATABASE_URL', topology.infra.database));
+  if (topology.infra.redis) env.push(envFrom('REDIS_URL', topology.infra.redis));
+  for (const [name, from] of Object.entries(topology.secretEnv)) env.push(envFrom(name, from));
+  return env;
+}
+
+/** Non-root, nothing writable but the /tmp volume, no privileges: what `restricted` Pod Security asks. */
+function podSecurity(): Pick<IPodSpec, 'securityContext' | 'automountServiceAccountToken' | 'volumes'> {
+  return {
+    automountServiceAccountToken: false,
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: RUN_AS,
+      runAsGroup: RUN_AS,
+      fsGroup: RUN_AS,
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    volumes: [{ name: 'tmp', emptyDir: { sizeLimit: '64Mi' } }],
+  };
+}
+
+function containerSecurity(): Pick<IContainer, 'securityContext' | 'volumeMounts'> {
+  return {
+    securityContext: {
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      runAsNonRoot: true,
+      capabilities: { drop: ['ALL'] },
+    },
+    volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
+  };
+}
+
+function deployment(topology: ResolvedTopology, group: ResolvedGroup): IDeployment {
+  const name = objectName(topology, group.name);
+  const podLabels = { ...labels(topology, group.name), track: 'stable' };
+  const drainSeconds = Math.ceil(topology.drainTimeoutMs / 1000);
+  const ports: IContainerPort[] = [{ name: OPS, containerPort: topology.opsPort, protocol: 'TCP' }];
+  if (group.httpPort !== undefined) ports.push({ name: HTTP, containerPort: group.httpPort, protocol: 'TCP' });
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name, labels: podLabels },
+    spec: {
+      replicas: group.replicas,
+      revisionHistoryLimit: 5,
+      // `track` is in the selector so that a canary Deployment's pods are never counted as this one's.
+      selector: { matchLabels: { ...appLabels(topology.app, group.name), track: 'stable' } },
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
+      template: {
+        metadata: {
+          labels: podLabels,
+          annotations: { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(topology.opsPort) },
+        },
+        spec: {
+          ...podSecurity(),
+          // SIGTERM starts the drain (not ready, stop consuming, finish in flight, flush the outbox); the
+          // grace period covers preStop, the whole drain and the exit, so the kubelet never cuts it short.
+          terminationGracePeriodSeconds: topology.preStopSeconds + drainSeconds + GRACE_MARGIN_SECONDS,
+          containers: [
+            {
+              name: 'node',
+              image: topology.image,
+              imagePullPolicy: 'IfNotPresent',
+              ports,
+              envFrom: [{ configMapRef: { name } }],
+              env: referencedEnv(topology),
+              resources: group.resources,
+              // Starting includes waiting for the database and migrating (up to a minute by default).
+              startupProbe: {
+                httpGet: { path: '/health/live', port: OPS },
+                periodSeconds: 2,
+                failureThreshold: 60,
+                timeoutSeconds: 2,
+              },
+              readinessProbe: {
+                httpGet: { path: '/health/ready', port: OPS },
+                periodSeconds: 5,
+                failureThreshold: 2,
+                timeoutSeconds: 2,
+              },
+              livenessProbe: {
+                httpGet: { path: '/health/live', port: OPS },
+                periodSeconds: 10,
+                failureThreshold: 3,
+                timeoutSeconds: 2,
+              },
+              // The endpoints controller and the proxies learn of the pod's end a little after SIGTERM
+              // would have closed its listeners; serving on meanwhile drops no request.
+              ...(topology.preStopSeconds > 0
+                ? { lifecycle: { preStop: { sleep: { seconds: topology.preStopSeconds } } } }
+                : {}),
+              ...containerSecurity(),
+            },
+          ],
+        },
+      },
+    },
+  };
+}
+
+function service(topology: ResolvedTopology, group: ResolvedGroup): IService {
+  const ports: IServicePort[] = [{ name: OPS, port: topology.opsPort, targetPort: OPS, protocol: 'TCP' }];
+  if (group.httpPort !== undefined) {
+    ports.push({ name: HTTP, port: group.httpPort, targetPort: HTTP, protocol: 'TCP' });
+  }
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: objectName(topology, group.name), labels: labels(topology, group.name) },
+    // No `track`: stable and canary pods both receive traffic, in proportion to their replicas.
+    spec: { type: 'ClusterIP', selector: appLabels(topology.app, group.name), ports },
+  };
+}
+
+function configMap(topology: ResolvedTopology, group: ResolvedGroup): IConfigMap {
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: objectName(topology, group.name), labels: labels(topology, group.name) },
+    data: {
+      NODE_ENV: 'production',
+      SERVICES: group.services.join(','),
+      PORT: group.httpPort === undefined ? 'off' : String(group.httpPort),
+      // The gateway listens on 127.0.0.1 unless told otherwise; in a pod it must take outside traffic.
+      HOST: '0.0.0.0',
+      OPS_PORT: String(topology.opsPort),
+      CHASSIS_DRAIN_TIMEOUT_MS: String(topology.drainTimeoutMs),
+      LOG_LEVEL: 'info',
+      ...topology.env,
+      ...group.env,
+    },
+  };
+}
+
+function autoscaler(topology: ResolvedTopology, group: ResolvedGroup): IHorizontalPodAutoscaler {
+  const name = objectName(topology, group.name);
+  return {
+    apiVersion: 'autoscaling/v2',
+    kind: 'HorizontalPodAutoscaler',
+    metadata: { name, labels: labels(topology, group.name) },
+    spec: {
+      scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name },
+      minReplicas: group.replicas,
+      maxReplicas: Math.max(group.maxReplicas ?? group.replicas * 2, group.replicas, 2),
+      metrics: [
+        { type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 70 } } },
+      ],
+      // Scaling down slowly: a node that leaves drains, and flapping would drain nodes for nothing.
+      behavior: { scaleDown: { stabilizationWindowSeconds: 300 } },
+    },
+  };
+}
+
+function disruptionBudget(topology: ResolvedTopology, group: ResolvedGroup): IPodDisruptionBudget {
+  return {
+    apiVersion: 'policy/v1',
+    kind: 'PodDisruptionBudget',
+    metadata: { name: objectName(topology, group.name), labels: labels(topology, group.name) },
+    // One pod at a time, never all: with one replica a node drain still goes on (minAvailable would block it).
+    spec: { maxUnavailable: 1, selector: { matchLabels: appLabels(topology.app, group.name) } },
+  };
+}
+
+/**
+ * Ingress only: the ops port from the monitoring namespace (and the namespace itself), the HTTP port from
+ * anywhere (an ingress controller, a load balancer). Services talk through the broker, so nothing else
+ * comes in. Egress is left open: the broker, the database and the exchange are the user's, anywhere.
+ */
+function networkPolicy(topology: ResolvedTopology, group: ResolvedGroup): INetworkPolicy {
+  const ingress: NonNullable<INetworkPolicy['spec']>['ingress'] = [
+    {
+      from: [
+        { podSelector: {} },
+        { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': topology.monitoringNamespace } } },
+      ],
+      ports: [{ port: topology.opsPort, protocol: 'TCP' }],
+    },
+  ];
+  if (group.httpPort !== undefined) ingress.push({ ports: [{ port: group.httpPort, protocol: 'TCP' }] });
+  return {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'NetworkPolicy',
+    metadata: { name: objectName(topology, group.name), labels: labels(topology, group.name) },
+    spec: { podSelector: { matchLabels: appLabels(topology.app, group.name) }, policyTypes: ['Ingress'], ingress },
+  };
+}
+
+function serviceMonitor(topology: ResolvedTopology, group: ResolvedGroup): IServiceMonitor {
+  return {
+    apiVersion: 'monitoring.coreos.com/v1',
+    kind: 'ServiceMonitor',
+    metadata: { name: objectName(topology, group.name), labels: labels(topology, group.name) },
+    spec: {
+      selector: { matchLabels: appLabels(topology.app, group.name) },
+      endpoints: [{ port: OPS, path: '/metrics', interval: '15s' }],
+    },
+  };
+}
+
+/**
+ * Migrates every service's schema once, before the Deployments roll: the pipeline applies it, waits for
+ * it to complete, then applies the rest (Argo CD does the same from the PreSync hook annotation). Nodes
+ * migrate at start too, under the same per-service advisory lock, so a Job that did not run is not fatal.
+ */
+function migrationJob(topology: ResolvedTopology, env: Record<string, string>): IJob {
+  const component = 'migration';
+  const allServices = [...new Set(topology.groups.flatMap((group) => group.services))];
+  return {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: {
+      name: `${topology.app}-migrate`,
+      labels: labels(topology, component),
+      annotations: {
+        'argocd.argoproj.io/hook': 'PreSync',
+        'argocd.argoproj.io/hook-delete-policy': 'BeforeHookCreation',
+      },
+    },
+    spec: {
+      backoffLimit: 3,
+      activeDeadlineSeconds: 600,
+      template: {
+        metadata: { labels: labels(topology, component) },
+        spec: {
+          ...podSecurity(),
+          restartPolicy: 'Never',
+          containers: [
+            {
+              name: 'migrate',
+              image: topology.image,
+              imagePullPolicy: 'IfNotPresent',
+              env: [
+                ...referencedEnv(topology),
+                { name: 'NODE_ENV', value: 'production' },
+                { name: 'SERVICES', value: allServices.join(',') },
+                { name: 'PORT', value: 'off' },
+                { name: 'OPS_PORT', value: 'off' },
+                ...Object.entries({ ...topology.env, ...env }).map(([name, value]) => ({ name, value })),
+              ],
+              resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '256Mi' } },
+              ...containerSecurity(),
+            },
+          ],
+        },
+      },
+    },
+  };
+}
