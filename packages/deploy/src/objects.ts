@@ -290,7 +290,15 @@ function serviceMonitor(topology: ResolvedTopology, group: ResolvedGroup): IServ
     metadata: { name: objectName(topology, group.name), labels: labels(topology, group.name) },
     spec: {
       selector: { matchLabels: appLabels(topology.app, group.name) },
-      endpoints: [{ port: OPS, path: '/metrics', interval: '15s' }],
+      endpoints: [
+        {
+          port: OPS,
+          path: '/metrics',
+          interval: '15s',
+          // The job the rules and dashboards of deploy/monitoring select on, as the plain scrape config names it.
+          relabelings: [{ targetLabel: 'job', replacement: 'chassis' }],
+        },
+      ],
     },
   };
 }

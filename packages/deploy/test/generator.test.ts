@@ -65,6 +65,11 @@ describe('@chassis/deploy: Kubernetes objects from an app topology', () => {
         'Job/shop-migrate',
       ],
     );
+    // Scraped as the job deploy/monitoring's rules and dashboards select on.
+    const monitor = ofKind(objects, 'ServiceMonitor', 'shop-api') as {
+      spec: { endpoints: { relabelings?: { targetLabel?: string; replacement?: string }[] }[] };
+    };
+    assert.deepEqual(monitor.spec.endpoints[0]?.relabelings, [{ targetLabel: 'job', replacement: 'chassis' }]);
     const without = kubernetesObjects({ ...shop, serviceMonitor: false, migration: false });
     assert.ok(!without.some((object) => object.kind === 'ServiceMonitor' || object.kind === 'Job'));
   });
