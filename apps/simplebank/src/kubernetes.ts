@@ -1,5 +1,12 @@
 import { fileURLToPath } from 'node:url';
-import { type AppTopology, kubernetesFiles, kubernetesObjects, type TlsSettings, tlsPatches, yamlDocuments } from '@chassis/deploy';
+import {
+  type AppTopology,
+  kubernetesFiles,
+  kubernetesObjects,
+  type TlsSettings,
+  tlsPatches,
+  yamlDocuments,
+} from '@chassis/deploy';
 import { distributedTopology } from './launcher.ts';
 
 /** Where the generated base lives, and the overlays that patch it (staging, production, canary). */

@@ -216,7 +216,10 @@ describe('SimpleBank on Kubernetes: the generated base and the staging, producti
       for (const workload of built) {
         assert.deepEqual(tlsParts(workload), expected, `${overlay}: ${workload.kind} ${workload.metadata!.name}`);
         const pod = workload.spec!.template.spec!;
-        assert.ok(pod.volumes!.some((volume) => volume.name === 'tmp'), 'the base’s /tmp volume stays');
+        assert.ok(
+          pod.volumes!.some((volume) => volume.name === 'tmp'),
+          'the base’s /tmp volume stays',
+        );
         const env = pod.containers[0]!.env!.map((variable) => variable.name);
         assert.ok(env.includes('DATABASE_URL') && env.includes('CHASSIS_TRANSPORT'), 'the base’s variables stay');
       }

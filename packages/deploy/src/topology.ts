@@ -54,7 +54,10 @@ export const tlsSchema = z
      * `?sslmode=verify-full&sslrootcert=/etc/chassis/pg/ca.crt` (and `sslcert`/`sslkey` for a client
      * certificate), so no variable is set here.
      */
-    database: z.object({ secret: z.string().min(1) }).strict().optional(),
+    database: z
+      .object({ secret: z.string().min(1) })
+      .strict()
+      .optional(),
   })
   .strict();
 

@@ -236,7 +236,9 @@ describe('@chassis/deploy: TLS certificates from Secrets', () => {
   };
   const objects = kubernetesObjects({ ...shop, tls });
   type Workload = Extract<KubernetesObject, { kind: 'Deployment' | 'Job' }>;
-  const workloads = objects.filter((object): object is Workload => object.kind === 'Deployment' || object.kind === 'Job');
+  const workloads = objects.filter(
+    (object): object is Workload => object.kind === 'Deployment' || object.kind === 'Job',
+  );
   const byName = <T extends { name?: string }>(items: readonly T[] | undefined) =>
     new Map((items ?? []).map((item) => [item.name, item]));
 
@@ -292,7 +294,8 @@ describe('@chassis/deploy: TLS certificates from Secrets', () => {
     }
     assert.deepEqual(tlsPatches(shop), []);
     assert.throws(
-      () => kubernetesObjects({ ...shop, infra: { transport: shop.infra.transport }, tls: { database: { secret: 'x' } } }),
+      () =>
+        kubernetesObjects({ ...shop, infra: { transport: shop.infra.transport }, tls: { database: { secret: 'x' } } }),
       /infra\.database/,
     );
     assert.throws(() => appTopologySchema.parse({ ...shop, tls: { broker: { secret: '' } } }));
