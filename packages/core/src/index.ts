@@ -56,6 +56,14 @@ export {
   runChecks,
 } from './observability/health.ts';
 export { NodeMetrics } from './observability/metrics.ts';
+export {
+  callOps,
+  type OpsAction,
+  type OpsCallOptions,
+  type OpsCredentials,
+  opsAction,
+  opsServiceName,
+} from './ops.ts';
 export { InMemorySpanExporter, type SpanExporter, type TracingOptions } from './observability/tracing.ts';
 export {
   type BreakerPolicy,

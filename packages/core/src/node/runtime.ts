@@ -15,6 +15,7 @@ import { memoryTransport } from '../transports/memory.ts';
 import type { Consumer, Transport, TransportStatus } from '../transports/transport.ts';
 import { send } from './calls.ts';
 import type { HandlerContext, Outbound } from './handler-context.ts';
+import type { OpsTable } from './ops.ts';
 import { readiness } from './health.ts';
 import { type NodeState, nodeInfo } from './lifecycle.ts';
 import { type NodeOptions, type NodeSettings, settingsOf } from './options.ts';
@@ -57,6 +58,9 @@ export interface NodeRuntime {
   state: NodeState;
   transportStatus: TransportStatus;
   opsServer: OpsServer | undefined;
+  /** The ops API's actions, once the node starts; and its consumer on the transport. */
+  ops: OpsTable | undefined;
+  opsConsumer: Consumer | undefined;
   /** What takes requests and events off the transport: stopped first when the node drains. */
   readonly consumers: Consumer[];
   /** Handlers running now, aborted when a drain gives up on them. */
@@ -140,6 +144,8 @@ export function createRuntime(options: NodeOptions): NodeRuntime {
     state: 'idle',
     transportStatus: 'disconnected',
     opsServer: undefined,
+    ops: undefined,
+    opsConsumer: undefined,
     consumers: [],
     inFlight: new Set(),
     localCalls: new Set(),
