@@ -8,6 +8,7 @@ import {
   type SagaBoundaryEvent,
   type SagaCall,
   type SagaDefinition,
+  type SagaError,
   type SagaInstance,
   type SagaRetryPolicy,
   type SagaStatus,
@@ -241,6 +242,48 @@ export class SagaRunner {
   /** Instances, newest first, without their history (`get` gives it). */
   list(filter: SagaListFilter = {}): Promise<SagaSummary[]> {
     return this.store.list(filter);
+  }
+
+  /**
+   * An operator's retry of a `failed` saga: its compensations go on from the one that gave up, with fresh
+   * attempts, driven here at once. `CONFLICT` unless it is failed; `NOT_FOUND` unless this runner drives it.
+   */
+  retry(id: string): Promise<SagaInstance> {
+    return this.operatorMove(id, 'failed', 'saga_retried', null);
+  }
+
+  /**
+   * An operator's abort of a `running` saga: it compensates as if its current step had failed (that step's
+   * compensation first: it may have had its effect). A node driving it loses it and stops at once; an
+   * attempt in flight there is cut short (its effect, if any, is what the compensation undoes).
+   */
+  abort(id: string, reason = 'aborted by an operator'): Promise<SagaInstance> {
+    return this.operatorMove(id, 'running', 'saga_aborted', { code: 'SAGA_ABORTED', message: reason });
+  }
+
+  private async operatorMove(
+    id: string,
+    from: 'failed' | 'running',
+    kind: 'saga_retried' | 'saga_aborted',
+    error: SagaError | null,
+  ): Promise<SagaInstance> {
+    const before = await this.get(id);
+    if (!before || !this.sagas.has(before.saga)) {
+      throw new ChassisError('NOT_FOUND', `No saga instance "${id}" that the runner of "${this.service}" drives`, {
+        data: { id, service: this.service },
+      });
+    }
+    if (!(await this.store.operatorMove(id, from, kind, error, this.nodeId))) {
+      const now = await this.get(id);
+      throw new ChassisError(
+        'CONFLICT',
+        `Saga instance "${id}" is ${now?.status ?? 'gone'}; only a ${from} saga can be ${kind === 'saga_retried' ? 'retried' : 'aborted'}`,
+        { data: { id, status: now?.status } },
+      );
+    }
+    this.options.logger?.warn({ sagaId: id, saga: before.saga }, `saga ${id} ${kind.replace('saga_', '')} by an operator`);
+    this.spawn(id, true);
+    return (await this.get(id))!;
   }
 
   /** The names of the sagas this runner drives. */
