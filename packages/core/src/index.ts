@@ -56,6 +56,7 @@ export {
   runChecks,
 } from './observability/health.ts';
 export { NodeMetrics } from './observability/metrics.ts';
+export { InMemorySpanExporter, type SpanExporter, type TracingOptions } from './observability/tracing.ts';
 export {
   callOps,
   type OpsAction,
@@ -64,7 +65,6 @@ export {
   opsAction,
   opsServiceName,
 } from './ops.ts';
-export { InMemorySpanExporter, type SpanExporter, type TracingOptions } from './observability/tracing.ts';
 export {
   type BreakerPolicy,
   type BreakerState,

@@ -10,8 +10,8 @@ import { callFromOutside } from './calls.ts';
 import { consume } from './events.ts';
 import { liveness, readiness } from './health.ts';
 import type { ChassisNode } from './node.ts';
-import { serveRequest } from './requests.ts';
 import { opsTable, runOps, serveOps } from './ops.ts';
+import { serveRequest } from './requests.ts';
 import type { NodeRuntime } from './runtime.ts';
 
 export type NodeState = 'idle' | 'starting' | 'running' | 'draining' | 'stopped';

@@ -34,7 +34,10 @@ const json = codecFor('json');
 
 const queueName = z
   .string()
-  .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'a dead-letter queue: a subscription (`market.order_created`) or `rpc.<service>`');
+  .regex(
+    /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/,
+    'a dead-letter queue: a subscription (`market.order_created`) or `rpc.<service>`',
+  );
 const serviceFilter = z.object({ service: z.string().optional() });
 
 /** A zod schema as JSON Schema (draft 2020-12), or a note where zod cannot say it (a transform, a custom check). */
@@ -132,9 +135,13 @@ export async function runOps(
   await authorizeOps(rt, credentials);
   const action = table.get(name);
   if (!action) {
-    throw new ChassisError('UNKNOWN_ACTION', `The ops API has no action "${name}"; it has: ${[...table.keys()].join(', ')}`, {
-      data: { action: name, actions: [...table.keys()] },
-    });
+    throw new ChassisError(
+      'UNKNOWN_ACTION',
+      `The ops API has no action "${name}"; it has: ${[...table.keys()].join(', ')}`,
+      {
+        data: { action: name, actions: [...table.keys()] },
+      },
+    );
   }
   const parsed = action.input.safeParse(input ?? {});
   if (!parsed.success) {

@@ -198,12 +198,12 @@ export async function startOpsServer(port: number, endpoints: OpsEndpoints, host
         : request.method !== 'GET'
           ? undefined
           : path === '/health/live'
-          ? () => health(endpoints.live())
-          : path === '/health/ready'
-            ? () => health(endpoints.ready())
-            : path === '/metrics'
-              ? async () => ({ status: 200, type: 'text/plain; version=0.0.4', body: await endpoints.metrics() })
-              : undefined;
+            ? () => health(endpoints.live())
+            : path === '/health/ready'
+              ? () => health(endpoints.ready())
+              : path === '/metrics'
+                ? async () => ({ status: 200, type: 'text/plain; version=0.0.4', body: await endpoints.metrics() })
+                : undefined;
     if (!route) {
       response.writeHead(404, { 'content-type': 'application/json' });
       response.end(

@@ -115,6 +115,8 @@ export class SagaRunner {
   private readonly held = new Map<string, Held>();
   /** Ids being claimed or driven here, so a sweep never drives one twice. */
   private readonly busy = new Set<string>();
+  /** Ids an operator moved while a driver here still held them: driven again once it lets go. */
+  private readonly respawn = new Set<string>();
   private readonly drivers = new Set<Promise<void>>();
   private readonly settledListeners = new Map<string, Set<() => void>>();
   private readonly slotQueue: (() => void)[] = [];
@@ -281,8 +283,19 @@ export class SagaRunner {
         { data: { id, status: now?.status } },
       );
     }
-    this.options.logger?.warn({ sagaId: id, saga: before.saga }, `saga ${id} ${kind.replace('saga_', '')} by an operator`);
-    this.spawn(id, true);
+    this.options.logger?.warn(
+      { sagaId: id, saga: before.saga },
+      `saga ${id} ${kind.replace('saga_', '')} by an operator`,
+    );
+    // Driven here at once: a driver of ours that held it stops now (its writes would fail anyway), and
+    // the instance is taken again as soon as that driver has let go.
+    const held = this.held.get(id);
+    if (held) {
+      held.lost = true;
+      held.attemptController?.abort(lostError(held));
+    }
+    if (this.busy.has(id)) this.respawn.add(id);
+    else this.spawn(id, true);
     return (await this.get(id))!;
   }
 
@@ -367,6 +380,7 @@ export class SagaRunner {
       .finally(() => {
         this.busy.delete(id);
         this.drivers.delete(driver);
+        if (this.respawn.delete(id)) this.spawn(id, true);
       });
     this.drivers.add(driver);
   }
