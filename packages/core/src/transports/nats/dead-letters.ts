@@ -99,7 +99,7 @@ export class DeadLetters {
         const batch = await consumer.fetch({ max_messages: info.num_pending, expires: 5_000 });
         let seen = 0;
         for await (const msg of batch) {
-          if (wanted.has(msg.headers?.get(Header.id) ?? '')) sequences.push(msg.seq);
+          if (wanted.has(fromNatsHeaders(msg.headers)[Header.id] ?? '')) sequences.push(msg.seq);
           if (++seen >= info.num_pending) break;
         }
       }
