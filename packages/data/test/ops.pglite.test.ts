@@ -80,13 +80,11 @@ describe('data kit in the ops API: outbox and sagas (pglite)', () => {
     const client = await cluster.transport();
     await node.call(s.place, { orderId: 'o-1' });
     await waitUntil(() => s.seen.includes('o-1'), { what: 'the event relayed and handled' });
-    const [outbox] = (await callOps(client, node.id, 'outbox', {}, asOperator)) as {
-      service: string;
-      pending: number;
-      parked: number;
-      oldestAgeMs: number;
-      parkedEvents: unknown[];
-    }[];
+    type Outbox = { service: string; pending: number; parked: number; oldestAgeMs: number; parkedEvents: unknown[] };
+    const status = async () => (await callOps(client, node.id, 'outbox', {}, asOperator)) as Outbox[];
+    // The relay marks the row sent just after publishing it, so the handler may see the event first.
+    await waitUntil(async () => (await status())[0]?.pending === 0, { what: 'the outbox drained' });
+    const [outbox] = await status();
     assert.equal(outbox?.service, s.orders.name);
     assert.deepEqual([outbox.pending, outbox.parked, outbox.parkedEvents], [0, 0, []]);
   });
