@@ -59,6 +59,7 @@ export { NodeMetrics } from './observability/metrics.ts';
 export { InMemorySpanExporter, type SpanExporter, type TracingOptions } from './observability/tracing.ts';
 export {
   callOps,
+  callOpsHttp,
   type OpsAction,
   type OpsCallOptions,
   type OpsCredentials,

@@ -102,3 +102,56 @@ export async function callOps(
   if (reply.headers[Header.status] === 'error') throw ChassisError.fromJSON(decoded);
   return decoded;
 }
+
+/**
+ * Calls an ops action over a node's ops HTTP port (`http://127.0.0.1:9400`) — for a node no broker
+ * reaches (the memory transport). Always a POST with a JSON body, so actions that change things work too;
+ * resolves with the output, rejects with the `ChassisError` of the error body (or `UNAVAILABLE` when the
+ * port does not answer).
+ */
+export async function callOpsHttp(
+  baseUrl: string,
+  action: string,
+  input: unknown = {},
+  options: OpsCallOptions = {},
+): Promise<unknown> {
+  if (!OPS_ACTION_NAME.test(action)) {
+    throw new ChassisError('VALIDATION', `"${action}" is not an ops action name (e.g. "services", "dlq.show")`);
+  }
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
+  if (options.secret !== undefined) headers[OPS_SECRET_HTTP_HEADER] = options.secret;
+  const url = `${baseUrl.replace(/\/+$/, '')}/ops/${action.replaceAll('.', '/')}`;
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify(input),
+      signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
+    });
+  } catch (error) {
+    const timedOut = error instanceof Error && error.name === 'TimeoutError';
+    throw new ChassisError(
+      timedOut ? 'TIMEOUT' : 'UNAVAILABLE',
+      timedOut
+        ? `No answer from ${url} in time`
+        : `Cannot reach the ops port at ${baseUrl}: is the node running, with OPS_PORT?`,
+      { cause: error },
+    );
+  }
+  const text = await response.text();
+  let body: unknown;
+  try {
+    body = text === '' ? null : JSON.parse(text);
+  } catch {
+    throw new ChassisError('BAD_MESSAGE', `${url} answered ${response.status} with a body that is not JSON`);
+  }
+  if (response.ok) return body;
+  const error = (body as { error?: { code?: unknown; message?: unknown; details?: unknown } } | null)?.error;
+  throw new ChassisError(
+    typeof error?.code === 'string' ? error.code : 'INTERNAL',
+    typeof error?.message === 'string' ? error.message : `${url} answered ${response.status}`,
+    { status: response.status, data: error?.details },
+  );
+}

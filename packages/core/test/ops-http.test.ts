@@ -3,10 +3,12 @@ import { after, before, describe, it } from 'node:test';
 import {
   action,
   type ChassisNode,
+  callOpsHttp,
   createNode,
   defineService,
   event,
   handle,
+  isChassisError,
   jwtVerifier,
   MemoryBroker,
   memoryTransport,
@@ -133,5 +135,21 @@ describe('ops API on the ops HTTP port', () => {
     const purged = await post('/ops/dlq/purge', { queue: 'desk.noted', all: true });
     assert.deepEqual(purged.body, { queue: 'desk.noted', removed: 1, remaining: 0 });
     assert.equal(handled.length, 1);
+  });
+
+  it('callOpsHttp calls an action and turns an error body into a ChassisError', async () => {
+    const listed = (await callOpsHttp(base, 'dlq.list', {}, { secret: OPS_SECRET })) as { queue: string }[];
+    assert.deepEqual(
+      listed.map((q) => q.queue),
+      ['desk.noted', 'rpc.desk'],
+    );
+    await assert.rejects(callOpsHttp(base, 'dlq.list'), (error: unknown) => {
+      assert.ok(isChassisError(error, 'UNAUTHENTICATED'));
+      assert.equal(error.status, 401);
+      return true;
+    });
+    await assert.rejects(callOpsHttp('http://127.0.0.1:1', 'node', {}, { secret: OPS_SECRET }), (error: unknown) =>
+      isChassisError(error, 'UNAVAILABLE'),
+    );
   });
 });
