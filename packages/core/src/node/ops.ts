@@ -397,7 +397,7 @@ async function replay(rt: NodeRuntime, queue: string, ids: readonly string[] | u
   const serviceName = queue.slice(0, dot);
   const service = rt.services.find((s) => s.name === serviceName);
   const handler = service?.events.find((h) => `${serviceName}.${h.name}` === queue);
-  if (serviceName === 'rpc') {
+  if (serviceName === 'rpc' && !handler) {
     throw new ChassisError(
       'VALIDATION',
       `${queue} holds requests that could not be read; nobody waits for their answers, so they cannot be replayed: show them, then purge them`,
