@@ -13,7 +13,7 @@ import {
   sql,
 } from 'kysely';
 import pg from 'pg';
-import { type PgliteConnection, PglitePreparedStatements } from './pglite-prepared.ts';
+import { isTransactionControl, type PgliteConnection, PglitePreparedStatements } from './pglite-prepared.ts';
 import { type PostgresTls, postgresTls } from './postgres-tls.ts';
 import { DEFAULT_PREPARED_STATEMENTS_PER_CONNECTION, prepareRepeatedStatements } from './prepared-statements.ts';
 import { type DatabaseUsage, UsageCounter } from './usage.ts';
@@ -518,7 +518,7 @@ class OneConnectionPool implements PostgresPool {
       async query<R>(text: string, parameters: ReadonlyArray<unknown>): Promise<PostgresQueryResult<R>> {
         count(text);
         // Several statements (a migration file) go through exec, which takes no parameters.
-        if (parameters.length === 0) {
+        if (parameters.length === 0 && !isTransactionControl(text)) {
           const results = await lite.exec(text);
           const last = results.at(-1);
           return { command: commandOf(text), rowCount: last?.affectedRows ?? 0, rows: (last?.rows ?? []) as R[] };

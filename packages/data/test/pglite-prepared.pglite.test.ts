@@ -130,6 +130,37 @@ describe('a PGlite database prepares its repeated statements', () => {
     assert.deepEqual(rows.rows, [{ balance: 10 }]);
   });
 
+  it('begin, commit and rollback are prepared too, and a transaction commits or rolls back as before', async () => {
+    const db = await database();
+    const commitsBefore = db.usage.commits;
+    await db.transaction((trx) => sql`update a set balance = balance + ${1} where id = ${'x'}`.execute(trx));
+    await assert.rejects(
+      db.transaction(async (trx) => {
+        await sql`update a set balance = balance + ${100} where id = ${'x'}`.execute(trx);
+        throw new Error('the handler failed');
+      }),
+      /the handler failed/,
+    );
+    // A statement that fails aborts the transaction; its rollback still goes, and the next one works.
+    await assert.rejects(
+      db.transaction(async (trx) => {
+        await sql`insert into a values (${'x'}, ${1})`.execute(trx);
+      }),
+      { code: '23505' },
+    );
+    await db.transaction((trx) => sql`update a set balance = balance + ${1} where id = ${'x'}`.execute(trx));
+    const rows = await sql<{ balance: number }>`select balance from a where id = ${'x'}`.execute(db.kysely);
+    assert.deepEqual(rows.rows, [{ balance: 12 }]);
+    assert.equal(db.usage.commits - commitsBefore, 2 + 1, 'two transactions committed, one statement alone');
+    const names = await sql<{ name: string }>`select name from pg_prepared_statements order by name`.execute(db.kysely);
+    for (const control of ['chassis_begin', 'chassis_commit', 'chassis_rollback']) {
+      assert.ok(
+        names.rows.some((row) => row.name === control),
+        `${control} prepared: ${names.rows.map((r) => r.name)}`,
+      );
+    }
+  });
+
   it('a table changed under a prepared statement: run alone it is prepared anew; in a transaction, UNAVAILABLE', async () => {
     const db = await database();
     const select = (on: typeof db.kysely) => sql`select * from a where id = ${'x'}`.execute(on);
