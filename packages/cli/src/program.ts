@@ -42,7 +42,12 @@ export function createProgram(options: RunOptions = {}): { program: Command; exi
     styleText(format, text, { validateStream: false });
   const program = new Command('chassis')
     .description('Build and run Chassis apps: scaffold them, run them in development, their API and manifests.')
-    .version(version, '-V, --version', 'the version of the chassis command')
+    // The Node too: the launcher may have swapped the machine's for the project's.
+    .version(
+      `${version} (Node ${process.version})`,
+      '-V, --version',
+      'the versions of the chassis command and its Node',
+    )
     .helpOption('-h, --help', 'what a command does, its options and an example')
     .helpCommand('help [command]', 'what a command does')
     .showSuggestionAfterError(true)

@@ -49,8 +49,8 @@ export function placeApp(name: string, options: { dir?: string; cwd: string }): 
   return { dir };
 }
 
-function checkChassisCheckout(path: string): string {
-  const root = resolve(path);
+function checkChassisCheckout(path: string, cwd: string): string {
+  const root = resolve(cwd, path);
   const core = join(root, 'packages', 'core', 'package.json');
   if (!existsSync(core) || !readFileSync(core, 'utf8').includes('"@chassis/core"')) {
     throw new CliError(
@@ -93,7 +93,7 @@ export function newApp(name: string, options: NewAppOptions, output: Output): st
   if (existsSync(dir) && readdirSync(dir).length > 0) {
     throw new CliError(`${relative(cwd, dir) || dir} already exists and is not empty: choose another name or --dir`);
   }
-  const chassis = workspace ?? checkChassisCheckout(options.chassis ?? CHASSIS_ROOT);
+  const chassis = workspace ?? checkChassisCheckout(options.chassis ?? CHASSIS_ROOT, cwd);
   const chassisDependency = workspace
     ? () => '*'
     : (pkg: string) => `file:${relative(dir, join(chassis, 'packages', pkg))}`;
