@@ -1,10 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { styleText } from 'node:util';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { deployRender } from './commands/deploy.ts';
-import { dev } from './commands/dev.ts';
-import { newApp, newService } from './commands/new.ts';
-import { openapi } from './commands/openapi.ts';
 import { CliError, type Output, oneLine, processOutput } from './output.ts';
 
 /**
@@ -12,6 +8,9 @@ import { CliError, type Output, oneLine, processOutput } from './output.ts';
  * suggestions for a mistyped command, and parsing of options into numbers before an action runs.
  * commander rather than `util.parseArgs` because the latter has no subcommands and no help; commander is
  * the parser most Node CLIs use, kept up and without dependencies of its own.
+ *
+ * Each command's module is imported when it runs: `openapi` loads Fastify's plugins and `deploy render` the
+ * Kubernetes schemas, which `--help` and a mistyped command should not wait for.
  */
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -100,7 +99,8 @@ export function createProgram(options: RunOptions = {}): { program: Command; exi
       'after',
       examples('chassis new app notebook --service notes', 'chassis new app notebook --dir ../notebook --chassis .'),
     )
-    .action((name: string, flags: { service: string; dir?: string; chassis?: string }) => {
+    .action(async (name: string, flags: { service: string; dir?: string; chassis?: string }) => {
+      const { newApp } = await import('./commands/new.ts');
       newApp(name, { ...flags, cwd }, output);
     });
   create
@@ -112,7 +112,8 @@ export function createProgram(options: RunOptions = {}): { program: Command; exi
       'after',
       examples('cd apps/notebook && chassis new service book-loans', 'chassis new service tags --app notebook'),
     )
-    .action((name: string, flags: { app?: string }) => {
+    .action(async (name: string, flags: { app?: string }) => {
+      const { newService } = await import('./commands/new.ts');
       newService(name, { ...flags, cwd }, output);
     });
 
@@ -127,6 +128,7 @@ export function createProgram(options: RunOptions = {}): { program: Command; exi
     .addHelpText('after', examples('chassis dev', 'chassis dev apps/simplebank --port 3000 --fresh'))
     .action(
       async (app: string | undefined, flags: { port: number; opsPort: number; fresh: boolean; watch: boolean }) => {
+        const { dev } = await import('./commands/dev.ts');
         exitCode = await dev(app, { ...flags, cwd }, output);
       },
     );
@@ -138,6 +140,7 @@ export function createProgram(options: RunOptions = {}): { program: Command; exi
     .option('--out <file>', 'write it to a file instead of stdout')
     .addHelpText('after', examples('chassis openapi apps/simplebank > openapi.json', 'chassis openapi --out api.json'))
     .action(async (app: string | undefined, flags: { out?: string }) => {
+      const { openapi } = await import('./commands/openapi.ts');
       await openapi(app, { ...flags, cwd }, output);
     });
 
@@ -159,6 +162,7 @@ export function createProgram(options: RunOptions = {}): { program: Command; exi
       ),
     )
     .action(async (app: string | undefined, flags: { image?: string; out?: string }) => {
+      const { deployRender } = await import('./commands/deploy.ts');
       await deployRender(app, { ...flags, cwd }, output);
     });
 

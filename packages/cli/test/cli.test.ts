@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -114,7 +116,11 @@ describe('chassis: the command itself', () => {
       const ran = chassis([...command, '--help']);
       assert.equal(ran.status, 0, `chassis ${command.join(' ')} --help: ${ran.stderr}`);
       assert.match(ran.stdout, /^Usage: chassis/m);
-      assert.match(ran.stdout, /Examples:\n {2}\$ chassis /, `an example in chassis ${command.join(' ')} --help`);
+      assert.match(
+        ran.stdout,
+        /Examples:\n {2}\$ (cd \S+ && )?chassis /,
+        `an example in chassis ${command.join(' ')} --help`,
+      );
     }
   });
 
@@ -128,7 +134,7 @@ describe('chassis: the command itself', () => {
     assert.ok(!refused.stderr.includes(colourCode));
   });
 
-  it('bad input: one line, a non-zero exit code, never a stack trace', () => {
+  it('bad input: one line, a non-zero exit code, never a stack trace', async () => {
     assertOneLineError(chassis(['nodez']), 2, /unknown command 'nodez'/);
     assertOneLineError(chassis(['new', 'app']), 2, /missing required argument 'name'/);
     assertOneLineError(chassis(['new', 'app', 'Bad_Name']), 2, /"Bad_Name" is not a valid app name: use lower-case/);
@@ -137,6 +143,14 @@ describe('chassis: the command itself', () => {
     assertOneLineError(chassis(['new', 'service', 'x', '--app', 'nowhere']), 2, /no app "nowhere"/);
     assertOneLineError(chassis(['dev', 'apps/simplebank', '--port', 'http']), 2, /it must be a port number/);
     assertOneLineError(chassis(['openapi', 'packages/core']), 2, /not a Chassis app/);
+    const busy = createServer().listen(0, '127.0.0.1');
+    await once(busy, 'listening');
+    const { port } = busy.address() as AddressInfo;
+    try {
+      assertOneLineError(chassis(['dev', 'apps/simplebank', '--ops-port', String(port)]), 1, /port \d+ is in use/);
+    } finally {
+      busy.close();
+    }
     assertOneLineError(chassis(['deploy', 'render', 'apps/simplebank', '--out', 'docs']), 1, /not empty/);
   });
 });

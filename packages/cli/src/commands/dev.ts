@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CliError, type Output } from '../output.ts';
@@ -27,6 +28,16 @@ async function answers(url: string): Promise<boolean> {
   }
 }
 
+/** Whether nothing listens on `port` yet (0 is always free: the app picks one). */
+function portFree(port: number): Promise<boolean> {
+  if (port === 0) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
 /**
  * `chassis dev [app]`: the app's main in one process on the memory transport and PGlite — the embedded
  * default, whatever CHASSIS_TRANSPORT or DATABASE_URL the shell has — under `node --watch`, which
@@ -38,6 +49,17 @@ export async function dev(given: string | undefined, options: DevOptions, output
   const main = join(app.dir, app.main);
   if (!existsSync(main)) {
     throw new CliError(`${relative(cwd, main)} does not exist: set "chassis.main" in ${app.name}'s package.json`);
+  }
+  // Said at once, in one line, rather than after the app's start failed and the watcher waits for changes.
+  for (const [flag, port] of [
+    ['--port', options.port],
+    ['--ops-port', options.opsPort],
+  ] as const) {
+    if (!(await portFree(port))) {
+      throw new CliError(
+        `port ${port} is in use (another chassis dev or npm start?): stop it or choose ${flag} <port>`,
+      );
+    }
   }
   const env: Record<string, string | undefined> = {
     ...process.env,
@@ -73,13 +95,17 @@ export async function dev(given: string | undefined, options: DevOptions, output
     running = false;
   });
   if (options.port !== 0 && options.opsPort !== 0) {
-    // The URLs once the app answers on them, so that what is printed can be clicked.
+    // The URLs once the app answers on them, so that what is printed can be clicked: the gateway's when
+    // the app has one (it listens after the node has started), else the node's ops port.
     const started = Date.now();
-    while (running && !(await answers(`${ops}/health/live`))) await sleep(200);
+    const probe = app.gateway ? `${api}/openapi.json` : `${ops}/health/live`;
+    while (running && !(await answers(probe))) await sleep(200);
     if (running) {
       const seconds = ((Date.now() - started) / 1000).toFixed(1);
       output.say(`${output.style('green', 'ready')} in ${seconds} s`);
-      output.say(`  API      ${output.style('cyan', api)}   (docs ${api}/docs, OpenAPI ${api}/openapi.json)`);
+      if (app.gateway) {
+        output.say(`  API      ${output.style('cyan', api)}   (docs ${api}/docs, OpenAPI ${api}/openapi.json)`);
+      }
       output.say(`  ops      ${output.style('cyan', `${ops}/health/ready`)}, ${ops}/metrics`);
       output.say(`  Ctrl-C stops it${options.watch ? '; saving a file restarts it' : ''}`);
     }
