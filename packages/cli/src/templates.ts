@@ -275,6 +275,7 @@ before(async () => {
       DATABASE_URL: 'pglite://memory',
       PORT: '0',
       OPS_PORT: 'off',
+      LOG_LEVEL: process.env.LOG_LEVEL ?? 'error',
     },
   });
 });
