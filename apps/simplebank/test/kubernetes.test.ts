@@ -8,7 +8,14 @@ import { type KubernetesObject, kubernetesObjects, validateKubernetesObjects } f
 import { skipUnlessInstalled } from '@chassis/testing';
 import { parseAllDocuments } from 'yaml';
 import { QUOTE_AGE_FLAG } from '../contracts/market-data.ts';
-import { KUBERNETES_BASE_DIR, KUBERNETES_DIR, simplebankBaseFiles, simplebankTopology } from '../src/kubernetes.ts';
+import {
+  KUBERNETES_BASE_DIR,
+  KUBERNETES_DIR,
+  SIMPLEBANK_PRODUCTION_TLS,
+  simplebankBaseFiles,
+  simplebankOverlayFiles,
+  simplebankTopology,
+} from '../src/kubernetes.ts';
 import { distributedTopology } from '../src/launcher.ts';
 import { simplebankServiceNames, simplebankServices } from '../src/services.ts';
 
@@ -47,6 +54,12 @@ describe('SimpleBank on Kubernetes: the generated base and the staging, producti
     assert.deepEqual(committed, [...expected.keys()].sort());
     for (const [name, text] of expected) {
       assert.equal(await readFile(join(KUBERNETES_BASE_DIR, name), 'utf8'), text, `${name} is out of date`);
+    }
+    // The overlays' generated TLS patches, likewise.
+    const overlayFiles = simplebankOverlayFiles();
+    assert.deepEqual([...overlayFiles.keys()], ['overlays/production/tls.yaml', 'overlays/canary/tls.yaml']);
+    for (const [name, text] of overlayFiles) {
+      assert.equal(await readFile(join(KUBERNETES_DIR, name), 'utf8'), text, `${name} is out of date`);
     }
   });
 
@@ -158,5 +171,63 @@ describe('SimpleBank on Kubernetes: the generated base and the staging, producti
     assert.equal(await flagOf('canary'), 'true');
     assert.equal(await flagOf('staging'), 'true');
     assert.equal(await flagOf('production'), 'false');
+  });
+
+  it('TLS: production and the canary mount the broker’s and PostgreSQL’s CAs from their Secrets, staging does not', {
+    skip: kubectlMissing,
+  }, async () => {
+    type Workload = Extract<KubernetesObject, { kind: 'Deployment' | 'Job' }>;
+    const workloads = (objects: KubernetesObject[]) =>
+      objects.filter((object): object is Workload => object.kind === 'Deployment' || object.kind === 'Job');
+    // What the generator makes with production's tls: the overlays must give each pod exactly these.
+    const generated = workloads(kubernetesObjects({ ...simplebankTopology(), tls: SIMPLEBANK_PRODUCTION_TLS }));
+    const tlsParts = (workload: Workload) => {
+      const pod = workload.spec!.template.spec!;
+      const container = pod.containers[0]!;
+      return {
+        volumes: (pod.volumes ?? []).filter((volume) => volume.secret).sort((a, b) => a.name.localeCompare(b.name)),
+        mounts: (container.volumeMounts ?? [])
+          .filter((mount) => mount.mountPath.startsWith('/etc/chassis/'))
+          .sort((a, b) => a.mountPath.localeCompare(b.mountPath)),
+        env: (container.env ?? [])
+          .filter((variable) => variable.name.startsWith('CHASSIS_TLS_'))
+          .sort((a, b) => a.name.localeCompare(b.name)),
+      };
+    };
+    const expected = tlsParts(generated[0]!);
+    assert.deepEqual(expected, {
+      volumes: [
+        { name: 'broker-tls', secret: { secretName: 'simplebank-broker-tls', defaultMode: 0o440 } },
+        { name: 'database-tls', secret: { secretName: 'simplebank-postgres-tls', defaultMode: 0o440 } },
+      ],
+      mounts: [
+        { name: 'database-tls', mountPath: '/etc/chassis/pg', readOnly: true },
+        { name: 'broker-tls', mountPath: '/etc/chassis/tls', readOnly: true },
+      ],
+      env: [{ name: 'CHASSIS_TLS_CA_FILE', value: '/etc/chassis/tls/ca.crt' }],
+    });
+    for (const overlay of ['production', 'canary']) {
+      const built = workloads(await build(overlay));
+      assert.deepEqual(
+        built.map((workload) => `${workload.kind}/${workload.metadata!.name!.replace(/-canary$/, '')}`).sort(),
+        generated.map((workload) => `${workload.kind}/${workload.metadata!.name}`).sort(),
+        `${overlay}: every Deployment and the migration Job`,
+      );
+      for (const workload of built) {
+        assert.deepEqual(tlsParts(workload), expected, `${overlay}: ${workload.kind} ${workload.metadata!.name}`);
+        const pod = workload.spec!.template.spec!;
+        assert.ok(
+          pod.volumes!.some((volume) => volume.name === 'tmp'),
+          'the base’s /tmp volume stays',
+        );
+        const env = pod.containers[0]!.env!.map((variable) => variable.name);
+        assert.ok(env.includes('DATABASE_URL') && env.includes('CHASSIS_TRANSPORT'), 'the base’s variables stay');
+      }
+    }
+    const staging = workloads(await build('staging'));
+    assert.equal(staging.length, generated.length);
+    for (const workload of staging) {
+      assert.deepEqual(tlsParts(workload), { volumes: [], mounts: [], env: [] }, `staging: ${workload.metadata!.name}`);
+    }
   });
 });

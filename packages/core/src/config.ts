@@ -47,6 +47,11 @@ export const nodeConfigSchema = z.object({
   /** HS256 secret that verifies callers' tokens (development); or the JWKS URL of the issuer (production). */
   CHASSIS_JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   CHASSIS_JWKS_URL: z.url().optional(),
+  /**
+   * Opens the node's ops API (on the transport and under `/ops` on the ops port), beside a token with the
+   * admin role. A long random string, shared with the operators' `chassis` command.
+   */
+  CHASSIS_OPS_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
   CHASSIS_JWT_ISSUER: z.string().optional(),
   CHASSIS_JWT_AUDIENCE: z.string().optional(),
   /**

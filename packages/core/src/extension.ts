@@ -1,6 +1,7 @@
 import type { Context } from './context.ts';
 import type { ChassisNode } from './node/node.ts';
 import type { HealthCheck } from './observability/health.ts';
+import type { OpsAction } from './ops.ts';
 import type { ServiceDefinition } from './service.ts';
 import type { WireMessage } from './transports/transport.ts';
 
@@ -35,6 +36,12 @@ export interface NodeExtension {
    * it (e.g. into an outbox, published later), `false` to leave it to the transport.
    */
   emit?(ctx: Context, event: string, message: WireMessage): Promise<boolean>;
+  /**
+   * Actions the extension adds to the node's ops API (e.g. the data kit's `outbox`, `sagas.list`), by
+   * name: dot-separated lower-case words. Asked once, as the node starts; they share the API's
+   * authentication and are served on the transport and the ops HTTP port alike.
+   */
+  ops?(node: ChassisNode): Record<string, OpsAction>;
   /** Readiness checks the extension adds (e.g. the database answers). */
   checks?(): Record<string, HealthCheck>;
   /**

@@ -58,6 +58,15 @@ export {
 export { NodeMetrics } from './observability/metrics.ts';
 export { InMemorySpanExporter, type SpanExporter, type TracingOptions } from './observability/tracing.ts';
 export {
+  callOps,
+  callOpsHttp,
+  type OpsAction,
+  type OpsCallOptions,
+  type OpsCredentials,
+  opsAction,
+  opsServiceName,
+} from './ops.ts';
+export {
   type BreakerPolicy,
   type BreakerState,
   type BulkheadPolicy,

@@ -58,6 +58,7 @@ export async function runNode(options: RunNodeOptions): Promise<ChassisNode> {
     logLevel: config.LOG_LEVEL,
     defaultMetrics: true,
     ...(config.OPS_PORT === 'off' ? {} : { opsPort: config.OPS_PORT }),
+    ...(config.CHASSIS_OPS_SECRET ? { opsSecret: config.CHASSIS_OPS_SECRET } : {}),
     ...(config.NODE_ID ? { nodeId: config.NODE_ID } : {}),
     ...identityFrom(config),
     ...nodeOptions,

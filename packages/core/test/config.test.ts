@@ -24,6 +24,17 @@ describe('configuration from the environment', () => {
     assert.equal(config.LOG_LEVEL, 'debug');
   });
 
+  it('reads the ops secret, refusing a short one', () => {
+    assert.equal(
+      loadConfig({ CHASSIS_OPS_SECRET: 'a-long-enough-ops-secret' }).CHASSIS_OPS_SECRET,
+      'a-long-enough-ops-secret',
+    );
+    assert.throws(
+      () => loadConfig({ CHASSIS_OPS_SECRET: 'short' }),
+      (error: unknown) => error instanceof ChassisError && /CHASSIS_OPS_SECRET.*at least 16/.test(error.message),
+    );
+  });
+
   it('reads TLS to the broker: tls:// for NATS, amqps:// for RabbitMQ, and the certificate files', () => {
     const files = {
       CHASSIS_TLS_CA_FILE: '/etc/chassis/tls/ca.crt',

@@ -6,6 +6,7 @@ import {
   currentContext,
   type Invocation,
   type NodeExtension,
+  type OpsAction,
   type ServiceDefinition,
   type ServiceHandle,
 } from '@chassis/core';
@@ -16,6 +17,7 @@ import { type EventSchemas, EventStore, type EventStoreOptions } from './event-s
 import { claimInbox, isInInbox } from './inbox.ts';
 import { installServiceSchema } from './install-service.ts';
 import { takeLease } from './leases.ts';
+import { dataOpsActions } from './ops.ts';
 import { OutboxRelay } from './outbox-relay.ts';
 import { type SagaDefinition, sagaStatuses } from './sagas/definition.ts';
 import { SagaRunner, type SagaRunnerOptions } from './sagas/runner.ts';
@@ -241,6 +243,11 @@ export class DataExtension implements NodeExtension {
     }
     unit.emit({ event, message });
     return true;
+  }
+
+  /** The outbox and sagas of the services on this node, in its ops API (`outbox`, `sagas.*`). */
+  ops(): Record<string, OpsAction> {
+    return dataOpsActions({ database: () => this.db, relays: this.relays, runners: this.runners });
   }
 
   checks() {

@@ -60,6 +60,15 @@ export function kubernetesFiles(
 }
 
 /**
+ * Objects (or patches) as one YAML file, `---` between them, the header as comment lines first: e.g. an
+ * overlay's `patchesStrategicMerge` file made from `tlsPatches`.
+ */
+export function yamlDocuments(objects: readonly unknown[], options: KubernetesFilesOptions = {}): string {
+  const header = options.header ? `${options.header.replace(/^/gm, '# ')}\n` : '';
+  return header + objects.map((object) => toYaml(object)).join('---\n');
+}
+
+/**
  * One object as YAML: strings that YAML 1.1 (kubectl's parser) would read as something else (`off`, `yes`,
  * `0.1`) quoted, long strings kept on one line so that diffs stay readable, shared objects written out.
  */

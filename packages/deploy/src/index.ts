@@ -1,4 +1,11 @@
-export { type KubernetesFilesOptions, kubernetesFiles, toYaml, writeKubernetesFiles } from './files.ts';
-export { appLabels, type KubernetesObject, kubernetesObjects } from './objects.ts';
-export { type AppTopology, appTopologySchema, type ValueFrom } from './topology.ts';
+export { type KubernetesFilesOptions, kubernetesFiles, toYaml, writeKubernetesFiles, yamlDocuments } from './files.ts';
+export {
+  appLabels,
+  type KubernetesObject,
+  kubernetesObjects,
+  type PodPatch,
+  TLS_MOUNT_PATHS,
+  tlsPatches,
+} from './objects.ts';
+export { type AppTopology, appTopologySchema, type TlsSettings, type ValueFrom } from './topology.ts';
 export { validateKubernetesObjects } from './validate.ts';

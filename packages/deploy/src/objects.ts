@@ -12,6 +12,8 @@ import type {
   IPodSpec,
   IService,
   IServicePort,
+  IVolume,
+  IVolumeMount,
 } from 'kubernetes-models/v1';
 import {
   type AppTopology,
@@ -20,6 +22,22 @@ import {
   type ResolvedTopology,
   type ValueFrom,
 } from './topology.ts';
+
+/**
+ * A strategic-merge patch of a workload's pod: what an overlay adds to the base's Deployments and Job.
+ * Lists merge by their keys (volumes and env by `name`, mounts by `mountPath`, containers by `name`), so
+ * the base's `/tmp` volume and its variables stay.
+ */
+export interface PodPatch {
+  apiVersion: string;
+  kind: 'Deployment' | 'Job';
+  metadata: { name: string };
+  spec: {
+    template: {
+      spec: { volumes: IVolume[]; containers: { name: string; volumeMounts: IVolumeMount[]; env: IEnvVar[] }[] };
+    };
+  };
+}
 
 export type KubernetesObject =
   | IDeployment
@@ -37,6 +55,14 @@ const OPS = 'ops';
 const HTTP = 'http';
 /** What the grace period keeps beyond preStop and the drain, for the exit itself. */
 const GRACE_MARGIN_SECONDS = 10;
+
+/** Where the Secrets of the topology's `tls` are mounted: the paths docs/configuration.md's TLS section names. */
+export const TLS_MOUNT_PATHS = { broker: '/etc/chassis/tls', database: '/etc/chassis/pg' } as const;
+/**
+ * The certificates' mode: read by their owner (root) and their group — the pod's `fsGroup`, which the
+ * kubelet gives the files and which the node's uid 1000 runs in — and by no one else (a private key).
+ */
+const CERTIFICATE_FILE_MODE = 0o440;
 
 /** The labels that say what a pod is; Services select on these, never on `track`. */
 export function appLabels(app: string, component: string): Record<string, string> {
@@ -70,6 +96,34 @@ export function kubernetesObjects(topology: AppTopology): KubernetesObject[] {
   return objects;
 }
 
+/**
+ * What the topology's `tls` adds to the workloads (each Deployment and the migration Job), as
+ * strategic-merge patches: an overlay (production) applies them to a base generated without `tls`
+ * (shared with staging), and gets the pods `kubernetesObjects` makes with it. Plain
+ * `patchesStrategicMerge` files: every kubectl's Kustomize reads them. Empty without `tls`.
+ */
+export function tlsPatches(topology: AppTopology): PodPatch[] {
+  const resolved = appTopologySchema.parse(topology);
+  const { volumes, volumeMounts, env } = tlsMounts(resolved);
+  if (volumes.length === 0) return [];
+  const patches: PodPatch[] = [];
+  for (const object of kubernetesObjects(topology)) {
+    if (object.kind !== 'Deployment' && object.kind !== 'Job') continue;
+    const containers = object.spec?.template.spec?.containers ?? [];
+    patches.push({
+      apiVersion: object.apiVersion,
+      kind: object.kind,
+      metadata: { name: object.metadata!.name! },
+      spec: {
+        template: {
+          spec: { volumes, containers: containers.map((container) => ({ name: container.name, volumeMounts, env })) },
+        },
+      },
+    });
+  }
+  return patches;
+}
+
 function objectName(topology: ResolvedTopology, group: string): string {
   return `${topology.app}-${group}`;
 }
@@ -101,8 +155,36 @@ function referencedEnv(topology: ResolvedTopology): IEnvVar[] {
   return env;
 }
 
+/** The volumes, mounts and variables that the topology's `tls` adds to every pod (none without it). */
+function tlsMounts(topology: ResolvedTopology): { volumes: IVolume[]; volumeMounts: IVolumeMount[]; env: IEnvVar[] } {
+  const volumes: IVolume[] = [];
+  const volumeMounts: IVolumeMount[] = [];
+  const env: IEnvVar[] = [];
+  // The whole Secret, not `items`: a CA-only Secret has no tls.crt, and a missing item fails the mount.
+  const mount = (volume: string, secret: string, path: string) => {
+    volumes.push({ name: volume, secret: { secretName: secret, defaultMode: CERTIFICATE_FILE_MODE } });
+    volumeMounts.push({ name: volume, mountPath: path, readOnly: true });
+  };
+  const { broker, database } = topology.tls;
+  if (broker) {
+    mount('broker-tls', broker.secret, TLS_MOUNT_PATHS.broker);
+    env.push({ name: 'CHASSIS_TLS_CA_FILE', value: `${TLS_MOUNT_PATHS.broker}/ca.crt` });
+    if (broker.clientCertificate) {
+      env.push(
+        { name: 'CHASSIS_TLS_CERT_FILE', value: `${TLS_MOUNT_PATHS.broker}/tls.crt` },
+        { name: 'CHASSIS_TLS_KEY_FILE', value: `${TLS_MOUNT_PATHS.broker}/tls.key` },
+      );
+    }
+  }
+  // PostgreSQL reads its files from DATABASE_URL (`sslrootcert=/etc/chassis/pg/ca.crt`), as libpq does.
+  if (database) mount('database-tls', database.secret, TLS_MOUNT_PATHS.database);
+  return { volumes, volumeMounts, env };
+}
+
 /** Non-root, nothing writable but the /tmp volume, no privileges: what `restricted` Pod Security asks. */
-function podSecurity(): Pick<IPodSpec, 'securityContext' | 'automountServiceAccountToken' | 'volumes'> {
+function podSecurity(
+  topology: ResolvedTopology,
+): Pick<IPodSpec, 'securityContext' | 'automountServiceAccountToken' | 'volumes'> {
   return {
     automountServiceAccountToken: false,
     securityContext: {
@@ -112,11 +194,11 @@ function podSecurity(): Pick<IPodSpec, 'securityContext' | 'automountServiceAcco
       fsGroup: RUN_AS,
       seccompProfile: { type: 'RuntimeDefault' },
     },
-    volumes: [{ name: 'tmp', emptyDir: { sizeLimit: '64Mi' } }],
+    volumes: [{ name: 'tmp', emptyDir: { sizeLimit: '64Mi' } }, ...tlsMounts(topology).volumes],
   };
 }
 
-function containerSecurity(): Pick<IContainer, 'securityContext' | 'volumeMounts'> {
+function containerSecurity(topology: ResolvedTopology): Pick<IContainer, 'securityContext' | 'volumeMounts'> {
   return {
     securityContext: {
       allowPrivilegeEscalation: false,
@@ -124,7 +206,7 @@ function containerSecurity(): Pick<IContainer, 'securityContext' | 'volumeMounts
       runAsNonRoot: true,
       capabilities: { drop: ['ALL'] },
     },
-    volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
+    volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }, ...tlsMounts(topology).volumeMounts],
   };
 }
 
@@ -150,7 +232,7 @@ function deployment(topology: ResolvedTopology, group: ResolvedGroup): IDeployme
           annotations: { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(topology.opsPort) },
         },
         spec: {
-          ...podSecurity(),
+          ...podSecurity(topology),
           // SIGTERM starts the drain (not ready, stop consuming, finish in flight, flush the outbox); the
           // grace period covers preStop, the whole drain and the exit, so the kubelet never cuts it short.
           terminationGracePeriodSeconds: topology.preStopSeconds + drainSeconds + GRACE_MARGIN_SECONDS,
@@ -161,7 +243,7 @@ function deployment(topology: ResolvedTopology, group: ResolvedGroup): IDeployme
               imagePullPolicy: 'IfNotPresent',
               ports,
               envFrom: [{ configMapRef: { name } }],
-              env: referencedEnv(topology),
+              env: [...referencedEnv(topology), ...tlsMounts(topology).env],
               resources: group.resources,
               // Starting includes waiting for the database and migrating (up to a minute by default).
               startupProbe: {
@@ -187,7 +269,7 @@ function deployment(topology: ResolvedTopology, group: ResolvedGroup): IDeployme
               ...(topology.preStopSeconds > 0
                 ? { lifecycle: { preStop: { sleep: { seconds: topology.preStopSeconds } } } }
                 : {}),
-              ...containerSecurity(),
+              ...containerSecurity(topology),
             },
           ],
         },
@@ -328,7 +410,7 @@ function migrationJob(topology: ResolvedTopology, env: Record<string, string>): 
       template: {
         metadata: { labels: labels(topology, component) },
         spec: {
-          ...podSecurity(),
+          ...podSecurity(topology),
           restartPolicy: 'Never',
           containers: [
             {
@@ -337,6 +419,7 @@ function migrationJob(topology: ResolvedTopology, env: Record<string, string>): 
               imagePullPolicy: 'IfNotPresent',
               env: [
                 ...referencedEnv(topology),
+                ...tlsMounts(topology).env,
                 { name: 'NODE_ENV', value: 'production' },
                 { name: 'SERVICES', value: allServices.join(',') },
                 { name: 'PORT', value: 'off' },
@@ -344,7 +427,7 @@ function migrationJob(topology: ResolvedTopology, env: Record<string, string>): 
                 ...Object.entries({ ...topology.env, ...env }).map(([name, value]) => ({ name, value })),
               ],
               resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '256Mi' } },
-              ...containerSecurity(),
+              ...containerSecurity(topology),
             },
           ],
         },

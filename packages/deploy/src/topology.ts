@@ -32,6 +32,35 @@ const resourcesSchema = z
 
 const envValues = z.record(z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name'), z.string());
 
+/**
+ * TLS to the broker and to PostgreSQL, with certificates from the user's Secrets mounted read-only in
+ * every pod (the Deployments and the migration Job). A Secret of type `kubernetes.io/tls` (cert-manager's:
+ * `ca.crt`, `tls.crt`, `tls.key`) or an Opaque one with those keys; a CA alone is enough when the server
+ * does not verify clients.
+ */
+export const tlsSchema = z
+  .object({
+    /**
+     * Mounted at `/etc/chassis/tls`: `CHASSIS_TLS_CA_FILE` is its `ca.crt`, and with `clientCertificate`
+     * (a broker that verifies clients) `CHASSIS_TLS_CERT_FILE` / `CHASSIS_TLS_KEY_FILE` its `tls.crt` /
+     * `tls.key`. The transport URL (the user's Secret) says `tls://` (NATS) or `amqps://` (RabbitMQ).
+     */
+    broker: z
+      .object({ secret: z.string().min(1), clientCertificate: z.boolean().default(false) })
+      .strict()
+      .optional(),
+    /**
+     * Mounted at `/etc/chassis/pg`; PostgreSQL's TLS is configured in `DATABASE_URL` itself, as libpq's:
+     * `?sslmode=verify-full&sslrootcert=/etc/chassis/pg/ca.crt` (and `sslcert`/`sslkey` for a client
+     * certificate), so no variable is set here.
+     */
+    database: z
+      .object({ secret: z.string().min(1) })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
 export const serviceGroupSchema = z
   .object({
     /** The process's name, e.g. `orders`: the Deployment is `<app>-<name>`. */
@@ -75,6 +104,8 @@ export const appTopologySchema = z
         redis: valueFromSchema.optional(),
       })
       .strict(),
+    /** Certificates for TLS to the broker and the database, from Secrets (none by default). */
+    tls: tlsSchema.default({}),
     /** Further variables from Secrets or ConfigMaps (e.g. `CHASSIS_JWT_SECRET`), by reference. */
     secretEnv: z.record(z.string().regex(/^[A-Z_][A-Z0-9_]*$/), valueFromSchema).default({}),
     /** Non-secret environment of every group (its ConfigMaps). */
@@ -93,6 +124,9 @@ export const appTopologySchema = z
   })
   .strict()
   .superRefine((topology, ctx) => {
+    if (topology.tls.database && !topology.infra.database) {
+      ctx.addIssue({ code: 'custom', path: ['tls', 'database'], message: 'is set, but infra.database is not' });
+    }
     const seen = new Set<string>();
     for (const [index, group] of topology.groups.entries()) {
       if (seen.has(group.name)) {
@@ -108,5 +142,6 @@ export const appTopologySchema = z
 /** An app's topology as written (defaults filled in by `appTopologySchema.parse`). */
 export type AppTopology = z.input<typeof appTopologySchema>;
 export type ValueFrom = z.infer<typeof valueFromSchema>;
+export type TlsSettings = z.input<typeof tlsSchema>;
 export type ResolvedTopology = z.output<typeof appTopologySchema>;
 export type ResolvedGroup = ResolvedTopology['groups'][number];

@@ -13,8 +13,11 @@ import {
   type KubernetesObject,
   kubernetesFiles,
   kubernetesObjects,
+  TLS_MOUNT_PATHS,
+  tlsPatches,
   validateKubernetesObjects,
   writeKubernetesFiles,
+  yamlDocuments,
 } from '../src/index.ts';
 
 const run = promisify(execFile);
@@ -220,6 +223,132 @@ describe('@chassis/deploy: Kubernetes objects from an app topology', () => {
       const workloads = await run('kubectl', ['kustomize', join(dir, 'workloads')], { maxBuffer: 16 * 1024 * 1024 });
       const kinds = parseAllDocuments(workloads.stdout).map((document) => (document.toJS() as KubernetesObject).kind);
       assert.deepEqual([...new Set(kinds)].sort(), ['ConfigMap', 'Deployment', 'Job']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('@chassis/deploy: TLS certificates from Secrets', () => {
+  const tls = {
+    broker: { secret: 'shop-broker-tls', clientCertificate: true },
+    database: { secret: 'shop-db-tls' },
+  };
+  const objects = kubernetesObjects({ ...shop, tls });
+  type Workload = Extract<KubernetesObject, { kind: 'Deployment' | 'Job' }>;
+  const workloads = objects.filter(
+    (object): object is Workload => object.kind === 'Deployment' || object.kind === 'Job',
+  );
+  const byName = <T extends { name?: string }>(items: readonly T[] | undefined) =>
+    new Map((items ?? []).map((item) => [item.name, item]));
+
+  it('mounts each Secret read-only in every Deployment and the Job, readable by the pod’s group only', () => {
+    validateKubernetesObjects(objects);
+    assert.deepEqual(
+      workloads.map((workload) => `${workload.kind}/${workload.metadata!.name}`),
+      ['Deployment/shop-api', 'Deployment/shop-worker', 'Job/shop-migrate'],
+    );
+    for (const workload of workloads) {
+      const pod = workload.spec!.template.spec!;
+      const container = pod.containers[0]!;
+      const volumes = byName(pod.volumes);
+      assert.deepEqual(volumes.get('broker-tls')!.secret, { secretName: 'shop-broker-tls', defaultMode: 0o440 });
+      assert.deepEqual(volumes.get('database-tls')!.secret, { secretName: 'shop-db-tls', defaultMode: 0o440 });
+      assert.ok(volumes.has('tmp'), 'the /tmp volume stays');
+      assert.deepEqual(
+        container.volumeMounts!.map((mount) => [mount.name, mount.mountPath, mount.readOnly ?? false]),
+        [
+          ['tmp', '/tmp', false],
+          ['broker-tls', '/etc/chassis/tls', true],
+          ['database-tls', '/etc/chassis/pg', true],
+        ],
+      );
+      // 0440 is root's and the group's: the files get the pod's fsGroup, and the node runs as uid 1000 in it.
+      const security = pod.securityContext!;
+      assert.equal(security.fsGroup, security.runAsGroup);
+      assert.equal(container.securityContext!.readOnlyRootFilesystem, true, 'still nothing writable');
+      const env = byName(container.env);
+      assert.equal(env.get('CHASSIS_TLS_CA_FILE')!.value, '/etc/chassis/tls/ca.crt');
+      assert.equal(env.get('CHASSIS_TLS_CERT_FILE')!.value, '/etc/chassis/tls/tls.crt');
+      assert.equal(env.get('CHASSIS_TLS_KEY_FILE')!.value, '/etc/chassis/tls/tls.key');
+      assert.ok(env.get('DATABASE_URL')!.valueFrom!.secretKeyRef, 'PostgreSQL’s files are named in its URL');
+      assert.ok(![...env.keys()].some((name) => name?.startsWith('PGSSL')));
+    }
+    assert.deepEqual(TLS_MOUNT_PATHS, { broker: '/etc/chassis/tls', database: '/etc/chassis/pg' });
+  });
+
+  it('a broker CA alone when the broker does not verify clients; nothing without tls; tls.database needs a database', () => {
+    const caOnly = kubernetesObjects({ ...shop, tls: { broker: { secret: 'shop-broker-tls' } } });
+    const deployment = caOnly.find((object) => object.kind === 'Deployment') as Workload;
+    const container = deployment.spec!.template.spec!.containers[0]!;
+    assert.deepEqual(
+      container.env!.filter((variable) => variable.name.startsWith('CHASSIS_TLS_')).map((variable) => variable.name),
+      ['CHASSIS_TLS_CA_FILE'],
+    );
+    assert.deepEqual(
+      container.volumeMounts!.map((mount) => mount.mountPath),
+      ['/tmp', '/etc/chassis/tls'],
+    );
+    for (const object of kubernetesObjects(shop)) {
+      assert.doesNotMatch(JSON.stringify(object), /CHASSIS_TLS_|\/etc\/chassis/);
+    }
+    assert.deepEqual(tlsPatches(shop), []);
+    assert.throws(
+      () =>
+        kubernetesObjects({ ...shop, infra: { transport: shop.infra.transport }, tls: { database: { secret: 'x' } } }),
+      /infra\.database/,
+    );
+    assert.throws(() => appTopologySchema.parse({ ...shop, tls: { broker: { secret: '' } } }));
+    assert.throws(() => appTopologySchema.parse({ ...shop, tls: { cache: { secret: 'x' } } }), /cache/);
+  });
+
+  it('tlsPatches: one strategic-merge patch per Deployment and the Job, the TLS parts only', () => {
+    const patches = tlsPatches({ ...shop, tls });
+    assert.deepEqual(
+      patches.map((patch) => `${patch.kind}/${patch.metadata.name}`),
+      workloads.map((workload) => `${workload.kind}/${workload.metadata!.name}`),
+    );
+    for (const patch of patches) {
+      assert.deepEqual(Object.keys(patch.spec.template.spec), ['volumes', 'containers']);
+      assert.ok(!patch.spec.template.spec.volumes.some((volume) => volume.name === 'tmp'));
+      assert.ok(!patch.spec.template.spec.containers[0]!.env.some((variable) => variable.name === 'DATABASE_URL'));
+    }
+  });
+
+  it('kubectl kustomize: the base without tls and the patches give the pods generated with tls', {
+    skip: skipUnlessInstalled('kubectl', 'Debian kubernetes-client'),
+  }, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'chassis-deploy-'));
+    try {
+      await writeKubernetesFiles(join(dir, 'base'), kubernetesFiles(kubernetesObjects(shop)));
+      await writeFile(join(dir, 'tls.yaml'), yamlDocuments(tlsPatches({ ...shop, tls })));
+      // The fields every kubectl's Kustomize reads (down to Debian's kubectl 1.20), as SimpleBank's overlays.
+      await writeFile(
+        join(dir, 'kustomization.yaml'),
+        'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nbases:\n  - base\npatchesStrategicMerge:\n  - tls.yaml\n',
+      );
+      const { stdout } = await run('kubectl', ['kustomize', dir], { maxBuffer: 16 * 1024 * 1024 });
+      const built = parseAllDocuments(stdout).map((document) => document.toJS() as KubernetesObject);
+      validateKubernetesObjects(built);
+      // Kustomize puts a patch's new list items first: compare the lists by their keys.
+      const sorted = <T>(items: readonly T[] | undefined, key: (item: T) => string) =>
+        [...(items ?? [])].sort((a, b) => key(a).localeCompare(key(b)));
+      const pod = (workload: Workload) => {
+        const spec = workload.spec!.template.spec!;
+        const container = spec.containers[0]!;
+        return {
+          volumes: sorted(spec.volumes, (volume) => volume.name),
+          volumeMounts: sorted(container.volumeMounts, (mount) => mount.mountPath),
+          env: sorted(container.env, (variable) => variable.name),
+        };
+      };
+      for (const expected of workloads) {
+        const found = built.find(
+          (object) => object.kind === expected.kind && object.metadata?.name === expected.metadata!.name,
+        ) as Workload | undefined;
+        assert.ok(found, expected.metadata!.name);
+        assert.deepEqual(pod(found), pod(expected), `${expected.kind} ${expected.metadata!.name}`);
+      }
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -25,6 +25,30 @@ export async function consume(
   handler: EventHandlerDefinition,
   delivery: EventDelivery,
 ): Promise<Disposition> {
+  return (await consumeSettled(rt, service, handler, delivery)).disposition;
+}
+
+/**
+ * Runs a dead letter's handler once more, here, as a first delivery (an operator's replay): `handled`
+ * when it succeeded (or the inbox knew it), else why it failed again. The letter itself is left to the caller.
+ */
+export async function replayDelivery(
+  rt: NodeRuntime,
+  service: ServiceDefinition,
+  handler: EventHandlerDefinition,
+  message: EventDelivery['message'],
+): Promise<{ handled: true } | { handled: false; reason: string }> {
+  const { disposition, error } = await consumeSettled(rt, service, handler, { message, attempt: 1 });
+  if (disposition.kind === 'ack') return { handled: true };
+  return { handled: false, reason: disposition.kind === 'dead' ? disposition.reason : failureReason(error) };
+}
+
+async function consumeSettled(
+  rt: NodeRuntime,
+  service: ServiceDefinition,
+  handler: EventHandlerDefinition,
+  delivery: EventDelivery,
+): Promise<Settled> {
   const started = performance.now();
   const subscription = `${service.name}.${handler.name}`;
   const parent = rt.tracing.extract(delivery.message.headers);
@@ -50,7 +74,7 @@ export async function consume(
       (performance.now() - started) / 1000,
     );
     Tracing.end(span, error ?? (disposition.kind === 'dead' ? new Error(disposition.reason) : undefined));
-    return disposition;
+    return { disposition, error };
   } finally {
     rt.metrics.handling.event--;
   }

@@ -10,6 +10,7 @@ import { callFromOutside } from './calls.ts';
 import { consume } from './events.ts';
 import { liveness, readiness } from './health.ts';
 import type { ChassisNode } from './node.ts';
+import { opsTable, runOps, serveOps } from './ops.ts';
 import { serveRequest } from './requests.ts';
 import type { NodeRuntime } from './runtime.ts';
 
@@ -44,10 +45,20 @@ export async function startNode(rt: NodeRuntime, node: ChassisNode): Promise<voi
   rt.state = 'starting';
   try {
     // The ops port answers first, so a probe sees "starting" rather than a refused connection.
+    const ops = opsTable(rt, node);
+    rt.ops = ops;
     if (rt.options.opsPort !== undefined) {
       rt.opsServer = await startOpsServer(
         rt.options.opsPort,
-        { live: () => liveness(rt), ready: () => readiness(rt), metrics: () => rt.metrics.text() },
+        {
+          live: () => liveness(rt),
+          ready: () => readiness(rt),
+          metrics: () => rt.metrics.text(),
+          ops: {
+            actions: () => [...ops].map(([name, action]) => ({ name, action })),
+            run: (name, input, credentials) => runOps(rt, ops, name, input, credentials),
+          },
+        },
         rt.options.opsHost,
       );
     }
@@ -58,6 +69,7 @@ export async function startNode(rt: NodeRuntime, node: ChassisNode): Promise<voi
     });
     await OpenFeature.setProviderAndWait(rt.id, rt.options.flags ?? new EnvironmentFlagProvider());
     await rt.transport.connect();
+    rt.opsConsumer = await serveOps(rt, ops);
     for (const extension of rt.extensions) await extension.start?.(node);
     for (const service of rt.services) await service.start?.(handleOf(rt, service));
     for (const service of rt.services) {
@@ -96,6 +108,7 @@ export async function startNode(rt: NodeRuntime, node: ChassisNode): Promise<voi
     rt.state = 'stopped';
     await rt.schedules.stop();
     await Promise.allSettled(rt.consumers.splice(0).map((consumer) => consumer.stop()));
+    await rt.opsConsumer?.stop().catch(() => undefined);
     await rt.transport.close().catch(() => undefined);
     await rt.opsServer?.close();
     throw error;
@@ -148,6 +161,8 @@ export async function stopNode(rt: NodeRuntime, node: ChassisNode): Promise<void
     }
   }
   rt.state = 'stopped';
+  // The ops API answers while the node drains, so an operator can watch it; it goes with the transport.
+  await rt.opsConsumer?.stop().catch(() => undefined);
   await rt.registry.stop().catch(() => undefined);
   await rt.transport.close();
   await rt.tracing.shutdown().catch((error) => rt.log.warn({ err: error }, 'spans could not be flushed'));

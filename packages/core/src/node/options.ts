@@ -45,9 +45,19 @@ export interface NodeOptions {
   localCalls?: boolean;
   /** Defaults for call policies (retry, breaker, bulkhead, cache) and handler policies (bulkhead, rate limit). */
   policies?: PolicyDefaults;
-  /** Serve `/health/live`, `/health/ready` and `/metrics` on this port (0 picks a free one). */
+  /**
+   * Serve `/health/live`, `/health/ready`, `/metrics` and the ops API (`/ops/…`) on this port (0 picks a
+   * free one).
+   */
   opsPort?: number;
   opsHost?: string;
+  /**
+   * The secret that opens this node's ops API (`CHASSIS_OPS_SECRET`), beside a token with `opsRole`.
+   * Without it (and without `identity`) the ops API refuses everyone.
+   */
+  opsSecret?: string;
+  /** The role a token needs to use the ops API. Default `admin`. */
+  opsRole?: string;
   /** Where spans go; by default OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, else nowhere. */
   tracing?: TracingOptions;
   /** Also expose Node's own metrics (event loop, heap, GC). `runNode` turns it on. */

@@ -17,6 +17,7 @@ import { send } from './calls.ts';
 import type { HandlerContext, Outbound } from './handler-context.ts';
 import { readiness } from './health.ts';
 import { type NodeState, nodeInfo } from './lifecycle.ts';
+import type { OpsTable } from './ops.ts';
 import { type NodeOptions, type NodeSettings, settingsOf } from './options.ts';
 import { publish } from './publish.ts';
 import { Schedules } from './schedules.ts';
@@ -57,6 +58,9 @@ export interface NodeRuntime {
   state: NodeState;
   transportStatus: TransportStatus;
   opsServer: OpsServer | undefined;
+  /** The ops API's actions, once the node starts; and its consumer on the transport. */
+  ops: OpsTable | undefined;
+  opsConsumer: Consumer | undefined;
   /** What takes requests and events off the transport: stopped first when the node drains. */
   readonly consumers: Consumer[];
   /** Handlers running now, aborted when a drain gives up on them. */
@@ -140,6 +144,8 @@ export function createRuntime(options: NodeOptions): NodeRuntime {
     state: 'idle',
     transportStatus: 'disconnected',
     opsServer: undefined,
+    ops: undefined,
+    opsConsumer: undefined,
     consumers: [],
     inFlight: new Set(),
     localCalls: new Set(),

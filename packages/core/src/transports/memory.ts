@@ -1,3 +1,4 @@
+import { Header } from '../envelope.ts';
 import { noServiceError, transportError } from '../errors.ts';
 import { PendingReplies } from './shared/pending-replies.ts';
 import { StatusListeners } from './shared/status.ts';
@@ -285,6 +286,18 @@ class MemoryTransport implements Transport {
 
   async readDeadLetters(queue: string, limit = 100): Promise<DeadLetter[]> {
     return (this.broker.deadLetters.get(queue) ?? []).slice(0, limit);
+  }
+
+  async countDeadLetters(queue: string): Promise<number> {
+    return this.broker.deadLetters.get(queue)?.length ?? 0;
+  }
+
+  async removeDeadLetters(queue: string, ids: readonly string[] | 'all'): Promise<number> {
+    const letters = this.broker.deadLetters.get(queue) ?? [];
+    const wanted = ids === 'all' ? undefined : new Set(ids);
+    const kept = wanted ? letters.filter((letter) => !wanted.has(letter.message.headers[Header.id] ?? '')) : [];
+    this.broker.deadLetters.set(queue, kept);
+    return letters.length - kept.length;
   }
 
   async broadcast(topic: string, message: WireMessage): Promise<void> {

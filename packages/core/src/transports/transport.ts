@@ -64,6 +64,11 @@ export interface EventBinding {
 export interface ServeOptions {
   /** Requests handled at once by this instance; the rest wait in the broker. */
   concurrency: number;
+  /**
+   * This instance alone serves the name, and its queue goes with it (RabbitMQ: an exclusive, auto-deleted
+   * queue rather than a durable one): for a name that addresses one node, such as its ops API.
+   */
+  exclusive?: boolean;
 }
 
 export interface SubscribeOptions {
@@ -135,6 +140,13 @@ export interface Transport {
   deadLetter(queue: string, message: WireMessage, reason: string): Promise<void>;
   /** Reads, without removing, up to `limit` dead letters of a queue, oldest first. */
   readDeadLetters(queue: string, limit?: number): Promise<DeadLetter[]>;
+  /** How many dead letters a queue holds. */
+  countDeadLetters(queue: string): Promise<number>;
+  /**
+   * Deletes dead letters of a queue: those whose message `id` header is one of `ids`, or every one
+   * (`'all'`). Resolves with how many were deleted.
+   */
+  removeDeadLetters(queue: string, ids: readonly string[] | 'all'): Promise<number>;
 
   /** Fire-and-forget fan-out to every listening node (not stored): used for node heartbeats. */
   broadcast(topic: string, message: WireMessage): Promise<void>;

@@ -129,7 +129,11 @@ export type SagaHistoryKind =
   | 'compensation_failed'
   | 'saga_completed'
   | 'saga_compensated'
-  | 'saga_failed';
+  | 'saga_failed'
+  /** An operator sent a failed saga back to its compensations (`SagaRunner.retry`, ops `sagas.retry`). */
+  | 'saga_retried'
+  /** An operator made a running saga compensate (`SagaRunner.abort`, ops `sagas.abort`). */
+  | 'saga_aborted';
 
 export interface SagaError {
   code: string;

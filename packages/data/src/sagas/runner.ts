@@ -8,6 +8,7 @@ import {
   type SagaBoundaryEvent,
   type SagaCall,
   type SagaDefinition,
+  type SagaError,
   type SagaInstance,
   type SagaRetryPolicy,
   type SagaStatus,
@@ -114,6 +115,8 @@ export class SagaRunner {
   private readonly held = new Map<string, Held>();
   /** Ids being claimed or driven here, so a sweep never drives one twice. */
   private readonly busy = new Set<string>();
+  /** Ids an operator moved while a driver here still held them: driven again once it lets go. */
+  private readonly respawn = new Set<string>();
   private readonly drivers = new Set<Promise<void>>();
   private readonly settledListeners = new Map<string, Set<() => void>>();
   private readonly slotQueue: (() => void)[] = [];
@@ -243,6 +246,59 @@ export class SagaRunner {
     return this.store.list(filter);
   }
 
+  /**
+   * An operator's retry of a `failed` saga: its compensations go on from the one that gave up, with fresh
+   * attempts, driven here at once. `CONFLICT` unless it is failed; `NOT_FOUND` unless this runner drives it.
+   */
+  retry(id: string): Promise<SagaInstance> {
+    return this.operatorMove(id, 'failed', 'saga_retried', null);
+  }
+
+  /**
+   * An operator's abort of a `running` saga: it compensates as if its current step had failed (that step's
+   * compensation first: it may have had its effect). A node driving it loses it and stops at once; an
+   * attempt in flight there is cut short (its effect, if any, is what the compensation undoes).
+   */
+  abort(id: string, reason = 'aborted by an operator'): Promise<SagaInstance> {
+    return this.operatorMove(id, 'running', 'saga_aborted', { code: 'SAGA_ABORTED', message: reason });
+  }
+
+  private async operatorMove(
+    id: string,
+    from: 'failed' | 'running',
+    kind: 'saga_retried' | 'saga_aborted',
+    error: SagaError | null,
+  ): Promise<SagaInstance> {
+    const before = await this.get(id);
+    if (!before || !this.sagas.has(before.saga)) {
+      throw new ChassisError('NOT_FOUND', `No saga instance "${id}" that the runner of "${this.service}" drives`, {
+        data: { id, service: this.service },
+      });
+    }
+    if (!(await this.store.operatorMove(id, from, kind, error, this.nodeId))) {
+      const now = await this.get(id);
+      throw new ChassisError(
+        'CONFLICT',
+        `Saga instance "${id}" is ${now?.status ?? 'gone'}; only a ${from} saga can be ${kind === 'saga_retried' ? 'retried' : 'aborted'}`,
+        { data: { id, status: now?.status } },
+      );
+    }
+    this.options.logger?.warn(
+      { sagaId: id, saga: before.saga },
+      `saga ${id} ${kind.replace('saga_', '')} by an operator`,
+    );
+    // Driven here at once: a driver of ours that held it stops now (its writes would fail anyway), and
+    // the instance is taken again as soon as that driver has let go.
+    const held = this.held.get(id);
+    if (held) {
+      held.lost = true;
+      held.attemptController?.abort(lostError(held));
+    }
+    if (this.busy.has(id)) this.respawn.add(id);
+    else this.spawn(id, true);
+    return (await this.get(id))!;
+  }
+
   /** The names of the sagas this runner drives. */
   get sagaNames(): string[] {
     return [...this.sagas.keys()];
@@ -324,6 +380,7 @@ export class SagaRunner {
       .finally(() => {
         this.busy.delete(id);
         this.drivers.delete(driver);
+        if (this.respawn.delete(id)) this.spawn(id, true);
       });
     this.drivers.add(driver);
   }

@@ -214,6 +214,34 @@ export class SagaStore {
     return rows.rows.length > 0;
   }
 
+  /**
+   * An operator's hand on an instance, in one statement: a `failed` saga back to `compensating` (its
+   * failed compensation tried again with fresh attempts), or a `running` one to `compensating` (its
+   * current step's compensation first, as after a failure). Either way it is let go — a node driving it
+   * loses it, writes nothing more and stops — for a runner to take. False when it is not in `from`.
+   */
+  async operatorMove(
+    id: string,
+    from: 'failed' | 'running',
+    kind: 'saga_retried' | 'saga_aborted',
+    error: SagaError | null,
+    node: string,
+  ): Promise<boolean> {
+    const setError = error === null ? sql`` : sql`, error = ${JSON.stringify(error)}::jsonb`;
+    const rows = await sql<{ seq: number }>`
+      with changed as (
+        update ${this.table(INSTANCES)}
+        set status = 'compensating', attempt = 0, owner = null, lease_until = null, wake_at = null,
+          updated_at = now() ${setError}
+        where id = ${id} and status = ${from}
+        returning id, current_step
+      )
+      insert into ${this.table(HISTORY)} (saga_id, kind, step, node, error)
+      select id, ${kind}, current_step, ${node}, ${error === null ? null : JSON.stringify(error)}::jsonb from changed
+      returning seq`.execute(this.db.kysely);
+    return rows.rows.length > 0;
+  }
+
   /** Lets another node take the instance at once, if `node` still holds it. */
   async release(id: string, node: string): Promise<void> {
     await sql`

@@ -1,4 +1,5 @@
 import type { Channel, Message } from 'amqplib';
+import { Header } from '../../envelope.ts';
 import type { DeadLetter, WireMessage } from '../transport.ts';
 import { ignore, publishConfirmed } from './channels.ts';
 import { brokerCode, operationError } from './errors.ts';
@@ -77,6 +78,58 @@ export async function readDeadLetters(session: AmqpSession, queue: string, limit
     throw operationError(error, doing);
   } finally {
     // Closing the channel returns every unacknowledged message to its place: reading removes nothing.
+    await channel.close().catch(ignore);
+  }
+}
+
+/** How many dead letters `dlq-<queue>` holds (0 when it was never declared). */
+export async function countDeadLetters(session: AmqpSession, queue: string): Promise<number> {
+  const doing = `Counting the dead letters of ${queue}`;
+  const channel = await session.oneOffChannel(doing);
+  try {
+    return (await channel.checkQueue(`dlq-${queue}`)).messageCount;
+  } catch (error) {
+    if (brokerCode(error) === 404) return 0;
+    throw operationError(error, doing);
+  } finally {
+    await channel.close().catch(ignore);
+  }
+}
+
+/**
+ * Deletes every dead letter of `queue`, or those whose message id is one of `ids`: each is fetched, the
+ * wanted ones acknowledged (gone) and the rest put back when the channel closes.
+ */
+export async function removeDeadLetters(
+  session: AmqpSession,
+  queue: string,
+  ids: readonly string[] | 'all',
+): Promise<number> {
+  const doing = `Deleting the dead letters of ${queue}`;
+  const dlq = `dlq-${queue}`;
+  const channel = await session.oneOffChannel(doing);
+  try {
+    try {
+      await channel.checkQueue(dlq);
+    } catch (error) {
+      if (brokerCode(error) === 404) return 0;
+      throw error;
+    }
+    if (ids === 'all') return (await channel.purgeQueue(dlq)).messageCount;
+    const wanted = new Set(ids);
+    let removed = 0;
+    for (;;) {
+      const message = await channel.get(dlq, { noAck: false });
+      if (message === false) break;
+      if (wanted.has(toWire(message).headers[Header.id] ?? '')) {
+        channel.ack(message);
+        removed++;
+      }
+    }
+    return removed;
+  } catch (error) {
+    throw operationError(error, doing);
+  } finally {
     await channel.close().catch(ignore);
   }
 }

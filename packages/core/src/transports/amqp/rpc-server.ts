@@ -6,7 +6,10 @@ import { propertiesOf, toBuffer, toWire } from './messages.ts';
 import { RPC_EXCHANGE } from './names.ts';
 import type { AmqpSession } from './session.ts';
 
-/** Serving a service: its durable queue `rpc-<service>`, bound to `chassis.rpc` with `<service>.*`. */
+/**
+ * Serving a service: its durable queue `rpc-<service>` (exclusive and auto-deleted when `options.exclusive`),
+ * bound to `chassis.rpc` with `<service>.*`.
+ */
 export function rpcServer(
   session: AmqpSession,
   service: string,
@@ -19,7 +22,11 @@ export function rpcServer(
     noAck: false,
     setup: async (channel, deliver) => {
       await channel.assertExchange(RPC_EXCHANGE, 'topic', { durable: true });
-      await channel.assertQueue(queue, { durable: true });
+      // A name one node serves alone (its ops API) must not outlive it as a durable queue nobody reads.
+      await channel.assertQueue(
+        queue,
+        options.exclusive ? { durable: false, exclusive: true, autoDelete: true } : { durable: true },
+      );
       await channel.bindQueue(queue, RPC_EXCHANGE, `${service}.*`);
       await channel.prefetch(Math.max(1, options.concurrency));
       const { consumerTag } = await channel.consume(queue, deliver, { consumerTag: session.consumerTag(queue) });

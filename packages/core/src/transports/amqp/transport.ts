@@ -20,7 +20,7 @@ import type {
 import { broadcast, broadcastListener } from './broadcast.ts';
 import { ChannelSlot, ignore } from './channels.ts';
 import { AmqpConsumer, type Connected, type ConsumerOwner, type ConsumerSpec } from './consumer.ts';
-import { deadLetter, readDeadLetters } from './dead-letters.ts';
+import { countDeadLetters, deadLetter, readDeadLetters, removeDeadLetters } from './dead-letters.ts';
 import { operationError } from './errors.ts';
 import { backlog, eventSubscriber, publishEvent } from './events.ts';
 import { BROADCAST_EXCHANGE, DEAD_LETTER_EXCHANGE, RPC_EXCHANGE } from './names.ts';
@@ -390,6 +390,14 @@ class AmqpTransport implements Transport, AmqpSession, ConsumerOwner {
 
   readDeadLetters(queue: string, limit = 100): Promise<DeadLetter[]> {
     return readDeadLetters(this, queue, limit);
+  }
+
+  countDeadLetters(queue: string): Promise<number> {
+    return countDeadLetters(this, queue);
+  }
+
+  removeDeadLetters(queue: string, ids: readonly string[] | 'all'): Promise<number> {
+    return removeDeadLetters(this, queue, ids);
   }
 
   broadcast(topic: string, message: WireMessage): Promise<void> {

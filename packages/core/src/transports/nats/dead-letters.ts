@@ -51,12 +51,13 @@ export class DeadLetters {
     );
   }
 
-  async read(queue: string, limit = 100): Promise<DeadLetter[]> {
+  /** An ephemeral, unacknowledged consumer of a queue's dead letters: it reads without removing anything. */
+  async #reader(queue: string) {
     checkSubject('queue', queue);
-    const { js, jsm } = this.#session.jetstream();
+    const { jsm } = this.#session.jetstream();
     const stream = this.#session.settings.deadLetterStream;
-    // An ephemeral, unacknowledged consumer reads without removing anything and vanishes if we crash.
-    const info = await jsm.consumers
+    // It vanishes on its own if we crash before deleting it.
+    return jsm.consumers
       .add(stream, {
         filter_subject: `dlq.${queue}`,
         deliver_policy: DeliverPolicy.All,
@@ -67,6 +68,57 @@ export class DeadLetters {
       .catch((error: unknown) => {
         throw asTransportError(error, `Cannot read the dead letters of ${queue}`);
       });
+  }
+
+  async count(queue: string): Promise<number> {
+    const info = await this.#reader(queue);
+    const { jsm } = this.#session.jetstream();
+    jsm.consumers.delete(info.stream_name, info.name).catch(() => undefined);
+    return info.num_pending;
+  }
+
+  /** Deletes dead letters by their message id, or all of a queue's; resolves with how many went. */
+  async remove(queue: string, ids: readonly string[] | 'all'): Promise<number> {
+    checkSubject('queue', queue);
+    const { js, jsm } = this.#session.jetstream();
+    const stream = this.#session.settings.deadLetterStream;
+    const doing = `Cannot delete the dead letters of ${queue}`;
+    if (ids === 'all') {
+      const purged = await jsm.streams.purge(stream, { filter: `dlq.${queue}` }).catch((error: unknown) => {
+        throw asTransportError(error, doing);
+      });
+      return purged.purged;
+    }
+    const wanted = new Set(ids);
+    if (wanted.size === 0) return 0;
+    const info = await this.#reader(queue);
+    const sequences: number[] = [];
+    try {
+      if (info.num_pending > 0) {
+        const consumer = js.consumers.getConsumerFromInfo(info);
+        const batch = await consumer.fetch({ max_messages: info.num_pending, expires: 5_000 });
+        let seen = 0;
+        for await (const msg of batch) {
+          if (wanted.has(fromNatsHeaders(msg.headers)[Header.id] ?? '')) sequences.push(msg.seq);
+          if (++seen >= info.num_pending) break;
+        }
+      }
+    } finally {
+      jsm.consumers.delete(stream, info.name).catch(() => undefined);
+    }
+    let removed = 0;
+    for (const seq of sequences) {
+      // A large body stays in the dead-letter bucket: it is small beside a lost letter, and a bucket
+      // sweep can take it.
+      if (await jsm.streams.deleteMessage(stream, seq, false).catch(() => false)) removed++;
+    }
+    return removed;
+  }
+
+  async read(queue: string, limit = 100): Promise<DeadLetter[]> {
+    const { js, jsm } = this.#session.jetstream();
+    const stream = this.#session.settings.deadLetterStream;
+    const info = await this.#reader(queue);
     try {
       const count = Math.min(Math.max(0, Math.floor(limit)), info.num_pending);
       if (count === 0) return [];

@@ -285,6 +285,14 @@ class NatsTransport implements Transport, NatsSession {
     return this.#deadLetters.read(queue, limit);
   }
 
+  countDeadLetters(queue: string): Promise<number> {
+    return this.#deadLetters.count(queue);
+  }
+
+  removeDeadLetters(queue: string, ids: readonly string[] | 'all'): Promise<number> {
+    return this.#deadLetters.remove(queue, ids);
+  }
+
   async broadcast(topic: string, message: WireMessage): Promise<void> {
     broadcast(this, this.#claims, topic, message);
   }

@@ -1,0 +1,4 @@
+import { amqpTarget } from '@chassis/testing';
+import { opsSuite } from './ops/suite.ts';
+
+opsSuite(await amqpTarget());

@@ -1,0 +1,4 @@
+import { memoryTarget } from '@chassis/testing';
+import { opsSuite } from './ops/suite.ts';
+
+opsSuite(memoryTarget());

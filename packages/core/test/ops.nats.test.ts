@@ -1,0 +1,4 @@
+import { natsTarget } from '@chassis/testing';
+import { opsSuite } from './ops/suite.ts';
+
+opsSuite(await natsTarget());
