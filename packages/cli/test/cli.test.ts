@@ -313,7 +313,8 @@ describe('chassis new app, new service: a scaffolded app passes its tests, start
     const service = join(app, 'services/notes/service.ts');
     const original = readFileSync(service, 'utf8');
     try {
-      await waitUntil(() => said.includes('ready in'), { timeoutMs: 60_000, what: 'chassis dev' });
+      // The banner's last line: the URLs are printed before it.
+      await waitUntil(() => said.includes('Ctrl-C stops it'), { timeoutMs: 60_000, what: 'chassis dev' });
       assert.match(said, new RegExp(`API +http://127\\.0\\.0\\.1:${port}`));
       assert.match(said, new RegExp(`ops +http://127\\.0\\.0\\.1:${opsPort}/health/ready`));
       const url = `http://127.0.0.1:${port}`;
