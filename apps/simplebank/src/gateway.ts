@@ -1,4 +1,4 @@
-import { ownedBy, type Route, route } from '@chassis/gateway';
+import { type OpenApiInfo, ownedBy, type Route, route } from '@chassis/gateway';
 import { z } from 'zod';
 import { listAccounts, listTransactions } from '../contracts/account-transactions.ts';
 import { listAlerts, receiveAlerts } from '../contracts/alerts.ts';
@@ -125,3 +125,16 @@ export const simplebankRoutes: Route[] = [
     tags: ['reports'],
   }),
 ];
+
+/**
+ * What the gateway serves: the route table and the title of /openapi.json and /docs. package.json's
+ * `"chassis.gateway"` names it, so that `chassis openapi` writes the same document without starting the bank.
+ */
+export const simplebankApi = {
+  routes: simplebankRoutes,
+  openapi: {
+    title: 'SimpleBank',
+    version: '0.1.0',
+    description: 'The flagship reference system of Chassis',
+  } satisfies OpenApiInfo,
+};

@@ -2,7 +2,7 @@ import { ChassisError, type ChassisNode, EnvironmentFlagProvider, jwtVerifier, r
 import { type Database, dataExtension } from '@chassis/data';
 import { createGateway, type Gateway } from '@chassis/gateway';
 import { type ExchangeSimulator, startExchangeSimulator } from '../exchange-simulator/simulator.ts';
-import { simplebankRoutes } from './gateway.ts';
+import { simplebankApi } from './gateway.ts';
 import { simplebankGraphql } from './graphql.ts';
 import { type SimplebankServicesOptions, simplebankServices } from './services.ts';
 
@@ -81,13 +81,13 @@ export async function startSimplebank(options: SimplebankOptions = {}): Promise<
     if (port !== false) {
       gateway = await createGateway({
         node,
-        routes: simplebankRoutes,
+        routes: simplebankApi.routes,
         auth: verifier,
         // Per customer; `RATE_LIMIT_PER_MINUTE=off` turns it off (load tests, a trusted edge in front).
         rateLimit:
           env.RATE_LIMIT_PER_MINUTE === 'off' ? false : { max: optionalNumber(env.RATE_LIMIT_PER_MINUTE) ?? 300 },
         register: simplebankGraphql,
-        openapi: { title: 'SimpleBank', version: '0.1.0', description: 'The flagship reference system of Chassis' },
+        openapi: simplebankApi.openapi,
       });
       url = await gateway.listen({ port, host: options.host ?? env.HOST ?? '127.0.0.1' });
     }
