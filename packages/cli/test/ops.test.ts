@@ -229,14 +229,57 @@ function commandsSuite(
       );
     });
 
-    it('health, outbox and sagas (a system without the data kit has none)', async () => {
+    it('health, outbox, and sagas: list, show, retry a failed one, abort a running one', async () => {
       assert.match(ok(await chassis(['health', ...withSecret, ...only])), new RegExp(`${app.node.id}\\s+pass\\s+pass`));
-      assert.equal(ok(await chassis(['outbox', ...withSecret, ...only])).trim(), '(none)');
-      assert.equal(ok(await chassis(['sagas', 'list', ...withSecret, ...only])).trim(), '(none)');
+      assert.match(ok(await chassis(['outbox', ...withSecret, ...only])), new RegExp(`${service}\\s+0\\s+-\\s+0`));
+
+      const runner = app.runner();
+      const done = await app.startSaga('complete');
+      assert.equal((await runner.wait(done, 10_000)).status, 'completed');
+      const failed = await app.startSaga('fail');
+      assert.equal((await runner.wait(failed, 10_000)).status, 'failed');
+
+      const listed = parse<{ service: string; instances: { id: string; status: string }[] }[]>(
+        await chassis(['sagas', 'list', '--json', ...withSecret, ...only]),
+      );
+      assert.deepEqual(
+        listed[0]!.instances.map((i) => [i.id, i.status]).sort(),
+        [
+          [done, 'completed'],
+          [failed, 'failed'],
+        ].sort(),
+      );
+      const table = ok(await chassis(['sagas', 'list', '--status', 'failed', ...withSecret, ...only]));
+      assert.match(table, new RegExp(`${failed}\\s+${service}\\s+transfer\\s+failed\\s+reserve`));
+      assert.doesNotMatch(table, new RegExp(done));
+      const shown = parse<{ id: string; history: { kind: string }[] }>(
+        await chassis(['sagas', 'show', done, ...withSecret, ...only]),
+      );
+      assert.equal(shown.history.at(-1)?.kind, 'saga_completed');
+
+      assertOneLineError(await chassis(['sagas', 'abort', failed, ...withSecret, ...only]), 1, /CONFLICT: /);
+      app.compensation.failing = false;
+      const retried = parse<{ status: string }>(await chassis(['sagas', 'retry', failed, ...withSecret, ...only]));
+      assert.equal(retried.status, 'compensating');
+      assert.equal((await runner.wait(failed, 10_000)).status, 'compensated');
+
+      const held = await app.startSaga('hold');
+      await waitUntil(
+        async () =>
+          parse<{ currentStep?: string }>(await chassis(['sagas', 'show', held, ...withSecret, ...only]))
+            .currentStep === 'hold',
+        { timeoutMs: 10_000 },
+      );
+      const aborted = parse<{ status: string }>(
+        await chassis(['sagas', 'abort', held, '--reason', 'the customer cancelled', ...withSecret, ...only]),
+      );
+      assert.equal(aborted.status, 'compensating');
+      assert.equal((await runner.wait(held, 10_000)).status, 'compensated');
+
       assertOneLineError(
         await chassis(['sagas', 'show', 'no-such-saga', ...withSecret, ...only]),
         1,
-        /No running node has sagas/,
+        /No saga no-such-saga on any running node/,
       );
     });
 

@@ -280,7 +280,13 @@ export async function outbox(flags: ListFlags, output: Output): Promise<void> {
     printTable(
       output,
       ['service', 'pending', 'oldest', 'parked', 'node'],
-      all.map((o) => [o.service, o.pending, o.oldestAgeMs === null ? null : `${o.oldestAgeMs}ms`, o.parked, o.nodeId]),
+      all.map((o) => [
+        o.service,
+        o.pending,
+        o.pending === 0 || o.oldestAgeMs === null ? null : `${o.oldestAgeMs}ms`,
+        o.parked,
+        o.nodeId,
+      ]),
     );
   });
 }
