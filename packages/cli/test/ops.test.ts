@@ -334,6 +334,11 @@ function commandsSuite(
         1,
         /FORBIDDEN: .*admin role/,
       );
+      assertOneLineError(
+        await chassis(['actions', ...connection, ...only, '--token', 'not-a-token']),
+        1,
+        /UNAUTHENTICATED: .*--token or CHASSIS_TOKEN/,
+      );
       const admin = await signToken(JWT_SECRET, { sub: 'ops', roles: ['admin'] });
       assert.match(ok(await chassis(['actions', ...connection, ...only, '--token', admin])), /hello/);
     });
