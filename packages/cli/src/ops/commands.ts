@@ -475,15 +475,22 @@ export async function sagasList(
       ...(flags.status === undefined ? {} : { status: flags.status }),
       ...(flags.limit === undefined ? {} : { limit: flags.limit }),
     };
-    const answers = await everyNode<{ service: string; instances: SagaSummary[]; counts: unknown[] }[]>(
-      connection,
-      'sagas.list',
-      input,
-      { skipUnknown: true, service: flags.service },
-    );
+    const answers = await everyNode<
+      {
+        service: string;
+        sagas: string[];
+        instances: SagaSummary[];
+        counts: { saga: string; status: string; count: number }[];
+      }[]
+    >(connection, 'sagas.list', input, { skipUnknown: true, service: flags.service });
     // Replicas of a service share its database: each service once.
     const byService = new Map(answers.flatMap((a) => a.answer).map((s) => [s.service, s]));
     if (flags.json) return printJson(output, [...byService.values()]);
+    // How many of each saga are in each state, per service, before the newest instances themselves.
+    for (const s of byService.values()) {
+      const counts = s.counts.map((c) => `${c.count} ${c.saga} ${c.status}`).join(', ');
+      output.say(`${s.service}: sagas ${s.sagas.join(', ') || '(none)'}; ${counts || 'no instances'}`);
+    }
     printTable(
       output,
       ['id', 'service', 'saga', 'status', 'step', 'updated'],
