@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { styleText } from 'node:util';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { registerOpsCommands } from './ops/register.ts';
 import { CliError, type Output, oneLine, processOutput } from './output.ts';
 
 /**
@@ -165,6 +166,16 @@ export function createProgram(options: RunOptions = {}): { program: Command; exi
       const { deployRender } = await import('./commands/deploy.ts');
       await deployRender(app, { ...flags, cwd }, output);
     });
+
+  // The commands that talk to a running system (ops/register.ts); the repl runs each line through run().
+  registerOpsCommands(
+    program,
+    output,
+    (code) => {
+      exitCode = code;
+    },
+    (args) => run(args, options),
+  );
 
   return { program, exitCode: () => exitCode };
 }

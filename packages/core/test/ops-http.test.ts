@@ -48,7 +48,9 @@ describe('ops API on the ops HTTP port', () => {
       services: [
         defineService({
           name: 'desk',
-          actions: [handle(greet, ({ name }) => ({ text: `hello ${name}` }))],
+          actions: [
+            handle(greet, ({ name }, ctx) => ({ text: `hello ${name}${ctx.user ? ` from ${ctx.user.subject}` : ''}` })),
+          ],
           events: [
             on(
               noted,
@@ -135,6 +137,60 @@ describe('ops API on the ops HTTP port', () => {
     const purged = await post('/ops/dlq/purge', { queue: 'desk.noted', all: true });
     assert.deepEqual(purged.body, { queue: 'desk.noted', removed: 1, remaining: 0 });
     assert.equal(handled.length, 1);
+  });
+
+  it('call and emit: an application action and event from the node, for a tool that reaches only its ops port', async () => {
+    assert.deepEqual(
+      await callOpsHttp(base, 'call', { action: 'desk.greet', input: { name: 'ada' } }, { secret: OPS_SECRET }),
+      {
+        text: 'hello ada',
+      },
+    );
+    // The caller's own token rides along: the action sees its user, as a call through the gateway would.
+    const customer = await signToken(JWT_SECRET, { sub: 'alice', roles: ['customer'] });
+    assert.deepEqual(
+      await callOpsHttp(
+        base,
+        'call',
+        { action: 'desk.greet', input: { name: 'bo' }, token: customer },
+        { secret: OPS_SECRET },
+      ),
+      { text: 'hello bo from alice' },
+    );
+    await assert.rejects(
+      callOpsHttp(base, 'call', { action: 'desk.greet', input: { name: 3 } }, { secret: OPS_SECRET }),
+      (error: unknown) => isChassisError(error, 'VALIDATION') && /name/.test(error.message),
+    );
+    await assert.rejects(
+      callOpsHttp(base, 'call', { action: 'desk.nope', input: {} }, { secret: OPS_SECRET }),
+      (error: unknown) => isChassisError(error, 'UNKNOWN_ACTION'),
+    );
+    // The caller's token does not open the ops API: it is not the operator's.
+    await assert.rejects(
+      callOpsHttp(base, 'call', { action: 'desk.greet', input: { name: 'x' } }, { token: customer }),
+      (error: unknown) => isChassisError(error, 'FORBIDDEN'),
+    );
+    assert.equal((await get('/ops/call?action=desk.greet')).status, 405, 'POST only');
+
+    await assert.rejects(
+      callOpsHttp(base, 'emit', { event: 'desk.noted', payload: { note: 5 } }, { secret: OPS_SECRET }),
+      (error: unknown) => isChassisError(error, 'VALIDATION'),
+    );
+    await assert.rejects(
+      callOpsHttp(base, 'emit', { event: 'desk.unheard', payload: {} }, { secret: OPS_SECRET }),
+      (error: unknown) => isChassisError(error, 'NOT_FOUND'),
+    );
+    fixed = true;
+    const before = handled.length;
+    assert.deepEqual(
+      await callOpsHttp(base, 'emit', { event: 'desk.noted', payload: { note: 'emitted' } }, { secret: OPS_SECRET }),
+      {
+        event: 'desk.noted',
+        emitted: true,
+      },
+    );
+    await waitUntil(() => handled.length === before + 1);
+    assert.equal(handled.at(-1), 'emitted');
   });
 
   it('callOpsHttp calls an action and turns an error body into a ChassisError', async () => {

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import { fieldErrors } from '../contracts.ts';
+import { type ActionContract, action, type EventContract, fieldErrors } from '../contracts.ts';
 import { codecFor, decodeBody, Header } from '../envelope.ts';
 import { ChassisError, toChassisError } from '../errors.ts';
 import { requireRole } from '../identity.ts';
@@ -14,10 +14,12 @@ import {
   opsWireName,
 } from '../ops.ts';
 import { type EventBinding, rpcQueueName, type WireMessage } from '../transports/transport.ts';
+import { callFromOutside } from './calls.ts';
 import { replayDelivery } from './events.ts';
 import { liveness, readiness } from './health.ts';
 import { nodeInfo } from './lifecycle.ts';
 import type { ChassisNode } from './node.ts';
+import { emitFromOutside } from './publish.ts';
 import type { NodeRuntime } from './runtime.ts';
 
 /**
@@ -294,6 +296,35 @@ function coreActions(rt: NodeRuntime): Record<string, OpsAction> {
       }),
       run: ({ queue, ids, limit }) => replay(rt, queue, ids, limit),
     }),
+    call: opsAction({
+      description:
+        "Calls an application action from this node, as node.call does (served here when this node runs it, else over the transport): for a tool that reaches the node only through its ops port; `token` is the caller's own token, which the action sees",
+      mutates: true,
+      input: z.object({
+        action: z.string().regex(/^[^.]+\.[^.]+$/, 'an action name: <service>.<action>'),
+        input: z.unknown().optional(),
+        token: z.string().optional(),
+        timeoutMs: z.coerce.number().int().min(1).max(600_000).optional(),
+      }),
+      run: ({ action: name, input, token, timeoutMs }) =>
+        callFromOutside(rt, actionContract(rt, name), input ?? {}, {
+          ...(token === undefined ? {} : { auth: token }),
+          ...(timeoutMs === undefined ? {} : { timeoutMs }),
+        }),
+    }),
+    emit: opsAction({
+      description:
+        'Publishes an application event from this node, its payload checked against the contract of a service here that handles or emits it',
+      mutates: true,
+      input: z.object({
+        event: z.string().regex(/^[^.]+\.[^.]+$/, 'an event name: <source>.<event>'),
+        payload: z.unknown().optional(),
+      }),
+      run: async ({ event: name, payload }) => {
+        await emitFromOutside(rt, eventContract(rt, name), payload ?? {}, {});
+        return { event: name, emitted: true };
+      },
+    }),
     'dlq.purge': opsAction({
       description: 'Deletes dead letters of a queue: those named by ids, or every one with all: true',
       mutates: true,
@@ -309,6 +340,32 @@ function coreActions(rt: NodeRuntime): Record<string, OpsAction> {
       },
     }),
   };
+}
+
+/**
+ * The contract of an action this node serves or calls, so its input is checked here; an action it does
+ * not know goes out with a pass-through contract and is checked where it is served (or answered
+ * `NO_SERVICE` when nothing serves it).
+ */
+function actionContract(rt: NodeRuntime, name: string): ActionContract {
+  for (const service of rt.services) {
+    for (const served of service.actions.values()) if (served.contract.name === name) return served.contract;
+    for (const used of service.uses) if (used.kind === 'action' && used.name === name) return used;
+  }
+  return action(name, { input: z.unknown(), output: z.unknown() });
+}
+
+/** The contract of an event a service of this node handles or emits; an event it does not know is refused. */
+function eventContract(rt: NodeRuntime, name: string): EventContract {
+  for (const service of rt.services) {
+    for (const handler of service.events) if (handler.contract.name === name) return handler.contract;
+    for (const used of service.uses) if (used.kind === 'event' && used.name === name) return used;
+  }
+  throw new ChassisError(
+    'NOT_FOUND',
+    `No service of node ${rt.id} handles or emits the event ${name}, so its payload cannot be checked; \`chassis events\` lists the events`,
+    { data: { event: name, nodeId: rt.id } },
+  );
 }
 
 function servicesOf(rt: NodeRuntime, name: string | undefined) {
