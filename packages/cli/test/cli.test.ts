@@ -249,8 +249,9 @@ describe('chassis new app, new service: a scaffolded app passes its tests, start
     assert.equal(biome.status, 0, `${biome.stdout}\n${biome.stderr}`);
   });
 
-  it('npm start serves both services over HTTP, with its health on the ops port', async () => {
+  it('npm start serves both services over HTTP, with its health on the ops port; chassis call reaches it there', async () => {
     const [port, opsPort] = [await freePort(), await freePort()];
+    const secret = 'notebook-ops-secret-for-the-test';
     const child = spawn('npm', ['start'], {
       cwd: app,
       env: childEnv({
@@ -259,6 +260,7 @@ describe('chassis new app, new service: a scaffolded app passes its tests, start
         PORT: String(port),
         OPS_PORT: String(opsPort),
         DATABASE_URL: 'pglite://memory',
+        CHASSIS_OPS_SECRET: secret,
       }),
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
@@ -281,6 +283,16 @@ describe('chassis new app, new service: a scaffolded app passes its tests, start
       assert.equal(((await json(refused)).error as { code: string }).code, 'VALIDATION');
       const ready = await fetch(`http://127.0.0.1:${opsPort}/health/ready`);
       assert.equal(ready.status, 200);
+      // The generated app's action, called by the chassis command through the node's ops port.
+      const ops = ['--ops', `http://127.0.0.1:${opsPort}`, '--secret', secret];
+      const called = chassis(['call', 'notes.add', '{"text":"from the CLI"}', ...ops], {
+        env: { CHASSIS_TRANSPORT: '' },
+      });
+      assert.equal(called.status, 0, called.stderr);
+      assert.equal((JSON.parse(called.stdout) as { text: string }).text, 'from the CLI');
+      const invalid = chassis(['call', 'notes.add', '{"text":42}', ...ops], { env: { CHASSIS_TRANSPORT: '' } });
+      assert.notEqual(invalid.status, 0);
+      assert.match(invalid.stderr, /VALIDATION/);
     } finally {
       // npm runs the app in a shell: the whole group gets the signal, as from Ctrl-C.
       process.kill(-child.pid!, 'SIGTERM');
