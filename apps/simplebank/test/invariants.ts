@@ -13,21 +13,31 @@ export async function settleAndCheckInvariants(db: Database, { timeoutMs = 60_00
   let last = '';
   await waitUntil(
     async () => {
-      const { rows } = await sql<{ streams: number; summaries: number; open: number; held: number }>`
+      const { rows } = await sql<{ streams: number; summaries: number; open: number; held: number; feeless: number }>`
         select
           (select count(*) from orders.chassis_streams)::int as streams,
           (select count(*) from "customer-orders".order_summaries)::int as summaries,
           (select count(*) from "customer-orders".order_summaries where status not in (${sql.join(TERMINAL)}))::int as open,
           (select count(*) from "account-transactions".reservations r
             join "customer-orders".order_summaries s on s.order_id = r.order_id
-            where r.status = 'held')::int as held`.execute(k);
+            where r.status = 'held')::int as held,
+          -- The fee goes through the fees service and back to the ledger after the order completes.
+          (select count(*) from "customer-orders".order_summaries s where s.status = 'completed' and not exists (
+            select 1 from "account-transactions".entries e
+            where e.order_id = s.order_id and e.kind = 'fee' and e.account = 'fees'))::int as feeless`.execute(k);
       const row = rows[0]!;
       last = JSON.stringify(row);
-      return row.streams === row.summaries && row.open === 0 && row.held === 0;
+      return row.streams === row.summaries && row.open === 0 && row.held === 0 && row.feeless === 0;
     },
-    { timeoutMs, intervalMs: 200, what: 'every order terminal, its reservation settled and the read model caught up' },
+    {
+      timeoutMs,
+      intervalMs: 200,
+      what: 'every order terminal, its reservation settled, its fee posted and the read model caught up',
+    },
   ).catch((error: Error) => {
-    throw new Error(`${error.message} (order streams, read-model rows, open orders, held reservations: ${last})`);
+    throw new Error(
+      `${error.message} (order streams, read-model rows, open orders, held reservations, completed orders without a fee: ${last})`,
+    );
   });
 
   // Double entry: per asset, the entries of all accounts and books sum to zero.
