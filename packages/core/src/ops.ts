@@ -68,6 +68,13 @@ export interface OpsCallOptions extends OpsCredentials {
 
 const json = codecFor('json');
 
+/** A caller's action name, refused before anything is sent when it cannot be one. */
+function checkActionName(action: string): void {
+  if (!OPS_ACTION_NAME.test(action)) {
+    throw new ChassisError('VALIDATION', `"${action}" is not an ops action name (e.g. "services", "dlq.show")`);
+  }
+}
+
 /**
  * Calls an ops action of one node through the transport — what the `chassis` command does once it has
  * joined the broker (the node ids come from `node.registry.list()`). Resolves with the action's output;
@@ -81,9 +88,7 @@ export async function callOps(
   input: unknown = {},
   options: OpsCallOptions = {},
 ): Promise<unknown> {
-  if (!OPS_ACTION_NAME.test(action)) {
-    throw new ChassisError('VALIDATION', `"${action}" is not an ops action name (e.g. "services", "dlq.show")`);
-  }
+  checkActionName(action);
   const timeoutMs = options.timeoutMs ?? 10_000;
   const headers: Record<string, string> = {
     [Header.id]: newId(),
@@ -115,9 +120,7 @@ export async function callOpsHttp(
   input: unknown = {},
   options: OpsCallOptions = {},
 ): Promise<unknown> {
-  if (!OPS_ACTION_NAME.test(action)) {
-    throw new ChassisError('VALIDATION', `"${action}" is not an ops action name (e.g. "services", "dlq.show")`);
-  }
+  checkActionName(action);
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
   if (options.secret !== undefined) headers[OPS_SECRET_HTTP_HEADER] = options.secret;
