@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import {
   action,
   type ChassisNode,
+  callOps,
   callOpsHttp,
   createNode,
   defineService,
@@ -97,6 +98,16 @@ describe('ops API on the ops HTTP port', () => {
     assert.equal((await get('/ops/services', { authorization: `Bearer ${admin}` })).status, 200);
     // The health probes stay open: a kubelet has no token.
     assert.equal((await fetch(`${base}/health/ready`)).status, 200);
+  });
+
+  it('refuses a name that cannot be an ops action before sending anything, on both paths', async () => {
+    const transport = memoryTransport({ broker: new MemoryBroker() });
+    for (const call of [
+      () => callOpsHttp('http://127.0.0.1:1', 'Bad Name', {}, { secret: OPS_SECRET }),
+      () => callOps(transport, 'any-node', 'dlq/replay', {}, { secret: OPS_SECRET }),
+    ]) {
+      await assert.rejects(call(), (error: unknown) => isChassisError(error) && error.code === 'VALIDATION');
+    }
   });
 
   it('lists its API, node, services with JSON Schema', async () => {
