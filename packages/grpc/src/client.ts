@@ -35,8 +35,11 @@ export interface GrpcClientOptions<M extends GrpcClientMethods> {
   proto: ProtoFile;
   /** Fully qualified: `users.v1.Users`, or `GetUserData` for a `.proto` without a package. */
   service: string;
-  /** `host:port`, e.g. `127.0.0.1:50051`, or any target grpc-js takes (`dns:///users:50051`). */
-  address: string;
+  /**
+   * `host:port`, e.g. `127.0.0.1:50051`, or any target grpc-js takes (`dns:///users:50051`); a function
+   * is asked at the first call (a server on a port picked at start, say).
+   */
+  address: string | (() => string);
   methods: M;
   /** `true`: TLS trusting the system's CAs; files: the CA to trust and, for mutual TLS, this client's pair. Plain text without it. */
   tls?: GrpcClientTls | boolean;
@@ -98,7 +101,7 @@ export function grpcClient<M extends GrpcClientMethods>(options: GrpcClientOptio
   const resolved = new Map<string, Required<CallPolicies>>();
 
   const channelOf = (): Client => {
-    channel ??= new Client(options.address, credentials);
+    channel ??= new Client(typeof options.address === 'function' ? options.address() : options.address, credentials);
     return channel;
   };
 
@@ -144,7 +147,7 @@ export function grpcClient<M extends GrpcClientMethods>(options: GrpcClientOptio
         'rpc.system': 'grpc',
         'rpc.service': options.service,
         'rpc.method': method,
-        'server.address': options.address,
+        'server.address': typeof options.address === 'function' ? options.address() : options.address,
       });
     const started = performance.now();
     let failure: unknown;

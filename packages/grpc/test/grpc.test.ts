@@ -103,9 +103,7 @@ let address = '';
 const client = grpcClient({
   proto: PROTO,
   service: 'test.users.Users',
-  get address() {
-    return address;
-  },
+  address: () => address,
   methods: {
     GetUser: { request: z.object({ id: z.number().int() }), response: userReply, idempotent: true },
     Slow: { request: z.object({ ms: z.number().int() }), response: z.object({ remaining_ms: z.number() }) },
