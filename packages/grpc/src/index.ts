@@ -6,6 +6,7 @@ export {
   type GrpcClientOptions,
   grpcClient,
 } from './client.ts';
+export { fieldViolations } from './details.ts';
 export type { ProtoFile } from './proto.ts';
 export {
   type GrpcMessage,

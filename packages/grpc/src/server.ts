@@ -212,7 +212,7 @@ function unaryHandler(
           name: 'ChassisError',
           code,
           message,
-          metadata: errorMetadata(error, message),
+          metadata: errorMetadata(error, code, message),
         };
         callback(answer);
       },

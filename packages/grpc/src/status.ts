@@ -1,5 +1,6 @@
 import { ChassisError, type SerializedError } from '@chassis/core';
 import { Metadata, type ServiceError, status } from '@grpc/grpc-js';
+import { STATUS_DETAILS_METADATA, statusDetails } from './details.ts';
 
 /** gRPC status codes (`GrpcStatus.NOT_FOUND`, 5): `@grpc/grpc-js`'s `status`. */
 export { status as GrpcStatus } from '@grpc/grpc-js';
@@ -96,12 +97,13 @@ const codeOfStatus: Partial<Record<status, string>> = {
  * The metadata of an error answer: the error as a chassis client reads it back, with `message` (what the
  * client is told) and without the data of an internal error.
  */
-export function errorMetadata(error: ChassisError, message: string): Metadata {
+export function errorMetadata(error: ChassisError, code: status, message: string): Metadata {
   const metadata = new Metadata();
   const serialized: SerializedError = isInternal(error)
     ? { code: error.code, message, status: error.status, retryable: error.retryable }
     : error.toJSON();
   metadata.set(ERROR_METADATA, Buffer.from(JSON.stringify(serialized)));
+  metadata.set(STATUS_DETAILS_METADATA, statusDetails(error, code, message));
   return metadata;
 }
 

@@ -14,7 +14,7 @@ import {
   requireIdentity,
   signToken,
 } from '@chassis/core';
-import { GrpcStatus, grpcClient, grpcMethod, grpcServer } from '@chassis/grpc';
+import { fieldViolations, GrpcStatus, grpcClient, grpcMethod, grpcServer } from '@chassis/grpc';
 import { freePort } from '@chassis/testing';
 import { credentials, loadPackageDefinition, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
@@ -193,6 +193,13 @@ describe('gRPC', () => {
     assert.equal(carried.code, 'VALIDATION');
     assert.deepEqual(
       carried.data?.fields?.map((f) => f.path),
+      ['userId'],
+    );
+    // The same, in gRPC's own richer error model, for clients that are not chassis ones.
+    const details = error.metadata.get('grpc-status-details-bin')[0];
+    assert.ok(Buffer.isBuffer(details));
+    assert.deepEqual(
+      fieldViolations(details).map((v) => v.field),
       ['userId'],
     );
   });
