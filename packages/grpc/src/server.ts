@@ -19,6 +19,7 @@ import {
   type sendUnaryData,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
+import { healthService } from './health.ts';
 import { serverHistogram } from './metrics.ts';
 import { loadService, methodOf, type ProtoFile, type UnaryMethod } from './proto.ts';
 import { errorMetadata, grpcStatusOf, isInternal, statusName } from './status.ts';
@@ -75,6 +76,11 @@ export interface GrpcServerOptions {
    * (default 30 s), as at the HTTP gateway.
    */
   deadline?: { defaultTimeoutMs?: number; maxTimeoutMs?: number };
+  /**
+   * Also serve the standard health service, `grpc.health.v1.Health/Check`, from the node's readiness
+   * (for Kubernetes' gRPC probes and load balancers). Default true.
+   */
+  health?: boolean;
   /** The gRPC status of an error, where the default mapping does not fit (e.g. a duplicate as `ALREADY_EXISTS`). */
   statusOf?: (error: ChassisError) => number | undefined;
 }
@@ -139,6 +145,10 @@ export function grpcServer(options: GrpcServerOptions): GrpcServer {
       const definition = Object.fromEntries([...served.keys()].map((name) => [name, protoMethods.get(name)!]));
       server = new Server();
       server.addService(definition, implementation);
+      if (options.health !== false) {
+        const health = healthService(node, options.service);
+        server.addService(health.definition, health.implementation);
+      }
       port = await new Promise<number>((resolve, reject) => {
         server!.bindAsync(`${host}:${options.port ?? 50051}`, credentials, (error, bound) => {
           if (error) {

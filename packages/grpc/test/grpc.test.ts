@@ -16,8 +16,15 @@ import {
 } from '@chassis/core';
 import { fieldViolations, GrpcStatus, grpcClient, grpcMethod, grpcServer } from '@chassis/grpc';
 import { freePort } from '@chassis/testing';
-import { credentials, loadPackageDefinition, Metadata, type ServiceError } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
+import {
+  credentials,
+  loadPackageDefinition,
+  Metadata,
+  makeGenericClientConstructor,
+  type ServiceDefinition,
+  type ServiceError,
+} from '@grpc/grpc-js';
+import { fromJSON, loadSync } from '@grpc/proto-loader';
 import { z } from 'zod';
 
 /**
@@ -288,6 +295,26 @@ describe('gRPC', () => {
     assert.deepEqual(await client.call('WhoAmI', {}, { auth: token }), { subject: 'ada' });
   });
 
+  test('the standard health service answers from the node’s readiness', async () => {
+    const health = new (makeGenericClientConstructor(healthDefinition(), 'Health'))(
+      address,
+      credentials.createInsecure(),
+    );
+    const check = (service: string) =>
+      new Promise<{ reply?: Record<string, unknown>; error?: ServiceError }>((resolve) =>
+        health.Check!({ service }, (error: ServiceError | null, reply?: Record<string, unknown>) =>
+          resolve(error ? { error } : { reply: reply! }),
+        ),
+      );
+    try {
+      assert.deepEqual((await check('')).reply, { status: 'SERVING' });
+      assert.deepEqual((await check('test.users.Users')).reply, { status: 'SERVING' });
+      assert.equal((await check('other.Service')).error?.code, GrpcStatus.NOT_FOUND);
+    } finally {
+      health.close();
+    }
+  });
+
   test('a trace continues from the client’s span to the server’s and into the action', async () => {
     spans.reset();
     await node.call(relay, { ms: 0, timeout_ms: 1000 });
@@ -336,6 +363,42 @@ describe('gRPC', () => {
     }
   });
 });
+
+/** grpc.health.v1 as its .proto declares it, read here independently of the server's copy. */
+function healthDefinition(): ServiceDefinition {
+  const definition = fromJSON(
+    {
+      nested: {
+        grpc: {
+          nested: {
+            health: {
+              nested: {
+                v1: {
+                  nested: {
+                    HealthCheckRequest: { fields: { service: { type: 'string', id: 1 } } },
+                    HealthCheckResponse: {
+                      fields: { status: { type: 'ServingStatus', id: 1 } },
+                      nested: {
+                        ServingStatus: { values: { UNKNOWN: 0, SERVING: 1, NOT_SERVING: 2, SERVICE_UNKNOWN: 3 } },
+                      },
+                    },
+                    Health: {
+                      methods: {
+                        Check: { requestType: 'HealthCheckRequest', responseType: 'HealthCheckResponse', comment: '' },
+                      },
+                    },
+                  },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+    { keepCase: true, enums: String },
+  );
+  return definition['grpc.health.v1.Health'] as ServiceDefinition;
+}
 
 async function waitFor(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 3000): Promise<void> {
   const until = Date.now() + timeoutMs;
