@@ -5,6 +5,7 @@ import {
   currentContext,
   fieldErrors,
   type NodeExtension,
+  noSpan,
   SpanKind,
   Tracing,
 } from '@chassis/core';
@@ -140,7 +141,7 @@ export function grpcClient<M extends GrpcClientMethods>(options: GrpcClientOptio
       ctx?.deadline ?? Number.POSITIVE_INFINITY,
     );
     const tracing = bound.tracing;
-    const parent = ctx?.span ?? tracing.extract({});
+    const parent = ctx?.span ?? noSpan;
     const span =
       tracing.unrecorded(parent) ??
       tracing.record(`grpc ${options.service}/${method}`, SpanKind.CLIENT, parent, {
@@ -170,8 +171,7 @@ export function grpcClient<M extends GrpcClientMethods>(options: GrpcClientOptio
           { data: { service: options.service, action: method, timeoutMs: 0 } },
         );
       }
-      const metadata = new Metadata();
-      for (const [key, value] of Object.entries(callOptions.metadata ?? {})) metadata.set(key, value);
+      const metadata = outgoingMetadata(callOptions.metadata, target);
       const auth = callOptions.auth ?? ctx?.auth;
       if (auth) metadata.set('authorization', `Bearer ${auth}`);
       if (ctx) metadata.set('x-request-id', ctx.correlationId);
@@ -225,6 +225,21 @@ export function grpcClient<M extends GrpcClientMethods>(options: GrpcClientOptio
       channel = undefined;
     },
   };
+}
+
+/** The call's own metadata; a key or value gRPC refuses is `VALIDATION`, before anything is sent. */
+function outgoingMetadata(given: Record<string, string> | undefined, target: string): Metadata {
+  const metadata = new Metadata();
+  for (const [key, value] of Object.entries(given ?? {})) {
+    try {
+      metadata.set(key, value);
+    } catch (error) {
+      throw new ChassisError('VALIDATION', `Metadata ${key} cannot be sent to ${target}: ${(error as Error).message}`, {
+        data: { fields: [{ path: `metadata.${key}`, message: (error as Error).message, code: 'invalid_metadata' }] },
+      });
+    }
+  }
+  return metadata;
 }
 
 /** One attempt: one unary request with the call's deadline. */

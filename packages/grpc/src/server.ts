@@ -7,6 +7,7 @@ import {
   type InputOf,
   type NodeExtension,
   type OutputOf,
+  type Span,
   SpanKind,
   Tracing,
   toChassisError,
@@ -235,7 +236,7 @@ async function serve(
   { method }: Served,
   call: ServerUnaryCall<GrpcMessage, unknown>,
   limits: Limits,
-  span: Parameters<Tracing['inject']>[0],
+  span: Span,
   tracing: Tracing,
 ): Promise<unknown> {
   if (node.state !== 'running') {

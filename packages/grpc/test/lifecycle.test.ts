@@ -179,6 +179,22 @@ describe('gRPC configuration', () => {
     );
   });
 
+  test('metadata gRPC refuses is VALIDATION before anything is sent', async () => {
+    const node = createNode({ services: [], logLevel: 'silent', defaultMetrics: false });
+    const client = grpcClient({
+      proto: PROTO,
+      service: 'test.users.Users',
+      address: '127.0.0.1:1',
+      methods: slowMethods,
+      node,
+    });
+    await assert.rejects(
+      client.call('Slow', { ms: 0 }, { metadata: { 'Bad Key!': 'x' } }),
+      (error: unknown) =>
+        error instanceof ChassisError && error.code === 'VALIDATION' && /Bad Key!/.test(error.message),
+    );
+  });
+
   test('a client not bound to a node says how to bind it', async () => {
     const client = grpcClient({
       proto: PROTO,
