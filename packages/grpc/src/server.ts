@@ -153,6 +153,8 @@ export function grpcServer(options: GrpcServerOptions): GrpcServer {
       port = await new Promise<number>((resolve, reject) => {
         server!.bindAsync(`${host}:${options.port ?? 50051}`, credentials, (error, bound) => {
           if (error) {
+            server?.forceShutdown();
+            server = undefined;
             reject(
               new ChassisError(
                 'CONFIG',
