@@ -13,6 +13,7 @@ const TABLE = 'chassis_leases';
 
 /** Creates the service's lease table if it is missing; safe from several nodes at once. */
 export async function installLeases(db: Database, service: string): Promise<void> {
+  db.requireFeature(`Cluster-wide schedules (leases) of service "${service}"`);
   await installInServiceSchema(db, service, [
     sql`create table if not exists ${sql.id(service, TABLE)} (
       name text primary key,
