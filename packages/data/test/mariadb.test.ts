@@ -263,6 +263,25 @@ describe('data kit on MariaDB', { skip }, () => {
     assert.equal(down.retryable, true);
   });
 
+  it('a user the server does not let create the service database gets CONFIG saying what to grant', async () => {
+    const user = `chassis-t-${randomBytes(4).toString('hex')}`;
+    await sql`create user ${user}@'%' identified by 'limited-pw'`.execute(admin.kysely);
+    const base = new URL(server);
+    const limited = await Database.open(`mysql://${user}:limited-pw@${base.host}/`);
+    try {
+      const error = await migrate(limited, { service: serviceName('refused'), folder: new URL('shop/', fixtures) }).then(
+        () => assert.fail('the server should refuse to create the database'),
+        (caught: unknown) => caught as ChassisError,
+      );
+      assert.equal(error.code, 'CONFIG', String(error));
+      assert.match(error.message, /refused to create the database/);
+      assert.match(error.message, /GRANT ALL ON/);
+    } finally {
+      await limited.close();
+      await sql`drop user if exists ${user}@'%'`.execute(admin.kysely);
+    }
+  });
+
   it('closing lets the process exit at once', async () => {
     const script = new URL('./foundation/open-and-close.ts', import.meta.url).pathname;
     const child = spawn(process.execPath, [...typescriptArgs(), script, server, 'query'], {
