@@ -39,8 +39,8 @@ export type AnyTables = Record<string, never>;
 export type DatabaseKind = 'postgres' | 'pglite' | 'mysql';
 
 /**
- * A feature of the data kit that needs PostgreSQL (LISTEN/NOTIFY, the event store, sagas, projections,
- * cluster schedules' leases) asked for on MariaDB/MySQL: raised when the service starts, not at its first use.
+ * A feature of the data kit that needs PostgreSQL (LISTEN/NOTIFY, the event store, sagas, projections)
+ * asked for on MariaDB/MySQL: raised when the service starts, not at its first use.
  */
 export const DatabaseFeatureUnsupported = defineError('DATABASE_FEATURE_UNSUPPORTED', {
   status: 500,

@@ -26,8 +26,8 @@ import { type DatabaseUsage, UsageCounter } from './usage.ts';
  * - Locks that outlive a transaction are `GET_LOCK` (session-level named locks), taken on a connection
  *   of their own, released by the server when that connection ends.
  * - No LISTEN/NOTIFY: the outbox relay polls, and a node wakes its own relay when a handler that emitted
- *   commits. The event store, sagas, projections and leases need PostgreSQL: asking for them on MariaDB
- *   fails at start with `DATABASE_FEATURE_UNSUPPORTED` (see `requireFeature`).
+ *   commits. The event store, sagas and projections need PostgreSQL: asking for them on MariaDB fails at
+ *   start with `DATABASE_FEATURE_UNSUPPORTED` (see `Database.requireFeature`).
  * - Errors are mapped where every query passes (`MappedMysqlDriver`): a lost connection is `UNAVAILABLE`
  *   (retryable), a duplicate key `CONFLICT`, an unknown database or a refused login `CONFIG`.
  */
@@ -128,7 +128,7 @@ function hideMysqlPassword(url: string): string {
 export function featureUnsupported(where: string, feature: string): ChassisError {
   return new ChassisError(
     'DATABASE_FEATURE_UNSUPPORTED',
-    `${feature} needs PostgreSQL (postgres:// or pglite://), and ${where} is MariaDB/MySQL, on which the data kit offers migrations, units of work, the outbox and the inbox: run this service on PostgreSQL, or do without ${feature}`,
+    `${feature} needs PostgreSQL (postgres:// or pglite://), and ${where} is MariaDB/MySQL, on which the data kit offers migrations, units of work, the outbox, the inbox and cluster schedules: run this service on PostgreSQL, or do without ${feature}`,
     { status: 500, retryable: false, data: { feature, database: where } },
   );
 }

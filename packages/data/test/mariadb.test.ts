@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { action, ChassisError, defineService, event, handle, on } from '@chassis/core';
+import { action, ChassisError, type ChassisNode, defineService, event, every, handle, on } from '@chassis/core';
 import {
   claimInbox,
   Database,
@@ -269,7 +269,10 @@ describe('data kit on MariaDB', { skip }, () => {
     const base = new URL(server);
     const limited = await Database.open(`mysql://${user}:limited-pw@${base.host}/`);
     try {
-      const error = await migrate(limited, { service: serviceName('refused'), folder: new URL('shop/', fixtures) }).then(
+      const error = await migrate(limited, {
+        service: serviceName('refused'),
+        folder: new URL('shop/', fixtures),
+      }).then(
         () => assert.fail('the server should refuse to create the database'),
         (caught: unknown) => caught as ChassisError,
       );
@@ -375,6 +378,54 @@ describe('data kit on MariaDB', { skip }, () => {
       assert.equal(await count(), 2, 'one effect for two deliveries, none for the rolled-back emit');
       assert.ok(runs >= 2);
       assert.deepEqual(await outboxLag(db, shop), { pending: 0, parked: 0, oldestAgeMs: 0 });
+    });
+
+    it('one node at a time runs a cluster schedule (its lease in MariaDB); when it stops, another takes over', async () => {
+      const runs: { node: string; from: number; to: number }[] = [];
+      const sweeper = defineService({
+        name: serviceName('sweeper'),
+        migrations: new URL('effects/', fixtures),
+        schedules: [
+          every('sweep', 40, async (ctx) => {
+            const from = Date.now();
+            const db = await database<{ effects: { message_id: string; node: string } }>(ctx);
+            await db.insertInto('effects').values({ message_id: ctx.messageId, node: ctx.nodeId }).execute();
+            await new Promise((resolve) => setTimeout(resolve, 15));
+            runs.push({ node: ctx.nodeId, from, to: Date.now() });
+          }),
+        ],
+      });
+      // Two nodes, two pools: as two processes would have.
+      const nodes: ChassisNode[] = [];
+      for (const id of ['a', 'b']) {
+        nodes.push(
+          await cluster.startNode([sweeper], {
+            nodeId: `${id}-${cluster.suffix}`,
+            extensions: [dataExtension({ url: server })],
+          }),
+        );
+      }
+      await waitUntil(() => runs.length >= 6, { what: 'six runs' });
+      const holder = runs[0]!.node;
+      assert.ok(
+        runs.every((run) => run.node === holder),
+        `the holder keeps its lease: ${runs.map((r) => r.node).join(' ')}`,
+      );
+      await nodes.find((node) => node.id === holder)!.stop();
+      const before = runs.length;
+      await waitUntil(() => runs.slice(before).some((run) => run.node !== holder), {
+        what: 'the other node to take the schedule over',
+        timeoutMs: 10_000,
+      });
+      const sorted = [...runs].sort((a, b) => a.from - b.from);
+      for (let i = 1; i < sorted.length; i++) {
+        assert.ok(sorted[i]!.from >= sorted[i - 1]!.to, `runs never overlap, across nodes: ${JSON.stringify(sorted)}`);
+      }
+      await nodes.find((node) => node.id !== holder)!.stop();
+      const written = await sql<{ n: number }>`select count(*) as n from ${sql.id(sweeper.name, 'effects')}`.execute(
+        admin.kysely,
+      );
+      assert.equal(Number(written.rows[0]!.n), runs.length, 'every run wrote once');
     });
 
     it('a service asking for a PostgreSQL-only feature fails at start, naming it', async () => {
