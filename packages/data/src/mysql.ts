@@ -3,10 +3,14 @@ import { ChassisError } from '@chassis/core';
 import {
   CompiledQuery,
   type DatabaseConnection,
+  type DatabaseIntrospector,
+  type Dialect,
+  type DialectAdapter,
   type Driver,
   Kysely,
   MysqlAdapter,
   MysqlDialect,
+  type QueryCompiler,
   type QueryResult,
   type TransactionSettings,
 } from 'kysely';
@@ -231,22 +235,34 @@ export function isMysqlMissingTable(error: unknown): boolean {
 
 // The pool, errors mapped and statements counted ---------------------------------------------------
 
-class MappedMysqlDialect extends MysqlDialect {
+/** Kysely's MySQL dialect, its driver wrapped by `MappedMysqlDriver`. */
+class MappedMysqlDialect implements Dialect {
   private readonly inner: MysqlDialect;
   private readonly where: string;
   private readonly usage: UsageCounter;
   private readonly end: () => Promise<void>;
 
   constructor(inner: MysqlDialect, where: string, usage: UsageCounter, end: () => Promise<void>) {
-    super({ pool: undefined as never });
     this.inner = inner;
     this.where = where;
     this.usage = usage;
     this.end = end;
   }
 
-  override createDriver(): Driver {
+  createDriver(): Driver {
     return new MappedMysqlDriver(this.inner.createDriver(), this.where, this.usage, this.end);
+  }
+
+  createQueryCompiler(): QueryCompiler {
+    return this.inner.createQueryCompiler();
+  }
+
+  createAdapter(): DialectAdapter {
+    return this.inner.createAdapter();
+  }
+
+  createIntrospector(db: Kysely<unknown>): DatabaseIntrospector {
+    return this.inner.createIntrospector(db);
   }
 }
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { createServer, connect as netConnect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { action, ChassisError, type ChassisNode, defineService, event, every, handle, on } from '@chassis/core';
 import {
@@ -234,6 +235,56 @@ describe('data kit on MariaDB', { skip }, () => {
     });
     // The pool drops the dead connection and goes on.
     assert.equal((await sql<{ one: number }>`select 1 as one`.execute(admin.kysely)).rows[0]?.one, 1);
+  });
+
+  it('while MariaDB cannot be reached a query is UNAVAILABLE; once it is back, the pool goes on', async () => {
+    // A TCP proxy in front of the server, cut and restored: the outage as the pool sees it.
+    const target = new URL(server);
+    const port = await freePort();
+    const sockets = new Set<Socket>();
+    const listen = () => {
+      const proxy = createServer((client) => {
+        const upstream = netConnect(Number(target.port || 3306), target.hostname);
+        for (const socket of [client, upstream]) {
+          sockets.add(socket);
+          socket.on('error', () => undefined);
+          socket.on('close', () => sockets.delete(socket));
+        }
+        client.pipe(upstream).pipe(client);
+      });
+      return new Promise<typeof proxy>((resolve) => proxy.listen(port, '127.0.0.1', () => resolve(proxy)));
+    };
+    let proxy = await listen();
+    const db = await Database.open(`mysql://${target.username || 'root'}@127.0.0.1:${port}/`);
+    try {
+      assert.equal((await sql<{ one: number }>`select 1 as one`.execute(db.kysely)).rows[0]?.one, 1);
+      await new Promise<void>((resolve) => {
+        proxy.close(() => resolve());
+        for (const socket of sockets) socket.destroy();
+      });
+      const error = await sql`select 1`.execute(db.kysely).then(
+        () => assert.fail('a query should fail while the server cannot be reached'),
+        (caught: unknown) => caught as ChassisError,
+      );
+      assert.ok(error instanceof ChassisError, String(error));
+      assert.equal(error.code, 'UNAVAILABLE');
+      assert.equal(error.status, 503);
+      assert.equal(error.retryable, true);
+      proxy = await listen();
+      await waitUntil(
+        async () => {
+          const result = await sql<{ one: number }>`select 1 as one`.execute(db.kysely).catch(() => undefined);
+          return result?.rows[0]?.one === 1;
+        },
+        { what: 'the pool to reconnect', timeoutMs: 5000 },
+      );
+    } finally {
+      await db.close();
+      await new Promise<void>((resolve) => {
+        proxy.close(() => resolve());
+        for (const socket of sockets) socket.destroy();
+      });
+    }
   });
 
   it('a database that does not exist, a refused login or a server that is not there: CONFIG, CONFIG, UNAVAILABLE', async () => {
