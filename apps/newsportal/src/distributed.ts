@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { postgresTls } from '@chassis/data';
 import pg from 'pg';
+import { processGroups } from './topology.ts';
 
 /**
  * `npm run start:newsportal:distributed`: the News portal as one process per service group on this
@@ -10,14 +11,6 @@ import pg from 'pg';
  * default postgres://postgres@127.0.0.1:5432/newsportal, created if missing), sharing the Redis at
  * `REDIS_URL`. The edge process serves the gateway on `PORT` (8080). Ctrl-C stops them all.
  */
-export const processGroups = [
-  { name: 'edge', services: 'news-orchestrator,recommendation', gateway: true },
-  { name: 'users', services: 'users' },
-  { name: 'commands', services: 'command-famous,command-politics,command-sports' },
-  { name: 'query-famous', services: 'query-famous' },
-  { name: 'query-politics', services: 'query-politics' },
-  { name: 'query-sports', services: 'query-sports' },
-];
 
 const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url));
 

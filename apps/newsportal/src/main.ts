@@ -1,3 +1,4 @@
+import { migrateNewsportal } from './migrate.ts';
 import { startNewsportal } from './system.ts';
 
 /**
@@ -6,6 +7,16 @@ import { startNewsportal } from './system.ts';
  * gateway on http://127.0.0.1:8080 (`PORT`), serving until Ctrl-C. `CHASSIS_TRANSPORT`, `SERVICES`,
  * `DATABASE_URL` spread the same services over processes, brokers and databases (see distributed.ts).
  */
+if (process.env.MIGRATE_ONLY === 'true') {
+  // The migration Job of deploy/kubernetes: migrate, say what was applied, exit.
+  for (const report of await migrateNewsportal()) {
+    console.log(
+      `${report.service}: applied ${report.applied.length} migration(s), ${report.alreadyApplied.length} already`,
+    );
+  }
+  process.exit(0);
+}
+
 const portal = await startNewsportal({ handleSignals: true });
 const { node, url } = portal;
 const say = (line: string) => console.log(line);
