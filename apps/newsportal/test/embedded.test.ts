@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { servers, skipUnlessUp } from '@chassis/testing';
+import { newsByType } from '../contracts/news.ts';
 import { newsportalServiceNames } from '../src/services.ts';
 import { type Newsportal, startNewsportal } from '../src/system.ts';
 import { removeKeys, testKeyPrefix } from './redis-keys.ts';
@@ -147,5 +148,16 @@ describe('News portal bad input: 400 with the field named, 404, 409, never 500',
     assert.equal((await call('GET', `/v1/users/${id}`)).body.name, 'Renamed');
     assert.equal((await call('DELETE', `/v1/users/${id}`)).status, 200);
     assert.equal((await call('GET', `/v1/users/${id}`)).status, 404);
+  });
+
+  it('publishes an item as its next version (the RPC publish_news), refusing a stale version', async () => {
+    const node = (await started()).node;
+    const famous = newsByType.famous;
+    const added = await node.call(famous.addNews, { title: 'To publish', content: 'x', author: 'Desk' });
+    assert.equal(added.published_at, null);
+    const published = await node.call(famous.publishNews, { id: added.id, version: 1 });
+    assert.equal(published.version, 2);
+    assert.ok(published.published_at !== null && Date.parse(published.published_at) > 0);
+    await assert.rejects(node.call(famous.publishNews, { id: added.id, version: 1 }), { code: 'CONFLICT' });
   });
 });
