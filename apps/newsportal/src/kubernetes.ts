@@ -25,6 +25,9 @@ export function newsportalTopology(image = NEWSPORTAL_IMAGE): AppTopology {
       services: group.services.split(','),
       replicas: group.gateway ? 2 : 1,
       ...(group.gateway ? { httpPort: 8080 } : {}),
+      // The generator opens no gRPC port (its Services and NetworkPolicies carry HTTP and ops only), so
+      // in a cluster recommendations ask users over the broker rather than over GetUserData.
+      ...(group.services.includes('recommendation') ? { env: { USERS_GRPC_ADDRESS: 'off' } } : {}),
     })),
     infra: {
       transport: { secret: 'newsportal-infra', key: 'transport-url' },

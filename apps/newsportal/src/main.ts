@@ -38,6 +38,9 @@ if (url) {
   say(`  curl -s ${url}/v1/recommendation/user/1`);
   say(`  curl -s ${url}/v1/news/all/1/10`);
 }
+if (portal.grpcPort !== undefined) {
+  say(`  gRPC     127.0.0.1:${portal.grpcPort}   (GetUserData.GetUser, services/users/user_data.proto)`);
+}
 if (node.opsPort !== undefined) {
   const ops = `http://127.0.0.1:${node.opsPort}`;
   say(`  ops      ${ops}/health/ready, ${ops}/metrics`);

@@ -9,8 +9,9 @@ import { describeRobot } from './robot.ts';
  * service) and Redis keys under this run's own prefix.
  */
 const topology = [
-  { services: 'news-orchestrator,recommendation', gateway: true },
+  // Users first: the edge's recommendations call its gRPC server, on the port it picked.
   { services: 'users' },
+  { services: 'news-orchestrator,recommendation', gateway: true },
   { services: 'command-famous,command-politics,command-sports' },
   { services: 'query-famous,query-politics' },
   // Alone on its node: stopping that node takes sports' query side down and nothing else.
@@ -39,6 +40,7 @@ describeRobot(
     try {
       // One after another: each migrates its own services' schemas before the next starts.
       for (const spec of topology) {
+        const users = nodes[0];
         nodes.push(
           await startNewsportal({
             port: spec.gateway ? 0 : false,
@@ -48,6 +50,8 @@ describeRobot(
               SERVICES: spec.services,
               REDIS_URL: servers.redis.url,
               REDIS_KEY_PREFIX: keyPrefix,
+              GRPC_PORT: '0',
+              ...(users?.grpcPort ? { USERS_GRPC_ADDRESS: `127.0.0.1:${users.grpcPort}` } : {}),
               OPS_PORT: 'off',
               LOG_LEVEL: 'silent',
             },
@@ -59,8 +63,10 @@ describeRobot(
       throw error;
     }
     const sportsAt = topology.findIndex((spec) => spec.services === 'query-sports');
+    const edge = nodes[topology.findIndex((spec) => spec.gateway)]!;
     return {
-      url: nodes[0]!.url!,
+      url: edge.url!,
+      grpcAddress: `127.0.0.1:${nodes[0]!.grpcPort}`,
       stopQuery: async () => {
         await nodes[sportsAt]!.stop();
       },

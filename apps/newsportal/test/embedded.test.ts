@@ -19,6 +19,7 @@ const env = (services: string) => ({
   SERVICES: services,
   REDIS_URL: servers.redis.url,
   REDIS_KEY_PREFIX: keyPrefix,
+  GRPC_PORT: '0',
   OPS_PORT: 'off',
   LOG_LEVEL: 'silent',
 });
@@ -44,6 +45,7 @@ describeRobot(
   'embedded (memory transport, PGlite, local Redis; sports’ query side on a node of its own)',
   async () => ({
     url: (await started()).url!,
+    grpcAddress: `127.0.0.1:${portal!.grpcPort}`,
     stopQuery: async (type) => {
       assert.equal(type, 'sports', 'only sports’ query side runs on a node of its own here');
       const running = sportsQuery;

@@ -1,13 +1,49 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { waitUntil } from '@chassis/testing';
+import { credentials, loadPackageDefinition, type ServiceError, status } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
 import { NEWS_TYPES, type NewsType } from '../contracts/common.ts';
+import { USER_DATA_PROTO } from '../services/users/grpc.ts';
+
+interface UserData {
+  id: number;
+  name: string;
+  email: string;
+}
+type GetUser = (
+  request: { id: number },
+  options: { deadline: Date },
+  done: (error: ServiceError | null, response?: UserData) => void,
+) => void;
+
+/** `GetUserData.GetUser` through a plain @grpc/grpc-js client, made from the book's .proto: no chassis code. */
+async function getUserOverGrpc(address: string, id: number): Promise<UserData> {
+  const definition = loadPackageDefinition(loadSync(fileURLToPath(USER_DATA_PROTO), { keepCase: true }));
+  const Client = definition.GetUserData as unknown as new (
+    address: string,
+    creds: ReturnType<typeof credentials.createInsecure>,
+  ) => { GetUser: GetUser; close(): void };
+  const client = new Client(address, credentials.createInsecure());
+  try {
+    return await new Promise<UserData>((resolve, reject) => {
+      client.GetUser({ id }, { deadline: new Date(Date.now() + 5000) }, (error, response) =>
+        error ? reject(error) : resolve(response!),
+      );
+    });
+  } finally {
+    client.close();
+  }
+}
 
 /** A running News portal, however it is deployed, as the book's TestRobot sees it. */
 export interface PortalUnderTest {
   /** The gateway's base URL. */
   url: string;
+  /** Users' gRPC `GetUserData`, `host:port`. */
+  grpcAddress: string;
   /** Takes one type's query service down (no instance serves it), the rest running on. */
   stopQuery(type: NewsType): Promise<void>;
   stop(): Promise<void>;
@@ -79,6 +115,19 @@ export function describeRobot(
       assert.equal(read.status, 200);
       assert.equal(read.body.email, `robot-${run}@example.com`);
       assert.equal(read.body.password_hash, undefined);
+    });
+
+    it('gRPC GetUserData.GetUser through a real client returns the user created over HTTP; a missing id is NOT_FOUND', async () => {
+      const user = await getUserOverGrpc(portal.grpcAddress, userId);
+      assert.deepEqual(user, { id: userId, name: 'Test Robot', email: `robot-${run}@example.com` });
+      await assert.rejects(getUserOverGrpc(portal.grpcAddress, 2_000_000_000), (error: ServiceError) => {
+        assert.equal(error.code, status.NOT_FOUND);
+        return true;
+      });
+      await assert.rejects(getUserOverGrpc(portal.grpcAddress, 0), (error: ServiceError) => {
+        assert.equal(error.code, status.INVALID_ARGUMENT);
+        return true;
+      });
     });
 
     it('creates one news item per type, at version 1', async () => {

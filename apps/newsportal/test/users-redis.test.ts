@@ -106,6 +106,7 @@ describe('users when Redis is in trouble', { skip }, () => {
         SERVICES: 'users',
         REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
         REDIS_KEY_PREFIX: keyPrefix,
+        GRPC_PORT: 'off',
         OPS_PORT: 'off',
         LOG_LEVEL: 'silent',
       },
