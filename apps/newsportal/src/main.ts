@@ -25,8 +25,15 @@ const say = (line: string) => console.log(line);
 say(
   `News portal on Node ${process.version}, the ${node.transport.kind} transport: ${node.services.map((s) => s.name).join(', ')}`,
 );
+if (url) say(`  API      ${url}   (OpenAPI ${url}/openapi.json, docs ${url}/docs)`);
+if (portal.grpcPort !== undefined) {
+  say(`  gRPC     127.0.0.1:${portal.grpcPort}   (GetUserData.GetUser, services/users/user_data.proto)`);
+}
+if (node.opsPort !== undefined) {
+  const ops = `http://127.0.0.1:${node.opsPort}`;
+  say(`  ops      ${ops}/health/ready, ${ops}/metrics`);
+}
 if (url) {
-  say(`  API      ${url}   (OpenAPI ${url}/openapi.json, docs ${url}/docs)`);
   say('Try it:');
   say(
     `  curl -s -X POST ${url}/v1/users -H 'content-type: application/json' -d '{"name":"Robot","email":"robot@example.com","password":"robot-password"}'`,
@@ -37,12 +44,5 @@ if (url) {
   say(`  curl -s ${url}/v1/news/sports/1 -H 'cookie: user_id=1'`);
   say(`  curl -s ${url}/v1/recommendation/user/1`);
   say(`  curl -s ${url}/v1/news/all/1/10`);
-}
-if (portal.grpcPort !== undefined) {
-  say(`  gRPC     127.0.0.1:${portal.grpcPort}   (GetUserData.GetUser, services/users/user_data.proto)`);
-}
-if (node.opsPort !== undefined) {
-  const ops = `http://127.0.0.1:${node.opsPort}`;
-  say(`  ops      ${ops}/health/ready, ${ops}/metrics`);
 }
 say('Serving until Ctrl-C (SIGINT/SIGTERM drain the node gracefully).');
