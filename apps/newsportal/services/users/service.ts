@@ -32,7 +32,14 @@ export interface UsersOptions extends UserStoreOptions {
   workerLeaseMs?: number;
   /** bcrypt's cost. Default 10. */
   bcryptRounds?: number;
+  /**
+   * Told where each read was answered from: the cache, a pending write, the database on a miss, or the
+   * database because Redis is unreachable (the bench's hit ratio).
+   */
+  onCacheRead?: (outcome: CacheReadOutcome) => void;
 }
+
+export type CacheReadOutcome = 'hit' | 'pending' | 'miss' | 'redis-down';
 
 const notFound = (id: number) => new ChassisError('NOT_FOUND', `No user ${id}`, { data: { id } });
 
@@ -45,6 +52,7 @@ const notFound = (id: number) => new ChassisError('NOT_FOUND', `No user ${id}`, 
  */
 export function usersService(options: UsersOptions) {
   const rounds = options.bcryptRounds ?? 10;
+  const counted = options.onCacheRead ?? (() => undefined);
   let store: UserStore | undefined;
   let workers: WriteWorkers | undefined;
   const redis = () => {
@@ -133,8 +141,12 @@ export function usersService(options: UsersOptions) {
         let cacheUp = true;
         try {
           const cached = await redis().cached(id);
-          if (cached) return cached;
+          if (cached) {
+            counted('hit');
+            return cached;
+          }
           const pending = await redis().pending(id);
+          if (pending) counted('pending');
           if (pending?.write.op === 'delete') throw notFound(id);
           if (pending) return publicUser(pending.write.user);
         } catch (error) {
@@ -142,6 +154,7 @@ export function usersService(options: UsersOptions) {
           // Redis is away: the database answers alone.
           cacheUp = false;
         }
+        counted(cacheUp ? 'miss' : 'redis-down');
         const user = await fromDatabase(ctx, id);
         if (!user) throw notFound(id);
         if (cacheUp)
