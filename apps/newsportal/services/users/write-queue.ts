@@ -21,7 +21,7 @@ export interface WriteWorkersOptions {
  * of a worker whose lease has lapsed (killed mid-item) are put back by whichever worker notices.
  */
 export class WriteWorkers {
-  private readonly id = randomUUID();
+  private readonly id: string = randomUUID();
   private readonly options: WriteWorkersOptions;
   private readonly leaseMs: number;
   private readonly connections: Redis[] = [];
@@ -64,7 +64,12 @@ export class WriteWorkers {
     // on this worker's processing list), but waiting lets an item in flight finish and be removed.
     await Promise.all(this.loops);
     for (const connection of this.connections) connection.disconnect();
-    await this.store.redis.del(this.store.key('worker', this.id)).catch(() => undefined);
+    await this.store.redis
+      .multi()
+      .del(this.store.key('worker', this.id))
+      .srem(this.store.key('workers'), this.id)
+      .exec()
+      .catch(() => undefined);
   }
 
   private async work(queue: QueueName, connection: Redis): Promise<void> {
@@ -99,22 +104,22 @@ export class WriteWorkers {
   /** Keeps this worker's lease and puts back the ids of workers whose lease lapsed. */
   private async renewAndRecover(): Promise<void> {
     const { redis } = this.store;
-    await redis.set(this.store.key('worker', this.id), '1', 'PX', this.leaseMs);
-    for (const queue of Object.values(QUEUES)) {
-      const pattern = this.store.key('processing', queue, '*');
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 100);
-        cursor = next;
-        for (const key of keys) {
-          const worker = key.slice(key.lastIndexOf(':') + 1);
-          if (worker === this.id || (await redis.exists(this.store.key('worker', worker)))) continue;
-          // First in line again: they were popped before anything queued since.
-          let moved = 0;
-          while ((await redis.lmove(key, this.store.key('queue', queue), 'RIGHT', 'LEFT')) !== null) moved++;
-          if (moved > 0) this.options.log.info({ queue, worker, moved }, 'ids of a lost worker put back on the queue');
+    const workers = this.store.key('workers');
+    // Registered in a set rather than found by SCAN, which would walk every key of a shared Redis.
+    await redis.multi().set(this.store.key('worker', this.id), '1', 'PX', this.leaseMs).sadd(workers, this.id).exec();
+    for (const worker of await redis.smembers(workers)) {
+      if (worker === this.id || (await redis.exists(this.store.key('worker', worker)))) continue;
+      for (const queue of Object.values(QUEUES)) {
+        // First in line again: they were popped before anything queued since.
+        let moved = 0;
+        while (
+          (await redis.lmove(this.processing(queue, worker), this.store.key('queue', queue), 'RIGHT', 'LEFT')) !== null
+        ) {
+          moved++;
         }
-      } while (cursor !== '0');
+        if (moved > 0) this.options.log.info({ queue, worker, moved }, 'ids of a lost worker put back on the queue');
+      }
+      await redis.srem(workers, worker);
     }
   }
 }
