@@ -126,9 +126,9 @@ export async function launchDistributed(options: DistributedOptions): Promise<Di
   };
 
   try {
-    // One after another (each migrates its own schemas), the edge last: once its gateway answers,
-    // every service it calls has a process to answer.
-    for (const spec of specs.filter((s) => s !== edge)) await start(spec.name);
+    // At once (migrations take a lock per service, so two orders instances apply each file once), the
+    // edge last: once its gateway answers, every service it calls has a process to answer.
+    await Promise.all(specs.filter((s) => s !== edge).map((spec) => start(spec.name)));
     await start(edge.name);
   } catch (error) {
     await stop();
