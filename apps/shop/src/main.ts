@@ -14,6 +14,8 @@ say(
   `Shop on Node ${process.version}, the ${node.transport.kind} transport: ${node.services.map((s) => s.name).join(', ')}`,
 );
 if (url) say(`  API      ${url}/api/v1   (OpenAPI ${url}/openapi.json, docs ${url}/docs)`);
+if (shop.grpcPort !== undefined)
+  say(`  gRPC     127.0.0.1:${shop.grpcPort}   (UserService.GetUser, services/users/users.proto)`);
 if (node.opsPort !== undefined) {
   const ops = `http://127.0.0.1:${node.opsPort}`;
   say(`  ops      ${ops}/health/ready, ${ops}/metrics`);

@@ -2,6 +2,7 @@ import { ChassisError, type ChassisNode, jwtVerifier, runNode } from '@chassis/c
 import { type Database, dataExtension } from '@chassis/data';
 import { createGateway, type Gateway } from '@chassis/gateway';
 import { registerBookMetrics, shopApi } from './gateway.ts';
+import { shopGrpcServer } from './grpc.ts';
 import { type ShopServicesOptions, shopServices } from './services.ts';
 
 /** Used when SHOP_JWT_SECRET / CHASSIS_JWT_SECRET is not set, outside production only: anyone can read it here. */
@@ -32,6 +33,8 @@ export interface Shop {
   secret: string;
   /** The database of the services hosted here. */
   database: Database;
+  /** The port of gRPC `UserService` on this node (the one hosting shop-users), unless `GRPC_PORT=off`. */
+  grpcPort: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -59,6 +62,12 @@ export async function startShop(options: ShopOptions = {}): Promise<Shop> {
   const env = options.env ?? process.env;
   const secret = jwtSecret(env);
   const data = dataExtension({ url: options.databaseUrl ?? env.DATABASE_URL ?? 'pglite://.data/shop' });
+  // gRPC UserService where the users service runs: 50052 by default, beside the News portal's 50051.
+  const hostsUsers = !env.SERVICES || env.SERVICES.split(',').some((name) => name.trim() === 'shop-users');
+  const grpc =
+    hostsUsers && env.GRPC_PORT !== 'off'
+      ? shopGrpcServer({ port: optionalNumber(env.GRPC_PORT) ?? 50052, host: env.GRPC_HOST ?? env.HOST })
+      : undefined;
   const node = await runNode({
     services: shopServices({
       ...options.services,
@@ -68,7 +77,7 @@ export async function startShop(options: ShopOptions = {}): Promise<Shop> {
     env,
     handleSignals: false,
     identity: jwtVerifier({ secret }),
-    extensions: [data],
+    extensions: grpc ? [data, grpc] : [data],
     ...(env.LOG_LEVEL ? {} : { logLevel: 'warn' as const }),
   });
   let gateway: Gateway | undefined;
@@ -115,6 +124,7 @@ export async function startShop(options: ShopOptions = {}): Promise<Shop> {
     get database() {
       return data.database;
     },
+    grpcPort: grpc?.port,
     stop,
   };
 }

@@ -35,7 +35,7 @@ describe('Shop chaos: processes killed while orders flow over RabbitMQ', { skip 
       port: await freePort(),
       logLevel: 'error',
       // One caller places every order here: the per-caller limit would refuse most of them.
-      env: { RATE_LIMIT_PER_MINUTE: 'off' },
+      env: { RATE_LIMIT_PER_MINUTE: 'off', GRPC_PORT: '0' },
       output: (line) => {
         lines.push(line);
         if (lines.length > 200) lines.shift();

@@ -33,7 +33,7 @@ describeShopFlow(
       startShop({
         port: gateway ? 0 : false,
         databaseUrl,
-        env: { CHASSIS_TRANSPORT: vhost.url, SERVICES: services, OPS_PORT: 'off', LOG_LEVEL: 'silent' },
+        env: { CHASSIS_TRANSPORT: vhost.url, SERVICES: services, OPS_PORT: 'off', GRPC_PORT: '0', LOG_LEVEL: 'silent' },
       });
     try {
       // One after another: each migrates its own services' schemas before the next starts.
@@ -46,6 +46,7 @@ describeShopFlow(
     let reviewsDown = false;
     return {
       url: nodes[0]!.url!,
+      grpcAddress: `127.0.0.1:${nodes[0]!.grpcPort}`,
       database: nodes[0]!.database,
       metrics: () => nodes[0]!.node.metrics.registry.metrics(),
       reviews: {

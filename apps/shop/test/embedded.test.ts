@@ -45,6 +45,7 @@ describeShopFlow('embedded (one process, memory transport, PGlite; reviews on a 
   reviews = await startReviews();
   return {
     url: main.url!,
+    grpcAddress: `127.0.0.1:${main.grpcPort}`,
     database: main.database,
     metrics: () => main.node.metrics.registry.metrics(),
     reviews: {

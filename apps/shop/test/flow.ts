@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { type Database, sql } from '@chassis/data';
 import { waitUntil } from '@chassis/testing';
+import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { USERS_PROTO } from '../src/grpc.ts';
 import { requestJson } from '../src/http-client.ts';
 
 /** A running Shop, however it is deployed, as the flow sees it. */
@@ -12,6 +16,8 @@ export interface ShopUnderTest {
   database: Database;
   /** The Prometheus text of the node serving the gateway. */
   metrics(): Promise<string>;
+  /** `host:port` of gRPC `UserService`. */
+  grpcAddress: string;
   /** Takes the reviews service down (no instance serving) and brings it back, the rest running on. */
   reviews: { stop(): Promise<void>; start(): Promise<void> };
   stop(): Promise<void>;
@@ -129,6 +135,24 @@ export function describeShopFlow(topology: string, start: () => Promise<ShopUnde
       assert.equal(missing.status, 404);
       assert.equal(missing.body.error?.code, 'USER_NOT_FOUND');
       assert.equal((await send('GET', '/api/v1/users/not-a-uuid', undefined, tokens.ada)).status, 400);
+    });
+
+    it('answers gRPC UserService.GetUser to a real gRPC client, with the statuses of its errors', async () => {
+      const client = userServiceClient(shop.grpcAddress);
+      try {
+        const user = await getUserOverGrpc(client, ids.ada!, tokens.ada);
+        assert.deepEqual(user, { id: ids.ada, name: 'ADA', email: `ada-${run}@example.com` });
+        const statusOf = (request: Promise<unknown>) =>
+          request.then(
+            () => 'OK',
+            (error: { code: number }) => grpc.status[error.code],
+          );
+        assert.equal(await statusOf(getUserOverGrpc(client, randomUUID(), tokens.ada)), 'NOT_FOUND');
+        assert.equal(await statusOf(getUserOverGrpc(client, ids.ada!, undefined)), 'UNAUTHENTICATED');
+        assert.equal(await statusOf(getUserOverGrpc(client, 'not-a-uuid', tokens.ada)), 'INVALID_ARGUMENT');
+      } finally {
+        client.close();
+      }
     });
 
     it('lets admins add products (403 for a customer, 400 for a price with three decimals) and searches them case-insensitively', async () => {
@@ -359,6 +383,34 @@ export function describeShopFlow(topology: string, start: () => Promise<ShopUnde
     it('leaves no payment charged without its order confirmed, and no order confirmed without its charge', async () => {
       await checkPaymentsMatchOrders(shop.database);
     });
+  });
+}
+
+type UserServiceClient = grpc.Client & {
+  GetUser(
+    request: { id: string },
+    metadata: grpc.Metadata,
+    options: grpc.CallOptions,
+    callback: (error: grpc.ServiceError | null, response: unknown) => void,
+  ): void;
+};
+
+/** A plain @grpc/grpc-js client of `UserService`, as any gRPC program would make one from the .proto. */
+function userServiceClient(address: string): UserServiceClient {
+  const definition = loadSync(fileURLToPath(USERS_PROTO), { keepCase: true });
+  const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+    UserService: new (address: string, credentials: grpc.ChannelCredentials) => UserServiceClient;
+  };
+  return new loaded.UserService(address, grpc.credentials.createInsecure());
+}
+
+function getUserOverGrpc(client: UserServiceClient, id: string, token: string | undefined): Promise<unknown> {
+  const metadata = new grpc.Metadata();
+  if (token) metadata.set('authorization', `Bearer ${token}`);
+  return new Promise((resolve, reject) => {
+    client.GetUser({ id }, metadata, { deadline: Date.now() + 5000 }, (error, response) =>
+      error ? reject(error) : resolve(response),
+    );
   });
 }
 

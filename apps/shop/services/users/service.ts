@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { defineService, handle } from '@chassis/core';
+import { defineService, handle, requireIdentity } from '@chassis/core';
 import { database } from '@chassis/data';
 import bcrypt from 'bcryptjs';
 import { createUser, getUser, UserExists, UserNotFound, userRegistered } from '../../contracts/users.ts';
@@ -77,6 +77,8 @@ export function usersService() {
         return view(row);
       }),
       handle(getUser, async ({ id }, ctx) => {
+        // Any signed-in caller, over HTTP and gRPC alike.
+        requireIdentity(ctx.user);
         const db = await database<UsersTables>(ctx);
         const row = await db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
         if (!row) throw UserNotFound(`No user ${id}`, { id });
