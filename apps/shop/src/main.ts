@@ -1,10 +1,22 @@
+import { migrateShop } from './migrate.ts';
 import { startShop } from './system.ts';
 
 /**
  * `npm run start:shop`: the Shop with every service in this one process (memory transport, PGlite in
  * `.data/shop`) and its gateway on http://127.0.0.1:8080, serving until Ctrl-C. `CHASSIS_TRANSPORT`,
  * `SERVICES`, `DATABASE_URL` and `PORT` spread the same services over processes, brokers and databases.
+ * `MIGRATE_ONLY=true` migrates the databases of the services in `SERVICES` and exits.
  */
+if (process.env.MIGRATE_ONLY === 'true') {
+  // The migration Job of deploy/kubernetes/shop: migrate, say what was applied, exit.
+  for (const report of await migrateShop()) {
+    console.log(
+      `${report.service}: applied ${report.applied.length} migration(s), ${report.alreadyApplied.length} already`,
+    );
+  }
+  process.exit(0);
+}
+
 const shop = await startShop({ handleSignals: true });
 const { node, url } = shop;
 const say = (line: string) => console.log(line);
