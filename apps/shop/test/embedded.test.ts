@@ -118,6 +118,20 @@ describe('Shop on the embedded default: a crash between the saga’s steps, rate
     assert.match(plan.rows.map((row) => row['QUERY PLAN']).join('\n'), /products_search/);
   });
 
+  it('caches product reads at the gateway for 2 s', async () => {
+    const path = '/api/v1/products/10000000-0000-4000-8000-000000000003';
+    const price = async () => (await requestJson(main.url!, 'GET', path)).body.price;
+    const first = await price();
+    // Behind the service's back, so that only a cached answer can still say the old price.
+    await sql`update "shop-products".products set price_cents = price_cents + 100
+      where id = '10000000-0000-4000-8000-000000000003'`.execute(main.database.kysely);
+    assert.equal(await price(), first);
+    await waitUntil(async () => (await price()) === Number(first) + 1, {
+      timeoutMs: 5000,
+      what: 'the cache to expire',
+    });
+  });
+
   it('rate-limits each caller: 429 with Retry-After past the limit', async () => {
     const limited = await createShopGateway(main.node, main.secret, 3);
     try {
