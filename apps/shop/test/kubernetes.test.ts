@@ -44,9 +44,20 @@ describe('The Shop on Kubernetes: the generated base', () => {
     assert.deepEqual([...hosted].sort(), [...shopServiceNames()].sort());
   });
 
-  it('builds with kubectl kustomize', { skip: kubectlMissing }, async () => {
-    const { stdout } = await run('kubectl', ['kustomize', SHOP_KUBERNETES_BASE_DIR], { maxBuffer: 16 * 1024 * 1024 });
-    assert.match(stdout, /name: shop-migrate/);
+  it('builds with kubectl kustomize: the base, and the staging and production overlays', {
+    skip: kubectlMissing,
+  }, async () => {
+    const build = async (dir: string) =>
+      (await run('kubectl', ['kustomize', dir], { maxBuffer: 16 * 1024 * 1024 })).stdout;
+    assert.match(await build(SHOP_KUBERNETES_BASE_DIR), /name: shop-migrate/);
+    for (const [overlay, namespace, tag] of [
+      ['staging', 'shop-staging', 'staging'],
+      ['production', 'shop', '0.1.0'],
+    ] as const) {
+      const built = await build(join(SHOP_KUBERNETES_BASE_DIR, '..', 'overlays', overlay));
+      assert.match(built, new RegExp(`namespace: ${namespace}\\n`));
+      assert.match(built, new RegExp(`image: ghcr.io/chassis/shop:${tag.replaceAll('.', '\\.')}\\n`));
+    }
   });
 
   it('MIGRATE_ONLY migrates each service’s schema, and refuses a service the Shop does not have', async () => {
