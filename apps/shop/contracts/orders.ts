@@ -22,6 +22,8 @@ export const Order = z.object({
   paymentId: z.string().uuid().nullable(),
   /** Why a canceled order was canceled. */
   reason: z.string().nullable(),
+  /** An admin's decision on it, once it was held for review. */
+  review: z.enum(['approve', 'reject']).nullable(),
   createdAt: z.string(),
   updatedAt: z.string(),
 });
@@ -70,6 +72,20 @@ export const listUserOrders = action('shop-orders.listUserOrders', {
   idempotent: true,
 });
 
+/**
+ * An admin's decision on an order held for review (`POST /api/v1/orders/{id}/review`): `approve`
+ * charges the held payment and confirms the order, `reject` voids it and cancels the order — by the
+ * review saga, after the answer (202). 409 `ORDER_NOT_ON_HOLD` for an order that is not on hold or was
+ * reviewed already.
+ */
+export const reviewOrder = action('shop-orders.reviewOrder', {
+  input: z.object({ id: OrderId, decision: z.enum(['approve', 'reject']) }),
+  output: z.object({ id: OrderId, status: OrderStatus, review: z.enum(['approve', 'reject']) }),
+  idempotent: false,
+});
+
+export const OrderNotOnHold = defineError('ORDER_NOT_ON_HOLD', { status: 409, retryable: false });
+
 /** The saga's last step (service token only): the order is confirmed (charged) or on hold (held). */
 export const concludeOrder = action('shop-orders.concludeOrder', {
   input: z.object({ orderId: OrderId, paymentId: z.string().uuid(), paymentStatus: z.enum(['charged', 'held']) }),
@@ -77,7 +93,10 @@ export const concludeOrder = action('shop-orders.concludeOrder', {
   idempotent: true,
 });
 
-/** The saga's compensation (service token only): a pending order is canceled, after its payment is voided. */
+/**
+ * The sagas' compensation, or a rejected review's end (service token only): a pending or held order is
+ * canceled, after its payment is voided.
+ */
 export const cancelOrder = action('shop-orders.cancelOrder', {
   input: z.object({ orderId: OrderId, reason: z.string() }),
   output: z.object({ status: OrderStatus }),

@@ -38,6 +38,13 @@ export const chargePayment = action('shop-payments.chargePayment', {
   idempotent: true,
 });
 
+/** Charges a payment held for review, once an admin approved its order (service token only). */
+export const capturePayment = action('shop-payments.capturePayment', {
+  input: z.object({ orderId: OrderId }),
+  output: z.object({ paymentId: z.string().uuid(), status: PaymentStatus }),
+  idempotent: true,
+});
+
 /** Undoes an order's payment, whatever it got to (service token only); with none yet, forbids one. */
 export const voidPayment = action('shop-payments.voidPayment', {
   input: z.object({ orderId: OrderId }),

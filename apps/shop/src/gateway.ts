@@ -3,7 +3,7 @@ import { compose, type OpenApiInfo, type Route, route } from '@chassis/gateway';
 import { Counter, type Registry } from 'prom-client';
 import { z } from 'zod';
 import { login } from '../contracts/auth.ts';
-import { getOrder, listUserOrders, placeOrder } from '../contracts/orders.ts';
+import { getOrder, listUserOrders, placeOrder, reviewOrder } from '../contracts/orders.ts';
 import { getOrderPayment } from '../contracts/payments.ts';
 import { createProduct, getProduct, searchProducts } from '../contracts/products.ts';
 import { getRecommendations } from '../contracts/recommendations.ts';
@@ -94,6 +94,13 @@ export const shopRoutes: Route[] = [
     tags: ['orders'],
   }),
   route.get('/api/v1/orders/:id', getOrder, { summary: 'An order (403 for another user’s)', tags: ['orders'] }),
+  route.post('/api/v1/orders/:id/review', reviewOrder, {
+    status: 202,
+    auth: { roles: ['admin'] },
+    location: (out) => `/api/v1/orders/${out.id}`,
+    summary: 'Approve (charge, confirm) or reject (void, cancel) an order held for review (admins)',
+    tags: ['orders'],
+  }),
   route.get('/api/v1/orders/:id/payment', getOrderPayment, {
     input: ({ params }) => ({ orderId: params.id }),
     summary: 'An order’s payment: charged, held, declined or voided',

@@ -267,6 +267,53 @@ export function describeShopFlow(topology: string, start: () => Promise<ShopUnde
       assert.equal(payment.body.charged, false);
     });
 
+    it('lets an admin approve a held order (charged, confirmed) or reject one (voided, canceled), once', async () => {
+      const held = async () => {
+        const placed = await send(
+          'POST',
+          '/api/v1/orders',
+          { items: [{ productId: products.piano, quantity: 2 }] },
+          tokens.bob,
+        );
+        const order = await untilSettled(String(placed.body.id), tokens.bob!);
+        assert.equal(order.status, 'on_hold');
+        return order.id;
+      };
+      const [approved, rejected] = [await held(), await held()];
+      const review = (id: string, decision: unknown, token = tokens.admin) =>
+        send('POST', `/api/v1/orders/${id}/review`, { decision }, token);
+      assert.equal((await review(approved, 'approve', tokens.bob)).status, 403);
+      assert.deepEqual(fieldsOf(await review(approved, 'maybe')), ['decision']);
+      const accepted = await review(approved, 'approve');
+      assert.equal(accepted.status, 202, JSON.stringify(accepted.body));
+      assert.equal((await review(rejected, 'reject')).status, 202);
+      const again = await review(approved, 'reject');
+      assert.equal(again.status, 409);
+      assert.equal(again.body.error?.code, 'ORDER_NOT_ON_HOLD');
+      const settled = async (id: string, status: string) => {
+        let order: OrderBody | undefined;
+        await waitUntil(
+          async () => {
+            order = (await send('GET', `/api/v1/orders/${id}`, undefined, tokens.bob)).body as unknown as OrderBody;
+            return order.status === status;
+          },
+          { timeoutMs: 20_000, what: `order ${id} to be ${status}` },
+        );
+        return (await send('GET', `/api/v1/orders/${id}/payment`, undefined, tokens.bob)).body;
+      };
+      const charged = await settled(approved, 'confirmed');
+      assert.equal(charged.status, 'charged');
+      assert.equal(charged.charged, true);
+      const voided = await settled(rejected, 'canceled');
+      assert.equal(voided.status, 'voided');
+      assert.equal(voided.charged, false);
+      assert.equal((await review(rejected, 'approve')).status, 409);
+      const adasOrders = await send('GET', `/api/v1/users/${ids.ada}/orders`, undefined, tokens.ada);
+      const confirmedId = (adasOrders.body.orders as OrderBody[])[0]!.id;
+      assert.equal((await review(confirmedId, 'approve')).status, 409);
+      assert.equal((await review(randomUUID(), 'approve')).status, 404);
+    });
+
     it('cancels an order whose card is declined, its payment voided and never charged', async () => {
       const placed = await send(
         'POST',
@@ -331,7 +378,7 @@ export function describeShopFlow(topology: string, start: () => Promise<ShopUnde
           const answer = await send('GET', `/api/v1/users/${ids.ada}/recommendations`, undefined, tokens.ada);
           assert.equal(answer.status, 200, JSON.stringify(answer.body));
           const recommended = answer.body.products as { productId: string; reason: string }[];
-          return recommended[0]?.productId === products.kettle && recommended[0]?.reason === 'bought_together';
+          return recommended.some((r) => r.productId === products.kettle && r.reason === 'bought_together');
         },
         { timeoutMs: 10_000, what: 'the kettle to be recommended to ada' },
       );

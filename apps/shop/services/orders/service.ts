@@ -1,5 +1,14 @@
-import { randomUUID } from 'node:crypto';
-import { ChassisError, type Context, defineService, handle, on, type PayloadOf, requireIdentity } from '@chassis/core';
+import { createHash, randomUUID } from 'node:crypto';
+import {
+  ChassisError,
+  type Context,
+  defineService,
+  handle,
+  on,
+  type PayloadOf,
+  requireIdentity,
+  requireRole,
+} from '@chassis/core';
 import { database, defineSaga, type RunSagasOptions, runSagas, type SagaRunner, startSaga } from '@chassis/data';
 import type { Kysely } from 'kysely';
 import { z } from 'zod';
@@ -10,13 +19,15 @@ import {
   getOrder,
   listUserOrders,
   OrderNotFound,
+  OrderNotOnHold,
   orderCanceled,
   orderConfirmed,
   orderCreated,
   orderOnHold,
   placeOrder,
+  reviewOrder,
 } from '../../contracts/orders.ts';
-import { chargePayment, PaymentDeclined, voidPayment } from '../../contracts/payments.ts';
+import { capturePayment, chargePayment, PaymentDeclined, voidPayment } from '../../contracts/payments.ts';
 import { getProducts, ProductNotFound } from '../../contracts/products.ts';
 import { requireSelf, requireSystem, systemToken } from '../shared/access.ts';
 
@@ -29,6 +40,7 @@ interface OrdersTables {
     card_last4: string;
     payment_id: string | null;
     reason: string | null;
+    review: 'approve' | 'reject' | null;
     created_at: Date;
     updated_at: Date;
   };
@@ -36,6 +48,13 @@ interface OrdersTables {
 }
 
 type Db = Kysely<OrdersTables>;
+
+/** The review saga's id of an order: one per order, whoever asks, so an order is reviewed once. */
+function reviewSagaId(orderId: string): string {
+  const hex = createHash('sha1').update(`${orderId}:review`).digest('hex');
+  const variant = ((Number.parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+}
 type OrderRow = OrdersTables['orders'];
 type ItemRow = OrdersTables['order_items'];
 
@@ -61,6 +80,7 @@ function view(order: OrderRow, items: ItemRow[]) {
     total: fromCents(Number(order.total_cents)),
     paymentId: order.payment_id,
     reason: order.reason,
+    review: order.review,
     createdAt: new Date(order.created_at).toISOString(),
     updatedAt: new Date(order.updated_at).toISOString(),
   };
@@ -179,6 +199,69 @@ export function ordersService(options: OrdersOptions) {
     ],
   });
 
+  /**
+   * An admin's decision on a held order, as a saga of its own: `open` (its compensation cancels the
+   * order), `settle-payment` (approve: charge the held payment, undone by a void; reject: void it),
+   * `conclude` (approve: confirmed; reject: canceled). The payment is charged before the order is
+   * confirmed and voided before it is canceled, as in the order saga.
+   */
+  const reviewSaga = defineSaga({
+    name: 'review-order',
+    data: z.object({
+      orderId: z.string().uuid(),
+      decision: z.enum(['approve', 'reject']),
+      paymentId: z.string().uuid().optional(),
+    }),
+    steps: [
+      {
+        name: 'open',
+        async run() {
+          // The decision was recorded with the start; this step is here for its undo.
+        },
+        async compensate(review, step) {
+          const failed = await runner?.get(step.sagaId);
+          const reason = failed?.error?.message ?? 'the review could not be completed';
+          await step.call(cancelOrder, { orderId: review.orderId, reason }, { auth: await ownToken() });
+        },
+      },
+      {
+        name: 'settle-payment',
+        retry: { maxAttempts: 10, initialDelayMs: 200, maxDelayMs: 10_000 },
+        async run(review, step) {
+          const auth = await ownToken();
+          if (review.decision === 'reject') {
+            await step.call(voidPayment, { orderId: review.orderId }, { auth });
+            return;
+          }
+          const payment = await step.call(capturePayment, { orderId: review.orderId }, { auth });
+          return { paymentId: payment.paymentId };
+        },
+        async compensate(review, step) {
+          await step.call(voidPayment, { orderId: review.orderId }, { auth: await ownToken() });
+        },
+      },
+      {
+        name: 'conclude',
+        retry: { maxAttempts: 10, initialDelayMs: 200, maxDelayMs: 10_000 },
+        async run(review, step) {
+          const auth = await ownToken();
+          if (review.decision === 'reject') {
+            await step.call(cancelOrder, { orderId: review.orderId, reason: 'refused on review' }, { auth });
+            return;
+          }
+          if (!review.paymentId) {
+            throw new ChassisError('INTERNAL', `The review of order ${review.orderId} has no payment to conclude with`);
+          }
+          await step.call(
+            concludeOrder,
+            { orderId: review.orderId, paymentId: review.paymentId, paymentStatus: 'charged' },
+            { auth },
+          );
+        },
+      },
+    ],
+  });
+
   async function startOrderSaga(order: PayloadOf<typeof orderCreated>, ctx: Context) {
     await database<OrdersTables>(ctx);
     await startSaga(
@@ -194,9 +277,18 @@ export function ordersService(options: OrdersOptions) {
     version: '0.1.0',
     description: 'Orders and the order saga: payment, fraud hold, confirmation or cancelation',
     migrations: new URL('./migrations/', import.meta.url),
-    uses: [getProducts, chargePayment, voidPayment, orderCreated, orderConfirmed, orderOnHold, orderCanceled],
+    uses: [
+      getProducts,
+      chargePayment,
+      capturePayment,
+      voidPayment,
+      orderCreated,
+      orderConfirmed,
+      orderOnHold,
+      orderCanceled,
+    ],
     start: async (service) => {
-      runner = await runSagas(service, [orderSaga], options.sagas);
+      runner = await runSagas(service, [orderSaga, reviewSaga], options.sagas);
     },
     actions: [
       handle(placeOrder, async (input, ctx) => {
@@ -241,6 +333,7 @@ export function ordersService(options: OrdersOptions) {
             card_last4: input.card.slice(-4),
             payment_id: null,
             reason: null,
+            review: null,
             created_at: now,
             updated_at: now,
           })
@@ -274,6 +367,34 @@ export function ordersService(options: OrdersOptions) {
           .execute();
         return { orders: await readOrders(db, orders) };
       }),
+      handle(reviewOrder, async ({ id, decision }, ctx) => {
+        requireRole(ctx.user, 'admin');
+        const db = await database<OrdersTables>(ctx);
+        const held = await db
+          .updateTable('orders')
+          .set({ review: decision, updated_at: new Date() })
+          .where('id', '=', id)
+          .where('status', '=', 'on_hold')
+          .where('review', 'is', null)
+          .returning('id')
+          .executeTakeFirst();
+        if (!held) {
+          const order = await db
+            .selectFrom('orders')
+            .select(['status', 'review'])
+            .where('id', '=', id)
+            .executeTakeFirst();
+          if (!order) throw OrderNotFound(`No order ${id}`, { id });
+          throw OrderNotOnHold(
+            order.review
+              ? `Order ${id} was reviewed already (${order.review})`
+              : `Order ${id} is ${order.status}: only an order on hold is reviewed`,
+            { id, status: order.status },
+          );
+        }
+        await startSaga(ctx, reviewSaga, { orderId: id, decision }, { id: reviewSagaId(id) });
+        return { id, status: 'on_hold' as const, review: decision };
+      }),
       handle(concludeOrder, async ({ orderId, paymentId, paymentStatus }, ctx) => {
         requireSystem(ctx.user, 'conclude orders');
         const db = await database<OrdersTables>(ctx);
@@ -282,7 +403,10 @@ export function ordersService(options: OrdersOptions) {
           .updateTable('orders')
           .set({ status: target, payment_id: paymentId, updated_at: new Date() })
           .where('id', '=', orderId)
-          .where('status', '=', 'pending')
+          // Pending, after its first charge; or held, charged once an admin approved it.
+          .where((eb) =>
+            eb.or([eb('status', '=', 'pending'), eb.and([eb('status', '=', 'on_hold'), eb('review', '=', 'approve')])]),
+          )
           .returning(['user_id', 'total_cents'])
           .executeTakeFirst();
         if (!order) {
@@ -311,7 +435,7 @@ export function ordersService(options: OrdersOptions) {
           .updateTable('orders')
           .set({ status: 'canceled', reason, updated_at: new Date() })
           .where('id', '=', orderId)
-          .where('status', '=', 'pending')
+          .where('status', 'in', ['pending', 'on_hold'])
           .returning(['user_id'])
           .executeTakeFirst();
         if (order) {

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { defineService, handle, requireIdentity } from '@chassis/core';
+import { ChassisError, defineService, handle, requireIdentity } from '@chassis/core';
 import { database } from '@chassis/data';
 import { FRAUD_REVIEW_OVER_CENTS, fromCents } from '../../contracts/common.ts';
 import {
+  capturePayment,
   chargePayment,
   getOrderPayment,
   PaymentNotFound,
@@ -92,6 +93,34 @@ export function paymentsService() {
           ctx.log.warn({ orderId: input.orderId, amount: fromCents(input.amountCents) }, 'payment held for review');
         }
         return { paymentId: id, status };
+      }),
+      handle(capturePayment, async ({ orderId }, ctx) => {
+        requireSystem(ctx.user, 'capture payments');
+        const db = await database<PaymentsTables>(ctx);
+        const payment = await db
+          .selectFrom('payments')
+          .select(['id', 'status', 'amount_cents'])
+          .where('order_id', '=', orderId)
+          .forUpdate()
+          .executeTakeFirst();
+        if (!payment) throw PaymentNotFound(`No payment for order ${orderId}`, { orderId });
+        if (payment.status === 'charged') return { paymentId: payment.id, status: payment.status };
+        if (payment.status === 'voided') {
+          throw PaymentVoided(`The payment of order ${orderId} was voided: it is not charged`, { orderId });
+        }
+        if (payment.status !== 'held') {
+          throw new ChassisError(
+            'CONFLICT',
+            `The payment of order ${orderId} is ${payment.status}: only a held one is captured`,
+          );
+        }
+        await db
+          .updateTable('payments')
+          .set({ status: 'charged', charged: true, updated_at: new Date() })
+          .where('id', '=', payment.id)
+          .execute();
+        await ctx.emit(paymentCharged, { paymentId: payment.id, orderId, amountCents: Number(payment.amount_cents) });
+        return { paymentId: payment.id, status: 'charged' as const };
       }),
       handle(voidPayment, async ({ orderId }, ctx) => {
         requireSystem(ctx.user, 'void payments');
