@@ -56,7 +56,16 @@ export {
   runChecks,
 } from './observability/health.ts';
 export { NodeMetrics } from './observability/metrics.ts';
-export { InMemorySpanExporter, type SpanExporter, type TracingOptions } from './observability/tracing.ts';
+export type { StoredSpan, TraceSummary } from './observability/span-store.ts';
+export {
+  type Attributes,
+  InMemorySpanExporter,
+  type Span,
+  type SpanExporter,
+  SpanKind,
+  SpanStatusCode,
+  type TracingOptions,
+} from './observability/tracing.ts';
 export {
   callOps,
   callOpsHttp,
