@@ -9,13 +9,16 @@ import {
   callOpsHttp,
   createNode,
   defineService,
+  event,
   handle,
   isChassisError,
   MemoryBroker,
   memoryTransport,
+  on,
   type StoredSpan,
   type TraceSummary,
 } from '@chassis/core';
+import { waitUntil } from '@chassis/testing';
 import { ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
 import { AlwaysOnSampler, TracerProvider } from '@opentelemetry/sdk-trace';
 import { z } from 'zod';
@@ -90,6 +93,7 @@ const quote = action('pricer.quote', {
   input: z.object({ symbol: z.string() }),
   output: z.object({ price: z.number() }),
 });
+const noted = event('desk.noted', z.object({ note: z.string() }));
 
 describe('traces and trace ops actions', () => {
   let node: ChassisNode;
@@ -123,7 +127,11 @@ describe('traces and trace ops actions', () => {
           }),
         ],
       }),
-      defineService({ name: 'pricer', actions: [handle(quote, () => ({ price: 12.5 }))] }),
+      defineService({
+        name: 'pricer',
+        actions: [handle(quote, () => ({ price: 12.5 }))],
+        events: [on(noted, () => undefined)],
+      }),
     ];
     node = createNode({
       nodeId: 'traces-node',
@@ -210,6 +218,29 @@ describe('traces and trace ops actions', () => {
     assert.deepEqual([...summary.services].sort(), ['desk', 'pricer']);
     assert.equal(summary.error, false);
     assert.equal(summary.startedAt, call.startedAt);
+  });
+
+  it('an event emitted through ops with a traceparent: its publish and its consumption are in the trace', async () => {
+    const traceId = '5bf92f3577b34da6a3ce929d0e0e4737';
+    assert.deepEqual(
+      await callOpsHttp(
+        base,
+        'emit',
+        { event: 'desk.noted', payload: { note: 'hi' }, traceparent: traceparentOf(traceId, '01') },
+        asOperator,
+      ),
+      { event: 'desk.noted', emitted: true },
+    );
+    const spans = async () =>
+      ((await callOpsHttp(base, 'trace', { traceId }, asOperator)) as { spans: StoredSpan[] }).spans;
+    await waitUntil(async () => (await spans()).some((span) => span.kind === 'consumer'), { what: 'the consume span' });
+    const [publish, consume] = await spans();
+    assert.equal(publish!.name, 'publish desk.noted');
+    assert.equal(publish!.kind, 'producer');
+    assert.equal(publish!.parentSpanId, '00f067aa0ba902b7');
+    assert.equal(consume!.name, 'consume desk.noted');
+    assert.equal(consume!.parentSpanId, publish!.spanId);
+    assert.equal(consume!.service, 'pricer');
   });
 
   it('a failed request (a 5xx, a refused connection) is an error span, and so is its trace', async () => {
