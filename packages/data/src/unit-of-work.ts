@@ -86,8 +86,9 @@ export class UnitOfWork {
     try {
       await this.onOpen?.(trx);
     } catch (error) {
+      // The span ends with the unit's rollback, which knows whether this was a failure or a duplicate
+      // the inbox turned away.
       await trx.rollback().execute();
-      this.endSpan(traced, error);
       throw error;
     }
     return trx;
