@@ -16,6 +16,8 @@ export interface DistributedOptions {
   transport: string;
   /** The flights service's database: `mysql://…` (MariaDB), `postgres://…`. */
   databaseUrl: string;
+  /** The flights service's schema (on MariaDB, its database); default `flights`. */
+  flightsSchema?: string;
   redisUrl: string;
   /** Before every Redis key; default none. */
   redisKeyPrefix?: string;
@@ -64,6 +66,7 @@ export async function launchDistributed(options: DistributedOptions): Promise<Di
           ...process.env,
           CHASSIS_TRANSPORT: options.transport,
           DATABASE_URL: options.databaseUrl,
+          FLIGHTS_SCHEMA: options.flightsSchema ?? '',
           REDIS_URL: options.redisUrl,
           REDIS_KEY_PREFIX: options.redisKeyPrefix ?? '',
           SERVICES: spec.services,
