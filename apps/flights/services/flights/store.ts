@@ -1,5 +1,5 @@
 import { ChassisError, isChassisError } from '@chassis/core';
-import { Database } from '@chassis/data';
+import { type AnyTables, Database } from '@chassis/data';
 import { type Kysely, sql } from 'kysely';
 import { Migrator } from 'kysely/migration';
 import { type Flight, SeatMap } from '../../contracts/flights.ts';
@@ -16,40 +16,44 @@ interface FlightsTables {
  * strings (`cast(… as char(19))` reads alike on both), the seat map as JSON text.
  */
 export class FlightsStore {
-  private readonly database: Database;
+  /** Which database this is, for health and logs: `postgres`, `pglite`, `mysql`… */
+  readonly kind: string;
   private readonly db: Kysely<FlightsTables>;
+  private readonly release: () => Promise<void>;
 
-  private constructor(database: Database, db: Kysely<FlightsTables>) {
-    this.database = database;
+  private constructor(kind: string, db: Kysely<FlightsTables>, release: () => Promise<void>) {
+    this.kind = kind;
     this.db = db;
+    this.release = release;
   }
 
   /** Opens the database of `url`, brings schema `schema` up to date (creating it) and seeds it. */
   static async open(url: string, schema = 'flights'): Promise<FlightsStore> {
     const database = await Database.open(url);
     try {
-      const migrator = new Migrator({
-        db: database.kysely,
-        provider: flightsMigrations(schema),
-        migrationTableSchema: schema,
-      });
-      const { error, results } = await migrator.migrateToLatest();
-      if (error) {
-        const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'a migration';
-        throw new ChassisError('CONFIG', `The flights schema "${schema}" could not be migrated: ${failed} failed`, {
-          cause: error,
-        });
-      }
-      return new FlightsStore(database, database.kysely.withSchema(schema) as unknown as Kysely<FlightsTables>);
+      return await FlightsStore.over(database.kysely, schema, database.kind, () => database.close());
     } catch (error) {
       await database.close().catch(() => undefined);
       throw error;
     }
   }
 
-  /** Which database this is, for health and logs: `postgres`, `pglite`, `mysql`… */
-  get kind(): string {
-    return this.database.kind;
+  /** The store on a Kysely instance of any dialect; `release` ends its connections. */
+  static async over(
+    kysely: Kysely<AnyTables>,
+    schema: string,
+    kind: string,
+    release: () => Promise<void>,
+  ): Promise<FlightsStore> {
+    const migrator = new Migrator({ db: kysely, provider: flightsMigrations(schema), migrationTableSchema: schema });
+    const { error, results } = await migrator.migrateToLatest();
+    if (error) {
+      const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'a migration';
+      throw new ChassisError('CONFIG', `The flights schema "${schema}" could not be migrated: ${failed} failed`, {
+        cause: error,
+      });
+    }
+    return new FlightsStore(kind, kysely.withSchema(schema) as unknown as Kysely<FlightsTables>, release);
   }
 
   findFlight(flightNo: string, departure: string): Promise<Flight | undefined> {
@@ -103,7 +107,7 @@ export class FlightsStore {
   }
 
   close(): Promise<void> {
-    return this.database.close();
+    return this.release();
   }
 
   private flights() {
