@@ -27,12 +27,23 @@ function resolve(document: Json, node: Json): { node: Json; pointer: string | un
 
 const escapePointer = (part: string) => part.replaceAll('~', '~0').replaceAll('/', '~1');
 
+/** Checks a value against a schema of a document, by its JSON pointer (`/components/schemas/SeatMap`). */
+export function checkSchema(api: ApiName, pointer: string, value: unknown): void {
+  addDocument(api);
+  const validate = ajv.getSchema(`${api}#${pointer}`);
+  assert.ok(validate, `${api}: no schema at ${pointer}`);
+  assert.ok(validate(value), `${api}: does not match ${pointer}: ${ajv.errorsText(validate.errors)}`);
+}
+
+function addDocument(api: ApiName): void {
+  if (added.has(api)) return;
+  ajv.addSchema(openApiDocument(api), api);
+  added.add(api);
+}
+
 export function checkAnswer(api: ApiName, method: string, url: string, status: number, body: unknown, type: string) {
   const document = openApiDocument(api);
-  if (!added.has(api)) {
-    ajv.addSchema(document, api);
-    added.add(api);
-  }
+  addDocument(api);
   const paths = document.paths as Record<string, Json>;
   const path = new URL(url, 'http://x').pathname;
   const template = Object.keys(paths).find((candidate) =>
