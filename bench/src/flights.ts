@@ -15,7 +15,7 @@ import {
 
 /**
  * Flight reservations through the BFF, on the distributed topology (three processes over NATS; the
- * flights service on `DATABASE_URL`, reservations on `REDIS_URL`): seat-chart reads per second, and
+ * flights service on MariaDB, `DATABASE_URL`; reservations on `REDIS_URL`): seat-chart reads per second, and
  * reserve-then-release cycles per second (each a reservation and a release, two writes to Redis behind
  * two calls of the BFF), beside `redis-benchmark` running `HSETNX` against the same Redis — what Redis
  * alone does with the command every reservation comes down to. Not a test: it measures and prints.
@@ -24,7 +24,7 @@ const run = promisify(execFile);
 const DURATION_MS = benchDurationMs(5);
 const CONCURRENCIES = benchConcurrencies('32');
 const transport = process.env.CHASSIS_TRANSPORT ?? 'nats://127.0.0.1:4222';
-const databaseUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const databaseUrl = process.env.DATABASE_URL ?? 'mysql://root@127.0.0.1:3306/';
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const schema = `bench_flights_${randomBytes(4).toString('hex')}`;
 const FLIGHT_ID = '5c1e5c5e-8f2b-4b0e-9d5a-2a5322027517';

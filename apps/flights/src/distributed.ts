@@ -2,16 +2,17 @@ import { launchDistributed } from './launcher.ts';
 
 /**
  * `npm run start:flights:distributed`: the flights service, the reservations service and the BFF as
- * three processes over NATS (`CHASSIS_TRANSPORT`), with the flights service on `DATABASE_URL` and
- * reservations on `REDIS_URL`. Ctrl-C stops them all.
+ * three processes over NATS (`CHASSIS_TRANSPORT`), with the flights service on MariaDB (`DATABASE_URL`;
+ * its `flights` database created by the migrations) and reservations on `REDIS_URL`. Ctrl-C stops them all.
  */
 const transport = process.env.CHASSIS_TRANSPORT ?? 'nats://127.0.0.1:4222';
-const databaseUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const databaseUrl = process.env.DATABASE_URL ?? 'mysql://root@127.0.0.1:3306/';
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 console.log(`Starting flight reservations over ${transport}, ${databaseUrl} and ${redisUrl} …`);
 const system = await launchDistributed({
   transport,
   databaseUrl,
+  flightsSchema: process.env.FLIGHTS_SCHEMA,
   redisUrl,
   port: Number(process.env.PORT ?? 8080),
   logLevel: process.env.LOG_LEVEL,

@@ -1,27 +1,37 @@
 import { randomBytes } from 'node:crypto';
-import { freePort, postgresTarget, servers, skipUnlessUp } from '@chassis/testing';
+import { Database } from '@chassis/data';
+import { freePort, servers, skipUnlessUp } from '@chassis/testing';
 import { launchDistributed } from '../src/launcher.ts';
 import { describeFlights } from './scenarios.ts';
 
 /**
  * The same scenarios on the distributed topology: the flights service, the reservations service and
  * the BFF as three processes (src/launcher.ts, as `npm run start:flights:distributed` runs them) over
- * NATS, the flights service on a database of this run's own, reservations under a Redis key prefix of
- * its own.
+ * NATS, the flights service on MariaDB (a database of this run's own, created by its migrations and
+ * dropped after), reservations on Redis under a key prefix of this run's own.
  */
-const postgres = await postgresTarget();
-const skip = (await skipUnlessUp('nats')) || (await skipUnlessUp('redis')) || postgres.skip;
+const skip = (await skipUnlessUp('nats')) || (await skipUnlessUp('redis')) || (await skipUnlessUp('mariadb'));
 
-describeFlights('distributed (three processes over NATS; PostgreSQL, Redis)', skip, async () => {
-  const databaseUrl = await postgres.newDatabase();
+describeFlights('distributed (three processes over NATS; MariaDB, Redis)', skip, async () => {
+  const run = randomBytes(4).toString('hex');
+  const schema = `test_flights_${run}`;
   const [port, flightsPort, reservationsPort] = [await freePort(), await freePort(), await freePort()];
   const output: string[] = [];
+  const dropSchema = async () => {
+    const db = await Database.open(servers.mariadb.url);
+    try {
+      await db.kysely.schema.dropSchema(schema).ifExists().execute();
+    } finally {
+      await db.close();
+    }
+  };
   try {
     const system = await launchDistributed({
       transport: servers.nats.url,
-      databaseUrl,
+      databaseUrl: servers.mariadb.url,
+      flightsSchema: schema,
       redisUrl: servers.redis.url,
-      redisKeyPrefix: `test-flights-${randomBytes(4).toString('hex')}:`,
+      redisKeyPrefix: `test-flights-${run}:`,
       port,
       flightsPort,
       reservationsPort,
@@ -29,13 +39,14 @@ describeFlights('distributed (three processes over NATS; PostgreSQL, Redis)', sk
     });
     return {
       ...system,
+      databaseKind: 'mysql',
       stop: async () => {
         await system.stop();
-        await postgres.cleanup();
+        await dropSchema();
       },
     };
   } catch (error) {
-    await postgres.cleanup();
+    await dropSchema();
     throw new Error(`${error instanceof Error ? error.message : error}\n${output.join('\n')}`);
   }
 });

@@ -27,6 +27,7 @@ describeFlights('embedded (one process, memory transport, PGlite, Redis)', await
     url: system.url!,
     flightsUrl: system.flightsUrl!,
     reservationsUrl: system.reservationsUrl!,
+    databaseKind: 'pglite',
     stop: system.stop,
   };
 });
