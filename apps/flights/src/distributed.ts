@@ -15,6 +15,9 @@ const system = await launchDistributed({
   flightsSchema: process.env.FLIGHTS_SCHEMA,
   redisUrl,
   port: Number(process.env.PORT ?? 8080),
+  flightsPort: Number(process.env.FLIGHTS_PORT ?? 8081),
+  reservationsPort: Number(process.env.RESERVATIONS_PORT ?? 8082),
+  redisKeyPrefix: process.env.REDIS_KEY_PREFIX,
   logLevel: process.env.LOG_LEVEL,
 });
 console.log(`Up: BFF ${system.url}/api, flights ${system.flightsUrl}, reservations ${system.reservationsUrl}`);
