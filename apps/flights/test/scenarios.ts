@@ -285,6 +285,36 @@ export function describeFlights(title: string, skip: false | string, start: () =
       assert.deepEqual(holders.body, { '8B': won[0]!.body.customer_id });
     });
 
+    test('search for a family: a flight with fewer free seats than passengers is not offered', async () => {
+      // UA5678 (an Embraer 175, 68 seats) has 8B taken by the race; taking 59 more leaves 8.
+      const body = await chart('UA5678', '2027-05-17');
+      const free = seatsOf(body)
+        .filter((s) => s.available)
+        .map((s) => s.number);
+      assert.equal(free.length, 67);
+      for (let i = 0; i < 59; i += 10) {
+        const answers = await Promise.all(
+          free.slice(i, Math.min(i + 10, 59)).map((seatNum) =>
+            bff('POST', '/api/reservations', {
+              token: tokens.agent,
+              body: { flight_id: UA5678_MAY17, seat_num: seatNum, customer_id: `family-of-${seatNum}` },
+            }),
+          ),
+        );
+        assert.ok(answers.every((a) => a.status === 201));
+      }
+      const search = (passengers: number) =>
+        bff('GET', `/api/flights/search?from=ORD&to=DEN&date=2027-05-17&passengers=${passengers}`, {
+          token: tokens.family,
+        });
+      const eight = await search(8);
+      assert.deepEqual(
+        eight.body.map((f: Body) => [f.flight_no, f.free_seats]),
+        [['UA5678', 8]],
+      );
+      assert.deepEqual((await search(9)).body, []);
+    });
+
     test('the rebook race: 50 customers move onto one seat at once; one wins, nobody ends with two seats or none', async () => {
       const seats = Array.from({ length: 50 }, (_, i) => `${12 + Math.floor(i / 6)}${'ABCDEF'[i % 6]}`);
       for (const [i, seatNum] of seats.entries()) {
