@@ -40,6 +40,7 @@ const system = await launchDistributed({
   port: await freePort(),
   flightsPort: await freePort(),
   reservationsPort: await freePort(),
+  rateLimitPerMinute: 'off',
   output: () => undefined,
 });
 const results: Measurement[] = [];

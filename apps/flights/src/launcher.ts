@@ -26,6 +26,8 @@ export interface DistributedOptions {
   flightsPort?: number;
   reservationsPort?: number;
   logLevel?: string;
+  /** The BFF's rate limit per caller (`RATE_LIMIT_PER_MINUTE`); default 300, `off` for none. */
+  rateLimitPerMinute?: number | 'off';
   /** Each process's lines, prefixed with its name; default: to stdout. */
   output?: (line: string) => void;
 }
@@ -74,6 +76,7 @@ export async function launchDistributed(options: DistributedOptions): Promise<Di
           FLIGHTS_PORT: spec.name === 'flights' ? String(spec.port) : 'off',
           RESERVATIONS_PORT: spec.name === 'reservations' ? String(spec.port) : 'off',
           OPS_PORT: 'off',
+          RATE_LIMIT_PER_MINUTE: String(options.rateLimitPerMinute ?? process.env.RATE_LIMIT_PER_MINUTE ?? 300),
           NODE_ID: spec.name,
           LOG_LEVEL: options.logLevel ?? 'warn',
         },

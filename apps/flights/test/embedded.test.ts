@@ -20,6 +20,8 @@ describeFlights('embedded (one process, memory transport, PGlite, Redis)', await
       FLIGHTS_PORT: '0',
       RESERVATIONS_PORT: '0',
       OPS_PORT: 'off',
+      // The races send hundreds of requests from one agent within the minute.
+      RATE_LIMIT_PER_MINUTE: 'off',
       LOG_LEVEL: 'silent',
     },
   });
@@ -32,7 +34,7 @@ describeFlights('embedded (one process, memory transport, PGlite, Redis)', await
   };
 });
 
-describe('embedded, with Redis down', async () => {
+describe('embedded, with Redis down (and a low rate limit)', async () => {
   // A port nothing listens on: the reservations service starts anyway and answers 503 until Redis is back.
   const deadRedis = `redis://127.0.0.1:${await freePort()}`;
   let system: FlightsSystem;
@@ -42,6 +44,7 @@ describe('embedded, with Redis down', async () => {
         CHASSIS_TRANSPORT: 'memory',
         DATABASE_URL: 'pglite://memory',
         REDIS_URL: deadRedis,
+        RATE_LIMIT_PER_MINUTE: '3',
         PORT: '0',
         FLIGHTS_PORT: '0',
         RESERVATIONS_PORT: '0',
@@ -74,6 +77,11 @@ describe('embedded, with Redis down', async () => {
     const check = health.body.checks['redis:responseTime'][0];
     assert.equal(check.status, 'fail');
     assert.match(check.output, /^redis: Redis cannot be reached/);
+    // The BFF limits each caller (3 a minute here): flyer's fourth request is refused.
+    const search = await bff('GET', '/api/flights/search?from=LAX&to=DCA&date=2027-05-17', { token });
+    assert.equal(search.status, 503);
+    const limited = await bff('GET', '/api/flights/search?from=LAX&to=DCA&date=2027-05-17', { token });
+    assert.deepEqual([limited.status, limited.body.error.code], [429, 'RATE_LIMITED']);
     // The flights service does not depend on Redis.
     assert.equal((await flights('GET', '/health')).status, 200);
   });
