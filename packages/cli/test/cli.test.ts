@@ -316,7 +316,11 @@ describe('chassis new app, new service: a scaffolded app passes its tests, start
     const child = spawn(
       process.execPath,
       [bin, 'dev', app, '--port', String(port), '--ops-port', String(opsPort), '--fresh'],
-      { cwd: root, env: childEnv({ NO_COLOR: '1' }), stdio: ['ignore', 'pipe', 'pipe'] },
+      {
+        cwd: root,
+        env: childEnv({ NO_COLOR: '1', CHASSIS_OPS_SECRET: 'dev-test-ops-secret-0123456789' }),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
     );
     let said = '';
     child.stderr?.on('data', (chunk) => {
@@ -332,6 +336,13 @@ describe('chassis new app, new service: a scaffolded app passes its tests, start
       assert.match(said, new RegExp(`ops +http://127\\.0\\.0\\.1:${opsPort}/health/ready`));
       const url = `http://127.0.0.1:${port}`;
       assert.equal((await json(await postJson(`${url}/notes`, { text: 'quiet' }))).text, 'quiet');
+      // Every trace is recorded in development: the request just made is in the span store.
+      const traces = (await (
+        await fetch(`http://127.0.0.1:${opsPort}/ops/traces?service=notes`, {
+          headers: { 'x-chassis-ops-secret': 'dev-test-ops-secret-0123456789' },
+        })
+      ).json()) as { services: string[] }[];
+      assert.ok(traces.length >= 1, 'a recorded trace of notes');
       // A change to the handler: the next start stores the text in capitals.
       writeFileSync(service, original.replace('values({ text })', 'values({ text: text.toUpperCase() })'));
       await waitUntil(

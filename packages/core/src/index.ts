@@ -56,12 +56,15 @@ export {
   runChecks,
 } from './observability/health.ts';
 export { NodeMetrics } from './observability/metrics.ts';
+export type { StoredSpan, TraceSummary } from './observability/span-store.ts';
 export {
+  type Attributes,
   InMemorySpanExporter,
   noSpan,
   type Span,
   type SpanExporter,
   SpanKind,
+  SpanStatusCode,
   Tracing,
   type TracingOptions,
 } from './observability/tracing.ts';

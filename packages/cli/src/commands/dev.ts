@@ -68,6 +68,8 @@ export async function dev(given: string | undefined, options: DevOptions, output
     PORT: String(options.port),
     OPS_PORT: String(options.opsPort),
     NODE_ENV: process.env.NODE_ENV ?? 'development',
+    // Development is for looking: every trace recorded, so each call shows in the span store (`traces`).
+    OTEL_TRACES_SAMPLER_ARG: process.env.OTEL_TRACES_SAMPLER_ARG ?? '1',
   };
   if (options.fresh) env.DATABASE_URL = 'pglite://memory';
   else delete env.DATABASE_URL;
