@@ -1,4 +1,4 @@
-import { ChassisError, type ChassisNode, jwtVerifier, runNode } from '@chassis/core';
+import { ChassisError, type ChassisNode, drainOnSignals, jwtVerifier, runNode } from '@chassis/core';
 import { createGateway, type Gateway } from '@chassis/gateway';
 import type { FastifyInstance } from 'fastify';
 import { flightsHttp } from '../services/flights/http.ts';
@@ -112,20 +112,7 @@ export async function startFlights(options: FlightsOptions = {}): Promise<Flight
     await stop();
     throw error;
   }
-  if (options.handleSignals) {
-    let stopping = false;
-    const shutdown = (signal: NodeJS.Signals) => {
-      if (stopping) process.exit(1);
-      stopping = true;
-      node.log.info(`${signal} received: draining`);
-      stop().then(
-        () => process.exit(0),
-        () => process.exit(1),
-      );
-    };
-    process.once('SIGTERM', shutdown);
-    process.once('SIGINT', shutdown);
-  }
+  if (options.handleSignals) drainOnSignals(node.log, stop);
   return {
     node,
     url,
