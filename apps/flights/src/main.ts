@@ -1,12 +1,14 @@
 import { startFlights } from './system.ts';
 
 /**
- * `npm run start:flights`: flight reservations in this one process — the flights service (PGlite in
- * `.data/flights`, or `DATABASE_URL`), the reservations service (the local Redis, `REDIS_URL`) and the
+ * `npm run start:flights`: flight reservations in this one process — the flights service (the local
+ * MariaDB, as in the book; `DATABASE_URL` for another, e.g. `pglite://.data/flights` for no server), the
+ * reservations service (the local Redis, `REDIS_URL`) and the
  * BFF on http://127.0.0.1:8080 — over the memory transport, serving until Ctrl-C. `SERVICES`,
  * `CHASSIS_TRANSPORT` and the ports spread the same parts over processes (src/distributed.ts).
  */
-const system = await startFlights({ handleSignals: true });
+const env = { ...process.env, DATABASE_URL: process.env.DATABASE_URL || 'mysql://root@127.0.0.1:3306/' };
+const system = await startFlights({ env, handleSignals: true });
 const say = (line: string) => console.log(line);
 const { node, url } = system;
 const hosted = [...node.services.map((s) => s.name), ...(url ? ['bff'] : [])];
