@@ -10,10 +10,14 @@ export const KUBERNETES_BASE_DIR = fileURLToPath(
 /** The image `deploy/Dockerfile` builds with `APP_WORKSPACE=apps/newsportal APP_ENTRY=apps/newsportal/src/main.ts`. */
 export const NEWSPORTAL_IMAGE = 'ghcr.io/chassis/newsportal:latest';
 
+/** Users' `GetUserData` port (the spec's 50051): its container port, Service port and `GRPC_PORT`. */
+export const USERS_GRPC_PORT = 50051;
+
 /**
  * The News portal's topology for a cluster: the process groups of `npm run start:newsportal:distributed`,
  * one Deployment each. The broker, the database and Redis are the user's, referenced from the Secret
- * `newsportal-infra` (docs/deploy.md shows how to create such a Secret).
+ * `newsportal-infra` (docs/deploy.md shows how to create such a Secret). Users serves `GetUserData` on
+ * its gRPC port, and recommendations reach it through users' Service by its DNS name.
  */
 export function newsportalTopology(image = NEWSPORTAL_IMAGE): AppTopology {
   return {
@@ -25,9 +29,11 @@ export function newsportalTopology(image = NEWSPORTAL_IMAGE): AppTopology {
       services: group.services.split(','),
       replicas: group.gateway ? 2 : 1,
       ...(group.gateway ? { httpPort: 8080 } : {}),
-      // The generator opens no gRPC port (its Services and NetworkPolicies carry HTTP and ops only), so
-      // in a cluster recommendations ask users over the broker rather than over GetUserData.
-      ...(group.services.includes('recommendation') ? { env: { USERS_GRPC_ADDRESS: 'off' } } : {}),
+      ...(group.services.includes('users') ? { grpcPort: USERS_GRPC_PORT } : {}),
+      // The Service's short name: the pods run in the Service's namespace, whichever the overlay sets.
+      ...(group.services.includes('recommendation')
+        ? { env: { USERS_GRPC_ADDRESS: `newsportal-${usersGroup()}:${USERS_GRPC_PORT}` } }
+        : {}),
     })),
     infra: {
       transport: { secret: 'newsportal-infra', key: 'transport-url' },
@@ -36,6 +42,13 @@ export function newsportalTopology(image = NEWSPORTAL_IMAGE): AppTopology {
     },
     serviceMonitor: false,
   };
+}
+
+/** The process group that runs users (its Service is `newsportal-<group>`). */
+function usersGroup(): string {
+  const group = processGroups.find((candidate) => candidate.services.split(',').includes('users'));
+  if (!group) throw new Error('No process group runs users');
+  return group.name;
 }
 
 /** The base's files, as `npm run deploy:generate:newsportal` writes them. */

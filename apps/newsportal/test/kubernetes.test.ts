@@ -39,6 +39,41 @@ describe('News portal on Kubernetes: the generated base', () => {
     assert.deepEqual(hosted.sort(), newsportalServiceNames().sort());
   });
 
+  it('recommendations reach users over gRPC: their address is users’ Service, whose grpc port reaches the server', () => {
+    const objects = kubernetesObjects(newsportalTopology());
+    const of = <K extends KubernetesObject['kind']>(kind: K) =>
+      objects.filter((o) => o.kind === kind) as Extract<KubernetesObject, { kind: K }>[];
+    const edge = of('ConfigMap').find((config) => config.data!.SERVICES!.split(',').includes('recommendation'))!;
+    const [host, port] = edge.data!.USERS_GRPC_ADDRESS!.split(':');
+    const service = of('Service').find((candidate) => candidate.metadata!.name === host);
+    assert.ok(service, `a Service named ${host}`);
+    const servicePort = service.spec!.ports!.find((candidate) => candidate.name === 'grpc')!;
+    assert.equal(servicePort.port, Number(port));
+    // The pods the Service selects run users, serve gRPC on that container port, on every interface.
+    const selected = of('Deployment').filter((deployment) =>
+      Object.entries(service.spec!.selector!).every(
+        ([key, value]) => deployment.spec!.template.metadata!.labels![key] === value,
+      ),
+    );
+    assert.equal(selected.length, 1);
+    const container = selected[0]!.spec!.template.spec!.containers[0]!;
+    const containerPort = container.ports!.find((candidate) => candidate.name === servicePort.targetPort)!;
+    const users = of('ConfigMap').find(
+      (config) => config.metadata!.name === container.envFrom![0]!.configMapRef!.name,
+    )!;
+    assert.equal(users.data!.SERVICES, 'users');
+    assert.equal(users.data!.GRPC_PORT, String(containerPort.containerPort));
+    assert.equal(users.data!.GRPC_HOST, '0.0.0.0');
+    assert.deepEqual(
+      container.readinessProbe!.grpc,
+      { port: 50051 },
+      'ready when GetUserData’s server answers its health check',
+    );
+    // The users NetworkPolicy lets the namespace's pods (the edge) in on that port.
+    const policy = of('NetworkPolicy').find((candidate) => candidate.metadata!.name === host)!;
+    assert.ok(policy.spec!.ingress!.some((rule) => rule.ports!.some((p) => p.port === containerPort.containerPort)));
+  });
+
   it('`kubectl kustomize` builds the base', { skip: kubectlMissing }, async () => {
     const { stdout } = await run('kubectl', ['kustomize', KUBERNETES_BASE_DIR], { maxBuffer: 16 * 1024 * 1024 });
     assert.match(stdout, /name: newsportal-edge/);
