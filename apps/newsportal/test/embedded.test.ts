@@ -174,6 +174,80 @@ describe('News portal bad input: 400 with the field named, 404, 409, never 500',
   });
 });
 
+describe('recommendations walk the users–labels graph (a recursive query)', { skip }, () => {
+  it('lists a user’s labels, a label’s readers, and the labels to recommend three hops away, ranked', async () => {
+    const url = (await started()).url!;
+    const suffix = keyPrefix.slice(-9, -1);
+    // Labels of their own, so that other tests' readings do not reach them.
+    const label = (name: string) => `walk-${name}-${suffix}`;
+    const [x, y, z, w, q] = [label('x'), label('y'), label('z'), label('w'), label('q')];
+    const user = async (name: string) => {
+      const created = await request(url, 'POST', '/v1/users', {
+        body: { name, email: `${name.toLowerCase()}-${suffix}@example.com`, password: 'password-1' },
+      });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      return created.body.id as number;
+    };
+    const [ann, ben, cat, dan, eve] = [
+      await user('Ann'),
+      await user('Ben'),
+      await user('Cat'),
+      await user('Dan'),
+      await user('Eve'),
+    ];
+    const read = async (reader: number, tags: string[]) => {
+      const item = await request(url, 'POST', '/v1/news/politics', {
+        body: { title: tags.join(' '), content: 'x', author: 'Desk', tags },
+      });
+      const id = (item.body.news as { id: number }).id;
+      const answer = await request(url, 'GET', `/v1/news/politics/${id}`, { headers: { cookie: `user_id=${reader}` } });
+      assert.equal(answer.status, 200);
+    };
+    // Ann reads x and y; Ben y and z; Cat y, z and w; Dan only q. The graph has cycles (Ann–y–Ben–z–Cat–y).
+    await read(ann, [x, y]);
+    await read(ben, [y, z]);
+    await read(cat, [y, z, w]);
+    await read(dan, [q]);
+    const labels = async (id: number) =>
+      ((await request(url, 'GET', `/v1/recommendation/user/${id}`)).body as unknown as { id: string }[]).map(
+        (label) => label.id,
+      );
+    await waitUntil(async () => (await labels(cat)).length === 3 && (await labels(dan)).length === 1, {
+      timeoutMs: 5000,
+      what: 'the readings to reach the graph',
+    });
+    assert.deepEqual(await labels(ann), [x, y].sort());
+    const readersOfY = (await request(url, 'GET', `/v1/recommendation/label/${y}`)).body as unknown as { id: number }[];
+    assert.deepEqual(
+      readersOfY.map((reader) => reader.id),
+      [ann, ben, cat],
+    );
+    // For Ann: z (read by Ben and Cat, who share y with her) before w (Cat only); not her own, not Dan's q.
+    const related = await request(url, 'GET', `/v1/recommendation/user/${ann}/related`);
+    assert.equal(related.status, 200, JSON.stringify(related.body));
+    assert.deepEqual(related.body, [
+      { id: z, readers: 2 },
+      { id: w, readers: 1 },
+    ]);
+    // For Ben: x (Ann) and w (Cat), one co-reader each, by name.
+    assert.deepEqual(
+      (await request(url, 'GET', `/v1/recommendation/user/${ben}/related`)).body,
+      [
+        { id: w, readers: 1 },
+        { id: x, readers: 1 },
+      ].sort((a, b) => a.id.localeCompare(b.id)),
+    );
+    // Dan shares no label: nothing to recommend. Eve read nothing: nothing either. An unknown user: 404.
+    assert.deepEqual((await request(url, 'GET', `/v1/recommendation/user/${dan}/related`)).body, []);
+    assert.deepEqual((await request(url, 'GET', `/v1/recommendation/user/${eve}/related`)).body, []);
+    const unknown = await request(url, 'GET', '/v1/recommendation/user/999999/related');
+    assert.equal(unknown.status, 404);
+    const invalid = await request(url, 'GET', '/v1/recommendation/user/zero/related');
+    assert.equal(invalid.status, 400);
+    assert.deepEqual((await request(url, 'GET', `/v1/recommendation/label/walk-none-${suffix}`)).body, []);
+  });
+});
+
 /**
  * deploy/monitoring against this system: a real Prometheus scrapes its node each second, with the rule
  * files loaded, while users are created and read and news read by a user (recommendations then ask users
