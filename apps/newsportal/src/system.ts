@@ -2,6 +2,7 @@ import { ChassisError, type ChassisNode, drainOnSignals, type NodeExtension, run
 import { type Database, dataExtension } from '@chassis/data';
 import { createGateway, type Gateway } from '@chassis/gateway';
 import { fetchUserOverGrpc, userDataClient, userDataServer } from '../services/users/grpc.ts';
+import { UsersMetrics } from '../services/users/metrics.ts';
 import { newsportalApi } from './gateway.ts';
 import { type NewsportalServicesOptions, newsportalServices } from './services.ts';
 
@@ -62,6 +63,9 @@ export async function startNewsportal(options: NewsportalOptions = {}): Promise<
     extensions.push(client);
     fetchUser = fetchUserOverGrpc(client);
   }
+  // Users' cache and write-queue metrics on this node's /metrics (the News portal dashboard reads them).
+  const usersMetrics = hosts('users') ? new UsersMetrics() : undefined;
+  if (usersMetrics) extensions.push(usersMetrics);
   const node = await runNode({
     services: newsportalServices({
       ...options.services,
@@ -69,6 +73,7 @@ export async function startNewsportal(options: NewsportalOptions = {}): Promise<
       users: {
         url: env.REDIS_URL || 'redis://127.0.0.1:6379',
         keyPrefix: env.REDIS_KEY_PREFIX ?? 'newsportal:',
+        ...(usersMetrics ? { metrics: usersMetrics } : {}),
         ...options.services?.users,
       },
     }),
