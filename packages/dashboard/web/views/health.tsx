@@ -104,6 +104,58 @@ export function HealthView() {
               </p>
             ))}
           </Section>
+          <Section title="Requests per action (rate, errors, mean duration; last minutes)">
+            <Filter label="Find an action" value={filter} onInput={setFilter} />
+            {red.data && red.data.length === 0 && (
+              <p class="muted">
+                No figures yet: the dashboard reads each node's /metrics every few seconds and draws a line once it has
+                two readings of an action that was called.
+              </p>
+            )}
+            <table class="red">
+              <thead>
+                <tr>
+                  <th scope="col">Action</th>
+                  <th scope="col">Node</th>
+                  <th scope="col">Rate (req/s)</th>
+                  <th scope="col">Errors (/s)</th>
+                  <th scope="col">Mean duration</th>
+                </tr>
+              </thead>
+              <tbody>
+                {(red.data ?? [])
+                  .filter((s) => matches(filter, s.action, s.nodeId))
+                  .map((s) => {
+                    const last = s.points.at(-1);
+                    const means = s.points.map((p) => p.meanMs).filter((m): m is number => m !== null);
+                    return (
+                      <tr key={`${s.nodeId} ${s.action}`}>
+                        <td>
+                          <code>{s.action}</code>
+                        </td>
+                        <td>{s.nodeId}</td>
+                        <td>
+                          <Sparkline values={s.points.map((p) => p.rate)} label={`${s.action} requests per second`} />{' '}
+                          {last?.rate.toFixed(2)}
+                        </td>
+                        <td>
+                          <Sparkline
+                            values={s.points.map((p) => p.errors)}
+                            tone="errors"
+                            label={`${s.action} errors per second`}
+                          />{' '}
+                          {last?.errors.toFixed(2)}
+                        </td>
+                        <td>
+                          <Sparkline values={means} tone="duration" label={`${s.action} mean duration`} />{' '}
+                          {means.length ? `${means.at(-1)!.toFixed(1)} ms` : '–'}
+                        </td>
+                      </tr>
+                    );
+                  })}
+              </tbody>
+            </table>
+          </Section>
           <div class="columns">
             <Section title="Readiness checks">
               {data.health.map((h) => (
@@ -135,100 +187,67 @@ export function HealthView() {
               ))}
             </Section>
             <Section title="Breakers and bulkheads">
-              <table class="policies">
-                <thead>
-                  <tr>
-                    <th scope="col">Node</th>
-                    <th scope="col">Target</th>
-                    <th scope="col">State</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {data.policies.flatMap((p) => [
-                    ...p.breakers.map((b) => (
-                      <tr key={`${p.nodeId} b ${b.target}`}>
-                        <td>{p.nodeId}</td>
-                        <td>breaker {b.target}</td>
-                        <td>
-                          <span class={`tag ${b.state}`}>{b.state}</span>
-                        </td>
-                      </tr>
-                    )),
-                    ...p.bulkheads.map((b) => (
-                      <tr key={`${p.nodeId} h ${b.target}`}>
-                        <td>{p.nodeId}</td>
-                        <td>bulkhead {b.target}</td>
-                        <td>
-                          {b.inFlight}/{b.maxConcurrent} in flight, {b.queued} queued
-                        </td>
-                      </tr>
-                    )),
-                  ])}
-                </tbody>
-              </table>
-              {data.policies.every((p) => p.breakers.length + p.bulkheads.length === 0) && (
-                <p class="muted">No breaker or bulkhead configured.</p>
-              )}
+              <Policies policies={data.policies} />
             </Section>
           </div>
         </>
       )}
-      <Section title="Requests per action (rate, errors, mean duration; last minutes)">
-        <Filter label="Find an action" value={filter} onInput={setFilter} />
-        {red.data && red.data.length === 0 && (
-          <p class="muted">
-            No figures yet: the dashboard reads each node's /metrics every few seconds and draws a line once it has two
-            readings of an action that was called.
-          </p>
-        )}
-        <table class="red">
-          <thead>
-            <tr>
-              <th scope="col">Action</th>
-              <th scope="col">Node</th>
-              <th scope="col">Rate (req/s)</th>
-              <th scope="col">Errors (/s)</th>
-              <th scope="col">Mean duration</th>
-            </tr>
-          </thead>
+    </div>
+  );
+}
+
+/** Breakers and bulkheads of every node: the ones that need a look in full, the rest counted (one per action adds up). */
+function Policies({ policies }: { policies: Policies[] }) {
+  const breakers = policies.flatMap((p) => p.breakers.map((b) => ({ ...b, nodeId: p.nodeId })));
+  const bulkheads = policies.flatMap((p) => p.bulkheads.map((b) => ({ ...b, nodeId: p.nodeId })));
+  const states = new Map<string, number>();
+  for (const b of breakers) states.set(b.state, (states.get(b.state) ?? 0) + 1);
+  const notClosed = breakers.filter((b) => b.state !== 'closed');
+  const busy = bulkheads.filter((b) => b.inFlight > 0 || b.queued > 0);
+  const breakerRows = (list: typeof breakers) =>
+    list.map((b) => (
+      <tr key={`${b.nodeId} ${b.target}`}>
+        <td>{b.target}</td>
+        <td>
+          <span class={`tag ${b.state}`}>{b.state}</span>
+        </td>
+        <td class="muted">{b.nodeId}</td>
+      </tr>
+    ));
+  const bulkheadRows = (list: typeof bulkheads) =>
+    list.map((b) => (
+      <tr key={`${b.nodeId} ${b.target}`}>
+        <td>{b.target}</td>
+        <td>
+          {b.inFlight}/{b.maxConcurrent} in flight, {b.queued} queued
+        </td>
+        <td class="muted">{b.nodeId}</td>
+      </tr>
+    ));
+  return (
+    <>
+      <p>
+        {breakers.length} breakers:{' '}
+        {[...states.entries()].map(([state, count]) => `${count} ${state}`).join(', ') || 'none'} · {bulkheads.length}{' '}
+        bulkheads, {busy.length} busy
+      </p>
+      {notClosed.length + busy.length > 0 && (
+        <table class="policies" aria-label="Breakers not closed and busy bulkheads">
           <tbody>
-            {(red.data ?? [])
-              .filter((s) => matches(filter, s.action, s.nodeId))
-              .map((s) => {
-                const last = s.points.at(-1);
-                const means = s.points.map((p) => p.meanMs).filter((m): m is number => m !== null);
-                return (
-                  <tr key={`${s.nodeId} ${s.action}`}>
-                    <td>
-                      <code>{s.action}</code>
-                    </td>
-                    <td>{s.nodeId}</td>
-                    <td>
-                      <Sparkline values={s.points.map((p) => p.rate)} label={`${s.action} requests per second`} />{' '}
-                      {last?.rate.toFixed(2)}
-                    </td>
-                    <td>
-                      <Sparkline
-                        values={s.points.map((p) => p.errors)}
-                        tone="errors"
-                        label={`${s.action} errors per second`}
-                      />{' '}
-                      {last?.errors.toFixed(2)}
-                    </td>
-                    <td>
-                      <Sparkline
-                        values={s.points.map((p) => p.meanMs)}
-                        tone="duration"
-                        label={`${s.action} mean duration`}
-                      />{' '}
-                      {means.length ? `${means.at(-1)!.toFixed(1)} ms` : '–'}
-                    </td>
-                  </tr>
-                );
-              })}
+            {breakerRows(notClosed)}
+            {bulkheadRows(busy)}
           </tbody>
         </table>
-      </Section>
-    </div>
+      )}
+      <details>
+        <summary>Every breaker and bulkhead</summary>
+        <table class="policies">
+          <tbody>
+            {breakerRows(breakers)}
+            {bulkheadRows(bulkheads)}
+          </tbody>
+        </table>
+      </details>
+    </>
   );
 }
