@@ -96,8 +96,9 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     if (path === 'status') {
       try {
         const nodeIds = await connection.nodeIds();
-        // Asked, not remembered: a connection may know the node ids from before the system went away.
-        if (nodeIds[0] !== undefined) await connection.ops(nodeIds[0], 'node', {}, 3_000);
+        // Asked, not remembered: a connection to an ops port knows its node's id from before the node went
+        // away. (Through a broker the node ids are the heartbeats heard lately: fresh already.)
+        if (connection.kind === 'http' && nodeIds[0] !== undefined) await connection.ops(nodeIds[0], 'node', {}, 3_000);
         return send(response, 200, { target: connection.target, kind: connection.kind, reachable: true, nodeIds });
       } catch (error) {
         const failure = toChassisError(error);

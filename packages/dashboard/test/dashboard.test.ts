@@ -6,10 +6,11 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { dashboardConnection } from '@chassis/cli';
-import { callOpsHttp, isChassisError } from '@chassis/core';
+import { action, callOpsHttp, createNode, createTransport, defineService, handle, isChassisError } from '@chassis/core';
 import { type Simplebank, startSimplebank } from '@chassis/simplebank/system';
-import { freePort, skipUnlessInstalled, waitUntil } from '@chassis/testing';
+import { freePort, servers, skipUnlessInstalled, skipUnlessUp, waitUntil } from '@chassis/testing';
 import { type Browser, chromium, type Page } from 'playwright-core';
+import { z } from 'zod';
 import { type Dashboard, startDashboard } from '../src/index.ts';
 
 /**
@@ -120,6 +121,21 @@ describe('the dashboard in a browser, against SimpleBank', { skip }, () => {
     assert.match(schema ?? '', /"accountId"/, 'the input contract as JSON Schema');
     await orders.getByText('market.order_placed').first().waitFor();
     await shoot('catalog');
+    // By keyboard: from the search box, Tab reaches the first service; Enter opens it; focus is visible.
+    await page.getByLabel('Find a service, action or event').focus();
+    await page.keyboard.press('Tab');
+    const focused = page.locator('.service-list a:focus');
+    assert.match((await focused.textContent()) ?? '', /^account-transactions/);
+    // (The test has no DOM types: the browser's getComputedStyle is reached through globalThis.)
+    const outline = await focused.evaluate(
+      (el) =>
+        (globalThis as unknown as { getComputedStyle(e: unknown): { outlineStyle: string } }).getComputedStyle(el)
+          .outlineStyle,
+    );
+    assert.equal(outline, 'solid', 'focus is visible');
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Enter');
+    await page.getByRole('article', { name: 'Service alerts' }).waitFor();
     await page.getByLabel('Find a service, action or event').fill('payment');
     const names = await page.locator('.service-list .name').allTextContents();
     assert.deepEqual(names, ['account-transactions', 'notifications', 'payments', 'place-strategy-orders']);
@@ -316,6 +332,33 @@ describe('the dashboard in a browser, against SimpleBank', { skip }, () => {
     await shoot('health');
   });
 
+  it("the dashboard's API: the page's header required, bad requests refused with a code, no file outside its build", async () => {
+    const api = (path: string, init: RequestInit = {}) => fetch(new URL(path, dashboard.url), init);
+    const page = { 'x-chassis-dashboard': '1' };
+    const forbidden = await api('api/ops/nodes', { method: 'POST' });
+    assert.equal(forbidden.status, 403, "no header: another site's page cannot use it");
+    assert.equal(((await forbidden.json()) as { error: { code: string } }).error.code, 'FORBIDDEN');
+    const notJson = await api('api/ops/nodes', { method: 'POST', headers: page, body: '{oops' });
+    assert.equal(notJson.status, 400);
+    assert.equal(((await notJson.json()) as { error: { code: string } }).error.code, 'VALIDATION');
+    const unknown = await api('api/ops/no/such', { method: 'POST', headers: page, body: '{}' });
+    assert.equal(((await unknown.json()) as { error: { code: string } }).error.code, 'UNKNOWN_ACTION');
+    assert.equal(unknown.status, 404);
+    const refused = await api('api/ops/dlq/show', { method: 'POST', headers: page, body: '{"input":{}}' });
+    assert.equal(refused.status, 400, "the ops API's VALIDATION comes through with its status");
+    assert.equal((await api('api/nothing', { headers: page })).status, 404);
+    assert.equal((await api('%2e%2e/package.json')).status, 404, 'nothing outside dist/ is served');
+    assert.equal((await api('assets/none.js')).status, 404);
+    const index = await api('');
+    assert.match(index.headers.get('content-security-policy') ?? '', /default-src 'self'/);
+    const each = (await (await api('api/each/services', { method: 'POST', headers: page, body: '{}' })).json()) as {
+      nodeId: string;
+      output: { name: string }[];
+    }[];
+    assert.equal(each.length, 1);
+    assert.equal(each[0]!.output.length, 13);
+  });
+
   it('without a reachable system it says so plainly: the ops port down, the broker down', async () => {
     const unreachable = [
       { flags: { ops: `http://127.0.0.1:${await freePort()}`, secret }, says: /Cannot reach the ops port/ },
@@ -334,6 +377,68 @@ describe('the dashboard in a browser, against SimpleBank', { skip }, () => {
         await down.close();
         await connection.close();
       }
+    }
+  });
+});
+
+describe('the dashboard through a broker (NATS)', async () => {
+  const skipNats = await skipUnlessUp('nats');
+  it("finds the system's nodes through the broker, calls through it, and reads each node's /metrics", {
+    skip: skipNats,
+  }, async () => {
+    // A node of its own on the shared broker; the others there (other tests) are left out by name.
+    const service = `dashboard${randomBytes(3).toString('hex')}`;
+    const hello = action(`${service}.hello`, {
+      input: z.object({ name: z.string().min(1) }),
+      output: z.object({ text: z.string() }),
+    });
+    const node = createNode({
+      services: [defineService({ name: service, actions: [handle(hello, ({ name }) => ({ text: `hello ${name}` }))] })],
+      transport: await createTransport(servers.nats.url),
+      opsSecret: secret,
+      opsPort: 0,
+      logLevel: 'silent',
+    });
+    await node.start();
+    const connection = dashboardConnection({ transport: servers.nats.url, secret });
+    const served = await startDashboard({ connection, port: 0, metricsEveryMs: 300 });
+    const post = async (path: string, body: unknown) =>
+      (await fetch(new URL(`api/${path}`, served.url), {
+        method: 'POST',
+        headers: { 'x-chassis-dashboard': '1', 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      })) as Response;
+    try {
+      const status = (await (
+        await fetch(new URL('api/status', served.url), { headers: { 'x-chassis-dashboard': '1' } })
+      ).json()) as { kind: string; reachable: boolean; nodeIds: string[]; error?: unknown };
+      assert.equal(status.kind, 'broker');
+      assert.equal(status.reachable, true, JSON.stringify(status.error));
+      assert.ok(status.nodeIds.includes(node.id), 'the node, heard through the broker');
+      const answers = (await (await post('each/services', { input: { service } })).json()) as {
+        nodeId: string;
+        output?: { name: string }[];
+      }[];
+      assert.deepEqual(
+        answers.filter((a) => a.output?.length).map((a) => [a.nodeId, a.output![0]!.name]),
+        [[node.id, service]],
+      );
+      const called = await post('ops/call', { service, input: { action: hello.name, input: { name: 'ada' } } });
+      assert.deepEqual(await called.json(), { text: 'hello ada' });
+      await waitUntil(
+        async () => {
+          await post('ops/call', { service, input: { action: hello.name, input: { name: 'bo' } } });
+          const red = (await (
+            await fetch(new URL('api/red', served.url), { headers: { 'x-chassis-dashboard': '1' } })
+          ).json()) as { action: string; nodeId: string }[];
+          return red.some((r) => r.action === hello.name && r.nodeId === node.id);
+        },
+        { timeoutMs: 10_000, intervalMs: 200, what: "the node's RED figures from its /metrics" },
+      );
+    } finally {
+      await served.close();
+      await connection.close();
+      await node.stop();
     }
   });
 });
