@@ -56,7 +56,15 @@ export {
   runChecks,
 } from './observability/health.ts';
 export { NodeMetrics } from './observability/metrics.ts';
-export { InMemorySpanExporter, type SpanExporter, type TracingOptions } from './observability/tracing.ts';
+export {
+  InMemorySpanExporter,
+  noSpan,
+  type Span,
+  type SpanExporter,
+  SpanKind,
+  Tracing,
+  type TracingOptions,
+} from './observability/tracing.ts';
 export {
   callOps,
   callOpsHttp,

@@ -2,7 +2,7 @@ import { fork } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { ChassisError, tlsFailure } from '@chassis/core';
+import { ChassisError, defineError, tlsFailure } from '@chassis/core';
 import { PGlite } from '@electric-sql/pglite';
 import {
   Kysely,
@@ -13,6 +13,7 @@ import {
   sql,
 } from 'kysely';
 import pg from 'pg';
+import { featureUnsupported, isMysqlUrl, openMysql } from './mysql.ts';
 import { isTransactionControl, type PgliteConnection, PglitePreparedStatements } from './pglite-prepared.ts';
 import { type PostgresTls, postgresTls } from './postgres-tls.ts';
 import { DEFAULT_PREPARED_STATEMENTS_PER_CONNECTION, prepareRepeatedStatements } from './prepared-statements.ts';
@@ -35,7 +36,16 @@ import { type DatabaseUsage, UsageCounter } from './usage.ts';
 /** Tables unknown to the type system: for raw `sql` and for modules that declare their own. */
 export type AnyTables = Record<string, never>;
 
-export type DatabaseKind = 'postgres' | 'pglite';
+export type DatabaseKind = 'postgres' | 'pglite' | 'mysql';
+
+/**
+ * A feature of the data kit that needs PostgreSQL (LISTEN/NOTIFY, the event store, sagas, projections)
+ * asked for on MariaDB/MySQL: raised when the service starts, not at its first use.
+ */
+export const DatabaseFeatureUnsupported = defineError('DATABASE_FEATURE_UNSUPPORTED', {
+  status: 500,
+  retryable: false,
+});
 
 export interface DatabaseOptions {
   /** Connections in the pool (PostgreSQL). Default 10. */
@@ -85,15 +95,24 @@ export class Database {
   static async open(url: string, options: DatabaseOptions = {}): Promise<Database> {
     if (url.startsWith('pglite://')) return openPglite(url, options);
     if (url.startsWith('postgres://') || url.startsWith('postgresql://')) return openPostgres(url, options);
+    if (isMysqlUrl(url)) return openMysql(url, options);
     throw new ChassisError(
       'CONFIG',
-      `DATABASE_URL "${url}" is not one this client opens: use postgres://user@host:5432/db, pglite://memory or pglite://<folder>`,
+      `DATABASE_URL "${hidePassword(url)}" is not one this client opens: use postgres://user@host:5432/db, pglite://memory, pglite://<folder> or mysql://user@host:3306/ (MariaDB/MySQL)`,
     );
   }
 
   /** Kysely bound to a schema: `db.schema<OrdersTables>('orders').selectFrom('orders')…`. */
   schema<Tables>(name: string): Kysely<Tables> {
     return (this.kysely as unknown as Kysely<Tables>).withSchema(name);
+  }
+
+  /**
+   * Fails with `DATABASE_FEATURE_UNSUPPORTED` naming `feature` unless this database has what it needs
+   * (PostgreSQL or PGlite): called where a service sets the feature up, so that it fails at start.
+   */
+  requireFeature(feature: string): void {
+    if (this.kind === 'mysql') throw featureUnsupported(this.description, feature);
   }
 
   /** Runs `work` in one transaction: all of it commits, or none of it does. */

@@ -203,6 +203,7 @@ export class EventStore<S extends EventSchemas = EventSchemas> {
   readonly db: Database;
 
   constructor(db: Database, options: EventStoreOptions<S>) {
+    db.requireFeature('The event store');
     this.db = db;
     if (typeof options.service !== 'string' || !SERVICE_NAME.test(options.service)) {
       throw new ChassisError(

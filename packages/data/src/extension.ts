@@ -38,7 +38,10 @@ import { UnitOfWork } from './unit-of-work.ts';
  * Services without migrations are untouched: their emits go straight to the transport.
  */
 export interface DataExtensionOptions {
-  /** `postgres://…`, `pglite://<dir>` or `pglite://memory`; default `DATABASE_URL`, else `pglite://memory`. */
+  /**
+   * `postgres://…`, `pglite://<dir>`, `pglite://memory` or `mysql://…` (MariaDB/MySQL); default
+   * `DATABASE_URL`, else `pglite://memory`.
+   */
   url?: string;
   /** A database already open (the extension then leaves closing it to you). */
   database?: Database;
@@ -211,7 +214,10 @@ export class DataExtension implements NodeExtension {
       const result = await next();
       // An event handler that wrote nothing still records that it ran.
       if (subscription && !unit.opened) await unit.transaction();
+      const emitted = unit.hasEmitted;
       await unit.commit();
+      // No NOTIFY on MariaDB/MySQL: this node's relay is told here (other nodes' relays poll).
+      if (emitted && db.kind === 'mysql') this.relays.get(service.name)?.nudge();
       return result;
     } catch (error) {
       // On a lost connection the rollback fails too; the server has rolled the transaction back anyway.
@@ -319,7 +325,10 @@ export class DataExtension implements NodeExtension {
         `commit(ctx) is for actions and schedules; ${ctx.service} called it from an event handler`,
       );
     }
-    await this.unitOf(ctx).commitSoFar();
+    const unit = this.unitOf(ctx);
+    const emitted = unit.hasEmitted;
+    await unit.commitSoFar();
+    if (emitted && unit.db.kind === 'mysql') this.relays.get(ctx.service)?.nudge();
   }
 
   private unitOf(ctx: Context): UnitOfWork {

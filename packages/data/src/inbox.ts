@@ -1,6 +1,7 @@
 import { ChassisError, defineError } from '@chassis/core';
 import type { Kysely } from 'kysely';
 import { type AnyTables, Database, sql } from './database.ts';
+import { installInServiceDatabase, isMysql, isMysqlMissingTable } from './mysql.ts';
 import { checkRetention, indexIfMissing, installInServiceSchema, isMissingRelation } from './service-schema.ts';
 
 /**
@@ -22,6 +23,18 @@ const TABLE = 'chassis_inbox';
  * (it takes the service's migration lock). Run it when the service starts.
  */
 export async function installInbox(db: Database, service: string): Promise<void> {
+  if (db.kind === 'mysql') {
+    await installInServiceDatabase(db, service, [
+      `create table if not exists ${TABLE} (
+        subscription varchar(${MAX_ID_LENGTH}) not null,
+        message_id varchar(${MAX_ID_LENGTH}) not null,
+        handled_at datetime(6) not null default current_timestamp(6),
+        primary key (subscription, message_id),
+        key chassis_inbox_handled_at (handled_at)
+      ) engine = InnoDB`,
+    ]);
+    return;
+  }
   const table = sql.id(service, TABLE);
   await installInServiceSchema(db, service, [
     sql`create table if not exists ${table} (
@@ -53,6 +66,18 @@ export async function claimInbox(
   subscription: string,
   messageId: string,
 ): Promise<boolean> {
+  if (isMysql(trx)) {
+    checkId(service, subscription, messageId, true);
+    // `insert ignore` waits, as PostgreSQL's `on conflict` does, for a transaction holding the same key.
+    // It would also turn a too-long value into a truncated one: checkId refuses those first.
+    const inserted = await sql`
+      insert ignore into ${sql.id(service, TABLE)} (subscription, message_id) values (${subscription}, ${messageId})`
+      .execute(trx)
+      .catch((error: unknown) => {
+        throw isMissingRelation(error) || isMysqlMissingTable(error) ? notInstalled(service, error) : error;
+      });
+    return Number(inserted.numAffectedRows ?? 0) === 1;
+  }
   checkId(service, subscription, messageId);
   const result = await sql<{ claimed: number }>`
     insert into ${sql.id(service, TABLE)} (subscription, message_id) values (${subscription}, ${messageId})
@@ -80,7 +105,7 @@ export async function isInInbox(
     select 1 as found from ${sql.id(service, TABLE)} where subscription = ${subscription} and message_id = ${messageId}`
     .execute(db instanceof Database ? db.kysely : db)
     .catch((error: unknown) => {
-      throw isMissingRelation(error) ? notInstalled(service, error) : error;
+      throw isMissingRelation(error) || isMysqlMissingTable(error) ? notInstalled(service, error) : error;
     });
   return result.rows.length === 1;
 }
@@ -92,17 +117,31 @@ export async function isInInbox(
  */
 export async function pruneInbox(db: Database, service: string, olderThanMs: number): Promise<number> {
   checkRetention(olderThanMs);
+  const cutoff =
+    db.kind === 'mysql'
+      ? sql`current_timestamp(6) - interval ${Math.round(olderThanMs * 1000)} microsecond`
+      : sql`clock_timestamp() - make_interval(secs => ${olderThanMs / 1000})`;
   const result = await sql`
     delete from ${sql.id(service, TABLE)}
-    where handled_at < clock_timestamp() - make_interval(secs => ${olderThanMs / 1000})`
+    where handled_at < ${cutoff}`
     .execute(db.kysely)
     .catch((error: unknown) => {
-      throw isMissingRelation(error) ? notInstalled(service, error) : error;
+      throw isMissingRelation(error) || isMysqlMissingTable(error) ? notInstalled(service, error) : error;
     });
   return Number(result.numAffectedRows ?? 0);
 }
 
-function checkId(service: string, subscription: string, messageId: string): void {
+/** The longest subscription and message id the inbox keeps (MariaDB/MySQL: the key's `varchar`). */
+const MAX_ID_LENGTH = 255;
+
+function checkId(service: string, subscription: string, messageId: string, mysql = false): void {
+  if (mysql && (messageId.length > MAX_ID_LENGTH || subscription.length > MAX_ID_LENGTH)) {
+    throw new ChassisError(
+      'BAD_MESSAGE',
+      `A message id or subscription for ${subscription} of service "${service}" is longer than ${MAX_ID_LENGTH} characters: the inbox keeps ids up to ${MAX_ID_LENGTH}`,
+      { data: { service, subscription } },
+    );
+  }
   // An empty id would make every message without one a "redelivery" of the first.
   if (messageId === '') {
     throw new ChassisError(

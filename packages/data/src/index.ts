@@ -1,4 +1,12 @@
-export { type AnyTables, Database, type DatabaseKind, type DatabaseOptions, quoteIdentifier, sql } from './database.ts';
+export {
+  type AnyTables,
+  Database,
+  DatabaseFeatureUnsupported,
+  type DatabaseKind,
+  type DatabaseOptions,
+  quoteIdentifier,
+  sql,
+} from './database.ts';
 export {
   type AppendOptions,
   type AppendResult,

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { ChassisError, defineError } from '@chassis/core';
 import type { Kysely } from 'kysely';
 import { type AnyTables, type Database, quoteIdentifier, sql } from './database.ts';
+import { type MysqlSession, useServiceDatabase, withMysqlLock } from './mysql.ts';
 
 /**
  * Per-service migrations. Each service owns a schema named after it and a folder of `.sql` files,
@@ -38,6 +39,12 @@ export async function migrate(db: Database, spec: MigrationsSpec): Promise<Migra
   const files = await listMigrations(spec.service, folder);
   const schema = quoteIdentifier(spec.service);
   const report: MigrationReport = { service: spec.service, applied: [], alreadyApplied: [] };
+  if (db.kind === 'mysql') {
+    await withMysqlLock(db, `chassis:migrate:${spec.service}`, (session) =>
+      migrateMysql(db, session, spec.service, folder, files, report),
+    );
+    return report;
+  }
 
   await locked(db, spec.service, async (trx) => {
     await sql.raw(`create schema if not exists ${schema}`).execute(trx);
@@ -80,6 +87,58 @@ export async function migrate(db: Database, spec: MigrationsSpec): Promise<Migra
     });
   }
   return report;
+}
+
+/**
+ * MariaDB/MySQL: the same files and records, under the service's `GET_LOCK`, in the service's database
+ * (created if missing). Each file runs in a transaction, which keeps a file of data (seed rows) all or
+ * nothing; DDL commits at once in MySQL, so a file that fails after a `create table` keeps the table — it
+ * is not recorded and runs again at the next start: write such files with `if not exists`.
+ */
+async function migrateMysql(
+  db: Database,
+  session: MysqlSession,
+  service: string,
+  folder: string,
+  files: string[],
+  report: MigrationReport,
+): Promise<void> {
+  await useServiceDatabase(db, session, service);
+  await session.query(
+    `create table if not exists ${TABLE} (name varchar(255) primary key, checksum char(64) not null, applied_at datetime(6) not null default current_timestamp(6))`,
+  );
+  for (const file of files) {
+    const text = await readFile(join(folder, file), 'utf8');
+    const checksum = createHash('sha256').update(text).digest('hex');
+    const [previous] = await session.query<{ checksum: string }>(`select checksum from ${TABLE} where name = ?`, [
+      file,
+    ]);
+    if (previous) {
+      if (previous.checksum !== checksum) {
+        throw MigrationFailed(
+          `Migration ${file} of service "${service}" was changed after it was applied; add a new migration instead of editing it`,
+          { service, file },
+        );
+      }
+      report.alreadyApplied.push(file);
+      continue;
+    }
+    await session.query('start transaction');
+    try {
+      await session.query(text);
+      await session.query(`insert into ${TABLE} (name, checksum) values (?, ?)`, [file, checksum]);
+      await session.query('commit');
+    } catch (error) {
+      await session.query('rollback').catch(() => undefined);
+      // A lost connection is not the file's fault: the start waits for the database and tries again.
+      if (error instanceof ChassisError && error.retryable) throw error;
+      throw MigrationFailed(
+        `Migration ${file} of service "${service}" failed: ${(error as Error).message}. Its data changes were rolled back; schema changes before the failing statement stay (MariaDB/MySQL commits DDL at once), so write its statements to run again (create table if not exists …)`,
+        { service, file, folder },
+      );
+    }
+    report.applied.push(file);
+  }
 }
 
 async function listMigrations(service: string, folder: string): Promise<string[]> {

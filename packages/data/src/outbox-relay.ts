@@ -2,7 +2,9 @@ import { ChassisError, toChassisError, type WireMessage } from '@chassis/core';
 import type { RawBuilder } from 'kysely';
 import { type Database, quoteIdentifier, sql } from './database.ts';
 import { type Leadership, lead, ledInProcess } from './leadership.ts';
+import { lockName } from './mysql.ts';
 import {
+  headersOf,
   notInstalled,
   type OutboxLag,
   outboxChannel,
@@ -143,7 +145,8 @@ export class OutboxRelay {
     if (!Number.isInteger(this.batchSize)) {
       throw new ChassisError('CONFIG', `The outbox relay's batchSize must be a whole number, not ${this.batchSize}`);
     }
-    this.listenForCommits = options.listen ?? true;
+    // MariaDB/MySQL has no LISTEN: each relay polls, one batch at a time cluster-wide under `GET_LOCK`.
+    this.listenForCommits = (options.listen ?? true) && db.kind !== 'mysql';
     this.drainTimeoutMs = options.drainTimeoutMs ?? 5000;
     const onError =
       options.onError ??
@@ -176,9 +179,17 @@ export class OutboxRelay {
    */
   async start(): Promise<void> {
     if (this.state !== 'idle') return;
-    const found = await sql<{ table: string | null }>`
-      select to_regclass(${`${quoteIdentifier(this.service)}.${TABLE}`}) as table`.execute(this.db.kysely);
-    if (!found.rows[0]?.table) throw notInstalled(this.service);
+    if (this.db.kind === 'mysql') {
+      const found = await sql<{ one: number }>`
+        select 1 as one from information_schema.tables where table_schema = ${this.service} and table_name = ${TABLE}`.execute(
+        this.db.kysely,
+      );
+      if (found.rows.length === 0) throw notInstalled(this.service);
+    } else {
+      const found = await sql<{ table: string | null }>`
+        select to_regclass(${`${quoteIdentifier(this.service)}.${TABLE}`}) as table`.execute(this.db.kysely);
+      if (!found.rows[0]?.table) throw notInstalled(this.service);
+    }
     this.state = 'running';
     if (this.listenForCommits) {
       this.leading = new AbortController();
@@ -263,6 +274,14 @@ export class OutboxRelay {
       if (outcome.failure !== undefined) throw outcome.failure;
       if (outcome.read < this.batchSize || Date.now() >= deadline) return total;
     }
+  }
+
+  /**
+   * Says that rows were just committed: a relay that hears no commits (MariaDB/MySQL) looks now rather
+   * than at its next poll. The node calls it after a handler that emitted commits.
+   */
+  nudge(): void {
+    this.wake(false);
   }
 
   /** Committed rows not yet published, and the age of the oldest: for the outbox-lag metric. */
@@ -362,6 +381,11 @@ export class OutboxRelay {
     // PGlite's relays are in this process: one that leads there holds no lock in the database.
     if (ledInProcess(this.db, ['chassis:outbox', this.service])) return 'busy';
     const parked: ParkedOutboxRow[] = [];
+    if (this.db.kind === 'mysql') {
+      const outcome = await this.mysqlLockedBatch(parked);
+      for (const row of parked) this.onParked(row);
+      return outcome;
+    }
     const outcome = await this.db.kysely
       .transaction()
       // Read committed, whatever the server's default: each statement must see what committed before it,
@@ -377,6 +401,24 @@ export class OutboxRelay {
     // Told once the parking is committed: a rolled-back batch parked nothing.
     for (const row of parked) this.onParked(row);
     return outcome;
+  }
+
+  /**
+   * MariaDB/MySQL: the batch on one connection holding the service's relay lock (`GET_LOCK`, session-level,
+   * so released before the connection goes back to the pool — or by the server if the connection dies).
+   * Each statement commits alone, as the leader's do on PostgreSQL.
+   */
+  private mysqlLockedBatch(parked: ParkedOutboxRow[]): Promise<BatchOutcome> {
+    const lock = lockName(`chassis:outbox:${this.service}`);
+    return this.db.kysely.connection().execute(async (connection) => {
+      const taken = await sql<{ ours: number | null }>`select get_lock(${lock}, 0) as ours`.execute(connection);
+      if (taken.rows[0]?.ours !== 1) return 'busy' as const;
+      try {
+        return await this.publishReady(async (query) => (await query.execute(connection)).rows, parked);
+      } finally {
+        await sql`select release_lock(${lock})`.execute(connection).catch(() => undefined);
+      }
+    });
   }
 
   /**
@@ -399,6 +441,8 @@ export class OutboxRelay {
       order by id
       limit ${this.batchSize}`);
     if (ready.length === 0) return { read: 0, published: 0 };
+    const mysql = this.db.kind === 'mysql';
+    if (mysql) for (const row of ready) row.headers = headersOf(row.headers as Record<string, string> | string);
     const sent: number[] = [];
     const failed: Failed[] = [];
     const toPark: Failed[] = [];
@@ -441,6 +485,19 @@ export class OutboxRelay {
       const mine = failed.filter((f) => f.row === row);
       const lastError = errorText(mine[mine.length - 1]?.error);
       const park = toPark.some((p) => p.row === row);
+      if (mysql) {
+        await execute(sql`
+          update ${table}
+          set attempts = attempts + ${mine.length}, last_error = ${lastError},
+              parked_at = case when ${park} then current_timestamp(6) else parked_at end
+          where id = ${row.id} and sent_at is null`);
+        if (!park) continue;
+        const [record] = await execute(sql<ParkedRecord>`
+          select id, event, headers, attempts, last_error, parked_at, created_at from ${table}
+          where id = ${row.id} and parked_at is not null`);
+        if (record) parked.push(toParked(record));
+        continue;
+      }
       const result = await execute(sql<ParkedRecord>`
         update ${table}
         set attempts = attempts + ${mine.length}, last_error = ${lastError},
@@ -450,7 +507,9 @@ export class OutboxRelay {
       const record = result[0];
       if (park && record) parked.push(toParked(record));
     }
-    if (sent.length > 0) {
+    if (sent.length > 0 && mysql) {
+      await execute(sql`update ${table} set sent_at = current_timestamp(6) where id in (${sql.join(sent)})`);
+    } else if (sent.length > 0) {
       await execute(sql`update ${table} set sent_at = clock_timestamp() where id = any(${sent})`);
     }
     return { read: ready.length, published: sent.length, failure: failure?.error };

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { ChassisError, defineError, type WireMessage } from '@chassis/core';
 import type { Kysely } from 'kysely';
 import { type AnyTables, Database, sql } from './database.ts';
+import { installInServiceDatabase, isMysql, isMysqlMissingTable } from './mysql.ts';
 import {
   checkRetention,
   columnIfMissing,
@@ -84,6 +85,25 @@ export function outboxChannel(service: string): string {
  * (it takes the service's migration lock). Run it when the service starts, before its relay.
  */
 export async function installOutbox(db: Database, service: string): Promise<void> {
+  if (db.kind === 'mysql') {
+    await installInServiceDatabase(db, service, [
+      // `headers` is text holding JSON (MariaDB's `json` is `longtext` anyway): parsed when read.
+      `create table if not exists ${TABLE} (
+        id bigint not null auto_increment primary key,
+        event varchar(255) not null,
+        headers longtext not null,
+        body longblob not null,
+        created_at datetime(6) not null default current_timestamp(6),
+        sent_at datetime(6) null,
+        attempts integer not null default 0,
+        last_error text null,
+        parked_at datetime(6) null,
+        key chassis_outbox_unsent (sent_at, parked_at, id),
+        key chassis_outbox_sent (sent_at)
+      ) engine = InnoDB`,
+    ]);
+    return;
+  }
   const table = sql.id(service, TABLE);
   await installInServiceSchema(db, service, [
     sql`create table if not exists ${table} (
@@ -136,12 +156,13 @@ export async function writeOutbox(trx: Kysely<AnyTables>, service: string, messa
         .slice(start, start + INSERT_CHUNK)
         .map(({ event, message }) => sql`(${event}, ${JSON.stringify(message.headers)}, ${message.body})`);
       const insert = sql`insert into ${table} (event, headers, body) values ${sql.join(rows)}`;
-      if (start + INSERT_CHUNK < messages.length) await insert.execute(trx);
+      // MariaDB/MySQL has no NOTIFY: the node wakes its own relay after the commit, others poll.
+      if (start + INSERT_CHUNK < messages.length || isMysql(trx)) await insert.execute(trx);
       // The last chunk carries the notification: one round trip for the usual single event.
       else await sql`with written as (${insert}) select pg_notify(${outboxChannel(service)}, '')`.execute(trx);
     }
   } catch (error) {
-    if (isMissingRelation(error)) throw notInstalled(service, error);
+    if (isMissingRelation(error) || isMysqlMissingTable(error)) throw notInstalled(service, error);
     throw error;
   }
 }
@@ -149,12 +170,16 @@ export async function writeOutbox(trx: Kysely<AnyTables>, service: string, messa
 /** Deletes rows published more than `olderThanMs` ago; resolves to how many. Unsent rows are kept. */
 export async function pruneOutbox(db: Database, service: string, olderThanMs: number): Promise<number> {
   checkRetention(olderThanMs);
+  const cutoff =
+    db.kind === 'mysql'
+      ? sql`current_timestamp(6) - interval ${Math.round(olderThanMs * 1000)} microsecond`
+      : sql`clock_timestamp() - make_interval(secs => ${olderThanMs / 1000})`;
   const result = await sql`
     delete from ${sql.id(service, TABLE)}
-    where sent_at is not null and sent_at < clock_timestamp() - make_interval(secs => ${olderThanMs / 1000})`
+    where sent_at is not null and sent_at < ${cutoff}`
     .execute(db.kysely)
     .catch((error: unknown) => {
-      throw isMissingRelation(error) ? notInstalled(service, error) : error;
+      throw isMissingRelation(error) || isMysqlMissingTable(error) ? notInstalled(service, error) : error;
     });
   return Number(result.numAffectedRows ?? 0);
 }
@@ -171,6 +196,24 @@ export interface OutboxLag {
 
 export async function outboxLag(db: Database | Kysely<AnyTables>, service: string): Promise<OutboxLag> {
   const kysely = db instanceof Database ? db.kysely : db;
+  if (isMysql(kysely)) {
+    const found = await sql<{ pending: unknown; parked: unknown; oldest_age_us: unknown }>`
+      select cast(coalesce(sum(parked_at is null), 0) as signed) as pending,
+             cast(coalesce(sum(parked_at is not null), 0) as signed) as parked,
+             timestampdiff(microsecond, min(case when parked_at is null then created_at end), current_timestamp(6))
+               as oldest_age_us
+      from ${sql.id(service, TABLE)} where sent_at is null`
+      .execute(kysely)
+      .catch((error: unknown) => {
+        throw isMysqlMissingTable(error) ? notInstalled(service, error) : error;
+      });
+    const row = found.rows[0];
+    return {
+      pending: Number(row?.pending ?? 0),
+      oldestAgeMs: Math.max(0, Number(row?.oldest_age_us ?? 0) / 1000),
+      parked: Number(row?.parked ?? 0),
+    };
+  }
   const result = await sql<{ pending: number; parked: number; oldest_age_ms: number | null }>`
     select count(*) filter (where parked_at is null)::int as pending,
            count(*) filter (where parked_at is not null)::int as parked,
@@ -205,11 +248,16 @@ export interface ParkedOutboxRow {
   createdAt: Date;
 }
 
+/** Headers as the database returns them: JSON on PostgreSQL, its text on MariaDB/MySQL. */
+export function headersOf(headers: Record<string, string> | string): Record<string, string> {
+  return typeof headers === 'string' ? (JSON.parse(headers) as Record<string, string>) : headers;
+}
+
 /** A parked row as the database returns it. */
 export interface ParkedRecord {
   id: number | string;
   event: string;
-  headers: Record<string, string>;
+  headers: Record<string, string> | string;
   attempts: number;
   last_error: string | null;
   parked_at: Date | string;
@@ -220,7 +268,7 @@ export function toParked(row: ParkedRecord): ParkedOutboxRow {
   return {
     id: Number(row.id),
     event: row.event,
-    messageId: row.headers.id,
+    messageId: headersOf(row.headers).id,
     attempts: row.attempts,
     lastError: row.last_error,
     parkedAt: new Date(row.parked_at),
@@ -237,7 +285,7 @@ export async function listParkedOutbox(db: Database | Kysely<AnyTables>, service
     order by id`
     .execute(kysely)
     .catch((error: unknown) => {
-      throw isMissingRelation(error) ? notInstalled(service, error) : error;
+      throw isMissingRelation(error) || isMysqlMissingTable(error) ? notInstalled(service, error) : error;
     });
   return result.rows.map(toParked);
 }
@@ -254,6 +302,17 @@ export async function replayParkedOutbox(
 ): Promise<number> {
   const kysely = db instanceof Database ? db.kysely : db;
   if (ids !== 'all' && ids.length === 0) return 0;
+  if (isMysql(kysely)) {
+    const chosen = ids === 'all' ? sql`true` : sql`id in (${sql.join(ids.map(Number))})`;
+    const replayed = await sql`
+      update ${sql.id(service, TABLE)} set parked_at = null, attempts = 0
+      where sent_at is null and parked_at is not null and ${chosen}`
+      .execute(kysely)
+      .catch((error: unknown) => {
+        throw isMysqlMissingTable(error) ? notInstalled(service, error) : error;
+      });
+    return Number(replayed.numAffectedRows ?? 0);
+  }
   const which = ids === 'all' ? sql`true` : sql`id = any(${ids.map(Number)})`;
   const result = await sql<{ n: number }>`
     with replayed as (

@@ -45,6 +45,11 @@ export class UnitOfWork {
     this.committed.push(run);
   }
 
+  /** Whether events were emitted and not yet written (they go to the outbox at commit). */
+  get hasEmitted(): boolean {
+    return this.emitted.length > 0;
+  }
+
   get opened(): boolean {
     return this.opening !== undefined;
   }

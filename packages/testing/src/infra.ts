@@ -31,6 +31,11 @@ export const servers = {
     url: process.env.CHASSIS_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
     port: 5432,
   },
+  mariadb: {
+    name: 'MariaDB',
+    url: process.env.CHASSIS_TEST_MARIADB_URL ?? 'mysql://root@127.0.0.1:3306/',
+    port: 3306,
+  },
   redis: { name: 'Redis', url: process.env.CHASSIS_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', port: 6379 },
 } as const satisfies Record<string, Server>;
 

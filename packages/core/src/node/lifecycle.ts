@@ -43,6 +43,7 @@ export function nodeInfo(rt: NodeRuntime): NodeInfo {
 export async function startNode(rt: NodeRuntime, node: ChassisNode): Promise<void> {
   if (rt.state !== 'idle') throw new Error(`The node is ${rt.state}; a node starts once`);
   rt.state = 'starting';
+  const startedExtensions: NodeRuntime['extensions'][number][] = [];
   try {
     // The ops port answers first, so a probe sees "starting" rather than a refused connection.
     const ops = opsTable(rt, node);
@@ -70,7 +71,10 @@ export async function startNode(rt: NodeRuntime, node: ChassisNode): Promise<voi
     await OpenFeature.setProviderAndWait(rt.id, rt.options.flags ?? new EnvironmentFlagProvider());
     await rt.transport.connect();
     rt.opsConsumer = await serveOps(rt, ops);
-    for (const extension of rt.extensions) await extension.start?.(node);
+    for (const extension of rt.extensions) {
+      startedExtensions.push(extension);
+      await extension.start?.(node);
+    }
     for (const service of rt.services) await service.start?.(handleOf(rt, service));
     for (const service of rt.services) {
       if (service.actions.size > 0) {
@@ -106,6 +110,12 @@ export async function startNode(rt: NodeRuntime, node: ChassisNode): Promise<voi
     }
   } catch (error) {
     rt.state = 'stopped';
+    // What the extensions opened (a database pool) would otherwise keep the process alive.
+    for (const extension of startedExtensions.reverse()) {
+      await Promise.resolve()
+        .then(() => extension.stop?.(node))
+        .catch(() => undefined);
+    }
     await rt.schedules.stop();
     await Promise.allSettled(rt.consumers.splice(0).map((consumer) => consumer.stop()));
     await rt.opsConsumer?.stop().catch(() => undefined);

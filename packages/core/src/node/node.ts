@@ -4,6 +4,7 @@ import type { ActionContract, EventContract, InputOf, OutputOf, PayloadInputOf }
 import type { Logger } from '../logger.ts';
 import type { HealthReport } from '../observability/health.ts';
 import type { NodeMetrics } from '../observability/metrics.ts';
+import type { Tracing } from '../observability/tracing.ts';
 import type { PolicyEngine } from '../policies/index.ts';
 import type { NodeInfo, Registry } from '../registry.ts';
 import type { ServiceDefinition } from '../service.ts';
@@ -56,6 +57,16 @@ export class ChassisNode {
 
   get state(): NodeState {
     return this.runtime.state;
+  }
+
+  /**
+   * The node's tracer, for work the node does not carry itself but traces like its own (a gRPC server's
+   * requests, a gRPC client's calls): `unrecorded` then `record` make a span as the node samples,
+   * `extract` and `inject` carry the W3C trace context, `Tracing.end` ends a span with its outcome. The
+   * node makes it as it starts: read it per use, not once before `start()`.
+   */
+  get tracing(): Tracing {
+    return this.runtime.tracing;
   }
 
   /** The port `/health/*` and `/metrics` are served on, once started with `opsPort`. */

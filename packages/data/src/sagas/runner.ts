@@ -132,6 +132,7 @@ export class SagaRunner {
   private readonly stepDb: Kysely<AnyTables>;
 
   constructor(db: Database, options: SagaRunnerOptions) {
+    db.requireFeature('Sagas (runSagas)');
     this.options = options;
     this.service = options.service;
     this.store = new SagaStore(db, options.service);

@@ -53,20 +53,37 @@ export async function deadLetter(
 }
 
 /**
- * Up to `limit` dead letters of `queue`, left in place: fetched unacknowledged on a channel of their own,
- * which closing puts back.
+ * Runs `use` on a channel of its own against `dlq-<queue>`, or answers `missing` when that queue was never
+ * declared (a 404 closes the channel, so the check comes first). Closing the channel afterwards returns
+ * every message fetched and not acknowledged to its place.
  */
-export async function readDeadLetters(session: AmqpSession, queue: string, limit: number): Promise<DeadLetter[]> {
-  const doing = `Reading the dead letters of ${queue}`;
+async function onDeadLetterQueue<T>(
+  session: AmqpSession,
+  queue: string,
+  doing: string,
+  missing: T,
+  use: (channel: Channel, dlq: string) => Promise<T>,
+): Promise<T> {
   const dlq = `dlq-${queue}`;
   const channel = await session.oneOffChannel(doing);
   try {
     try {
       await channel.checkQueue(dlq);
     } catch (error) {
-      if (brokerCode(error) === 404) return [];
+      if (brokerCode(error) === 404) return missing;
       throw error;
     }
+    return await use(channel, dlq);
+  } catch (error) {
+    throw operationError(error, doing);
+  } finally {
+    await channel.close().catch(ignore);
+  }
+}
+
+/** Up to `limit` dead letters of `queue`, left in place: fetched unacknowledged, put back on close. */
+export function readDeadLetters(session: AmqpSession, queue: string, limit: number): Promise<DeadLetter[]> {
+  return onDeadLetterQueue(session, queue, `Reading the dead letters of ${queue}`, [], async (channel, dlq) => {
     const letters: DeadLetter[] = [];
     while (letters.length < limit) {
       const message = await channel.get(dlq, { noAck: false });
@@ -74,47 +91,30 @@ export async function readDeadLetters(session: AmqpSession, queue: string, limit
       letters.push(toDeadLetter(message, queue));
     }
     return letters;
-  } catch (error) {
-    throw operationError(error, doing);
-  } finally {
-    // Closing the channel returns every unacknowledged message to its place: reading removes nothing.
-    await channel.close().catch(ignore);
-  }
+  });
 }
 
 /** How many dead letters `dlq-<queue>` holds (0 when it was never declared). */
-export async function countDeadLetters(session: AmqpSession, queue: string): Promise<number> {
-  const doing = `Counting the dead letters of ${queue}`;
-  const channel = await session.oneOffChannel(doing);
-  try {
-    return (await channel.checkQueue(`dlq-${queue}`)).messageCount;
-  } catch (error) {
-    if (brokerCode(error) === 404) return 0;
-    throw operationError(error, doing);
-  } finally {
-    await channel.close().catch(ignore);
-  }
+export function countDeadLetters(session: AmqpSession, queue: string): Promise<number> {
+  return onDeadLetterQueue(
+    session,
+    queue,
+    `Counting the dead letters of ${queue}`,
+    0,
+    async (channel, dlq) => (await channel.checkQueue(dlq)).messageCount,
+  );
 }
 
 /**
  * Deletes every dead letter of `queue`, or those whose message id is one of `ids`: each is fetched, the
  * wanted ones acknowledged (gone) and the rest put back when the channel closes.
  */
-export async function removeDeadLetters(
+export function removeDeadLetters(
   session: AmqpSession,
   queue: string,
   ids: readonly string[] | 'all',
 ): Promise<number> {
-  const doing = `Deleting the dead letters of ${queue}`;
-  const dlq = `dlq-${queue}`;
-  const channel = await session.oneOffChannel(doing);
-  try {
-    try {
-      await channel.checkQueue(dlq);
-    } catch (error) {
-      if (brokerCode(error) === 404) return 0;
-      throw error;
-    }
+  return onDeadLetterQueue(session, queue, `Deleting the dead letters of ${queue}`, 0, async (channel, dlq) => {
     if (ids === 'all') return (await channel.purgeQueue(dlq)).messageCount;
     const wanted = new Set(ids);
     let removed = 0;
@@ -127,11 +127,7 @@ export async function removeDeadLetters(
       }
     }
     return removed;
-  } catch (error) {
-    throw operationError(error, doing);
-  } finally {
-    await channel.close().catch(ignore);
-  }
+  });
 }
 
 function toDeadLetter(message: Message, queue: string): DeadLetter {
