@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,6 +29,7 @@ delete process.env.CHASSIS_TRANSPORT;
 const CHROMIUM = '/usr/bin/chromium';
 const skip = skipUnlessInstalled('chromium', 'apt-get install chromium; .ci/run installs it');
 const artifacts = fileURLToPath(new URL('./artifacts/', import.meta.url));
+const bin = fileURLToPath(new URL('../../cli/bin/chassis.js', import.meta.url));
 const secret = randomBytes(18).toString('base64url');
 
 describe('the dashboard in a browser, against SimpleBank', { skip }, () => {
@@ -227,6 +229,16 @@ describe('the dashboard in a browser, against SimpleBank', { skip }, () => {
     await page.getByText('No dead letter in this queue.').waitFor();
     const queues = (await asOperator('dlq.list')) as { queue: string; count: number }[];
     assert.equal(queues.find((q) => q.queue === 'orders.fee_charged')?.count, 0);
+
+    // A fee for an order that never comes: purged from the view, one letter at a time.
+    await asOperator('emit', {
+      event: 'fees.fee_charged',
+      payload: { orderId: randomUUID(), accountId: '101', symbol: 'BHP', fee: '1.00' },
+    });
+    await letters.first().waitFor({ timeout: 15_000 });
+    await letters.first().getByRole('button', { name: 'Purge' }).click();
+    await page.getByRole('status').filter({ hasText: 'Purged 1, 0 left' }).waitFor();
+    await page.getByText('No dead letter in this queue.').waitFor();
   });
 
   it("the Sagas view shows an investment order's saga, filtered by state, with its steps", async () => {
@@ -311,6 +323,7 @@ describe('the dashboard in a browser, against SimpleBank', { skip }, () => {
     assert.ok(await links.filter({ hasText: 'calls' }).count(), 'calls are listed');
     assert.ok(await links.filter({ hasText: 'publishes' }).count(), 'publishing is listed');
     await page.getByLabel('Find a service or topic').fill('');
+    await page.getByRole('heading', { level: 1 }).focus();
     // The graph is drawn once its layout has run.
     await page.waitForTimeout(500);
     await shoot('topology');
@@ -357,6 +370,70 @@ describe('the dashboard in a browser, against SimpleBank', { skip }, () => {
     }[];
     assert.equal(each.length, 1);
     assert.equal(each[0]!.output.length, 13);
+  });
+
+  it('chassis dashboard serves it from the command line until SIGTERM', async () => {
+    const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', CHASSIS_OPS_SECRET: secret };
+    delete env.NODE_TEST_CONTEXT;
+    const child = spawn(process.execPath, [bin, 'dashboard', '--ops', ops, '--port', '0'], { env });
+    let said = '';
+    child.stderr.on('data', (chunk) => (said += chunk));
+    child.stdout.resume();
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      await waitUntil(() => /dashboard +http:\/\/127\.0\.0\.1:\d+\//.test(said), {
+        timeoutMs: 20_000,
+        what: 'the URL chassis dashboard prints',
+      });
+      const url = /(http:\/\/127\.0\.0\.1:\d+\/)/.exec(said)![1]!;
+      const status = (await (await fetch(`${url}api/status`, { headers: { 'x-chassis-dashboard': '1' } })).json()) as {
+        reachable: boolean;
+      };
+      assert.equal(status.reachable, true, 'the secret came from CHASSIS_OPS_SECRET');
+    } finally {
+      child.kill('SIGTERM');
+    }
+    assert.equal(await exited, 0, said);
+  });
+
+  it('stays usable with 50 services: the catalog filters them, the topology lays them out', async () => {
+    const services = Array.from({ length: 50 }, (_, i) => {
+      const name = `service${String(i).padStart(2, '0')}`;
+      const next = `service${String((i + 1) % 50).padStart(2, '0')}`;
+      const get = action(`${name}.get`, { input: z.object({ id: z.string() }), output: z.object({ id: z.string() }) });
+      const getNext = action(`${next}.get`, {
+        input: z.object({ id: z.string() }),
+        output: z.object({ id: z.string() }),
+      });
+      return defineService({ name, uses: [getNext], actions: [handle(get, ({ id }) => ({ id }))] });
+    });
+    const opsPort = await freePort();
+    const node = createNode({
+      services,
+      transport: await createTransport('memory'),
+      opsSecret: secret,
+      opsPort,
+      logLevel: 'silent',
+    });
+    await node.start();
+    const connection = dashboardConnection({ ops: `http://127.0.0.1:${opsPort}`, secret });
+    const many = await startDashboard({ connection, port: 0, metricsEveryMs: 0 });
+    try {
+      await page.goto(`${many.url}#/catalog`);
+      await page.getByRole('heading', { name: /50 services/ }).waitFor();
+      await page.getByLabel('Find a service, action or event').fill('service42');
+      assert.deepEqual(await page.locator('.service-list .name').allTextContents(), ['service42']);
+      await page.goto(`${many.url}#/topology`);
+      await page.locator('.graph canvas').first().waitFor();
+      await page.getByLabel('Find a service or topic').fill('service07');
+      assert.equal(await page.locator('ul.links li').count(), 2, 'service06 calls service07, which calls service08');
+      await page.waitForTimeout(300);
+      await shoot('topology-50-services');
+    } finally {
+      await many.close();
+      await connection.close();
+      await node.stop();
+    }
   });
 
   it('without a reachable system it says so plainly: the ops port down, the broker down', async () => {

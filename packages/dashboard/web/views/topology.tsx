@@ -58,7 +58,9 @@ export function Topology() {
         <li class="key key-publish">publishes</li>
         <li class="key key-consume">consumes</li>
       </ul>
-      {services.data && graph && <Graph services={services.data} links={graph.links} topics={graph.topics} />}
+      {services.data && graph && (
+        <Graph services={services.data} links={graph.links} topics={graph.topics} focus={filter} />
+      )}
       <div class="columns">
         <Section title={`Nodes (${nodes.length})`}>
           <table>
@@ -102,9 +104,21 @@ export function Topology() {
   );
 }
 
-function Graph({ services, links, topics }: { services: CatalogService[]; links: Link[]; topics: string[] }) {
+/** The graph; `focus` (the search box's text) fades what does not match and zooms to the matches and their neighbours. */
+function Graph({
+  services,
+  links,
+  topics,
+  focus,
+}: {
+  services: CatalogService[];
+  links: Link[];
+  topics: string[];
+  focus: string;
+}) {
   const container = useRef<HTMLDivElement>(null);
   const cy = useRef<Core | undefined>(undefined);
+  const [drawn, setDrawn] = useState(0);
   const elements = useMemo<ElementDefinition[]>(
     () => [
       ...services.map((s) => ({
@@ -192,9 +206,11 @@ function Graph({ services, links, topics }: { services: CatalogService[]; links:
             selector: 'edge.consume',
             style: { 'line-color': '#15803d', 'target-arrow-color': '#15803d', 'line-style': 'dotted' },
           },
+          { selector: '.faded', style: { opacity: 0.12 } },
         ],
         layout: { name: 'preset', positions: Object.fromEntries(positions), fit: true, padding: 16 },
       });
+      setDrawn((n) => n + 1);
     });
     return () => {
       live = false;
@@ -202,6 +218,26 @@ function Graph({ services, links, topics }: { services: CatalogService[]; links:
       cy.current = undefined;
     };
   }, [shape]);
+  useEffect(() => {
+    const graph = cy.current;
+    if (!graph || drawn === 0) return;
+    graph.elements().removeClass('faded');
+    const words = focus.trim();
+    if (!words) {
+      graph.fit(undefined, 16);
+      return;
+    }
+    const matched = graph.nodes().filter((node) => matches(words, node.id()));
+    if (matched.length === 0) return;
+    const near = matched.closedNeighborhood();
+    graph.elements().not(near).addClass('faded');
+    graph.fit(near, 24);
+    // A few services fill the box at a size nobody needs: kept at a readable scale, centred.
+    if (graph.zoom() > 1.3) {
+      graph.zoom(1.3);
+      graph.center(near);
+    }
+  }, [focus, drawn]);
   return (
     <div
       class="graph"
@@ -235,6 +271,9 @@ async function positionsOf(elements: ElementDefinition[]): Promise<Map<string, {
       'elk.layered.spacing.nodeNodeBetweenLayers': '60',
       'elk.spacing.nodeNode': '14',
       'elk.layered.nodePlacement.strategy': 'BRANDES_KOEPF',
+      // A long chain of services wraps into rows instead of one line too thin to read.
+      'elk.layered.wrapping.strategy': 'MULTI_EDGE',
+      'elk.aspectRatio': '2.8',
     },
     children: nodes.map((n) => ({ id: String(n.data.id), width: widthOf(n), height: n.classes === 'topic' ? 14 : 26 })),
     edges: edges.map((e) => ({
