@@ -12,6 +12,7 @@ import { type Simplebank, startSimplebank } from '@chassis/simplebank/system';
 import { freePort, servers, skipUnlessInstalled, skipUnlessUp, waitUntil } from '@chassis/testing';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { z } from 'zod';
+import { OPS_SECRET, startOpsApp } from '../../cli/test/fixtures/ops-app.ts';
 import { type Dashboard, startDashboard } from '../src/index.ts';
 
 /**
@@ -279,6 +280,54 @@ describe('the dashboard in a browser, against SimpleBank', { skip }, () => {
       'a completed saga cannot be aborted',
     );
     await shoot('sagas');
+  });
+
+  it('the Sagas view retries a failed saga and aborts a running one', async () => {
+    // The CLI's ops tests' tiny system: a saga that fails (its compensation failing until fixed) or holds.
+    const opsPort = await freePort();
+    const app = await startOpsApp(await createTransport('memory'), randomBytes(3).toString('hex'), { opsPort });
+    const connection = dashboardConnection({ ops: `http://127.0.0.1:${opsPort}`, secret: OPS_SECRET });
+    const sagas = await startDashboard({ connection, port: 0, metricsEveryMs: 0 });
+    const runner = app.runner();
+    try {
+      const failed = await app.startSaga('fail');
+      assert.equal((await runner.wait(failed, 10_000)).status, 'failed');
+      await page.goto(`${sagas.url}#/sagas`);
+      await page.getByLabel('State').selectOption('failed');
+      await page.locator(`a[href="#/sagas/${failed}"]`).click();
+      const history = page.getByRole('list', { name: 'Saga history' });
+      await history.getByText('saga failed').waitFor();
+      assert.equal(
+        await page.getByRole('button', { name: 'Abort' }).isDisabled(),
+        true,
+        'a failed saga is not running',
+      );
+      app.compensation.failing = false;
+      await page.getByRole('button', { name: 'Retry' }).click();
+      await page.getByRole('status').filter({ hasText: 'Retried: now compensating' }).waitFor();
+      assert.equal((await runner.wait(failed, 10_000)).status, 'compensated');
+      await history.getByText('saga retried').waitFor();
+
+      const held = await app.startSaga('hold');
+      await waitUntil(
+        async () =>
+          (
+            (await callOpsHttp(`http://127.0.0.1:${opsPort}`, 'sagas.show', { id: held }, { secret: OPS_SECRET })) as {
+              currentStep?: string;
+            }
+          ).currentStep === 'hold',
+        { timeoutMs: 10_000, what: 'the saga to hold in its step' },
+      );
+      await page.goto(`${sagas.url}#/sagas/${held}`);
+      await page.getByLabel('State').selectOption('running');
+      await page.getByRole('button', { name: 'Abort' }).click();
+      await page.getByRole('status').filter({ hasText: 'Aborted: now compensating' }).waitFor();
+      assert.equal((await runner.wait(held, 10_000)).status, 'compensated');
+    } finally {
+      await sagas.close();
+      await connection.close();
+      await app.node.stop();
+    }
   });
 
   it('the trace of the sell order: a waterfall of the services it crossed', async (t) => {

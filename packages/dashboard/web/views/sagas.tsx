@@ -1,4 +1,4 @@
-import { useState } from 'preact/hooks';
+import { useRef, useState } from 'preact/hooks';
 import { api, type NodeAnswer, OpsError } from '../api.ts';
 import { ErrorNote, Filter, Json, matches, Section, timeOf, useFocusHeading, useLoad } from '../ui.tsx';
 
@@ -70,6 +70,7 @@ export function Sagas({ selected }: { selected?: string }) {
   const [status, setStatus] = useState('');
   const [filter, setFilter] = useState('');
   const sagas = useLoad(() => loadSagas(status), [status], 5_000);
+  const remembered = useRef<Listed | undefined>(undefined);
   if (sagas.data === 'none') {
     return (
       <div class="view">
@@ -86,7 +87,11 @@ export function Sagas({ selected }: { selected?: string }) {
   const list = (loaded?.instances ?? []).filter((s) =>
     matches(filter, s.id, s.saga, s.service, JSON.stringify(s.data)),
   );
-  const current = list.find((s) => s.id === selected);
+  // The instance shown stays shown when a refresh or the state filter leaves it out (a retried saga is no
+  // longer `failed`): it is read by itself.
+  const listed = loaded?.instances.find((s) => s.id === selected);
+  if (listed) remembered.current = listed;
+  const current = listed ?? (remembered.current?.id === selected ? remembered.current : undefined);
   return (
     <div class="view">
       <h1 ref={heading} tabIndex={-1}>
@@ -149,6 +154,7 @@ function SagaDetail({ summary, onChange }: { summary: Listed; onChange: () => vo
         { nodeId: summary.nodeId },
       ),
     [summary.id, summary.status, summary.updatedAt],
+    3_000,
   );
   const [acted, setActed] = useState<{ ok: boolean; text: string }>();
   async function act(action: 'sagas.retry' | 'sagas.abort') {
