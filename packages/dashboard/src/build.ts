@@ -57,9 +57,15 @@ async function build(): Promise<void> {
     });
     mkdirSync(DIST_DIR, { recursive: true });
     const old = `${outDir}.old`;
-    renameSync(DIST_DIR, old);
-    renameSync(outDir, DIST_DIR);
+    try {
+      renameSync(DIST_DIR, old);
+      renameSync(outDir, DIST_DIR);
+    } catch (error) {
+      // Another process (a second dashboard starting at the same time) put its build in place first.
+      if (!isBuilt()) throw error;
+    }
     rmSync(old, { recursive: true, force: true });
+    rmSync(outDir, { recursive: true, force: true });
   } catch (error) {
     rmSync(outDir, { recursive: true, force: true });
     throw new ChassisError('INTERNAL', `Building the dashboard failed: ${(error as Error).message}`, { cause: error });

@@ -121,7 +121,9 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       service?: string;
       timeoutMs?: number;
     };
-    const timeoutMs = typeof body.timeoutMs === 'number' ? Math.min(body.timeoutMs, 600_000) : opsTimeoutMs;
+    const asked = body.timeoutMs;
+    const timeoutMs =
+      typeof asked === 'number' && Number.isFinite(asked) && asked > 0 ? Math.min(asked, 600_000) : opsTimeoutMs;
     if (match[1] === 'ops') {
       const nodeId = body.nodeId ?? (await connection.nodeIds(body.service))[0];
       if (nodeId === undefined) throw new ChassisError('NO_SERVICE', 'No node of the system answers');
