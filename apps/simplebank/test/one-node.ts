@@ -17,6 +17,8 @@ import {
 import { simplebankServices } from '../src/services.ts';
 
 const secret = 'a-test-secret-of-at-least-32-characters';
+/** The ops secret of the test bank's node: `callOps(node.transport, node.id, …, { secret: opsSecret })`. */
+export const opsSecret = 'a-test-ops-secret-of-at-least-32-characters';
 
 /** Credentials for `node.call`: a token signed with the test bank's secret. */
 export async function tokenFor(sub: string, roles: string[], accounts?: string[]): Promise<{ auth: string }> {
@@ -53,6 +55,7 @@ export async function startOneNodeBank(
     extensions: [dataExtension({ url: postgres ? await postgres.newDatabase() : 'pglite://memory' })],
     transport: memoryTransport({ broker: new MemoryBroker() }),
     logLevel: 'silent',
+    opsSecret,
   });
   await node.start();
   return {

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { ChassisError, type ChassisNode } from '@chassis/core';
+import { ChassisError, type ChassisNode, callOps, type StoredSpan } from '@chassis/core';
 import { waitUntil } from '@chassis/testing';
 import { getPositions } from '../contracts/account-transactions.ts';
 import { toCents } from '../contracts/common.ts';
 import { buyShares, getOrder, sellShares } from '../contracts/orders.ts';
-import { type OneNodeBank, startOneNodeBank, tokenFor } from './one-node.ts';
+import { type OneNodeBank, opsSecret, startOneNodeBank, tokenFor } from './one-node.ts';
 
 describe('SimpleBank sell-order slice, all in one process', () => {
   let bank: OneNodeBank;
@@ -134,5 +135,30 @@ describe('SimpleBank sell-order slice, all in one process', () => {
     await assert.rejects(node.call(getOrder, { orderId }, bob), { code: 'FORBIDDEN' });
     const admin = await tokenFor('admin', ['admin']);
     assert.equal((await node.call(getOrder, { orderId }, admin)).accountId, '101');
+  });
+
+  it('a recorded order leaves its trace in the span store: orders, its transaction, market and its request to the exchange', async () => {
+    const traceId = randomBytes(16).toString('hex');
+    await node.call(
+      sellShares,
+      { accountId: '101', symbol: 'GOOG', quantity: 1 },
+      { ...alice, traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` },
+    );
+    const spans = async () =>
+      ((await callOps(node.transport, node.id, 'trace', { traceId }, { secret: opsSecret })) as { spans: StoredSpan[] })
+        .spans;
+    const exchangeRequest = (span: StoredSpan) =>
+      span.kind === 'client' && span.attributes['http.request.method'] === 'POST';
+    await waitUntil(async () => (await spans()).some(exchangeRequest), { what: "market's request to the exchange" });
+    const held = await spans();
+    const request = held.find(exchangeRequest)!;
+    assert.equal(request.service, 'market');
+    assert.equal(request.attributes['http.response.status_code'], 200);
+    assert.match(String(request.attributes['url.full']), /\/orders$/);
+    const transaction = held.find((span) => span.name === 'db.transaction orders');
+    assert.ok(transaction, `spans: ${held.map((span) => span.name).join(', ')}`);
+    assert.ok(Number(transaction.attributes['db.statements']) >= 1);
+    const services = new Set(held.map((span) => span.service));
+    for (const service of ['orders', 'market']) assert.ok(services.has(service), service);
   });
 });

@@ -327,7 +327,11 @@ describe('chassis new app, new service: a scaffolded app passes its tests, start
         String(dashboardPort),
         '--fresh',
       ],
-      { cwd: root, env: childEnv({ NO_COLOR: '1' }), stdio: ['ignore', 'pipe', 'pipe'] },
+      {
+        cwd: root,
+        env: childEnv({ NO_COLOR: '1', CHASSIS_OPS_SECRET: 'dev-test-ops-secret-0123456789' }),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
     );
     let said = '';
     child.stderr?.on('data', (chunk) => {
@@ -341,7 +345,7 @@ describe('chassis new app, new service: a scaffolded app passes its tests, start
       await waitUntil(() => said.includes('Ctrl-C stops it'), { timeoutMs: 60_000, what: 'chassis dev' });
       assert.match(said, new RegExp(`API +http://127\\.0\\.0\\.1:${port}`));
       assert.match(said, new RegExp(`ops +http://127\\.0\\.0\\.1:${opsPort}/health/ready`));
-      // The dashboard beside it, reading the app through its ops port with the secret dev made up.
+      // The dashboard beside it, reading the app through its ops port with the app's ops secret.
       assert.match(said, new RegExp(`dashboard +http://127\\.0\\.0\\.1:${dashboardPort}/`));
       const status = await fetch(`http://127.0.0.1:${dashboardPort}/api/status`, {
         headers: { 'x-chassis-dashboard': '1' },
@@ -349,6 +353,13 @@ describe('chassis new app, new service: a scaffolded app passes its tests, start
       assert.deepEqual(((await status.json()) as { reachable: boolean }).reachable, true);
       const url = `http://127.0.0.1:${port}`;
       assert.equal((await json(await postJson(`${url}/notes`, { text: 'quiet' }))).text, 'quiet');
+      // Every trace is recorded in development: the request just made is in the span store.
+      const traces = (await (
+        await fetch(`http://127.0.0.1:${opsPort}/ops/traces?service=notes`, {
+          headers: { 'x-chassis-ops-secret': 'dev-test-ops-secret-0123456789' },
+        })
+      ).json()) as { services: string[] }[];
+      assert.ok(traces.length >= 1, 'a recorded trace of notes');
       // A change to the handler: the next start stores the text in capitals.
       writeFileSync(service, original.replace('values({ text })', 'values({ text: text.toUpperCase() })'));
       await waitUntil(

@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Client as FlagClient } from '@openfeature/server-sdk';
-import type { Span } from '@opentelemetry/api';
+import type { Attributes, Span, SpanKind } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { ActionContract, EventContract, InputOf, OutputOf, PayloadInputOf } from './contracts.ts';
 import type { Identity } from './identity.ts';
@@ -63,6 +63,18 @@ export interface Context {
   remainingMs(): number;
   call<C extends ActionContract>(contract: C, input: InputOf<C>, options?: CallOptions<C>): Promise<OutputOf<C>>;
   emit<E extends EventContract>(contract: E, payload: PayloadInputOf<E>, options?: EmitOptions): Promise<void>;
+  /**
+   * A span for a part of this handler's work (a transaction, a request to another system), a child of
+   * `span`; end it with `end()`. Recorded when this handler's trace is; otherwise it only carries the
+   * trace context. Check `span.isRecording()` first where its name or attributes cost something to build.
+   */
+  startSpan(name: string, options?: { kind?: SpanKind; attributes?: Attributes }): Span;
+  /**
+   * `fetch`, traced: a client span (`http.request.method`, `url.full`, `http.response.status_code`; an
+   * error on a failure or a 5xx) when this handler's trace is recorded, and the trace context sent in
+   * `traceparent` / `tracestate` either way, so the server called continues the trace.
+   */
+  fetch(url: string | URL, init?: RequestInit): Promise<Response>;
 }
 
 export const contextStorage = new AsyncLocalStorage<Context>();

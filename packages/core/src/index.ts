@@ -56,12 +56,15 @@ export {
   runChecks,
 } from './observability/health.ts';
 export { NodeMetrics } from './observability/metrics.ts';
+export type { StoredSpan, TraceSummary } from './observability/span-store.ts';
 export {
+  type Attributes,
   InMemorySpanExporter,
   noSpan,
   type Span,
   type SpanExporter,
   SpanKind,
+  SpanStatusCode,
   Tracing,
   type TracingOptions,
 } from './observability/tracing.ts';
@@ -96,7 +99,7 @@ export {
   type RetryPolicy,
 } from './policies/index.ts';
 export { type NodeInfo, type RegisteredNode, Registry } from './registry.ts';
-export { identityFrom, type RunNodeOptions, runNode, selectServices } from './run.ts';
+export { drainOnSignals, identityFrom, type RunNodeOptions, runNode, selectServices } from './run.ts';
 export {
   type ActionHandler,
   defineService,

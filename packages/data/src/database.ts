@@ -66,6 +66,8 @@ export class Database {
   private readonly listener: (channel: string, onNotify: (payload: string) => void) => Promise<() => Promise<void>>;
   /** What the URL said, with any password hidden: for messages. */
   readonly description: string;
+  /** The database's name on its server (the URL's path), for spans' `db.name`; undefined for PGlite. */
+  readonly name: string | undefined;
   /** Statements and transactions sent through this handle since it opened. */
   readonly usage: DatabaseUsage;
   /** Ends the connections, idempotent: Kysely's `destroy` ends them only if a query ever ran. */
@@ -89,6 +91,7 @@ export class Database {
     this.kysely = kysely;
     this.listener = listener;
     this.description = description;
+    this.name = kind === 'postgres' ? databaseNameOf(description) : undefined;
     this.usage = usage;
   }
 
@@ -149,6 +152,14 @@ export interface DatabaseSession {
   /** Resolves when the connection ends, whoever ended it. */
   readonly ended: Promise<void>;
   close(): Promise<void>;
+}
+
+function databaseNameOf(url: string): string | undefined {
+  try {
+    return decodeURIComponent(new URL(url).pathname.slice(1)) || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function hidePassword(url: string): string {

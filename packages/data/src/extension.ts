@@ -200,6 +200,7 @@ export class DataExtension implements NodeExtension {
     const subscription = invocation.kind === 'event' && !invocation.idempotent ? invocation.subscription : undefined;
     const unit = new UnitOfWork(db, service.name, {
       onOpen: subscription ? (trx) => this.claim(trx, service, subscription, ctx) : undefined,
+      ctx,
     });
     this.units.set(ctx, unit);
     this.invocations.set(ctx, invocation);
@@ -221,8 +222,9 @@ export class DataExtension implements NodeExtension {
       return result;
     } catch (error) {
       // On a lost connection the rollback fails too; the server has rolled the transaction back anyway.
-      await unit.rollback().catch(() => undefined);
-      if (error instanceof AlreadyHandled) return undefined;
+      const duplicate = error instanceof AlreadyHandled;
+      await unit.rollback(duplicate ? undefined : error).catch(() => undefined);
+      if (duplicate) return undefined;
       throw unavailableIfDisconnected(error);
     } finally {
       this.units.delete(ctx);

@@ -1,4 +1,5 @@
-import type { ControlledTransaction, Kysely } from 'kysely';
+import { type Context, type Span, SpanKind, SpanStatusCode } from '@chassis/core';
+import type { ControlledTransaction, Kysely, KyselyPlugin } from 'kysely';
 import type { AnyTables, Database } from './database.ts';
 import { type OutboxMessage, writeOutbox } from './outbox.ts';
 
@@ -14,22 +15,34 @@ import { type OutboxMessage, writeOutbox } from './outbox.ts';
  *
  * The events it emits are kept until it commits, then written to the outbox in one statement: a handler
  * that emits two events, or writes one and announces the change, pays one round trip for them.
+ *
+ * Each transaction is a span (`db.transaction <service>`, with how many statements it ran) when the
+ * handler's trace is recorded; when it is not, nothing of that is made.
  */
 export class UnitOfWork {
   private opening: Promise<ControlledTransaction<AnyTables>> | undefined;
   private settled = false;
   private emitted: OutboxMessage[] = [];
   private committed: (() => void)[] = [];
+  /** The open transaction's span and statement count, when the handler's trace is recorded. */
+  private traced: { span: Span; statements: StatementCounter } | undefined;
 
   readonly db: Database;
   readonly service: string;
   /** Runs first in the new transaction (e.g. claims the inbox); a throw aborts the handler. */
   private readonly onOpen?: (trx: Kysely<AnyTables>) => Promise<void>;
+  /** The handler's context: its transactions are spans of its trace. */
+  private readonly ctx: Context | undefined;
 
-  constructor(db: Database, service: string, options: { onOpen?: (trx: Kysely<AnyTables>) => Promise<void> } = {}) {
+  constructor(
+    db: Database,
+    service: string,
+    options: { onOpen?: (trx: Kysely<AnyTables>) => Promise<void>; ctx?: Context } = {},
+  ) {
     this.db = db;
     this.service = service;
     this.onOpen = options.onOpen;
+    this.ctx = options.ctx;
   }
 
   /** An event to publish once the unit commits (nothing, if it rolls back). */
@@ -59,19 +72,69 @@ export class UnitOfWork {
     if (this.settled) {
       return Promise.reject(new Error(`The unit of work of ${this.service} has ended; its transaction is gone`));
     }
-    this.opening ??= this.db.kysely
-      .startTransaction()
-      .execute()
-      .then(async (trx) => {
-        try {
-          await this.onOpen?.(trx);
-        } catch (error) {
-          await trx.rollback().execute();
-          throw error;
-        }
-        return trx;
-      });
+    this.opening ??= this.open();
     return this.opening;
+  }
+
+  private async open(): Promise<ControlledTransaction<AnyTables>> {
+    // Before the first await, so that a commit or rollback racing the opening finds it.
+    const traced = this.ctx?.span.isRecording() ? this.startSpan(this.ctx) : undefined;
+    this.traced = traced;
+    let trx: ControlledTransaction<AnyTables>;
+    try {
+      trx = await this.db.kysely.startTransaction().execute();
+    } catch (error) {
+      this.endSpan(traced, error);
+      throw error;
+    }
+    if (traced) trx = trx.withPlugin(traced.statements);
+    try {
+      await this.onOpen?.(trx);
+    } catch (error) {
+      // The span ends with the unit's rollback, which knows whether this was a failure or a duplicate
+      // the inbox turned away.
+      await trx.rollback().execute();
+      throw error;
+    }
+    return trx;
+  }
+
+  private startSpan(ctx: Context): { span: Span; statements: StatementCounter } {
+    const span = ctx.startSpan(`db.transaction ${this.service}`, {
+      kind: SpanKind.CLIENT,
+      attributes: {
+        'db.system': 'postgresql',
+        ...(this.db.name === undefined ? {} : { 'db.name': this.db.name }),
+        'chassis.service': this.service,
+      },
+    });
+    return { span, statements: new StatementCounter() };
+  }
+
+  /** Ends a transaction's span (once), with its statement count and, when it failed, the error. */
+  private endSpan(traced: { span: Span; statements: StatementCounter } | undefined, error?: unknown): void {
+    if (!traced) return;
+    if (this.traced === traced) this.traced = undefined;
+    traced.span.setAttribute('db.statements', traced.statements.count);
+    if (error !== undefined) {
+      traced.span.setStatus({
+        code: SpanStatusCode.ERROR,
+        message: error instanceof Error ? error.message : String(error),
+      });
+    }
+    traced.span.end();
+  }
+
+  /** Commits the open transaction, its span ended with the outcome. */
+  private async commitOpen(opening: Promise<ControlledTransaction<AnyTables>>): Promise<void> {
+    const traced = this.traced;
+    try {
+      await (await opening).commit().execute();
+    } catch (error) {
+      this.endSpan(traced, error);
+      throw error;
+    }
+    this.endSpan(traced);
   }
 
   /**
@@ -82,9 +145,9 @@ export class UnitOfWork {
     if (this.settled) return;
     await this.writeEmitted();
     if (!this.opening) return this.runCommitted();
-    const trx = await this.opening;
+    const opening = this.opening;
     this.opening = undefined;
-    await trx.commit().execute();
+    await this.commitOpen(opening);
     this.runCommitted();
   }
 
@@ -92,18 +155,24 @@ export class UnitOfWork {
     if (this.settled) return;
     await this.writeEmitted();
     this.settled = true;
-    if (this.opening) await (await this.opening).commit().execute();
+    if (this.opening) await this.commitOpen(this.opening);
     this.runCommitted();
   }
 
-  async rollback(): Promise<void> {
+  /** Rolls back; `error` is why (the handler's failure), for the transaction's span. */
+  async rollback(error?: unknown): Promise<void> {
     if (this.settled) return;
     this.settled = true;
     this.emitted = [];
     this.committed = [];
     if (!this.opening) return;
+    const traced = this.traced;
     const trx = await this.opening.catch(() => undefined);
-    await trx?.rollback().execute();
+    try {
+      await trx?.rollback().execute();
+    } finally {
+      this.endSpan(traced, error);
+    }
   }
 
   private runCommitted(): void {
@@ -118,4 +187,16 @@ export class UnitOfWork {
     this.emitted = [];
     await writeOutbox(await this.transaction(), this.service, messages);
   }
+}
+
+/** Counts the statements a transaction runs: each query compiled through it is one. */
+class StatementCounter implements KyselyPlugin {
+  count = 0;
+
+  transformQuery: KyselyPlugin['transformQuery'] = (args) => {
+    this.count++;
+    return args.node;
+  };
+
+  transformResult: KyselyPlugin['transformResult'] = (args) => Promise.resolve(args.result);
 }

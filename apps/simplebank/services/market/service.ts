@@ -1,4 +1,4 @@
-import { type BreakerPolicy, ChassisError, type CircuitBreaker, defineService, on } from '@chassis/core';
+import { type BreakerPolicy, ChassisError, type CircuitBreaker, type Context, defineService, on } from '@chassis/core';
 import { database } from '@chassis/data';
 import { money, toCents } from '../../contracts/common.ts';
 import { exchangeRejected, orderPlaced, tradeExecuted } from '../../contracts/market.ts';
@@ -45,17 +45,21 @@ export function marketService(options: MarketOptions) {
     return exchangeBreaker;
   };
 
-  async function placeOnExchange(order: {
-    orderId: string;
-    side: 'sell' | 'buy';
-    symbol: string;
-    quantity: number;
-    limitPrice: string;
-  }): Promise<ExchangeAnswer> {
+  async function placeOnExchange(
+    ctx: Context,
+    order: {
+      orderId: string;
+      side: 'sell' | 'buy';
+      symbol: string;
+      quantity: number;
+      limitPrice: string;
+    },
+  ): Promise<ExchangeAnswer> {
     return breaker().execute(async () => {
       let response: Response;
       try {
-        response = await fetch(new URL('/orders', options.exchangeUrl), {
+        // Traced: a client span, and the trace context in `traceparent` for the exchange to continue.
+        response = await ctx.fetch(new URL('/orders', options.exchangeUrl), {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
           body: JSON.stringify({
@@ -99,7 +103,7 @@ export function marketService(options: MarketOptions) {
           return;
         }
         const started = performance.now();
-        const answer = await placeOnExchange({ ...order, limitPrice });
+        const answer = await placeOnExchange(ctx, { ...order, limitPrice });
         ctx.log.info(
           { orderId: order.orderId, status: answer.status, ms: Math.round(performance.now() - started) },
           'order placed on the exchange',

@@ -74,6 +74,8 @@ export async function dev(given: string | undefined, options: DevOptions, output
     // The dashboard reads the app through its ops port, which opens to this secret only: one made up for
     // this run unless the shell has one.
     CHASSIS_OPS_SECRET: process.env.CHASSIS_OPS_SECRET || randomBytes(24).toString('base64url'),
+    // Development is for looking: every trace recorded, so each call shows in the span store (`traces`).
+    OTEL_TRACES_SAMPLER_ARG: process.env.OTEL_TRACES_SAMPLER_ARG ?? '1',
   };
   if (options.fresh) env.DATABASE_URL = 'pglite://memory';
   else delete env.DATABASE_URL;

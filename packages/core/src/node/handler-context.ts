@@ -3,7 +3,7 @@ import type { CallOptions, Context, EmitOptions } from '../context.ts';
 import type { ActionContract, EventContract, InputOf, OutputOf, PayloadInputOf } from '../contracts.ts';
 import type { Identity } from '../identity.ts';
 import type { Logger } from '../logger.ts';
-import type { Span } from '../observability/tracing.ts';
+import { type Attributes, type Span, SpanKind } from '../observability/tracing.ts';
 import { HandlerTimeout, remainingMs } from './deadline.ts';
 import type { Origin } from './origin.ts';
 
@@ -22,6 +22,8 @@ export interface Outbound {
     origin: Origin,
     ctx: Context,
   ): Promise<void>;
+  startSpan(parent: Span, name: string, kind: SpanKind, attributes: Attributes): Span;
+  fetch(parent: Span, url: string | URL, init: RequestInit | undefined): Promise<Response>;
 }
 
 /**
@@ -96,6 +98,14 @@ export class HandlerContext implements Context {
 
   emit<E extends EventContract>(contract: E, payload: PayloadInputOf<E>, options: EmitOptions = {}): Promise<void> {
     return this.outbound.publish(contract, payload, options, this.origin, this);
+  }
+
+  startSpan(name: string, options: { kind?: SpanKind; attributes?: Attributes } = {}): Span {
+    return this.outbound.startSpan(this.span, name, options.kind ?? SpanKind.INTERNAL, options.attributes ?? {});
+  }
+
+  fetch(url: string | URL, init?: RequestInit): Promise<Response> {
+    return this.outbound.fetch(this.span, url, init);
   }
 
   abort(reason: unknown): void {

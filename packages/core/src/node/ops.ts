@@ -41,6 +41,14 @@ const queueName = z
     'a dead-letter queue: a subscription (`market.order_created`) or `rpc.<service>`',
   );
 const serviceFilter = z.object({ service: z.string().optional() });
+const traceId = z.string().regex(/^[0-9a-f]{32}$/, 'a trace id: 32 lower-case hex digits');
+/** A W3C `traceparent`: version 00, a trace id and a parent span id (neither all zeros), the flags. */
+const traceparent = z
+  .string()
+  .regex(
+    /^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/,
+    'a W3C traceparent: 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags, 01 = sampled>',
+  );
 
 /** A zod schema as JSON Schema (draft 2020-12), or a note where zod cannot say it (a transform, a custom check). */
 export function jsonSchemaOf(schema: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
@@ -251,6 +259,21 @@ function coreActions(rt: NodeRuntime): Record<string, OpsAction> {
           }),
         ),
     }),
+    traces: opsAction({
+      description:
+        'Recent traces this node recorded spans of (its in-memory span store), newest first: root span, start, duration, span count, services, whether any span failed',
+      input: z.object({
+        limit: z.coerce.number().int().min(1).max(500).default(50),
+        service: z.string().optional(),
+      }),
+      run: ({ limit, service }) => rt.tracing.store?.traces({ limit, service }) ?? [],
+    }),
+    trace: opsAction({
+      description:
+        'The spans of one trace this node holds, by start time (none when it holds none: ask every node and merge)',
+      input: z.object({ traceId }),
+      run: ({ traceId }) => ({ traceId, spans: rt.tracing.store?.trace(traceId) ?? [] }),
+    }),
     'dlq.list': opsAction({
       description: "Dead-letter queues of this node's subscriptions and RPC services, with how many letters each holds",
       input: serviceFilter,
@@ -298,18 +321,20 @@ function coreActions(rt: NodeRuntime): Record<string, OpsAction> {
     }),
     call: opsAction({
       description:
-        "Calls an application action from this node, as node.call does (served here when this node runs it, else over the transport): for a tool that reaches the node only through its ops port; `token` is the caller's own token, which the action sees",
+        "Calls an application action from this node, as node.call does (served here when this node runs it, else over the transport): for a tool that reaches the node only through its ops port; `token` is the caller's own token, which the action sees; `traceparent` (W3C) makes the call part of that trace (flags 01: recorded, so `trace` finds it)",
       mutates: true,
       input: z.object({
         action: z.string().regex(/^[^.]+\.[^.]+$/, 'an action name: <service>.<action>'),
         input: z.unknown().optional(),
         token: z.string().optional(),
         timeoutMs: z.coerce.number().int().min(1).max(600_000).optional(),
+        traceparent: traceparent.optional(),
       }),
-      run: ({ action: name, input, token, timeoutMs }) =>
+      run: ({ action: name, input, token, timeoutMs, traceparent }) =>
         callFromOutside(rt, actionContract(rt, name), input ?? {}, {
           ...(token === undefined ? {} : { auth: token }),
           ...(timeoutMs === undefined ? {} : { timeoutMs }),
+          ...(traceparent === undefined ? {} : { traceparent }),
         }),
     }),
     emit: opsAction({
@@ -319,9 +344,15 @@ function coreActions(rt: NodeRuntime): Record<string, OpsAction> {
       input: z.object({
         event: z.string().regex(/^[^.]+\.[^.]+$/, 'an event name: <source>.<event>'),
         payload: z.unknown().optional(),
+        traceparent: traceparent.optional(),
       }),
-      run: async ({ event: name, payload }) => {
-        await emitFromOutside(rt, eventContract(rt, name), payload ?? {}, {});
+      run: async ({ event: name, payload, traceparent }) => {
+        await emitFromOutside(
+          rt,
+          eventContract(rt, name),
+          payload ?? {},
+          traceparent === undefined ? {} : { traceparent },
+        );
         return { event: name, emitted: true };
       },
     }),

@@ -13,14 +13,14 @@ export function emitFromOutside<E extends EventContract>(
   rt: NodeRuntime,
   contract: E,
   payload: PayloadInputOf<E>,
-  options: EmitOptions & { correlationId?: string },
+  options: EmitOptions & { correlationId?: string; traceparent?: string },
 ): Promise<void> {
   return publish(rt, contract, payload, options, {
     messageId: '',
     correlationId: options.correlationId,
     deadline: Number.POSITIVE_INFINITY,
     auth: undefined,
-    trace: noSpan,
+    trace: options.traceparent === undefined ? noSpan : rt.tracing.extract({ traceparent: options.traceparent }),
     inherited: false,
   });
 }

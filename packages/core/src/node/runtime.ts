@@ -16,6 +16,7 @@ import type { Consumer, Transport, TransportStatus } from '../transports/transpo
 import { send } from './calls.ts';
 import type { HandlerContext, Outbound } from './handler-context.ts';
 import { readiness } from './health.ts';
+import { tracedFetch } from './http-client.ts';
 import { type NodeState, nodeInfo } from './lifecycle.ts';
 import type { OpsTable } from './ops.ts';
 import { type NodeOptions, type NodeSettings, settingsOf } from './options.ts';
@@ -139,6 +140,8 @@ export function createRuntime(options: NodeOptions): NodeRuntime {
       send: (contract, input, callOptions, origin) => send(rt, contract, input, callOptions, origin),
       publish: (contract, payload, emitOptions, origin, ctx) =>
         publish(rt, contract, payload, emitOptions, origin, ctx),
+      startSpan: (parent, name, kind, attributes) => rt.tracing.child(parent, name, kind, attributes),
+      fetch: (parent, url, init) => tracedFetch(rt.tracing, parent, url, init),
     },
     startedAt: Date.now(),
     state: 'idle',

@@ -20,21 +20,26 @@ import {
   InMemorySpanExporter,
   SimpleSpanProcessor,
   type SpanExporter,
+  type SpanProcessor,
   TracerProvider,
 } from '@opentelemetry/sdk-trace';
+import { ChassisError } from '../errors.ts';
 import { type Sampling, samplingOf } from './sampling.ts';
+import { SpanStore } from './span-store.ts';
 
-export { type Span, SpanKind } from '@opentelemetry/api';
+export { type Attributes, type Span, SpanKind, SpanStatusCode } from '@opentelemetry/api';
 export { InMemorySpanExporter, type SpanExporter } from '@opentelemetry/sdk-trace';
 
 /**
  * OpenTelemetry spans for call, serve, publish and consume, with W3C trace context carried in every
  * envelope (`traceparent`, `tracestate`).
  *
- * Each node has its own tracer provider when it exports spans (to OTLP when
- * `OTEL_EXPORTER_OTLP_ENDPOINT` is set, or to an exporter given in code, e.g. an in-memory one in tests);
- * otherwise it uses whatever global provider the application registered, which is a no-op by default —
- * and then the context still flows through, so traces continue across nodes that do export.
+ * Each node has its own tracer provider, which keeps the last spans it recorded in memory (`SpanStore`,
+ * read through the ops API: `traces`, `trace`) and exports them when asked to (to OTLP when
+ * `OTEL_EXPORTER_OTLP_ENDPOINT` is set, or to an exporter given in code, e.g. an in-memory one in tests).
+ * With `global`, or with neither a store (`keepSpans: 0`) nor an exporter, it uses whatever global
+ * provider the application registered, which is a no-op by default — and then the context still flows
+ * through, so traces continue across nodes that do record.
  *
  * A node with its own provider records a trace's spans only when the trace is sampled (`sampling.ts`):
  * by default it follows the caller's decision, and starts 1 trace in 10 of its own. Work that is not
@@ -55,6 +60,26 @@ export interface TracingOptions {
    * provider's sampler decides).
    */
   sampleRatio?: number;
+  /**
+   * How many of the last finished spans this node keeps in memory for the ops API (`traces`, `trace`):
+   * a ring, the oldest dropped first. Default `CHASSIS_TRACE_KEEP`, else 2000; 0 keeps none. Not with
+   * `global` (the global provider's processors decide where spans go).
+   */
+  keepSpans?: number;
+}
+
+export const defaultKeepSpans = 2000;
+
+/** The size of the span store: `keepSpans` when given, else `CHASSIS_TRACE_KEEP`, else the default. */
+function keepSpansOf(keepSpans: number | undefined, env: NodeJS.ProcessEnv): number {
+  const given = keepSpans ?? (env.CHASSIS_TRACE_KEEP?.trim() ? Number(env.CHASSIS_TRACE_KEEP) : defaultKeepSpans);
+  if (!Number.isSafeInteger(given) || given < 0) {
+    throw new ChassisError(
+      'CONFIG',
+      `${keepSpans === undefined ? 'CHASSIS_TRACE_KEEP' : 'tracing.keepSpans'} must be a whole number of spans, 0 or more (0 keeps none)`,
+    );
+  }
+  return given;
 }
 
 /** Stands for "no span": no trace context to carry, nothing to end. */
@@ -143,15 +168,18 @@ export class Tracing {
    * incoming `traceparent`) is passed on untouched, so traces still continue through this node.
    */
   readonly recording: boolean;
+  /** The last spans this node recorded, for the ops API; none with `keepSpans: 0` or `global`. */
+  readonly store: SpanStore | undefined;
   private readonly provider: TracerProvider | undefined;
   private readonly ids: Ids;
   private readonly sampling: Sampling;
 
   constructor(
     provider: TracerProvider | undefined,
-    options: { global?: boolean; sampling?: Sampling; ids?: Ids } = {},
+    options: { global?: boolean; sampling?: Sampling; ids?: Ids; store?: SpanStore } = {},
   ) {
     this.provider = provider;
+    this.store = options.store;
     this.recording = provider !== undefined || options.global === true;
     this.tracer = (provider ?? trace).getTracer('@chassis/core');
     this.ids = options.ids ?? new Ids();
@@ -169,24 +197,29 @@ export class Tracing {
       const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-http');
       exporter = new OTLPTraceExporter();
     }
-    if (!exporter) return new Tracing(undefined, { global: options.global === true });
-    const processor =
-      exporter instanceof InMemorySpanExporter
-        ? new SimpleSpanProcessor({ exporter })
-        : new BatchSpanProcessor({ exporter });
+    const keep = keepSpansOf(options.keepSpans, env);
+    const global = options.global === true && !exporter;
+    if (global || (!exporter && keep === 0)) return new Tracing(undefined, { global });
+    const serviceName = options.serviceName ?? env.OTEL_SERVICE_NAME ?? options.defaultServiceName;
+    const store = keep > 0 ? new SpanStore({ keep, nodeId: options.nodeId, serviceName }) : undefined;
+    const processors: SpanProcessor[] = store ? [store] : [];
+    if (exporter) {
+      processors.push(
+        exporter instanceof InMemorySpanExporter
+          ? new SimpleSpanProcessor({ exporter })
+          : new BatchSpanProcessor({ exporter }),
+      );
+    }
     const ids = new Ids();
     return new Tracing(
       new TracerProvider({
-        resource: resourceFromAttributes({
-          'service.name': options.serviceName ?? env.OTEL_SERVICE_NAME ?? options.defaultServiceName,
-          'service.instance.id': options.nodeId,
-        }),
-        spanProcessors: [processor],
+        resource: resourceFromAttributes({ 'service.name': serviceName, 'service.instance.id': options.nodeId }),
+        spanProcessors: processors,
         // The decision is made before the SDK is called (`unrecorded`): what reaches it is recorded.
         sampler: new AlwaysOnSampler(),
         idGenerator: ids,
       }),
-      { sampling, ids },
+      { sampling, ids, ...(store ? { store } : {}) },
     );
   }
 
@@ -234,6 +267,15 @@ export class Tracing {
     );
     this.ids.next = undefined;
     return span;
+  }
+
+  /**
+   * A span of work inside `parent` (a transaction, a request to another system): recorded when `parent`
+   * is, else one that only carries `parent`'s context (safe to end, and what to inject into a request).
+   */
+  child(parent: Span, name: string, kind: SpanKind, attributes: Attributes): Span {
+    if (!parent.isRecording()) return parent === noSpan ? noSpan : trace.wrapSpanContext(parent.spanContext());
+    return this.record(name, kind, parent, attributes);
   }
 
   /** Ends a span with the outcome of the work it covered; nothing for a span not recorded. */

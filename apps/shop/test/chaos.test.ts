@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Database } from '@chassis/data';
+import { freePort, postgresTarget, servers, skipUnlessUp, waitUntil } from '@chassis/testing';
+import { requestJson } from '../src/http-client.ts';
+import { type DistributedShop, launchDistributed } from '../src/launcher.ts';
+import { checkPaymentsMatchOrders } from './flow.ts';
+import { temporaryVhost } from './rabbitmq-vhost.ts';
+
+/**
+ * Chaos on RabbitMQ: the distributed Shop as processes; while orders stream in, payments is SIGKILLed
+ * twice and an orders instance once (each restarted after a moment). Afterwards every accepted order
+ * has ended, and no order is confirmed without a charge nor any charge left without a confirmed order.
+ * (RabbitMQ itself is not restarted here: the machine's broker is shared with other work.)
+ */
+const postgres = await postgresTarget();
+const skip = postgres.skip || (await skipUnlessUp('rabbitmq'));
+
+const LAMP = '10000000-0000-4000-8000-000000000002';
+const NECKLACE = '10000000-0000-4000-8000-000000000004';
+
+describe('Shop chaos: processes killed while orders flow over RabbitMQ', { skip }, () => {
+  let shop: DistributedShop;
+  let vhost: Awaited<ReturnType<typeof temporaryVhost>>;
+  let databaseUrl: string;
+  const lines: string[] = [];
+
+  before(async () => {
+    vhost = await temporaryVhost(servers.rabbitmq.url);
+    databaseUrl = await postgres.newDatabase();
+    shop = await launchDistributed({
+      transport: vhost.url,
+      databaseUrl,
+      port: await freePort(),
+      logLevel: 'error',
+      // One caller places every order here: the per-caller limit would refuse most of them.
+      env: { RATE_LIMIT_PER_MINUTE: 'off', GRPC_PORT: '0' },
+      output: (line) => {
+        lines.push(line);
+        if (lines.length > 200) lines.shift();
+      },
+    });
+  });
+  after(async () => {
+    await shop?.stop();
+    await postgres.cleanup();
+    await vhost?.remove();
+  });
+
+  it('ends every order, each confirmed one charged and no charge without its order confirmed', async (t) => {
+    const login = await requestJson(shop.url, 'POST', '/api/v1/login', {
+      username: 'admin',
+      password: 'admin-password',
+    });
+    const token = String(login.body.token);
+    const accepted: string[] = [];
+    let refused = 0;
+    let streaming = true;
+    const stream = (async () => {
+      for (let i = 0; streaming; i++) {
+        const item = i % 7 === 3 ? { productId: NECKLACE, quantity: 1 } : { productId: LAMP, quantity: 1 + (i % 3) };
+        const body = { items: [item], ...(i % 5 === 4 ? { card: '4000000000000002' } : {}) };
+        try {
+          const placed = await requestJson(shop.url, 'POST', '/api/v1/orders', body, token);
+          if (placed.status === 202) accepted.push(String(placed.body.id));
+          else refused++;
+        } catch {
+          refused++;
+        }
+        await sleep(50);
+      }
+    })();
+    try {
+      for (const name of ['payments', 'orders-1', 'payments']) {
+        await sleep(1500);
+        await shop.kill(name);
+        await sleep(1000);
+        await shop.start(name);
+      }
+      await sleep(1000);
+    } finally {
+      streaming = false;
+      await stream;
+    }
+    t.diagnostic(`${accepted.length} orders accepted, ${refused} refused while processes were down`);
+    assert.ok(accepted.length >= 20, `orders flowed (${accepted.length})`);
+
+    const database = await Database.open(databaseUrl);
+    try {
+      const statuses = new Map<string, number>();
+      await waitUntil(
+        async () => {
+          statuses.clear();
+          for (const id of accepted) {
+            const order = await requestJson(shop.url, 'GET', `/api/v1/orders/${id}`, undefined, token);
+            assert.equal(order.status, 200, JSON.stringify(order.body));
+            const status = String(order.body.status);
+            statuses.set(status, (statuses.get(status) ?? 0) + 1);
+          }
+          return !statuses.has('pending');
+        },
+        { timeoutMs: 90_000, intervalMs: 1000, what: 'every accepted order to end' },
+      ).catch((error) => {
+        throw new Error(`${error.message}: ${JSON.stringify([...statuses])}\n${lines.slice(-30).join('\n')}`);
+      });
+      t.diagnostic(`orders: ${JSON.stringify(Object.fromEntries(statuses))}`);
+      assert.ok((statuses.get('confirmed') ?? 0) > 0);
+      await checkPaymentsMatchOrders(database);
+    } finally {
+      await database.close();
+    }
+  });
+});

@@ -1,0 +1,202 @@
+import { type Context, type HrTime, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import type { ReadableSpan, Span as SdkSpan, SpanProcessor } from '@opentelemetry/sdk-trace';
+
+/**
+ * The last spans a node recorded, kept in memory so that a tool (`chassis`, the dashboard) can show
+ * recent traces through the ops API (`traces`, `trace`) without a collector. Bounded: a ring of the last
+ * `keep` finished spans, the oldest overwritten first, so its memory stays flat however busy the node.
+ *
+ * It holds only what the node records, so it costs nothing for a trace that is not sampled (no SDK span
+ * is made for one); for one that is, a slot in the ring and a look-up of the span's service. Summaries
+ * and waterfalls are worked out when asked for: ops requests are rare, spans are not.
+ */
+export class SpanStore implements SpanProcessor {
+  readonly keep: number;
+  private readonly ring: (HeldSpan | undefined)[];
+  private next = 0;
+  /** Which service each span still open belongs to, so the spans started under it inherit it. */
+  private readonly services = new WeakMap<object, string>();
+  private readonly nodeId: string;
+  /** The resource's `service.name` when it names one service: the service of spans with nothing better. */
+  private readonly defaultService: string | undefined;
+
+  constructor(options: { keep: number; nodeId: string; serviceName: string }) {
+    this.keep = options.keep;
+    this.ring = new Array(options.keep);
+    this.nodeId = options.nodeId;
+    this.defaultService = options.serviceName.includes(',') ? undefined : options.serviceName;
+  }
+
+  onStart(span: SdkSpan, parentContext: Context): void {
+    const service = ownService(span) ?? this.parentService(parentContext) ?? this.defaultService;
+    if (service !== undefined) this.services.set(span, service);
+  }
+
+  onEnd(span: ReadableSpan): void {
+    this.ring[this.next] = { span, service: this.services.get(span) };
+    this.next = (this.next + 1) % this.keep;
+  }
+
+  forceFlush(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  shutdown(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** Recent traces, newest first (by when their earliest span here started); those touching `service` only, if given. */
+  traces(options: { limit: number; service?: string | undefined }): TraceSummary[] {
+    const byTrace = new Map<string, HeldSpan[]>();
+    for (const held of this.held()) {
+      const id = held.span.spanContext().traceId;
+      const spans = byTrace.get(id);
+      if (spans) spans.push(held);
+      else byTrace.set(id, [held]);
+    }
+    const summaries: (TraceSummary & { startMs: number })[] = [];
+    for (const [traceId, spans] of byTrace) {
+      const services = [...new Set(spans.flatMap((held) => (held.service === undefined ? [] : [held.service])))];
+      if (options.service !== undefined && !services.includes(options.service)) continue;
+      let first = spans[0]!;
+      let start = Number.POSITIVE_INFINITY;
+      let end = Number.NEGATIVE_INFINITY;
+      for (const held of spans) {
+        const startMs = hrMs(held.span.startTime);
+        if (startMs < start) {
+          start = startMs;
+          first = held;
+        }
+        end = Math.max(end, hrMs(held.span.endTime));
+      }
+      summaries.push({
+        traceId,
+        root: first.span.name,
+        startedAt: new Date(start).toISOString(),
+        startMs: start,
+        durationMs: end - start,
+        spans: spans.length,
+        services,
+        error: spans.some((held) => held.span.status.code === SpanStatusCode.ERROR),
+      });
+    }
+    summaries.sort((a, b) => b.startMs - a.startMs);
+    return summaries.slice(0, options.limit).map(({ startMs: _startMs, ...summary }) => summary);
+  }
+
+  /** The spans of a trace this node holds, by start time; none when it holds none. */
+  trace(traceId: string): StoredSpan[] {
+    return this.held()
+      .filter((held) => held.span.spanContext().traceId === traceId)
+      .map((held) => this.describe(held))
+      .sort((a, b) => a.startMs - b.startMs);
+  }
+
+  /** How many spans it holds now. */
+  get size(): number {
+    return this.held().length;
+  }
+
+  private held(): HeldSpan[] {
+    return this.ring.filter((held): held is HeldSpan => held !== undefined);
+  }
+
+  private parentService(parentContext: Context): string | undefined {
+    const parent = trace.getSpan(parentContext);
+    return parent === undefined ? undefined : this.services.get(parent);
+  }
+
+  private describe({ span, service }: HeldSpan): StoredSpan {
+    const startMs = hrMs(span.startTime);
+    const attributes: Record<string, string | number | boolean> = {};
+    for (const [key, value] of Object.entries(span.attributes)) {
+      if (value === undefined || value === null) continue;
+      attributes[key] = Array.isArray(value) ? value.join(',') : (value as string | number | boolean);
+    }
+    const parentSpanId = span.parentSpanContext?.spanId;
+    return {
+      spanId: span.spanContext().spanId,
+      ...(parentSpanId === undefined ? {} : { parentSpanId }),
+      name: span.name,
+      kind: kindNames[span.kind] ?? 'internal',
+      ...(service === undefined ? {} : { service }),
+      nodeId: this.nodeId,
+      startedAt: new Date(startMs).toISOString(),
+      startMs,
+      durationMs: hrMs(span.duration),
+      status:
+        span.status.code === SpanStatusCode.ERROR ? 'error' : span.status.code === SpanStatusCode.OK ? 'ok' : 'unset',
+      ...(span.status.code === SpanStatusCode.ERROR && span.status.message ? { error: span.status.message } : {}),
+      attributes,
+    };
+  }
+}
+
+interface HeldSpan {
+  readonly span: ReadableSpan;
+  readonly service: string | undefined;
+}
+
+/** A trace as the `traces` ops action lists it: what this node holds of it. */
+export interface TraceSummary {
+  traceId: string;
+  /** The name of the earliest span this node holds of it. */
+  root: string;
+  startedAt: string;
+  durationMs: number;
+  /** How many of its spans this node holds. */
+  spans: number;
+  services: string[];
+  /** Whether any of those spans ended in error. */
+  error: boolean;
+}
+
+/** A span as the `trace` ops action returns it. */
+export interface StoredSpan {
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  kind: 'server' | 'client' | 'producer' | 'consumer' | 'internal';
+  service?: string;
+  nodeId: string;
+  startedAt: string;
+  /** Epoch milliseconds, with the fraction the span's clock gives. */
+  startMs: number;
+  durationMs: number;
+  status: 'ok' | 'error' | 'unset';
+  error?: string;
+  attributes: Record<string, string | number | boolean>;
+}
+
+const kindNames: Record<number, StoredSpan['kind']> = {
+  [SpanKind.SERVER]: 'server',
+  [SpanKind.CLIENT]: 'client',
+  [SpanKind.PRODUCER]: 'producer',
+  [SpanKind.CONSUMER]: 'consumer',
+  [SpanKind.INTERNAL]: 'internal',
+};
+
+/**
+ * The service a span is the work of, where its own attributes say: a served request or a local call
+ * (`rpc.service`: the local call's handler runs under it), a consumed event (its subscription), a
+ * schedule. Other spans (a call out, a publish, a transaction, an HTTP request) are their parent's.
+ */
+function ownService(span: SdkSpan): string | undefined {
+  const attributes = span.attributes;
+  const named = attributes['chassis.service'];
+  if (typeof named === 'string') return named;
+  if (span.kind === SpanKind.SERVER || (span.kind === SpanKind.INTERNAL && attributes['chassis.local'] === true)) {
+    const service = attributes['rpc.service'];
+    return typeof service === 'string' ? service : undefined;
+  }
+  if (span.kind === SpanKind.CONSUMER) {
+    const group = attributes['messaging.consumer.group.name'];
+    return typeof group === 'string' ? group.split('.')[0] : undefined;
+  }
+  return undefined;
+}
+
+/** A time (since the epoch) or a duration in milliseconds. */
+function hrMs(time: HrTime): number {
+  return time[0] * 1000 + time[1] / 1e6;
+}
