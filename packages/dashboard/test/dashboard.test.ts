@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { dashboardConnection } from '@chassis/cli';
-import { action, callOpsHttp, createNode, createTransport, defineService, handle, isChassisError } from '@chassis/core';
+import { action, callOpsHttp, createNode, createTransport, defineService, handle } from '@chassis/core';
 import { type Simplebank, startSimplebank } from '@chassis/simplebank/system';
 import { freePort, servers, skipUnlessInstalled, skipUnlessUp, waitUntil } from '@chassis/testing';
 import { type Browser, chromium, type Page } from 'playwright-core';
@@ -330,23 +330,9 @@ describe('the dashboard in a browser, against SimpleBank', { skip }, () => {
     }
   });
 
-  it('the trace of the sell order: a waterfall of the services it crossed', async (t) => {
-    let supported = true;
-    try {
-      await asOperator('traces', { limit: 1 });
-    } catch (error) {
-      if (!isChassisError(error, 'UNKNOWN_ACTION')) throw error;
-      supported = false;
-    }
+  it('the trace of the sell order: a waterfall of the services it crossed', async () => {
     assert.ok(traceHref, 'the explorer linked the trace');
     await go(traceHref!.slice(2));
-    if (!supported) {
-      // What the view says meanwhile is checked all the same.
-      await page.getByText('This node does not record traces.').waitFor();
-      await shoot('traces');
-      t.skip('the ops API of this node has no traces action yet (UNKNOWN_ACTION): the waterfall is not checked');
-      return;
-    }
     let services: string[] = [];
     await waitUntil(
       async () => {

@@ -128,7 +128,12 @@ function TraceList() {
               <td>{timeOf(t.startedAt)}</td>
               <td>
                 <a href={`#/traces/${t.traceId}`}>{t.root}</a>
-                {t.error && <span class="tag error"> error</span>}
+                {t.error && (
+                  <>
+                    {' '}
+                    <span class="tag failed">error</span>
+                  </>
+                )}
               </td>
               <td>{t.services.join(', ')}</td>
               <td>{t.spans}</td>
@@ -202,7 +207,7 @@ function Waterfall({ traceId }: { traceId: string }) {
       </p>
       <ol class="waterfall" aria-label="Waterfall">
         {ordered(spans).map(({ span, depth }) => (
-          <li key={span.spanId} class={`span ${span.status}`}>
+          <li key={span.spanId} class={`span status-${span.status}`}>
             <button
               type="button"
               class="span-row"
