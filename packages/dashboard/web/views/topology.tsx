@@ -1,5 +1,5 @@
-import cytoscape, { type Core, type ElementDefinition } from 'cytoscape';
-import ELK from 'elkjs/lib/elk.bundled.js';
+import type { Core, ElementDefinition, NodeSingular } from 'cytoscape';
+import type { ELK } from 'elkjs/lib/elk.bundled.js';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { type CatalogService, loadServices } from '../data.ts';
 import { ErrorNote, Filter, matches, Section, useFocusHeading, useLoad } from '../ui.tsx';
@@ -144,7 +144,8 @@ function Graph({
   const shape = JSON.stringify(elements);
   useEffect(() => {
     let live = true;
-    void positionsOf(elements).then((positions) => {
+    // The graph libraries (most of the page's weight) load when the Topology view first draws.
+    void Promise.all([import('cytoscape'), positionsOf(elements)]).then(([{ default: cytoscape }, positions]) => {
       if (!live || !container.current) return;
       cy.current?.destroy();
       cy.current = cytoscape({
@@ -163,7 +164,7 @@ function Graph({
               label: 'data(label)',
               'text-valign': 'center',
               'font-size': 13,
-              width: (n: cytoscape.NodeSingular) => 8 * String(n.data('label')).length + 16,
+              width: (n: NodeSingular) => 8 * String(n.data('label')).length + 16,
               height: 26,
             },
           },
@@ -248,7 +249,7 @@ function Graph({
   );
 }
 
-const elk = new ELK();
+let elk: Promise<ELK> | undefined;
 
 /** Node width for a label: ELK needs sizes to lay out, cytoscape draws the same size. */
 function widthOf(element: ElementDefinition): number {
@@ -263,7 +264,8 @@ function widthOf(element: ElementDefinition): number {
 async function positionsOf(elements: ElementDefinition[]): Promise<Map<string, { x: number; y: number }>> {
   const nodes = elements.filter((e) => e.data.source === undefined);
   const edges = elements.filter((e) => e.data.source !== undefined);
-  const laid = await elk.layout({
+  elk ??= import('elkjs/lib/elk.bundled.js').then(({ default: ELK }) => new ELK());
+  const laid = await (await elk).layout({
     id: 'root',
     layoutOptions: {
       'elk.algorithm': 'layered',
