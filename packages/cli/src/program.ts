@@ -126,11 +126,24 @@ export function createProgram(options: RunOptions = {}): { program: Command; exi
     .option('--ops-port <port>', 'the ops port: /health/*, /metrics (OPS_PORT)', port, 9400)
     .option('--fresh', "an empty in-memory database at every start instead of the app's .data folder", false)
     .option('--no-watch', 'do not restart on changes')
+    .option('--dashboard-port <port>', "the dashboard's port (chassis dashboard)", port, 9500)
+    .option('--no-dashboard', 'do not start the dashboard')
     .addHelpText('after', examples('chassis dev', 'chassis dev apps/simplebank --port 3000 --fresh'))
     .action(
-      async (app: string | undefined, flags: { port: number; opsPort: number; fresh: boolean; watch: boolean }) => {
+      async (
+        app: string | undefined,
+        flags: {
+          port: number;
+          opsPort: number;
+          fresh: boolean;
+          watch: boolean;
+          dashboard: boolean;
+          dashboardPort: number;
+        },
+      ) => {
         const { dev } = await import('./commands/dev.ts');
-        exitCode = await dev(app, { ...flags, cwd }, output);
+        const { dashboardPort, ...rest } = flags;
+        exitCode = await dev(app, { ...rest, dashboard: flags.dashboard ? dashboardPort : false, cwd }, output);
       },
     );
 

@@ -312,10 +312,21 @@ describe('chassis new app, new service: a scaffolded app passes its tests, start
   });
 
   it('dev runs it all-in-one, prints its URLs and restarts it when a file changes', async () => {
-    const [port, opsPort] = [await freePort(), await freePort()];
+    const [port, opsPort, dashboardPort] = [await freePort(), await freePort(), await freePort()];
     const child = spawn(
       process.execPath,
-      [bin, 'dev', app, '--port', String(port), '--ops-port', String(opsPort), '--fresh'],
+      [
+        bin,
+        'dev',
+        app,
+        '--port',
+        String(port),
+        '--ops-port',
+        String(opsPort),
+        '--dashboard-port',
+        String(dashboardPort),
+        '--fresh',
+      ],
       {
         cwd: root,
         env: childEnv({ NO_COLOR: '1', CHASSIS_OPS_SECRET: 'dev-test-ops-secret-0123456789' }),
@@ -334,6 +345,12 @@ describe('chassis new app, new service: a scaffolded app passes its tests, start
       await waitUntil(() => said.includes('Ctrl-C stops it'), { timeoutMs: 60_000, what: 'chassis dev' });
       assert.match(said, new RegExp(`API +http://127\\.0\\.0\\.1:${port}`));
       assert.match(said, new RegExp(`ops +http://127\\.0\\.0\\.1:${opsPort}/health/ready`));
+      // The dashboard beside it, reading the app through its ops port with the app's ops secret.
+      assert.match(said, new RegExp(`dashboard +http://127\\.0\\.0\\.1:${dashboardPort}/`));
+      const status = await fetch(`http://127.0.0.1:${dashboardPort}/api/status`, {
+        headers: { 'x-chassis-dashboard': '1' },
+      });
+      assert.deepEqual(((await status.json()) as { reachable: boolean }).reachable, true);
       const url = `http://127.0.0.1:${port}`;
       assert.equal((await json(await postJson(`${url}/notes`, { text: 'quiet' }))).text, 'quiet');
       // Every trace is recorded in development: the request just made is in the span store.

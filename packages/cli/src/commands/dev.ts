@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, relative } from 'node:path';
@@ -15,6 +16,8 @@ export interface DevOptions {
   fresh: boolean;
   /** Restart when a file the app imports changes (Node's --watch). */
   watch: boolean;
+  /** The dashboard's port (default 9500), or false for none. */
+  dashboard?: number | false;
   cwd?: string;
 }
 
@@ -68,6 +71,9 @@ export async function dev(given: string | undefined, options: DevOptions, output
     PORT: String(options.port),
     OPS_PORT: String(options.opsPort),
     NODE_ENV: process.env.NODE_ENV ?? 'development',
+    // The dashboard reads the app through its ops port, which opens to this secret only: one made up for
+    // this run unless the shell has one.
+    CHASSIS_OPS_SECRET: process.env.CHASSIS_OPS_SECRET || randomBytes(24).toString('base64url'),
     // Development is for looking: every trace recorded, so each call shows in the span store (`traces`).
     OTEL_TRACES_SAMPLER_ARG: process.env.OTEL_TRACES_SAMPLER_ARG ?? '1',
   };
@@ -96,6 +102,11 @@ export async function dev(given: string | undefined, options: DevOptions, output
   void exited.then(() => {
     running = false;
   });
+  // Beside the app, on its ops port: started at once (a first start builds its page), printed once ready.
+  const dashboard =
+    options.dashboard === false || options.opsPort === 0
+      ? undefined
+      : startDashboardBeside(ops, env.CHASSIS_OPS_SECRET!, options.dashboard ?? 9500);
   if (options.port !== 0 && options.opsPort !== 0) {
     // The URLs once the app answers on them, so that what is printed can be clicked: the gateway's when
     // the app has one (it listens after the node has started), else the node's ops port.
@@ -109,11 +120,37 @@ export async function dev(given: string | undefined, options: DevOptions, output
         output.say(`  API      ${output.style('cyan', api)}   (docs ${api}/docs, OpenAPI ${api}/openapi.json)`);
       }
       output.say(`  ops      ${output.style('cyan', `${ops}/health/ready`)}, ${ops}/metrics`);
+      const served = await dashboard;
+      if (served && 'url' in served) output.say(`  dashboard ${output.style('cyan', served.url)}`);
+      else if (served) output.say(`  dashboard not started: ${served.problem}`);
       output.say(`  Ctrl-C stops it${options.watch ? '; saving a file restarts it' : ''}`);
     }
   }
   const code = await exited;
+  const served = await dashboard;
+  if (served && 'close' in served) await served.close();
   process.off('SIGINT', ignore);
   process.off('SIGTERM', forward);
   return code;
+}
+
+/** The dashboard on the app's ops port; what went wrong instead (a port in use), which does not stop the app. */
+async function startDashboardBeside(
+  ops: string,
+  secret: string,
+  port: number,
+): Promise<{ url: string; close: () => Promise<void> } | { problem: string }> {
+  try {
+    const { openDashboard } = await import('./dashboard.ts');
+    const { dashboard, connection } = await openDashboard({ ops, secret, port });
+    return {
+      url: dashboard.url,
+      close: async () => {
+        await dashboard.close();
+        await connection.close();
+      },
+    };
+  } catch (error) {
+    return { problem: `${(error as Error).message} (--dashboard-port <port>, or --no-dashboard)` };
+  }
 }

@@ -12,6 +12,12 @@ function positive(value: string): number {
   return number;
 }
 
+function port(value: string): number {
+  const number = Number(value);
+  if (!/^\d+$/.test(value) || number > 65_535) throw new InvalidArgumentError('it must be a port number, 0 to 65535');
+  return number;
+}
+
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
@@ -202,6 +208,26 @@ export function registerOpsCommands(
     .action(async (name: string, input: string | undefined, flags) => {
       const { bench } = await import('./bench.ts');
       setExitCode(await bench(name, input, flags, output));
+    });
+
+  connected(
+    program
+      .command('dashboard')
+      .description(
+        'a browser dashboard of the running system: catalog, API explorer, topology, traces, sagas, queues, health',
+      ),
+  )
+    .option('--port <port>', 'where it listens on 127.0.0.1 (0 picks a free one)', port, 9500)
+    .addHelpText(
+      'after',
+      examples(
+        'CHASSIS_OPS_SECRET=… chassis dashboard',
+        'chassis dashboard --transport nats://127.0.0.1:4222 --secret "$CHASSIS_OPS_SECRET" --port 9600',
+      ),
+    )
+    .action(async (flags) => {
+      const { dashboard } = await import('../commands/dashboard.ts');
+      setExitCode(await dashboard(flags, output));
     });
 
   connected(
