@@ -53,6 +53,7 @@ export type KubernetesObject =
 const RUN_AS = 1000;
 const OPS = 'ops';
 const HTTP = 'http';
+const GRPC = 'grpc';
 /** What the grace period keeps beyond preStop and the drain, for the exit itself. */
 const GRACE_MARGIN_SECONDS = 10;
 
@@ -216,6 +217,7 @@ function deployment(topology: ResolvedTopology, group: ResolvedGroup): IDeployme
   const drainSeconds = Math.ceil(topology.drainTimeoutMs / 1000);
   const ports: IContainerPort[] = [{ name: OPS, containerPort: topology.opsPort, protocol: 'TCP' }];
   if (group.httpPort !== undefined) ports.push({ name: HTTP, containerPort: group.httpPort, protocol: 'TCP' });
+  if (group.grpcPort !== undefined) ports.push({ name: GRPC, containerPort: group.grpcPort, protocol: 'TCP' });
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -252,12 +254,19 @@ function deployment(topology: ResolvedTopology, group: ResolvedGroup): IDeployme
                 failureThreshold: 60,
                 timeoutSeconds: 2,
               },
+              // A gRPC server's readiness is asked over gRPC itself (the chassis's health service answers
+              // from the node's readiness, so it also proves the gRPC listener up): a pod whose listener
+              // failed gets no gRPC traffic. The probe takes a port number only, not a name.
               readinessProbe: {
-                httpGet: { path: '/health/ready', port: OPS },
+                ...(group.grpcPort === undefined
+                  ? { httpGet: { path: '/health/ready', port: OPS } }
+                  : { grpc: { port: group.grpcPort } }),
                 periodSeconds: 5,
                 failureThreshold: 2,
                 timeoutSeconds: 2,
               },
+              // Liveness stays on the ops port even with gRPC: the health service reports readiness, and a
+              // database outage must take a pod out of the Service, not restart it.
               livenessProbe: {
                 httpGet: { path: '/health/live', port: OPS },
                 periodSeconds: 10,
@@ -283,6 +292,9 @@ function service(topology: ResolvedTopology, group: ResolvedGroup): IService {
   if (group.httpPort !== undefined) {
     ports.push({ name: HTTP, port: group.httpPort, targetPort: HTTP, protocol: 'TCP' });
   }
+  if (group.grpcPort !== undefined) {
+    ports.push({ name: GRPC, port: group.grpcPort, targetPort: GRPC, protocol: 'TCP' });
+  }
   return {
     apiVersion: 'v1',
     kind: 'Service',
@@ -306,6 +318,8 @@ function configMap(topology: ResolvedTopology, group: ResolvedGroup): IConfigMap
       OPS_PORT: String(topology.opsPort),
       CHASSIS_DRAIN_TIMEOUT_MS: String(topology.drainTimeoutMs),
       LOG_LEVEL: 'info',
+      // As HOST for the gateway: a gRPC server listens on 127.0.0.1 unless told otherwise.
+      ...(group.grpcPort === undefined ? {} : { GRPC_PORT: String(group.grpcPort), GRPC_HOST: '0.0.0.0' }),
       ...topology.env,
       ...group.env,
     },
@@ -343,8 +357,8 @@ function disruptionBudget(topology: ResolvedTopology, group: ResolvedGroup): IPo
 
 /**
  * Ingress only: the ops port from the monitoring namespace (and the namespace itself), the HTTP port from
- * anywhere (an ingress controller, a load balancer). Services talk through the broker, so nothing else
- * comes in. Egress is left open: the broker, the database and the exchange are the user's, anywhere.
+ * anywhere (an ingress controller, a load balancer), the gRPC port from the namespace's pods (the app's
+ * own callers). Services otherwise talk through the broker, so nothing else comes in. Egress is left open: the broker, the database and the exchange are the user's, anywhere.
  */
 function networkPolicy(topology: ResolvedTopology, group: ResolvedGroup): INetworkPolicy {
   const ingress: NonNullable<INetworkPolicy['spec']>['ingress'] = [
@@ -357,6 +371,9 @@ function networkPolicy(topology: ResolvedTopology, group: ResolvedGroup): INetwo
     },
   ];
   if (group.httpPort !== undefined) ingress.push({ ports: [{ port: group.httpPort, protocol: 'TCP' }] });
+  if (group.grpcPort !== undefined) {
+    ingress.push({ from: [{ podSelector: {} }], ports: [{ port: group.grpcPort, protocol: 'TCP' }] });
+  }
   return {
     apiVersion: 'networking.k8s.io/v1',
     kind: 'NetworkPolicy',

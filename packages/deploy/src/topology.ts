@@ -72,6 +72,13 @@ export const serviceGroupSchema = z
     maxReplicas: z.number().int().min(1).optional(),
     /** The HTTP port of a process that serves one (the gateway); it also gets Service and ingress rules. */
     httpPort: z.number().int().min(1).max(65_535).optional(),
+    /**
+     * The gRPC port of a process that serves one (`@chassis/grpc`'s server): a container port named `grpc`,
+     * a Service port, ingress from the namespace's pods, `GRPC_PORT` and `GRPC_HOST=0.0.0.0` in its
+     * ConfigMap, and a native gRPC readiness probe (`grpc.health.v1.Health/Check`, which the chassis's
+     * server answers from the node's readiness).
+     */
+    grpcPort: z.number().int().min(1).max(65_535).optional(),
     resources: resourcesSchema.default({
       requests: { cpu: '100m', memory: '128Mi' },
       limits: { memory: '256Mi' },
@@ -135,6 +142,10 @@ export const appTopologySchema = z
       seen.add(group.name);
       if (group.httpPort === topology.opsPort) {
         ctx.addIssue({ code: 'custom', path: ['groups', index, 'httpPort'], message: 'is the ops port' });
+      }
+      if (group.grpcPort !== undefined && [topology.opsPort, group.httpPort].includes(group.grpcPort)) {
+        const taken = group.grpcPort === topology.opsPort ? 'the ops port' : 'the HTTP port';
+        ctx.addIssue({ code: 'custom', path: ['groups', index, 'grpcPort'], message: `is ${taken}` });
       }
     }
   });

@@ -121,6 +121,51 @@ describe('@chassis/deploy: Kubernetes objects from an app topology', () => {
     assert.equal(ofKind(objects, 'ConfigMap', 'shop-worker').data!.PAYMENTS_MODE, 'live');
   });
 
+  it('a gRPC port: a named container port, a Service port, ingress from the namespace, GRPC_PORT, a gRPC readiness probe', () => {
+    const withGrpc = kubernetesObjects({
+      ...shop,
+      groups: [{ ...shop.groups[0]!, grpcPort: 50051 }, shop.groups[1]!],
+    });
+    validateKubernetesObjects(withGrpc);
+    const container = ofKind(withGrpc, 'Deployment', 'shop-api').spec!.template.spec!.containers[0]!;
+    assert.deepEqual(
+      container.ports!.map((port) => [port.name, port.containerPort]),
+      [
+        ['ops', 9400],
+        ['http', 3000],
+        ['grpc', 50051],
+      ],
+    );
+    // Kubernetes' own gRPC probe asks grpc.health.v1.Health/Check; liveness stays on /health/live.
+    assert.deepEqual(container.readinessProbe!.grpc, { port: 50051 });
+    assert.equal(container.readinessProbe!.httpGet, undefined);
+    assert.equal(container.livenessProbe!.httpGet!.path, '/health/live');
+    assert.equal(container.startupProbe!.httpGet!.path, '/health/live');
+    assert.deepEqual(
+      ofKind(withGrpc, 'Service', 'shop-api').spec!.ports!.find((port) => port.name === 'grpc'),
+      { name: 'grpc', port: 50051, targetPort: 'grpc', protocol: 'TCP' },
+    );
+    const config = ofKind(withGrpc, 'ConfigMap', 'shop-api').data!;
+    assert.equal(config.GRPC_PORT, '50051');
+    assert.equal(config.GRPC_HOST, '0.0.0.0', 'the gRPC server takes traffic from outside the pod');
+    const ingress = ofKind(withGrpc, 'NetworkPolicy', 'shop-api').spec!.ingress!;
+    assert.deepEqual(
+      ingress.find((rule) => rule.ports?.some((port) => port.port === 50051)),
+      { from: [{ podSelector: {} }], ports: [{ port: 50051, protocol: 'TCP' }] },
+      'gRPC from the app’s own pods only',
+    );
+    // A group without one gets none of it.
+    const worker = ofKind(withGrpc, 'Deployment', 'shop-worker').spec!.template.spec!.containers[0]!;
+    assert.equal(worker.readinessProbe!.httpGet!.path, '/health/ready');
+    assert.ok(!worker.ports!.some((port) => port.name === 'grpc'));
+    assert.equal(ofKind(withGrpc, 'ConfigMap', 'shop-worker').data!.GRPC_PORT, undefined);
+    assert.throws(
+      () => kubernetesObjects({ ...shop, groups: [{ ...shop.groups[0]!, grpcPort: 3000 }] }),
+      /grpcPort.*HTTP port|HTTP port/,
+    );
+    assert.throws(() => kubernetesObjects({ ...shop, groups: [{ ...shop.groups[0]!, grpcPort: 9400 }] }), /ops port/);
+  });
+
   it('labels: app.kubernetes.io/* everywhere, track: stable on the pods, Services and budgets select without track', () => {
     const deployment = ofKind(objects, 'Deployment', 'shop-worker');
     const podLabels = deployment.spec!.template.metadata!.labels!;
