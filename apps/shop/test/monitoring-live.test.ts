@@ -53,7 +53,23 @@ describe('a real Prometheus scraping the distributed Shop: every dashboard panel
     return (await response.json()) as Answer;
   }
 
-  before(async () => {
+  before(
+    async () => {
+      // A set-up that stalls (a connection retried on unref'd timers) fails here by the hook's timeout, with
+      // the logs, instead of Node cancelling the file when nothing else keeps the event loop alive.
+      const keepAlive = setInterval(() => undefined, 1000);
+      try {
+        await setUp();
+      } catch (error) {
+        throw new Error(`${(error as Error).message}\n${logs.slice(-20).join('\n')}`, { cause: error });
+      } finally {
+        clearInterval(keepAlive);
+      }
+    },
+    { timeout: 60_000 },
+  );
+
+  async function setUp(): Promise<void> {
     vhost = await temporaryVhost(servers.rabbitmq.url);
     const databaseUrl = await postgres.newDatabase();
     // The edge last, as the launcher and Compose start it.
@@ -88,7 +104,10 @@ describe('a real Prometheus scraping the distributed Shop: every dashboard panel
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     prometheus.stderr?.on('data', (chunk: Buffer) => logs.push(`[prometheus] ${chunk.toString().trim()}`));
+    prometheus.on('exit', (code, signal) => logs.push(`[prometheus] exited with ${signal ?? code}`));
+    prometheus.on('error', (error) => logs.push(`[prometheus] ${error.message}`));
     for (const spec of topology) {
+      logs.push(`[test] starting ${spec.name}`);
       nodes.push(
         await startShop({
           port: spec.port === undefined ? false : 0,
@@ -128,7 +147,7 @@ describe('a real Prometheus scraping the distributed Shop: every dashboard panel
       intervalMs: 500,
       what: 'Prometheus to scrape the Shop processes',
     });
-  });
+  }
 
   after(async () => {
     stopPlacing = true;
