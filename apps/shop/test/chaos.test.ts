@@ -86,6 +86,15 @@ describe('Shop chaos: processes killed and RabbitMQ restarted while orders flow'
           // Down for a second: every process loses its connection, publishes and replies in flight.
           acceptedBeforeRestart = accepted.length;
           await restartRabbitmq({ downMs: 1000 });
+          // The nodes reconnect with backoff (the connection's up to 5 s, a consumer's up to 10 s), and the
+          // broker may take a while to accept them: the chaos goes on once the Shop takes orders again.
+          const backAt = Date.now();
+          await waitUntil(() => accepted.length >= acceptedBeforeRestart + 3, {
+            timeoutMs: 30_000,
+            intervalMs: 200,
+            what: 'the Shop to accept orders again after the broker restart',
+          });
+          t.diagnostic(`orders accepted again ${Date.now() - backAt} ms after RabbitMQ was back`);
           continue;
         }
         await shop.kill(name);
@@ -98,7 +107,7 @@ describe('Shop chaos: processes killed and RabbitMQ restarted while orders flow'
       streaming = false;
       await stream;
     }
-    t.diagnostic(`${accepted.length} orders accepted, ${refused} refused while processes were down`);
+    t.diagnostic(`${accepted.length} orders accepted, ${refused} refused while processes or the broker were down`);
     assert.ok(accepted.length >= 20, `orders flowed (${accepted.length})`);
     const acceptedAfterRestart = accepted.slice(acceptedBeforeRestart);
     assert.ok(
