@@ -18,3 +18,11 @@ export const labelUsers = action('recommendation.label_users', {
   output: z.array(User),
   idempotent: true,
 });
+
+export const relatedLabels = action('recommendation.related_labels', {
+  description:
+    'Labels to recommend to a user: those read by the users who read about the same labels, which this user has not read about, ranked by how many of those readers read them (`readers`).',
+  input: z.object({ id: Id }),
+  output: z.array(z.object({ id: z.string(), readers: z.number().int().positive() })),
+  idempotent: true,
+});

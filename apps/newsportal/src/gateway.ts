@@ -1,7 +1,7 @@
 import { ChassisError } from '@chassis/core';
 import { type OpenApiInfo, type Route, type RouteRequest, route } from '@chassis/gateway';
 import { createNews, getNews, listAllNews, listNews, updateNews } from '../contracts/orchestrator.ts';
-import { labelUsers, userLabels } from '../contracts/recommendation.ts';
+import { labelUsers, relatedLabels, userLabels } from '../contracts/recommendation.ts';
 import {
   checkHealth,
   createUser,
@@ -120,6 +120,12 @@ export const newsportalRoutes: Route[] = [
     ...publicRoute,
     input: ({ params }) => ({ id: integer(params.id) }),
     summary: 'The labels a user reads about',
+    tags: ['recommendation'],
+  }),
+  route.get('/v1/recommendation/user/:id/related', relatedLabels, {
+    ...publicRoute,
+    input: ({ params }) => ({ id: integer(params.id) }),
+    summary: 'Labels to recommend: read by those who read what the user reads, not yet by the user',
     tags: ['recommendation'],
   }),
   route.get('/v1/recommendation/label/:label', labelUsers, {

@@ -9,11 +9,7 @@ import { startNewsportal } from './system.ts';
  */
 if (process.env.MIGRATE_ONLY === 'true') {
   // The migration Job of deploy/kubernetes: migrate, say what was applied, exit.
-  for (const report of await migrateNewsportal()) {
-    console.log(
-      `${report.service}: applied ${report.applied.length} migration(s), ${report.alreadyApplied.length} already`,
-    );
-  }
+  await migrateNewsportal(process.env, console.log);
   process.exit(0);
 }
 

@@ -1,7 +1,8 @@
-import { ChassisError, type ChassisNode, type NodeExtension, runNode } from '@chassis/core';
+import { ChassisError, type ChassisNode, drainOnSignals, type NodeExtension, runNode } from '@chassis/core';
 import { type Database, dataExtension } from '@chassis/data';
 import { createGateway, type Gateway } from '@chassis/gateway';
 import { fetchUserOverGrpc, userDataClient, userDataServer } from '../services/users/grpc.ts';
+import { UsersMetrics } from '../services/users/metrics.ts';
 import { newsportalApi } from './gateway.ts';
 import { type NewsportalServicesOptions, newsportalServices } from './services.ts';
 
@@ -62,6 +63,9 @@ export async function startNewsportal(options: NewsportalOptions = {}): Promise<
     extensions.push(client);
     fetchUser = fetchUserOverGrpc(client);
   }
+  // Users' cache and write-queue metrics on this node's /metrics (the News portal dashboard reads them).
+  const usersMetrics = hosts('users') ? new UsersMetrics() : undefined;
+  if (usersMetrics) extensions.push(usersMetrics);
   const node = await runNode({
     services: newsportalServices({
       ...options.services,
@@ -69,6 +73,7 @@ export async function startNewsportal(options: NewsportalOptions = {}): Promise<
       users: {
         url: env.REDIS_URL || 'redis://127.0.0.1:6379',
         keyPrefix: env.REDIS_KEY_PREFIX ?? 'newsportal:',
+        ...(usersMetrics ? { metrics: usersMetrics } : {}),
         ...options.services?.users,
       },
     }),
@@ -98,23 +103,7 @@ export async function startNewsportal(options: NewsportalOptions = {}): Promise<
     await gateway?.close();
     await node.stop();
   };
-  if (options.handleSignals) {
-    let stopping = false;
-    const shutdown = (signal: NodeJS.Signals) => {
-      if (stopping) process.exit(1);
-      stopping = true;
-      node.log.info(`${signal} received: draining`);
-      stop().then(
-        () => process.exit(0),
-        (error: unknown) => {
-          node.log.error({ err: error }, 'drain failed');
-          process.exit(1);
-        },
-      );
-    };
-    process.once('SIGTERM', shutdown);
-    process.once('SIGINT', shutdown);
-  }
+  if (options.handleSignals) drainOnSignals(node.log, stop);
   return {
     node,
     gateway,

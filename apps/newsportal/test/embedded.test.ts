@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { servers, skipUnlessUp } from '@chassis/testing';
+import { fileURLToPath } from 'node:url';
+import { freePort, servers, skipUnlessInstalled, skipUnlessUp, waitUntil } from '@chassis/testing';
 import { newsByType } from '../contracts/news.ts';
 import { newsportalServiceNames } from '../src/services.ts';
 import { type Newsportal, startNewsportal } from '../src/system.ts';
@@ -29,7 +34,12 @@ let sportsQuery: Newsportal | undefined;
 const started = async () => {
   if (!portal) {
     const allButSportsQuery = newsportalServiceNames().filter((name) => name !== 'query-sports');
-    portal = await startNewsportal({ port: 0, databaseUrl: 'pglite://memory', env: env(allButSportsQuery.join(',')) });
+    portal = await startNewsportal({
+      port: 0,
+      databaseUrl: 'pglite://memory',
+      // An ops port: the monitoring check below has Prometheus scrape it.
+      env: { ...env(allButSportsQuery.join(',')), OPS_PORT: '0' },
+    });
     sportsQuery = await startNewsportal({ port: false, databaseUrl: 'pglite://memory', env: env('query-sports') });
   }
   return portal;
@@ -161,5 +171,202 @@ describe('News portal bad input: 400 with the field named, 404, 409, never 500',
     assert.equal(published.version, 2);
     assert.ok(published.published_at !== null && Date.parse(published.published_at) > 0);
     await assert.rejects(node.call(famous.publishNews, { id: added.id, version: 1 }), { code: 'CONFLICT' });
+  });
+});
+
+describe('recommendations walk the users–labels graph (a recursive query)', { skip }, () => {
+  it('lists a user’s labels, a label’s readers, and the labels to recommend three hops away, ranked', async () => {
+    const url = (await started()).url!;
+    const suffix = keyPrefix.slice(-9, -1);
+    // Labels of their own, so that other tests' readings do not reach them.
+    const label = (name: string) => `walk-${name}-${suffix}`;
+    const [x, y, z, w, q] = [label('x'), label('y'), label('z'), label('w'), label('q')];
+    const user = async (name: string) => {
+      const created = await request(url, 'POST', '/v1/users', {
+        body: { name, email: `${name.toLowerCase()}-${suffix}@example.com`, password: 'password-1' },
+      });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      return created.body.id as number;
+    };
+    const [ann, ben, cat, dan, eve] = [
+      await user('Ann'),
+      await user('Ben'),
+      await user('Cat'),
+      await user('Dan'),
+      await user('Eve'),
+    ];
+    const read = async (reader: number, tags: string[]) => {
+      const item = await request(url, 'POST', '/v1/news/politics', {
+        body: { title: tags.join(' '), content: 'x', author: 'Desk', tags },
+      });
+      const id = (item.body.news as { id: number }).id;
+      const answer = await request(url, 'GET', `/v1/news/politics/${id}`, { headers: { cookie: `user_id=${reader}` } });
+      assert.equal(answer.status, 200);
+    };
+    // Ann reads x and y; Ben y and z; Cat y, z and w; Dan only q. The graph has cycles (Ann–y–Ben–z–Cat–y).
+    await read(ann, [x, y]);
+    await read(ben, [y, z]);
+    await read(cat, [y, z, w]);
+    await read(dan, [q]);
+    const labels = async (id: number) =>
+      ((await request(url, 'GET', `/v1/recommendation/user/${id}`)).body as unknown as { id: string }[]).map(
+        (label) => label.id,
+      );
+    await waitUntil(async () => (await labels(cat)).length === 3 && (await labels(dan)).length === 1, {
+      timeoutMs: 5000,
+      what: 'the readings to reach the graph',
+    });
+    assert.deepEqual(await labels(ann), [x, y].sort());
+    const readersOfY = (await request(url, 'GET', `/v1/recommendation/label/${y}`)).body as unknown as { id: number }[];
+    assert.deepEqual(
+      readersOfY.map((reader) => reader.id),
+      [ann, ben, cat],
+    );
+    // For Ann: z (read by Ben and Cat, who share y with her) before w (Cat only); not her own, not Dan's q.
+    const related = await request(url, 'GET', `/v1/recommendation/user/${ann}/related`);
+    assert.equal(related.status, 200, JSON.stringify(related.body));
+    assert.deepEqual(related.body, [
+      { id: z, readers: 2 },
+      { id: w, readers: 1 },
+    ]);
+    // For Ben: x (Ann) and w (Cat), one co-reader each, by name.
+    assert.deepEqual(
+      (await request(url, 'GET', `/v1/recommendation/user/${ben}/related`)).body,
+      [
+        { id: w, readers: 1 },
+        { id: x, readers: 1 },
+      ].sort((a, b) => a.id.localeCompare(b.id)),
+    );
+    // Dan shares no label: nothing to recommend. Eve read nothing: nothing either. An unknown user: 404.
+    assert.deepEqual((await request(url, 'GET', `/v1/recommendation/user/${dan}/related`)).body, []);
+    assert.deepEqual((await request(url, 'GET', `/v1/recommendation/user/${eve}/related`)).body, []);
+    const unknown = await request(url, 'GET', '/v1/recommendation/user/999999/related');
+    assert.equal(unknown.status, 404);
+    const invalid = await request(url, 'GET', '/v1/recommendation/user/zero/related');
+    assert.equal(invalid.status, 400);
+    assert.deepEqual((await request(url, 'GET', `/v1/recommendation/label/walk-none-${suffix}`)).body, []);
+  });
+});
+
+/**
+ * deploy/monitoring against this system: a real Prometheus scrapes its node each second, with the rule
+ * files loaded, while users are created and read and news read by a user (recommendations then ask users
+ * over gRPC). Every panel of the News portal dashboard must return data, every rule evaluate.
+ */
+const monitoringDir = fileURLToPath(new URL('../../../deploy/monitoring/', import.meta.url));
+describe('the News portal dashboard and alert rules against a real Prometheus scraping this system', {
+  skip: skip || skipUnlessInstalled('prometheus', 'Debian: apt-get install prometheus'),
+  timeout: 60_000,
+}, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'newsportal-monitoring-'));
+  let prometheus: ChildProcess | undefined;
+  let prometheusUrl = '';
+  let traffic: Promise<void> | undefined;
+  let stopTraffic = false;
+  const logs: string[] = [];
+  const query = async (expr: string) =>
+    (await (await fetch(`${prometheusUrl}/api/v1/query?query=${encodeURIComponent(expr)}`)).json()) as {
+      status: string;
+      error?: string;
+      data?: { result: unknown[] };
+    };
+
+  before(async () => {
+    const { url, node } = await started();
+    const port = await freePort();
+    prometheusUrl = `http://127.0.0.1:${port}`;
+    writeFileSync(
+      join(dir, 'prometheus.yml'),
+      [
+        'global: { scrape_interval: 1s, evaluation_interval: 1s }',
+        `rule_files: ['${join(monitoringDir, 'prometheus', 'rules')}/*.yml']`,
+        'scrape_configs:',
+        '  - job_name: chassis',
+        `    static_configs: [{ targets: ['127.0.0.1:${node.opsPort}'], labels: { instance: portal, group: edge } }]`,
+        '',
+      ].join('\n'),
+    );
+    prometheus = spawn(
+      'prometheus',
+      [
+        `--config.file=${join(dir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    prometheus.stderr?.on('data', (chunk: Buffer) => logs.push(chunk.toString().trim()));
+    const created = await request(url!, 'POST', '/v1/users', {
+      body: { name: 'Watched', email: `watched-${keyPrefix.slice(-9, -1)}@example.com`, password: 'password-1' },
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const item = await request(url!, 'POST', '/v1/news/famous', {
+      body: { title: 'Watched', content: 'x', author: 'Desk', tags: ['monitoring'] },
+    });
+    const itemId = (item.body.news as { id: number }).id;
+    // Reads (hits once cached), a reading that recommendations look up over gRPC, a 404 and a 400.
+    traffic = (async () => {
+      while (!stopTraffic) {
+        await request(url!, 'GET', `/v1/users/${created.body.id}`);
+        await request(url!, 'GET', `/v1/news/famous/${itemId}`, { headers: { cookie: `user_id=${created.body.id}` } });
+        await request(url!, 'GET', '/v1/users/999999');
+        await request(url!, 'GET', '/v1/news/nonsense/1/10');
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    })();
+  });
+
+  after(async () => {
+    stopTraffic = true;
+    await traffic?.catch(() => undefined);
+    prometheus?.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('every panel of the News portal dashboard has data', async () => {
+    const dashboard = JSON.parse(
+      readFileSync(join(monitoringDir, 'grafana', 'dashboards', 'newsportal.json'), 'utf8'),
+    ) as { panels: { title: string; targets?: { refId: string; expr: string }[] }[] };
+    const queries = dashboard.panels.flatMap((panel) =>
+      (panel.targets ?? []).map((target) => ({
+        where: `${panel.title} › ${target.refId}`,
+        // As Grafana sends it: the rate window it would pick for a 1 s scrape.
+        expr: target.expr.replaceAll('$__rate_interval', '1m'),
+      })),
+    );
+    assert.ok(queries.length >= 15, `${queries.length} queries`);
+    let missing: string[] = [];
+    await waitUntil(
+      async () => {
+        const answers = await Promise.all(queries.map(({ expr }) => query(expr)));
+        missing = queries.flatMap(({ where, expr }, i) =>
+          answers[i]!.status !== 'success'
+            ? [`${where}: ${answers[i]!.error} (${expr})`]
+            : answers[i]!.data?.result.length
+              ? []
+              : [`${where}: no data (${expr})`],
+        );
+        return missing.length === 0;
+      },
+      { timeoutMs: 30_000, intervalMs: 1000, what: 'every panel to have data' },
+    ).catch(() => undefined);
+    assert.deepEqual(missing, [], `panels without data:\n${missing.join('\n')}\n${logs.slice(-10).join('\n')}`);
+  });
+
+  it('Prometheus evaluates every rule, the News portal’s among them, without error', async () => {
+    type Rules = {
+      data: { groups: { name: string; rules: { name: string; health: string; lastError?: string }[] }[] };
+    };
+    let groups: Rules['data']['groups'] = [];
+    await waitUntil(
+      async () => {
+        groups = ((await (await fetch(`${prometheusUrl}/api/v1/rules`)).json()) as Rules).data.groups;
+        return groups.some((group) => group.name === 'newsportal-users');
+      },
+      { timeoutMs: 10_000, what: 'the rules to load' },
+    );
+    const rules = groups.flatMap((group) => group.rules);
+    assert.ok(rules.some((rule) => rule.name === 'UsersWritesNotPersisted'));
+    for (const rule of rules) assert.equal(rule.health, 'ok', `${rule.name}: ${rule.lastError}`);
   });
 });

@@ -158,6 +158,12 @@ describe('users when Redis is in trouble', { skip }, () => {
     const read = await call('GET', `/v1/users/${id}`);
     assert.equal(read.status, 200, JSON.stringify(read.body));
     assert.equal(read.body.name, 'Before');
+    // The read was counted as answered without Redis; the queues' gauges are left out, the scrape not held up.
+    const startedScrape = Date.now();
+    const scraped = await portal!.node.metrics.text();
+    assert.ok(Date.now() - startedScrape < 2500, 'a scrape does not wait on an unreachable Redis');
+    assert.match(scraped, /^newsportal_users_cache_reads_total\{outcome="redis-down"\} [1-9]/m);
+    assert.doesNotMatch(scraped, /^newsportal_users_write_queue_length\{/m);
     const refusedEmail = `refused-${keyPrefix.slice(-9, -1)}@example.com`;
     const refused = [
       await call('POST', '/v1/users', { name: 'Refused', email: refusedEmail, password: 'password-1' }),
@@ -177,7 +183,60 @@ describe('users when Redis is in trouble', { skip }, () => {
     });
     // Nothing of the refused writes was kept: the user is unchanged, and the refused e-mail is free.
     assert.equal((await call('GET', `/v1/users/${id}`)).body.name, 'Before');
+    // Read twice more: from the database (a miss, which fills the cache), then from the cache.
+    const count = async (outcome: string) =>
+      Number(
+        new RegExp(`^newsportal_users_cache_reads_total\\{outcome="${outcome}"\\} (\\d+)`, 'm').exec(
+          await portal!.node.metrics.text(),
+        )?.[1],
+      );
+    const [hitsBefore, missesBefore] = [await count('hit'), await count('miss')];
+    await call('GET', `/v1/users/${id}`);
+    await call('GET', `/v1/users/${id}`);
+    assert.equal((await count('hit')) + (await count('miss')), hitsBefore + missesBefore + 2);
+    assert.ok((await count('hit')) > hitsBefore, 'the second read was a hit');
+    const backlog = await portal!.node.metrics.text();
+    for (const queue of Object.values(QUEUES)) {
+      assert.match(backlog, new RegExp(`^newsportal_users_write_queue_length\\{queue="${queue}"\\} \\d+`, 'm'));
+      assert.match(
+        backlog,
+        new RegExp(`^newsportal_users_write_queue_oldest_age_seconds\\{queue="${queue}"\\} [\\d.e-]+`, 'm'),
+      );
+    }
     const again = await call('POST', '/v1/users', { name: 'Refused', email: refusedEmail, password: 'password-1' });
     assert.equal(again.status, 201, JSON.stringify(again.body));
+  });
+
+  it('reports each write queue’s length and the age of its oldest write not yet persisted', async () => {
+    // A prefix of its own with no worker on it: the writes stay queued.
+    const prefix = testKeyPrefix();
+    const store = new UserStore({ url: servers.redis.url, keyPrefix: prefix });
+    try {
+      await store.ready();
+      const user = (id: number) => ({
+        op: 'upsert' as const,
+        user: { id, name: `Q${id}`, email: `q${id}-${prefix.slice(-9, -1)}@example.com`, password_hash: 'x' },
+      });
+      const ofQueue = async (queue: string) => (await store.backlog()).find((backlog) => backlog.queue === queue)!;
+      assert.deepEqual(await ofQueue(QUEUES.create), { queue: QUEUES.create, length: 0, oldestAgeSeconds: 0 });
+      await store.write(QUEUES.create, user(1), { cacheIt: true });
+      await store.write(QUEUES.create, user(2), { cacheIt: true });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      // User 1 written again: its queue age still counts from its first write.
+      await store.write(QUEUES.update, user(1), { cacheIt: false });
+      const created = await ofQueue(QUEUES.create);
+      assert.equal(created.length, 2);
+      assert.ok(created.oldestAgeSeconds >= 0.3 && created.oldestAgeSeconds < 5, String(created.oldestAgeSeconds));
+      const updated = await ofQueue(QUEUES.update);
+      assert.equal(updated.length, 1);
+      assert.ok(updated.oldestAgeSeconds >= 0.3, 'the same user, queued since its first write');
+      // Persisted (settled): the first in line waits for nothing any more.
+      const pending = await store.pending(1);
+      await store.settle(1, pending!.raw);
+      assert.equal((await ofQueue(QUEUES.create)).oldestAgeSeconds, 0);
+    } finally {
+      await store.close();
+      await removeKeys(prefix);
+    }
   });
 });

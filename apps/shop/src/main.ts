@@ -9,11 +9,7 @@ import { startShop } from './system.ts';
  */
 if (process.env.MIGRATE_ONLY === 'true') {
   // The migration Job of deploy/kubernetes/shop: migrate, say what was applied, exit.
-  for (const report of await migrateShop()) {
-    console.log(
-      `${report.service}: applied ${report.applied.length} migration(s), ${report.alreadyApplied.length} already`,
-    );
-  }
+  await migrateShop(process.env, console.log);
   process.exit(0);
 }
 

@@ -1,29 +1,15 @@
-import { loadConfig } from '@chassis/core';
-import { Database, installServiceSchema, type MigrationReport } from '@chassis/data';
+import { loadConfig, selectServices } from '@chassis/core';
+import { type MigrationReport, migrateOnly } from '@chassis/data';
 import { shopServices } from './services.ts';
 
 /**
  * `MIGRATE_ONLY=true`: brings the schema of every service in `SERVICES` (all by default) up to date in
- * `DATABASE_URL` and returns, starting nothing else. The Kubernetes migration Job runs the image this
- * way before a rollout; nodes would migrate at start anyway (under the same per-service lock).
+ * `DATABASE_URL` and returns, starting nothing else (the Kubernetes migration Job).
  */
-export async function migrateShop(env: Record<string, string | undefined> = process.env): Promise<MigrationReport[]> {
-  const config = loadConfig(env);
-  const url = env.DATABASE_URL ?? 'pglite://.data/shop';
-  const services = shopServices({ secret: 'migrations only' }).filter(
-    (service) => config.SERVICES.length === 0 || config.SERVICES.includes(service.name),
-  );
-  const unknown = config.SERVICES.filter((name) => !services.some((service) => service.name === name));
-  if (unknown.length > 0) throw new Error(`SERVICES names services the Shop does not have: ${unknown.join(', ')}`);
-  const db = await Database.open(url);
-  try {
-    const reports: MigrationReport[] = [];
-    for (const service of services) {
-      const report = await installServiceSchema(db, service);
-      if (report) reports.push(report);
-    }
-    return reports;
-  } finally {
-    await db.close();
-  }
+export async function migrateShop(
+  env: Record<string, string | undefined> = process.env,
+  log?: (line: string) => void,
+): Promise<MigrationReport[]> {
+  const services = selectServices(shopServices({ secret: 'migrations only' }), loadConfig(env).SERVICES);
+  return migrateOnly(env.DATABASE_URL ?? 'pglite://.data/shop', services, log);
 }

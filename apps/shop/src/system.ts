@@ -1,4 +1,4 @@
-import { ChassisError, type ChassisNode, jwtVerifier, runNode } from '@chassis/core';
+import { ChassisError, type ChassisNode, drainOnSignals, jwtVerifier, runNode } from '@chassis/core';
 import { type Database, dataExtension } from '@chassis/data';
 import { createGateway, type Gateway } from '@chassis/gateway';
 import { registerBookMetrics, shopApi } from './gateway.ts';
@@ -102,23 +102,7 @@ export async function startShop(options: ShopOptions = {}): Promise<Shop> {
     await gateway?.close();
     await node.stop();
   };
-  if (options.handleSignals) {
-    let stopping = false;
-    const shutdown = (signal: NodeJS.Signals) => {
-      if (stopping) process.exit(1);
-      stopping = true;
-      node.log.info(`${signal} received: draining`);
-      stop().then(
-        () => process.exit(0),
-        (error: unknown) => {
-          node.log.error({ err: error }, 'drain failed');
-          process.exit(1);
-        },
-      );
-    };
-    process.once('SIGTERM', shutdown);
-    process.once('SIGINT', shutdown);
-  }
+  if (options.handleSignals) drainOnSignals(node.log, stop);
   return {
     node,
     gateway,

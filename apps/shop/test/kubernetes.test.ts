@@ -239,6 +239,9 @@ describe('The Shop on Kubernetes: the generated base and the staging, production
         ['shop-payments', true],
       ],
     );
-    await assert.rejects(migrateShop({ DATABASE_URL: database, SERVICES: 'orders' }), /does not have: orders/);
+    await assert.rejects(
+      migrateShop({ DATABASE_URL: database, SERVICES: 'orders' }),
+      /"orders", which this program does not have/,
+    );
   });
 });

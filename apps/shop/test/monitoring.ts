@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -50,4 +50,18 @@ export function shopMonitoringMetricNames(): string[] {
   const exprs = [...shopDashboardQueries().map((query) => query.expr), ...shopRuleExpressions()];
   const names = exprs.flatMap((expr) => expr.match(/\b(?:shop|node|chassis)_\w+/g) ?? []);
   return [...new Set(names)].sort();
+}
+
+/** The chassis's rule files (and other apps' beside them), which the Shop's Prometheus loads too. */
+export const chassisRulesDir = join(chassisMonitoringDir, 'prometheus', 'rules');
+
+/** How many alerts each rule file the Shop's Prometheus loads defines, by path. */
+export function loadedRuleCounts(): Map<string, number> {
+  const files = [
+    ...readdirSync(chassisRulesDir)
+      .filter((file) => file.endsWith('.yml'))
+      .map((file) => join(chassisRulesDir, file)),
+    join(shopRulesDir, 'shop.yml'),
+  ];
+  return new Map(files.map((file) => [file, (readFileSync(file, 'utf8').match(/^\s*- alert: \w+$/gm) ?? []).length]));
 }

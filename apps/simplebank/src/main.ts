@@ -13,11 +13,7 @@ import { startSimplebank } from './system.ts';
 
 if (process.env.MIGRATE_ONLY === 'true') {
   // The migration Job of deploy/kubernetes: migrate, say what was applied, exit.
-  for (const report of await migrateSimplebank()) {
-    console.log(
-      `${report.service}: applied ${report.applied.length} migration(s), ${report.alreadyApplied.length} already`,
-    );
-  }
+  await migrateSimplebank(process.env, console.log);
   process.exit(0);
 }
 

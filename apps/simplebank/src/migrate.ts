@@ -1,33 +1,20 @@
-import { loadConfig } from '@chassis/core';
-import { Database, installServiceSchema, type MigrationReport } from '@chassis/data';
+import { loadConfig, selectServices } from '@chassis/core';
+import { type MigrationReport, migrateOnly } from '@chassis/data';
 import { simplebankServices } from './services.ts';
 
 /**
  * `MIGRATE_ONLY=true`: brings the schema of every service in `SERVICES` (all by default) up to date in
- * `DATABASE_URL` and returns, starting nothing else — no transport, no gateway, no ops port. The
- * Kubernetes migration Job runs the image this way before a rollout; nodes would migrate at start
- * anyway (under the same per-service lock), so this only takes the wait out of the rollout.
+ * `DATABASE_URL` and returns, starting nothing else (the Kubernetes migration Job).
  */
 export async function migrateSimplebank(
   env: Record<string, string | undefined> = process.env,
+  log?: (line: string) => void,
 ): Promise<MigrationReport[]> {
-  const config = loadConfig(env);
-  const url = env.DATABASE_URL ?? 'pglite://.data/simplebank';
   // Defining the services does no I/O; the secret and the exchange only reach them when they start.
-  const services = simplebankServices({ secret: 'migrations only', exchangeUrl: 'http://migrations.only' }).filter(
-    (service) => config.SERVICES.length === 0 || config.SERVICES.includes(service.name),
+  const all = simplebankServices({ secret: 'migrations only', exchangeUrl: 'http://migrations.only' });
+  return migrateOnly(
+    env.DATABASE_URL ?? 'pglite://.data/simplebank',
+    selectServices(all, loadConfig(env).SERVICES),
+    log,
   );
-  const unknown = config.SERVICES.filter((name) => !services.some((service) => service.name === name));
-  if (unknown.length > 0) throw new Error(`SERVICES names services SimpleBank does not have: ${unknown.join(', ')}`);
-  const db = await Database.open(url);
-  try {
-    const reports: MigrationReport[] = [];
-    for (const service of services) {
-      const report = await installServiceSchema(db, service);
-      if (report) reports.push(report);
-    }
-    return reports;
-  } finally {
-    await db.close();
-  }
 }

@@ -1,4 +1,11 @@
-import { ChassisError, type ChassisNode, EnvironmentFlagProvider, jwtVerifier, runNode } from '@chassis/core';
+import {
+  ChassisError,
+  type ChassisNode,
+  drainOnSignals,
+  EnvironmentFlagProvider,
+  jwtVerifier,
+  runNode,
+} from '@chassis/core';
 import { type Database, dataExtension } from '@chassis/data';
 import { createGateway, type Gateway } from '@chassis/gateway';
 import { type ExchangeSimulator, startExchangeSimulator } from '../exchange-simulator/simulator.ts';
@@ -102,23 +109,7 @@ export async function startSimplebank(options: SimplebankOptions = {}): Promise<
     await node.stop();
     await exchange?.close();
   };
-  if (options.handleSignals) {
-    let stopping = false;
-    const shutdown = (signal: NodeJS.Signals) => {
-      if (stopping) process.exit(1);
-      stopping = true;
-      node.log.info(`${signal} received: draining`);
-      stop().then(
-        () => process.exit(0),
-        (error: unknown) => {
-          node.log.error({ err: error }, 'drain failed');
-          process.exit(1);
-        },
-      );
-    };
-    process.once('SIGTERM', shutdown);
-    process.once('SIGINT', shutdown);
-  }
+  if (options.handleSignals) drainOnSignals(node.log, stop);
   return {
     node,
     gateway,

@@ -24,7 +24,9 @@ describe('Prometheus rules and configs (promtool)', {
     const files = readdirSync(rulesDir).filter((file) => file.endsWith('.yml'));
     assert.ok(files.length > 0);
     const checked = await run('promtool', ['check', 'rules', ...files], { cwd: rulesDir });
-    assert.match(checked.stdout, /SUCCESS: 10 rules found/);
+    assert.deepEqual(files.sort(), ['chassis.yml', 'newsportal.yml']);
+    assert.match(checked.stdout, /Checking chassis\.yml\n\s+SUCCESS: 11 rules found/);
+    assert.match(checked.stdout, /Checking newsportal\.yml\n\s+SUCCESS: 2 rules found/);
     const tests = readdirSync(join(rulesDir, 'tests')).filter((file) => file.endsWith('.test.yml'));
     assert.ok(tests.length > 0);
     const tested = await run('promtool', ['test', 'rules', ...tests], { cwd: join(rulesDir, 'tests') });
@@ -46,7 +48,8 @@ describe('Prometheus rules and configs (promtool)', {
   it('the Compose config is valid, loads the rules and scrapes every process of the topology on its ops port', async () => {
     const checked = await run('promtool', ['check', 'config', 'prometheus.yml'], { cwd: prometheusDir });
     assert.match(checked.stdout, /SUCCESS: prometheus\.yml is valid/);
-    assert.match(checked.stdout, /SUCCESS: 10 rules found/);
+    assert.match(checked.stdout, /SUCCESS: 11 rules found/);
+    assert.match(checked.stdout, /SUCCESS: 2 rules found/);
     const config = parse(readFileSync(join(prometheusDir, 'prometheus.yml'), 'utf8'));
     const chassis = config.scrape_configs.find((job: { job_name: string }) => job.job_name === 'chassis');
     const targets = chassis.static_configs.flatMap((group: { targets: string[] }) => group.targets).sort();
@@ -90,7 +93,7 @@ describe('Prometheus rules and configs (promtool)', {
         symlinkSync(rulesDir, join(dir, 'rules'));
         const swapped = await run('promtool', ['check', 'config', 'prometheus.yml'], { cwd: dir });
         assert.match(swapped.stdout, /SUCCESS: prometheus\.yml is valid/);
-        assert.match(swapped.stdout, /SUCCESS: 10 rules found/);
+        assert.match(swapped.stdout, /SUCCESS: 11 rules found/);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
@@ -124,6 +127,7 @@ describe('Grafana dashboards and provisioning', () => {
   it('every dashboard parses, has a unique uid, and every panel’s query names the provisioned datasource', () => {
     const found = dashboards();
     assert.deepEqual(found.map(({ file }) => file).sort(), [
+      'newsportal.json',
       'node-runtime.json',
       'outbox-sagas.json',
       'place-order.json',

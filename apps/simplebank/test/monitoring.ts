@@ -30,6 +30,7 @@ const Variable = z.object({
 export const Dashboard = z.object({
   uid: z.string().min(1),
   title: z.string().min(1),
+  tags: z.array(z.string()).default([]),
   panels: z.array(Panel),
   templating: z.object({ list: z.array(Variable) }),
 });
@@ -40,11 +41,22 @@ export interface DashboardFile {
   dashboard: Dashboard;
 }
 
-export function dashboards(): DashboardFile[] {
+/** The apps with dashboards of their own here, tagged with the app's name (the rest are the chassis's). */
+export const APP_TAGS = ['simplebank', 'newsportal'] as const;
+export type App = (typeof APP_TAGS)[number];
+
+/**
+ * The dashboards, or with `app` those that show it: the chassis's (no app's tag) and the app's own —
+ * another app's panels have no data where only this one runs.
+ */
+export function dashboards(app?: App): DashboardFile[] {
   return readdirSync(dashboardsDir)
     .filter((file) => file.endsWith('.json'))
     .sort()
-    .map((file) => ({ file, dashboard: Dashboard.parse(JSON.parse(readFileSync(join(dashboardsDir, file), 'utf8'))) }));
+    .map((file) => ({ file, dashboard: Dashboard.parse(JSON.parse(readFileSync(join(dashboardsDir, file), 'utf8'))) }))
+    .filter(
+      ({ dashboard }) => app === undefined || !APP_TAGS.some((tag) => tag !== app && dashboard.tags.includes(tag)),
+    );
 }
 
 export interface PanelQuery {
@@ -52,9 +64,9 @@ export interface PanelQuery {
   expr: string;
 }
 
-/** Every panel query of every dashboard, named `file › panel title › refId`. */
-export function panelQueries(): PanelQuery[] {
-  return dashboards().flatMap(({ file, dashboard }) =>
+/** Every panel query of every dashboard (of those that show `app`), named `file › panel title › refId`. */
+export function panelQueries(app?: App): PanelQuery[] {
+  return dashboards(app).flatMap(({ file, dashboard }) =>
     dashboard.panels.flatMap((panel) =>
       (panel.targets ?? []).map((target) => ({
         where: `${file} › ${panel.title} › ${target.refId}`,
@@ -68,8 +80,8 @@ export function panelQueries(): PanelQuery[] {
  * Every template variable's query, as PromQL: Grafana's `label_values(selector, label)` asks for the
  * series of `selector` (the variable has values when it has any).
  */
-export function variableQueries(): PanelQuery[] {
-  return dashboards().flatMap(({ file, dashboard }) =>
+export function variableQueries(app?: App): PanelQuery[] {
+  return dashboards(app).flatMap(({ file, dashboard }) =>
     dashboard.templating.list.map((variable) => {
       const query = typeof variable.query === 'string' ? variable.query : variable.query.query;
       const labelValues = /^label_values\((.+),\s*(\w+)\)$/.exec(query);
@@ -103,10 +115,10 @@ const RuleFile = z.object({
   ),
 });
 
-/** Every alerting and recording rule's expression, named `file › group › alert`. */
-export function ruleExpressions(): PanelQuery[] {
+/** Every alerting and recording rule's expression (of the given rule files), named `file › group › alert`. */
+export function ruleExpressions(files?: readonly string[]): PanelQuery[] {
   return readdirSync(rulesDir)
-    .filter((file) => file.endsWith('.yml'))
+    .filter((file) => file.endsWith('.yml') && (files === undefined || files.includes(file)))
     .sort()
     .flatMap((file) =>
       RuleFile.parse(parse(readFileSync(join(rulesDir, file), 'utf8'))).groups.flatMap((group) =>

@@ -154,7 +154,7 @@ export const api = {
   );
   files.set(
     'src/system.ts',
-    `import { type ChassisNode, jwtVerifier, runNode } from '@chassis/core';
+    `import { type ChassisNode, drainOnSignals, jwtVerifier, runNode } from '@chassis/core';
 import { dataExtension } from '@chassis/data';
 import { createGateway, type Gateway } from '@chassis/gateway';
 import { api } from './gateway.ts';
@@ -211,19 +211,7 @@ export async function startApp(options: AppOptions = {}): Promise<RunningApp> {
     await gateway?.close();
     await node.stop();
   };
-  if (options.handleSignals) {
-    const shutdown = () => {
-      stop().then(
-        () => process.exit(0),
-        (error: unknown) => {
-          node.log.error({ err: error }, 'drain failed');
-          process.exit(1);
-        },
-      );
-    };
-    process.once('SIGTERM', shutdown);
-    process.once('SIGINT', shutdown);
-  }
+  if (options.handleSignals) drainOnSignals(node.log, stop);
   return { node, gateway, url, stop };
 }
 `,

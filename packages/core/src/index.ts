@@ -99,7 +99,7 @@ export {
   type RetryPolicy,
 } from './policies/index.ts';
 export { type NodeInfo, type RegisteredNode, Registry } from './registry.ts';
-export { identityFrom, type RunNodeOptions, runNode, selectServices } from './run.ts';
+export { drainOnSignals, identityFrom, type RunNodeOptions, runNode, selectServices } from './run.ts';
 export {
   type ActionHandler,
   defineService,

@@ -1,6 +1,7 @@
 import { loadConfig, type NodeConfig, transportTlsFiles } from './config.ts';
 import { ChassisError } from './errors.ts';
 import { type IdentityVerifier, jwtVerifier } from './identity.ts';
+import type { Logger } from './logger.ts';
 import { type ChassisNode, createNode, type NodeOptions } from './node/node.ts';
 import type { ServiceDefinition } from './service.ts';
 import { createTransport } from './transports/index.ts';
@@ -66,25 +67,32 @@ export async function runNode(options: RunNodeOptions): Promise<ChassisNode> {
     transport,
   });
   await node.start();
-  if (handleSignals) {
-    let stopping = false;
-    const shutdown = (signal: NodeJS.Signals) => {
-      if (stopping) {
-        node.log.warn(`${signal} again: exiting without draining`);
-        process.exit(1);
-      }
-      stopping = true;
-      node.log.info(`${signal} received: draining`);
-      node.stop().then(
-        () => process.exit(0),
-        (error) => {
-          node.log.error({ err: error }, 'drain failed');
-          process.exit(1);
-        },
-      );
-    };
-    process.once('SIGTERM', shutdown);
-    process.once('SIGINT', shutdown);
-  }
+  if (handleSignals) drainOnSignals(node.log, () => node.stop());
   return node;
+}
+
+/**
+ * On SIGTERM or SIGINT: `stop()` (a gateway stops taking requests, a node drains: not ready, stop
+ * consuming, finish what is in flight, close), then exit — 0 when it went well, 1 when it failed. A second
+ * signal during the drain exits at once, without waiting for it.
+ */
+export function drainOnSignals(log: Pick<Logger, 'info' | 'warn' | 'error'>, stop: () => Promise<void>): void {
+  let stopping = false;
+  const shutdown = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      log.warn(`${signal} again: exiting without draining`);
+      process.exit(1);
+    }
+    stopping = true;
+    log.info(`${signal} received: draining`);
+    stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        log.error({ err: error }, 'drain failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', shutdown);
+  process.once('SIGINT', shutdown);
 }

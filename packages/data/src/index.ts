@@ -38,7 +38,7 @@ export {
   startSaga,
 } from './extension.ts';
 export { claimInbox, InboxNotInstalled, installInbox, isInInbox, pruneInbox } from './inbox.ts';
-export { installServiceSchema } from './install-service.ts';
+export { installServiceSchema, migrateOnly } from './install-service.ts';
 export { MigrationFailed, type MigrationReport, type MigrationsSpec, migrate } from './migrations.ts';
 export {
   installOutbox,

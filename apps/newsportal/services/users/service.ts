@@ -10,6 +10,7 @@ import {
   persistPending,
   updateUser,
 } from '../../contracts/users.ts';
+import type { UsersMetrics } from './metrics.ts';
 import {
   DuplicateEmail,
   publicUser,
@@ -37,6 +38,8 @@ export interface UsersOptions extends UserStoreOptions {
    * database because Redis is unreachable (the bench's hit ratio).
    */
   onCacheRead?: (outcome: CacheReadOutcome) => void;
+  /** The metrics of its cache reads and write queues (the node's `/metrics`, the News portal dashboard). */
+  metrics?: UsersMetrics;
 }
 
 export type CacheReadOutcome = 'hit' | 'pending' | 'miss' | 'redis-down';
@@ -52,7 +55,10 @@ const notFound = (id: number) => new ChassisError('NOT_FOUND', `No user ${id}`, 
  */
 export function usersService(options: UsersOptions) {
   const rounds = options.bcryptRounds ?? 10;
-  const counted = options.onCacheRead ?? (() => undefined);
+  const counted = (outcome: CacheReadOutcome) => {
+    options.metrics?.cacheRead(outcome);
+    options.onCacheRead?.(outcome);
+  };
   let store: UserStore | undefined;
   let workers: WriteWorkers | undefined;
   const redis = () => {
@@ -108,6 +114,8 @@ export function usersService(options: UsersOptions) {
     start: async (service) => {
       store = new UserStore(options);
       await store.ready();
+      const watched = store;
+      options.metrics?.watch(() => watched.backlog());
       if (options.workers !== false) {
         workers = new WriteWorkers({
           store,
@@ -121,6 +129,7 @@ export function usersService(options: UsersOptions) {
       }
     },
     stop: async () => {
+      options.metrics?.watch(undefined);
       await workers?.stop();
       await store?.close();
     },

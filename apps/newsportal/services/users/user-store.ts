@@ -36,8 +36,10 @@ export const DuplicateEmail = (email: string) =>
 /**
  * One write, all of it or none (a Lua script runs alone in Redis): claim the e-mail (refused when another
  * user holds it), release the previous one, record the pending write, refresh or drop the cached user,
- * and queue the id. KEYS: pending, cache, queue, e-mail to claim, e-mail to release.
- * ARGV: id, pending JSON, cached JSON ('' drops the cache), cache TTL s, claim ('1'), release ('1').
+ * and queue the id, noting when the user's oldest write not yet persisted was queued (kept by a later
+ * write, so the queue's age counts from the first). KEYS: pending, cache, queue, e-mail to claim, e-mail
+ * to release, queued-at. ARGV: id, pending JSON, cached JSON ('' drops the cache), cache TTL s, claim
+ * ('1'), release ('1'), now in ms.
  */
 const WRITE_SCRIPT = `
 local id = ARGV[1]
@@ -50,12 +52,21 @@ if ARGV[6] == '1' and redis.call('GET', KEYS[5]) == id then redis.call('DEL', KE
 redis.call('SET', KEYS[1], ARGV[2])
 if ARGV[3] == '' then redis.call('DEL', KEYS[2]) else redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
 redis.call('RPUSH', KEYS[3], id)
+redis.call('SET', KEYS[6], ARGV[7], 'NX')
 return 1`;
 
-/** Drops the pending write once persisted, unless a newer write replaced it meanwhile. */
+/** Drops the pending write (and when it was queued) once persisted, unless a newer write replaced it meanwhile. */
 const SETTLE_SCRIPT = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1], KEYS[2]) end
 return 0`;
+
+/** A write queue's backlog: how many ids wait, and how long the first in line has waited. */
+export interface QueueBacklog {
+  queue: QueueName;
+  length: number;
+  /** Since the oldest write not yet persisted of the user first in line was queued; 0 when empty. */
+  oldestAgeSeconds: number;
+}
 
 export interface UserStoreOptions {
   url: string;
@@ -157,18 +168,20 @@ export class UserStore {
     try {
       written = await this.redis.eval(
         WRITE_SCRIPT,
-        5,
+        6,
         this.key('pending', id),
         this.key('user', id),
         this.key('queue', queue),
         this.key('email', options.claim ?? ''),
         this.key('email', options.release ?? ''),
+        this.key('queued-at', id),
         String(id),
         JSON.stringify(write),
         options.cacheIt && write.op === 'upsert' ? JSON.stringify(publicUser(write.user)) : '',
         String(this.ttl),
         options.claim === undefined ? '0' : '1',
         options.release === undefined ? '0' : '1',
+        String(Date.now()),
       );
     } catch (error) {
       // A script runs whole or not at all: failing here, it wrote nothing.
@@ -179,7 +192,36 @@ export class UserStore {
 
   /** Forgets a persisted write, unless a newer one replaced it. */
   async settle(id: number, raw: string): Promise<void> {
-    await this.redis.eval(SETTLE_SCRIPT, 1, this.key('pending', id), raw);
+    await this.redis.eval(SETTLE_SCRIPT, 2, this.key('pending', id), this.key('queued-at', id), raw);
+  }
+
+  /** Each write queue's length and age (what the users' metrics report). Throws when Redis is unreachable. */
+  async backlog(): Promise<QueueBacklog[]> {
+    const queues = Object.values(QUEUES);
+    const heads = await this.redis
+      .multi(
+        queues.flatMap((queue) => [
+          ['llen', this.key('queue', queue)],
+          ['lindex', this.key('queue', queue), 0],
+        ]),
+      )
+      .exec();
+    const answer = (index: number) => {
+      const [error, value] = heads![index]!;
+      if (error) throw error;
+      return value as string | number | null;
+    };
+    const firstIds = queues.map((_, i) => answer(2 * i + 1) as string | null);
+    const queuedAt = await Promise.all(
+      firstIds.map((id) => (id === null ? null : this.redis.get(this.key('queued-at', id)))),
+    );
+    const now = Date.now();
+    return queues.map((queue, i) => ({
+      queue,
+      length: Number(answer(2 * i)),
+      // An id whose write is already persisted (queued twice, the first pop took it) waits for nothing.
+      oldestAgeSeconds: queuedAt[i] ? Math.max(0, (now - Number(queuedAt[i])) / 1000) : 0,
+    }));
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,3 @@
+export * from './common.ts';
+export * from './flights.ts';
+export * from './reservations.ts';
