@@ -3,6 +3,7 @@ import { type Database, dataExtension } from '@chassis/data';
 import { createGateway, type Gateway } from '@chassis/gateway';
 import { registerBookMetrics, shopApi } from './gateway.ts';
 import { shopGrpcServer } from './grpc.ts';
+import { registerShopMetrics } from './metrics.ts';
 import { type ShopServicesOptions, shopServices } from './services.ts';
 
 /** Used when SHOP_JWT_SECRET / CHASSIS_JWT_SECRET is not set, outside production only: anyone can read it here. */
@@ -63,7 +64,8 @@ export async function startShop(options: ShopOptions = {}): Promise<Shop> {
   const secret = jwtSecret(env);
   const data = dataExtension({ url: options.databaseUrl ?? env.DATABASE_URL ?? 'pglite://.data/shop' });
   // gRPC UserService where the users service runs: 50052 by default, beside the News portal's 50051.
-  const hostsUsers = !env.SERVICES || env.SERVICES.split(',').some((name) => name.trim() === 'shop-users');
+  const hosts = (service: string) => !env.SERVICES || env.SERVICES.split(',').some((name) => name.trim() === service);
+  const hostsUsers = hosts('shop-users');
   const grpc =
     hostsUsers && env.GRPC_PORT !== 'off'
       ? shopGrpcServer({ port: optionalNumber(env.GRPC_PORT) ?? 50052, host: env.GRPC_HOST ?? env.HOST })
@@ -80,6 +82,7 @@ export async function startShop(options: ShopOptions = {}): Promise<Shop> {
     extensions: grpc ? [data, grpc] : [data],
     ...(env.LOG_LEVEL ? {} : { logLevel: 'warn' as const }),
   });
+  registerShopMetrics(node, () => data.database, hosts);
   let gateway: Gateway | undefined;
   let url: string | undefined;
   const port = options.port ?? (env.PORT === 'off' ? false : Number(env.PORT ?? 8080));

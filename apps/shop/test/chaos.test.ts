@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Database } from '@chassis/data';
-import { freePort, postgresTarget, servers, skipUnlessUp, waitUntil } from '@chassis/testing';
+import { freePort, postgresTarget, restartRabbitmq, servers, skipUnlessUp, waitUntil } from '@chassis/testing';
 import { requestJson } from '../src/http-client.ts';
 import { type DistributedShop, launchDistributed } from '../src/launcher.ts';
 import { checkPaymentsMatchOrders } from './flow.ts';
@@ -10,9 +10,10 @@ import { temporaryVhost } from './rabbitmq-vhost.ts';
 
 /**
  * Chaos on RabbitMQ: the distributed Shop as processes; while orders stream in, payments is SIGKILLed
- * twice and an orders instance once (each restarted after a moment). Afterwards every accepted order
- * has ended, and no order is confirmed without a charge nor any charge left without a confirmed order.
- * (RabbitMQ itself is not restarted here: the machine's broker is shared with other work.)
+ * twice and an orders instance once (each restarted after a moment), and the broker itself is restarted
+ * (`rabbitmqctl stop_app`/`start_app`: every connection drops, durable queues come back from disk).
+ * Afterwards every accepted order has ended, and no order is confirmed without a charge nor any charge
+ * left without a confirmed order.
  */
 const postgres = await postgresTarget();
 const skip = postgres.skip || (await skipUnlessUp('rabbitmq'));
@@ -20,7 +21,7 @@ const skip = postgres.skip || (await skipUnlessUp('rabbitmq'));
 const LAMP = '10000000-0000-4000-8000-000000000002';
 const NECKLACE = '10000000-0000-4000-8000-000000000004';
 
-describe('Shop chaos: processes killed while orders flow over RabbitMQ', { skip }, () => {
+describe('Shop chaos: processes killed and RabbitMQ restarted while orders flow', { skip }, () => {
   let shop: DistributedShop;
   let vhost: Awaited<ReturnType<typeof temporaryVhost>>;
   let databaseUrl: string;
@@ -55,16 +56,23 @@ describe('Shop chaos: processes killed while orders flow over RabbitMQ', { skip 
     });
     const token = String(login.body.token);
     const accepted: string[] = [];
+    // Orders neither held (the necklace) nor declined (the card): each must end confirmed.
+    const plain = new Set<string>();
     let refused = 0;
+    let acceptedBeforeRestart = -1;
     let streaming = true;
     const stream = (async () => {
       for (let i = 0; streaming; i++) {
-        const item = i % 7 === 3 ? { productId: NECKLACE, quantity: 1 } : { productId: LAMP, quantity: 1 + (i % 3) };
-        const body = { items: [item], ...(i % 5 === 4 ? { card: '4000000000000002' } : {}) };
+        const held = i % 7 === 3;
+        const declined = i % 5 === 4;
+        const item = held ? { productId: NECKLACE, quantity: 1 } : { productId: LAMP, quantity: 1 + (i % 3) };
+        const body = { items: [item], ...(declined ? { card: '4000000000000002' } : {}) };
         try {
           const placed = await requestJson(shop.url, 'POST', '/api/v1/orders', body, token);
-          if (placed.status === 202) accepted.push(String(placed.body.id));
-          else refused++;
+          if (placed.status === 202) {
+            accepted.push(String(placed.body.id));
+            if (!held && !declined) plain.add(String(placed.body.id));
+          } else refused++;
         } catch {
           refused++;
         }
@@ -72,23 +80,45 @@ describe('Shop chaos: processes killed while orders flow over RabbitMQ', { skip 
       }
     })();
     try {
-      for (const name of ['payments', 'orders-1', 'payments']) {
+      for (const name of ['payments', 'rabbitmq', 'orders-1', 'payments']) {
         await sleep(1500);
+        if (name === 'rabbitmq') {
+          // Down for a second: every process loses its connection, publishes and replies in flight.
+          acceptedBeforeRestart = accepted.length;
+          await restartRabbitmq({ downMs: 1000 });
+          // The nodes reconnect with backoff (the connection's up to 5 s, a consumer's up to 10 s), and the
+          // broker may take a while to accept them: the chaos goes on once the Shop takes orders again.
+          const backAt = Date.now();
+          await waitUntil(() => accepted.length >= acceptedBeforeRestart + 3, {
+            timeoutMs: 30_000,
+            intervalMs: 200,
+            what: 'the Shop to accept orders again after the broker restart',
+          });
+          t.diagnostic(`orders accepted again ${Date.now() - backAt} ms after RabbitMQ was back`);
+          continue;
+        }
         await shop.kill(name);
         await sleep(1000);
         await shop.start(name);
       }
-      await sleep(1000);
+      // Orders keep coming once the broker is back, so some go through the reconnected processes.
+      await sleep(2000);
     } finally {
       streaming = false;
       await stream;
     }
-    t.diagnostic(`${accepted.length} orders accepted, ${refused} refused while processes were down`);
+    t.diagnostic(`${accepted.length} orders accepted, ${refused} refused while processes or the broker were down`);
     assert.ok(accepted.length >= 20, `orders flowed (${accepted.length})`);
+    const acceptedAfterRestart = accepted.slice(acceptedBeforeRestart);
+    assert.ok(
+      acceptedAfterRestart.length >= 10,
+      `orders flowed after the broker restart (${acceptedAfterRestart.length})`,
+    );
 
     const database = await Database.open(databaseUrl);
     try {
       const statuses = new Map<string, number>();
+      const statusOf = new Map<string, string>();
       await waitUntil(
         async () => {
           statuses.clear();
@@ -96,6 +126,7 @@ describe('Shop chaos: processes killed while orders flow over RabbitMQ', { skip 
             const order = await requestJson(shop.url, 'GET', `/api/v1/orders/${id}`, undefined, token);
             assert.equal(order.status, 200, JSON.stringify(order.body));
             const status = String(order.body.status);
+            statusOf.set(id, status);
             statuses.set(status, (statuses.get(status) ?? 0) + 1);
           }
           return !statuses.has('pending');
@@ -106,6 +137,13 @@ describe('Shop chaos: processes killed while orders flow over RabbitMQ', { skip 
       });
       t.diagnostic(`orders: ${JSON.stringify(Object.fromEntries(statuses))}`);
       assert.ok((statuses.get('confirmed') ?? 0) > 0);
+      // The reconnected processes carry orders through: orders placed after the restart get confirmed.
+      const plainAfterRestart = acceptedAfterRestart.filter((id) => plain.has(id));
+      const confirmedAfterRestart = plainAfterRestart.filter((id) => statusOf.get(id) === 'confirmed').length;
+      t.diagnostic(
+        `${confirmedAfterRestart} of ${plainAfterRestart.length} plain orders placed after the restart confirmed`,
+      );
+      assert.ok(confirmedAfterRestart > 0, 'orders placed after the broker restart are confirmed');
       await checkPaymentsMatchOrders(database);
     } finally {
       await database.close();

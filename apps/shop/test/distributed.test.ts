@@ -48,7 +48,8 @@ describeShopFlow(
       url: nodes[0]!.url!,
       grpcAddress: `127.0.0.1:${nodes[0]!.grpcPort}`,
       database: nodes[0]!.database,
-      metrics: () => nodes[0]!.node.metrics.registry.metrics(),
+      // Every node's: the gateway's requests, orders' and payments' gauges are each on their own node.
+      metrics: async () => (await Promise.all(nodes.map((node) => node.node.metrics.registry.metrics()))).join('\n'),
       reviews: {
         stop: async () => {
           if (reviewsDown) return;

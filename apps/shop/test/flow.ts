@@ -8,6 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { USERS_PROTO } from '../src/grpc.ts';
 import { requestJson } from '../src/http-client.ts';
+import { shopMonitoringMetricNames } from './monitoring.ts';
 
 /** A running Shop, however it is deployed, as the flow sees it. */
 export interface ShopUnderTest {
@@ -425,6 +426,28 @@ export function describeShopFlow(topology: string, start: () => Promise<ShopUnde
       const text = await shop.metrics();
       assert.match(text, /node_requests_total\{method="POST",route="\/api\/v1\/orders",status="202"\} \d+/);
       assert.match(text, /chassis_http_server_duration_seconds_count/);
+    });
+
+    it('reports orders and payments by status, as the tables hold them (shop_orders, shop_payments)', async () => {
+      const text = await shop.metrics();
+      const gauge = (name: string, status: string) =>
+        Number(new RegExp(`^${name}\\{status="${status}"\\} (\\d+)$`, 'm').exec(text)?.[1]);
+      const orders = await sql<{ status: string; n: number }>`
+        select status, count(*)::int as n from "shop-orders".orders group by status`.execute(shop.database.kysely);
+      const payments = await sql<{ status: string; n: number }>`
+        select status, count(*)::int as n from "shop-payments".payments group by status`.execute(shop.database.kysely);
+      for (const status of ['pending', 'confirmed', 'on_hold', 'canceled']) {
+        const n = orders.rows.find((row) => row.status === status)?.n ?? 0;
+        assert.equal(gauge('shop_orders', status), n, `shop_orders{status="${status}"}`);
+      }
+      for (const status of ['charged', 'held', 'declined', 'voided']) {
+        const n = payments.rows.find((row) => row.status === status)?.n ?? 0;
+        assert.equal(gauge('shop_payments', status), n, `shop_payments{status="${status}"}`);
+      }
+      assert.ok(gauge('shop_orders', 'confirmed') > 0 && gauge('shop_payments', 'held') > 0);
+      assert.match(text, /chassis_saga_instances\{service="shop-orders",saga="[\w-]+",status="completed"\}/);
+      // What the Shop's dashboard and alerts (deploy/monitoring/shop) read is exported.
+      for (const name of shopMonitoringMetricNames()) assert.match(text, new RegExp(`^${name}\\{`, 'm'), name);
     });
 
     it('leaves no payment charged without its order confirmed, and no order confirmed without its charge', async () => {

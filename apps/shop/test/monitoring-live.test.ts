@@ -1,0 +1,228 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { freePort, postgresTarget, servers, skipUnlessInstalled, skipUnlessUp, waitUntil } from '@chassis/testing';
+import { requestJson } from '../src/http-client.ts';
+import { distributedTopology } from '../src/launcher.ts';
+import { type Shop, startShop } from '../src/system.ts';
+import {
+  chassisRulesDir,
+  type DashboardQuery,
+  loadedRuleCounts,
+  shopDashboardQueries,
+  shopRulesDir,
+} from './monitoring.ts';
+import { temporaryVhost } from './rabbitmq-vhost.ts';
+
+/**
+ * The Shop's dashboard and rules (deploy/monitoring/shop) against the real thing: the nodes of the
+ * distributed start over RabbitMQ and PostgreSQL, each serving /metrics on its ops port, a real
+ * Prometheus scraping them each second with the chassis's and the Shop's rules loaded, and orders placed
+ * through the gateway (plain, held, declined, refused). Every panel's query must return data; every rule
+ * must evaluate.
+ */
+
+interface Answer {
+  status: string;
+  error?: string;
+  data?: { result: unknown[] };
+}
+
+const postgres = await postgresTarget();
+const skip =
+  postgres.skip ||
+  (await skipUnlessUp('rabbitmq')) ||
+  skipUnlessInstalled('prometheus', 'Debian: apt-get install prometheus');
+
+const LAMP = '10000000-0000-4000-8000-000000000002';
+const NECKLACE = '10000000-0000-4000-8000-000000000004';
+
+describe('a real Prometheus scraping the distributed Shop: every dashboard panel has data, every rule evaluates', {
+  skip,
+  timeout: 120_000,
+}, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'shop-monitoring-'));
+  const logs: string[] = [];
+  const nodes: Shop[] = [];
+  let vhost: Awaited<ReturnType<typeof temporaryVhost>> | undefined;
+  let prometheus: ChildProcess | undefined;
+  let prometheusUrl = '';
+  let placing: Promise<void> | undefined;
+  let stopPlacing = false;
+
+  async function query(expr: string): Promise<Answer> {
+    const response = await fetch(`${prometheusUrl}/api/v1/query?query=${encodeURIComponent(expr)}`);
+    return (await response.json()) as Answer;
+  }
+
+  before(
+    async () => {
+      // A set-up that stalls (a connection retried on unref'd timers) fails here by the hook's timeout, with
+      // the logs, instead of Node cancelling the file when nothing else keeps the event loop alive.
+      const keepAlive = setInterval(() => undefined, 1000);
+      try {
+        await setUp();
+      } catch (error) {
+        throw new Error(`${(error as Error).message}\n${logs.slice(-20).join('\n')}`, { cause: error });
+      } finally {
+        clearInterval(keepAlive);
+      }
+    },
+    { timeout: 60_000 },
+  );
+
+  async function setUp(): Promise<void> {
+    vhost = await temporaryVhost(servers.rabbitmq.url);
+    const databaseUrl = await postgres.newDatabase();
+    // The edge last, as the launcher and Compose start it.
+    const topology = distributedTopology(0).sort((a, b) => Number(a.port !== undefined) - Number(b.port !== undefined));
+    const opsPorts = new Map<string, number>();
+    for (const spec of topology) opsPorts.set(spec.name, await freePort());
+    const prometheusPort = await freePort();
+    prometheusUrl = `http://127.0.0.1:${prometheusPort}`;
+    const targets = [...opsPorts].map(
+      ([name, port]) =>
+        `      - targets: ['127.0.0.1:${port}']\n        labels: { instance: ${name}, group: ${name.replace(/-\d+$/, '')} }`,
+    );
+    writeFileSync(
+      join(dir, 'prometheus.yml'),
+      [
+        'global: { scrape_interval: 1s, evaluation_interval: 1s }',
+        `rule_files: ['${chassisRulesDir}/*.yml', '${shopRulesDir}/shop.yml']`,
+        'scrape_configs:',
+        '  - job_name: chassis',
+        '    static_configs:',
+        ...targets,
+        '',
+      ].join('\n'),
+    );
+    prometheus = spawn(
+      'prometheus',
+      [
+        `--config.file=${join(dir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${prometheusPort}`,
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    prometheus.stderr?.on('data', (chunk: Buffer) => logs.push(`[prometheus] ${chunk.toString().trim()}`));
+    prometheus.on('exit', (code, signal) => logs.push(`[prometheus] exited with ${signal ?? code}`));
+    prometheus.on('error', (error) => logs.push(`[prometheus] ${error.message}`));
+    for (const spec of topology) {
+      logs.push(`[test] starting ${spec.name}`);
+      nodes.push(
+        await startShop({
+          port: spec.port === undefined ? false : 0,
+          databaseUrl,
+          rateLimitPerMinute: false,
+          env: {
+            CHASSIS_TRANSPORT: vhost.url,
+            SERVICES: spec.services,
+            NODE_ID: spec.name,
+            OPS_PORT: String(opsPorts.get(spec.name)),
+            GRPC_PORT: '0',
+            LOG_LEVEL: 'silent',
+          },
+        }),
+      );
+    }
+    const url = nodes.at(-1)!.url!;
+    const login = await requestJson(url, 'POST', '/api/v1/login', { username: 'admin', password: 'admin-password' });
+    const token = String(login.body.token);
+    // Orders keep coming while Prometheus scrapes, so that every rate has a rise to see: plain ones
+    // (confirmed), one over 10,000.00 (held), a declined card (canceled, voided) and an empty one (400).
+    placing = (async () => {
+      for (let round = 0; !stopPlacing; round++) {
+        const order = (body: unknown) => requestJson(url, 'POST', '/api/v1/orders', body, token).catch(() => undefined);
+        await order({ items: [{ productId: LAMP, quantity: 1 }] });
+        if (round % 4 === 0) {
+          await order({ items: [{ productId: NECKLACE, quantity: 1 }] });
+          await order({ items: [{ productId: LAMP, quantity: 1 }], card: '4000000000000002' });
+          await order({ items: [] });
+          await requestJson(url, 'GET', '/api/v1/products?q=lamp').catch(() => undefined);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    })();
+    await waitUntil(async () => (await query('count(up{job="chassis"} == 1)')).data?.result[0] !== undefined, {
+      timeoutMs: 20_000,
+      intervalMs: 500,
+      what: 'Prometheus to scrape the Shop processes',
+    });
+  }
+
+  after(async () => {
+    stopPlacing = true;
+    await placing?.catch(() => undefined);
+    for (const node of nodes.reverse()) await node.stop().catch(() => undefined);
+    prometheus?.kill('SIGTERM');
+    await postgres.cleanup();
+    await vhost?.remove().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** The queries that return nothing yet (or fail), each with why. */
+  async function empty(queries: DashboardQuery[]): Promise<string[]> {
+    const answers = await Promise.all(queries.map(({ expr }) => query(expr.replaceAll('$__rate_interval', '10s'))));
+    return queries.flatMap(({ where, expr }, i) => {
+      const answer = answers[i]!;
+      if (answer.status !== 'success') return [`${where}: ${answer.error} (${expr})`];
+      return answer.data?.result.length ? [] : [`${where}: no data (${expr})`];
+    });
+  }
+
+  it('every process is scraped and up', async () => {
+    await waitUntil(async () => (await query('up{job="chassis"} == 1')).data?.result.length === 4, {
+      timeoutMs: 20_000,
+      intervalMs: 500,
+      what: 'the four processes to be up',
+    });
+  });
+
+  it('every panel of the Shop’s dashboard returns data', async () => {
+    const queries = shopDashboardQueries();
+    let missing: string[] = [];
+    await waitUntil(
+      async () => {
+        missing = await empty(queries);
+        return missing.length === 0;
+      },
+      { timeoutMs: 30_000, intervalMs: 1000, what: 'every panel to have data' },
+    ).catch(() => undefined);
+    assert.deepEqual(missing, [], `panels without data:\n${missing.join('\n')}\n${logs.slice(-20).join('\n')}`);
+    // The numbers are the tables': orders confirmed and payments held by now.
+    const confirmed = await query('max(shop_orders{status="confirmed"}) > 0');
+    assert.equal(confirmed.data?.result.length, 1);
+    const held = await query('max(shop_payments{status="held"}) > 0');
+    assert.equal(held.data?.result.length, 1);
+  });
+
+  it('Prometheus evaluates every rule, the Shop’s with the chassis’s, without error', async () => {
+    type Rule = { name: string; health: string; lastError?: string; lastEvaluation: string };
+    let rules: Rule[] = [];
+    await waitUntil(
+      async () => {
+        const loaded = (await (await fetch(`${prometheusUrl}/api/v1/rules`)).json()) as {
+          data: { groups: { rules: Rule[] }[] };
+        };
+        rules = loaded.data.groups.flatMap((group) => group.rules);
+        return rules.length > 0 && rules.every((rule) => !rule.lastEvaluation.startsWith('0001'));
+      },
+      { timeoutMs: 10_000, intervalMs: 500, what: 'every rule to be evaluated' },
+    );
+    assert.equal(
+      rules.length,
+      [...loadedRuleCounts().values()].reduce((sum, n) => sum + n, 0),
+    );
+    for (const name of ['ShopOrdersNotConcluding', 'ShopOrdersCanceledRatioHigh', 'ShopPaymentsHeldForReview']) {
+      assert.ok(
+        rules.some((rule) => rule.name === name),
+        name,
+      );
+    }
+    for (const rule of rules) assert.equal(rule.health, 'ok', `${rule.name}: ${rule.lastError}`);
+  });
+});
