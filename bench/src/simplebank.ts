@@ -5,7 +5,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Database } from '@chassis/data';
-import { type DistributedSimplebank, distributedTopology, launchDistributed } from '@chassis/simplebank/launcher';
+import { distributedTopology, launchDistributed } from '@chassis/simplebank/launcher';
 import { freePort, servers } from '@chassis/testing';
 import pg from 'pg';
 import {
@@ -218,7 +218,7 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
     };
     for (const concurrency of MODES.has('distributed') ? CONCURRENCY : []) {
       const before = await probe.counts();
-      const usageBefore = await databaseUsage(bank);
+      const usageBefore = await databaseUsage(opsPorts);
       const cpuBefore = readProcessCpu();
       const accepted = await measure('simplebank accept', concurrency, placeOrder, {
         durationMs: DURATION_MS,
@@ -229,7 +229,7 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
       const lastCompletion = await probe.lastCompletedAt();
       const completed = counts.completed - before.completed;
       const cpuMs = cpuMsPerOrder(cpuBefore, completed);
-      const usageAfter = await databaseUsage(bank);
+      const usageAfter = await databaseUsage(opsPorts);
       rows.push({
         concurrency,
         acceptedPerSec: accepted.opsPerSec,
@@ -609,11 +609,10 @@ interface DatabasePerOrder extends DatabaseUsageCount {
 }
 
 /** Each process's `chassis_db_statements_total` and `chassis_db_transactions_total` (both outcomes). */
-async function databaseUsage(bank: DistributedSimplebank): Promise<Map<string, DatabaseUsageCount>> {
+async function databaseUsage(opsPorts: Readonly<Record<string, number>>): Promise<Map<string, DatabaseUsageCount>> {
   const usage = new Map<string, DatabaseUsageCount>();
-  for (const [name, running] of bank.processes) {
-    if (!running.opsUrl) continue;
-    const text = await (await fetch(`${running.opsUrl}/metrics`)).text();
+  for (const [name, port] of Object.entries(opsPorts)) {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     const sum = (metric: string) =>
       [...text.matchAll(new RegExp(`^${metric}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
     usage.set(name, {

@@ -1,6 +1,5 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { processGroup, type RunningProcess } from '@chassis/testing';
 
 /** One process of distributed flight reservations. */
 export interface ProcessSpec {
@@ -36,7 +35,7 @@ export interface DistributedFlights {
   url: string;
   flightsUrl: string;
   reservationsUrl: string;
-  processes: Map<string, ChildProcess>;
+  processes: ReadonlyMap<string, RunningProcess>;
   stop(): Promise<void>;
 }
 
@@ -52,20 +51,14 @@ export function distributedTopology(options: Pick<DistributedOptions, 'port' | '
 }
 
 export async function launchDistributed(options: DistributedOptions): Promise<DistributedFlights> {
-  const output = options.output ?? ((line: string) => console.log(line));
   const specs = distributedTopology(options);
-  const processes = new Map<string, ChildProcess>();
-  const exits: Promise<unknown>[] = [];
-  const stop = async () => {
-    for (const child of processes.values()) child.kill('SIGTERM');
-    await Promise.race([Promise.all(exits), new Promise((resolve) => setTimeout(resolve, 15_000))]);
-    for (const child of processes.values()) if (child.exitCode === null) child.kill('SIGKILL');
-  };
+  const group = processGroup(options.output ? { output: options.output } : {});
   try {
     for (const spec of specs) {
-      const child = spawn(process.execPath, [MAIN], {
+      await group.start({
+        name: spec.name,
+        script: MAIN,
         env: {
-          ...process.env,
           CHASSIS_TRANSPORT: options.transport,
           DATABASE_URL: options.databaseUrl,
           FLIGHTS_SCHEMA: options.flightsSchema ?? '',
@@ -80,28 +73,11 @@ export async function launchDistributed(options: DistributedOptions): Promise<Di
           NODE_ID: spec.name,
           LOG_LEVEL: options.logLevel ?? 'warn',
         },
-        stdio: ['ignore', 'pipe', 'pipe'],
+        ready: { url: `http://127.0.0.1:${spec.port}${spec.name === 'bff' ? '/health/ready' : '/ping'}` },
       });
-      processes.set(spec.name, child);
-      exits.push(once(child, 'exit'));
-      const prefix = `[${spec.name}]`.padEnd(15);
-      for (const stream of [child.stdout, child.stderr]) {
-        let buffered = '';
-        stream?.on('data', (chunk: Buffer) => {
-          buffered += chunk.toString();
-          const lines = buffered.split('\n');
-          buffered = lines.pop() ?? '';
-          for (const line of lines) if (line) output(`${prefix} ${line}`);
-        });
-      }
-      await waitForHttp(
-        `http://127.0.0.1:${spec.port}${spec.name === 'bff' ? '/health/ready' : '/ping'}`,
-        spec.name,
-        child,
-      );
     }
   } catch (error) {
-    await stop();
+    await group.stop();
     throw error;
   }
   const [flights, reservations, bff] = specs;
@@ -109,23 +85,7 @@ export async function launchDistributed(options: DistributedOptions): Promise<Di
     url: `http://127.0.0.1:${bff!.port}`,
     flightsUrl: `http://127.0.0.1:${flights!.port}`,
     reservationsUrl: `http://127.0.0.1:${reservations!.port}`,
-    processes,
-    stop,
+    processes: group.processes,
+    stop: group.stop,
   };
-}
-
-async function waitForHttp(url: string, what: string, child: ChildProcess, timeoutMs = 60_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    if (child.exitCode !== null)
-      throw new Error(`${what} exited with code ${child.exitCode} before answering at ${url}`);
-    try {
-      const response = await fetch(url, { signal: AbortSignal.timeout(1000) });
-      if (response.ok) return;
-    } catch {
-      // not up yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  throw new Error(`${what} did not answer at ${url} within ${timeoutMs / 1000} s`);
 }

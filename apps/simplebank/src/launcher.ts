@@ -1,8 +1,6 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { postgresTls } from '@chassis/data';
-import pg from 'pg';
+import { createDatabaseIfMissing } from '@chassis/data';
+import { processGroup, type RunningProcess } from '@chassis/testing';
 
 /** One process of a distributed SimpleBank: which services it hosts, and whether the gateway. */
 export interface ProcessSpec {
@@ -31,19 +29,10 @@ export interface DistributedOptions {
   nodeArgs?: readonly string[];
 }
 
-export interface RunningProcess {
-  readonly spec: ProcessSpec;
-  readonly child: ChildProcess;
-  /** Its `/metrics` and `/health/*`, when `opsPorts` gave it a port. */
-  readonly opsUrl: string | undefined;
-  /** Resolves when the process has exited. */
-  readonly exited: Promise<void>;
-}
-
 export interface DistributedSimplebank {
   url: string;
   exchangeUrl: string;
-  processes: Map<string, RunningProcess>;
+  processes: ReadonlyMap<string, RunningProcess>;
   /** SIGKILL, as a crash: no drain, nothing flushed. */
   kill(name: string): Promise<void>;
   /** Starts a process (again) with its spec. */
@@ -75,64 +64,30 @@ export function distributedTopology(port = 8080): ProcessSpec[] {
   ];
 }
 
-export async function ensureDatabase(databaseUrl: string): Promise<void> {
-  const url = new URL(databaseUrl);
-  const name = decodeURIComponent(url.pathname.slice(1));
-  url.pathname = '/postgres';
-  // The same TLS as the services' own connections (sslmode, sslrootcert… read as libpq reads them).
-  const tls = postgresTls(url.toString());
-  const admin = new pg.Client({ connectionString: tls.connectionString, ssl: tls.ssl });
-  await admin.connect();
-  try {
-    const exists = await admin.query('select 1 from pg_database where datname = $1', [name]);
-    if (exists.rowCount === 0) await admin.query(`create database "${name.replaceAll('"', '""')}"`);
-  } finally {
-    await admin.end();
-  }
-}
-
 export async function launchDistributed(options: DistributedOptions): Promise<DistributedSimplebank> {
-  const output = options.output ?? ((line: string) => console.log(line));
   const exchangePort = options.exchangePort ?? 9090;
   const exchangeUrl = `http://127.0.0.1:${exchangePort}`;
   const specs = distributedTopology(options.port ?? 8080);
   const edge = specs.find((spec) => spec.port !== undefined)!;
   const url = `http://127.0.0.1:${edge.port}`;
-  await ensureDatabase(options.databaseUrl);
-  const processes = new Map<string, RunningProcess>();
-
-  const spawnProcess = (spec: ProcessSpec, script: string, env: Record<string, string>, opsPort?: number) => {
-    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), script], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const prefix = `[${spec.name}]`.padEnd(12);
-    for (const stream of [child.stdout, child.stderr]) {
-      let buffered = '';
-      stream?.on('data', (chunk: Buffer) => {
-        buffered += chunk.toString();
-        const lines = buffered.split('\n');
-        buffered = lines.pop() ?? '';
-        for (const line of lines) if (line) output(`${prefix} ${line}`);
-      });
-    }
-    const exited = once(child, 'exit').then(() => undefined);
-    const opsUrl = opsPort === undefined ? undefined : `http://127.0.0.1:${opsPort}`;
-    processes.set(spec.name, { spec, child, exited, opsUrl });
-  };
-
-  const exchangeSpec = { name: 'exchange', services: '' };
-  spawnProcess(exchangeSpec, EXCHANGE, { EXCHANGE_PORT: String(exchangePort) });
-  await waitForHttp(`${exchangeUrl}/prices`, 'the exchange simulator');
+  await createDatabaseIfMissing(options.databaseUrl);
+  const group = processGroup(options.output ? { output: options.output } : {});
+  await group.start({
+    name: 'exchange',
+    script: EXCHANGE,
+    env: { EXCHANGE_PORT: String(exchangePort) },
+    ready: { url: `${exchangeUrl}/prices` },
+  });
 
   const start = async (name: string) => {
     const spec = specs.find((candidate) => candidate.name === name);
     if (!spec) throw new Error(`No process ${name} in the topology`);
     const opsPort = options.opsPorts?.[spec.name];
-    spawnProcess(
-      spec,
-      MAIN,
-      {
+    await group.start({
+      name: spec.name,
+      script: MAIN,
+      nodeArgs: options.nodeArgs ?? [],
+      env: {
         CHASSIS_TRANSPORT: options.transport,
         DATABASE_URL: options.databaseUrl,
         SERVICES: spec.services,
@@ -142,19 +97,8 @@ export async function launchDistributed(options: DistributedOptions): Promise<Di
         NODE_ID: spec.name,
         LOG_LEVEL: options.logLevel ?? 'warn',
       },
-      opsPort,
-    );
-    if (spec.port !== undefined) await waitForHttp(`${url}/health`, 'the gateway');
-  };
-
-  const stop = async () => {
-    const running = [...processes.values()];
-    for (const { child } of running) child.kill('SIGTERM');
-    await Promise.race([
-      Promise.all(running.map((p) => p.exited)),
-      new Promise((resolve) => setTimeout(resolve, 15_000)),
-    ]);
-    for (const { child } of running) if (child.exitCode === null) child.kill('SIGKILL');
+      ...(spec.port === undefined ? {} : { ready: { url: `${url}/health` } }),
+    });
   };
 
   try {
@@ -162,35 +106,8 @@ export async function launchDistributed(options: DistributedOptions): Promise<Di
     for (const spec of specs.filter((s) => s !== edge)) await start(spec.name);
     await start(edge.name);
   } catch (error) {
-    await stop();
+    await group.stop();
     throw error;
   }
-
-  return {
-    url,
-    exchangeUrl,
-    processes,
-    start,
-    stop,
-    async kill(name) {
-      const running = processes.get(name);
-      if (!running) throw new Error(`No process ${name}`);
-      running.child.kill('SIGKILL');
-      await running.exited;
-    },
-  };
-}
-
-async function waitForHttp(url: string, what: string, timeoutMs = 60_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    try {
-      const response = await fetch(url, { signal: AbortSignal.timeout(1000) });
-      if (response.ok) return;
-    } catch {
-      // not up yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  throw new Error(`${what} did not answer at ${url} within ${timeoutMs / 1000} s`);
+  return { url, exchangeUrl, processes: group.processes, start, stop: group.stop, kill: group.kill };
 }

@@ -1,3 +1,4 @@
+export { createDatabaseIfMissing } from './create-database.ts';
 export {
   type AnyTables,
   Database,

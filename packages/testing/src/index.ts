@@ -24,6 +24,7 @@ export {
   skipUnlessUp,
   waitUntil,
 } from './infra.ts';
+export { type ProcessGroup, type ProcessSpec, processGroup, type RunningProcess, waitForHttp } from './processes.ts';
 export {
   makeTestPki,
   startPostgresTlsProxy,
