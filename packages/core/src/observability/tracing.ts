@@ -92,6 +92,36 @@ const getter: TextMapGetter<Record<string, string>> = {
 };
 
 /**
+ * A W3C `traceparent` (`00-<trace id>-<span id>-<flags>`) as the remote context it names, or undefined
+ * when it is not one — what OpenTelemetry's W3C propagator accepts, without its regular expression:
+ * lowercase hex, no all-zero ids, version `ff` refused, version `00` exactly 55 characters and a later
+ * version's extra fields after a `-` ignored, surrounding spaces allowed.
+ */
+export function parseTraceparent(header: string): SpanContext | undefined {
+  const value = header.trim();
+  if (value.length < 55 || value[2] !== '-' || value[35] !== '-' || value[52] !== '-') return undefined;
+  const version = value.slice(0, 2);
+  // Version 00 is exactly this long; a later one may add fields, after a '-'.
+  if (value.length > 55 && (version === '00' || value[55] !== '-')) return undefined;
+  const traceId = value.slice(3, 35);
+  const spanId = value.slice(36, 52);
+  const flags = value.slice(53, 55);
+  if (version === 'ff' || !isLowerHex(version) || !isLowerHex(flags) || !isLowerHex(traceId) || !isLowerHex(spanId)) {
+    return undefined;
+  }
+  if (traceId === INVALID_SPAN_CONTEXT.traceId || spanId === INVALID_SPAN_CONTEXT.spanId) return undefined;
+  return { traceId, spanId, traceFlags: Number.parseInt(flags, 16), isRemote: true };
+}
+
+function isLowerHex(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
+  }
+  return true;
+}
+
+/**
  * Trace and span ids from `Math.random`, as OpenTelemetry's own generator makes them: ids need to be
  * unique, not secret, and this costs a fraction of a system call for random bytes. The next trace id
  * can be set ahead: a root span is recorded with the id its sampling decision was made on.
@@ -225,8 +255,15 @@ export class Tracing {
 
   /** The trace context a message carries, as the span new work is a child of; `noSpan` for none. */
   extract(headers: Record<string, string>): Span {
-    if (headers.traceparent === undefined) return noSpan;
-    return trace.getSpan(propagator.extract(ROOT_CONTEXT, headers, getter)) ?? noSpan;
+    const traceparent = headers.traceparent;
+    if (traceparent === undefined) return noSpan;
+    // A trace state is rare: the propagator parses it. Else the traceparent is read by hand, since every
+    // message carries one and the propagator's regular expression was 2% of a NATS RPC's CPU.
+    if (headers.tracestate !== undefined) {
+      return trace.getSpan(propagator.extract(ROOT_CONTEXT, headers, getter)) ?? noSpan;
+    }
+    const context = parseTraceparent(traceparent);
+    return context === undefined ? noSpan : trace.wrapSpanContext(context);
   }
 
   /** Writes the span's context into outgoing headers (`traceparent`, and `tracestate` if any). */
