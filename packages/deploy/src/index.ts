@@ -1,5 +1,12 @@
 export { type KubernetesFilesOptions, kubernetesFiles, toYaml, writeKubernetesFiles, yamlDocuments } from './files.ts';
 export {
+  type KubernetesManifestsOptions,
+  kubernetesManifests,
+  kustomizeBuild,
+  staleKubernetesManifests,
+  writeKubernetesManifests,
+} from './manifests.ts';
+export {
   appLabels,
   type KubernetesObject,
   kubernetesObjects,
