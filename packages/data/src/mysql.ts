@@ -14,7 +14,7 @@ import {
   type QueryResult,
   type TransactionSettings,
 } from 'kysely';
-import mysql from 'mysql2';
+import type { ConnectionOptions } from 'mysql2';
 import { type AnyTables, Database, type DatabaseOptions } from './database.ts';
 import { type DatabaseUsage, UsageCounter } from './usage.ts';
 
@@ -38,17 +38,25 @@ import { type DatabaseUsage, UsageCounter } from './usage.ts';
 
 /** What the data kit needs of a MySQL database beside its pool: connections of its own, for locks and files. */
 interface MysqlInternals {
-  config: mysql.ConnectionOptions;
+  config: ConnectionOptions;
   where: string;
 }
 
 const internals = new WeakMap<Database, MysqlInternals>();
 
+/**
+ * mysql2, loaded by the first MySQL database opened: a process on PostgreSQL or PGlite (every reference
+ * system's default) is spared its 88 modules (3.3 MB of heap, ~20 MB RSS measured on import).
+ */
+async function loadMysql2() {
+  return (await import('mysql2')).default;
+}
+
 export function isMysqlUrl(url: string): boolean {
   return url.startsWith('mysql://') || url.startsWith('mariadb://');
 }
 
-function connectionOptions(url: string): mysql.ConnectionOptions {
+function connectionOptions(url: string): ConnectionOptions {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -78,6 +86,7 @@ function connectionOptions(url: string): mysql.ConnectionOptions {
 export async function openMysql(url: string, options: DatabaseOptions): Promise<Database> {
   const config = connectionOptions(url);
   const where = hideMysqlPassword(url);
+  const mysql = await loadMysql2();
   const pool = mysql.createPool({
     ...config,
     connectionLimit: options.poolSize ?? 10,
@@ -214,7 +223,7 @@ export function mapMysqlError(error: unknown, where: string): unknown {
   return error;
 }
 
-function mysqlConnectError(where: string, config: mysql.ConnectionOptions, error: unknown): unknown {
+function mysqlConnectError(where: string, config: ConnectionOptions, error: unknown): unknown {
   const mapped = mapMysqlError(error, where);
   if (mapped instanceof ChassisError) return mapped;
   const message = error instanceof Error ? error.message : String(error);
@@ -386,6 +395,7 @@ export async function withMysqlLock<T>(
   work: (session: MysqlSession) => Promise<T>,
 ): Promise<T> {
   const { config, where } = internalsOf(db);
+  const mysql = await loadMysql2();
   const connection = mysql.createConnection({ ...config, multipleStatements: true });
   connection.on('error', () => undefined);
   const query = <R>(text: string, parameters: readonly unknown[] = []) =>
