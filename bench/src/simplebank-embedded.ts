@@ -30,6 +30,8 @@ export type EmbeddedMessage =
 const [folder, count] = process.argv.slice(2);
 const send = (message: EmbeddedMessage) => process.send?.(message);
 
+// A bench that dies (killed at a timeout) leaves no bank behind to load the machine.
+process.once('disconnect', () => process.exit(1));
 const bank = await startSimplebank({
   databaseUrl: `pglite://${folder}`,
   port: 0,

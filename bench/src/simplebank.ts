@@ -53,7 +53,7 @@ import {
  *   orders/s and CPU per order of PostgreSQL and pgbench; beside the distributed rows, their CPU per
  *   order as a multiple of the floor's.
  *
- * Every mode prints each process's resident memory after its load.
+ * Every mode prints each process's resident memory right after its load and once it has gone quiet.
  */
 
 const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? servers.postgres.url;
@@ -168,6 +168,9 @@ interface DistributedReport {
   rows: Record<string, unknown>[];
   openLoop: Record<string, unknown> | undefined;
   rssMb: Record<string, number | undefined>;
+  /** Once every process has gone quiet after the load (V8 has collected what the load left behind). */
+  rssMbQuiet: Record<string, number | undefined>;
+  quietAfterSeconds: number;
   errors: string[];
 }
 
@@ -197,6 +200,8 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
   const rows: Record<string, unknown>[] = [];
   let open: Record<string, unknown> | undefined;
   const rss: Record<string, number | undefined> = {};
+  const rssQuiet: Record<string, number | undefined> = {};
+  let quietAfterSeconds = Number.NaN;
   try {
     const customers = await seedCustomers(db, Math.max(...CONCURRENCY, 16));
     const placeOrder = orderPlacer(bank.url, customers);
@@ -270,15 +275,20 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
       };
     }
     for (const [name, running] of bank.processes) rss[name] = rssMb(running.child.pid);
+    quietAfterSeconds = await quiet([...bank.processes.values()].map((running) => running.child.pid!));
+    for (const [name, running] of bank.processes) rssQuiet[name] = rssMb(running.child.pid);
   } finally {
     await db.close();
     await bank.stop();
     await withAdmin((c) => c.query(`drop database if exists ${bankDb} with (force)`));
   }
-  return { rows, openLoop: open, rssMb: rss, errors };
+  return { rows, openLoop: open, rssMb: rss, rssMbQuiet: rssQuiet, quietAfterSeconds, errors };
 }
 
-function printDistributed({ rows, openLoop: open, rssMb: rss, errors }: DistributedReport, pgbenchTps: number) {
+function printDistributed(
+  { rows, openLoop: open, rssMb: rss, rssMbQuiet: rssQuiet, quietAfterSeconds, errors }: DistributedReport,
+  pgbenchTps: number,
+) {
   if (rows.length > 0) {
     console.log(
       `\nSimpleBank sell/buy orders through the gateway, distributed over NATS + PostgreSQL, closed loop (${DURATION_MS / 1000} s)`,
@@ -368,8 +378,10 @@ function printDistributed({ rows, openLoop: open, rssMb: rss, errors }: Distribu
     console.log('Goal (issue 12): at 50 orders/s offered, p99 acceptance < 100 ms and p99 completion < 1 s.');
   }
   console.log(
-    `Resident memory after the load, MB: ${Object.entries(rss)
-      .map(([name, mb]) => `${name} ${fixed(mb)}`)
+    `Resident memory, MB, right after the load / once quiet (${fixed(quietAfterSeconds, 1)} s later): ${Object.entries(
+      rss,
+    )
+      .map(([name, mb]) => `${name} ${fixed(mb)} / ${fixed(rssQuiet[name])}`)
       .join(', ')}. Goal (issue 12): at most 150 MB per process.`,
   );
   if (errors.length > 0) console.log(`\nprocess errors (first 5):\n${errors.slice(0, 5).join('\n')}`);
@@ -488,7 +500,7 @@ async function runEmbedded(): Promise<EmbeddedReport> {
       });
     }
     const rssAfterLoad = rssMb(bank.child.pid);
-    const quietAfterSeconds = await quiet(bank.child);
+    const quietAfterSeconds = await quiet([bank.child.pid!]);
     console.log(`  embedded: quiet ${fixed(quietAfterSeconds, 1)} s after the load; idle for ${IDLE_SECONDS} s …`);
     const idleBefore = cpuSecondsOf(bank.child);
     await sleep(IDLE_SECONDS * 1000);
@@ -503,19 +515,23 @@ async function runEmbedded(): Promise<EmbeddedReport> {
 }
 
 /**
- * Waits (5 s at least, 60 s at most) until the process has used under 2% of a core for two seconds in a
- * row, and says how long that took. Right after a load V8's memory reducer runs a full collection of
+ * Waits (5 s at least, 60 s at most) until the processes have used under 2% of a core each for two
+ * seconds in a row, and says how long that took. Right after a load V8's memory reducer runs a full collection of
  * what the load left behind (~0.4 s of CPU, on helper threads too): a cost of the load, which counted as
  * idle when idle was measured 5 s after it (3.8–5.2% of a core; 0.1–0.8% once it is done).
  */
-async function quiet(child: ChildProcess): Promise<number> {
+async function quiet(pids: readonly number[]): Promise<number> {
+  const cpuSeconds = () => {
+    const reading = readProcessCpu();
+    return pids.reduce((sum, pid) => sum + (reading?.get(pid)?.seconds ?? Number.NaN), 0);
+  };
   const start = Date.now();
   await sleep(5000);
   let quietSeconds = 0;
   while (quietSeconds < 2 && Date.now() - start < 60_000) {
-    const before = cpuSecondsOf(child);
+    const before = cpuSeconds();
     await sleep(1000);
-    quietSeconds = cpuSecondsOf(child) - before < 0.02 ? quietSeconds + 1 : 0;
+    quietSeconds = cpuSeconds() - before < 0.02 * pids.length ? quietSeconds + 1 : 0;
   }
   return (Date.now() - start) / 1000;
 }
