@@ -5,7 +5,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Database } from '@chassis/data';
-import { distributedTopology, launchDistributed } from '@chassis/simplebank/launcher';
+import { distributedTopology, launchDistributed, SIMPLEBANK_NODE_ARGS } from '@chassis/simplebank/launcher';
 import { freePort, servers } from '@chassis/testing';
 import pg from 'pg';
 import {
@@ -422,7 +422,12 @@ async function startEmbedded(folder: string, customers: number) {
   const child = fork(new URL('./simplebank-embedded.ts', import.meta.url).pathname, [folder, String(customers)], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     // `BENCH_EMBEDDED_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof"` profiles the bank itself.
-    execArgv: [...process.execArgv, ...(process.env.BENCH_EMBEDDED_NODE_ARGS?.split(' ').filter(Boolean) ?? [])],
+    // `npm start`'s flags, as package.json gives them.
+    execArgv: [
+      ...process.execArgv,
+      ...SIMPLEBANK_NODE_ARGS,
+      ...(process.env.BENCH_EMBEDDED_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
+    ],
   });
   const waiting = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
   let nextId = 0;
