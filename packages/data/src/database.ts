@@ -17,6 +17,7 @@ import { featureUnsupported, isMysqlUrl, openMysql } from './mysql.ts';
 import { isTransactionControl, type PgliteConnection, PglitePreparedStatements } from './pglite-prepared.ts';
 import { type PostgresTls, postgresTls } from './postgres-tls.ts';
 import { DEFAULT_PREPARED_STATEMENTS_PER_CONNECTION, prepareRepeatedStatements } from './prepared-statements.ts';
+import { schemaPlugin } from './schema-plugin.ts';
 import { type DatabaseUsage, UsageCounter } from './usage.ts';
 
 /**
@@ -107,7 +108,7 @@ export class Database {
 
   /** Kysely bound to a schema: `db.schema<OrdersTables>('orders').selectFrom('orders')…`. */
   schema<Tables>(name: string): Kysely<Tables> {
-    return (this.kysely as unknown as Kysely<Tables>).withSchema(name);
+    return (this.kysely as unknown as Kysely<Tables>).withPlugin(schemaPlugin(name));
   }
 
   /**

@@ -21,6 +21,7 @@ import { dataOpsActions } from './ops.ts';
 import { OutboxRelay } from './outbox-relay.ts';
 import { type SagaDefinition, sagaStatuses } from './sagas/definition.ts';
 import { SagaRunner, type SagaRunnerOptions } from './sagas/runner.ts';
+import { schemaPlugin } from './schema-plugin.ts';
 import { UnitOfWork } from './unit-of-work.ts';
 
 /**
@@ -450,8 +451,17 @@ const extensionsByNode = new Map<string, DataExtension>();
  */
 export async function database<Tables = AnyTables>(ctx: Context = requireContext()): Promise<Kysely<Tables>> {
   const trx = await extensionOf(ctx.nodeId).transactionOf(ctx);
-  return (trx as unknown as Kysely<Tables>).withSchema(ctx.service);
+  // A handler asks for it before each statement or two: one scoped handle per transaction.
+  let scoped = scopedTransactions.get(trx);
+  if (!scoped) {
+    scoped = trx.withPlugin(schemaPlugin(ctx.service));
+    scopedTransactions.set(trx, scoped);
+  }
+  return scoped as unknown as Kysely<Tables>;
 }
+
+/** Each unit of work's transaction on its service's schema (a transaction belongs to one service). */
+const scopedTransactions = new WeakMap<Kysely<AnyTables>, Kysely<AnyTables>>();
 
 function requireContext(): Context {
   const ctx = currentContext();

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ChassisError, defaultNodeId, fieldErrors, type Logger, toChassisError } from '@chassis/core';
 import type { Kysely } from 'kysely';
 import type { AnyTables, Database } from '../database.ts';
+import { schemaPlugin } from '../schema-plugin.ts';
 import {
   isTerminalSagaStatus,
   type SagaBoundaryEvent,
@@ -136,7 +137,7 @@ export class SagaRunner {
     this.options = options;
     this.service = options.service;
     this.store = new SagaStore(db, options.service);
-    this.stepDb = db.kysely.withSchema(options.service);
+    this.stepDb = db.kysely.withPlugin(schemaPlugin(options.service));
     this.nodeId = options.nodeId ?? defaultNodeId();
     this.leaseMs = options.leaseMs ?? 30_000;
     this.sweepMs = options.sweepMs ?? 5_000;
