@@ -1,6 +1,6 @@
 import { ChassisError, defineService, handle, on, requireIdentity, requireRole } from '@chassis/core';
 import { database, sql } from '@chassis/data';
-import type { Generated, Kysely } from 'kysely';
+import type { Generated, Kysely, RawBuilder } from 'kysely';
 import type { z } from 'zod';
 import {
   chargeFee,
@@ -68,26 +68,14 @@ export function accountTransactionsService() {
         const db = await database<LedgerTables>(ctx);
         const cash = toCents(input.cash);
         const account = await lockAccount(db, input.accountId);
-        const existing = await db
-          .selectFrom('reservations')
-          .select('status')
-          .where('order_id', '=', input.orderId)
-          .executeTakeFirst();
+        // Under the account's lock, which every writer of its reservations and positions takes first: the
+        // order's reservation, if any, and (a sell) the position, one statement.
+        const { existing, position } = await reservationAndPosition(db, input);
         if (existing?.status === 'released') {
           throw OrderEnded(`Order ${input.orderId} failed or was canceled before its reservation came`, {
             orderId: input.orderId,
           });
         }
-        const position =
-          input.side === 'sell'
-            ? await db
-                .selectFrom('positions')
-                .select(['quantity', 'reserved'])
-                .where('account_id', '=', input.accountId)
-                .where('symbol', '=', input.symbol)
-                .forUpdate()
-                .executeTakeFirst()
-            : undefined;
         const freeShares = position ? Number(position.quantity) - Number(position.reserved) : 0;
         // Asked again for the same order (a retry): it already holds what it needs.
         if (existing) return { reservationId: `res-${input.orderId}`, free: freeShares };
@@ -104,27 +92,14 @@ export function accountTransactionsService() {
             { accountId: input.accountId, free: money(freeCash), requested: input.cash },
           );
         }
-        await db
-          .insertInto('reservations')
-          .values({
-            order_id: input.orderId,
-            account_id: input.accountId,
-            side: input.side,
-            symbol: input.symbol,
-            quantity: input.side === 'sell' ? input.quantity : 0,
-            cash_cents: cash,
-            status: 'held',
-          })
-          .execute();
-        if (cash > 0) await reserveCash(db, input.accountId, cash);
-        if (input.side === 'sell') {
-          await db
-            .updateTable('positions')
-            .set({ reserved: sql`reserved + ${input.quantity}` })
-            .where('account_id', '=', input.accountId)
-            .where('symbol', '=', input.symbol)
-            .execute();
-        }
+        const quantity = input.side === 'sell' ? input.quantity : 0;
+        await write(db, {
+          accountId: input.accountId,
+          reservation: sql`insert into ${table('reservations')} (order_id, account_id, side, symbol, quantity, cash_cents, status)
+            values (${input.orderId}, ${input.accountId}, ${input.side}, ${input.symbol}, ${quantity}, ${cash}, 'held')`,
+          reservedCash: cash,
+          reservedShares: quantity > 0 ? { symbol: input.symbol, quantity } : undefined,
+        });
         const free = input.side === 'sell' ? freeShares - input.quantity : freeShares;
         return { reservationId: `res-${input.orderId}`, free };
       }),
@@ -134,10 +109,10 @@ export function accountTransactionsService() {
         const db = await database<LedgerTables>(ctx);
         const fee = toCents(input.fee);
         const account = await lockAccount(db, input.accountId);
-        if (await hasEntry(db, input.orderId, 'fee')) return { charged: true };
-        const reservation = await lockReservation(db, input.orderId);
+        const { reservation, charged, voided } = await feeState(db, input.orderId);
+        if (charged) return { charged: true };
         // The order ended before its fee came: a released order is charged nothing.
-        if (reservation?.status === 'released' || (await isVoided(db, input.orderId))) return { charged: false };
+        if (reservation?.status === 'released' || voided) return { charged: false };
         // From the cash the order reserved for its fee; if the order is over already, from free cash.
         const fromReservation = reservation?.status === 'held' ? Math.min(fee, Number(reservation.cash_cents)) : 0;
         const freeCash = Number(account.cash_cents) - Number(account.cash_reserved_cents);
@@ -147,18 +122,19 @@ export function accountTransactionsService() {
           await voidFee(db, input.orderId);
           return { charged: false };
         }
-        if (fromReservation > 0) {
-          await db
-            .updateTable('reservations')
-            .set({ cash_cents: sql`cash_cents - ${fromReservation}` })
-            .where('order_id', '=', input.orderId)
-            .execute();
-          await reserveCash(db, input.accountId, -fromReservation);
-        }
-        await post(db, [
-          { order_id: input.orderId, account: input.accountId, asset: 'CASH', amount: -fee, kind: 'fee' },
-          { order_id: input.orderId, account: Books.fees, asset: 'CASH', amount: fee, kind: 'fee' },
-        ]);
+        await write(db, {
+          accountId: input.accountId,
+          entries: [
+            { order_id: input.orderId, account: input.accountId, asset: 'CASH', amount: -fee, kind: 'fee' },
+            { order_id: input.orderId, account: Books.fees, asset: 'CASH', amount: fee, kind: 'fee' },
+          ],
+          reservation:
+            fromReservation > 0
+              ? sql`update ${table('reservations')} set cash_cents = cash_cents - ${fromReservation}
+                  where order_id = ${input.orderId}`
+              : undefined,
+          reservedCash: -fromReservation,
+        });
         return { charged: true };
       }),
       handle(refundFee, async (input, ctx) => {
@@ -179,10 +155,13 @@ export function accountTransactionsService() {
         }
         const fee = Number(charge.amount);
         if (await hasEntry(db, input.orderId, 'fee_refund')) return { refunded: true, fee: money(fee) };
-        await post(db, [
-          { order_id: input.orderId, account: input.accountId, asset: 'CASH', amount: fee, kind: 'fee_refund' },
-          { order_id: input.orderId, account: Books.fees, asset: 'CASH', amount: -fee, kind: 'fee_refund' },
-        ]);
+        await write(db, {
+          accountId: input.accountId,
+          entries: [
+            { order_id: input.orderId, account: input.accountId, asset: 'CASH', amount: fee, kind: 'fee_refund' },
+            { order_id: input.orderId, account: Books.fees, asset: 'CASH', amount: -fee, kind: 'fee_refund' },
+          ],
+        });
         return { refunded: true, fee: money(fee) };
       }),
       handle(creditPayment, async (input, ctx) => {
@@ -193,10 +172,13 @@ export function accountTransactionsService() {
         if (await hasEntry(db, input.paymentId, 'payment'))
           return { credited: false, cash: money(Number(account.cash_cents)) };
         const amount = toCents(input.amount);
-        await post(db, [
-          { order_id: input.paymentId, account: input.accountId, asset: 'CASH', amount, kind: 'payment' },
-          { order_id: input.paymentId, account: Books.payments, asset: 'CASH', amount: -amount, kind: 'payment' },
-        ]);
+        await write(db, {
+          accountId: input.accountId,
+          entries: [
+            { order_id: input.paymentId, account: input.accountId, asset: 'CASH', amount, kind: 'payment' },
+            { order_id: input.paymentId, account: Books.payments, asset: 'CASH', amount: -amount, kind: 'payment' },
+          ],
+        });
         return { credited: true, cash: money(Number(account.cash_cents) + amount) };
       }),
       handle(listAccounts, async (_input, ctx) => {
@@ -308,11 +290,6 @@ async function hasEntry(db: Ledger, orderId: string, kind: Entry['kind']): Promi
   return row !== undefined;
 }
 
-async function isVoided(db: Ledger, orderId: string): Promise<boolean> {
-  const row = await db.selectFrom('fee_voids').select('order_id').where('order_id', '=', orderId).executeTakeFirst();
-  return row !== undefined;
-}
-
 /** The order's fee is never to be charged: refused once, or refunded before it came. */
 async function voidFee(db: Ledger, orderId: string): Promise<void> {
   await db
@@ -322,48 +299,140 @@ async function voidFee(db: Ledger, orderId: string): Promise<void> {
     .execute();
 }
 
-function reserveCash(db: Ledger, accountId: string, cents: number) {
-  return db
-    .updateTable('accounts')
-    .set({ cash_reserved_cents: sql`cash_reserved_cents + ${cents}` })
-    .where('id', '=', accountId)
-    .execute();
+/** The ledger's own tables in raw statements (the service's schema is its name). */
+function table(name: keyof LedgerTables) {
+  return sql.id('account-transactions', name);
 }
 
-/** Writes balanced entries and moves the customer accounts' balances with them. */
-async function post(db: Ledger, entries: Entry[]): Promise<void> {
+/** The order's reservation and, for a sell, the position it reserves from (locked): one statement. */
+async function reservationAndPosition(
+  db: Ledger,
+  input: { orderId: string; accountId: string; side: 'sell' | 'buy'; symbol: string },
+) {
+  const position =
+    input.side === 'sell'
+      ? sql`(select quantity, reserved from ${table('positions')}
+          where account_id = ${input.accountId} and symbol = ${input.symbol} for update)`
+      : sql`(select null::bigint as quantity, null::bigint as reserved where false)`;
+  const { rows } = await sql<{
+    status: LedgerTables['reservations']['status'] | null;
+    quantity: number | string | null;
+    reserved: number | string | null;
+  }>`
+    select r.status, p.quantity, p.reserved
+    from (values (1)) as one
+    left join lateral (select status from ${table('reservations')} where order_id = ${input.orderId}) as r on true
+    left join lateral ${position} as p on true`.execute(db);
+  const row = rows[0]!;
+  return {
+    existing: row.status === null ? undefined : { status: row.status },
+    position: row.quantity === null ? undefined : { quantity: row.quantity, reserved: row.reserved ?? 0 },
+  };
+}
+
+/**
+ * What a fee charge decides on, read in one statement under the account's lock: the order's reservation
+ * (locked), whether its fee was charged already and whether it was voided.
+ */
+async function feeState(db: Ledger, orderId: string) {
+  const { rows } = await sql<{
+    status: LedgerTables['reservations']['status'] | null;
+    cash_cents: number | string | null;
+    charged: boolean;
+    voided: boolean;
+  }>`
+    select r.status, r.cash_cents,
+      exists (select 1 from ${table('entries')} where order_id = ${orderId} and kind = 'fee') as charged,
+      exists (select 1 from ${table('fee_voids')} where order_id = ${orderId}) as voided
+    from (values (1)) as one
+    left join lateral (
+      select status, cash_cents from ${table('reservations')} where order_id = ${orderId} for update
+    ) as r on true`.execute(db);
+  const row = rows[0]!;
+  return {
+    reservation: row.status === null ? undefined : { status: row.status, cash_cents: row.cash_cents ?? 0 },
+    charged: row.charged,
+    voided: row.voided,
+  };
+}
+
+/** A change of one customer account's books, written by `write` in one statement. */
+interface Change {
+  /** The customer account whose rows change (its row is locked by the caller). */
+  accountId: string;
+  /** Balanced entries, between this account and the bank's books. */
+  entries?: Entry[];
+  /** The write to the order's reservation, if any: an insert or an update of `reservations`. */
+  reservation?: RawBuilder<unknown>;
+  /** Cash reserved (+) or released (−), in cents. */
+  reservedCash?: number;
+  /** Shares reserved (+) or released (−). */
+  reservedShares?: { symbol: string; quantity: number } | undefined;
+}
+
+/**
+ * Writes balanced entries and moves the account's balances, positions and reservation with them, in one
+ * statement (data-modifying CTEs; each row is changed by one of them only, as PostgreSQL requires).
+ */
+async function write(db: Ledger, change: Change): Promise<void> {
+  const entries = change.entries ?? [];
   const sums = new Map<string, number>();
   for (const entry of entries) sums.set(entry.asset, (sums.get(entry.asset) ?? 0) + entry.amount);
   for (const [asset, sum] of sums) {
     if (sum !== 0) throw new Error(`Unbalanced ${asset} entries: they sum to ${sum}`);
   }
-  await db.insertInto('entries').values(entries).execute();
+  let cash = 0;
+  const shares = new Map<string, { quantity: number; reserved: number }>();
   for (const entry of entries) {
     if (Object.values<string>(Books).includes(entry.account)) continue;
-    if (entry.asset === 'CASH') {
-      await db
-        .updateTable('accounts')
-        .set({ cash_cents: sql`cash_cents + ${entry.amount}` })
-        .where('id', '=', entry.account)
-        .execute();
-    } else if (entry.amount < 0) {
-      await db
-        .updateTable('positions')
-        .set({ quantity: sql`quantity + ${entry.amount}` })
-        .where('account_id', '=', entry.account)
-        .where('symbol', '=', entry.asset)
-        .execute();
-    } else {
-      // A row's checks run before ON CONFLICT: only a positive amount may try to insert one.
-      await db
-        .insertInto('positions')
-        .values({ account_id: entry.account, symbol: entry.asset, quantity: entry.amount, reserved: 0 })
-        .onConflict((oc) =>
-          oc.columns(['account_id', 'symbol']).doUpdateSet({ quantity: sql`positions.quantity + ${entry.amount}` }),
-        )
-        .execute();
+    if (entry.account !== change.accountId)
+      throw new Error(`An entry of account ${entry.account} in a change of ${change.accountId}`);
+    if (entry.asset === 'CASH') cash += entry.amount;
+    else {
+      const position = shares.get(entry.asset) ?? { quantity: 0, reserved: 0 };
+      position.quantity += entry.amount;
+      shares.set(entry.asset, position);
     }
   }
+  if (change.reservedShares) {
+    const position = shares.get(change.reservedShares.symbol) ?? { quantity: 0, reserved: 0 };
+    position.reserved += change.reservedShares.quantity;
+    shares.set(change.reservedShares.symbol, position);
+  }
+  const parts: RawBuilder<unknown>[] = [];
+  if (entries.length > 0) {
+    const values = entries.map(
+      (e) => sql`(${e.order_id}::uuid, ${e.account}, ${e.asset}, ${e.amount}::bigint, ${e.kind})`,
+    );
+    parts.push(
+      sql`insert into ${table('entries')} (order_id, account, asset, amount, kind) values ${sql.join(values)}`,
+    );
+  }
+  if (change.reservation) parts.push(change.reservation);
+  for (const [symbol, { quantity, reserved }] of shares) {
+    if (quantity === 0 && reserved === 0) continue;
+    // A row's checks run before ON CONFLICT: only a positive quantity may try to insert one.
+    parts.push(
+      quantity > 0
+        ? sql`insert into ${table('positions')} (account_id, symbol, quantity, reserved)
+            values (${change.accountId}, ${symbol}, ${quantity}::bigint, ${reserved}::bigint)
+            on conflict (account_id, symbol) do update
+            set quantity = positions.quantity + ${quantity}::bigint, reserved = positions.reserved + ${reserved}::bigint`
+        : sql`update ${table('positions')}
+            set quantity = quantity + ${quantity}::bigint, reserved = reserved + ${reserved}::bigint
+            where account_id = ${change.accountId} and symbol = ${symbol}`,
+    );
+  }
+  const reservedCash = change.reservedCash ?? 0;
+  if (cash !== 0 || reservedCash !== 0) {
+    parts.push(sql`update ${table('accounts')}
+      set cash_cents = cash_cents + ${cash}::bigint, cash_reserved_cents = cash_reserved_cents + ${reservedCash}::bigint
+      where id = ${change.accountId}`);
+  }
+  const last = parts.pop();
+  if (!last) return;
+  const ctes = parts.map((part, i) => sql`${sql.raw(`w${i}`)} as (${part})`);
+  await (ctes.length > 0 ? sql`with ${sql.join(ctes)} ${last}` : last).execute(db);
 }
 
 /**
@@ -380,24 +449,20 @@ async function settle(
   const cost = trade.quantity * toCents(trade.price);
   const shares = trade.side === 'sell' ? -trade.quantity : trade.quantity;
   const cash = trade.side === 'sell' ? cost : -cost;
-  if (reservation.status === 'held') {
-    if (trade.side === 'sell') {
-      await db
-        .updateTable('positions')
-        .set({ reserved: sql`reserved - ${Number(reservation.quantity)}` })
-        .where('account_id', '=', trade.accountId)
-        .where('symbol', '=', trade.symbol)
-        .execute();
-    }
-    await reserveCash(db, trade.accountId, -Number(reservation.cash_cents));
-  }
-  await db.updateTable('reservations').set({ status: 'consumed' }).where('order_id', '=', trade.orderId).execute();
-  await post(db, [
-    { order_id: trade.orderId, account: trade.accountId, asset: trade.symbol, amount: shares, kind: 'trade' },
-    { order_id: trade.orderId, account: Books.exchange, asset: trade.symbol, amount: -shares, kind: 'trade' },
-    { order_id: trade.orderId, account: trade.accountId, asset: 'CASH', amount: cash, kind: 'trade' },
-    { order_id: trade.orderId, account: Books.exchange, asset: 'CASH', amount: -cash, kind: 'trade' },
-  ]);
+  const held = reservation.status === 'held';
+  await write(db, {
+    accountId: trade.accountId,
+    entries: [
+      { order_id: trade.orderId, account: trade.accountId, asset: trade.symbol, amount: shares, kind: 'trade' },
+      { order_id: trade.orderId, account: Books.exchange, asset: trade.symbol, amount: -shares, kind: 'trade' },
+      { order_id: trade.orderId, account: trade.accountId, asset: 'CASH', amount: cash, kind: 'trade' },
+      { order_id: trade.orderId, account: Books.exchange, asset: 'CASH', amount: -cash, kind: 'trade' },
+    ],
+    reservation: sql`update ${table('reservations')} set status = 'consumed' where order_id = ${trade.orderId}`,
+    reservedCash: held ? -Number(reservation.cash_cents) : 0,
+    reservedShares:
+      held && trade.side === 'sell' ? { symbol: trade.symbol, quantity: -Number(reservation.quantity) } : undefined,
+  });
 }
 
 /**
@@ -426,14 +491,10 @@ async function release(db: Ledger, order: z.infer<typeof OrderRef>): Promise<voi
     return;
   }
   if (held.status !== 'held') return;
-  await reserveCash(db, held.account_id, -Number(held.cash_cents));
-  if (Number(held.quantity) > 0) {
-    await db
-      .updateTable('positions')
-      .set({ reserved: sql`reserved - ${Number(held.quantity)}` })
-      .where('account_id', '=', held.account_id)
-      .where('symbol', '=', held.symbol)
-      .execute();
-  }
-  await db.updateTable('reservations').set({ status: 'released' }).where('order_id', '=', order.orderId).execute();
+  await write(db, {
+    accountId: held.account_id,
+    reservation: sql`update ${table('reservations')} set status = 'released' where order_id = ${order.orderId}`,
+    reservedCash: -Number(held.cash_cents),
+    reservedShares: Number(held.quantity) > 0 ? { symbol: held.symbol, quantity: -Number(held.quantity) } : undefined,
+  });
 }
