@@ -124,6 +124,8 @@ export class OutboxRelay {
   private pollDelayMs: number;
   /** The last batch found the outbox empty: nothing waiting, nothing failed. */
   private empty = false;
+  /** Ids of the rows this relay published last (see `notified`), oldest first. */
+  private readonly published = new Set<number>();
   /** Batches of this relay run one after another (the loop, `flush`, the drain at stop). */
   private tail: Promise<unknown> = Promise.resolve();
 
@@ -210,7 +212,7 @@ export class OutboxRelay {
       let leadership: Leadership | undefined;
       try {
         leadership = await lead(this.db, ['chassis:outbox', this.service], signal);
-        await leadership.listen(outboxChannel(this.service), () => this.wake(false));
+        await leadership.listen(outboxChannel(this.service), (payload) => this.notified(payload));
         if (signal.aborted) {
           await leadership.close();
           return;
@@ -312,6 +314,30 @@ export class OutboxRelay {
       this.armPoll(idle ? Math.min(this.pollDelayMs * 2, this.idlePollIntervalMs) : this.pollIntervalMs);
     });
   };
+
+  /**
+   * A commit's notification. Its payload is the committing transaction's highest outbox row id (empty
+   * from writers that do not say): a row this relay has published already was read with all the rows of
+   * its transaction (they commit together, and a batch reads the lowest ids first), so that commit is
+   * relayed — the notification, often delivered while the batch that published it ran, needs no look.
+   */
+  private notified(payload: string): void {
+    const id = /^\d+$/.test(payload) ? Number(payload) : undefined;
+    if (id !== undefined && this.published.has(id)) return;
+    this.wake(false);
+  }
+
+  /** Remembers the ids of rows just published, the most recent `4 × batchSize` of them. */
+  private remember(ids: readonly number[]): void {
+    for (const id of ids) this.published.add(Number(id));
+    const excess = this.published.size - 4 * this.batchSize;
+    if (excess <= 0) return;
+    let dropped = 0;
+    for (const id of this.published) {
+      if (dropped++ >= excess) break;
+      this.published.delete(id);
+    }
+  }
 
   private wake(fromPoll: boolean): void {
     if (this.state !== 'running') return;
@@ -512,6 +538,7 @@ export class OutboxRelay {
     } else if (sent.length > 0) {
       await execute(sql`update ${table} set sent_at = clock_timestamp() where id = any(${sent})`);
     }
+    this.remember(sent);
     return { read: ready.length, published: sent.length, failure: failure?.error };
   }
 }

@@ -158,8 +158,12 @@ export async function writeOutbox(trx: Kysely<AnyTables>, service: string, messa
       const insert = sql`insert into ${table} (event, headers, body) values ${sql.join(rows)}`;
       // MariaDB/MySQL has no NOTIFY: the node wakes its own relay after the commit, others poll.
       if (start + INSERT_CHUNK < messages.length || isMysql(trx)) await insert.execute(trx);
-      // The last chunk carries the notification: one round trip for the usual single event.
-      else await sql`with written as (${insert}) select pg_notify(${outboxChannel(service)}, '')`.execute(trx);
+      // The last chunk carries the notification: one round trip for the usual single event. Its payload,
+      // the transaction's highest row id, lets a relay that already published that row skip the look
+      // the notification would otherwise cost (see OutboxRelay).
+      else
+        await sql`with written as (${insert} returning id)
+          select pg_notify(${outboxChannel(service)}, (select max(id) from written)::text)`.execute(trx);
     }
   } catch (error) {
     if (isMissingRelation(error) || isMysqlMissingTable(error)) throw notInstalled(service, error);

@@ -1,5 +1,5 @@
 import { type Context, defineService, handle, on } from '@chassis/core';
-import { database } from '@chassis/data';
+import { database, sql } from '@chassis/data';
 import type { Generated } from 'kysely';
 import { listNotifications } from '../../contracts/notifications.ts';
 import { orderCanceled, orderCompleted, orderFailed, orderRejected } from '../../contracts/orders.ts';
@@ -134,31 +134,26 @@ export function notificationsService() {
   });
 }
 
-/** "Sends" a message on the account's preferred channel: a row in the sink, once per event. */
+/**
+ * "Sends" a message on the account's preferred channel: a row in the sink, once per event. One statement:
+ * the preference is read by the insert itself (address is null exactly when the account has none).
+ */
 async function send(ctx: Context, message: Message): Promise<void> {
   const db = await database<NotificationsTables>(ctx);
-  const contact = await db
-    .selectFrom('contact_preferences')
-    .select(['channel', 'address'])
-    .where('account_id', '=', message.accountId)
-    .executeTakeFirst();
-  const channel = contact?.channel ?? 'email';
-  const sent = await db
-    .insertInto('notifications')
-    .values({
-      account_id: message.accountId,
-      channel,
-      address: contact?.address ?? null,
-      subject: message.subject,
-      body: message.body,
-      event_id: message.eventId,
-    })
-    .onConflict((oc) => oc.column('event_id').doNothing())
-    .returning('id')
-    .executeTakeFirst();
+  const table = (name: string) => sql.id('notifications', name);
+  const { rows } = await sql<{ channel: string; address: string | null }>`
+    insert into ${table('notifications')} (account_id, channel, address, subject, body, event_id)
+    select ${message.accountId}, coalesce(c.channel, 'email'), c.address, ${message.subject}, ${message.body},
+      ${message.eventId}
+    from (values (1)) as one
+    left join ${table('contact_preferences')} as c on c.account_id = ${message.accountId}
+    on conflict (event_id) do nothing
+    returning channel, address`.execute(db);
+  const sent = rows[0];
   if (!sent) return;
+  const { channel, address } = sent;
   const fields = { accountId: message.accountId, channel, eventId: message.eventId };
-  if (contact) ctx.log.info({ ...fields, to: contact.address }, `${channel} to ${contact.address}: ${message.subject}`);
+  if (address !== null) ctx.log.info({ ...fields, to: address }, `${channel} to ${address}: ${message.subject}`);
   else
     ctx.log.warn(
       fields,

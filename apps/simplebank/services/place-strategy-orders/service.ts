@@ -268,12 +268,25 @@ export function placeStrategyOrdersService(options: { secret: string }) {
           .executeTakeFirst();
         if (funded) await fund(ctx, db, funded.id);
       }),
-      on(orderCompleted, (order, ctx) => follow(ctx, order.orderId, 'completed', null), { name: 'order-completed' }),
-      on(orderFailed, (order, ctx) => follow(ctx, order.orderId, 'failed', order.reason), { name: 'order-failed' }),
+      // Each order's end moves its row out of a non-terminal status once, and the investment out of
+      // `placing` once: delivered again, they change nothing, so they need no inbox row (a statement less
+      // for every order the bank completes, strategy's or not).
+      on(orderCompleted, (order, ctx) => follow(ctx, order.orderId, 'completed', null), {
+        name: 'order-completed',
+        idempotent: true,
+      }),
+      on(orderFailed, (order, ctx) => follow(ctx, order.orderId, 'failed', order.reason), {
+        name: 'order-failed',
+        idempotent: true,
+      }),
       on(orderRejected, (order, ctx) => follow(ctx, order.orderId, 'rejected', order.reason), {
         name: 'order-rejected',
+        idempotent: true,
       }),
-      on(orderCanceled, (order, ctx) => follow(ctx, order.orderId, 'canceled', null), { name: 'order-canceled' }),
+      on(orderCanceled, (order, ctx) => follow(ctx, order.orderId, 'canceled', null), {
+        name: 'order-canceled',
+        idempotent: true,
+      }),
     ],
   });
 }
