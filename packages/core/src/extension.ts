@@ -59,6 +59,6 @@ export interface Invocation {
   readonly ctx: Context;
   /** An event handler's durable subscription, `<service>.<handler>`. */
   readonly subscription?: string;
-  /** An event handler whose effects are idempotent by themselves (`on(…, { idempotent: true })`). */
-  readonly idempotent?: boolean;
+  /** An event handler whose effects are idempotent by themselves (`on(…, { idempotent })`). */
+  readonly idempotent?: boolean | 'with-emits';
 }

@@ -43,9 +43,13 @@ export interface EventHandlerOptions extends HandlerPolicies {
    * The handler's effects are idempotent by themselves — a versioned upsert, an insert that ignores a
    * conflict on the event's id — so applying a redelivered event again changes nothing. The data kit
    * then records no inbox row for it (one statement less per event); its writes still commit together.
-   * Such a handler cannot emit events: a redelivery would emit them twice.
+   * Such a handler cannot emit events: a redelivery would emit them twice — unless it is
+   * `'with-emits'`: it decides from state it reads under a lock in its own transaction and emits only
+   * with the change it writes there (an event-sourced aggregate's next event, a row it inserts once), so
+   * a redelivery finds the change made and emits nothing either. Calls it makes before writing run again
+   * on a redelivery, so they must be idempotent too.
    */
-  idempotent?: boolean;
+  idempotent?: boolean | 'with-emits';
 }
 
 export function handle<C extends ActionContract>(

@@ -244,10 +244,10 @@ export class DataExtension implements NodeExtension {
   async emit(ctx: Context, event: string, message: { headers: Record<string, string>; body: Uint8Array }) {
     const unit = this.units.get(ctx);
     if (!unit) return false;
-    if (this.invocations.get(ctx)?.idempotent) {
+    if (this.invocations.get(ctx)?.idempotent === true) {
       throw new ChassisError(
         'INTERNAL',
-        `${ctx.service} emitted ${event} from an event handler declared idempotent: with no inbox row, a redelivery would emit it again; drop { idempotent: true } from that handler`,
+        `${ctx.service} emitted ${event} from an event handler declared idempotent: with no inbox row, a redelivery would emit it again; drop { idempotent: true } from that handler, or declare it 'with-emits' if it emits only with a change a redelivery finds made`,
       );
     }
     unit.emit({ event, message });

@@ -235,7 +235,8 @@ export function accountTransactionsService() {
       }),
     ],
     events: [
-      on(tradeExecuted, async (trade, ctx) => settle(await database<LedgerTables>(ctx), trade)),
+      // Once per order by the reservation's status, under the account's lock: no inbox row needed.
+      on(tradeExecuted, async (trade, ctx) => settle(await database<LedgerTables>(ctx), trade), { idempotent: true }),
       on(orderFailed, async (order, ctx) => release(await database<LedgerTables>(ctx), order), {
         name: 'release-failed',
       }),

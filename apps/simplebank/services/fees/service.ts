@@ -41,23 +41,29 @@ export function feesService(options: { secret: string }) {
     migrations: new URL('./migrations/', import.meta.url),
     uses: [chargeFee, refundFee, feeCharged, feeRefunded, chargeFailed],
     events: [
-      on(orderPlaced, async (order, ctx) => {
-        const fee = money(feeFor(toCents(order.notional)));
-        const { charged } = await ctx.call(
-          chargeFee,
-          { orderId: order.orderId, accountId: order.accountId, fee },
-          { auth: await ownToken() },
-        );
-        const ref = { orderId: order.orderId, accountId: order.accountId, symbol: order.symbol, fee };
-        const recorded = await recordFee(ctx, order, charged ? 'charged' : 'waived', charged ? toCents(fee) : 0);
-        if (!recorded) return;
-        if (charged) await ctx.emit(feeCharged, ref);
-        else
-          await ctx.emit(chargeFailed, {
-            ...ref,
-            reason: 'the order had ended, or no cash was free to take the fee from',
-          });
-      }),
+      // Delivered again, the ledger answers the charge it made (or refused) and the fee's row is there: the
+      // handler records and announces nothing, so it needs no inbox row.
+      on(
+        orderPlaced,
+        async (order, ctx) => {
+          const fee = money(feeFor(toCents(order.notional)));
+          const { charged } = await ctx.call(
+            chargeFee,
+            { orderId: order.orderId, accountId: order.accountId, fee },
+            { auth: await ownToken() },
+          );
+          const ref = { orderId: order.orderId, accountId: order.accountId, symbol: order.symbol, fee };
+          const recorded = await recordFee(ctx, order, charged ? 'charged' : 'waived', charged ? toCents(fee) : 0);
+          if (!recorded) return;
+          if (charged) await ctx.emit(feeCharged, ref);
+          else
+            await ctx.emit(chargeFailed, {
+              ...ref,
+              reason: 'the order had ended, or no cash was free to take the fee from',
+            });
+        },
+        { idempotent: 'with-emits' },
+      ),
       on(orderFailed, async (order, ctx) => refund(order, ctx, await ownToken()), { name: 'refund-failed' }),
       on(orderCanceled, async (order, ctx) => refund(order, ctx, await ownToken()), { name: 'refund-canceled' }),
     ],

@@ -34,6 +34,9 @@ import {
   view,
 } from './order.ts';
 
+/** An event handler that decides from the order's locked state and emits only what it appends. */
+const BY_STATE = { idempotent: 'with-emits' } as const;
+
 /** How long orders keeps a quote it asked market data for. */
 const QUOTE_TTL_MS = 1000;
 
@@ -306,43 +309,60 @@ export function ordersService(options: OrdersOptions = {}) {
         return { proceed: true, limitPrice };
       }),
     ],
+    // The saga's events move the order only from the state they find under its stream's lock, and
+    // announce only what they append: delivered again, they find the step made and do nothing, so they need
+    // no inbox row (a statement less each, three per order).
     events: [
-      on(orderPlaced, (placed, ctx) =>
-        follow(ctx, placed.orderId, (order) =>
-          order.status === 'created'
-            ? [{ type: 'OrderPlaced', data: { exchangeOrderId: placed.exchangeOrderId } }]
-            : [],
-        ),
+      on(
+        orderPlaced,
+        (placed, ctx) =>
+          follow(ctx, placed.orderId, (order) =>
+            order.status === 'created'
+              ? [{ type: 'OrderPlaced', data: { exchangeOrderId: placed.exchangeOrderId } }]
+              : [],
+          ),
+        BY_STATE,
       ),
-      on(tradeExecuted, (trade, ctx) =>
-        follow(
-          ctx,
-          trade.orderId,
-          (order) => {
-            if (isTerminal(order.status)) return [];
-            const completed = { type: 'OrderCompleted' as const, data: { priceCents: toCents(trade.price) } };
-            // The fill overtook the placement's message (they travel apart): the history still says both.
-            if (order.status === 'created') {
-              return [{ type: 'OrderPlaced' as const, data: { exchangeOrderId: trade.exchangeOrderId } }, completed];
-            }
-            return [completed];
-          },
-          (order) => ctx.emit(orderCompleted, { ...refOf(order), price: trade.price }),
-        ),
+      on(
+        tradeExecuted,
+        (trade, ctx) =>
+          follow(
+            ctx,
+            trade.orderId,
+            (order) => {
+              if (isTerminal(order.status)) return [];
+              const completed = { type: 'OrderCompleted' as const, data: { priceCents: toCents(trade.price) } };
+              // The fill overtook the placement's message (they travel apart): the history still says both.
+              if (order.status === 'created') {
+                return [{ type: 'OrderPlaced' as const, data: { exchangeOrderId: trade.exchangeOrderId } }, completed];
+              }
+              return [completed];
+            },
+            (order) => ctx.emit(orderCompleted, { ...refOf(order), price: trade.price }),
+          ),
+        BY_STATE,
       ),
-      on(exchangeRejected, (failure, ctx) =>
-        follow(
-          ctx,
-          failure.orderId,
-          (order) => (isTerminal(order.status) ? [] : [{ type: 'OrderFailed', data: { reason: failure.reason } }]),
-          (order) => ctx.emit(orderFailed, { ...refOf(order), reason: failure.reason }),
-        ),
+      on(
+        exchangeRejected,
+        (failure, ctx) =>
+          follow(
+            ctx,
+            failure.orderId,
+            (order) => (isTerminal(order.status) ? [] : [{ type: 'OrderFailed', data: { reason: failure.reason } }]),
+            (order) => ctx.emit(orderFailed, { ...refOf(order), reason: failure.reason }),
+          ),
+        BY_STATE,
       ),
-      on(feeCharged, (fee, ctx) =>
-        follow(ctx, fee.orderId, (order) => feeChanges(order, { outcome: 'charged', feeCents: toCents(fee.fee) })),
+      on(
+        feeCharged,
+        (fee, ctx) =>
+          follow(ctx, fee.orderId, (order) => feeChanges(order, { outcome: 'charged', feeCents: toCents(fee.fee) })),
+        BY_STATE,
       ),
-      on(chargeFailed, (fee, ctx) =>
-        follow(ctx, fee.orderId, (order) => feeChanges(order, { outcome: 'waived', feeCents: 0 })),
+      on(
+        chargeFailed,
+        (fee, ctx) => follow(ctx, fee.orderId, (order) => feeChanges(order, { outcome: 'waived', feeCents: 0 })),
+        BY_STATE,
       ),
       on(feeRefunded, (fee, ctx) =>
         follow(ctx, fee.orderId, (order) => feeChanges(order, { outcome: 'refunded', feeCents: toCents(fee.fee) })),

@@ -274,6 +274,44 @@ export function extensionSuite(target: DatabaseTarget): void {
       assert.match(emitted[0]!, /declared idempotent/);
     });
 
+    it(`[${target.name}] a handler idempotent 'with-emits' records no inbox row and emits with the change it makes once: a redelivery emits nothing`, async () => {
+      const s = slice();
+      const runs: string[] = [];
+      const ledger = ledgerHandling(
+        s,
+        async ({ orderId, quantity }, ctx) => {
+          runs.push(orderId);
+          const db = await database<LedgerTables>(ctx);
+          const inserted = await db
+            .insertInto('reservations')
+            .values({ order_id: orderId, quantity })
+            .onConflict((oc) => oc.column('order_id').doNothing())
+            .returning('order_id')
+            .executeTakeFirst();
+          if (inserted && orderId === 'o-once') await ctx.emit(s.orderCreated, { orderId: 'echo', quantity: 1 });
+        },
+        { idempotent: 'with-emits', maxDeliveries: 1 },
+      );
+      const { data } = await start([ledger]);
+      const raw = await cluster.transport();
+      const message = {
+        headers: { id: 'evt-once', type: s.orderCreated.name },
+        body: Buffer.from(JSON.stringify({ orderId: 'o-once', quantity: 5 })),
+      };
+      await raw.publish(s.orderCreated.name, message);
+      await waitUntil(() => runs.includes('echo'), { what: 'the event emitted by the first delivery' });
+      await raw.publish(s.orderCreated.name, message);
+      await waitUntil(() => runs.filter((id) => id === 'o-once').length === 2, { what: 'the redelivery handled' });
+      await sleep(500);
+      assert.deepEqual(
+        runs.filter((id) => id === 'echo'),
+        ['echo'],
+        'the redelivery found its row and emitted nothing',
+      );
+      assert.equal(await count(data, ledger.name, 'reservations'), 2);
+      assert.equal(await count(data, ledger.name, 'chassis_inbox'), 0, 'no inbox rows');
+    });
+
     it(`[${target.name}] commit(ctx) is refused in an event handler, whose work commits with its inbox claim`, async () => {
       const s = slice();
       const errors: string[] = [];
