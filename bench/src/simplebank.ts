@@ -195,7 +195,11 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
       if (/"level":(50|60)|Error/.test(line)) errors.push(line);
     },
   });
-  const db = await Database.open(databaseUrl(bankDb));
+  // Stopped if the bench cannot even open its database: seven processes left running hold ~15 connections.
+  const db = await Database.open(databaseUrl(bankDb)).catch(async (error: unknown) => {
+    await bank.stop();
+    throw error;
+  });
   const probe = databaseProbe(db);
   const rows: Record<string, unknown>[] = [];
   let open: Record<string, unknown> | undefined;
