@@ -91,9 +91,6 @@ function keepSpansOf(keepSpans: number | undefined, env: NodeJS.ProcessEnv): num
   return given;
 }
 
-/** Stands for "no span": no trace context to carry, nothing to end. */
-export const noSpan: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
-
 const propagator = new W3CTraceContextPropagator();
 const getter: TextMapGetter<Record<string, string>> = {
   keys: (carrier) => Object.keys(carrier),
@@ -212,15 +209,27 @@ class ContextSpan extends NotRecorded {
   readonly traceId: string;
   readonly spanId: string;
   readonly traceFlags: number;
-  readonly isRemote = true;
+  readonly isRemote: boolean;
 
-  constructor(traceId: string, spanId: string, traceFlags: number) {
+  constructor(traceId: string, spanId: string, traceFlags: number, isRemote = true) {
     super();
     this.traceId = traceId;
     this.spanId = spanId;
     this.traceFlags = traceFlags;
+    this.isRemote = isRemote;
   }
 }
+
+/**
+ * Stands for "no span": no trace context to carry, nothing to end. One of this module's own classes, so
+ * that the places every span passes through see as few kinds of span as can be.
+ */
+export const noSpan: Span = new ContextSpan(
+  INVALID_SPAN_CONTEXT.traceId,
+  INVALID_SPAN_CONTEXT.spanId,
+  INVALID_SPAN_CONTEXT.traceFlags,
+  false,
+);
 
 /**
  * A span recorded without the OpenTelemetry SDK, for a node whose spans go only to its store: one object
@@ -496,7 +505,9 @@ export class Tracing {
    * is, else one that only carries `parent`'s context (safe to end, and what to inject into a request).
    */
   child(parent: Span, name: string, kind: SpanKind, attributes: Attributes): Span {
-    if (!parent.isRecording()) return parent === noSpan ? noSpan : trace.wrapSpanContext(parent.spanContext());
+    // One that carries a context only is that already: ending it does nothing.
+    if (!parent.isRecording())
+      return parent instanceof NotRecorded ? parent : trace.wrapSpanContext(parent.spanContext());
     // Copied: a recorded span owns its attributes, and these are the caller's.
     return this.record(name, kind, parent, { ...attributes });
   }
