@@ -19,8 +19,8 @@ import {
   type TraceSummary,
 } from '@chassis/core';
 import { waitUntil } from '@chassis/testing';
-import { ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
-import { AlwaysOnSampler, TracerProvider } from '@opentelemetry/sdk-trace';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { AlwaysOnSampler, InMemorySpanExporter, TracerProvider } from '@opentelemetry/sdk-trace';
 import { z } from 'zod';
 import { SpanStore } from '../src/observability/span-store.ts';
 import { noSpan, Tracing } from '../src/observability/tracing.ts';
@@ -70,6 +70,66 @@ describe('span store', () => {
       [traceId],
     );
     assert.deepEqual(store.trace(`${'0'.repeat(31)}1`), []);
+  });
+
+  it('shows a trace the same whether the SDK records it (an exporter is set) or the node does without it', async () => {
+    const base = { nodeId: 'n1', defaultServiceName: 'desk', sampleRatio: 1, env: {} };
+    const exporter = new InMemorySpanExporter();
+    const views = [];
+    for (const tracing of [await Tracing.create(base), await Tracing.create({ ...base, exporter })]) {
+      const parent = tracing.extract({ traceparent: `00-${'4bf92f3577b34da6a3ce929d0e0e4736'}-00f067aa0ba902b7-01` });
+      assert.equal(tracing.unrecorded(parent), undefined);
+      const served = tracing.record('serve front.get', SpanKind.SERVER, parent, { 'rpc.service': 'front' });
+      const inner = tracing.child(served, 'compute', SpanKind.INTERNAL, { step: 1, tags: ['a', 'b'] });
+      inner.setAttribute('rows', 3).setStatus({ code: SpanStatusCode.OK });
+      Tracing.end(inner, new Error('ignored: the status was OK'));
+      const out = tracing.record('call pricer.quote', SpanKind.CLIENT, served, { 'rpc.service': 'pricer' });
+      Tracing.end(out, Object.assign(new Error('no quote'), { code: 'NOT_FOUND' }));
+      out.setAttribute('after', 'the end'); // ignored once ended
+      Tracing.end(served);
+      // A trace of its own, started here: a root span with the node's one service.
+      assert.equal(tracing.unrecorded(noSpan), undefined);
+      Tracing.end(tracing.record('schedule tick', SpanKind.INTERNAL, noSpan, {}));
+      // By name: the SDK's start times are whole milliseconds, so its spans started in one tie.
+      const spans = tracing
+        .store!.trace('4bf92f3577b34da6a3ce929d0e0e4736')
+        .sort((a, b) => b.name.localeCompare(a.name));
+      const ids = new Map(spans.map((span, i) => [span.spanId, `#${i}`]));
+      const [summary] = tracing.store!.traces({ limit: 1 });
+      views.push({
+        root: { ...summary!, traceId: summary!.traceId.length, startedAt: typeof summary!.startedAt, durationMs: 0 },
+        spans: spans.map(({ spanId, parentSpanId, startMs, startedAt, durationMs, ...rest }) => {
+          assert.ok(startMs > 1.7e12 && durationMs >= 0 && startedAt === new Date(startMs).toISOString());
+          return { ...rest, spanId: ids.get(spanId), parentSpanId: ids.get(parentSpanId!) ?? parentSpanId };
+        }),
+      });
+    }
+    assert.equal(exporter.getFinishedSpans().length, 4);
+    assert.deepEqual(views[0], views[1]);
+    assert.deepEqual(
+      views[0]!.spans.map((s) => [s.name, s.kind, s.service, s.parentSpanId, s.status, s.error]),
+      [
+        ['serve front.get', 'server', 'front', '00f067aa0ba902b7', 'unset', undefined],
+        ['compute', 'internal', 'front', '#0', 'ok', undefined],
+        ['call pricer.quote', 'client', 'front', '#0', 'error', 'no quote'],
+      ],
+    );
+    assert.deepEqual(views[0]!.spans[1]!.attributes, {
+      step: 1,
+      tags: 'a,b',
+      rows: 3,
+      'chassis.error_code': 'INTERNAL',
+    });
+    assert.deepEqual(views[0]!.spans[2]!.attributes, { 'rpc.service': 'pricer', 'chassis.error_code': 'NOT_FOUND' });
+    assert.deepEqual(views[0]!.root, {
+      traceId: 32,
+      root: 'schedule tick',
+      startedAt: 'string',
+      durationMs: 0,
+      spans: 1,
+      services: ['desk'],
+      error: false,
+    });
   });
 
   it('is sized by tracing.keepSpans or CHASSIS_TRACE_KEEP, 0 keeping none; a bad size fails at start', async () => {

@@ -1,4 +1,4 @@
-import { type Context, type HrTime, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { type Attributes, type Context, type HrTime, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { ReadableSpan, Span as SdkSpan, SpanProcessor } from '@opentelemetry/sdk-trace';
 
 /**
@@ -6,19 +6,21 @@ import type { ReadableSpan, Span as SdkSpan, SpanProcessor } from '@opentelemetr
  * recent traces through the ops API (`traces`, `trace`) without a collector. Bounded: a ring of the last
  * `keep` finished spans, the oldest overwritten first, so its memory stays flat however busy the node.
  *
- * It holds only what the node records, so it costs nothing for a trace that is not sampled (no SDK span
- * is made for one); for one that is, a slot in the ring and a look-up of the span's service. Summaries
- * and waterfalls are worked out when asked for: ops requests are rare, spans are not.
+ * It holds only what the node records, so it costs nothing for a trace that is not sampled; for one that
+ * is, a slot in the ring. Spans come two ways: as plain records (`add`) when the store is the only place
+ * spans go, which is how a node without an exporter records them, or as an OpenTelemetry span processor
+ * when the SDK records them for an exporter too. Summaries and waterfalls are worked out when asked for:
+ * ops requests are rare, spans are not.
  */
 export class SpanStore implements SpanProcessor {
   readonly keep: number;
-  private readonly ring: (HeldSpan | undefined)[];
+  private readonly ring: (SpanRecord | undefined)[];
   private next = 0;
   /** Which service each span still open belongs to, so the spans started under it inherit it. */
   private readonly services = new WeakMap<object, string>();
   private readonly nodeId: string;
   /** The resource's `service.name` when it names one service: the service of spans with nothing better. */
-  private readonly defaultService: string | undefined;
+  readonly defaultService: string | undefined;
 
   constructor(options: { keep: number; nodeId: string; serviceName: string }) {
     this.keep = options.keep;
@@ -27,14 +29,32 @@ export class SpanStore implements SpanProcessor {
     this.defaultService = options.serviceName.includes(',') ? undefined : options.serviceName;
   }
 
+  /** Keeps a finished span. */
+  add(record: SpanRecord): void {
+    this.ring[this.next] = record;
+    this.next = this.next + 1 === this.keep ? 0 : this.next + 1;
+  }
+
   onStart(span: SdkSpan, parentContext: Context): void {
-    const service = ownService(span) ?? this.parentService(parentContext) ?? this.defaultService;
+    const service = ownService(span.kind, span.attributes) ?? this.parentService(parentContext) ?? this.defaultService;
     if (service !== undefined) this.services.set(span, service);
   }
 
   onEnd(span: ReadableSpan): void {
-    this.ring[this.next] = { span, service: this.services.get(span) };
-    this.next = (this.next + 1) % this.keep;
+    const context = span.spanContext();
+    this.add({
+      traceId: context.traceId,
+      spanId: context.spanId,
+      parentSpanId: span.parentSpanContext?.spanId,
+      name: span.name,
+      kind: span.kind,
+      service: this.services.get(span),
+      startMs: hrMs(span.startTime),
+      durationMs: hrMs(span.duration),
+      statusCode: span.status.code,
+      statusMessage: span.status.message,
+      attributes: span.attributes,
+    });
   }
 
   forceFlush(): Promise<void> {
@@ -47,9 +67,9 @@ export class SpanStore implements SpanProcessor {
 
   /** Recent traces, newest first (by when their earliest span here started); those touching `service` only, if given. */
   traces(options: { limit: number; service?: string | undefined }): TraceSummary[] {
-    const byTrace = new Map<string, HeldSpan[]>();
+    const byTrace = new Map<string, SpanRecord[]>();
     for (const held of this.held()) {
-      const id = held.span.spanContext().traceId;
+      const id = held.traceId;
       const spans = byTrace.get(id);
       if (spans) spans.push(held);
       else byTrace.set(id, [held]);
@@ -62,22 +82,21 @@ export class SpanStore implements SpanProcessor {
       let start = Number.POSITIVE_INFINITY;
       let end = Number.NEGATIVE_INFINITY;
       for (const held of spans) {
-        const startMs = hrMs(held.span.startTime);
-        if (startMs < start) {
-          start = startMs;
+        if (held.startMs < start) {
+          start = held.startMs;
           first = held;
         }
-        end = Math.max(end, hrMs(held.span.endTime));
+        end = Math.max(end, held.startMs + held.durationMs);
       }
       summaries.push({
         traceId,
-        root: first.span.name,
+        root: first.name,
         startedAt: new Date(start).toISOString(),
         startMs: start,
         durationMs: end - start,
         spans: spans.length,
         services,
-        error: spans.some((held) => held.span.status.code === SpanStatusCode.ERROR),
+        error: spans.some((held) => held.statusCode === SpanStatusCode.ERROR),
       });
     }
     summaries.sort((a, b) => b.startMs - a.startMs);
@@ -87,7 +106,7 @@ export class SpanStore implements SpanProcessor {
   /** The spans of a trace this node holds, by start time; none when it holds none. */
   trace(traceId: string): StoredSpan[] {
     return this.held()
-      .filter((held) => held.span.spanContext().traceId === traceId)
+      .filter((held) => held.traceId === traceId)
       .map((held) => this.describe(held))
       .sort((a, b) => a.startMs - b.startMs);
   }
@@ -97,8 +116,8 @@ export class SpanStore implements SpanProcessor {
     return this.held().length;
   }
 
-  private held(): HeldSpan[] {
-    return this.ring.filter((held): held is HeldSpan => held !== undefined);
+  private held(): SpanRecord[] {
+    return this.ring.filter((held): held is SpanRecord => held !== undefined);
   }
 
   private parentService(parentContext: Context): string | undefined {
@@ -106,35 +125,49 @@ export class SpanStore implements SpanProcessor {
     return parent === undefined ? undefined : this.services.get(parent);
   }
 
-  private describe({ span, service }: HeldSpan): StoredSpan {
-    const startMs = hrMs(span.startTime);
+  private describe(span: SpanRecord): StoredSpan {
     const attributes: Record<string, string | number | boolean> = {};
     for (const [key, value] of Object.entries(span.attributes)) {
       if (value === undefined || value === null) continue;
       attributes[key] = Array.isArray(value) ? value.join(',') : (value as string | number | boolean);
     }
-    const parentSpanId = span.parentSpanContext?.spanId;
+    const parentSpanId = span.parentSpanId;
     return {
-      spanId: span.spanContext().spanId,
+      spanId: span.spanId,
       ...(parentSpanId === undefined ? {} : { parentSpanId }),
       name: span.name,
       kind: kindNames[span.kind] ?? 'internal',
-      ...(service === undefined ? {} : { service }),
+      ...(span.service === undefined ? {} : { service: span.service }),
       nodeId: this.nodeId,
-      startedAt: new Date(startMs).toISOString(),
-      startMs,
-      durationMs: hrMs(span.duration),
+      startedAt: new Date(span.startMs).toISOString(),
+      startMs: span.startMs,
+      durationMs: span.durationMs,
       status:
-        span.status.code === SpanStatusCode.ERROR ? 'error' : span.status.code === SpanStatusCode.OK ? 'ok' : 'unset',
-      ...(span.status.code === SpanStatusCode.ERROR && span.status.message ? { error: span.status.message } : {}),
+        span.statusCode === SpanStatusCode.ERROR ? 'error' : span.statusCode === SpanStatusCode.OK ? 'ok' : 'unset',
+      ...(span.statusCode === SpanStatusCode.ERROR && span.statusMessage ? { error: span.statusMessage } : {}),
       attributes,
     };
   }
 }
 
-interface HeldSpan {
-  readonly span: ReadableSpan;
+/**
+ * A finished span as the store keeps it: what the ops actions show, nothing more. A span recorded
+ * without the SDK is its own record (no copy); one the SDK recorded is copied into one when it ends.
+ */
+export interface SpanRecord {
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly parentSpanId: string | undefined;
+  readonly name: string;
+  readonly kind: SpanKind;
+  /** The service the span is the work of (`ownService`, else its parent's, else the node's one service). */
   readonly service: string | undefined;
+  /** Epoch milliseconds, with the fraction the clock gives. */
+  readonly startMs: number;
+  readonly durationMs: number;
+  readonly statusCode: SpanStatusCode;
+  readonly statusMessage: string | undefined;
+  readonly attributes: Attributes;
 }
 
 /** A trace as the `traces` ops action lists it: what this node holds of it. */
@@ -181,15 +214,14 @@ const kindNames: Record<number, StoredSpan['kind']> = {
  * (`rpc.service`: the local call's handler runs under it), a consumed event (its subscription), a
  * schedule. Other spans (a call out, a publish, a transaction, an HTTP request) are their parent's.
  */
-function ownService(span: SdkSpan): string | undefined {
-  const attributes = span.attributes;
+export function ownService(kind: SpanKind, attributes: Attributes): string | undefined {
   const named = attributes['chassis.service'];
   if (typeof named === 'string') return named;
-  if (span.kind === SpanKind.SERVER || (span.kind === SpanKind.INTERNAL && attributes['chassis.local'] === true)) {
+  if (kind === SpanKind.SERVER || (kind === SpanKind.INTERNAL && attributes['chassis.local'] === true)) {
     const service = attributes['rpc.service'];
     return typeof service === 'string' ? service : undefined;
   }
-  if (span.kind === SpanKind.CONSUMER) {
+  if (kind === SpanKind.CONSUMER) {
     const group = attributes['messaging.consumer.group.name'];
     return typeof group === 'string' ? group.split('.')[0] : undefined;
   }

@@ -1,14 +1,19 @@
 import {
   type Attributes,
+  type AttributeValue,
+  type Exception,
   INVALID_SPAN_CONTEXT,
+  type Link,
   ROOT_CONTEXT,
   type Span,
   type SpanContext,
   type SpanKind,
+  type SpanStatus,
   SpanStatusCode,
   type TextMapGetter,
   TraceFlags,
   type Tracer,
+  type TraceState,
   trace,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
@@ -25,7 +30,7 @@ import {
 } from '@opentelemetry/sdk-trace';
 import { ChassisError } from '../errors.ts';
 import { type Sampling, samplingOf } from './sampling.ts';
-import { SpanStore } from './span-store.ts';
+import { ownService, type SpanRecord, SpanStore } from './span-store.ts';
 
 export { type Attributes, type Span, SpanKind, SpanStatusCode } from '@opentelemetry/api';
 export { InMemorySpanExporter, type SpanExporter } from '@opentelemetry/sdk-trace';
@@ -34,9 +39,13 @@ export { InMemorySpanExporter, type SpanExporter } from '@opentelemetry/sdk-trac
  * OpenTelemetry spans for call, serve, publish and consume, with W3C trace context carried in every
  * envelope (`traceparent`, `tracestate`).
  *
- * Each node has its own tracer provider, which keeps the last spans it recorded in memory (`SpanStore`,
- * read through the ops API: `traces`, `trace`) and exports them when asked to (to OTLP when
- * `OTEL_EXPORTER_OTLP_ENDPOINT` is set, or to an exporter given in code, e.g. an in-memory one in tests).
+ * Each node keeps the last spans it recorded in memory (`SpanStore`, read through the ops API: `traces`,
+ * `trace`) and exports them when asked to (to OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, or to an
+ * exporter given in code, e.g. an in-memory one in tests). With an exporter, spans are recorded by a
+ * tracer provider of the node's own, which feeds the store too. Without one, the store is the only place
+ * spans go, and they are recorded without the SDK (`RecordedSpan`: one plain object a span, which is its
+ * own record in the store): an SDK span, its context objects and its processors cost about as much as
+ * the rest of a NATS call, and showed in its garbage collection.
  * With `global`, or with neither a store (`keepSpans: 0`) nor an exporter, it uses whatever global
  * provider the application registered, which is a no-op by default — and then the context still flows
  * through, so traces continue across nodes that do record.
@@ -82,9 +91,6 @@ function keepSpansOf(keepSpans: number | undefined, env: NodeJS.ProcessEnv): num
   return given;
 }
 
-/** Stands for "no span": no trace context to carry, nothing to end. */
-export const noSpan: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
-
 const propagator = new W3CTraceContextPropagator();
 const getter: TextMapGetter<Record<string, string>> = {
   keys: (carrier) => Object.keys(carrier),
@@ -98,6 +104,14 @@ const getter: TextMapGetter<Record<string, string>> = {
  * version's extra fields after a `-` ignored, surrounding spaces allowed.
  */
 export function parseTraceparent(header: string): SpanContext | undefined {
+  return readTraceparent(header, (traceId, spanId, traceFlags) => ({ traceId, spanId, traceFlags, isRemote: true }));
+}
+
+/** `parseTraceparent`, making what the caller wants of the fields: one object a message, not two. */
+function readTraceparent<T>(
+  header: string,
+  make: (traceId: string, spanId: string, traceFlags: number) => T,
+): T | undefined {
   const value = header.trim();
   if (value.length < 55 || value[2] !== '-' || value[35] !== '-' || value[52] !== '-') return undefined;
   const version = value.slice(0, 2);
@@ -110,8 +124,11 @@ export function parseTraceparent(header: string): SpanContext | undefined {
     return undefined;
   }
   if (traceId === INVALID_SPAN_CONTEXT.traceId || spanId === INVALID_SPAN_CONTEXT.spanId) return undefined;
-  return { traceId, spanId, traceFlags: Number.parseInt(flags, 16), isRemote: true };
+  return make(traceId, spanId, Number.parseInt(flags, 16));
 }
+
+const remoteSpan = (traceId: string, spanId: string, traceFlags: number): Span =>
+  new ContextSpan(traceId, spanId, traceFlags);
 
 function isLowerHex(text: string): boolean {
   for (let i = 0; i < text.length; i++) {
@@ -148,11 +165,168 @@ class Ids implements IdGenerator {
 }
 
 /**
+ * A span that only carries a trace context, its own `SpanContext`: what OpenTelemetry's non-recording
+ * span does with one object instead of two, since one is made for every message that arrives.
+ */
+abstract class NotRecorded implements Span, SpanContext {
+  abstract readonly traceId: string;
+  abstract readonly spanId: string;
+  abstract readonly traceFlags: number;
+
+  spanContext(): SpanContext {
+    return this;
+  }
+  setAttribute(_key: string, _value: AttributeValue): this {
+    return this;
+  }
+  setAttributes(_attributes: Attributes): this {
+    return this;
+  }
+  addEvent(_name: string): this {
+    return this;
+  }
+  addLink(_link: Link): this {
+    return this;
+  }
+  addLinks(_links: Link[]): this {
+    return this;
+  }
+  setStatus(_status: SpanStatus): this {
+    return this;
+  }
+  updateName(_name: string): this {
+    return this;
+  }
+  end(): void {}
+  isRecording(): boolean {
+    return false;
+  }
+  recordException(_exception: Exception): void {}
+}
+
+/** The context an incoming message carries (`traceparent`), as the span its work is a child of. */
+class ContextSpan extends NotRecorded {
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly traceFlags: number;
+  readonly isRemote: boolean;
+
+  constructor(traceId: string, spanId: string, traceFlags: number, isRemote = true) {
+    super();
+    this.traceId = traceId;
+    this.spanId = spanId;
+    this.traceFlags = traceFlags;
+    this.isRemote = isRemote;
+  }
+}
+
+/**
+ * Stands for "no span": no trace context to carry, nothing to end. One of this module's own classes, so
+ * that the places every span passes through see as few kinds of span as can be.
+ */
+export const noSpan: Span = new ContextSpan(
+  INVALID_SPAN_CONTEXT.traceId,
+  INVALID_SPAN_CONTEXT.spanId,
+  INVALID_SPAN_CONTEXT.traceFlags,
+  false,
+);
+
+/**
+ * A span recorded without the OpenTelemetry SDK, for a node whose spans go only to its store: one object
+ * that is the span handlers see, its context, and, once ended, its record in the store. What the store
+ * does not show it does not keep (events, links); attributes are the object it was started with, owned
+ * from then on.
+ */
+class RecordedSpan implements Span, SpanContext, SpanRecord {
+  readonly traceFlags = TraceFlags.SAMPLED;
+  readonly isRemote = false;
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly parentSpanId: string | undefined;
+  readonly traceState: TraceState | undefined;
+  name: string;
+  readonly kind: SpanKind;
+  readonly service: string | undefined;
+  readonly attributes: Attributes;
+  statusCode: SpanStatusCode = SpanStatusCode.UNSET;
+  statusMessage: string | undefined = undefined;
+  readonly startMs: number;
+  durationMs = 0;
+  private readonly store: SpanStore;
+  private readonly started: number;
+  private ended = false;
+
+  constructor(
+    store: SpanStore,
+    ids: { traceId: string; spanId: string; parentSpanId: string | undefined; traceState: TraceState | undefined },
+    name: string,
+    kind: SpanKind,
+    service: string | undefined,
+    attributes: Attributes,
+  ) {
+    this.store = store;
+    this.traceId = ids.traceId;
+    this.spanId = ids.spanId;
+    this.parentSpanId = ids.parentSpanId;
+    this.traceState = ids.traceState;
+    this.name = name;
+    this.kind = kind;
+    this.service = service;
+    this.attributes = attributes;
+    this.started = performance.now();
+    this.startMs = performance.timeOrigin + this.started;
+  }
+
+  spanContext(): SpanContext {
+    return this;
+  }
+  setAttribute(key: string, value: AttributeValue): this {
+    if (!this.ended && value !== undefined && value !== null) this.attributes[key] = value;
+    return this;
+  }
+  setAttributes(attributes: Attributes): this {
+    for (const key of Object.keys(attributes)) this.setAttribute(key, attributes[key]!);
+    return this;
+  }
+  addEvent(_name: string): this {
+    return this;
+  }
+  addLink(_link: Link): this {
+    return this;
+  }
+  addLinks(_links: Link[]): this {
+    return this;
+  }
+  /** As the SDK's: UNSET changes nothing, OK is final, a message only with ERROR. */
+  setStatus(status: SpanStatus): this {
+    if (this.ended || status.code === SpanStatusCode.UNSET || this.statusCode === SpanStatusCode.OK) return this;
+    this.statusCode = status.code;
+    this.statusMessage =
+      status.code === SpanStatusCode.ERROR && typeof status.message === 'string' ? status.message : undefined;
+    return this;
+  }
+  updateName(name: string): this {
+    if (!this.ended) this.name = name;
+    return this;
+  }
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.durationMs = performance.now() - this.started;
+    this.store.add(this);
+  }
+  isRecording(): boolean {
+    return !this.ended;
+  }
+  recordException(_exception: Exception): void {}
+}
+
+/**
  * The context of a trace started here: random words, formatted as ids only when something reads them
  * (a log line, an outgoing `traceparent`): most local calls never do, and formatting cost as much as
  * the rest of starting an unrecorded trace.
  */
-class RootContext implements SpanContext {
+class RootContext extends NotRecorded {
   readonly traceFlags = TraceFlags.NONE;
   private readonly w0 = randomWord();
   private readonly w1 = randomWord();
@@ -201,6 +375,8 @@ export class Tracing {
   /** The last spans this node recorded, for the ops API; none with `keepSpans: 0` or `global`. */
   readonly store: SpanStore | undefined;
   private readonly provider: TracerProvider | undefined;
+  /** The store, when spans go nowhere else: then they are recorded without the SDK. */
+  private readonly storeOnly: SpanStore | undefined;
   private readonly ids: Ids;
   private readonly sampling: Sampling;
 
@@ -210,7 +386,8 @@ export class Tracing {
   ) {
     this.provider = provider;
     this.store = options.store;
-    this.recording = provider !== undefined || options.global === true;
+    this.storeOnly = provider === undefined && options.global !== true ? options.store : undefined;
+    this.recording = provider !== undefined || options.global === true || this.storeOnly !== undefined;
     this.tracer = (provider ?? trace).getTracer('@chassis/core');
     this.ids = options.ids ?? new Ids();
     this.sampling = options.sampling ?? samplingOf({});
@@ -232,14 +409,13 @@ export class Tracing {
     if (global || (!exporter && keep === 0)) return new Tracing(undefined, { global });
     const serviceName = options.serviceName ?? env.OTEL_SERVICE_NAME ?? options.defaultServiceName;
     const store = keep > 0 ? new SpanStore({ keep, nodeId: options.nodeId, serviceName }) : undefined;
+    if (!exporter) return new Tracing(undefined, { sampling, ...(store ? { store } : {}) });
     const processors: SpanProcessor[] = store ? [store] : [];
-    if (exporter) {
-      processors.push(
-        exporter instanceof InMemorySpanExporter
-          ? new SimpleSpanProcessor({ exporter })
-          : new BatchSpanProcessor({ exporter }),
-      );
-    }
+    processors.push(
+      exporter instanceof InMemorySpanExporter
+        ? new SimpleSpanProcessor({ exporter })
+        : new BatchSpanProcessor({ exporter }),
+    );
     const ids = new Ids();
     return new Tracing(
       new TracerProvider({
@@ -262,8 +438,7 @@ export class Tracing {
     if (headers.tracestate !== undefined) {
       return trace.getSpan(propagator.extract(ROOT_CONTEXT, headers, getter)) ?? noSpan;
     }
-    const context = parseTraceparent(traceparent);
-    return context === undefined ? noSpan : trace.wrapSpanContext(context);
+    return readTraceparent(traceparent, remoteSpan) ?? noSpan;
   }
 
   /** Writes the span's context into outgoing headers (`traceparent`, and `tracestate` if any). */
@@ -283,7 +458,7 @@ export class Tracing {
    */
   unrecorded(parent: Span): Span | undefined {
     if (!this.recording) return parent;
-    if (this.provider === undefined) return undefined; // the global provider samples
+    if (this.provider === undefined && this.storeOnly === undefined) return undefined; // the global provider samples
     if (parent !== noSpan) {
       return this.sampling.sampled(parent.spanContext()) ? undefined : parent;
     }
@@ -292,11 +467,30 @@ export class Tracing {
       this.ids.next = root.traceId;
       return undefined;
     }
-    return trace.wrapSpanContext(root);
+    return root;
   }
 
   /** A recorded span, once `unrecorded` has said it is to be. */
   record(name: string, kind: SpanKind, parent: Span, attributes: Attributes): Span {
+    const store = this.storeOnly;
+    if (store !== undefined) {
+      const context = parent === noSpan ? undefined : parent.spanContext();
+      const span = new RecordedSpan(
+        store,
+        {
+          traceId: context === undefined ? this.ids.generateTraceId() : context.traceId,
+          spanId: this.ids.generateSpanId(),
+          parentSpanId: context?.spanId,
+          traceState: context?.traceState,
+        },
+        name,
+        kind,
+        ownService(kind, attributes) ?? (parent instanceof RecordedSpan ? parent.service : store.defaultService),
+        attributes,
+      );
+      this.ids.next = undefined;
+      return span;
+    }
     const span = this.tracer.startSpan(
       name,
       { kind, attributes },
@@ -311,8 +505,11 @@ export class Tracing {
    * is, else one that only carries `parent`'s context (safe to end, and what to inject into a request).
    */
   child(parent: Span, name: string, kind: SpanKind, attributes: Attributes): Span {
-    if (!parent.isRecording()) return parent === noSpan ? noSpan : trace.wrapSpanContext(parent.spanContext());
-    return this.record(name, kind, parent, attributes);
+    // One that carries a context only is that already: ending it does nothing.
+    if (!parent.isRecording())
+      return parent instanceof NotRecorded ? parent : trace.wrapSpanContext(parent.spanContext());
+    // Copied: a recorded span owns its attributes, and these are the caller's.
+    return this.record(name, kind, parent, { ...attributes });
   }
 
   /** Ends a span with the outcome of the work it covered; nothing for a span not recorded. */
