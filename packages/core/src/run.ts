@@ -55,6 +55,8 @@ export async function runNode(options: RunNodeOptions): Promise<ChassisNode> {
     callTimeoutMs: config.CHASSIS_CALL_TIMEOUT_MS,
     maxDeliveries: config.CHASSIS_MAX_DELIVERIES,
     drainTimeoutMs: config.CHASSIS_DRAIN_TIMEOUT_MS,
+    maxEventDelayMs:
+      config.CHASSIS_MAX_EVENT_DELAY_MS === 'off' ? Number.POSITIVE_INFINITY : config.CHASSIS_MAX_EVENT_DELAY_MS,
     serializer: config.CHASSIS_SERIALIZER,
     logLevel: config.LOG_LEVEL,
     defaultMetrics: true,

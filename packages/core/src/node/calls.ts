@@ -21,6 +21,49 @@ export interface OutsideCallOptions<C extends ActionContract = ActionContract> e
   tracestate?: string;
 }
 
+/**
+ * A call from outside any handler (a script, a test, the gateway): it inherits no deadline, and starts
+ * new work, so it waits to be admitted while the transport says too much accepted work is pending
+ * (`maxEventDelayMs`).
+ */
+export function admitFromOutside<C extends ActionContract>(
+  rt: NodeRuntime,
+  contract: C,
+  input: InputOf<C>,
+  options: OutsideCallOptions<C>,
+): Promise<OutputOf<C>> {
+  const maxDelayMs = rt.settings.maxEventDelayMs;
+  if (!(maxDelayMs < Number.POSITIVE_INFINITY) || rt.transport.admit === undefined) {
+    return callFromOutside(rt, contract, input, options);
+  }
+  const now = Date.now();
+  const deadline = resolveDeadline({
+    now,
+    callTimeoutMs: options.timeoutMs,
+    callDeadline: options.deadline,
+    contractTimeoutMs: contract.timeoutMs,
+    defaultTimeoutMs: rt.settings.callTimeoutMs,
+    inherited: Number.POSITIVE_INFINITY,
+  });
+  const timeLeft = Math.max(0, deadline - now);
+  const admitted = rt.transport.admit(maxDelayMs, timeLeft);
+  if (admitted === undefined) return callFromOutside(rt, contract, input, options);
+  // The wait counts against the call's time: it goes on with what is left of its deadline.
+  return admitted.then(
+    (done) => {
+      const call = callFromOutside(rt, contract, input, { ...options, deadline });
+      call.then(done, done);
+      return call;
+    },
+    () => {
+      throw timeoutError(
+        { service: contract.service, action: contract.action, timeoutMs: timeLeft },
+        `${contract.name} waited ${timeLeft} ms to be admitted: the system was still busy with the work it had accepted`,
+      );
+    },
+  );
+}
+
 /** A call from outside any handler (a script, a test, the gateway): it inherits no deadline. */
 export function callFromOutside<C extends ActionContract>(
   rt: NodeRuntime,

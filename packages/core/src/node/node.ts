@@ -9,7 +9,7 @@ import type { PolicyEngine } from '../policies/index.ts';
 import type { NodeInfo, Registry } from '../registry.ts';
 import type { ServiceDefinition } from '../service.ts';
 import type { Transport } from '../transports/transport.ts';
-import { callFromOutside, type OutsideCallOptions } from './calls.ts';
+import { admitFromOutside, type OutsideCallOptions } from './calls.ts';
 import { liveness, readiness } from './health.ts';
 import { type NodeState, nodeInfo, startNode, stopNode } from './lifecycle.ts';
 import type { NodeOptions } from './options.ts';
@@ -104,13 +104,16 @@ export class ChassisNode {
     return readiness(this.runtime);
   }
 
-  /** Calls an action from outside any handler (a script, a test, the gateway). */
+  /**
+   * Calls an action from outside any handler (a script, a test, the gateway). New work: it waits while
+   * an event delivery has waited `maxEventDelayMs` for its handler (see NodeOptions).
+   */
   call<C extends ActionContract>(
     contract: C,
     input: InputOf<C>,
     options: OutsideCallOptions<C> = {},
   ): Promise<OutputOf<C>> {
-    return callFromOutside(this.runtime, contract, input, options);
+    return admitFromOutside(this.runtime, contract, input, options);
   }
 
   /** Publishes an event from outside any handler. */

@@ -30,6 +30,15 @@ export interface NodeOptions {
   concurrency?: number;
   /** Events one handler instance handles at once, unless the handler sets its own (the broker's `prefetch`). */
   prefetch?: number;
+  /**
+   * Calls from outside any handler (`node.call`: the gateway's, a script's) — work that starts something
+   * new — wait while an event delivery has waited this long (ms) for its handler, where the transport
+   * sees all the system's work (the memory transport: one process). Work already accepted then finishes
+   * before more is taken, and clients in a closed loop slow to the pace at which it finishes, instead of
+   * piling accepted work behind ever longer queues. A call waits no longer than its deadline (then
+   * `TIMEOUT`). Default 100; `Infinity` turns it off. Brokers elsewhere (NATS, RabbitMQ): no effect.
+   */
+  maxEventDelayMs?: number;
   /** How long one attempt at an event may take. */
   eventTimeoutMs?: number;
   /** How long `stop()` waits for work in flight before abandoning it to be redelivered. */
@@ -82,6 +91,7 @@ const defaults = {
   redelivery: { initialDelayMs: 1000, maxDelayMs: 60_000 },
   concurrency: 100,
   prefetch: 10,
+  maxEventDelayMs: 100,
   eventTimeoutMs: 30_000,
   drainTimeoutMs: 10_000,
   heartbeatIntervalMs: 5000,
@@ -97,6 +107,7 @@ export function settingsOf(options: NodeOptions): NodeSettings {
     redelivery: options.redelivery ?? defaults.redelivery,
     concurrency: options.concurrency ?? defaults.concurrency,
     prefetch: options.prefetch ?? defaults.prefetch,
+    maxEventDelayMs: options.maxEventDelayMs ?? defaults.maxEventDelayMs,
     eventTimeoutMs: options.eventTimeoutMs ?? defaults.eventTimeoutMs,
     drainTimeoutMs: options.drainTimeoutMs ?? defaults.drainTimeoutMs,
     heartbeatIntervalMs: options.heartbeatIntervalMs ?? defaults.heartbeatIntervalMs,

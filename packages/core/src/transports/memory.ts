@@ -31,6 +31,8 @@ import {
 interface Delivery<T> {
   item: T;
   attempt: number;
+  /** When it was queued (performance.now()): how long it has waited tells how far behind its consumers are. */
+  since: number;
 }
 
 type Deliver<T> = (delivery: Delivery<T>) => Promise<void>;
@@ -49,13 +51,16 @@ class MemoryQueue<T> {
   private next = 0;
 
   private readonly isExpired: (item: T) => boolean;
+  /** Told each time a delivery ends or a consumer leaves: what is pending went down. */
+  private readonly settled: () => void;
 
-  constructor(isExpired: (item: T) => boolean = () => false) {
+  constructor(isExpired: (item: T) => boolean = () => false, settled: () => void = () => undefined) {
     this.isExpired = isExpired;
+    this.settled = settled;
   }
 
   push(item: T, attempt = 1): void {
-    this.waiting.push({ item, attempt });
+    this.waiting.push({ item, attempt, since: performance.now() });
     this.dispatch();
   }
 
@@ -67,10 +72,20 @@ class MemoryQueue<T> {
     return this.waiting.length;
   }
 
+  /**
+   * How long the oldest delivery has waited for a consumer, in ms; 0 while nobody consumes (what waits
+   * is for a later process, not behind work in this one).
+   */
+  delayMs(now: number): number {
+    const oldest = this.waiting[0];
+    return oldest === undefined || this.consumers.length === 0 ? 0 : now - oldest.since;
+  }
+
   addConsumer(capacity: number, deliver: Deliver<T>): QueueConsumer<T> {
     const consumer: QueueConsumer<T> = { capacity: Math.max(1, capacity), inFlight: 0, active: true, deliver };
     this.consumers.push(consumer);
     this.dispatch();
+    this.settled();
     return consumer;
   }
 
@@ -78,6 +93,7 @@ class MemoryQueue<T> {
     consumer.active = false;
     const index = this.consumers.indexOf(consumer);
     if (index >= 0) this.consumers.splice(index, 1);
+    this.settled();
   }
 
   private pickConsumer(): QueueConsumer<T> | undefined {
@@ -106,6 +122,7 @@ class MemoryQueue<T> {
           .finally(() => {
             consumer.inFlight--;
             this.dispatch();
+            this.settled();
           });
       });
     }
@@ -129,6 +146,9 @@ export class MemoryBroker {
   readonly deadLetters = new Map<string, DeadLetter[]>();
   readonly listeners = new Map<string, Set<(message: WireMessage) => void>>();
   private readonly timers = new Set<NodeJS.Timeout>();
+  /** Work from outside waiting to be admitted (see `admit`), in arrival order. */
+  private readonly admissions: { maxDelayMs: number; admit: () => void }[] = [];
+  private readonly settled = (): void => this.admitWaiting();
 
   rpcQueue(service: string): MemoryQueue<PendingRequest> {
     let queue = this.rpc.get(service);
@@ -143,13 +163,62 @@ export class MemoryBroker {
     const name = subscriptionName(binding);
     let queue = this.queues.get(name);
     if (!queue) {
-      queue = new MemoryQueue<WireMessage>();
+      queue = new MemoryQueue<WireMessage>(undefined, this.settled);
       this.queues.set(name, queue);
       const bound = this.bindings.get(binding.event) ?? new Set();
       bound.add(name);
       this.bindings.set(binding.event, bound);
     }
     return queue;
+  }
+
+  /**
+   * How long the oldest event delivery waiting for a consumer has waited, in ms, over every subscription
+   * someone consumes. Every node on the broker is in this process: this is how far the process is
+   * behind with the work it accepted.
+   */
+  eventDelayMs(): number {
+    const now = performance.now();
+    let delay = 0;
+    for (const queue of this.queues.values()) delay = Math.max(delay, queue.delayMs(now));
+    return delay;
+  }
+
+  /**
+   * Undefined (go on at once) while no event delivery has waited over `maxDelayMs` and nobody else waits
+   * to be admitted; else a promise that resolves, in the order the waiters came, once none has — or
+   * rejects if `waitMs` pass first. It resolves to `done`, to call when the admitted work is over.
+   *
+   * Waiters go in one at a time — one each time a delivery ends or admitted work is done — not all at
+   * once, which would put them on the queues together, each behind the others' work; the work admitted
+   * before a waiter always ends, so none is stranded.
+   */
+  admit(maxDelayMs: number, waitMs: number): Promise<() => void> | undefined {
+    if (this.admissions.length === 0 && this.eventDelayMs() <= maxDelayMs) return undefined;
+    return new Promise<() => void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const index = this.admissions.indexOf(waiter);
+        if (index >= 0) this.admissions.splice(index, 1);
+        reject(new Error(`not admitted within ${waitMs} ms`));
+      }, waitMs);
+      const waiter = {
+        maxDelayMs,
+        admit: () => {
+          clearTimeout(timer);
+          resolve(this.settled);
+        },
+      };
+      this.admissions.push(waiter);
+      this.admitWaiting();
+    });
+  }
+
+  /** Lets the next waiter in, if the oldest delivery waiting has not waited too long. */
+  private admitWaiting(): void {
+    const next = this.admissions[0];
+    if (next === undefined || this.eventDelayMs() > next.maxDelayMs) return;
+    this.admissions.shift();
+    next.admit();
   }
 
   later(delayMs: number, run: () => void): void {
@@ -278,6 +347,10 @@ class MemoryTransport implements Transport {
 
   async backlog(binding: EventBinding): Promise<number> {
     return this.broker.eventQueue(binding).depth;
+  }
+
+  admit(maxDelayMs: number, waitMs: number): Promise<() => void> | undefined {
+    return this.broker.admit(maxDelayMs, waitMs);
   }
 
   async deadLetter(queue: string, message: WireMessage, reason: string): Promise<void> {

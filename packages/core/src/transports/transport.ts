@@ -136,6 +136,15 @@ export interface Transport {
    */
   backlog(binding: EventBinding): Promise<number>;
 
+  /**
+   * Optional, for a transport that sees all the work of the system it carries (the memory transport: one
+   * process): undefined while no event delivery has waited over `maxDelayMs` for a consumer, else a
+   * promise that resolves once none has — to `done`, to call when the admitted work is over — or rejects
+   * after `waitMs`. The node holds calls from outside with it (`maxEventDelayMs`), so that new work waits
+   * for the work already accepted.
+   */
+  admit?(maxDelayMs: number, waitMs: number): Promise<() => void> | undefined;
+
   /** Stores a message that cannot be handled (e.g. garbage bytes on an RPC queue). */
   deadLetter(queue: string, message: WireMessage, reason: string): Promise<void>;
   /** Reads, without removing, up to `limit` dead letters of a queue, oldest first. */
