@@ -38,12 +38,12 @@ export const nodeConfigSchema = z.object({
   CHASSIS_CALL_TIMEOUT_MS: positiveInt.default(5000),
   CHASSIS_MAX_DELIVERIES: positiveInt.default(5),
   CHASSIS_DRAIN_TIMEOUT_MS: positiveInt.default(10_000),
-  /** How long an event may wait for its handler before calls from outside wait too (memory transport), or `off`. */
+  /** How long an event may be pending (queued or handled) before calls from outside wait (memory transport), or `off`. */
   CHASSIS_MAX_EVENT_DELAY_MS: z
     .union([z.literal('off'), z.coerce.number().int().min(0)], {
       error: 'must be a number of milliseconds or "off"',
     })
-    .default(100),
+    .default(250),
   /** The ops port (`/health/live`, `/health/ready`, `/metrics`), or `off`. */
   OPS_PORT: z
     .union([z.literal('off'), z.coerce.number().int().min(0).max(65_535)], {

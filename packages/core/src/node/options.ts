@@ -32,11 +32,13 @@ export interface NodeOptions {
   prefetch?: number;
   /**
    * Calls from outside any handler (`node.call`: the gateway's, a script's) — work that starts something
-   * new — wait while an event delivery has waited this long (ms) for its handler, where the transport
-   * sees all the system's work (the memory transport: one process). Work already accepted then finishes
-   * before more is taken, and clients in a closed loop slow to the pace at which it finishes, instead of
-   * piling accepted work behind ever longer queues. A call waits no longer than its deadline (then
-   * `TIMEOUT`). Default 100; `Infinity` turns it off. Brokers elsewhere (NATS, RabbitMQ): no effect.
+   * new — wait while an event delivery has been pending this long (ms: queued, or being handled), where
+   * the transport sees all the system's work (the memory transport: one process). Work already accepted
+   * then finishes before more is taken, and clients in a closed loop slow to the pace at which it
+   * finishes, instead of piling accepted work behind ever longer queues. Keep it above the usual time of
+   * the slowest event handler (one that waits on a remote system, say). A call waits no longer than its
+   * deadline (then `TIMEOUT`). Default 250; `Infinity` turns it off. Brokers elsewhere (NATS, RabbitMQ):
+   * no effect.
    */
   maxEventDelayMs?: number;
   /** How long one attempt at an event may take. */
@@ -91,7 +93,7 @@ const defaults = {
   redelivery: { initialDelayMs: 1000, maxDelayMs: 60_000 },
   concurrency: 100,
   prefetch: 10,
-  maxEventDelayMs: 100,
+  maxEventDelayMs: 250,
   eventTimeoutMs: 30_000,
   drainTimeoutMs: 10_000,
   heartbeatIntervalMs: 5000,

@@ -47,6 +47,8 @@ interface QueueConsumer<T> {
 /** A queue with competing consumers, each taking up to its capacity at once. */
 class MemoryQueue<T> {
   private readonly waiting: Delivery<T>[] = [];
+  /** Deliveries being handled, in the order they were taken. */
+  private readonly handling = new Set<Delivery<T>>();
   private readonly consumers: QueueConsumer<T>[] = [];
   private next = 0;
 
@@ -73,12 +75,20 @@ class MemoryQueue<T> {
   }
 
   /**
-   * How long the oldest delivery has waited for a consumer, in ms; 0 while nobody consumes (what waits
-   * is for a later process, not behind work in this one).
+   * How long the oldest delivery not yet handled has been in the queue (waiting for a consumer or being
+   * handled), in ms; 0 while nobody consumes (what waits is for a later process, not behind work in this
+   * one). Being handled counts: with a prefetch of ten, ten deliveries of a subscription may crawl along
+   * on a saturated event loop while none waits.
    */
   delayMs(now: number): number {
-    const oldest = this.waiting[0];
-    return oldest === undefined || this.consumers.length === 0 ? 0 : now - oldest.since;
+    if (this.consumers.length === 0) return 0;
+    let oldest = this.waiting[0]?.since ?? now;
+    // The first taken of those being handled: taken in queue order, so the oldest but for a redelivery.
+    for (const delivery of this.handling) {
+      oldest = Math.min(oldest, delivery.since);
+      break;
+    }
+    return now - oldest;
   }
 
   addConsumer(capacity: number, deliver: Deliver<T>): QueueConsumer<T> {
@@ -114,6 +124,7 @@ class MemoryQueue<T> {
       const delivery = this.waiting.shift()!;
       if (this.isExpired(delivery.item)) continue;
       consumer.inFlight++;
+      this.handling.add(delivery);
       // Delivered on a later tick, as from a socket, so a handler never runs inside its caller's stack.
       setImmediate(() => {
         consumer
@@ -121,6 +132,7 @@ class MemoryQueue<T> {
           .catch(() => undefined)
           .finally(() => {
             consumer.inFlight--;
+            this.handling.delete(delivery);
             this.dispatch();
             this.settled();
           });
@@ -173,7 +185,7 @@ export class MemoryBroker {
   }
 
   /**
-   * How long the oldest event delivery waiting for a consumer has waited, in ms, over every subscription
+   * How long the oldest event delivery not yet handled has been pending, in ms, over every subscription
    * someone consumes. Every node on the broker is in this process: this is how far the process is
    * behind with the work it accepted.
    */
@@ -185,7 +197,7 @@ export class MemoryBroker {
   }
 
   /**
-   * Undefined (go on at once) while no event delivery has waited over `maxDelayMs` and nobody else waits
+   * Undefined (go on at once) while no event delivery has been pending over `maxDelayMs` and nobody else waits
    * to be admitted; else a promise that resolves, in the order the waiters came, once none has — or
    * rejects if `waitMs` pass first. It resolves to `done`, to call when the admitted work is over.
    *
@@ -213,7 +225,7 @@ export class MemoryBroker {
     });
   }
 
-  /** Lets the next waiter in, if the oldest delivery waiting has not waited too long. */
+  /** Lets the next waiter in, if the oldest delivery pending has not been pending too long. */
   private admitWaiting(): void {
     const next = this.admissions[0];
     if (next === undefined || this.eventDelayMs() > next.maxDelayMs) return;

@@ -138,7 +138,8 @@ export interface Transport {
 
   /**
    * Optional, for a transport that sees all the work of the system it carries (the memory transport: one
-   * process): undefined while no event delivery has waited over `maxDelayMs` for a consumer, else a
+   * process): undefined while no event delivery has been pending (queued or being handled) over
+   * `maxDelayMs`, else a
    * promise that resolves once none has — to `done`, to call when the admitted work is over — or rejects
    * after `waitMs`. The node holds calls from outside with it (`maxEventDelayMs`), so that new work waits
    * for the work already accepted.
