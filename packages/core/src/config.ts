@@ -43,7 +43,7 @@ export const nodeConfigSchema = z.object({
     .union([z.literal('off'), z.coerce.number().int().min(0)], {
       error: 'must be a number of milliseconds or "off"',
     })
-    .default(250),
+    .default(500),
   /** The ops port (`/health/live`, `/health/ready`, `/metrics`), or `off`. */
   OPS_PORT: z
     .union([z.literal('off'), z.coerce.number().int().min(0).max(65_535)], {

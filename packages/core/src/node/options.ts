@@ -37,7 +37,7 @@ export interface NodeOptions {
    * then finishes before more is taken, and clients in a closed loop slow to the pace at which it
    * finishes, instead of piling accepted work behind ever longer queues. Keep it above the usual time of
    * the slowest event handler (one that waits on a remote system, say). A call waits no longer than its
-   * deadline (then `TIMEOUT`). Default 250; `Infinity` turns it off. Brokers elsewhere (NATS, RabbitMQ):
+   * deadline (then `TIMEOUT`). Default 500; `Infinity` turns it off. Brokers elsewhere (NATS, RabbitMQ):
    * no effect.
    */
   maxEventDelayMs?: number;
@@ -93,7 +93,7 @@ const defaults = {
   redelivery: { initialDelayMs: 1000, maxDelayMs: 60_000 },
   concurrency: 100,
   prefetch: 10,
-  maxEventDelayMs: 250,
+  maxEventDelayMs: 500,
   eventTimeoutMs: 30_000,
   drainTimeoutMs: 10_000,
   heartbeatIntervalMs: 5000,
