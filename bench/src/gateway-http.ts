@@ -30,6 +30,7 @@ import {
   withRatios,
   writeResults,
 } from './harness.ts';
+import { processCpuSeconds } from './process-cpu.ts';
 
 /**
  * The gateway's own cost over HTTP, in one run on loopback: bare Fastify answering `GET /prices/:symbol`
@@ -178,7 +179,8 @@ interface Target {
 interface LoadGenerator {
   name: string;
   description: string;
-  run(name: string, concurrency: number, target: Target): Promise<Measurement>;
+  /** `serverCpuSeconds` reads the server process's CPU time so far (every thread), for CPU per request. */
+  run(name: string, concurrency: number, target: Target, serverCpuSeconds: () => number): Promise<Measurement>;
   close(): void;
 }
 
@@ -188,7 +190,7 @@ function nodeClient(): LoadGenerator {
   return {
     name: 'node',
     description: 'node:http in the main thread, keep-alive Agent with one socket per worker; bench/src/harness.ts',
-    run(name, concurrency, target) {
+    async run(name, concurrency, target, serverCpuSeconds) {
       const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
       agents.push(agent);
       const callOnce = () =>
@@ -204,7 +206,12 @@ function nodeClient(): LoadGenerator {
           outgoing.on('error', reject);
           outgoing.end();
         });
-      return measure(name, concurrency, callOnce, { warmupMs: WARMUP_MS, durationMs: DURATION_MS });
+      // The window's CPU is this process's in `measure`; the server's is read around the whole run, warm-up
+      // included, and counted against every request the run answered.
+      const before = serverCpuSeconds();
+      const result = await measure(name, concurrency, callOnce, { warmupMs: WARMUP_MS, durationMs: DURATION_MS });
+      const used = serverCpuSeconds() - before;
+      return { ...result, cpuUsPerOp: (used * 1e6) / (result.ops * (1 + WARMUP_MS / DURATION_MS)) };
     },
     close() {
       for (const agent of agents) agent.destroy();
@@ -242,7 +249,7 @@ function wrkClient(): LoadGenerator {
   return {
     name: 'wrk',
     description: 'wrk -t1 (one thread, keep-alive connections = concurrency), --latency percentiles',
-    async run(name, concurrency, target) {
+    async run(name, concurrency, target, serverCpuSeconds) {
       const headers = Object.entries(target.headers).flatMap(([key, value]) => ['-H', `${key}: ${value}`]);
       const label = `${name} ×${concurrency}`;
       const base = ['-t1', `-c${concurrency}`, ...headers];
@@ -252,10 +259,13 @@ function wrkClient(): LoadGenerator {
       console.log(`  ${label}: warm-up ${warmupSeconds} s`);
       await run([...base, `-d${warmupSeconds}s`, target.url]);
       console.log(`  ${label}: measuring ${seconds} s`);
+      const cpuBefore = serverCpuSeconds();
       const output = await run([...base, `-d${seconds}s`, '--latency', target.url]);
-      const result = parseWrk(name, concurrency, output);
+      const cpuUsed = serverCpuSeconds() - cpuBefore;
+      const parsed = parseWrk(name, concurrency, output);
+      const result = { ...parsed, cpuUsPerOp: (cpuUsed * 1e6) / parsed.ops };
       console.log(
-        `  ${label}: ${Math.round(result.opsPerSec).toLocaleString('en-US')} req/s, p50 ${result.p50Ms.toFixed(3)} ms, p99 ${result.p99Ms.toFixed(3)} ms` +
+        `  ${label}: ${Math.round(result.opsPerSec).toLocaleString('en-US')} req/s, server CPU ${result.cpuUsPerOp.toFixed(1)} µs a request, p50 ${result.p50Ms.toFixed(3)} ms, p99 ${result.p99Ms.toFixed(3)} ms` +
           (result.errors > 0 ? `, ${result.errors} errors (${result.firstError})` : ''),
       );
       return result;
@@ -401,6 +411,7 @@ async function main(): Promise<number> {
   const ready = (await Promise.race([once(servers, 'message'), failed])) as [FromServers];
   if (ready[0].type !== 'ready') throw new Error('the server process did not start');
   const addresses = ready[0].addresses;
+  const serverCpuSeconds = () => (servers.pid === undefined ? Number.NaN : processCpuSeconds(servers.pid));
 
   const measurements: Measurement[] = [];
   const failures: { name: string; error: string }[] = [];
@@ -418,7 +429,7 @@ async function main(): Promise<number> {
             throw new Error(`answered ${JSON.stringify(answer)} instead of ${JSON.stringify(expected)}`);
           }
           for (const concurrency of CONCURRENCIES) {
-            measurements.push(await client.run(contender.name, concurrency, target));
+            measurements.push(await client.run(contender.name, concurrency, target, serverCpuSeconds));
           }
         } catch (error) {
           const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
@@ -451,6 +462,17 @@ async function main(): Promise<number> {
         );
       }
     }
+  }
+  // CPU per request is what other processes on the machine hardly move: the least of the rounds.
+  console.log('\nserver CPU per request (user + system, every thread of the server process; least of the rounds):');
+  for (const contender of chosen) {
+    const cells = CONCURRENCIES.map((concurrency) => {
+      const cpu = measurements
+        .filter((m) => m.name === contender.name && m.concurrency === concurrency)
+        .map((m) => m.cpuUsPerOp ?? Number.NaN);
+      return cpu.length === 0 ? undefined : `${Math.min(...cpu).toFixed(1)} µs at ×${concurrency}`;
+    }).filter((cell) => cell !== undefined);
+    if (cells.length > 0) console.log(`  ${contender.name}: ${cells.join(', ')}`);
   }
   const gatewayRows = rows.filter((r) => r.name === 'gateway' && r.ratio !== undefined);
   if (gatewayRows.length > 0) {

@@ -50,3 +50,14 @@ export function cpuUsedBetween(
   }
   return used;
 }
+
+/** One process's CPU seconds so far (user + system, every thread), from /proc; NaN where there is none. */
+export function processCpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+  } catch {
+    return Number.NaN;
+  }
+}
