@@ -5,6 +5,7 @@ import type { Identity } from '../identity.ts';
 import type { Logger } from '../logger.ts';
 import { type Attributes, type Span, SpanKind } from '../observability/tracing.ts';
 import { HandlerTimeout, remainingMs } from './deadline.ts';
+import type { Rostered } from './in-flight.ts';
 import type { Origin } from './origin.ts';
 
 /** How a handler's context reaches the node's send and publish stages. */
@@ -31,9 +32,12 @@ export interface Outbound {
  * behind it) is made only when a handler asks for it: most never do, and every request pays for what
  * is made here.
  */
-export class HandlerContext implements Context {
+export class HandlerContext implements Context, Rostered<HandlerContext> {
   private controller: AbortController | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** The node's roster of handlers in flight (`rt.inFlight`) is threaded through these. */
+  previousInRoster: HandlerContext | undefined = undefined;
+  nextInRoster: HandlerContext | undefined = undefined;
 
   private readonly outbound: Outbound;
   readonly service: string;

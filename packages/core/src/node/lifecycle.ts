@@ -136,7 +136,7 @@ export async function stopNode(rt: NodeRuntime, node: ChassisNode): Promise<void
   rt.log.info('node draining');
   const stopped = Promise.allSettled([
     ...rt.consumers.splice(0).map((consumer) => consumer.stop()),
-    ...rt.localCalls,
+    rt.localCalls.settled(),
     rt.schedules.stop(),
     ...rt.extensions.map((extension) => Promise.resolve().then(() => extension.draining?.(node))),
   ]);
@@ -154,7 +154,7 @@ export async function stopNode(rt: NodeRuntime, node: ChassisNode): Promise<void
       `drain timed out after ${rt.settings.drainTimeoutMs} ms; aborting work in flight`,
     );
     const reason = new ChassisError('UNAVAILABLE', 'The node is shutting down');
-    for (const ctx of rt.inFlight) ctx.abort(reason);
+    for (const ctx of rt.inFlight.entries()) ctx.abort(reason);
   }
   for (const service of [...rt.services].reverse()) {
     try {

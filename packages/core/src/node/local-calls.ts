@@ -78,7 +78,7 @@ export function callLocal<C extends ActionContract>(
   rt.metrics.handling.rpc++;
   const origin = new LocalOrigin(caller, deadline, span);
   const work = runAction(rt, service, handler, input, origin, span);
-  rt.localCalls.add(work);
+  rt.localCalls.enter();
   // One promise for the caller, settled by the handler or by the timer, whichever comes first: the
   // caller waits no longer than over the wire would, and the handler, as there, runs on. (Not
   // Promise.race: that costs three more promises on the path every local call takes.)
@@ -92,14 +92,14 @@ export function callLocal<C extends ActionContract>(
     }, remainingMs);
     work.then(
       (output) => {
-        rt.localCalls.delete(work);
+        rt.localCalls.leave();
         clearTimeout(timer);
         if (answered) return;
         endServing(rt, service, contract.action, undefined, started, undefined);
         resolve(output as OutputOf<C>);
       },
       (error: unknown) => {
-        rt.localCalls.delete(work);
+        rt.localCalls.leave();
         clearTimeout(timer);
         if (answered) return;
         endServing(rt, service, contract.action, undefined, started, error);

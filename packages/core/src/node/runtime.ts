@@ -17,6 +17,7 @@ import { send } from './calls.ts';
 import type { HandlerContext, Outbound } from './handler-context.ts';
 import { readiness } from './health.ts';
 import { tracedFetch } from './http-client.ts';
+import { Roster, Tally } from './in-flight.ts';
 import { type NodeState, nodeInfo } from './lifecycle.ts';
 import type { OpsTable } from './ops.ts';
 import { type NodeOptions, type NodeSettings, settingsOf } from './options.ts';
@@ -65,9 +66,9 @@ export interface NodeRuntime {
   /** What takes requests and events off the transport: stopped first when the node drains. */
   readonly consumers: Consumer[];
   /** Handlers running now, aborted when a drain gives up on them. */
-  readonly inFlight: Set<HandlerContext>;
+  readonly inFlight: Roster<HandlerContext>;
   /** Local calls whose handlers still run (the caller may have stopped waiting): drained at stop. */
-  readonly localCalls: Set<Promise<unknown>>;
+  readonly localCalls: Tally;
   /** The services' scheduled work, started with the consumers and stopped with them. */
   readonly schedules: Schedules;
   /** Each contract's call policies, resolved on its first call. */
@@ -150,8 +151,8 @@ export function createRuntime(options: NodeOptions): NodeRuntime {
     ops: undefined,
     opsConsumer: undefined,
     consumers: [],
-    inFlight: new Set(),
-    localCalls: new Set(),
+    inFlight: new Roster(),
+    localCalls: new Tally(),
     schedules: new Schedules(),
     contractPolicies: new WeakMap(),
     handlerPolicies: new WeakMap(),
