@@ -199,9 +199,11 @@ export class DataExtension implements NodeExtension {
     const db = this.database;
     // An idempotent handler's writes need no inbox row: applying the event again changes nothing.
     const subscription = invocation.kind === 'event' && !invocation.idempotent ? invocation.subscription : undefined;
+    const relay = this.relays.get(service.name);
     const unit = new UnitOfWork(db, service.name, {
       onOpen: subscription ? (trx) => this.claim(trx, service, subscription, ctx) : undefined,
       ctx,
+      notifies: () => !relay?.leads,
     });
     this.units.set(ctx, unit);
     this.invocations.set(ctx, invocation);
@@ -218,8 +220,7 @@ export class DataExtension implements NodeExtension {
       if (subscription && !unit.opened) await unit.transaction();
       const emitted = unit.hasEmitted;
       await unit.commit();
-      // No NOTIFY on MariaDB/MySQL: this node's relay is told here (other nodes' relays poll).
-      if (emitted && db.kind === 'mysql') this.relays.get(service.name)?.nudge();
+      if (emitted) this.announce(relay, unit);
       return result;
     } catch (error) {
       // On a lost connection the rollback fails too; the server has rolled the transaction back anyway.
@@ -331,7 +332,17 @@ export class DataExtension implements NodeExtension {
     const unit = this.unitOf(ctx);
     const emitted = unit.hasEmitted;
     await unit.commitSoFar();
-    if (emitted && unit.db.kind === 'mysql') this.relays.get(ctx.service)?.nudge();
+    if (emitted) this.announce(this.relays.get(ctx.service), unit);
+  }
+
+  /**
+   * After a commit that wrote outbox rows: this node's relay is told here when the rows went without
+   * NOTIFY (it leads the service), and on MariaDB/MySQL, which has none (other nodes' relays poll).
+   */
+  private announce(relay: OutboxRelay | undefined, unit: UnitOfWork): void {
+    const written = unit.unannounced;
+    unit.unannounced = undefined;
+    if (written !== undefined || unit.db.kind === 'mysql') relay?.nudge(written);
   }
 
   private unitOf(ctx: Context): UnitOfWork {

@@ -33,16 +33,29 @@ export class UnitOfWork {
   private readonly onOpen?: (trx: Kysely<AnyTables>) => Promise<void>;
   /** The handler's context: its transactions are spans of its trace. */
   private readonly ctx: Context | undefined;
+  /**
+   * The highest outbox row id written without NOTIFY (see `notifies`), for the caller to announce to its
+   * relay once committed.
+   */
+  unannounced: number | undefined;
+  /** Whether a commit's outbox rows announce themselves (NOTIFY); asked as they are written. */
+  private readonly notifies: () => boolean;
 
   constructor(
     db: Database,
     service: string,
-    options: { onOpen?: (trx: Kysely<AnyTables>) => Promise<void>; ctx?: Context } = {},
+    options: {
+      onOpen?: (trx: Kysely<AnyTables>) => Promise<void>;
+      ctx?: Context;
+      /** False while the caller wakes the service's relay itself after the commit (see `writeOutbox`). */
+      notifies?: () => boolean;
+    } = {},
   ) {
     this.db = db;
     this.service = service;
     this.onOpen = options.onOpen;
     this.ctx = options.ctx;
+    this.notifies = options.notifies ?? (() => true);
   }
 
   /** An event to publish once the unit commits (nothing, if it rolls back). */
@@ -185,7 +198,10 @@ export class UnitOfWork {
     if (this.emitted.length === 0) return;
     const messages = this.emitted;
     this.emitted = [];
-    await writeOutbox(await this.transaction(), this.service, messages);
+    const written = await writeOutbox(await this.transaction(), this.service, messages, {
+      notify: this.notifies(),
+    });
+    if (written !== undefined) this.unannounced = Math.max(this.unannounced ?? 0, written);
   }
 }
 
