@@ -81,8 +81,16 @@ export function ordersService(options: OrdersOptions = {}) {
     return state;
   }
 
-  /** Appends to the order's stream and announces the change; returns the order after it. */
-  async function record(ctx: Context, order: OrderState, changes: NewEventOf<OrderEvents>[]): Promise<OrderState> {
+  /**
+   * Appends to the order's stream and announces the change (`order_changed`) if it changes the order as
+   * the API shows it, or as `announce` says; returns the order after it.
+   */
+  async function record(
+    ctx: Context,
+    order: OrderState,
+    changes: NewEventOf<OrderEvents>[],
+    announce: 'if-shown-changed' | 'always' | 'never' = 'if-shown-changed',
+  ): Promise<OrderState> {
     const trx = await database(ctx);
     const { events: stored } = await events().append(streamOf(order.id), changes, {
       expectedVersion: order.version === 0 ? 'no_stream' : order.version,
@@ -91,7 +99,8 @@ export function ordersService(options: OrdersOptions = {}) {
     const next = stored.reduce(evolve, order);
     // Read models see the order as the API shows it: steps that change nothing there are not announced.
     const shown = view(next);
-    if (order.version === 0 || JSON.stringify(shown) !== JSON.stringify(view(order))) {
+    const changed = () => order.version === 0 || JSON.stringify(shown) !== JSON.stringify(view(order));
+    if (announce === 'always' || (announce === 'if-shown-changed' && changed())) {
       await ctx.emit(orderChanged, { ...shown, version: next.version });
     }
     return next;
@@ -144,21 +153,28 @@ export function ordersService(options: OrdersOptions = {}) {
         ? quantity * limit + feeFor(quantity * limit)
         : feeFor(Math.ceil(quantity * quote * (1 + slippage)));
     const orderId = input.orderId ?? randomUUID();
-    let order = await record(ctx, initialState(orderId), [
-      {
-        type: 'OrderCreated',
-        data: {
-          accountId: input.accountId,
-          side: input.side,
-          symbol: input.symbol,
-          quantity,
-          limitPriceCents: limit,
-          reservedCashCents,
-          expiresAt: new Date(Date.now() + expiryMs).toISOString(),
-          placedBy: caller.roles.includes('system') ? caller.subject : null,
+    let order = await record(
+      ctx,
+      initialState(orderId),
+      [
+        {
+          type: 'OrderCreated',
+          data: {
+            accountId: input.accountId,
+            side: input.side,
+            symbol: input.symbol,
+            quantity,
+            limitPriceCents: limit,
+            reservedCashCents,
+            expiresAt: new Date(Date.now() + expiryMs).toISOString(),
+            placedBy: caller.roles.includes('system') ? caller.subject : null,
+          },
         },
-      },
-    ]);
+        // Announced with its reservation below (one outbox write instead of two), or with its end if it
+        // ends before that (rejected, failed, or failed by the stale sweep after a crash).
+      ],
+      'never',
+    );
     // Durable before the ledger is asked: whatever happens next, the order exists and reaches an end.
     await commit(ctx);
     try {
@@ -188,7 +204,7 @@ export function ordersService(options: OrdersOptions = {}) {
     }
     // Nobody else writes to a new order before it is announced (the stale sweep waits far longer than a
     // reservation may take): append after the version this handler wrote, without reading it again.
-    order = await record(ctx, order, [{ type: 'ReservationHeld', data: {} }]);
+    order = await record(ctx, order, [{ type: 'ReservationHeld', data: {} }], 'always');
     await ctx.emit(orderCreated, {
       ...refOf(order),
       limitPrice: money(limit),
