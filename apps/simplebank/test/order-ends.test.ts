@@ -2,11 +2,13 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type ChassisNode, defineService, on } from '@chassis/core';
 import { waitUntil } from '@chassis/testing';
+import { orderPlaced, tradeExecuted } from '../contracts/market.ts';
 import {
   buyShares,
   getOrder,
   orderChanged,
   orderCompleted,
+  orderCreated,
   orderFailed,
   orderRejected,
   sellShares,
@@ -26,12 +28,19 @@ describe('SimpleBank order ends: one step from placement to end, and who placed 
   const changes: [string, string, string | null][] = [];
   /** Every end heard: orderId → `placedBy`. */
   const ends = new Map<string, string | null | undefined>();
+  /** What market announced, as `<event> <orderId>`. */
+  const fromMarket: string[] = [];
   const listener = defineService({
     name: 'order-end-listener',
     events: [
       on(orderChanged, (order) => {
         changes.push([order.id, order.status, order.fee]);
       }),
+      ...[orderPlaced, tradeExecuted].map((contract) =>
+        on(contract, (order: { orderId: string }) => {
+          fromMarket.push(`${contract.event} ${order.orderId}`);
+        }),
+      ),
       ...[orderCompleted, orderFailed, orderRejected].map((contract) =>
         on(contract, (order: { orderId: string; placedBy?: string | null }) => {
           ends.set(order.orderId, order.placedBy);
@@ -98,5 +107,26 @@ describe('SimpleBank order ends: one step from placement to end, and who placed 
     const { orderId } = await node.call(buyShares, { accountId: '101', symbol: 'BHP', quantity: 1 }, strategies);
     await ended(orderId, 'completed', (fee) => fee === '1.00');
     assert.equal(ends.get(orderId), 'place-strategy-orders');
+  });
+
+  it('a new order announced again (a relay that died before marking it sent) is neither placed nor announced again', async () => {
+    const { orderId } = await node.call(sellShares, { accountId: '101', symbol: 'GOOG', quantity: 1 }, alice);
+    const { order } = await ended(orderId, 'completed', (fee) => fee === '1.00');
+    const placedOnce = [`${orderPlaced.event} ${orderId}`, `${tradeExecuted.event} ${orderId}`];
+    assert.deepEqual(fromMarket.filter((line) => line.endsWith(orderId)).sort(), placedOnce);
+    const duplicates = bank.exchange.stats().duplicates;
+    await node.emit(orderCreated, {
+      orderId,
+      accountId: '101',
+      side: 'sell',
+      symbol: 'GOOG',
+      quantity: 1,
+      limitPrice: '1.00',
+      createdAt: order.history[0]!.at,
+    });
+    // Market asks the exchange again (it answers as the first time, trading nothing) and finds the answer recorded.
+    await waitUntil(async () => bank.exchange.stats().duplicates > duplicates, { what: 'market to ask again' });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.deepEqual(fromMarket.filter((line) => line.endsWith(orderId)).sort(), placedOnce);
   });
 });
