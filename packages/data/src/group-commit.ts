@@ -33,7 +33,7 @@ export class CommitGroups {
     alone: () => Promise<T>,
   ): Promise<T> {
     let group = this.open.get(key);
-    if (!group) {
+    if (!group || performance.now() - group.openedAt > MAX_JOIN_AFTER_MS) {
       group = new Group(newUnit());
       this.open.set(key, group);
     }
@@ -71,11 +71,19 @@ export class CommitGroups {
   }
 }
 
+/**
+ * How long after its opening a group still takes members. A group lasts the few milliseconds its members'
+ * statements take; one whose member hangs would otherwise gather every later delivery — their
+ * redeliveries too — behind it. Past this, arrivals open the next group and the old one ends alone.
+ */
+const MAX_JOIN_AFTER_MS = 1000;
+
 type Outcome = { committed: true } | { committed: false; error: unknown };
 
 /** One shared transaction and the deliveries that joined it, in their order. */
 class Group {
   readonly unit: UnitOfWork;
+  readonly openedAt = performance.now();
   state: 'open' | 'ending' = 'open';
   size = 0;
   readonly outcome: Promise<Outcome>;
