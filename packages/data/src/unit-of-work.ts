@@ -141,9 +141,17 @@ export class UnitOfWork {
   /** Commits the open transaction, its span ended with the outcome. */
   private async commitOpen(opening: Promise<ControlledTransaction<AnyTables>>): Promise<void> {
     const traced = this.traced;
+    const trx = await opening;
     try {
-      await (await opening).commit().execute();
+      await trx.commit().execute();
     } catch (error) {
+      // A COMMIT the server refused (a deferred constraint, a serialization failure) has ended the
+      // transaction, but Kysely keeps the connection until a rollback: without one it would never go back
+      // to the pool — and on PGlite's one connection, every later query would wait for it.
+      await trx
+        .rollback()
+        .execute()
+        .catch(() => undefined);
       this.endSpan(traced, error);
       throw error;
     }
