@@ -81,10 +81,18 @@ export const orderCreated = event(
   'orders.order_created',
   OrderRef.extend({ limitPrice: Money, createdAt: z.string() }),
 );
-export const orderRejected = event('orders.order_rejected', OrderRef.extend({ reason: z.string() }));
-export const orderCompleted = event('orders.order_completed', OrderRef.extend({ price: Money }));
-export const orderFailed = event('orders.order_failed', OrderRef.extend({ reason: z.string() }));
-export const orderCanceled = event('orders.order_canceled', OrderRef);
+/**
+ * What an order's end says of it: its reference and who placed it — the service that placed it for a
+ * customer (the subject of its `system` token, e.g. `place-strategy-orders`), or null for the customer's
+ * own order — so that a service following only the orders it placed skips the others without a look at
+ * its tables. Absent from orders recorded before it was (treat as unknown).
+ */
+const OrderEnd = OrderRef.extend({ placedBy: z.string().nullable().optional() });
+
+export const orderRejected = event('orders.order_rejected', OrderEnd.extend({ reason: z.string() }));
+export const orderCompleted = event('orders.order_completed', OrderEnd.extend({ price: Money }));
+export const orderFailed = event('orders.order_failed', OrderEnd.extend({ reason: z.string() }));
+export const orderCanceled = event('orders.order_canceled', OrderEnd);
 
 /** Every change of an order, whole, with its stream version: what read models are built from. */
 export const orderChanged = event('orders.order_changed', Order.extend({ version: z.number().int().positive() }));

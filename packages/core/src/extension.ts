@@ -61,4 +61,6 @@ export interface Invocation {
   readonly subscription?: string;
   /** An event handler whose effects are idempotent by themselves (`on(…, { idempotent })`). */
   readonly idempotent?: boolean | 'with-emits';
+  /** An event handler whose deliveries in flight together may share a transaction (`on(…, { groupCommit })`). */
+  readonly groupCommit?: boolean;
 }

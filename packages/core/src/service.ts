@@ -50,6 +50,16 @@ export interface EventHandlerOptions extends HandlerPolicies {
    * on a redelivery, so they must be idempotent too.
    */
   idempotent?: boolean | 'with-emits';
+  /**
+   * With the data kit: deliveries of this subscription in flight together share one transaction — the
+   * first opens it, those that arrive while it is open run one after another in it, it commits once and
+   * each is acknowledged only after that commit (a group holds at most the deliveries in flight: the
+   * prefetch). If one fails, the group rolls back and each runs again alone, so its neighbours are
+   * applied once and only it is retried or dead-lettered. For projections and upserts that write only
+   * their own database: a handler that locks rows may deadlock with another group, and one that calls
+   * other services does so while the group's transaction is open.
+   */
+  groupCommit?: boolean;
 }
 
 export function handle<C extends ActionContract>(

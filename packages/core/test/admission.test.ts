@@ -175,6 +175,58 @@ describe('admission of calls from outside (memory transport)', () => {
     held.open();
   });
 
+  it('counts deliveries only while someone in the process consumes their subscription', async () => {
+    const broker = new MemoryBroker();
+    const held = gate();
+    const handled: number[] = [];
+    const consumer = () =>
+      createNode({
+        services: [
+          defineService({
+            name: 'audit',
+            events: [
+              on(ticked, async ({ n }) => {
+                await held.opened;
+                handled.push(n);
+              }),
+            ],
+          }),
+        ],
+        transport: memoryTransport({ broker }),
+        logLevel: 'silent',
+      });
+    const caller = createNode({
+      services: [defineService({ name: 'work', actions: [handle(read, () => ({ log: [] }))] })],
+      transport: memoryTransport({ broker }),
+      logLevel: 'silent',
+      maxEventDelayMs: 0,
+    });
+    nodes.push(caller);
+    await caller.start();
+    // The subscription is bound, then its only consumer leaves: what is published to it now waits for a
+    // later process, not behind work in this one.
+    const first = consumer();
+    await first.start();
+    await first.stop();
+    await caller.emit(ticked, { n: 1 });
+    await settle();
+    await caller.call(read, {});
+    // Consumed again: the delivery is being handled, and new work waits for it.
+    const second = consumer();
+    nodes.push(second);
+    await second.start();
+    await settle();
+    let answered = false;
+    const call = caller.call(read, {}).then(() => {
+      answered = true;
+    });
+    await settle();
+    assert.equal(answered, false, 'the new call waits while the delivery is handled');
+    held.open();
+    await call;
+    assert.deepEqual(handled, [1]);
+  });
+
   it('takes calls at once with admission off, whatever waits', async () => {
     const { node, log, openForGood } = await system({ maxEventDelayMs: Number.POSITIVE_INFINITY });
     await node.call(start, { n: 1 });

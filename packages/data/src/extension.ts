@@ -14,6 +14,7 @@ import type { Kysely } from 'kysely';
 import { Counter, Gauge } from 'prom-client';
 import { type AnyTables, Database, unavailableIfDisconnected } from './database.ts';
 import { type EventSchemas, EventStore, type EventStoreOptions } from './event-store.ts';
+import { CommitGroups, GroupShare } from './group-commit.ts';
 import { claimInbox, isInInbox } from './inbox.ts';
 import { installServiceSchema } from './install-service.ts';
 import { takeLease } from './leases.ts';
@@ -34,6 +35,8 @@ import { UnitOfWork } from './unit-of-work.ts';
  *   after the commit (a rolled-back handler publishes nothing; a crashed relay publishes again);
  * - an inbox — an event already handled once (a redelivery) is acknowledged without running its handler
  *   again, the message id being recorded in the same transaction as the handler's effects;
+ * - group commit for handlers that ask (`groupCommit`): deliveries in flight together share one
+ *   transaction (`group-commit.ts`);
  * - if its start hook asks (`runSagas`), a saga runner, resumed once the node runs and stopped as it drains.
  *
  * Services without migrations are untouched: their emits go straight to the transport.
@@ -66,7 +69,9 @@ export class DataExtension implements NodeExtension {
   private db: Database | undefined;
   private readonly owned: boolean;
   private readonly relays = new Map<string, OutboxRelay>();
-  private readonly units = new WeakMap<Context, UnitOfWork>();
+  private readonly units = new WeakMap<Context, UnitOfWork | GroupShare>();
+  /** The open commit groups of `groupCommit` handlers, by subscription. */
+  private readonly groups = new CommitGroups();
   private readonly invocations = new WeakMap<Context, Invocation>();
   private services = new Set<string>();
   /** The saga runner of each service that asked for one (`runSagas`). */
@@ -196,12 +201,30 @@ export class DataExtension implements NodeExtension {
   async around(invocation: Invocation, next: () => Promise<unknown>): Promise<unknown> {
     const { service, ctx } = invocation;
     if (!this.services.has(service.name)) return next();
+    if (invocation.kind === 'event' && invocation.groupCommit === true && invocation.subscription) {
+      return this.groups.run(
+        invocation.subscription,
+        () => {
+          const relay = this.relays.get(service.name);
+          return new UnitOfWork(this.database, service.name, { ctx, notifies: () => !relay?.leads });
+        },
+        (unit) => this.runInGroup(invocation, next, unit),
+        () => this.runAlone(invocation, next),
+      );
+    }
+    return this.runAlone(invocation, next);
+  }
+
+  /** A handler run in a unit of work of its own. */
+  private async runAlone(invocation: Invocation, next: () => Promise<unknown>): Promise<unknown> {
+    const { service, ctx } = invocation;
     const db = this.database;
-    // An idempotent handler's writes need no inbox row: applying the event again changes nothing.
-    const subscription = invocation.kind === 'event' && !invocation.idempotent ? invocation.subscription : undefined;
+    const subscription = inboxSubscription(invocation);
+    const relay = this.relays.get(service.name);
     const unit = new UnitOfWork(db, service.name, {
       onOpen: subscription ? (trx) => this.claim(trx, service, subscription, ctx) : undefined,
       ctx,
+      notifies: () => !relay?.leads,
     });
     this.units.set(ctx, unit);
     this.invocations.set(ctx, invocation);
@@ -218,14 +241,50 @@ export class DataExtension implements NodeExtension {
       if (subscription && !unit.opened) await unit.transaction();
       const emitted = unit.hasEmitted;
       await unit.commit();
-      // No NOTIFY on MariaDB/MySQL: this node's relay is told here (other nodes' relays poll).
-      if (emitted && db.kind === 'mysql') this.relays.get(service.name)?.nudge();
+      if (emitted) this.announce(relay, unit);
       return result;
     } catch (error) {
       // On a lost connection the rollback fails too; the server has rolled the transaction back anyway.
       const duplicate = error instanceof AlreadyHandled;
       await unit.rollback(duplicate ? undefined : error).catch(() => undefined);
       if (duplicate) return undefined;
+      throw unavailableIfDisconnected(error);
+    } finally {
+      this.units.delete(ctx);
+      this.invocations.delete(ctx);
+    }
+  }
+
+  /**
+   * A delivery's turn in a group's shared unit of work (`groupCommit`): its inbox claim, if it has one,
+   * made in the group's transaction at its first use; the group commits once every member has run.
+   */
+  private async runInGroup(invocation: Invocation, next: () => Promise<unknown>, unit: UnitOfWork): Promise<unknown> {
+    const { service, ctx } = invocation;
+    const subscription = inboxSubscription(invocation);
+    const share = new GroupShare(unit, subscription ? (trx) => this.claim(trx, service, subscription, ctx) : undefined);
+    this.units.set(ctx, share);
+    this.invocations.set(ctx, invocation);
+    try {
+      // In the group's transaction: on one PGlite connection, another would wait for the group to end.
+      if (
+        subscription &&
+        ctx.attempt > 1 &&
+        (await isInInbox(await unit.transaction(), service.name, subscription, ctx.messageId))
+      ) {
+        share.drop();
+        return undefined;
+      }
+      const result = await next();
+      // An event handler that wrote nothing still records that it ran.
+      if (subscription) await share.transaction();
+      const emitted = share.hasEmitted;
+      share.keep();
+      if (emitted) unit.afterCommit(() => this.announce(this.relays.get(service.name), unit));
+      return result;
+    } catch (error) {
+      share.drop();
+      if (error instanceof AlreadyHandled) return undefined;
       throw unavailableIfDisconnected(error);
     } finally {
       this.units.delete(ctx);
@@ -329,12 +388,24 @@ export class DataExtension implements NodeExtension {
       );
     }
     const unit = this.unitOf(ctx);
+    // A group's share is an event handler's, refused above.
+    if (!(unit instanceof UnitOfWork)) return;
     const emitted = unit.hasEmitted;
     await unit.commitSoFar();
-    if (emitted && unit.db.kind === 'mysql') this.relays.get(ctx.service)?.nudge();
+    if (emitted) this.announce(this.relays.get(ctx.service), unit);
   }
 
-  private unitOf(ctx: Context): UnitOfWork {
+  /**
+   * After a commit that wrote outbox rows: this node's relay is told here when the rows went without
+   * NOTIFY (it leads the service), and on MariaDB/MySQL, which has none (other nodes' relays poll).
+   */
+  private announce(relay: OutboxRelay | undefined, unit: UnitOfWork): void {
+    const written = unit.unannounced;
+    unit.unannounced = undefined;
+    if (written !== undefined || unit.db.kind === 'mysql') relay?.nudge(written);
+  }
+
+  private unitOf(ctx: Context): UnitOfWork | GroupShare {
     const unit = this.units.get(ctx);
     if (!unit) {
       throw new ChassisError(
@@ -433,6 +504,14 @@ export class DataExtension implements NodeExtension {
       },
     });
   }
+}
+
+/**
+ * The subscription whose inbox an invocation claims: an event handler's, unless the handler is idempotent
+ * by itself — its writes need no inbox row, applying the event again changes nothing.
+ */
+function inboxSubscription(invocation: Invocation): string | undefined {
+  return invocation.kind === 'event' && !invocation.idempotent ? invocation.subscription : undefined;
 }
 
 /** Another instance claimed the same message first: this run's effects are rolled back, the event acked. */

@@ -234,6 +234,7 @@ export class OutboxRelay {
       if (this.leadership === leadership) this.leadership = undefined;
       clearTimeout(this.timer);
       this.timer = undefined;
+      this.announceLater(signal);
     }
   }
 
@@ -279,11 +280,34 @@ export class OutboxRelay {
   }
 
   /**
-   * Says that rows were just committed: a relay that hears no commits (MariaDB/MySQL) looks now rather
-   * than at its next poll. The node calls it after a handler that emitted commits.
+   * Whether this relay leads its service now (running, listening, holding the leadership): then commits
+   * in this process need not NOTIFY, the node `nudge`s it instead.
    */
-  nudge(): void {
+  get leads(): boolean {
+    return this.state === 'running' && this.leadership !== undefined;
+  }
+
+  /**
+   * Says that rows were just committed: a relay that hears no commits (MariaDB/MySQL), or whose process
+   * wrote them without NOTIFY because it leads, looks now rather than at its next poll. The node calls it
+   * after a handler that emitted commits, with the highest row id they wrote when it knows it.
+   */
+  nudge(highestId?: number): void {
+    if (highestId !== undefined && this.published.has(highestId)) return;
     this.wake(false);
+  }
+
+  /**
+   * After the leadership was lost: this process's commits that went without NOTIFY while it led may still
+   * be committing, after the next leader's first look. One notification a moment later, from an ordinary
+   * connection, sends that leader looking again (its poll would, later).
+   */
+  private announceLater(signal: AbortSignal): void {
+    const timer = setTimeout(() => {
+      if (signal.aborted || this.db.kind === 'mysql') return;
+      sql`select pg_notify(${outboxChannel(this.service)}, '')`.execute(this.db.kysely).catch(() => undefined);
+    }, ANNOUNCE_AFTER_LOSS_MS);
+    timer.unref();
   }
 
   /** Committed rows not yet published, and the age of the oldest: for the outbox-lag metric. */
@@ -322,9 +346,7 @@ export class OutboxRelay {
    * relayed — the notification, often delivered while the batch that published it ran, needs no look.
    */
   private notified(payload: string): void {
-    const id = /^\d+$/.test(payload) ? Number(payload) : undefined;
-    if (id !== undefined && this.published.has(id)) return;
-    this.wake(false);
+    this.nudge(/^\d+$/.test(payload) ? Number(payload) : undefined);
   }
 
   /** Remembers the ids of rows just published, the most recent `4 × batchSize` of them. */
@@ -545,6 +567,8 @@ export class OutboxRelay {
 
 /** Pauses between attempts to lead while the database cannot be reached. */
 const RELEAD_MIN_DELAY_MS = 100;
+/** How long after losing the leadership its process's last un-notified commits are announced. */
+const ANNOUNCE_AFTER_LOSS_MS = 1000;
 const RELEAD_MAX_DELAY_MS = 5000;
 
 function pause(ms: number): Promise<void> {

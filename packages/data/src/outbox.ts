@@ -145,10 +145,18 @@ export async function installOutbox(db: Database, service: string): Promise<void
 /**
  * Adds messages to the service's outbox in the caller's transaction, and wakes the service's leading
  * relay (the notification is delivered only if the transaction commits). Given a Kysely outside a
- * transaction, the messages are committed at once.
+ * transaction, the messages are committed at once. `notify: false` leaves the waking to the caller, and
+ * resolves to the highest row id written (PostgreSQL): the node whose own relay leads tells it after the
+ * commit, sparing every listening backend of the database a wake-up (PostgreSQL signals them all on each
+ * notifying commit, whatever their channel: ~20 µs of server CPU each, measured with 12 listeners).
  */
-export async function writeOutbox(trx: Kysely<AnyTables>, service: string, messages: OutboxMessage[]): Promise<void> {
-  if (messages.length === 0) return;
+export async function writeOutbox(
+  trx: Kysely<AnyTables>,
+  service: string,
+  messages: OutboxMessage[],
+  { notify = true }: { notify?: boolean } = {},
+): Promise<number | undefined> {
+  if (messages.length === 0) return undefined;
   const table = sql.id(service, TABLE);
   try {
     for (let start = 0; start < messages.length; start += INSERT_CHUNK) {
@@ -157,14 +165,21 @@ export async function writeOutbox(trx: Kysely<AnyTables>, service: string, messa
         .map(({ event, message }) => sql`(${event}, ${JSON.stringify(message.headers)}, ${message.body})`);
       const insert = sql`insert into ${table} (event, headers, body) values ${sql.join(rows)}`;
       // MariaDB/MySQL has no NOTIFY: the node wakes its own relay after the commit, others poll.
-      if (start + INSERT_CHUNK < messages.length || isMysql(trx)) await insert.execute(trx);
-      // The last chunk carries the notification: one round trip for the usual single event. Its payload,
-      // the transaction's highest row id, lets a relay that already published that row skip the look
-      // the notification would otherwise cost (see OutboxRelay).
-      else
-        await sql`with written as (${insert} returning id)
-          select pg_notify(${outboxChannel(service)}, (select max(id) from written)::text)`.execute(trx);
+      if (start + INSERT_CHUNK < messages.length || isMysql(trx)) {
+        await insert.execute(trx);
+        continue;
+      }
+      // The last chunk carries the transaction's highest row id, in the notification or to the caller: it
+      // lets a relay that already published that row skip the look it would otherwise cost (OutboxRelay).
+      if (!notify) {
+        const written = await sql<{ id: string }>`with written as (${insert} returning id)
+          select max(id)::text as id from written`.execute(trx);
+        return Number(written.rows[0]!.id);
+      }
+      await sql`with written as (${insert} returning id)
+        select pg_notify(${outboxChannel(service)}, (select max(id) from written)::text)`.execute(trx);
     }
+    return undefined;
   } catch (error) {
     if (isMissingRelation(error) || isMysqlMissingTable(error)) throw notInstalled(service, error);
     throw error;

@@ -33,16 +33,29 @@ export class UnitOfWork {
   private readonly onOpen?: (trx: Kysely<AnyTables>) => Promise<void>;
   /** The handler's context: its transactions are spans of its trace. */
   private readonly ctx: Context | undefined;
+  /**
+   * The highest outbox row id written without NOTIFY (see `notifies`), for the caller to announce to its
+   * relay once committed.
+   */
+  unannounced: number | undefined;
+  /** Whether a commit's outbox rows announce themselves (NOTIFY); asked as they are written. */
+  private readonly notifies: () => boolean;
 
   constructor(
     db: Database,
     service: string,
-    options: { onOpen?: (trx: Kysely<AnyTables>) => Promise<void>; ctx?: Context } = {},
+    options: {
+      onOpen?: (trx: Kysely<AnyTables>) => Promise<void>;
+      ctx?: Context;
+      /** False while the caller wakes the service's relay itself after the commit (see `writeOutbox`). */
+      notifies?: () => boolean;
+    } = {},
   ) {
     this.db = db;
     this.service = service;
     this.onOpen = options.onOpen;
     this.ctx = options.ctx;
+    this.notifies = options.notifies ?? (() => true);
   }
 
   /** An event to publish once the unit commits (nothing, if it rolls back). */
@@ -128,9 +141,17 @@ export class UnitOfWork {
   /** Commits the open transaction, its span ended with the outcome. */
   private async commitOpen(opening: Promise<ControlledTransaction<AnyTables>>): Promise<void> {
     const traced = this.traced;
+    const trx = await opening;
     try {
-      await (await opening).commit().execute();
+      await trx.commit().execute();
     } catch (error) {
+      // A COMMIT the server refused (a deferred constraint, a serialization failure) has ended the
+      // transaction, but Kysely keeps the connection until a rollback: without one it would never go back
+      // to the pool — and on PGlite's one connection, every later query would wait for it.
+      await trx
+        .rollback()
+        .execute()
+        .catch(() => undefined);
       this.endSpan(traced, error);
       throw error;
     }
@@ -185,7 +206,10 @@ export class UnitOfWork {
     if (this.emitted.length === 0) return;
     const messages = this.emitted;
     this.emitted = [];
-    await writeOutbox(await this.transaction(), this.service, messages);
+    const written = await writeOutbox(await this.transaction(), this.service, messages, {
+      notify: this.notifies(),
+    });
+    if (written !== undefined) this.unannounced = Math.max(this.unannounced ?? 0, written);
   }
 }
 

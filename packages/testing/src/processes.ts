@@ -1,6 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 
+const EXIT_WITH_PARENT = new URL('./exit-with-parent.ts', import.meta.url).href;
+
 /** One process of a system started as several on this machine (an app's distributed start, a chaos test). */
 export interface ProcessSpec {
   /** Its name: the prefix of its output lines, and how `kill` finds it. */
@@ -40,6 +42,7 @@ export interface ProcessGroup {
 /**
  * Processes started side by side, each line of their output passed to `output` behind its name — the
  * launcher behind every app's `npm run start:*:distributed`, its distributed tests and its benchmark.
+ * The processes stop when this one ends, however it ends (a SIGKILLed test run leaves no orphans).
  */
 export function processGroup(options: { output?: (line: string) => void } = {}): ProcessGroup {
   const output = options.output ?? ((line: string) => console.log(line));
@@ -47,9 +50,10 @@ export function processGroup(options: { output?: (line: string) => void } = {}):
   return {
     processes,
     async start(spec) {
-      const child = spawn(process.execPath, [...(spec.nodeArgs ?? []), spec.script], {
+      const child = spawn(process.execPath, ['--import', EXIT_WITH_PARENT, ...(spec.nodeArgs ?? []), spec.script], {
         env: { ...process.env, ...spec.env },
-        stdio: ['ignore', 'pipe', 'pipe'],
+        // stdin is a pipe only this process holds: when it ends, so do its children (exit-with-parent.ts).
+        stdio: ['pipe', 'pipe', 'pipe'],
       });
       const prefix = `[${spec.name}]`.padEnd(Math.max(12, spec.name.length + 3));
       for (const stream of [child.stdout, child.stderr]) {

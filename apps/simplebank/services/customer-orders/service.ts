@@ -60,8 +60,9 @@ export function customerOrdersService() {
             )
             .execute();
         },
-        // A versioned upsert: the same change delivered again matches no row to update.
-        { idempotent: true },
+        // A versioned upsert: the same change delivered again matches no row to update. One statement
+        // that locks only its order's row: the changes in flight together commit as one transaction.
+        { idempotent: true, groupCommit: true },
       ),
     ],
     actions: [

@@ -94,55 +94,68 @@ export function marketService(options: MarketOptions) {
       exchangeBreaker = service.breaker('exchange', breakerSettings);
     },
     events: [
-      on(orderCreated, async (order, ctx) => {
-        // Fail fast while the exchange is known to be down: the message comes back after the pause.
-        breaker().failFastIfOpen();
-        const { proceed, limitPrice } = await ctx.call(beginPlacement, { orderId: order.orderId });
-        if (!proceed || !limitPrice) {
-          ctx.log.info({ orderId: order.orderId }, 'order not placed: it was canceled or expired');
-          return;
-        }
-        const started = performance.now();
-        const answer = await placeOnExchange(ctx, { ...order, limitPrice });
-        ctx.log.info(
-          { orderId: order.orderId, status: answer.status, ms: Math.round(performance.now() - started) },
-          'order placed on the exchange',
-        );
-        const db = await database<MarketTables>(ctx);
-        await db
-          .insertInto('exchange_orders')
-          .values({
-            order_id: order.orderId,
-            exchange_order_id: answer.exchangeOrderId,
-            status: answer.status,
-            price_cents: answer.status === 'filled' ? toCents(answer.price) : null,
-            reason: answer.status === 'rejected' ? answer.reason : null,
-          })
-          .onConflict((oc) => oc.doNothing())
-          .execute();
-        const ref = {
-          orderId: order.orderId,
-          accountId: order.accountId,
-          side: order.side,
-          symbol: order.symbol,
-          quantity: order.quantity,
-        };
-        if (answer.status === 'rejected' && !answer.exchangeOrderId) {
-          await ctx.emit(exchangeRejected, { ...ref, reason: answer.reason });
-          return;
-        }
-        const price = answer.status === 'filled' ? answer.price : limitPrice;
-        await ctx.emit(orderPlaced, {
-          ...ref,
-          exchangeOrderId: answer.exchangeOrderId,
-          notional: money(order.quantity * toCents(price)),
-        });
-        if (answer.status === 'filled') {
-          await ctx.emit(tradeExecuted, { ...ref, exchangeOrderId: answer.exchangeOrderId, price: answer.price });
-        } else {
-          await ctx.emit(exchangeRejected, { ...ref, exchangeOrderId: answer.exchangeOrderId, reason: answer.reason });
-        }
-      }),
+      // The exchange's answer is recorded once (the order's row) and announced only with that row: a
+      // redelivery asks orders and the exchange again (both answer as the first time) and finds the row
+      // there, so it announces nothing and needs no inbox row (a statement less an order).
+      on(
+        orderCreated,
+        async (order, ctx) => {
+          // Fail fast while the exchange is known to be down: the message comes back after the pause.
+          breaker().failFastIfOpen();
+          const { proceed, limitPrice } = await ctx.call(beginPlacement, { orderId: order.orderId });
+          if (!proceed || !limitPrice) {
+            ctx.log.info({ orderId: order.orderId }, 'order not placed: it was canceled or expired');
+            return;
+          }
+          const started = performance.now();
+          const answer = await placeOnExchange(ctx, { ...order, limitPrice });
+          ctx.log.info(
+            { orderId: order.orderId, status: answer.status, ms: Math.round(performance.now() - started) },
+            'order placed on the exchange',
+          );
+          const db = await database<MarketTables>(ctx);
+          const recorded = await db
+            .insertInto('exchange_orders')
+            .values({
+              order_id: order.orderId,
+              exchange_order_id: answer.exchangeOrderId,
+              status: answer.status,
+              price_cents: answer.status === 'filled' ? toCents(answer.price) : null,
+              reason: answer.status === 'rejected' ? answer.reason : null,
+            })
+            .onConflict((oc) => oc.doNothing())
+            .returning('order_id')
+            .executeTakeFirst();
+          if (!recorded) return;
+          const ref = {
+            orderId: order.orderId,
+            accountId: order.accountId,
+            side: order.side,
+            symbol: order.symbol,
+            quantity: order.quantity,
+          };
+          if (answer.status === 'rejected' && !answer.exchangeOrderId) {
+            await ctx.emit(exchangeRejected, { ...ref, reason: answer.reason });
+            return;
+          }
+          const price = answer.status === 'filled' ? answer.price : limitPrice;
+          await ctx.emit(orderPlaced, {
+            ...ref,
+            exchangeOrderId: answer.exchangeOrderId,
+            notional: money(order.quantity * toCents(price)),
+          });
+          if (answer.status === 'filled') {
+            await ctx.emit(tradeExecuted, { ...ref, exchangeOrderId: answer.exchangeOrderId, price: answer.price });
+          } else {
+            await ctx.emit(exchangeRejected, {
+              ...ref,
+              exchangeOrderId: answer.exchangeOrderId,
+              reason: answer.reason,
+            });
+          }
+        },
+        { idempotent: 'with-emits' },
+      ),
     ],
   });
 }

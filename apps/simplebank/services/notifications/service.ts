@@ -39,9 +39,10 @@ const verb = (side: 'sell' | 'buy') => (side === 'sell' ? 'sold' : 'bought');
  */
 /**
  * Every handler writes one row per event id (the order's, or the payment's) and skips it when it is
- * there: delivered again, it changes nothing, so it needs no inbox row.
+ * there: delivered again, it changes nothing, so it needs no inbox row. One insert that calls nothing:
+ * the deliveries in flight together commit as one transaction.
  */
-const IDEMPOTENT = { idempotent: true } as const;
+const IDEMPOTENT = { idempotent: true, groupCommit: true } as const;
 
 export function notificationsService() {
   return defineService({

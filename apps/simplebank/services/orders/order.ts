@@ -15,6 +15,8 @@ export const orderEvents = {
     /** Cash asked of the ledger: a buy's cost at the limit and its fee, or a sell's fee. */
     reservedCashCents: z.number().int().nonnegative(),
     expiresAt: z.string(),
+    /** The service that placed it for a customer (its system token's subject); null for the customer's own. */
+    placedBy: z.string().nullable().optional(),
   }),
   /** The ledger holds what the order needs: it is announced and may be placed. */
   ReservationHeld: z.object({}),

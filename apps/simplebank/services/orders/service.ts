@@ -4,7 +4,7 @@ import { commit, database, type EventStore, type NewEventOf, openEventStore, sql
 import { requestReservation } from '../../contracts/account-transactions.ts';
 import { feeFor, money, toCents } from '../../contracts/common.ts';
 import { chargeFailed, feeCharged, feeRefunded } from '../../contracts/fees.ts';
-import { exchangeRejected, orderPlaced, tradeExecuted } from '../../contracts/market.ts';
+import { exchangeRejected, tradeExecuted } from '../../contracts/market.ts';
 import { getPrice } from '../../contracts/market-data.ts';
 import {
   beginPlacement,
@@ -81,8 +81,16 @@ export function ordersService(options: OrdersOptions = {}) {
     return state;
   }
 
-  /** Appends to the order's stream and announces the change; returns the order after it. */
-  async function record(ctx: Context, order: OrderState, changes: NewEventOf<OrderEvents>[]): Promise<OrderState> {
+  /**
+   * Appends to the order's stream and announces the change (`order_changed`) if it changes the order as
+   * the API shows it, or as `announce` says; returns the order after it.
+   */
+  async function record(
+    ctx: Context,
+    order: OrderState,
+    changes: NewEventOf<OrderEvents>[],
+    announce: 'if-shown-changed' | 'always' | 'never' = 'if-shown-changed',
+  ): Promise<OrderState> {
     const trx = await database(ctx);
     const { events: stored } = await events().append(streamOf(order.id), changes, {
       expectedVersion: order.version === 0 ? 'no_stream' : order.version,
@@ -91,7 +99,8 @@ export function ordersService(options: OrdersOptions = {}) {
     const next = stored.reduce(evolve, order);
     // Read models see the order as the API shows it: steps that change nothing there are not announced.
     const shown = view(next);
-    if (order.version === 0 || JSON.stringify(shown) !== JSON.stringify(view(order))) {
+    const changed = () => order.version === 0 || JSON.stringify(shown) !== JSON.stringify(view(order));
+    if (announce === 'always' || (announce === 'if-shown-changed' && changed())) {
       await ctx.emit(orderChanged, { ...shown, version: next.version });
     }
     return next;
@@ -101,6 +110,9 @@ export function ordersService(options: OrdersOptions = {}) {
     const { accountId, side, symbol, quantity } = order.created!;
     return { orderId: order.id, accountId, side, symbol, quantity };
   };
+
+  /** What the order's terminal events say: its reference and who placed it (absent for an order recorded before that was). */
+  const endOf = (order: OrderState) => ({ ...refOf(order), placedBy: order.created!.placedBy });
 
   async function place(
     ctx: Context,
@@ -113,7 +125,7 @@ export function ordersService(options: OrdersOptions = {}) {
       orderId?: string;
     },
   ) {
-    requireAccount(ctx.user, input.accountId);
+    const caller = requireAccount(ctx.user, input.accountId);
     if (input.orderId !== undefined) {
       const existing = await placedBefore(ctx, input.orderId, input.accountId);
       if (existing) return existing;
@@ -141,20 +153,28 @@ export function ordersService(options: OrdersOptions = {}) {
         ? quantity * limit + feeFor(quantity * limit)
         : feeFor(Math.ceil(quantity * quote * (1 + slippage)));
     const orderId = input.orderId ?? randomUUID();
-    let order = await record(ctx, initialState(orderId), [
-      {
-        type: 'OrderCreated',
-        data: {
-          accountId: input.accountId,
-          side: input.side,
-          symbol: input.symbol,
-          quantity,
-          limitPriceCents: limit,
-          reservedCashCents,
-          expiresAt: new Date(Date.now() + expiryMs).toISOString(),
+    let order = await record(
+      ctx,
+      initialState(orderId),
+      [
+        {
+          type: 'OrderCreated',
+          data: {
+            accountId: input.accountId,
+            side: input.side,
+            symbol: input.symbol,
+            quantity,
+            limitPriceCents: limit,
+            reservedCashCents,
+            expiresAt: new Date(Date.now() + expiryMs).toISOString(),
+            placedBy: caller.roles.includes('system') ? caller.subject : null,
+          },
         },
-      },
-    ]);
+        // Announced with its reservation below (one outbox write instead of two), or with its end if it
+        // ends before that (rejected, failed, or failed by the stale sweep after a crash).
+      ],
+      'never',
+    );
     // Durable before the ledger is asked: whatever happens next, the order exists and reaches an end.
     await commit(ctx);
     try {
@@ -173,18 +193,18 @@ export function ordersService(options: OrdersOptions = {}) {
       const reason = isChassisError(error) ? error.message : 'the ledger could not reserve';
       if (isChassisError(error) && !error.retryable && error.status < 500) {
         order = await record(ctx, order, [{ type: 'OrderRejected', data: { reason } }]);
-        await ctx.emit(orderRejected, { ...refOf(order), reason });
+        await ctx.emit(orderRejected, { ...endOf(order), reason });
       } else {
         // The ledger may have reserved after all: failing the order releases whatever it holds.
         order = await record(ctx, order, [{ type: 'OrderFailed', data: { reason } }]);
-        await ctx.emit(orderFailed, { ...refOf(order), reason });
+        await ctx.emit(orderFailed, { ...endOf(order), reason });
       }
       await commit(ctx);
       throw error;
     }
     // Nobody else writes to a new order before it is announced (the stale sweep waits far longer than a
     // reservation may take): append after the version this handler wrote, without reading it again.
-    order = await record(ctx, order, [{ type: 'ReservationHeld', data: {} }]);
+    order = await record(ctx, order, [{ type: 'ReservationHeld', data: {} }], 'always');
     await ctx.emit(orderCreated, {
       ...refOf(order),
       limitPrice: money(limit),
@@ -280,7 +300,7 @@ export function ordersService(options: OrdersOptions = {}) {
         }
         const reason = 'canceled by the customer';
         order = await record(ctx, order, [{ type: 'OrderCanceled', data: { reason } }]);
-        await ctx.emit(orderCanceled, refOf(order));
+        await ctx.emit(orderCanceled, endOf(order));
         return view(order);
       }),
       handle(failStaleOrder, async ({ orderId }, ctx) => {
@@ -288,7 +308,7 @@ export function ordersService(options: OrdersOptions = {}) {
         if (order.version !== 1) return { failed: false };
         const reason = 'placing was interrupted before the ledger confirmed the reservation';
         await record(ctx, order, [{ type: 'OrderFailed', data: { reason } }]);
-        await ctx.emit(orderFailed, { ...refOf(order), reason });
+        await ctx.emit(orderFailed, { ...endOf(order), reason });
         ctx.log.warn({ orderId }, 'stale order failed');
         return { failed: true };
       }),
@@ -302,7 +322,7 @@ export function ordersService(options: OrdersOptions = {}) {
         if (Date.parse(order.created!.expiresAt) <= Date.now()) {
           const reason = 'expired before it could be placed on the exchange';
           order = await record(ctx, order, [{ type: 'OrderFailed', data: { reason } }]);
-          await ctx.emit(orderFailed, { ...refOf(order), reason });
+          await ctx.emit(orderFailed, { ...endOf(order), reason });
           return { proceed: false };
         }
         await record(ctx, order, [{ type: 'PlacementStarted', data: {} }]);
@@ -312,17 +332,12 @@ export function ordersService(options: OrdersOptions = {}) {
     // The saga's events move the order only from the state they find under its stream's lock, and
     // announce only what they append: delivered again, they find the step made and do nothing, so they need
     // no inbox row (a statement less each, three per order).
+    //
+    // Market's `order_placed` is not followed here: market records the exchange's answer with it in one
+    // outbox write, so its fill (`trade_executed`) or refusal (`order_failed` with the exchange's id) always
+    // follows, and moves the order through `placed` to its end in one transaction and one `order_changed`
+    // (following it too cost every order a locked transaction, and a second announcement when it came first).
     events: [
-      on(
-        orderPlaced,
-        (placed, ctx) =>
-          follow(ctx, placed.orderId, (order) =>
-            order.status === 'created'
-              ? [{ type: 'OrderPlaced', data: { exchangeOrderId: placed.exchangeOrderId } }]
-              : [],
-          ),
-        BY_STATE,
-      ),
       on(
         tradeExecuted,
         (trade, ctx) =>
@@ -332,13 +347,13 @@ export function ordersService(options: OrdersOptions = {}) {
             (order) => {
               if (isTerminal(order.status)) return [];
               const completed = { type: 'OrderCompleted' as const, data: { priceCents: toCents(trade.price) } };
-              // The fill overtook the placement's message (they travel apart): the history still says both.
+              // Placed and filled at once (see `order_placed` above): the history still says both.
               if (order.status === 'created') {
                 return [{ type: 'OrderPlaced' as const, data: { exchangeOrderId: trade.exchangeOrderId } }, completed];
               }
               return [completed];
             },
-            (order) => ctx.emit(orderCompleted, { ...refOf(order), price: trade.price }),
+            (order) => ctx.emit(orderCompleted, { ...endOf(order), price: trade.price }),
           ),
         BY_STATE,
       ),
@@ -348,8 +363,16 @@ export function ordersService(options: OrdersOptions = {}) {
           follow(
             ctx,
             failure.orderId,
-            (order) => (isTerminal(order.status) ? [] : [{ type: 'OrderFailed', data: { reason: failure.reason } }]),
-            (order) => ctx.emit(orderFailed, { ...refOf(order), reason: failure.reason }),
+            (order) => {
+              if (isTerminal(order.status)) return [];
+              const failed = { type: 'OrderFailed' as const, data: { reason: failure.reason } };
+              // The exchange took the order and refused it afterwards: its history says it was placed.
+              if (order.status === 'created' && failure.exchangeOrderId) {
+                return [{ type: 'OrderPlaced' as const, data: { exchangeOrderId: failure.exchangeOrderId } }, failed];
+              }
+              return [failed];
+            },
+            (order) => ctx.emit(orderFailed, { ...endOf(order), reason: failure.reason }),
           ),
         BY_STATE,
       ),

@@ -34,6 +34,9 @@ type Db = Kysely<InvestmentTables>;
 
 const TERMINAL_ORDER = ['completed', 'failed', 'rejected', 'canceled'];
 
+/** This service's name: the subject of its token, so the `placedBy` of the orders it places. */
+const SERVICE = 'place-strategy-orders';
+
 /** The id of an allocation's buy order: the same for every attempt of the step, so it buys once. */
 function allocationOrderId(investmentId: string, symbol: string): string {
   const hex = createHash('sha1').update(`${investmentId}:${symbol}`).digest('hex');
@@ -54,7 +57,7 @@ function allocationOrderId(investmentId: string, symbol: string): string {
  * their end is the orders' events' work: the engine has no step that waits for an event.
  */
 export function placeStrategyOrdersService(options: { secret: string }) {
-  const ownToken = systemToken(options.secret, 'place-strategy-orders');
+  const ownToken = systemToken(options.secret, SERVICE);
 
   /**
    * Places the investment's buy orders, each under the id derived for its allocation (so an attempt
@@ -158,7 +161,16 @@ export function placeStrategyOrdersService(options: { secret: string }) {
   }
 
   /** An order of an investment ended: record it, and end the investment once all its orders have. */
-  async function follow(ctx: Context, orderId: string, status: string, reason: string | null) {
+  async function follow(
+    ctx: Context,
+    order: { orderId: string; placedBy?: string | null | undefined },
+    status: string,
+    reason: string | null,
+  ) {
+    // Most orders are customers' own: their ends say who placed them, and need no look at this service's
+    // tables (nor a transaction). An end that does not say (an order recorded before it did) is looked up.
+    if (order.placedBy !== undefined && order.placedBy !== SERVICE) return;
+    const orderId = order.orderId;
     const db = await database<InvestmentTables>(ctx);
     const row = await db
       .updateTable('investment_orders')
@@ -190,7 +202,7 @@ export function placeStrategyOrdersService(options: { secret: string }) {
   }
 
   return defineService({
-    name: 'place-strategy-orders',
+    name: SERVICE,
     version: '0.1.0',
     migrations: new URL('./migrations/', import.meta.url),
     uses: [getStrategy, getPayment, buyShares, investmentFunded],
@@ -271,19 +283,19 @@ export function placeStrategyOrdersService(options: { secret: string }) {
       // Each order's end moves its row out of a non-terminal status once, and the investment out of
       // `placing` once: delivered again, they change nothing, so they need no inbox row (a statement less
       // for every order the bank completes, strategy's or not).
-      on(orderCompleted, (order, ctx) => follow(ctx, order.orderId, 'completed', null), {
+      on(orderCompleted, (order, ctx) => follow(ctx, order, 'completed', null), {
         name: 'order-completed',
         idempotent: true,
       }),
-      on(orderFailed, (order, ctx) => follow(ctx, order.orderId, 'failed', order.reason), {
+      on(orderFailed, (order, ctx) => follow(ctx, order, 'failed', order.reason), {
         name: 'order-failed',
         idempotent: true,
       }),
-      on(orderRejected, (order, ctx) => follow(ctx, order.orderId, 'rejected', order.reason), {
+      on(orderRejected, (order, ctx) => follow(ctx, order, 'rejected', order.reason), {
         name: 'order-rejected',
         idempotent: true,
       }),
-      on(orderCanceled, (order, ctx) => follow(ctx, order.orderId, 'canceled', null), {
+      on(orderCanceled, (order, ctx) => follow(ctx, order, 'canceled', null), {
         name: 'order-canceled',
         idempotent: true,
       }),

@@ -1,3 +1,4 @@
+import { type Context, contextStorage } from '../context.ts';
 import { fieldErrors } from '../contracts.ts';
 import { ChassisError, timeoutError, toChassisError } from '../errors.ts';
 import { outcomeOf } from '../observability/metrics.ts';
@@ -6,7 +7,7 @@ import type { ActionHandler, ServiceDefinition } from '../service.ts';
 import { isPast } from './deadline.ts';
 import { describeFields } from './fields.ts';
 import type { Origin } from './origin.ts';
-import { handlerPolicies, runInContext } from './run-handler.ts';
+import { enterHandler, handlerPolicies, leaveHandler, runInContext, startInContext } from './run-handler.ts';
 import type { NodeRuntime } from './runtime.ts';
 
 /**
@@ -73,12 +74,22 @@ export async function runAction(
   const guards = handlerPolicies(rt, handler, handler.policies);
   let output: unknown;
   try {
-    // Most handlers have no bulkhead or rate limit: then no target name is built and no closure made.
-    output = await (guards.bulkhead || guards.rateLimit
-      ? rt.policies.handle(`${service.name}.${contract.action}`, guards, () =>
-          runInContext(rt, { kind: 'action', service }, origin, 1, span, false, (ctx) => handler.run(parsed.data, ctx)),
-        )
-      : runInContext(rt, { kind: 'action', service }, origin, 1, span, false, (ctx) => handler.run(parsed.data, ctx)));
+    if (guards.bulkhead || guards.rateLimit) {
+      output = await rt.policies.handle(`${service.name}.${contract.action}`, guards, () =>
+        runInContext(rt, { kind: 'action', service }, origin, 1, span, false, (ctx) => handler.run(parsed.data, ctx)),
+      );
+    } else {
+      // Most handlers have no bulkhead or rate limit: then the handler runs in this function's frame,
+      // with no target name built, no closure made, and no promise of `runInContext`'s own.
+      const ctx = enterHandler(rt, service.name, origin, 1, span);
+      try {
+        output = await (rt.arounds.length === 0
+          ? contextStorage.run(ctx, runHandler, handler, parsed.data, ctx)
+          : startInContext(rt, { kind: 'action', service }, ctx, (c) => handler.run(parsed.data, c)));
+      } finally {
+        leaveHandler(rt, ctx);
+      }
+    }
   } catch (error) {
     const chassisError = toChassisError(error);
     if (chassisError.code === 'INTERNAL') {
@@ -111,6 +122,11 @@ export async function runAction(
     );
   }
   return checked.data;
+}
+
+/** A handler called as its method, made once rather than a closure per request. */
+function runHandler(handler: ActionHandler, input: unknown, ctx: Context): unknown {
+  return handler.run(input as never, ctx);
 }
 
 export function unknownAction(service: ServiceDefinition, action: string): ChassisError {

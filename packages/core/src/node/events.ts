@@ -142,7 +142,13 @@ async function settle(
     await rt.policies.handle(subscription, handlerPolicies(rt, handler, handler.options), () =>
       runInContext(
         rt,
-        { kind: 'event', service, subscription, idempotent: handler.options.idempotent },
+        {
+          kind: 'event',
+          service,
+          subscription,
+          idempotent: handler.options.idempotent,
+          groupCommit: handler.options.groupCommit,
+        },
         origin,
         attempt,
         span,

@@ -5,6 +5,7 @@ import type { Identity } from '../identity.ts';
 import type { Span } from '../observability/tracing.ts';
 import type { ServiceDefinition } from '../service.ts';
 import { endServing, runAction, unknownAction } from './actions.ts';
+import { Due } from './call-deadlines.ts';
 import { timeLeft } from './deadline.ts';
 import type { Origin } from './origin.ts';
 import type { NodeRuntime } from './runtime.ts';
@@ -79,33 +80,82 @@ export function callLocal<C extends ActionContract>(
   const origin = new LocalOrigin(caller, deadline, span);
   const work = runAction(rt, service, handler, input, origin, span);
   rt.localCalls.enter();
-  // One promise for the caller, settled by the handler or by the timer, whichever comes first: the
+  // One promise for the caller, settled by the handler or at the deadline, whichever comes first: the
   // caller waits no longer than over the wire would, and the handler, as there, runs on. (Not
   // Promise.race: that costs three more promises on the path every local call takes.)
   return new Promise<OutputOf<C>>((resolve, reject) => {
-    let answered = false;
-    const timer = setTimeout(() => {
-      answered = true;
-      const timeout = timeoutError({ service: contract.service, action: contract.action, timeoutMs: remainingMs });
-      endServing(rt, service, contract.action, undefined, started, timeout);
-      reject(ChassisError.fromJSON(timeout.toJSON()));
-    }, remainingMs);
+    const waiting = new WaitingCaller(rt, service, contract, deadline, remainingMs, started, resolve, reject);
+    rt.localDeadlines.add(waiting);
     work.then(
       (output) => {
         rt.localCalls.leave();
-        clearTimeout(timer);
-        if (answered) return;
-        endServing(rt, service, contract.action, undefined, started, undefined);
-        resolve(output as OutputOf<C>);
+        waiting.answer(output as OutputOf<C>);
       },
       (error: unknown) => {
         rt.localCalls.leave();
-        clearTimeout(timer);
-        if (answered) return;
-        endServing(rt, service, contract.action, undefined, started, error);
-        // What the caller gets is what the wire would carry: the error's serialized form.
-        reject(ChassisError.fromJSON(toChassisError(error).toJSON()));
+        waiting.fail(error);
       },
     );
   });
+}
+
+/** A local call's caller, answered by the handler or with TIMEOUT at the deadline, whichever comes first. */
+class WaitingCaller<C extends ActionContract> extends Due {
+  private answered = false;
+
+  private readonly rt: NodeRuntime;
+  private readonly service: ServiceDefinition;
+  private readonly contract: C;
+  readonly deadline: number;
+  private readonly timeoutMs: number;
+  private readonly started: number;
+  private readonly resolve: (output: OutputOf<C>) => void;
+  private readonly reject: (error: unknown) => void;
+
+  constructor(
+    rt: NodeRuntime,
+    service: ServiceDefinition,
+    contract: C,
+    deadline: number,
+    timeoutMs: number,
+    started: number,
+    resolve: (output: OutputOf<C>) => void,
+    reject: (error: unknown) => void,
+  ) {
+    super();
+    this.rt = rt;
+    this.service = service;
+    this.contract = contract;
+    this.deadline = deadline;
+    this.timeoutMs = timeoutMs;
+    this.started = started;
+    this.resolve = resolve;
+    this.reject = reject;
+  }
+
+  answer(output: OutputOf<C>): void {
+    this.rt.localDeadlines.delete(this);
+    if (this.answered) return;
+    this.answered = true;
+    endServing(this.rt, this.service, this.contract.action, undefined, this.started, undefined);
+    this.resolve(output);
+  }
+
+  fail(error: unknown): void {
+    this.rt.localDeadlines.delete(this);
+    if (this.answered) return;
+    this.answered = true;
+    endServing(this.rt, this.service, this.contract.action, undefined, this.started, error);
+    // What the caller gets is what the wire would carry: the error's serialized form.
+    this.reject(ChassisError.fromJSON(toChassisError(error).toJSON()));
+  }
+
+  expire(): void {
+    if (this.answered) return;
+    this.answered = true;
+    const { service, action } = this.contract;
+    const timeout = timeoutError({ service, action, timeoutMs: this.timeoutMs });
+    endServing(this.rt, this.service, action, undefined, this.started, timeout);
+    this.reject(ChassisError.fromJSON(timeout.toJSON()));
+  }
 }

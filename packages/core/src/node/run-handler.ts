@@ -20,21 +20,43 @@ export async function runInContext<T>(
   race: boolean,
   run: (ctx: Context) => Promise<T> | T,
 ): Promise<T> {
-  const { service } = invocation;
-  const ctx = new HandlerContext(rt.outbound, service.name, rt.id, origin, attempt, span, rt.log, rt.flags);
-  rt.inFlight.add(ctx);
+  const ctx = enterHandler(rt, invocation.service.name, origin, attempt, span);
   try {
-    // Extensions wrap the handler, outermost first, all inside the handler's async context.
-    const work = (
-      rt.arounds.length === 0
-        ? contextStorage.run(ctx, run, ctx)
-        : contextStorage.run(ctx, () => wrapped(rt, 0, { ...invocation, ctx }, run))
-    ) as Promise<T> | T;
+    const work = startInContext(rt, invocation, ctx, run);
     return race ? await Promise.race([work, ctx.expiry()]) : await work;
   } finally {
-    ctx.finish();
-    rt.inFlight.delete(ctx);
+    leaveHandler(rt, ctx);
   }
+}
+
+/** A handler's context, counted in flight (aborted if a drain gives up on it) until `leaveHandler`. */
+export function enterHandler(
+  rt: NodeRuntime,
+  service: string,
+  origin: Origin,
+  attempt: number,
+  span: Span,
+): HandlerContext {
+  const ctx = new HandlerContext(rt.outbound, service, rt.id, origin, attempt, span, rt.log, rt.flags);
+  rt.inFlight.add(ctx);
+  return ctx;
+}
+
+export function leaveHandler(rt: NodeRuntime, ctx: HandlerContext): void {
+  ctx.finish();
+  rt.inFlight.delete(ctx);
+}
+
+/** Starts a handler inside its async context; extensions wrap it, outermost first, inside it too. */
+export function startInContext<T>(
+  rt: NodeRuntime,
+  invocation: Omit<Invocation, 'ctx'>,
+  ctx: HandlerContext,
+  run: (ctx: Context) => Promise<T> | T,
+): Promise<T> | T {
+  return rt.arounds.length === 0
+    ? contextStorage.run(ctx, run, ctx)
+    : contextStorage.run(ctx, () => wrapped(rt, 0, { ...invocation, ctx }, run));
 }
 
 /** The handler inside the extensions from the `index`th inwards. */

@@ -13,6 +13,7 @@ import { Registry } from '../registry.ts';
 import type { ServiceDefinition } from '../service.ts';
 import { memoryTransport } from '../transports/memory.ts';
 import type { Consumer, Transport, TransportStatus } from '../transports/transport.ts';
+import { CallDeadlines } from './call-deadlines.ts';
 import { send } from './calls.ts';
 import type { HandlerContext, Outbound } from './handler-context.ts';
 import { readiness } from './health.ts';
@@ -69,6 +70,8 @@ export interface NodeRuntime {
   readonly inFlight: Roster<HandlerContext>;
   /** Local calls whose handlers still run (the caller may have stopped waiting): drained at stop. */
   readonly localCalls: Tally;
+  /** The deadlines of the local calls whose callers wait, on one timer. */
+  readonly localDeadlines: CallDeadlines;
   /** The services' scheduled work, started with the consumers and stopped with them. */
   readonly schedules: Schedules;
   /** Each contract's call policies, resolved on its first call. */
@@ -153,6 +156,7 @@ export function createRuntime(options: NodeOptions): NodeRuntime {
     consumers: [],
     inFlight: new Roster(),
     localCalls: new Tally(),
+    localDeadlines: new CallDeadlines(),
     schedules: new Schedules(),
     contractPolicies: new WeakMap(),
     handlerPolicies: new WeakMap(),

@@ -41,31 +41,42 @@ export function isWorthRetrying(error: unknown, idempotent: boolean, policy: Ret
   return idempotent || policy.nonIdempotent === true;
 }
 
-export async function withRetry<T>(
-  run: (attempt: number) => Promise<T>,
-  options: {
-    policy: RetryPolicy;
-    idempotent: boolean;
-    deadline: number;
-    budget: RetryBudget;
-    onRetry?: (event: RetryEvent) => void;
-    onBudgetExhausted?: () => void;
-  },
-): Promise<T> {
+/** What a retry loop needs to decide whether, and after how long, to try again. */
+export interface RetryOptions {
+  policy: RetryPolicy;
+  idempotent: boolean;
+  deadline: number;
+  budget: RetryBudget;
+  onRetry?: (event: RetryEvent) => void;
+  onBudgetExhausted?: () => void;
+}
+
+/**
+ * How long to wait before trying again after `error` ended attempt `attempt`, taking the retry from the
+ * budget; undefined when not to try again. The decision of `withRetry`'s loop, shared with the loop the
+ * policy engine runs each call's attempts in.
+ */
+export function retryDelay(error: unknown, attempt: number, options: RetryOptions): number | undefined {
   const { policy, budget } = options;
-  budget.recordCall();
+  if (attempt >= policy.maxAttempts || !isWorthRetrying(error, options.idempotent, policy)) return undefined;
+  const delayMs = fullJitterDelay(attempt, policy);
+  if (Date.now() + delayMs >= options.deadline) return undefined;
+  if (!budget.tryRetry()) {
+    options.onBudgetExhausted?.();
+    return undefined;
+  }
+  options.onRetry?.({ attempt, delayMs, error: error as ChassisError });
+  return delayMs;
+}
+
+export async function withRetry<T>(run: (attempt: number) => Promise<T>, options: RetryOptions): Promise<T> {
+  options.budget.recordCall();
   for (let attempt = 1; ; attempt++) {
     try {
       return await run(attempt);
     } catch (error) {
-      if (attempt >= policy.maxAttempts || !isWorthRetrying(error, options.idempotent, policy)) throw error;
-      const delayMs = fullJitterDelay(attempt, policy);
-      if (Date.now() + delayMs >= options.deadline) throw error;
-      if (!budget.tryRetry()) {
-        options.onBudgetExhausted?.();
-        throw error;
-      }
-      options.onRetry?.({ attempt, delayMs, error: error as ChassisError });
+      const delayMs = retryDelay(error, attempt, options);
+      if (delayMs === undefined) throw error;
       await sleep(delayMs);
     }
   }

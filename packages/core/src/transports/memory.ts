@@ -33,6 +33,66 @@ interface Delivery<T> {
   attempt: number;
   /** When it was queued (performance.now()): how long it has waited tells how far behind its consumers are. */
   since: number;
+  /** Its neighbours in the broker's `PendingDeliveries`, while it is listed there (event deliveries only). */
+  older: Delivery<T> | undefined;
+  newer: Delivery<T> | undefined;
+  listed: boolean;
+}
+
+/**
+ * The event deliveries not yet handled (queued or being handled) of every queue someone consumes, oldest
+ * first, so that how long the oldest has been pending — how far the process is behind with the work it
+ * accepted — is read in O(1) on every call from outside, however many subscriptions there are. A list
+ * linked through the deliveries themselves: a delivery is appended when queued (no delivery queued later
+ * is older), unlinked when handled, and a queue's are taken out while nobody consumes it and merged back
+ * in by age when somebody does again (rare: a node starting or stopping).
+ */
+class PendingDeliveries {
+  private oldest: Delivery<unknown> | undefined;
+  private newest: Delivery<unknown> | undefined;
+
+  /** How long the oldest delivery listed has been pending, in ms; 0 for none (without reading the clock). */
+  delayMs(): number {
+    return this.oldest === undefined ? 0 : performance.now() - this.oldest.since;
+  }
+
+  /** Lists a delivery just queued: the newest there is. */
+  append(delivery: Delivery<unknown>): void {
+    this.insertBefore(delivery, undefined);
+  }
+
+  /** Lists deliveries (oldest first) of a queue that has a consumer again, each where its age puts it. */
+  merge(deliveries: Iterable<Delivery<unknown>>): void {
+    let next = this.oldest;
+    for (const delivery of deliveries) {
+      if (delivery.listed) continue;
+      while (next !== undefined && next.since <= delivery.since) next = next.newer;
+      this.insertBefore(delivery, next);
+    }
+  }
+
+  remove(delivery: Delivery<unknown>): void {
+    if (!delivery.listed) return;
+    delivery.listed = false;
+    if (delivery.older === undefined) this.oldest = delivery.newer;
+    else delivery.older.newer = delivery.newer;
+    if (delivery.newer === undefined) this.newest = delivery.older;
+    else delivery.newer.older = delivery.older;
+    delivery.older = undefined;
+    delivery.newer = undefined;
+  }
+
+  /** Links `delivery` in before `next` (at the newest end when `next` is undefined). */
+  private insertBefore(delivery: Delivery<unknown>, next: Delivery<unknown> | undefined): void {
+    const older = next === undefined ? this.newest : next.older;
+    delivery.listed = true;
+    delivery.older = older;
+    delivery.newer = next;
+    if (older === undefined) this.oldest = delivery;
+    else older.newer = delivery;
+    if (next === undefined) this.newest = delivery;
+    else next.older = delivery;
+  }
 }
 
 type Deliver<T> = (delivery: Delivery<T>) => Promise<void>;
@@ -55,14 +115,31 @@ class MemoryQueue<T> {
   private readonly isExpired: (item: T) => boolean;
   /** Told each time a delivery ends or a consumer leaves: what is pending went down. */
   private readonly settled: () => void;
+  /** Where an event queue lists its deliveries not yet handled while it has consumers (admission). */
+  private readonly pending: PendingDeliveries | undefined;
 
-  constructor(isExpired: (item: T) => boolean = () => false, settled: () => void = () => undefined) {
+  constructor(
+    isExpired: (item: T) => boolean = () => false,
+    settled: () => void = () => undefined,
+    pending?: PendingDeliveries,
+  ) {
     this.isExpired = isExpired;
     this.settled = settled;
+    this.pending = pending;
   }
 
   push(item: T, attempt = 1): void {
-    this.waiting.push({ item, attempt, since: performance.now() });
+    const delivery: Delivery<T> = {
+      item,
+      attempt,
+      since: performance.now(),
+      older: undefined,
+      newer: undefined,
+      listed: false,
+    };
+    this.waiting.push(delivery);
+    // Pending behind work in this process only while someone here consumes the queue.
+    if (this.consumers.length > 0) this.pending?.append(delivery);
     this.dispatch();
   }
 
@@ -74,26 +151,12 @@ class MemoryQueue<T> {
     return this.waiting.length;
   }
 
-  /**
-   * How long the oldest delivery not yet handled has been in the queue (waiting for a consumer or being
-   * handled), in ms; 0 while nobody consumes (what waits is for a later process, not behind work in this
-   * one). Being handled counts: with a prefetch of ten, ten deliveries of a subscription may crawl along
-   * on a saturated event loop while none waits.
-   */
-  delayMs(now: number): number {
-    if (this.consumers.length === 0) return 0;
-    let oldest = this.waiting[0]?.since ?? now;
-    // The first taken of those being handled: taken in queue order, so the oldest but for a redelivery.
-    for (const delivery of this.handling) {
-      oldest = Math.min(oldest, delivery.since);
-      break;
-    }
-    return now - oldest;
-  }
-
   addConsumer(capacity: number, deliver: Deliver<T>): QueueConsumer<T> {
     const consumer: QueueConsumer<T> = { capacity: Math.max(1, capacity), inFlight: 0, active: true, deliver };
     this.consumers.push(consumer);
+    // Its first consumer: what it holds is pending behind work in this process again. Those being handled
+    // were taken before those waiting, in queue order, so this is oldest first.
+    if (this.consumers.length === 1) this.pending?.merge([...this.handling, ...this.waiting]);
     this.dispatch();
     this.settled();
     return consumer;
@@ -103,6 +166,11 @@ class MemoryQueue<T> {
     consumer.active = false;
     const index = this.consumers.indexOf(consumer);
     if (index >= 0) this.consumers.splice(index, 1);
+    // Nobody consumes it: what waits is for a later process, not behind work in this one.
+    if (this.consumers.length === 0 && this.pending) {
+      for (const delivery of this.handling) this.pending.remove(delivery);
+      for (const delivery of this.waiting) this.pending.remove(delivery);
+    }
     this.settled();
   }
 
@@ -122,7 +190,10 @@ class MemoryQueue<T> {
       const consumer = this.pickConsumer();
       if (!consumer) return;
       const delivery = this.waiting.shift()!;
-      if (this.isExpired(delivery.item)) continue;
+      if (this.isExpired(delivery.item)) {
+        this.pending?.remove(delivery);
+        continue;
+      }
       consumer.inFlight++;
       this.handling.add(delivery);
       // Delivered on a later tick, as from a socket, so a handler never runs inside its caller's stack.
@@ -133,6 +204,7 @@ class MemoryQueue<T> {
           .finally(() => {
             consumer.inFlight--;
             this.handling.delete(delivery);
+            this.pending?.remove(delivery);
             this.dispatch();
             this.settled();
           });
@@ -161,6 +233,8 @@ export class MemoryBroker {
   /** Work from outside waiting to be admitted (see `admit`), in arrival order. */
   private readonly admissions: { maxDelayMs: number; admit: () => void }[] = [];
   private readonly settled = (): void => this.admitWaiting();
+  /** Every event delivery pending in a queue someone consumes, oldest first. */
+  private readonly pendingEvents = new PendingDeliveries();
 
   rpcQueue(service: string): MemoryQueue<PendingRequest> {
     let queue = this.rpc.get(service);
@@ -175,7 +249,7 @@ export class MemoryBroker {
     const name = subscriptionName(binding);
     let queue = this.queues.get(name);
     if (!queue) {
-      queue = new MemoryQueue<WireMessage>(undefined, this.settled);
+      queue = new MemoryQueue<WireMessage>(undefined, this.settled, this.pendingEvents);
       this.queues.set(name, queue);
       const bound = this.bindings.get(binding.event) ?? new Set();
       bound.add(name);
@@ -190,10 +264,7 @@ export class MemoryBroker {
    * behind with the work it accepted.
    */
   eventDelayMs(): number {
-    const now = performance.now();
-    let delay = 0;
-    for (const queue of this.queues.values()) delay = Math.max(delay, queue.delayMs(now));
-    return delay;
+    return this.pendingEvents.delayMs();
   }
 
   /**

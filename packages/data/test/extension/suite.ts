@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { action, type ChassisError, defineService, event, handle, on, type ServiceDefinition } from '@chassis/core';
-import { commit, type DataExtension, database, dataExtension, openEventStore, sql } from '@chassis/data';
+import { commit, type DataExtension, database, dataExtension, openEventStore, outboxChannel, sql } from '@chassis/data';
 import { type DatabaseTarget, memoryTarget, useCluster, waitUntil } from '@chassis/testing';
 import type { Generated } from 'kysely';
 import { z } from 'zod';
@@ -389,6 +389,43 @@ export function extensionSuite(target: DatabaseTarget): void {
       assert.ok(commits >= 1, `transactions counted: ${commits}`);
       // The figures are the database handle's own (which the relay has gone on adding to since).
       assert.ok(sample(after, 'chassis_db_statements_total') <= data.database.usage.statements);
+    });
+
+    it(`[${target.name}] a node whose relay leads its service commits events without NOTIFY and tells the relay itself; another node's commits notify it`, async () => {
+      const s = slice();
+      const url = await target.newDatabase();
+      // Polls too rare to explain anything below: whatever is published promptly was announced.
+      const relayPollIntervalMs = 120_000;
+      const leaderData = dataExtension({ url, relayPollIntervalMs });
+      const leader = await cluster.startNode([s.orders, s.ledger], { extensions: [leaderData] });
+      const notifications: string[] = [];
+      const unlisten = await leaderData.database.listen(outboxChannel(s.orders.name), (payload) =>
+        notifications.push(payload),
+      );
+      try {
+        const handled = (n: number, what: string) =>
+          waitUntil(async () => (await count(leaderData, s.ledger.name, 'reservations')) === n, {
+            what,
+            timeoutMs: 15_000,
+          });
+        // Published at all: this node's relay leads (it is the only one), whichever way the first was told.
+        await leader.call(s.sellShares, { accountId: '101', symbol: 'BHP', quantity: 1 });
+        await handled(1, 'the first order_created');
+        notifications.length = 0;
+        for (let i = 0; i < 3; i++) await leader.call(s.sellShares, { accountId: '101', symbol: 'BHP', quantity: 2 });
+        await handled(4, 'order_created of the leading node, told in-process');
+        assert.deepEqual(notifications, [], 'the leading node sent no NOTIFY');
+
+        // A second instance of orders, which does not lead: its commit wakes the leader by NOTIFY. (It shares
+        // the open database, which a PGlite in memory must; on PostgreSQL it would be the same as its URL.)
+        const followerData = dataExtension({ database: leaderData.database, relayPollIntervalMs });
+        const follower = await cluster.startNode([s.orders], { extensions: [followerData] });
+        await follower.call(s.sellShares, { accountId: '101', symbol: 'BHP', quantity: 3 });
+        await handled(5, 'order_created of the other node, announced by NOTIFY');
+        assert.equal(notifications.length, 1, 'the other node notified once');
+      } finally {
+        await unlisten();
+      }
     });
 
     it(`[${target.name}] readiness checks the database`, async () => {

@@ -1,0 +1,4 @@
+import { memoryTarget, pgliteTarget } from '@chassis/testing';
+import { groupCommitSuite } from './group-commit/suite.ts';
+
+groupCommitSuite(memoryTarget(), pgliteTarget());
