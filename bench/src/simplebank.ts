@@ -5,7 +5,12 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Database } from '@chassis/data';
-import { distributedTopology, launchDistributed, SIMPLEBANK_NODE_ARGS } from '@chassis/simplebank/launcher';
+import {
+  distributedTopology,
+  launchDistributed,
+  SIMPLEBANK_MALLOC_ENV,
+  SIMPLEBANK_NODE_ARGS,
+} from '@chassis/simplebank/launcher';
 import { freePort, servers } from '@chassis/testing';
 import pg from 'pg';
 import {
@@ -428,6 +433,8 @@ interface EmbeddedReport {
 async function startEmbedded(folder: string, customers: number) {
   const child = fork(new URL('./simplebank-embedded.ts', import.meta.url).pathname, [folder, String(customers)], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    // `npm start`'s malloc settings, as main.ts gives them; those set here already win.
+    env: { ...SIMPLEBANK_MALLOC_ENV, ...process.env },
     // `BENCH_EMBEDDED_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof"` profiles the bank itself.
     // `npm start`'s flags, as package.json gives them.
     execArgv: [
