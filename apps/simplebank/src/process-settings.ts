@@ -10,6 +10,12 @@
  * 2-core machine, 15 s of 8 clients against the embedded bank: RSS after the load 414–457 → 336–375 MB,
  * 10 s later 432–473 → 272–292 MB; scavenge pauses 5.1–5.8 → 6.9 ms per order. Distributed, at
  * 8 MB: 15–30 MB less RSS a process after the load.
+ *
+ * Not here: `--optimize-for-size`. It makes V8 grow its old generation by little before it collects —
+ * the embedded bank's heap right after 15 s of 8 clients 60 MB instead of 121–183 (~50 live either way),
+ * RSS after the load 227–256 MB instead of 304–374, distributed 111–132 MB a process instead of 148–171
+ * — but in alternating runs it took 39.6–50.2 ms of CPU per order at 17–23 completed orders/s against
+ * 29.9–33.5 ms at 30–32 without it, and the idle bank 5.4–6.0% of a core against 0.6–1.2%.
  */
 export const SIMPLEBANK_NODE_ARGS: readonly string[] = ['--max-semi-space-size=16'];
 
@@ -19,8 +25,9 @@ export const SIMPLEBANK_NODE_ARGS: readonly string[] = ['--max-semi-space-size=1
  * (up to 32 MB mmap'd, 64 MB trimmed) so that what a burst of compiling and collecting freed stays
  * resident. Two arenas, and the thresholds held at their defaults of 128 kB (setting the trim threshold
  * stops glibc from raising either). Measured on the embedded bank after 15 s of 8 clients (loaded
- * 2-core machine): the memory outside V8's heap and PGlite's WebAssembly memory 200–234 → 152–160 MB;
- * two arenas alone did not change it (200–234).
+ * 2-core machine): the memory outside V8's heap and PGlite's WebAssembly memory 194–234 → 136–160 MB;
+ * two arenas alone did not change it (200–234). CPU per order, the machine quieter: 29.9–33.5 ms at
+ * 30–32 completed orders/s against 31.7 at 27 without them.
  */
 export const SIMPLEBANK_MALLOC_ENV: Readonly<Record<string, string>> = {
   MALLOC_ARENA_MAX: '2',
