@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { startSimplebank } from '@chassis/simplebank/system';
 import {
   lastCompletedAt,
@@ -18,14 +19,74 @@ import {
  * argv: <pglite folder> <customers>
  */
 
-export type EmbeddedAsk = { ask: 'counts' } | { ask: 'lastCompletedAt' } | { ask: 'terminalTimes'; orderIds: string[] };
+export type EmbeddedAsk =
+  | { ask: 'counts' }
+  | { ask: 'lastCompletedAt' }
+  | { ask: 'terminalTimes'; orderIds: string[] }
+  | { ask: 'memory' };
 
 export type EmbeddedQuestion = EmbeddedAsk & { id: number };
 
 export type EmbeddedMessage =
   | { ready: true; url: string; customers: Awaited<ReturnType<typeof seedCustomers>> }
-  | { id: number; answer: TerminalCounts | number | Record<string, number> }
+  | { id: number; answer: TerminalCounts | number | Record<string, number> | MemoryBreakdown }
   | { id: number; error: string };
+
+/** Where the process's resident memory is, MB: V8's heap, and what is outside it (PGlite's WebAssembly memory, malloc). */
+export interface MemoryBreakdown {
+  rss: number;
+  /** V8's heap as committed (what of it is resident) and as used by live objects after the last collection. */
+  heapTotal: number;
+  heapUsed: number;
+  /** ArrayBuffers and WebAssembly memory that V8 knows of (PGlite's heap among them), reserved size. */
+  external: number;
+  /** PGlite's WebAssembly memory: its size, and how much of it is resident (from /proc/self/smaps). */
+  wasm: number;
+  wasmResident: number;
+}
+
+/** Every WebAssembly memory made in this process (PGlite's), to say how large it has grown. */
+interface WasmMemory {
+  buffer: ArrayBuffer;
+}
+// The project's TypeScript libraries leave WebAssembly's JavaScript API out.
+const wasm = (globalThis as unknown as { WebAssembly: { Memory: new (descriptor: object) => WasmMemory } }).WebAssembly;
+const wasmMemories: WasmMemory[] = [];
+wasm.Memory = new Proxy(wasm.Memory, {
+  construct(target, args: [object]) {
+    const memory = new target(...args);
+    wasmMemories.push(memory);
+    return memory;
+  },
+});
+
+/** Resident MB of each readable-writable mapping of exactly `bytes`, the WebAssembly memory's accessible part. */
+function residentOfMappingsSized(bytes: number): number {
+  let resident = 0;
+  let matching = false;
+  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
+    const range = /^([0-9a-f]+)-([0-9a-f]+) rw/.exec(line);
+    if (range) matching = Number.parseInt(range[2]!, 16) - Number.parseInt(range[1]!, 16) === bytes;
+    else if (/^[0-9a-f]+-/.test(line)) matching = false;
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss && matching) resident += Number(rss[1]) / 1024;
+  }
+  return resident;
+}
+
+function memoryBreakdown(): MemoryBreakdown {
+  const usage = process.memoryUsage();
+  const mb = (bytes: number) => bytes / 1048576;
+  const wasmBytes = wasmMemories.map((memory) => memory.buffer.byteLength);
+  return {
+    rss: mb(usage.rss),
+    heapTotal: mb(usage.heapTotal),
+    heapUsed: mb(usage.heapUsed),
+    external: mb(usage.external),
+    wasm: mb(wasmBytes.reduce((sum, bytes) => sum + bytes, 0)),
+    wasmResident: [...new Set(wasmBytes)].reduce((sum, bytes) => sum + residentOfMappingsSized(bytes), 0),
+  };
+}
 
 const [folder, count] = process.argv.slice(2);
 const send = (message: EmbeddedMessage) => process.send?.(message);
@@ -40,6 +101,10 @@ const bank = await startSimplebank({
 });
 const customers = await seedCustomers(bank.database, Number(count));
 process.on('message', (question: EmbeddedQuestion) => {
+  if (question.ask === 'memory') {
+    send({ id: question.id, answer: memoryBreakdown() });
+    return;
+  }
   const answer =
     question.ask === 'counts'
       ? terminalCounts(bank.database)

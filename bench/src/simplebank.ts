@@ -5,7 +5,12 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Database } from '@chassis/data';
-import { distributedTopology, launchDistributed, SIMPLEBANK_NODE_ARGS } from '@chassis/simplebank/launcher';
+import {
+  distributedTopology,
+  launchDistributed,
+  SIMPLEBANK_MALLOC_ENV,
+  SIMPLEBANK_NODE_ARGS,
+} from '@chassis/simplebank/launcher';
 import { freePort, servers } from '@chassis/testing';
 import pg from 'pg';
 import {
@@ -19,7 +24,7 @@ import {
 } from './harness.ts';
 import { pgbench } from './pgbench.ts';
 import { cpuUsedBetween, readProcessCpu } from './process-cpu.ts';
-import type { EmbeddedAsk, EmbeddedMessage } from './simplebank-embedded.ts';
+import type { EmbeddedAsk, EmbeddedMessage, MemoryBreakdown } from './simplebank-embedded.ts';
 import { type FloorResult, runFloor } from './simplebank-floor.ts';
 import {
   type Customer,
@@ -416,6 +421,9 @@ interface EmbeddedReport {
   rssMbAfterLoad: number | undefined;
   /** Once the process has gone quiet after the load: V8 has collected what the load left behind. */
   rssMbIdle: number | undefined;
+  /** Where that memory is, as the process sees it: right after the load and once quiet. */
+  memoryAfterLoad: MemoryBreakdown;
+  memoryIdle: MemoryBreakdown;
   /** How long the process took to go quiet after the last order ended (its post-load collection). */
   quietAfterSeconds: number;
   idleCorePercent: number;
@@ -425,6 +433,8 @@ interface EmbeddedReport {
 async function startEmbedded(folder: string, customers: number) {
   const child = fork(new URL('./simplebank-embedded.ts', import.meta.url).pathname, [folder, String(customers)], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    // `npm start`'s malloc settings, as main.ts gives them; those set here already win.
+    env: { ...SIMPLEBANK_MALLOC_ENV, ...process.env },
     // `BENCH_EMBEDDED_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof"` profiles the bank itself.
     // `npm start`'s flags, as package.json gives them.
     execArgv: [
@@ -455,7 +465,8 @@ async function startEmbedded(folder: string, customers: number) {
     lastCompletedAt: () => ask({ ask: 'lastCompletedAt' }),
     terminalTimes: (orderIds) => ask({ ask: 'terminalTimes', orderIds: [...orderIds] }),
   };
-  return { child, probe, ...(await ready) };
+  const memory = () => ask<MemoryBreakdown>({ ask: 'memory' });
+  return { child, probe, memory, ...(await ready) };
 }
 
 function cpuSecondsOf(child: ChildProcess): number {
@@ -509,12 +520,21 @@ async function runEmbedded(): Promise<EmbeddedReport> {
       });
     }
     const rssAfterLoad = rssMb(bank.child.pid);
+    const memoryAfterLoad = await bank.memory();
     const quietAfterSeconds = await quiet([bank.child.pid!]);
     console.log(`  embedded: quiet ${fixed(quietAfterSeconds, 1)} s after the load; idle for ${IDLE_SECONDS} s …`);
     const idleBefore = cpuSecondsOf(bank.child);
     await sleep(IDLE_SECONDS * 1000);
     const idleCorePercent = ((cpuSecondsOf(bank.child) - idleBefore) / IDLE_SECONDS) * 100;
-    return { rows, rssMbAfterLoad: rssAfterLoad, rssMbIdle: rssMb(bank.child.pid), quietAfterSeconds, idleCorePercent };
+    return {
+      rows,
+      rssMbAfterLoad: rssAfterLoad,
+      rssMbIdle: rssMb(bank.child.pid),
+      memoryAfterLoad,
+      memoryIdle: await bank.memory(),
+      quietAfterSeconds,
+      idleCorePercent,
+    };
   } finally {
     const exited = new Promise((resolve) => bank.child.once('exit', resolve));
     bank.child.kill('SIGTERM');
@@ -545,7 +565,15 @@ async function quiet(pids: readonly number[]): Promise<number> {
   return (Date.now() - start) / 1000;
 }
 
-function printEmbedded({ rows, rssMbAfterLoad, rssMbIdle, quietAfterSeconds, idleCorePercent }: EmbeddedReport) {
+function printEmbedded({
+  rows,
+  rssMbAfterLoad,
+  rssMbIdle,
+  memoryAfterLoad,
+  memoryIdle,
+  quietAfterSeconds,
+  idleCorePercent,
+}: EmbeddedReport) {
   console.log(
     `\nSimpleBank embedded (npm start's topology: one process, memory transport, PGlite), closed loop (${DURATION_MS / 1000} s)`,
   );
@@ -589,6 +617,9 @@ function printEmbedded({ rows, rssMbAfterLoad, rssMbIdle, quietAfterSeconds, idl
     `Resident memory right after the load: ${fixed(rssMbAfterLoad)} MB; once quiet (${fixed(quietAfterSeconds, 1)} s later): ${fixed(rssMbIdle)} MB. ` +
       `Idle then: ${fixed(idleCorePercent, 2)}% of a core (CPU over ${IDLE_SECONDS} s).`,
   );
+  const breakdown = (m: MemoryBreakdown) =>
+    `V8 heap ${fixed(m.heapTotal)} (${fixed(m.heapUsed)} used), PGlite's WebAssembly memory ${fixed(m.wasm)} (${fixed(m.wasmResident)} resident), the rest ${fixed(m.rss - m.heapTotal - m.wasmResident)}`;
+  console.log(`  MB after the load: ${breakdown(memoryAfterLoad)}; once quiet: ${breakdown(memoryIdle)}.`);
   console.log(
     'Goals (issue 12): at least 50 completed orders/s with 8 clients, every order ended within 2 s of its acceptance, at most 10 ms CPU per order; at most 250 MB; idle at most 1% of a core.',
   );

@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { createDatabaseIfMissing } from '@chassis/data';
 import { processGroup, type RunningProcess } from '@chassis/testing';
+import { SIMPLEBANK_MALLOC_ENV, SIMPLEBANK_NODE_ARGS } from './process-settings.ts';
 
 /** One process of a distributed SimpleBank: which services it hosts, and whether the gateway. */
 export interface ProcessSpec {
@@ -40,16 +41,8 @@ export interface DistributedSimplebank {
   stop(): Promise<void>;
 }
 
-/**
- * Node.js flags every SimpleBank process runs with (`npm start` passes the same, in package.json).
- * Node 24 lets V8's young generation grow to two 64 MB semi-spaces on a 64-bit build without pointer
- * compression, and a busy SimpleBank process fills them: 128 MB of heap that only the memory reducer
- * gives back, seconds after the load. 16 MB a semi-space is Node 22's default. Measured on a loaded
- * 2-core machine, 15 s of 8 clients against the embedded bank: RSS after the load 414–457 → 336–375 MB,
- * 10 s later 432–473 → 272–292 MB; scavenge pauses 5.1–5.8 → 6.9 ms per order. Distributed, at
- * 8 MB: 15–30 MB less RSS a process after the load.
- */
-export const SIMPLEBANK_NODE_ARGS: readonly string[] = ['--max-semi-space-size=16'];
+// What every SimpleBank process runs with; the bench gives its embedded bank the same.
+export { SIMPLEBANK_MALLOC_ENV, SIMPLEBANK_NODE_ARGS } from './process-settings.ts';
 
 const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url));
 const EXCHANGE = fileURLToPath(new URL('../exchange-simulator/main.ts', import.meta.url));
@@ -100,6 +93,7 @@ export async function launchDistributed(options: DistributedOptions): Promise<Di
       // Given flags last: `--max-semi-space-size=64` there overrides ours.
       nodeArgs: [...SIMPLEBANK_NODE_ARGS, ...(options.nodeArgs ?? [])],
       env: {
+        ...SIMPLEBANK_MALLOC_ENV,
         CHASSIS_TRANSPORT: options.transport,
         DATABASE_URL: options.databaseUrl,
         SERVICES: spec.services,

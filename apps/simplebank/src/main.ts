@@ -1,7 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { requestJson } from './http-client.ts';
-import { migrateSimplebank } from './migrate.ts';
-import { startSimplebank } from './system.ts';
+import { withProcessSettings } from './process-settings.ts';
+
+// Before anything is loaded: this may start the process again, with its memory settings.
+withProcessSettings();
+const [{ requestJson }, { migrateSimplebank }, { startSimplebank }] = await Promise.all([
+  import('./http-client.ts'),
+  import('./migrate.ts'),
+  import('./system.ts'),
+]);
 
 /**
  * `npm start`: SimpleBank with every service in this one process (memory transport, PGlite in

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { SIMPLEBANK_NODE_ARGS } from '../src/launcher.ts';
+import { fileURLToPath } from 'node:url';
+import { SIMPLEBANK_MALLOC_ENV, SIMPLEBANK_NODE_ARGS } from '../src/launcher.ts';
 
 // `npm start` cannot import the launcher's flags, so its script repeats them: this keeps the two alike.
 test("npm start runs the embedded bank with the launcher's Node.js flags", () => {
@@ -12,4 +14,34 @@ test("npm start runs the embedded bank with the launcher's Node.js flags", () =>
     const start = scripts.start!.split(' ');
     for (const flag of SIMPLEBANK_NODE_ARGS) assert.ok(start.includes(flag), `${file}'s start lacks ${flag}`);
   }
+});
+
+const SETTINGS = fileURLToPath(new URL('../src/process-settings.ts', import.meta.url));
+
+/** What a process that calls `withProcessSettings` first runs with: its malloc environment and Node flags. */
+function settingsSeenBy(env: Record<string, string | undefined>): { env: Record<string, string>; execArgv: string[] } {
+  const script = `import { withProcessSettings } from ${JSON.stringify(SETTINGS)};
+withProcessSettings();
+const env = Object.fromEntries(Object.keys(${JSON.stringify(SIMPLEBANK_MALLOC_ENV)}).map((name) => [name, process.env[name]]));
+console.log(JSON.stringify({ env, execArgv: process.execArgv }));`;
+  const withoutMalloc = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('MALLOC_')));
+  const output = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+    env: { ...withoutMalloc, ...env },
+    encoding: 'utf8',
+  });
+  return JSON.parse(output);
+}
+
+test('main.ts starts itself again with the malloc settings and Node.js flags it lacks (Linux)', {
+  skip: process.platform !== 'linux',
+}, () => {
+  const seen = settingsSeenBy({});
+  assert.deepEqual(seen.env, SIMPLEBANK_MALLOC_ENV);
+  for (const flag of SIMPLEBANK_NODE_ARGS) assert.ok(seen.execArgv.includes(flag), `${flag} missing`);
+});
+
+test('a malloc setting given in the environment is kept, and nothing added: the process is not started again', () => {
+  const seen = settingsSeenBy({ MALLOC_ARENA_MAX: '4' });
+  assert.deepEqual(seen.env, { MALLOC_ARENA_MAX: '4' });
+  for (const flag of SIMPLEBANK_NODE_ARGS) assert.ok(!seen.execArgv.includes(flag), `${flag} added anyway`);
 });
