@@ -122,7 +122,7 @@ describe('the dashboard in a browser, against SimpleBank', { skip }, () => {
     await orders.getByText('orders.sellShares').click();
     const schema = await orders.getByLabel('orders.sellShares input schema').textContent();
     assert.match(schema ?? '', /"accountId"/, 'the input contract as JSON Schema');
-    await orders.getByText('market.order_placed').first().waitFor();
+    await orders.getByText('market.trade_executed').first().waitFor();
     await shoot('catalog');
     // By keyboard: from the search box, Tab reaches the first service; Enter opens it; focus is visible.
     await page.getByLabel('Find a service, action or event').focus();
