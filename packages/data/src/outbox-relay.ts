@@ -124,13 +124,6 @@ export class OutboxRelay {
   private pollDelayMs: number;
   /** The last batch found the outbox empty: nothing waiting, nothing failed. */
   private empty = false;
-  /**
-   * Rows this leader published and has not marked yet: marked by the statement that reads its next batch,
-   * when the loop reads one at once (the batch was full, or a commit came while it ran) — one statement,
-   * and one transaction, fewer a batch. Empty otherwise: an idle relay leaves nothing unmarked; a crash
-   * in between publishes them again, as a crash between publishing and marking always could.
-   */
-  private unmarked: number[] = [];
   /** Ids of the rows this relay published last (see `notified`), oldest first. */
   private readonly published = new Set<number>();
   /** Batches of this relay run one after another (the loop, `flush`, the drain at stop). */
@@ -260,7 +253,6 @@ export class OutboxRelay {
     await this.cycle;
     try {
       await this.flush(Date.now() + this.drainTimeoutMs);
-      await this.markLeftovers();
     } catch (error) {
       this.onError(error);
     }
@@ -303,16 +295,6 @@ export class OutboxRelay {
   nudge(highestId?: number): void {
     if (highestId !== undefined && this.published.has(highestId)) return;
     this.wake(false);
-  }
-
-  /** Rows published and left unmarked for a next batch that did not come (the drain found another leading). */
-  private async markLeftovers(): Promise<void> {
-    const unmarked = this.unmarked;
-    if (unmarked.length === 0) return;
-    this.unmarked = [];
-    await sql`update ${sql.id(this.service, TABLE)} set sent_at = clock_timestamp() where id = any(${unmarked})`.execute(
-      this.db.kysely,
-    );
   }
 
   /**
@@ -397,7 +379,7 @@ export class OutboxRelay {
       this.wanted = false;
       let outcome: BatchOutcome;
       try {
-        outcome = await this.batch(true);
+        outcome = await this.batch();
       } catch (error) {
         this.backOff(error);
         return;
@@ -425,26 +407,19 @@ export class OutboxRelay {
     this.onError(error);
   }
 
-  /** One batch; `looping`: run by the wake-up loop, which reads the next batch at once if one is wanted. */
-  private batch(looping = false): Promise<BatchOutcome> {
+  private batch(): Promise<BatchOutcome> {
     const run = this.tail.then(() => {
       const leadership = this.leadership;
-      return leadership ? this.leaderBatch(leadership, looping) : this.lockedBatch();
+      return leadership ? this.leaderBatch(leadership) : this.lockedBatch();
     });
     this.tail = run.catch(() => undefined);
     return run;
   }
 
   /** The leader's batch: its statements on its own session, each committed alone. */
-  private async leaderBatch(leadership: Leadership, looping: boolean): Promise<BatchOutcome> {
+  private async leaderBatch(leadership: Leadership): Promise<BatchOutcome> {
     const parked: ParkedOutboxRow[] = [];
-    // Marking can wait for the next batch only if the loop reads one at once: this one was full, or a
-    // commit came while it ran.
-    const outcome = await this.publishReady(
-      (query) => leadership.execute(query),
-      parked,
-      (read) => looping && (this.wanted || read === this.batchSize),
-    );
+    const outcome = await this.publishReady((query) => leadership.execute(query), parked);
     for (const row of parked) this.onParked(row);
     return outcome;
   }
@@ -504,30 +479,17 @@ export class OutboxRelay {
   private async publishReady(
     execute: <R>(query: RawBuilder<R>) => Promise<R[]>,
     parked: ParkedOutboxRow[],
-    deferMarking: (read: number) => boolean = () => false,
   ): Promise<BatchOutcome> {
     const table = sql.id(this.service, TABLE);
-    const mysql = this.db.kind === 'mysql';
     // The committed unsent rows in the order they were written (see Order in outbox.ts): a row that commits
-    // later with a smaller id is not skipped, since rows are marked, not passed by a cursor. The rows the
-    // last batch left unmarked are marked by the same statement (its select does not see that update,
-    // hence the exclusion).
-    const unmarked = this.unmarked;
-    const ready =
-      unmarked.length === 0
-        ? await execute(sql<Row>`
-            select id, event, headers, body, attempts from ${table}
-            where sent_at is null and parked_at is null
-            order by id
-            limit ${this.batchSize}`)
-        : await execute(sql<Row>`
-            with marked as (update ${table} set sent_at = clock_timestamp() where id = any(${unmarked}))
-            select id, event, headers, body, attempts from ${table}
-            where sent_at is null and parked_at is null and id <> all(${unmarked})
-            order by id
-            limit ${this.batchSize}`);
-    this.unmarked = [];
+    // later with a smaller id is not skipped, since rows are marked, not passed by a cursor.
+    const ready = await execute(sql<Row>`
+      select id, event, headers, body, attempts from ${table}
+      where sent_at is null and parked_at is null
+      order by id
+      limit ${this.batchSize}`);
     if (ready.length === 0) return { read: 0, published: 0 };
+    const mysql = this.db.kind === 'mysql';
     if (mysql) for (const row of ready) row.headers = headersOf(row.headers as Record<string, string> | string);
     const sent: number[] = [];
     const failed: Failed[] = [];
@@ -595,8 +557,6 @@ export class OutboxRelay {
     }
     if (sent.length > 0 && mysql) {
       await execute(sql`update ${table} set sent_at = current_timestamp(6) where id in (${sql.join(sent)})`);
-    } else if (sent.length > 0 && failure === undefined && this.state === 'running' && deferMarking(ready.length)) {
-      this.unmarked = sent;
     } else if (sent.length > 0) {
       await execute(sql`update ${table} set sent_at = clock_timestamp() where id = any(${sent})`);
     }

@@ -514,32 +514,6 @@ export function outboxSuite(target: DatabaseTarget): void {
       await relay.stop();
     });
 
-    it(`[${target.name}] a leading relay with more to read marks each batch in the statement that reads the next`, async () => {
-      const { db, service } = await fresh();
-      const broker = recorder();
-      const relay = await startRelay(db, service, broker.publish, { batchSize: 2, pollIntervalMs: 600_000 });
-      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('first')]));
-      await waitUntil(() => broker.got.length === 1, { what: 'the first event: the relay leads' });
-      await sleep(300);
-      const before = db.usage.statements;
-      const burst = ['b-1', 'b-2', 'b-3', 'b-4', 'b-5', 'b-6', 'b-7'];
-      await db.transaction((trx) =>
-        writeOutbox(
-          trx,
-          service,
-          burst.map((id) => orderCreated(id)),
-        ),
-      );
-      await waitUntil(() => broker.got.length === 8, { intervalMs: 5, what: 'the burst' });
-      await sleep(300);
-      const statements = db.usage.statements - before;
-      // The insert, then reads of 2, 2, 2 and 1 rows, each marking the batch before it, and one marking
-      // the last batch (or one more read doing it): 6. With a marking statement a batch it was 9 or more.
-      assert.ok(statements <= 6, `${statements} statements for one insert and four batches`);
-      assert.deepEqual(broker.ids(), ['first', ...burst]);
-      await assertDrained(relay);
-    });
-
     it(`[${target.name}] a leader's dropped connection is made again: what committed meanwhile goes out, and commits wake it without a poll`, {
       skip: target.name === 'pglite' && 'PGlite runs in this process: it has no connection to drop',
     }, async () => {
