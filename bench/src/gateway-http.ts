@@ -5,20 +5,9 @@ import { Agent, request } from 'node:http';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
-import {
-  action,
-  ChassisError,
-  createNode,
-  defineService,
-  handle,
-  jwtVerifier,
-  MemoryBroker,
-  memoryTransport,
-  signToken,
-} from '@chassis/core';
+import { ChassisError, createNode, jwtVerifier, MemoryBroker, memoryTransport, signToken } from '@chassis/core';
 import { createGateway, route } from '@chassis/gateway';
 import Fastify from 'fastify';
-import { z } from 'zod';
 import {
   benchConcurrencies,
   benchDurationMs,
@@ -30,6 +19,7 @@ import {
   withRatios,
   writeResults,
 } from './harness.ts';
+import { getPrice, marketData, PRICES } from './market-data-service.ts';
 import { processCpuSeconds } from './process-cpu.ts';
 
 /**
@@ -58,7 +48,6 @@ const SERVERS_ROLE = 'BENCH_GATEWAY_SERVERS';
 const GOAL_RATIO = 0.7;
 
 const SECRET = 'bench-gateway-secret-at-least-32-characters';
-const PRICES: Record<string, string> = { BHP: '91.72', GOOG: '34.21', ABC: '1.17' };
 const expected = { symbol: 'BHP', price: PRICES.BHP };
 
 // ---------------------------------------------------------------------------------------------------
@@ -75,24 +64,6 @@ interface ServerAddresses {
 
 type ToServers = { type: 'stop' };
 type FromServers = { type: 'ready'; addresses: ServerAddresses } | { type: 'stopped' };
-
-const StockSymbol = z.string().regex(/^[A-Z]{1,5}$/);
-const getPrice = action('market-data.getPrice', {
-  input: z.object({ symbol: StockSymbol }),
-  output: z.object({ symbol: StockSymbol, price: z.string() }),
-  idempotent: true,
-});
-
-const marketData = defineService({
-  name: 'market-data',
-  actions: [
-    handle(getPrice, (input) => {
-      const price = PRICES[input.symbol];
-      if (!price) throw new ChassisError('NOT_FOUND', `No price for ${input.symbol}`);
-      return { symbol: input.symbol, price };
-    }),
-  ],
-});
 
 function edgeOnlyPrice(symbol: string) {
   const price = PRICES[symbol];

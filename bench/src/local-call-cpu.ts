@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector';
-import { action, ChassisError, createNode, defineService, handle, MemoryBroker, memoryTransport } from '@chassis/core';
-import { z } from 'zod';
+import { createNode, MemoryBroker, memoryTransport } from '@chassis/core';
+import { getPrice, marketData } from './market-data-service.ts';
 
 /**
  * CPU per local call, as the gateway makes it (`node.call` from outside any handler, a deadline and a
@@ -18,24 +18,6 @@ const CALLS = Number(process.env.LOCAL_CALLS ?? 200_000);
 const ROUNDS = Number(process.env.LOCAL_ROUNDS ?? 3);
 /** As the gateway's default deadline. */
 const TIMEOUT_MS = 30_000;
-
-const PRICES: Record<string, string> = { BHP: '91.72', GOOG: '34.21', ABC: '1.17' };
-const StockSymbol = z.string().regex(/^[A-Z]{1,5}$/);
-const getPrice = action('market-data.getPrice', {
-  input: z.object({ symbol: StockSymbol }),
-  output: z.object({ symbol: StockSymbol, price: z.string() }),
-  idempotent: true,
-});
-const marketData = defineService({
-  name: 'market-data',
-  actions: [
-    handle(getPrice, (input) => {
-      const price = PRICES[input.symbol];
-      if (!price) throw new ChassisError('NOT_FOUND', `No price for ${input.symbol}`);
-      return { symbol: input.symbol, price };
-    }),
-  ],
-});
 
 const node = createNode({
   services: [marketData],
