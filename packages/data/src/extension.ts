@@ -11,16 +11,16 @@ import {
   type ServiceHandle,
 } from '@chassis/core';
 import type { Kysely } from 'kysely';
-import { Counter, Gauge } from 'prom-client';
 import { type AnyTables, Database, unavailableIfDisconnected } from './database.ts';
 import { type EventSchemas, EventStore, type EventStoreOptions } from './event-store.ts';
+import { registerDataMetrics } from './extension-metrics.ts';
 import { CommitGroups, GroupShare } from './group-commit.ts';
 import { claimInbox, isInInbox } from './inbox.ts';
 import { installServiceSchema } from './install-service.ts';
 import { takeLease } from './leases.ts';
 import { dataOpsActions } from './ops.ts';
 import { OutboxRelay } from './outbox-relay.ts';
-import { type SagaDefinition, sagaStatuses } from './sagas/definition.ts';
+import type { SagaDefinition } from './sagas/definition.ts';
 import { SagaRunner, type SagaRunnerOptions } from './sagas/runner.ts';
 import { schemaPlugin } from './schema-plugin.ts';
 import { UnitOfWork } from './unit-of-work.ts';
@@ -127,11 +127,10 @@ export class DataExtension implements NodeExtension {
     const withData = node.services.filter((service) => service.migrations !== undefined);
     if (withData.length === 0) return;
     const db = await this.openAndInstall(node, withData);
-    const parkedTotal = new Counter({
-      name: 'chassis_outbox_parked_total',
-      help: 'Events a service’s outbox relay parked: refused by the transport while later events went',
-      labelNames: ['service', 'event'] as const,
-      registers: [node.metrics.registry],
+    const metrics = registerDataMetrics(node.metrics.registry, {
+      usage: db.usage,
+      relays: this.relays,
+      runners: this.runners,
     });
     for (const name of this.services) {
       const relay = new OutboxRelay(
@@ -149,7 +148,7 @@ export class DataExtension implements NodeExtension {
           onError: (error) =>
             node.log.warn({ err: error, service: name }, 'outbox relay could not publish; it will retry'),
           onParked: (row) => {
-            parkedTotal.inc({ service: name, event: row.event });
+            metrics.parked.inc({ service: name, event: row.event });
             node.log.warn(
               {
                 service: name,
@@ -167,7 +166,6 @@ export class DataExtension implements NodeExtension {
       await relay.start();
       this.relays.set(name, relay);
     }
-    this.registerMetrics(node);
     node.log.info(
       { database: db.description, services: [...this.services] },
       `database ${db.description} ready for ${[...this.services].join(', ')}`,
@@ -418,91 +416,6 @@ export class DataExtension implements NodeExtension {
 
   private async claim(trx: Kysely<AnyTables>, service: ServiceDefinition, subscription: string, ctx: Context) {
     if (!(await claimInbox(trx, service.name, subscription, ctx.messageId))) throw new AlreadyHandled();
-  }
-
-  private registerMetrics(node: ChassisNode): void {
-    const relays = this.relays;
-    const usage = this.database.usage;
-    // Read from the database handle's own counts when scraped: nothing is added on the query path.
-    new Counter({
-      name: 'chassis_db_statements_total',
-      help: 'Statements this node sent to its database (BEGIN, COMMIT and ROLLBACK aside)',
-      registers: [node.metrics.registry],
-      collect() {
-        this.reset();
-        this.inc(usage.statements);
-      },
-    });
-    new Counter({
-      name: 'chassis_db_transactions_total',
-      help: 'Transactions this node ran in its database, by how they ended; a statement sent outside a transaction is one',
-      labelNames: ['outcome'] as const,
-      registers: [node.metrics.registry],
-      collect() {
-        this.reset();
-        this.inc({ outcome: 'commit' }, usage.commits);
-        this.inc({ outcome: 'rollback' }, usage.rollbacks);
-      },
-    });
-    new Gauge({
-      name: 'chassis_outbox_pending',
-      help: 'Events committed to a service’s outbox and not yet published',
-      labelNames: ['service'] as const,
-      registers: [node.metrics.registry],
-      async collect() {
-        this.reset();
-        for (const [service, relay] of relays) this.set({ service }, (await relay.lag()).pending);
-      },
-    });
-    new Gauge({
-      name: 'chassis_outbox_lag_seconds',
-      help: 'Age of the oldest unpublished event in a service’s outbox',
-      labelNames: ['service'] as const,
-      registers: [node.metrics.registry],
-      async collect() {
-        this.reset();
-        for (const [service, relay] of relays) this.set({ service }, (await relay.lag()).oldestAgeMs / 1000);
-      },
-    });
-    const runners = this.runners;
-    new Gauge({
-      name: 'chassis_saga_instances',
-      help: 'Saga instances of the services that run sagas here (runSagas), by saga and status',
-      labelNames: ['service', 'saga', 'status'] as const,
-      registers: [node.metrics.registry],
-      async collect() {
-        this.reset();
-        for (const [service, runner] of runners) {
-          // Every status of every saga from 0, so a dashboard shows a flat line, not "no data", before the first.
-          for (const saga of runner.sagaNames) {
-            for (const status of sagaStatuses) this.set({ service, saga, status }, 0);
-          }
-          for (const { saga, status, count } of await runner.counts()) this.set({ service, saga, status }, count);
-        }
-      },
-    });
-    new Gauge({
-      name: 'chassis_saga_oldest_unfinished_seconds',
-      help: 'Per saga, seconds since the last step boundary of its unfinished instance that has waited longest (0: none unfinished); the SagasStuck alert',
-      labelNames: ['service', 'saga'] as const,
-      registers: [node.metrics.registry],
-      async collect() {
-        this.reset();
-        for (const [service, runner] of runners) {
-          for (const { saga, seconds } of await runner.oldestUnfinishedSeconds()) this.set({ service, saga }, seconds);
-        }
-      },
-    });
-    new Gauge({
-      name: 'chassis_outbox_parked',
-      help: 'Events parked in a service’s outbox, waiting for replayParkedOutbox (the OutboxEventsParked alert)',
-      labelNames: ['service'] as const,
-      registers: [node.metrics.registry],
-      async collect() {
-        this.reset();
-        for (const [service, relay] of relays) this.set({ service }, (await relay.lag()).parked);
-      },
-    });
   }
 }
 
