@@ -31,7 +31,7 @@ export async function confirmedPublish(
     let lastError: unknown;
     if (session.connected) {
       // A PubAck the old connection was waiting for never comes: resend on the new one instead of timing out.
-      const lost = session.status.nextChange(until - Date.now());
+      const lost = session.status.changed();
       const publishing = js.publish(subject, out.body, {
         headers: out.headers,
         timeout: Math.max(1_000, Math.min(5_000, until - Date.now())),
@@ -40,9 +40,9 @@ export async function confirmedPublish(
       });
       publishing.catch(() => undefined);
       try {
-        const outcome = await Promise.race([publishing, lost.changed]);
-        if (typeof outcome !== 'string') return outcome;
-        lastError = new Error(outcome === 'status' ? 'the connection was lost before the PubAck came' : 'no PubAck');
+        const outcome = await Promise.race([publishing, lost]);
+        if (outcome !== 'status') return outcome;
+        lastError = new Error('the connection was lost before the PubAck came');
       } catch (error) {
         if (error instanceof JetStreamApiError) {
           throw new ChassisError('TRANSPORT', `${what} was refused by JetStream: ${error.message}`, {
@@ -51,8 +51,6 @@ export async function confirmedPublish(
           });
         }
         lastError = error;
-      } finally {
-        lost.cancel();
       }
     }
     if (session.closed || Date.now() >= until) {

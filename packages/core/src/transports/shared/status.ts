@@ -9,6 +9,8 @@ export class StatusListeners {
   #status: TransportStatus;
   readonly #listeners = new Set<(status: TransportStatus) => void>();
   readonly #waiters = new Set<() => void>();
+  /** The next change, shared by everyone waiting for it: made on first ask, settled and dropped at the change. */
+  #nextChange: { promise: Promise<'status'>; resolve: (value: 'status') => void } | undefined;
   readonly #onListenerError: (error: unknown) => void;
 
   constructor(initial: TransportStatus, onListenerError: (error: unknown) => void = () => undefined) {
@@ -30,6 +32,9 @@ export class StatusListeners {
   set(status: TransportStatus): boolean {
     if (this.#status === status) return false;
     this.#status = status;
+    const next = this.#nextChange;
+    this.#nextChange = undefined;
+    next?.resolve('status');
     for (const waiter of [...this.#waiters]) waiter();
     for (const listener of [...this.#listeners]) {
       try {
@@ -39,6 +44,19 @@ export class StatusListeners {
       }
     }
     return true;
+  }
+
+  /**
+   * Resolves at the next change. One promise serves every caller until then: a publish on the hot path
+   * races its PubAck against it without a timer or a waiter of its own.
+   */
+  changed(): Promise<'status'> {
+    if (!this.#nextChange) {
+      let resolve!: (value: 'status') => void;
+      const promise = new Promise<'status'>((settle) => (resolve = settle));
+      this.#nextChange = { promise, resolve };
+    }
+    return this.#nextChange.promise;
   }
 
   /** Resolves `changed` with 'status' at the next change, or with 'timeout' after `ms`; `cancel` forgets it. */
