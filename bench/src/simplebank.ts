@@ -218,7 +218,7 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
     // for the world outside and is left out).
     const groupOf = (pid: number, comm: string) => {
       for (const [name, running] of bank.processes) {
-        if (running.child.pid === pid) return name === 'exchange' ? undefined : 'chassis';
+        if (running.child.pid === pid) return name === 'exchange' ? undefined : `chassis:${name}`;
       }
       if (comm === 'postgres') return 'postgres';
       if (comm === 'nats-server') return 'nats';
@@ -228,7 +228,10 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
       const after = readProcessCpu();
       const cpu = before && after ? cpuUsedBetween(before, after, groupOf) : {};
       const per = (group: string) => (completed > 0 ? ((cpu[group] ?? 0) * 1000) / completed : Number.NaN);
-      return { chassis: per('chassis'), postgres: per('postgres'), nats: per('nats') };
+      const byProcess: Record<string, number> = {};
+      for (const group of Object.keys(cpu)) if (group.startsWith('chassis:')) byProcess[group.slice(8)] = per(group);
+      const chassis = Object.values(byProcess).reduce((sum, ms) => sum + ms, 0);
+      return { chassis, postgres: per('postgres'), nats: per('nats'), byProcess };
     };
     for (const concurrency of MODES.has('distributed') ? CONCURRENCY : []) {
       const before = await probe.counts();
@@ -341,6 +344,14 @@ function printDistributed(
         `SQL per completed order by process (statements : transactions): ${Object.entries(last.byProcess)
           .map(([name, u]) => `${name} ${fixed(u.statements, 1)} : ${fixed(u.transactions, 1)}`)
           .join(', ')}. Goal (issue 12): at most 40 : 12 in all.`,
+      );
+    }
+    const byProcess = (rows.at(-1)?.cpuMsPerOrder as { byProcess?: Record<string, number> } | undefined)?.byProcess;
+    if (byProcess) {
+      console.log(
+        `Chassis CPU per completed order by process (ms): ${Object.entries(byProcess)
+          .map(([name, ms]) => `${name} ${fixed(ms, 1)}`)
+          .join(', ')}.`,
       );
     }
     const cores = availableParallelism();

@@ -309,9 +309,11 @@ function connectError(url: string, error: unknown, tls: PostgresTls): ChassisErr
 
 /**
  * Errors that say the connection to the database is gone or cannot be made (a server restart, a
- * terminated backend, a refused connection): SQLSTATE classes 08 and 57P, and node's socket errors.
+ * terminated backend, a refused connection, a server or role out of connections): SQLSTATE classes 08
+ * and 57P, 53300, and node's socket errors.
  */
 const CONNECTION_LOST_CODES = new Set([
+  '53300',
   '57P01',
   '57P02',
   '57P03',

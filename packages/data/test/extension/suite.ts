@@ -3,7 +3,16 @@ import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { action, type ChassisError, defineService, event, handle, on, type ServiceDefinition } from '@chassis/core';
-import { commit, type DataExtension, database, dataExtension, openEventStore, outboxChannel, sql } from '@chassis/data';
+import {
+  commit,
+  Database,
+  type DataExtension,
+  database,
+  dataExtension,
+  openEventStore,
+  outboxChannel,
+  sql,
+} from '@chassis/data';
 import { type DatabaseTarget, memoryTarget, useCluster, waitUntil } from '@chassis/testing';
 import type { Generated } from 'kysely';
 import { z } from 'zod';
@@ -371,6 +380,58 @@ export function extensionSuite(target: DatabaseTarget): void {
       assert.equal(attempts, 2, 'redelivered once, not dead-lettered');
       // The pool replaced the lost connection: the service goes on.
       assert.equal(await count(data, s.ledger.name, 'reservations'), 1);
+    });
+
+    it(`[${target.name}] a server out of connections is UNAVAILABLE: an action answers 503, not 500`, {
+      skip: target.name === 'pglite' && 'PGlite runs in this process: it has no connections to run out of',
+    }, async () => {
+      const s = slice();
+      const adminUrl = await target.newDatabase();
+      const url = new URL(adminUrl);
+      // A role allowed few connections: what `max_connections` does to a busy server, without filling it.
+      const role = `chassis_limited_${randomUUID().slice(0, 8)}`;
+      const asAdmin = async (statement: string) => {
+        const db = await Database.open(adminUrl);
+        try {
+          await sql.raw(statement).execute(db.kysely);
+        } finally {
+          await db.close();
+        }
+      };
+      // Not a superuser: PostgreSQL holds superusers to no role's limit. Owning the database, it may migrate.
+      await asAdmin(`create role ${role} login connection limit 3`);
+      let node: Awaited<ReturnType<typeof cluster.startNode>> | undefined;
+      try {
+        await asAdmin(`alter database ${url.pathname.slice(1)} owner to ${role}`);
+        const hold = action(`${s.orders.name}.hold`, { input: z.object({}), output: z.object({}) });
+        const orders = defineService({
+          name: s.orders.name,
+          migrations: new URL('orders/', fixtures),
+          actions: [
+            handle(hold, async (_input, ctx) => {
+              await sql`select pg_sleep(0.3)`.execute(await database(ctx));
+              return {};
+            }),
+          ],
+        });
+        url.username = role;
+        const data = dataExtension({ url: url.toString(), relayPollIntervalMs: 200 });
+        node = await cluster.startNode([orders], { extensions: [data] });
+        const running = node;
+        const outcomes = await Promise.allSettled(Array.from({ length: 6 }, () => running.call(hold, {})));
+        const failures = outcomes.flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason] : []));
+        assert.ok(failures.length > 0, 'six transactions at once on three connections, one of them the relay’s');
+        for (const error of failures as ChassisError[]) {
+          assert.equal(error.code, 'UNAVAILABLE', error.message);
+          assert.equal(error.status, 503);
+          assert.equal(error.retryable, true);
+          assert.match(error.message, /too many connections/);
+        }
+      } finally {
+        await node?.stop();
+        // Its schema, tables and the database itself go back to the admin; then nothing holds the role.
+        await asAdmin(`reassign owned by ${role} to current_user; drop owned by ${role}; drop role ${role}`);
+      }
     });
 
     it(`[${target.name}] the node's metrics count its database statements and transactions`, async () => {
