@@ -41,8 +41,8 @@ import {
 /**
  * SimpleBank end to end, beside pgbench on the same server in the same run. Clients sell and buy 1 BHP
  * through the gateway; each order is accepted (202) after orders has recorded it and the ledger reserved
- * for it, then completes through the saga: market places it on the exchange simulator, fees charges, the
- * ledger settles. Four modes (`BENCH_MODES`, default all):
+ * for it, then completes through the saga: market places it on the exchange simulator, the ledger settles
+ * the trade and its fee, orders completes it. Four modes (`BENCH_MODES`, default all):
  *
  * - `distributed`: the distributed topology — separate processes for the edge (gateway), two orders and
  *   two market instances, and the ledger with fees — over NATS and PostgreSQL, in a closed loop at each
