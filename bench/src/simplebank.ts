@@ -230,6 +230,21 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
       const per = (group: string) => (completed > 0 ? ((cpu[group] ?? 0) * 1000) / completed : Number.NaN);
       return { chassis: per('chassis'), postgres: per('postgres'), nats: per('nats') };
     };
+    /** The Chassis share of `cpuMsPerOrder`, by process: where a change of the saga's steps pays. */
+    const chassisMsPerOrderByProcess = (
+      before: ReturnType<typeof readProcessCpu>,
+      after: ReturnType<typeof readProcessCpu>,
+      completed: number,
+    ) => {
+      const processOf = (pid: number) => {
+        for (const [name, running] of bank.processes) if (running.child.pid === pid && name !== 'exchange') return name;
+        return undefined;
+      };
+      const cpu = before && after ? cpuUsedBetween(before, after, processOf) : {};
+      return Object.fromEntries(
+        Object.entries(cpu).map(([name, seconds]) => [name, completed > 0 ? (seconds * 1000) / completed : Number.NaN]),
+      );
+    };
     for (const concurrency of MODES.has('distributed') ? CONCURRENCY : []) {
       const before = await probe.counts();
       const usageBefore = await databaseUsage(opsPorts);
@@ -242,6 +257,7 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
       const counts = await settle(probe);
       const lastCompletion = await probe.lastCompletedAt();
       const completed = counts.completed - before.completed;
+      const chassisByProcess = chassisMsPerOrderByProcess(cpuBefore, readProcessCpu(), completed);
       const cpuMs = cpuMsPerOrder(cpuBefore, completed);
       const usageAfter = await databaseUsage(opsPorts);
       rows.push({
@@ -256,6 +272,7 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
         stillOpen: counts.open,
         failed: counts.failed - before.failed,
         cpuMsPerOrder: cpuMs,
+        chassisMsPerOrderByProcess: chassisByProcess,
         databasePerOrder: databasePerOrder(usageBefore, usageAfter, completed),
       });
     }
@@ -341,6 +358,14 @@ function printDistributed(
         `SQL per completed order by process (statements : transactions): ${Object.entries(last.byProcess)
           .map(([name, u]) => `${name} ${fixed(u.statements, 1)} : ${fixed(u.transactions, 1)}`)
           .join(', ')}. Goal (issue 12): at most 40 : 12 in all.`,
+      );
+    }
+    const byProcess = rows.at(-1)?.chassisMsPerOrderByProcess as Record<string, number> | undefined;
+    if (byProcess) {
+      console.log(
+        `Chassis CPU per completed order by process, ms: ${Object.entries(byProcess)
+          .map(([name, ms]) => `${name} ${fixed(ms, 2)}`)
+          .join(', ')}.`,
       );
     }
     const cores = availableParallelism();
