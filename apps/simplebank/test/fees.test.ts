@@ -5,7 +5,7 @@ import { waitUntil } from '@chassis/testing';
 import { chargeFee, listAccounts, listTransactions, refundFee } from '../contracts/account-transactions.ts';
 import { AccountId, feeFor, Money, money, StockSymbol, toCents } from '../contracts/common.ts';
 import { chargeFailed, feeCharged, feeRefunded } from '../contracts/fees.ts';
-import { orderPlaced } from '../contracts/market.ts';
+import { orderPlaced, tradeExecuted } from '../contracts/market.ts';
 import { getOrder, orderCanceled, orderFailed, sellShares } from '../contracts/orders.ts';
 import { evolve, feeChanges, initialState, type OrderEvent, type OrderState } from '../services/orders/order.ts';
 import { type OneNodeBank, startOneNodeBank, tokenFor } from './one-node.ts';
@@ -48,7 +48,7 @@ describe('SimpleBank fees: 0.1% of the notional, at least 1.00, charged through 
     await bank.stop();
   });
 
-  it('an order the exchange takes and then rejects: its fee is refunded once, however often its failure is redelivered', async () => {
+  it('an order the exchange takes and then rejects: no fee is taken, however often its failure or placement is redelivered', async () => {
     bank.exchange.configure({ rejectSymbols: ['ABC'] });
     let orderId: string;
     try {
@@ -58,7 +58,7 @@ describe('SimpleBank fees: 0.1% of the notional, at least 1.00, charged through 
           const order = await node.call(getOrder, { orderId }, alice);
           return order.status === 'failed' && order.fee === '0.00';
         },
-        { what: `order ${orderId} failed with its fee refunded or waived`, timeoutMs: 60_000 },
+        { what: `order ${orderId} failed with no fee`, timeoutMs: 60_000 },
       );
     } finally {
       bank.exchange.configure({ rejectSymbols: [] });
@@ -68,15 +68,8 @@ describe('SimpleBank fees: 0.1% of the notional, at least 1.00, charged through 
       return entries.filter((entry) => entry.orderId === orderId && entry.kind.startsWith('fee'));
     };
     const settled = await feeEntries();
-    assert.ok(
-      settled.length === 0 ||
-        (settled.length === 2 &&
-          settled
-            .map((entry) => entry.amount)
-            .sort()
-            .join() === '-1.00,1.00'),
-      `one fee taken and given back, or none taken: ${JSON.stringify(settled)}`,
-    );
+    // The ledger takes a fee only as it settles a fill.
+    assert.deepEqual(settled, [], 'no fee taken');
     // A redelivered failure and a placement announced again change nothing in the ledger or the order.
     const ref = { orderId, accountId: '101', side: 'sell', symbol: 'ABC', quantity: 1 } as const;
     await node.emit(orderFailed, { ...ref, reason: 'Trading in ABC is halted' });
@@ -112,35 +105,65 @@ describe('SimpleBank fees: 0.1% of the notional, at least 1.00, charged through 
     assert.deepEqual(await feeEntries(), ['fee -1.00', 'fee_refund 1.00'], 'charged once, refunded once');
   });
 
-  it('the fees service announces each fee’s fate once: charged, refunded on failure or cancelation, waived', async () => {
+  it('the fee is taken once as the trade settles, however often the fill comes; a late cancelation refunds it once, announced once', async () => {
     const settle = () => new Promise((resolve) => setTimeout(resolve, 300));
-    // Charged, then the placement delivered again: charged once, announced once.
-    const charged = await node.call(sellShares, { accountId: '101', symbol: 'GOOG', quantity: 1 }, alice);
-    const ref = { orderId: charged.orderId, accountId: '101', side: 'sell', symbol: 'GOOG', quantity: 1 } as const;
-    await waitUntil(() => announcements(charged.orderId).length === 1, { what: 'fee_charged', timeoutMs: 60_000 });
-    await node.emit(orderPlaced, { ...ref, exchangeOrderId: 'again', notional: '9.99' });
-    // Canceled after its fee was charged (as a late cancelation would arrive), twice: refunded once.
-    await node.emit(orderCanceled, ref);
-    await node.emit(orderCanceled, ref);
-    await waitUntil(() => announcements(charged.orderId).length >= 2, { what: 'fee_refunded', timeoutMs: 60_000 });
+    const { orderId } = await node.call(sellShares, { accountId: '101', symbol: 'GOOG', quantity: 1 }, alice);
+    await waitUntil(async () => (await node.call(getOrder, { orderId }, alice)).fee === '1.00', {
+      what: `order ${orderId} completed with its fee`,
+      timeoutMs: 60_000,
+    });
+    const entries = async () => {
+      const { entries } = await node.call(listTransactions, { accountId: '101', size: 100 }, alice);
+      return entries
+        .filter((entry) => entry.orderId === orderId)
+        .map((entry) => `${entry.kind} ${entry.asset} ${entry.amount}`)
+        .sort();
+    };
+    const settled = await entries();
+    assert.deepEqual(
+      settled.filter((line) => line.startsWith('fee')),
+      ['fee CASH -1.00'],
+      'taken in the settlement',
+    );
+    // The fill delivered again (a lost ack, a relay that died before marking it sent): nothing moves twice.
+    const ref = { orderId, accountId: '101', side: 'sell', symbol: 'GOOG', quantity: 1 } as const;
+    const order = await node.call(getOrder, { orderId }, alice);
+    await node.emit(tradeExecuted, { ...ref, exchangeOrderId: 'again', price: order.price! });
+    await node.emit(tradeExecuted, { ...ref, exchangeOrderId: 'again', price: order.price! });
     await settle();
-    assert.deepEqual(announcements(charged.orderId), [
-      `fee_charged ${charged.orderId} 1.00`,
-      `fee_refunded ${charged.orderId} 1.00`,
-    ]);
+    assert.deepEqual(await entries(), settled, 'settled and charged once');
+    assert.deepEqual(announcements(orderId), [], 'the fees service has no part in a fill');
+    // Canceled after its fee was taken (as a late cancelation would arrive), twice: refunded once.
+    await node.emit(orderCanceled, ref);
+    await node.emit(orderCanceled, ref);
+    await waitUntil(() => announcements(orderId).length >= 1, { what: 'fee_refunded', timeoutMs: 60_000 });
+    await settle();
+    assert.deepEqual(announcements(orderId), [`fee_refunded ${orderId} 1.00`]);
 
-    // Failed before any fee was charged: nothing to refund, nothing announced; the placement that comes
-    // after is charged nothing and announced as a failed charge, once however often it comes.
-    const orderId = '00000000-0000-4000-8000-0000000000f3';
-    const early = { orderId, accountId: '101', side: 'sell', symbol: 'GOOG', quantity: 1 } as const;
-    await node.emit(orderFailed, { ...early, reason: 'Trading in GOOG is halted' });
+    // Failed before any fee was taken: nothing to refund, nothing announced.
+    const early = '00000000-0000-4000-8000-0000000000f3';
+    await node.emit(orderFailed, { ...ref, orderId: early, reason: 'Trading in GOOG is halted' });
     await settle();
-    assert.deepEqual(announcements(orderId), [], 'no refund of a fee never charged');
-    await node.emit(orderPlaced, { ...early, exchangeOrderId: 'late', notional: '9.99' });
-    await node.emit(orderPlaced, { ...early, exchangeOrderId: 'late', notional: '9.99' });
-    await waitUntil(() => announcements(orderId).length >= 1, { what: 'charge_failed', timeoutMs: 60_000 });
-    await settle();
-    assert.deepEqual(announcements(orderId), [`charge_failed ${orderId} 1.00`]);
+    assert.deepEqual(announcements(early), [], 'no refund of a fee never charged');
+  });
+
+  it('a fee charged on placement (as an earlier version did) is not taken again as the trade settles', async () => {
+    const fees = await tokenFor('fees', ['system']);
+    const orderId = '00000000-0000-4000-8000-0000000000f4';
+    // Charged before the order is even recorded: from free cash, as the placement's charge could.
+    assert.deepEqual(await node.call(chargeFee, { orderId, accountId: '101', fee: '1.00' }, fees), { charged: true });
+    await node.call(sellShares, { accountId: '101', symbol: 'GOOG', quantity: 1, orderId }, alice);
+    await waitUntil(async () => (await node.call(getOrder, { orderId }, alice)).status === 'completed', {
+      what: `order ${orderId} completed`,
+      timeoutMs: 60_000,
+    });
+    assert.equal((await node.call(getOrder, { orderId }, alice)).fee, '1.00');
+    const { entries } = await node.call(listTransactions, { accountId: '101', size: 100 }, alice);
+    assert.deepEqual(
+      entries.filter((entry) => entry.orderId === orderId && entry.kind === 'fee').map((entry) => entry.amount),
+      ['-1.00'],
+      'one fee',
+    );
   });
 
   it('the contracts’ money and ids: whole strings only, cents exact both ways', () => {

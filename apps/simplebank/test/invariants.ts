@@ -21,7 +21,7 @@ export async function settleAndCheckInvariants(db: Database, { timeoutMs = 60_00
           (select count(*) from "account-transactions".reservations r
             join "customer-orders".order_summaries s on s.order_id = r.order_id
             where r.status = 'held')::int as held,
-          -- The fee goes through the fees service and back to the ledger after the order completes.
+          -- The ledger takes the fee as it settles the trade; the read model may hear of the completion first.
           (select count(*) from "customer-orders".order_summaries s where s.status = 'completed' and not exists (
             select 1 from "account-transactions".entries e
             where e.order_id = s.order_id and e.kind = 'fee' and e.account = 'fees'))::int as feeless`.execute(k);

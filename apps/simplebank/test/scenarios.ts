@@ -74,7 +74,7 @@ export function describeScenarios(
     const knobs = (settings: Record<string, unknown>) => requestJson(system.exchangeUrl, 'PUT', '/control', settings);
     const order = async (id: string, user = 'alice') =>
       (await send('GET', `/orders/${id}`, undefined, user)).body as unknown as OrderBody;
-    /** Waits for the status; a completed order also for its fee, which the fees service adds after. */
+    /** Waits for the status; a completed order also for its fee (it comes with the completion). */
     const untilStatus = async (id: string, status: string, user = 'alice') => {
       await waitUntil(
         async () => {
@@ -139,13 +139,13 @@ export function describeScenarios(
       await settleAndCheckInvariants(system.database);
     });
 
-    it('exchange rejection: the order fails, its reservation is released and its fee refunded', async () => {
+    it('exchange rejection: the order fails, its reservation is released and no fee is kept', async () => {
       await knobs({ rejectSymbols: ['ABC'] });
       try {
         const id = await place('sell', { accountId: '101', symbol: 'ABC', quantity: 4 });
         const failed = await untilStatus(id, 'failed');
         assert.match(String(failed.reason), /halted/);
-        await waitUntil(async () => (await order(id)).fee === '0.00', { what: 'the fee refunded' });
+        await waitUntil(async () => (await order(id)).fee === '0.00', { what: 'no fee' });
         assert.equal(await position('101', 'ABC'), 24, 'no ABC left the account');
       } finally {
         await knobs({ rejectSymbols: [] });

@@ -26,8 +26,7 @@ describe('SimpleBank sell-order slice, all in one process', () => {
   it('a sell order is created, placed by market and filled on the exchange', async () => {
     const { orderId, status } = await node.call(sellShares, { accountId: '101', symbol: 'GOOG', quantity: 3 }, alice);
     assert.equal(status, 'created');
-    // Its fee too, which reaches orders on an event of its own after the completion: the next test reads
-    // account 101's cash, and a fee charged while it runs would be counted against its own order.
+    // With its fee, which the ledger takes as it settles and orders shows with the completion.
     await waitUntil(
       async () => {
         const order = await node.call(getOrder, { orderId }, alice);
@@ -54,7 +53,7 @@ describe('SimpleBank sell-order slice, all in one process', () => {
       };
     };
     const completed = async (orderId: string) => {
-      // The fee reaches orders on an event of its own, which may come after the completion.
+      // The fee comes with the completion.
       await waitUntil(
         async () => {
           const order = await node.call(getOrder, { orderId }, alice);

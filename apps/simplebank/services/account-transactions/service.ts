@@ -14,7 +14,7 @@ import {
   refundFee,
   requestReservation,
 } from '../../contracts/account-transactions.ts';
-import { money, type OrderRef, toCents } from '../../contracts/common.ts';
+import { feeFor, money, type OrderRef, toCents } from '../../contracts/common.ts';
 import { tradeExecuted } from '../../contracts/market.ts';
 import { orderCanceled, orderFailed } from '../../contracts/orders.ts';
 import { requireAccount } from '../shared/access.ts';
@@ -437,20 +437,43 @@ async function write(db: Ledger, change: Change): Promise<void> {
 }
 
 /**
- * The exchange filled the order: shares and cash change hands with the exchange, the reservation is
- * consumed and what it held beyond the trade goes back to free. Once per order.
+ * The exchange filled the order: shares and cash change hands with the exchange, the order's fee is
+ * taken, the reservation is consumed and what it held beyond the trade and the fee goes back to free.
+ * Once per order. The fee is charged here, not on placement: the trade fixes the notional it is 0.1% of,
+ * and taking it in the settlement's statement spares every order a call and two transactions (the fees
+ * service's charge and its record). What the order held covers it: a sell held the fee of its proceeds
+ * at a 5% rise (and the proceeds are at least the fee above the 1.00 minimum), a buy its cost and fee at
+ * the limit it fills within. A fee charged before (on placement, by an earlier version) or voided (the
+ * order was refunded before) is not taken again.
  */
 async function settle(
   db: Ledger,
   trade: { orderId: string; accountId: string; side: 'sell' | 'buy'; symbol: string; quantity: number; price: string },
 ): Promise<void> {
-  await lockAccount(db, trade.accountId);
-  const reservation = await lockReservation(db, trade.orderId);
+  // The account's lock first, then what was written under it: a statement's reads see what had committed
+  // when it began, so reads made in the statement that waited for the lock could miss the last holder's.
+  const account = await lockAccount(db, trade.accountId);
+  const { reservation, charged, voided } = await settlementState(db, trade.orderId);
   if (!reservation || reservation.status === 'consumed') return;
   const cost = trade.quantity * toCents(trade.price);
   const shares = trade.side === 'sell' ? -trade.quantity : trade.quantity;
   const cash = trade.side === 'sell' ? cost : -cost;
   const held = reservation.status === 'held';
+  const heldCash = held ? Number(reservation.cash_cents) : 0;
+  let fee = charged || voided ? 0 : feeFor(cost);
+  // Only an order settled after it was released (the exchange filled it anyway) can find too little: its
+  // fee is waived rather than taken from cash the account does not have.
+  if (fee > 0 && Number(account.cash_cents) - Number(account.cash_reserved_cents) + heldCash + cash < fee) {
+    await voidFee(db, trade.orderId);
+    fee = 0;
+  }
+  const feeEntries: Entry[] =
+    fee > 0
+      ? [
+          { order_id: trade.orderId, account: trade.accountId, asset: 'CASH', amount: -fee, kind: 'fee' },
+          { order_id: trade.orderId, account: Books.fees, asset: 'CASH', amount: fee, kind: 'fee' },
+        ]
+      : [];
   await write(db, {
     accountId: trade.accountId,
     entries: [
@@ -458,12 +481,43 @@ async function settle(
       { order_id: trade.orderId, account: Books.exchange, asset: trade.symbol, amount: -shares, kind: 'trade' },
       { order_id: trade.orderId, account: trade.accountId, asset: 'CASH', amount: cash, kind: 'trade' },
       { order_id: trade.orderId, account: Books.exchange, asset: 'CASH', amount: -cash, kind: 'trade' },
+      ...feeEntries,
     ],
     reservation: sql`update ${table('reservations')} set status = 'consumed' where order_id = ${trade.orderId}`,
-    reservedCash: held ? -Number(reservation.cash_cents) : 0,
+    reservedCash: -heldCash,
     reservedShares:
       held && trade.side === 'sell' ? { symbol: trade.symbol, quantity: -Number(reservation.quantity) } : undefined,
   });
+}
+
+/**
+ * What a settlement decides on, read in one statement under the account's lock: the order's reservation
+ * (locked) and whether the order's fee was charged or voided already.
+ */
+async function settlementState(db: Ledger, orderId: string) {
+  const { rows } = await sql<{
+    status: LedgerTables['reservations']['status'] | null;
+    quantity: number | string | null;
+    cash_cents: number | string | null;
+    charged: boolean;
+    voided: boolean;
+  }>`
+    select r.status, r.quantity, r.cash_cents,
+      exists (select 1 from ${table('entries')} where order_id = ${orderId} and kind = 'fee') as charged,
+      exists (select 1 from ${table('fee_voids')} where order_id = ${orderId}) as voided
+    from (values (1)) as one
+    left join lateral (
+      select status, quantity, cash_cents from ${table('reservations')} where order_id = ${orderId} for update
+    ) as r on true`.execute(db);
+  const row = rows[0]!;
+  return {
+    reservation:
+      row.status === null
+        ? undefined
+        : { status: row.status, quantity: row.quantity ?? 0, cash_cents: row.cash_cents ?? 0 },
+    charged: row.charged,
+    voided: row.voided,
+  };
 }
 
 /**

@@ -1,10 +1,9 @@
 import { type Context, defineService, on } from '@chassis/core';
 import { database, sql } from '@chassis/data';
 import type { Generated } from 'kysely';
-import { chargeFee, refundFee } from '../../contracts/account-transactions.ts';
-import { feeFor, money, toCents } from '../../contracts/common.ts';
-import { chargeFailed, feeCharged, feeRefunded } from '../../contracts/fees.ts';
-import { orderPlaced } from '../../contracts/market.ts';
+import { refundFee } from '../../contracts/account-transactions.ts';
+import { toCents } from '../../contracts/common.ts';
+import { feeRefunded } from '../../contracts/fees.ts';
 import { orderCanceled, orderFailed } from '../../contracts/orders.ts';
 import { systemToken } from '../shared/system-token.ts';
 
@@ -26,44 +25,24 @@ interface OrderRef {
 }
 
 /**
- * Fees: 0.1% of an order's notional, at least 1.00, charged when the exchange takes the order and
- * refunded when the order fails afterwards. The ledger keeps the money and decides, under the
- * account's lock, whether a charge or refund is due (once per order, a refund before the charge voids
- * it); this service asks it first — holding no transaction while it does — then records the outcome
- * for its report and announces it once.
+ * Fees: 0.1% of an order's notional, at least 1.00 (`feeFor`). The ledger takes the fee as it settles
+ * the trade (the fill fixes the notional), in the settlement's own statement, and orders shows it with
+ * the order's completion: no order waits on this service, and an order that fails before it fills was
+ * never charged. What is left here is the compensation of fees charged on placement, as earlier
+ * versions did (an order placed then, failed or canceled after): the ledger decides under the account's
+ * lock whether a refund is due (once per order; a refund before any charge voids the fee) — this
+ * service asks it first, holding no transaction while it does — then records the outcome and announces
+ * a refund once.
  */
 export function feesService(options: { secret: string }) {
-  // The ledger charges and refunds fees for the bank's services only: these calls carry its own token.
+  // The ledger refunds fees for the bank's services only: these calls carry its own token.
   const ownToken = systemToken(options.secret, 'fees');
   return defineService({
     name: 'fees',
-    version: '0.1.0',
+    version: '0.2.0',
     migrations: new URL('./migrations/', import.meta.url),
-    uses: [chargeFee, refundFee, feeCharged, feeRefunded, chargeFailed],
+    uses: [refundFee, feeRefunded],
     events: [
-      // Delivered again, the ledger answers the charge it made (or refused) and the fee's row is there: the
-      // handler records and announces nothing, so it needs no inbox row.
-      on(
-        orderPlaced,
-        async (order, ctx) => {
-          const fee = money(feeFor(toCents(order.notional)));
-          const { charged } = await ctx.call(
-            chargeFee,
-            { orderId: order.orderId, accountId: order.accountId, fee },
-            { auth: await ownToken() },
-          );
-          const ref = { orderId: order.orderId, accountId: order.accountId, symbol: order.symbol, fee };
-          const recorded = await recordFee(ctx, order, charged ? 'charged' : 'waived', charged ? toCents(fee) : 0);
-          if (!recorded) return;
-          if (charged) await ctx.emit(feeCharged, ref);
-          else
-            await ctx.emit(chargeFailed, {
-              ...ref,
-              reason: 'the order had ended, or no cash was free to take the fee from',
-            });
-        },
-        { idempotent: 'with-emits' },
-      ),
       on(orderFailed, async (order, ctx) => refund(order, ctx, await ownToken()), { name: 'refund-failed' }),
       on(orderCanceled, async (order, ctx) => refund(order, ctx, await ownToken()), { name: 'refund-canceled' }),
     ],

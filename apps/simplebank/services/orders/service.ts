@@ -153,9 +153,12 @@ export function ordersService(options: OrdersOptions = {}) {
         ? quantity * limit + feeFor(quantity * limit)
         : feeFor(Math.ceil(quantity * quote * (1 + slippage)));
     const orderId = input.orderId ?? randomUUID();
-    let order = await record(
-      ctx,
-      initialState(orderId),
+    // Durable before the ledger is asked: whatever happens next, the order exists and reaches an end. One
+    // statement, outside the handler's transaction (PostgreSQL commits it alone): no BEGIN and COMMIT
+    // around it. Announced with its reservation below (one outbox write instead of two), or with its end
+    // if it ends before that (rejected, failed, or failed by the stale sweep after a crash).
+    const { events: created } = await events().append(
+      streamOf(orderId),
       [
         {
           type: 'OrderCreated',
@@ -170,13 +173,10 @@ export function ordersService(options: OrdersOptions = {}) {
             placedBy: caller.roles.includes('system') ? caller.subject : null,
           },
         },
-        // Announced with its reservation below (one outbox write instead of two), or with its end if it
-        // ends before that (rejected, failed, or failed by the stale sweep after a crash).
       ],
-      'never',
+      { expectedVersion: 'no_stream' },
     );
-    // Durable before the ledger is asked: whatever happens next, the order exists and reaches an end.
-    await commit(ctx);
+    let order = created.reduce(evolve, initialState(orderId));
     try {
       await ctx.call(requestReservation, {
         orderId,
@@ -251,7 +251,9 @@ export function ordersService(options: OrdersOptions = {}) {
     migrations: new URL('./migrations/', import.meta.url),
     uses: [getPrice, requestReservation, orderCreated, orderRejected, orderCompleted, orderFailed, orderCanceled],
     start: async (service) => {
-      store = await openEventStore(service, { schemas: orderEvents });
+      // No projection reads this store: a NOTIFY on every append would only wake every listening backend
+      // of the database (PostgreSQL signals them all, whatever the channel), four times an order.
+      store = await openEventStore(service, { schemas: orderEvents, notify: false });
     },
     schedules: [
       // Orders whose placing stopped midway (a crash between recording and reserving) are failed. One
@@ -346,12 +348,23 @@ export function ordersService(options: OrdersOptions = {}) {
             trade.orderId,
             (order) => {
               if (isTerminal(order.status)) return [];
-              const completed = { type: 'OrderCompleted' as const, data: { priceCents: toCents(trade.price) } };
+              const priceCents = toCents(trade.price);
+              const completed = { type: 'OrderCompleted' as const, data: { priceCents } };
+              // The ledger takes the fee as it settles this trade, from the same figures: the order shows it
+              // with its completion, in the same step and announcement.
+              const fee = feeChanges(order, {
+                outcome: 'charged',
+                feeCents: feeFor(order.created!.quantity * priceCents),
+              });
               // Placed and filled at once (see `order_placed` above): the history still says both.
               if (order.status === 'created') {
-                return [{ type: 'OrderPlaced' as const, data: { exchangeOrderId: trade.exchangeOrderId } }, completed];
+                return [
+                  { type: 'OrderPlaced' as const, data: { exchangeOrderId: trade.exchangeOrderId } },
+                  completed,
+                  ...fee,
+                ];
               }
-              return [completed];
+              return [completed, ...fee];
             },
             (order) => ctx.emit(orderCompleted, { ...endOf(order), price: trade.price }),
           ),
@@ -366,9 +379,14 @@ export function ordersService(options: OrdersOptions = {}) {
             (order) => {
               if (isTerminal(order.status)) return [];
               const failed = { type: 'OrderFailed' as const, data: { reason: failure.reason } };
-              // The exchange took the order and refused it afterwards: its history says it was placed.
+              // The exchange took the order and refused it afterwards: its history says it was placed, and
+              // its fee is none (the ledger charges a fee only as it settles a fill).
               if (order.status === 'created' && failure.exchangeOrderId) {
-                return [{ type: 'OrderPlaced' as const, data: { exchangeOrderId: failure.exchangeOrderId } }, failed];
+                return [
+                  { type: 'OrderPlaced' as const, data: { exchangeOrderId: failure.exchangeOrderId } },
+                  failed,
+                  ...feeChanges(order, { outcome: 'waived', feeCents: 0 }),
+                ];
               }
               return [failed];
             },
