@@ -103,8 +103,9 @@ export async function send<C extends ActionContract>(
   origin: Origin,
 ): Promise<OutputOf<C>> {
   const started = performance.now();
+  const now = Date.now();
   const deadline = resolveDeadline({
-    now: Date.now(),
+    now,
     callTimeoutMs: options.timeoutMs,
     callDeadline: options.deadline,
     contractTimeoutMs: contract.timeoutMs,
@@ -115,7 +116,7 @@ export async function send<C extends ActionContract>(
   const span = rt.tracing.unrecorded(origin.trace) ?? recordCall(rt, contract, origin.trace, local !== undefined);
   let failure: unknown;
   try {
-    if (isPast(deadline, Date.now())) {
+    if (isPast(deadline, now)) {
       throw timeoutError(
         { service: contract.service, action: contract.action, timeoutMs: 0 },
         origin.inherited
@@ -167,7 +168,7 @@ function attempts<C extends ActionContract>(
   deadline: number,
   origin: Origin,
   span: Span,
-): (attempt: number) => Promise<OutputOf<C>> {
+): (attempt: number) => Promise<OutputOf<C>> | OutputOf<C> {
   return local
     ? (attempt) => callLocal(rt, local, contract, input, deadline, origin, span, attempt)
     : (attempt) => sendOnce(rt, contract, body!, deadline, origin, span, attempt);

@@ -79,7 +79,8 @@ export interface GuardedCall<I, O> {
   input: I;
   policies: Required<CallPolicies>;
   fallback?: Fallback<I, O> | undefined;
-  attempt: (attempt: number) => Promise<O>;
+  /** One attempt: its output, or a promise of it (a local handler that answered at once gives it as is). */
+  attempt: (attempt: number) => Promise<O> | O;
 }
 
 function merge<T extends object>(...levels: (Partial<T> | undefined)[]): T {
