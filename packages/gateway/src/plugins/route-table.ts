@@ -49,6 +49,7 @@ function actionHandler(
   const owns = checksOwnership(spec.auth as RouteAuth<never> | undefined);
   const isPublic = spec.auth === 'public';
   const inputOf = spec.input ?? defaultInput(spec.method, spec.action.input);
+  const plain = status !== 204 && spec.location === undefined && spec.respond === undefined;
   async function answerOf(request: FastifyRequest, input: unknown): Promise<StoredAnswer> {
     const output = await tools.callFor(request, spec.action, input);
     const headers = spec.location ? { location: spec.location(output, input) } : NO_HEADERS;
@@ -93,6 +94,12 @@ function actionHandler(
       if (replayedError) throw replayedError;
       if (result.replayed) reply.header('idempotent-replayed', 'true');
       answer = result;
+    } else if (plain) {
+      // The usual route (no Location, no respond mapper, a body): the output is the answer, with no
+      // answer object and no async `answerOf` frame between the call and the reply.
+      const output = await tools.callFor(request, spec.action, input);
+      reply.status(status);
+      return reply.send(output);
     } else {
       answer = await answerOf(request, input);
     }
