@@ -1,4 +1,4 @@
-import { type Context, contextStorage } from '../context.ts';
+import { type Context, runInContext as runHandlerInContext } from '../context.ts';
 import type { ActionContract } from '../contracts.ts';
 import { fieldErrors } from '../contracts.ts';
 import { ChassisError, timeoutError, toChassisError } from '../errors.ts';
@@ -86,7 +86,7 @@ export function runAction(
   const ctx = enterHandler(rt, service.name, origin, 1, span);
   let output: unknown;
   try {
-    output = contextStorage.run(ctx, runHandler, handler, parsed.data, ctx);
+    output = runHandlerInContext(ctx, runHandler, handler, parsed.data, ctx);
   } catch (error) {
     leaveHandler(rt, ctx);
     throw handlerFailed(rt, contract, error);
@@ -137,7 +137,7 @@ async function runGuarded(
       const ctx = enterHandler(rt, service.name, origin, 1, span);
       try {
         output = await (rt.arounds.length === 0
-          ? contextStorage.run(ctx, runHandler, handler, input, ctx)
+          ? runHandlerInContext(ctx, runHandler, handler, input, ctx)
           : startInContext(rt, { kind: 'action', service }, ctx, (c) => handler.run(input as never, c)));
       } finally {
         leaveHandler(rt, ctx);
