@@ -72,8 +72,9 @@ export function gatewayTools({ node, identify, deadlines, prefix }: GatewayTools
       deadline,
       correlationId: request.id,
       auth: token,
-      traceparent: headerOf(request, 'traceparent'),
-      tracestate: headerOf(request, 'tracestate'),
+      // An empty header is none.
+      traceparent: headerOf(request, 'traceparent') || undefined,
+      tracestate: headerOf(request, 'tracestate') || undefined,
     });
   };
   return {
