@@ -1,4 +1,4 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
+import { AsyncLocalStorage, AsyncResource } from 'node:async_hooks';
 import type { Client as FlagClient } from '@openfeature/server-sdk';
 import type { Attributes, Span, SpanKind } from '@opentelemetry/api';
 import type { Logger } from 'pino';
@@ -82,4 +82,20 @@ export const contextStorage = new AsyncLocalStorage<Context>();
 /** The context of the handler running now, if any. */
 export function currentContext(): Context | undefined {
   return contextStorage.getStore();
+}
+
+/**
+ * `contextStorage.run(ctx, fn, …args)`, for the handler of a request. Node 24's `run` enters the store
+ * with a new frame (a Map copying the current one) and leaves it with another (a copy again, holding
+ * the store as `undefined`, which every later frame of the request then copies too). An async
+ * resource made here holds the caller's frame itself and puts it back after `fn`: one frame a
+ * handler, not two, and the caller's exactly as it was.
+ */
+export function runInContext<A, B, C, R>(ctx: Context, fn: (a: A, b: B, c: C) => R, a: A, b: B, c: C): R {
+  return new AsyncResource('chassis.handler').runInAsyncScope(enterAndRun, null, ctx, fn, a, b, c) as R;
+}
+
+function enterAndRun<A, B, C, R>(ctx: Context, fn: (a: A, b: B, c: C) => R, a: A, b: B, c: C): R {
+  contextStorage.enterWith(ctx);
+  return fn(a, b, c);
 }

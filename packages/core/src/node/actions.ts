@@ -1,11 +1,14 @@
-import { type Context, contextStorage } from '../context.ts';
+import { type Context, runInContext as runHandlerInContext } from '../context.ts';
+import type { ActionContract } from '../contracts.ts';
 import { fieldErrors } from '../contracts.ts';
 import { ChassisError, timeoutError, toChassisError } from '../errors.ts';
 import { outcomeOf } from '../observability/metrics.ts';
 import { type Span, SpanKind, Tracing } from '../observability/tracing.ts';
+import type { HandlerPolicies } from '../policies/index.ts';
 import type { ActionHandler, ServiceDefinition } from '../service.ts';
 import { isPast } from './deadline.ts';
 import { describeFields } from './fields.ts';
+import type { HandlerContext } from './handler-context.ts';
 import type { Origin } from './origin.ts';
 import { enterHandler, handlerPolicies, leaveHandler, runInContext, startInContext } from './run-handler.ts';
 import type { NodeRuntime } from './runtime.ts';
@@ -43,19 +46,23 @@ export function endServing(
 /**
  * Runs an action for a request, wherever it came from (the transport or a local call): its deadline,
  * its input against the contract, the caller's identity, the handler's policies, and its output
- * against the contract. Resolves with the output, throws a `ChassisError`.
+ * against the contract. Answers with the output, throws a `ChassisError`.
+ *
+ * Synchronous as far as it can be: a handler that answers at once (no identity to verify, no bulkhead
+ * or rate limit, no extension around it) is answered with its output itself, not a promise, so a local
+ * call to it skips the promise, the deadline watch and the hops a pending answer needs (`callLocal`).
+ * Callers `await` what it returns either way.
  */
-export async function runAction(
+export function runAction(
   rt: NodeRuntime,
   service: ServiceDefinition,
   handler: ActionHandler,
   input: unknown,
   origin: Origin,
   span: Span,
-): Promise<unknown> {
+): unknown {
   const { contract } = handler;
-  const { deadline } = origin;
-  if (isPast(deadline, Date.now())) {
+  if (isPast(origin.deadline, Date.now())) {
     // Nobody waits for this answer any more: running it would only waste work.
     rt.log.debug({ action: contract.name }, 'skipped a request whose deadline had passed');
     throw timeoutError(
@@ -70,38 +77,91 @@ export async function runAction(
       data: { action: contract.name, fields },
     });
   }
-  if (origin.auth !== undefined && rt.identity) origin.user = await rt.identity(origin.auth);
   const guards = handlerPolicies(rt, handler, handler.policies);
+  if ((origin.auth !== undefined && rt.identity) || guards.bulkhead || guards.rateLimit || rt.arounds.length > 0) {
+    return runGuarded(rt, service, handler, parsed.data, origin, span, guards);
+  }
+  // Most handlers have no bulkhead or rate limit: then the handler runs in this function's frame,
+  // with no target name built, no closure made, and no promise of `runInContext`'s own.
+  const ctx = enterHandler(rt, service.name, origin, 1, span);
+  let output: unknown;
+  try {
+    output = runHandlerInContext(ctx, runHandler, handler, parsed.data, ctx);
+  } catch (error) {
+    leaveHandler(rt, ctx);
+    throw handlerFailed(rt, contract, error);
+  }
+  if (isThenable(output)) return settled(rt, contract, origin.deadline, ctx, output);
+  leaveHandler(rt, ctx);
+  return checkedOutput(rt, contract, origin.deadline, output);
+}
+
+/** A handler that answered with a promise: its answer once it settles. */
+async function settled(
+  rt: NodeRuntime,
+  contract: ActionContract,
+  deadline: number,
+  ctx: HandlerContext,
+  pending: PromiseLike<unknown>,
+): Promise<unknown> {
+  let output: unknown;
+  try {
+    output = await pending;
+  } catch (error) {
+    throw handlerFailed(rt, contract, error);
+  } finally {
+    leaveHandler(rt, ctx);
+  }
+  return checkedOutput(rt, contract, deadline, output);
+}
+
+/** A handler behind the caller's identity, its bulkhead or rate limit, or the extensions around it. */
+async function runGuarded(
+  rt: NodeRuntime,
+  service: ServiceDefinition,
+  handler: ActionHandler,
+  input: unknown,
+  origin: Origin,
+  span: Span,
+  guards: Required<HandlerPolicies>,
+): Promise<unknown> {
+  const { contract } = handler;
+  if (origin.auth !== undefined && rt.identity) origin.user = await rt.identity(origin.auth);
   let output: unknown;
   try {
     if (guards.bulkhead || guards.rateLimit) {
       output = await rt.policies.handle(`${service.name}.${contract.action}`, guards, () =>
-        runInContext(rt, { kind: 'action', service }, origin, 1, span, false, (ctx) => handler.run(parsed.data, ctx)),
+        runInContext(rt, { kind: 'action', service }, origin, 1, span, false, (ctx) => handler.run(input, ctx)),
       );
     } else {
-      // Most handlers have no bulkhead or rate limit: then the handler runs in this function's frame,
-      // with no target name built, no closure made, and no promise of `runInContext`'s own.
       const ctx = enterHandler(rt, service.name, origin, 1, span);
       try {
         output = await (rt.arounds.length === 0
-          ? contextStorage.run(ctx, runHandler, handler, parsed.data, ctx)
-          : startInContext(rt, { kind: 'action', service }, ctx, (c) => handler.run(parsed.data, c)));
+          ? runHandlerInContext(ctx, runHandler, handler, input, ctx)
+          : startInContext(rt, { kind: 'action', service }, ctx, (c) => handler.run(input as never, c)));
       } finally {
         leaveHandler(rt, ctx);
       }
     }
   } catch (error) {
-    const chassisError = toChassisError(error);
-    if (chassisError.code === 'INTERNAL') {
-      rt.log.error({ err: error, action: contract.name }, `${contract.name} failed`);
-    } else {
-      rt.log.debug(
-        { code: chassisError.code, action: contract.name },
-        `${contract.name} answered ${chassisError.code}`,
-      );
-    }
-    throw chassisError;
+    throw handlerFailed(rt, contract, error);
   }
+  return checkedOutput(rt, contract, origin.deadline, output);
+}
+
+/** What a handler threw, as the error its caller gets; logged as an internal failure or at debug. */
+function handlerFailed(rt: NodeRuntime, contract: ActionContract, error: unknown): ChassisError {
+  const chassisError = toChassisError(error);
+  if (chassisError.code === 'INTERNAL') {
+    rt.log.error({ err: error, action: contract.name }, `${contract.name} failed`);
+  } else {
+    rt.log.debug({ code: chassisError.code, action: contract.name }, `${contract.name} answered ${chassisError.code}`);
+  }
+  return chassisError;
+}
+
+/** A handler's output, on time and as its contract says (when outputs are validated). */
+function checkedOutput(rt: NodeRuntime, contract: ActionContract, deadline: number, output: unknown): unknown {
   // Finished after its deadline (its signal aborted, say, and it returned anyway): whatever it
   // returned arrives too late to be an answer.
   if (isPast(deadline, Date.now())) {
@@ -122,6 +182,15 @@ export async function runAction(
     );
   }
   return checked.data;
+}
+
+/** Whether a handler answered with a promise (or another thenable) rather than its output. */
+export function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    value !== null &&
+    (typeof value === 'object' || typeof value === 'function') &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
 }
 
 /** A handler called as its method, made once rather than a closure per request. */

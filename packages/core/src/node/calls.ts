@@ -7,6 +7,7 @@ import { noSpan, type Span, SpanKind, Tracing } from '../observability/tracing.t
 import type { CallPolicies } from '../policies/index.ts';
 import { resolveDeadline } from '../policies/timeout.ts';
 import type { ServiceDefinition } from '../service.ts';
+import { isThenable } from './actions.ts';
 import { isPast, timeLeft } from './deadline.ts';
 import { callLocal, localService } from './local-calls.ts';
 import type { Origin } from './origin.ts';
@@ -95,7 +96,7 @@ export function callFromOutside<C extends ActionContract>(
  * `ctx.span`: in one process a second span would only repeat the first one's timing, at the cost of a
  * whole span (a third of the work of a local call when recorded).
  */
-export async function send<C extends ActionContract>(
+export function send<C extends ActionContract>(
   rt: NodeRuntime,
   contract: C,
   input: InputOf<C>,
@@ -103,8 +104,9 @@ export async function send<C extends ActionContract>(
   origin: Origin,
 ): Promise<OutputOf<C>> {
   const started = performance.now();
+  const now = Date.now();
   const deadline = resolveDeadline({
-    now: Date.now(),
+    now,
     callTimeoutMs: options.timeoutMs,
     callDeadline: options.deadline,
     contractTimeoutMs: contract.timeoutMs,
@@ -113,9 +115,9 @@ export async function send<C extends ActionContract>(
   });
   const local = localService(rt, contract.service);
   const span = rt.tracing.unrecorded(origin.trace) ?? recordCall(rt, contract, origin.trace, local !== undefined);
-  let failure: unknown;
+  let answer: Promise<OutputOf<C>> | OutputOf<C>;
   try {
-    if (isPast(deadline, Date.now())) {
+    if (isPast(deadline, now)) {
       throw timeoutError(
         { service: contract.service, action: contract.action, timeoutMs: 0 },
         origin.inherited
@@ -124,7 +126,7 @@ export async function send<C extends ActionContract>(
       );
     }
     const body = local ? undefined : encode(input, contract.name, rt.codec);
-    return await rt.policies.call<InputOf<C>, OutputOf<C>>({
+    answer = rt.policies.callNow<InputOf<C>, OutputOf<C>>({
       target: contract.name,
       idempotent: contract.idempotent,
       deadline,
@@ -134,12 +136,30 @@ export async function send<C extends ActionContract>(
       attempt: attempts(rt, local, contract, input, body, deadline, origin, span),
     });
   } catch (error) {
-    failure = error;
-    throw error;
-  } finally {
-    rt.metrics.observeClient(contract.name, outcomeOf(failure), (performance.now() - started) / 1000);
-    Tracing.end(span, failure);
+    ended(rt, contract, span, started, error);
+    return Promise.reject(error);
   }
+  // Answered at once (a local handler with nothing to wait for): one resolved promise, no async frame.
+  if (!isThenable(answer)) {
+    ended(rt, contract, span, started, undefined);
+    return Promise.resolve(answer);
+  }
+  return answer.then(
+    (output) => {
+      ended(rt, contract, span, started, undefined);
+      return output;
+    },
+    (error: unknown) => {
+      ended(rt, contract, span, started, error);
+      throw error;
+    },
+  );
+}
+
+/** A call ended: the client histogram and the call's span. */
+function ended(rt: NodeRuntime, contract: ActionContract, span: Span, started: number, failure: unknown): void {
+  rt.metrics.observeClient(contract.name, outcomeOf(failure), (performance.now() - started) / 1000);
+  Tracing.end(span, failure);
 }
 
 function recordCall(rt: NodeRuntime, contract: ActionContract, parent: Span, local: boolean): Span {
@@ -167,7 +187,7 @@ function attempts<C extends ActionContract>(
   deadline: number,
   origin: Origin,
   span: Span,
-): (attempt: number) => Promise<OutputOf<C>> {
+): (attempt: number) => Promise<OutputOf<C>> | OutputOf<C> {
   return local
     ? (attempt) => callLocal(rt, local, contract, input, deadline, origin, span, attempt)
     : (attempt) => sendOnce(rt, contract, body!, deadline, origin, span, attempt);

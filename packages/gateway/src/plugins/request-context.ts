@@ -14,6 +14,8 @@ export interface RequestContext {
   user: Identity | undefined;
   /** The error code the request ended with, for the metrics; undefined is `ok`. */
   outcome: string | undefined;
+  /** `performance.now()` at the request's arrival (its onRequest hook), for the request histogram. */
+  startedAt: number;
 }
 
 export interface RequestContextOptions {
@@ -58,7 +60,7 @@ export function deadlineOf(request: FastifyRequest, deadlines: DeadlineOptions):
 
 /** One shape for every context, so the engine keeps its accesses monomorphic. */
 function newContext(deadline: number | undefined): RequestContext {
-  return { deadline, identity: undefined, user: undefined, outcome: undefined };
+  return { deadline, identity: undefined, user: undefined, outcome: undefined, startedAt: performance.now() };
 }
 
 const plugin: FastifyPluginCallback<RequestContextOptions> = (app, { deadlines }, done) => {

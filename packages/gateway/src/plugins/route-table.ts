@@ -1,4 +1,4 @@
-import { ChassisError, fieldErrors, type Identity } from '@chassis/core';
+import { ChassisError, fieldErrors, type Identity, toChassisError } from '@chassis/core';
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import { headerOf } from '../headers.ts';
 import { type IdempotencyStore, type StoredAnswer, storedError, withIdempotency } from '../idempotency.ts';
@@ -44,41 +44,43 @@ function actionHandler(
   spec: ActionRoute,
   tools: GatewayTools,
   idempotency: RouteTableOptions['idempotency'],
-): (request: FastifyRequest, reply: FastifyReply) => Promise<unknown> {
+): (request: FastifyRequest, reply: FastifyReply) => Promise<unknown> | undefined {
   const status = spec.status ?? 200;
   const owns = checksOwnership(spec.auth as RouteAuth<never> | undefined);
   const isPublic = spec.auth === 'public';
   const inputOf = spec.input ?? defaultInput(spec.method, spec.action.input);
+  const idempotent = spec.method === 'POST';
+  /** No Location, no respond mapper, a body, no ownership check: the action's output is the answer. */
+  const plain = status !== 204 && spec.location === undefined && spec.respond === undefined && !owns;
+  /** The request's input, checked against the action's contract: 400 with the fields named. */
+  const inputFor = (req: RouteRequest): unknown => {
+    const parsed = spec.action.input.safeParse(inputOf(req));
+    if (parsed.success) return parsed.data;
+    const fields = fieldErrors(parsed.error);
+    throw new ChassisError(
+      'VALIDATION',
+      `Invalid request: ${fields.map((f) => `${f.path}: ${f.message}`).join('; ')}`,
+      { data: { fields } },
+    );
+  };
   async function answerOf(request: FastifyRequest, input: unknown): Promise<StoredAnswer> {
     const output = await tools.callFor(request, spec.action, input);
     const headers = spec.location ? { location: spec.location(output, input) } : NO_HEADERS;
     const body = spec.respond ? spec.respond(output, input) : output;
     return { status, body: status === 204 ? null : body, headers };
   }
-  return async (request, reply) => {
+  const answer = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
     if (isPublic) {
       const caller = publicCaller(request, tools);
       if (caller) await caller;
     }
     const req = routeRequest(request);
-    const raw = inputOf(req);
-    const parsed = spec.action.input.safeParse(raw);
-    if (!parsed.success) {
-      const fields = fieldErrors(parsed.error);
-      throw new ChassisError(
-        'VALIDATION',
-        `Invalid request: ${fields.map((f) => `${f.path}: ${f.message}`).join('; ')}`,
-        {
-          data: { fields },
-        },
-      );
-    }
-    const input = parsed.data;
+    const input = inputFor(req);
     if (owns) await checkOwnership(spec.auth as RouteAuth<never>, req.user, input);
 
     const key = headerOf(request, 'idempotency-key');
     let answer: StoredAnswer;
-    if (key !== undefined && spec.method === 'POST') {
+    if (key !== undefined && idempotent) {
       const result = await withIdempotency(
         idempotency.store,
         {
@@ -99,6 +101,35 @@ function actionHandler(
     for (const name in answer.headers) reply.header(name, answer.headers[name]);
     reply.status(answer.status);
     return answer.status === 204 ? reply.send() : reply.send(answer.body);
+  };
+  return (request, reply) => {
+    // The usual request — a plain route, no caller to verify first on a public one, no idempotency key —
+    // is not an async function: the call's promise answers the reply itself, without the handler's own
+    // promise, its await, and the one Fastify chains on it. Anything else goes the full way.
+    if (
+      !plain ||
+      (isPublic && request.headers.authorization !== undefined) ||
+      (idempotent && request.headers['idempotency-key'] !== undefined)
+    ) {
+      return answer(request, reply);
+    }
+    // A bad input throws here, synchronously: Fastify sends it to the error handler.
+    const input = inputFor(routeRequest(request));
+    tools.callFor(request, spec.action, input).then(
+      (output) => {
+        // As Fastify answers an async handler's result: an error in sending goes to the error handler.
+        try {
+          reply.status(status).send(output);
+        } catch (error) {
+          reply.send(error);
+        }
+      },
+      (error: unknown) => {
+        // Only an Error reaches the error handler (anything else would be sent as a body).
+        if (!reply.sent) reply.send(error instanceof Error ? error : toChassisError(error));
+      },
+    );
+    return undefined;
   };
 }
 
