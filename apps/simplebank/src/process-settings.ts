@@ -1,3 +1,6 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 /**
  * How every SimpleBank process runs: Node.js flags and glibc malloc settings that keep its resident
  * memory small. `npm start` passes the flags (package.json); `main.ts` starts itself again with whatever
@@ -6,10 +9,20 @@
  *
  * Node 24 lets V8's young generation grow to two 64 MB semi-spaces on a 64-bit build without pointer
  * compression, and a busy SimpleBank process fills them: 128 MB of heap that only the memory reducer
- * gives back, seconds after the load. 16 MB a semi-space is Node 22's default. Measured on a loaded
+ * gives back, seconds after the load. At 16 MB a semi-space (Node 22's default), measured on a loaded
  * 2-core machine, 15 s of 8 clients against the embedded bank: RSS after the load 414–457 → 336–375 MB,
- * 10 s later 432–473 → 272–292 MB; scavenge pauses 5.1–5.8 → 6.9 ms per order. Distributed, at
- * 8 MB: 15–30 MB less RSS a process after the load.
+ * 10 s later 432–473 → 272–292 MB; scavenge pauses 5.1–5.8 → 6.9 ms per order. At 8 MB (V8 rounds a
+ * size to a power of two: 6 is 8), with the compile cache below, distributed at 16 clients, three runs
+ * each alternating on the loaded machine: a process's young generation 32 → 16 MB, RSS after the load
+ * 152–164 → 129–149 MB a process on average (the edge, the largest, 168–180 → 155–161), CPU per order
+ * unchanged (15.6 ms at 62 orders/s against 15.9–16.7 at 61–65), scavenge pauses 1.7–3.0 → 2.7–3.0 ms an
+ * order over all processes. At 4 MB: the edge 147–155 MB, but CPU per order up in each paired run
+ * (Chassis 24.3 ms against 13.3 at the same 35 orders/s) as objects live past the smaller scavenges.
+ *
+ * Not here: `--max-old-space-size=512`. Below a 2 GB limit V8 grows the old generation by a smaller
+ * factor after each full collection (1.4 at 512 MB instead of up to 4): 124–131 MB a process on average
+ * and the edge 149–155, embedded 265–287 MB after the load — but the Chassis processes took 12.5–12.8 ms
+ * of CPU an order against 10.6–11.2 (more full collections), and a process whose live heap outgrows it dies.
  *
  * Not here: `--optimize-for-size`. It makes V8 grow its old generation by little before it collects —
  * the embedded bank's heap right after 15 s of 8 clients 60 MB instead of 121–183 (~50 live either way),
@@ -17,7 +30,7 @@
  * — but in alternating runs it took 39.6–50.2 ms of CPU per order at 17–23 completed orders/s against
  * 29.9–33.5 ms at 30–32 without it, and the idle bank 5.4–6.0% of a core against 0.6–1.2%.
  */
-export const SIMPLEBANK_NODE_ARGS: readonly string[] = ['--max-semi-space-size=16'];
+export const SIMPLEBANK_NODE_ARGS: readonly string[] = ['--max-semi-space-size=8'];
 
 /**
  * glibc's malloc settings. It gives each thread that allocates an arena of its own (up to 8 a core) —
@@ -35,6 +48,21 @@ export const SIMPLEBANK_MALLOC_ENV: Readonly<Record<string, string>> = {
 };
 
 /**
+ * Node's compile cache (`NODE_COMPILE_CACHE`, in Node's own default folder): what a module compiled to,
+ * kept on disk and used by the next start of the same source. SimpleBank runs its TypeScript as it is,
+ * and Node strips the types with a WebAssembly build of swc (amaro) that it loads for the first `.ts`
+ * module and keeps: importing one `.ts` file takes a bare Node from 45 to 64 MB RSS (9 MB of WebAssembly
+ * memory, 12 MB of malloc). The cache holds the stripped JavaScript too, so from the second start on
+ * nothing loads amaro (a module changed since is stripped again, and cached): in a distributed process
+ * after a load, external memory 11–16 → 4–8 MB and the binary's resident pages 59 → 53–55 MB. Given by
+ * the launcher and by `withProcessSettings`; a `NODE_COMPILE_CACHE` or `NODE_DISABLE_COMPILE_CACHE`
+ * already in the environment wins. `main.ts` writes the cache once started (a killed process writes none).
+ */
+export const SIMPLEBANK_COMPILE_CACHE_ENV: Readonly<Record<string, string>> = {
+  NODE_COMPILE_CACHE: join(tmpdir(), 'node-compile-cache'),
+};
+
+/**
  * Replaces this process (same pid, same stdio: `execve`) with one that runs the same script with the
  * settings above, the flags where they are missing, on Linux; returns if the environment has any of
  * the malloc settings already, elsewhere, or if Node cannot `execve` (before 22.15). Costs one more
@@ -48,6 +76,7 @@ export function withProcessSettings(): void {
   const given = new Set(process.execArgv.map((arg) => arg.split('=')[0]));
   const missingArgs = SIMPLEBANK_NODE_ARGS.filter((arg) => !given.has(arg.split('=')[0]));
   process.execve(process.execPath, [process.execPath, ...missingArgs, ...process.execArgv, ...process.argv.slice(1)], {
+    ...SIMPLEBANK_COMPILE_CACHE_ENV,
     ...process.env,
     ...SIMPLEBANK_MALLOC_ENV,
   });

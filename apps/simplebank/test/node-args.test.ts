@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { SIMPLEBANK_MALLOC_ENV, SIMPLEBANK_NODE_ARGS } from '../src/launcher.ts';
+import { SIMPLEBANK_COMPILE_CACHE_ENV, SIMPLEBANK_MALLOC_ENV, SIMPLEBANK_NODE_ARGS } from '../src/launcher.ts';
 
 // `npm start` cannot import the launcher's flags, so its script repeats them: this keeps the two alike.
 test("npm start runs the embedded bank with the launcher's Node.js flags", () => {
@@ -19,12 +19,18 @@ test("npm start runs the embedded bank with the launcher's Node.js flags", () =>
 const SETTINGS = fileURLToPath(new URL('../src/process-settings.ts', import.meta.url));
 
 /** What a process that calls `withProcessSettings` first runs with: its malloc environment and Node flags. */
-function settingsSeenBy(env: Record<string, string | undefined>): { env: Record<string, string>; execArgv: string[] } {
+function settingsSeenBy(env: Record<string, string | undefined>): {
+  env: Record<string, string>;
+  compileCache: string | undefined;
+  execArgv: string[];
+} {
   const script = `import { withProcessSettings } from ${JSON.stringify(SETTINGS)};
 withProcessSettings();
 const env = Object.fromEntries(Object.keys(${JSON.stringify(SIMPLEBANK_MALLOC_ENV)}).map((name) => [name, process.env[name]]));
-console.log(JSON.stringify({ env, execArgv: process.execArgv }));`;
-  const withoutMalloc = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('MALLOC_')));
+console.log(JSON.stringify({ env, compileCache: process.env.NODE_COMPILE_CACHE, execArgv: process.execArgv }));`;
+  const withoutMalloc = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !name.startsWith('MALLOC_') && name !== 'NODE_COMPILE_CACHE'),
+  );
   const output = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
     env: { ...withoutMalloc, ...env },
     encoding: 'utf8',
@@ -37,7 +43,14 @@ test('main.ts starts itself again with the malloc settings and Node.js flags it 
 }, () => {
   const seen = settingsSeenBy({});
   assert.deepEqual(seen.env, SIMPLEBANK_MALLOC_ENV);
+  assert.equal(seen.compileCache, SIMPLEBANK_COMPILE_CACHE_ENV.NODE_COMPILE_CACHE);
   for (const flag of SIMPLEBANK_NODE_ARGS) assert.ok(seen.execArgv.includes(flag), `${flag} missing`);
+});
+
+test('a compile cache folder given in the environment is kept when main.ts starts itself again', {
+  skip: process.platform !== 'linux',
+}, () => {
+  assert.equal(settingsSeenBy({ NODE_COMPILE_CACHE: '/tmp/elsewhere' }).compileCache, '/tmp/elsewhere');
 });
 
 test('a malloc setting given in the environment is kept, and nothing added: the process is not started again', () => {
