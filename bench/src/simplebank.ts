@@ -9,8 +9,8 @@ import {
   distributedTopology,
   launchDistributed,
   SIMPLEBANK_COMPILE_CACHE_ENV,
+  SIMPLEBANK_EMBEDDED_NODE_ARGS,
   SIMPLEBANK_MALLOC_ENV,
-  SIMPLEBANK_NODE_ARGS,
 } from '@chassis/simplebank/launcher';
 import { freePort, servers } from '@chassis/testing';
 import pg from 'pg';
@@ -489,7 +489,7 @@ async function startEmbedded(folder: string, customers: number) {
     // `npm start`'s flags, as package.json gives them.
     execArgv: [
       ...process.execArgv,
-      ...SIMPLEBANK_NODE_ARGS,
+      ...SIMPLEBANK_EMBEDDED_NODE_ARGS,
       ...(process.env.BENCH_EMBEDDED_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
     ],
   });

@@ -42,7 +42,12 @@ export interface DistributedSimplebank {
 }
 
 // What every SimpleBank process runs with; the bench gives its embedded bank the same.
-export { SIMPLEBANK_COMPILE_CACHE_ENV, SIMPLEBANK_MALLOC_ENV, SIMPLEBANK_NODE_ARGS } from './process-settings.ts';
+export {
+  SIMPLEBANK_COMPILE_CACHE_ENV,
+  SIMPLEBANK_EMBEDDED_NODE_ARGS,
+  SIMPLEBANK_MALLOC_ENV,
+  SIMPLEBANK_NODE_ARGS,
+} from './process-settings.ts';
 
 /** The compile cache unless the environment names its own (NODE_DISABLE_COMPILE_CACHE=1 there turns it off). */
 const compileCacheEnv = () => (process.env.NODE_COMPILE_CACHE === undefined ? SIMPLEBANK_COMPILE_CACHE_ENV : {});

@@ -3,16 +3,21 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { SIMPLEBANK_COMPILE_CACHE_ENV, SIMPLEBANK_MALLOC_ENV, SIMPLEBANK_NODE_ARGS } from '../src/launcher.ts';
+import {
+  SIMPLEBANK_COMPILE_CACHE_ENV,
+  SIMPLEBANK_EMBEDDED_NODE_ARGS,
+  SIMPLEBANK_MALLOC_ENV,
+  SIMPLEBANK_NODE_ARGS,
+} from '../src/launcher.ts';
 
 // `npm start` cannot import the launcher's flags, so its script repeats them: this keeps the two alike.
-test("npm start runs the embedded bank with the launcher's Node.js flags", () => {
+test('npm start runs the embedded bank with its Node.js flags (SIMPLEBANK_EMBEDDED_NODE_ARGS)', () => {
   for (const file of ['../../../package.json', '../package.json']) {
     const { scripts } = JSON.parse(readFileSync(new URL(file, import.meta.url), 'utf8')) as {
       scripts: Record<string, string>;
     };
     const start = scripts.start!.split(' ');
-    for (const flag of SIMPLEBANK_NODE_ARGS) assert.ok(start.includes(flag), `${file}'s start lacks ${flag}`);
+    for (const flag of SIMPLEBANK_EMBEDDED_NODE_ARGS) assert.ok(start.includes(flag), `${file}'s start lacks ${flag}`);
   }
 });
 
@@ -29,7 +34,9 @@ withProcessSettings();
 const env = Object.fromEntries(Object.keys(${JSON.stringify(SIMPLEBANK_MALLOC_ENV)}).map((name) => [name, process.env[name]]));
 console.log(JSON.stringify({ env, compileCache: process.env.NODE_COMPILE_CACHE, execArgv: process.execArgv }));`;
   const withoutMalloc = Object.fromEntries(
-    Object.entries(process.env).filter(([name]) => !name.startsWith('MALLOC_') && name !== 'NODE_COMPILE_CACHE'),
+    Object.entries(process.env).filter(
+      ([name]) => !name.startsWith('MALLOC_') && !['NODE_COMPILE_CACHE', 'CHASSIS_TRANSPORT'].includes(name),
+    ),
   );
   const output = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
     env: { ...withoutMalloc, ...env },
@@ -44,7 +51,17 @@ test('main.ts starts itself again with the malloc settings and Node.js flags it 
   const seen = settingsSeenBy({});
   assert.deepEqual(seen.env, SIMPLEBANK_MALLOC_ENV);
   assert.equal(seen.compileCache, SIMPLEBANK_COMPILE_CACHE_ENV.NODE_COMPILE_CACHE);
-  for (const flag of SIMPLEBANK_NODE_ARGS) assert.ok(seen.execArgv.includes(flag), `${flag} missing`);
+  for (const flag of SIMPLEBANK_EMBEDDED_NODE_ARGS) assert.ok(seen.execArgv.includes(flag), `${flag} missing`);
+});
+
+test("a process on another transport (a distributed one) gets the distributed processes' flags only", {
+  skip: process.platform !== 'linux',
+}, () => {
+  const seen = settingsSeenBy({ CHASSIS_TRANSPORT: 'nats://127.0.0.1:4222' });
+  assert.deepEqual(
+    seen.execArgv.filter((arg) => SIMPLEBANK_EMBEDDED_NODE_ARGS.includes(arg)),
+    [...SIMPLEBANK_NODE_ARGS],
+  );
 });
 
 test('a compile cache folder given in the environment is kept when main.ts starts itself again', {
@@ -56,5 +73,5 @@ test('a compile cache folder given in the environment is kept when main.ts start
 test('a malloc setting given in the environment is kept, and nothing added: the process is not started again', () => {
   const seen = settingsSeenBy({ MALLOC_ARENA_MAX: '4' });
   assert.deepEqual(seen.env, { MALLOC_ARENA_MAX: '4' });
-  for (const flag of SIMPLEBANK_NODE_ARGS) assert.ok(!seen.execArgv.includes(flag), `${flag} added anyway`);
+  for (const flag of SIMPLEBANK_EMBEDDED_NODE_ARGS) assert.ok(!seen.execArgv.includes(flag), `${flag} added anyway`);
 });
