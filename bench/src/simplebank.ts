@@ -11,6 +11,7 @@ import {
   SIMPLEBANK_COMPILE_CACHE_ENV,
   SIMPLEBANK_EMBEDDED_NODE_ARGS,
   SIMPLEBANK_MALLOC_ENV,
+  simplebankAllocatorEnv,
 } from '@chassis/simplebank/launcher';
 import { freePort, servers } from '@chassis/testing';
 import pg from 'pg';
@@ -484,7 +485,7 @@ async function startEmbedded(folder: string, customers: number) {
   const child = fork(new URL('./simplebank-embedded.ts', import.meta.url).pathname, [folder, String(customers)], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     // `npm start`'s malloc and compile cache settings, as main.ts gives them; those set here already win.
-    env: { ...SIMPLEBANK_COMPILE_CACHE_ENV, ...SIMPLEBANK_MALLOC_ENV, ...process.env },
+    env: { ...SIMPLEBANK_COMPILE_CACHE_ENV, ...SIMPLEBANK_MALLOC_ENV, ...simplebankAllocatorEnv(), ...process.env },
     // `BENCH_EMBEDDED_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof"` profiles the bank itself.
     // `npm start`'s flags, as package.json gives them.
     execArgv: [

@@ -1,7 +1,12 @@
 import { fileURLToPath } from 'node:url';
 import { createDatabaseIfMissing } from '@chassis/data';
 import { processGroup, type RunningProcess } from '@chassis/testing';
-import { SIMPLEBANK_COMPILE_CACHE_ENV, SIMPLEBANK_MALLOC_ENV, SIMPLEBANK_NODE_ARGS } from './process-settings.ts';
+import {
+  SIMPLEBANK_COMPILE_CACHE_ENV,
+  SIMPLEBANK_MALLOC_ENV,
+  SIMPLEBANK_NODE_ARGS,
+  simplebankAllocatorEnv,
+} from './process-settings.ts';
 
 /** One process of a distributed SimpleBank: which services it hosts, and whether the gateway. */
 export interface ProcessSpec {
@@ -47,6 +52,7 @@ export {
   SIMPLEBANK_EMBEDDED_NODE_ARGS,
   SIMPLEBANK_MALLOC_ENV,
   SIMPLEBANK_NODE_ARGS,
+  simplebankAllocatorEnv,
 } from './process-settings.ts';
 
 /** The compile cache unless the environment names its own (NODE_DISABLE_COMPILE_CACHE=1 there turns it off). */
@@ -103,6 +109,7 @@ export async function launchDistributed(options: DistributedOptions): Promise<Di
       env: {
         ...compileCacheEnv(),
         ...SIMPLEBANK_MALLOC_ENV,
+        ...simplebankAllocatorEnv(),
         CHASSIS_TRANSPORT: options.transport,
         DATABASE_URL: options.databaseUrl,
         SERVICES: spec.services,

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -74,6 +75,37 @@ export const SIMPLEBANK_COMPILE_CACHE_ENV: Readonly<Record<string, string>> = {
 };
 
 /**
+ * jemalloc instead of glibc's malloc, when the system has it (Debian and Ubuntu: `libjemalloc2`): glibc
+ * keeps what a burst of compiling (PGlite's WebAssembly tiering up, V8's optimizing compiler) and of
+ * buffers freed in the middle of its arenas, and only a `malloc_trim` Node cannot call gives it back;
+ * jemalloc returns freed pages a second after they are freed (`dirty_decay_ms`, on its background thread).
+ * Embedded, 10 s of 8 clients on the loaded 2-core machine, with the flags above, glibc and jemalloc
+ * runs alternating (five and four): the memory outside V8's heap, PGlite's WebAssembly memory and the
+ * binary 85–121 → 64–82 MB right after the load, 85–115 → 54–57 once quiet; RSS right after the load
+ * 265–302 → 244–259 MB (medians 297 → 254), once quiet 223–254 → 197–198; CPU per order 14.7–18.0 →
+ * 14.9–15.6 ms. Nothing is added
+ * where the library is missing, or when the environment has an `LD_PRELOAD` of its own; a `MALLOC_CONF`
+ * given wins.
+ */
+const JEMALLOC = [
+  '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2',
+  '/usr/lib/aarch64-linux-gnu/libjemalloc.so.2',
+  '/usr/lib64/libjemalloc.so.2',
+  '/usr/lib/libjemalloc.so.2',
+];
+
+/** The environment that preloads jemalloc with our settings, or nothing (see above). */
+export function simplebankAllocatorEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  if (process.platform !== 'linux' || env.LD_PRELOAD !== undefined) return {};
+  const library = JEMALLOC.find((path) => existsSync(path));
+  if (!library) return {};
+  return {
+    LD_PRELOAD: library,
+    MALLOC_CONF: env.MALLOC_CONF ?? 'narenas:2,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0',
+  };
+}
+
+/**
  * Replaces this process (same pid, same stdio: `execve`) with one that runs the same script with the
  * settings above, the flags where they are missing, on Linux; returns if the environment has any of
  * the malloc settings already, elsewhere, or if Node cannot `execve` (before 22.15). Costs one more
@@ -93,5 +125,6 @@ export function withProcessSettings(): void {
     ...SIMPLEBANK_COMPILE_CACHE_ENV,
     ...process.env,
     ...SIMPLEBANK_MALLOC_ENV,
+    ...simplebankAllocatorEnv(),
   });
 }

@@ -8,6 +8,7 @@ import {
   SIMPLEBANK_EMBEDDED_NODE_ARGS,
   SIMPLEBANK_MALLOC_ENV,
   SIMPLEBANK_NODE_ARGS,
+  simplebankAllocatorEnv,
 } from '../src/launcher.ts';
 
 // `npm start` cannot import the launcher's flags, so its script repeats them: this keeps the two alike.
@@ -27,15 +28,18 @@ const SETTINGS = fileURLToPath(new URL('../src/process-settings.ts', import.meta
 function settingsSeenBy(env: Record<string, string | undefined>): {
   env: Record<string, string>;
   compileCache: string | undefined;
+  preload: string | undefined;
   execArgv: string[];
 } {
   const script = `import { withProcessSettings } from ${JSON.stringify(SETTINGS)};
 withProcessSettings();
 const env = Object.fromEntries(Object.keys(${JSON.stringify(SIMPLEBANK_MALLOC_ENV)}).map((name) => [name, process.env[name]]));
-console.log(JSON.stringify({ env, compileCache: process.env.NODE_COMPILE_CACHE, execArgv: process.execArgv }));`;
+console.log(JSON.stringify({ env, compileCache: process.env.NODE_COMPILE_CACHE, preload: process.env.LD_PRELOAD, execArgv: process.execArgv }));`;
   const withoutMalloc = Object.fromEntries(
     Object.entries(process.env).filter(
-      ([name]) => !name.startsWith('MALLOC_') && !['NODE_COMPILE_CACHE', 'CHASSIS_TRANSPORT'].includes(name),
+      ([name]) =>
+        !name.startsWith('MALLOC_') &&
+        !['NODE_COMPILE_CACHE', 'CHASSIS_TRANSPORT', 'LD_PRELOAD', 'MALLOC_CONF'].includes(name),
     ),
   );
   const output = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
@@ -51,6 +55,8 @@ test('main.ts starts itself again with the malloc settings and Node.js flags it 
   const seen = settingsSeenBy({});
   assert.deepEqual(seen.env, SIMPLEBANK_MALLOC_ENV);
   assert.equal(seen.compileCache, SIMPLEBANK_COMPILE_CACHE_ENV.NODE_COMPILE_CACHE);
+  // jemalloc where the system has it (simplebankAllocatorEnv looks), nothing preloaded where it has not.
+  assert.equal(seen.preload, simplebankAllocatorEnv({}).LD_PRELOAD);
   for (const flag of SIMPLEBANK_EMBEDDED_NODE_ARGS) assert.ok(seen.execArgv.includes(flag), `${flag} missing`);
 });
 
@@ -64,10 +70,12 @@ test("a process on another transport (a distributed one) gets the distributed pr
   );
 });
 
-test('a compile cache folder given in the environment is kept when main.ts starts itself again', {
+test('a compile cache folder and an LD_PRELOAD given in the environment are kept when main.ts starts itself again', {
   skip: process.platform !== 'linux',
 }, () => {
-  assert.equal(settingsSeenBy({ NODE_COMPILE_CACHE: '/tmp/elsewhere' }).compileCache, '/tmp/elsewhere');
+  const seen = settingsSeenBy({ NODE_COMPILE_CACHE: '/tmp/elsewhere', LD_PRELOAD: '' });
+  assert.equal(seen.compileCache, '/tmp/elsewhere');
+  assert.equal(seen.preload, '', 'an LD_PRELOAD given (even empty) is left alone');
 });
 
 test('a malloc setting given in the environment is kept, and nothing added: the process is not started again', () => {
