@@ -83,7 +83,8 @@ export const SIMPLEBANK_COMPILE_CACHE_ENV: Readonly<Record<string, string>> = {
  * runs alternating (five and four): the memory outside V8's heap, PGlite's WebAssembly memory and the
  * binary 85–121 → 64–82 MB right after the load, 85–115 → 54–57 once quiet; RSS right after the load
  * 265–302 → 244–259 MB (medians 297 → 254), once quiet 223–254 → 197–198; CPU per order 14.7–18.0 →
- * 14.9–15.6 ms. Nothing is added
+ * 14.9–15.6 ms. Distributed, 16 clients, three runs each alternating: 145–164 → 140–148 MB a process on
+ * average, the largest 156–188 → 148–156 MB; CPU per order 16.4–18.3 → 16.6–18.1 ms. Nothing is added
  * where the library is missing, or when the environment has an `LD_PRELOAD` of its own; a `MALLOC_CONF`
  * given wins.
  */
