@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
+import { getHeapSpaceStatistics } from 'node:v8';
 import { startSimplebank } from '@chassis/simplebank/system';
 import {
   lastCompletedAt,
+  residentSplitMb,
   SECRET,
   seedCustomers,
   type TerminalCounts,
@@ -38,6 +40,13 @@ export interface MemoryBreakdown {
   /** V8's heap as committed (what of it is resident) and as used by live objects after the last collection. */
   heapTotal: number;
   heapUsed: number;
+  /** Of the heap as committed: the young generation (two semi-spaces), the old generation, code. */
+  newSpace: number;
+  oldSpace: number;
+  codeSpace: number;
+  /** Resident anonymous memory (heaps, malloc) and file-backed (the node binary, libraries), /proc/self/smaps_rollup. */
+  anonymous: number;
+  file: number;
   /** ArrayBuffers and WebAssembly memory that V8 knows of (PGlite's heap among them), reserved size. */
   external: number;
   /** PGlite's WebAssembly memory: its size, and how much of it is resident (from /proc/self/smaps). */
@@ -78,7 +87,15 @@ function memoryBreakdown(): MemoryBreakdown {
   const usage = process.memoryUsage();
   const mb = (bytes: number) => bytes / 1048576;
   const wasmBytes = wasmMemories.map((memory) => memory.buffer.byteLength);
+  const spaces = getHeapSpaceStatistics();
+  const space = (name: string) => mb(spaces.find((s) => s.space_name === name)?.space_size ?? 0);
+  const split = residentSplitMb(process.pid);
   return {
+    newSpace: space('new_space'),
+    oldSpace: space('old_space'),
+    codeSpace: space('code_space'),
+    anonymous: split?.anonymous ?? Number.NaN,
+    file: split?.file ?? Number.NaN,
     rss: mb(usage.rss),
     heapTotal: mb(usage.heapTotal),
     heapUsed: mb(usage.heapUsed),

@@ -113,3 +113,15 @@ export function rssMb(pid: number | undefined): number | undefined {
     return undefined;
   }
 }
+
+/** A process's resident memory from /proc/<pid>/smaps_rollup, MB: anonymous (heaps, malloc) and file-backed (the node binary, libraries). */
+export function residentSplitMb(pid: number | undefined): { anonymous: number; file: number } | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? Number.NaN);
+    return { anonymous: kb('Anonymous') / 1024, file: (kb('Rss') - kb('Anonymous')) / 1024 };
+  } catch {
+    return undefined;
+  }
+}

@@ -8,8 +8,10 @@ import { Database } from '@chassis/data';
 import {
   distributedTopology,
   launchDistributed,
+  SIMPLEBANK_COMPILE_CACHE_ENV,
+  SIMPLEBANK_EMBEDDED_NODE_ARGS,
   SIMPLEBANK_MALLOC_ENV,
-  SIMPLEBANK_NODE_ARGS,
+  simplebankAllocatorEnv,
 } from '@chassis/simplebank/launcher';
 import { freePort, servers } from '@chassis/testing';
 import pg from 'pg';
@@ -30,6 +32,7 @@ import {
   type Customer,
   lastCompletedAt,
   orderPlacer,
+  residentSplitMb,
   rssMb,
   SECRET,
   seedCustomers,
@@ -175,6 +178,10 @@ interface DistributedReport {
   rssMb: Record<string, number | undefined>;
   /** Once every process has gone quiet after the load (V8 has collected what the load left behind). */
   rssMbQuiet: Record<string, number | undefined>;
+  /** Where each process's memory is right after the load (its /metrics and /proc/<pid>/smaps_rollup). */
+  memoryAfterLoad: Record<string, ProcessMemory>;
+  /** V8's collection pauses per completed order over every load, all processes, ms: scavenges and the rest. */
+  gcMsPerOrder: { minor: number; major: number };
   quietAfterSeconds: number;
   errors: string[];
 }
@@ -210,10 +217,14 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
   let open: Record<string, unknown> | undefined;
   const rss: Record<string, number | undefined> = {};
   const rssQuiet: Record<string, number | undefined> = {};
+  const memoryAfterLoad: Record<string, ProcessMemory> = {};
+  let gcMsPerOrder = { minor: Number.NaN, major: Number.NaN };
   let quietAfterSeconds = Number.NaN;
   try {
     const customers = await seedCustomers(db, Math.max(...CONCURRENCY, 16));
     const placeOrder = orderPlacer(bank.url, customers);
+    const gcBefore = await gcSeconds(opsPorts);
+    const completedBefore = (await probe.counts()).completed;
     // Where the CPU goes, per order: Chassis's processes, PostgreSQL, NATS (the exchange simulator stands
     // for the world outside and is left out).
     const groupOf = (pid: number, comm: string) => {
@@ -301,6 +312,16 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
       };
     }
     for (const [name, running] of bank.processes) rss[name] = rssMb(running.child.pid);
+    for (const [name, running] of bank.processes) {
+      const port = opsPorts[name];
+      if (port !== undefined) memoryAfterLoad[name] = await processMemory(port, running.child.pid);
+    }
+    const gcAfter = await gcSeconds(opsPorts);
+    const completedInAll = (await probe.counts()).completed - completedBefore;
+    gcMsPerOrder = {
+      minor: ((gcAfter.minor - gcBefore.minor) * 1000) / completedInAll,
+      major: ((gcAfter.major - gcBefore.major) * 1000) / completedInAll,
+    };
     quietAfterSeconds = await quiet([...bank.processes.values()].map((running) => running.child.pid!));
     for (const [name, running] of bank.processes) rssQuiet[name] = rssMb(running.child.pid);
   } finally {
@@ -308,11 +329,29 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
     await bank.stop();
     await withAdmin((c) => c.query(`drop database if exists ${bankDb} with (force)`));
   }
-  return { rows, openLoop: open, rssMb: rss, rssMbQuiet: rssQuiet, quietAfterSeconds, errors };
+  return {
+    rows,
+    openLoop: open,
+    rssMb: rss,
+    rssMbQuiet: rssQuiet,
+    memoryAfterLoad,
+    gcMsPerOrder,
+    quietAfterSeconds,
+    errors,
+  };
 }
 
 function printDistributed(
-  { rows, openLoop: open, rssMb: rss, rssMbQuiet: rssQuiet, quietAfterSeconds, errors }: DistributedReport,
+  {
+    rows,
+    openLoop: open,
+    rssMb: rss,
+    rssMbQuiet: rssQuiet,
+    memoryAfterLoad,
+    gcMsPerOrder,
+    quietAfterSeconds,
+    errors,
+  }: DistributedReport,
   pgbenchTps: number,
 ) {
   if (rows.length > 0) {
@@ -418,6 +457,18 @@ function printDistributed(
       .map(([name, mb]) => `${name} ${fixed(mb)} / ${fixed(rssQuiet[name])}`)
       .join(', ')}. Goal (issue 12): at most 150 MB per process.`,
   );
+  console.log(
+    'Where it is right after the load, MB: V8 heap committed (used; new space, old space, code), external and array buffers, anonymous memory outside the heap (malloc, thread stacks), file-backed (the node binary, libraries):',
+  );
+  for (const [name, m] of Object.entries(memoryAfterLoad)) {
+    console.log(
+      `  ${name}: heap ${fixed(m.heapTotal)} (${fixed(m.heapUsed)} used; new ${fixed(m.newSpace)}, old ${fixed(m.oldSpace)}, code ${fixed(m.codeSpace)}), external ${fixed(m.external)}, ` +
+        `other anonymous ${fixed(m.anonymous - m.heapTotal)}, file-backed ${fixed(m.file)}`,
+    );
+  }
+  console.log(
+    `V8 collection pauses per completed order, every process, every load: ${fixed(gcMsPerOrder.minor, 2)} ms scavenging + ${fixed(gcMsPerOrder.major, 2)} ms the rest.`,
+  );
   if (errors.length > 0) console.log(`\nprocess errors (first 5):\n${errors.slice(0, 5).join('\n')}`);
 }
 
@@ -458,13 +509,13 @@ interface EmbeddedReport {
 async function startEmbedded(folder: string, customers: number) {
   const child = fork(new URL('./simplebank-embedded.ts', import.meta.url).pathname, [folder, String(customers)], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    // `npm start`'s malloc settings, as main.ts gives them; those set here already win.
-    env: { ...SIMPLEBANK_MALLOC_ENV, ...process.env },
+    // `npm start`'s malloc and compile cache settings, as main.ts gives them; those set here already win.
+    env: { ...SIMPLEBANK_COMPILE_CACHE_ENV, ...SIMPLEBANK_MALLOC_ENV, ...simplebankAllocatorEnv(), ...process.env },
     // `BENCH_EMBEDDED_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof"` profiles the bank itself.
     // `npm start`'s flags, as package.json gives them.
     execArgv: [
       ...process.execArgv,
-      ...SIMPLEBANK_NODE_ARGS,
+      ...SIMPLEBANK_EMBEDDED_NODE_ARGS,
       ...(process.env.BENCH_EMBEDDED_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
     ],
   });
@@ -643,7 +694,9 @@ function printEmbedded({
       `Idle then: ${fixed(idleCorePercent, 2)}% of a core (CPU over ${IDLE_SECONDS} s).`,
   );
   const breakdown = (m: MemoryBreakdown) =>
-    `V8 heap ${fixed(m.heapTotal)} (${fixed(m.heapUsed)} used), PGlite's WebAssembly memory ${fixed(m.wasm)} (${fixed(m.wasmResident)} resident), the rest ${fixed(m.rss - m.heapTotal - m.wasmResident)}`;
+    `V8 heap ${fixed(m.heapTotal)} (${fixed(m.heapUsed)} used; new space ${fixed(m.newSpace)}, old ${fixed(m.oldSpace)}, code ${fixed(m.codeSpace)}), ` +
+    `PGlite's WebAssembly memory ${fixed(m.wasm)} (${fixed(m.wasmResident)} resident), the rest ${fixed(m.rss - m.heapTotal - m.wasmResident)} ` +
+    `(file-backed ${fixed(m.file)}, anonymous ${fixed(m.anonymous - m.heapTotal - m.wasmResident)}: malloc, external buffers, compiled code, stacks)`;
   console.log(`  MB after the load: ${breakdown(memoryAfterLoad)}; once quiet: ${breakdown(memoryIdle)}.`);
   console.log(
     'Goals (issue 12): at least 50 completed orders/s with 8 clients, every order ended within 2 s of its acceptance, at most 10 ms CPU per order; at most 250 MB; idle at most 1% of a core.',
@@ -702,6 +755,52 @@ async function databaseUsage(opsPorts: Readonly<Record<string, number>>): Promis
     });
   }
   return usage;
+}
+
+/** A process's memory as its /metrics (prom-client's default metrics) and /proc/<pid>/smaps_rollup say, MB. */
+interface ProcessMemory {
+  heapTotal: number;
+  heapUsed: number;
+  newSpace: number;
+  oldSpace: number;
+  codeSpace: number;
+  external: number;
+  anonymous: number;
+  file: number;
+}
+
+const metricSum = (text: string, metric: string, labels = '') =>
+  [...text.matchAll(new RegExp(`^${metric}(?:\\{[^}]*${labels}[^}]*\\})? (\\S+)$`, 'gm'))].reduce(
+    (n, m) => n + Number(m[1]),
+    0,
+  );
+
+async function processMemory(opsPort: number, pid: number | undefined): Promise<ProcessMemory> {
+  const text = await (await fetch(`http://127.0.0.1:${opsPort}/metrics`)).text();
+  const mb = (metric: string, labels?: string) => metricSum(text, metric, labels) / 1048576;
+  const split = residentSplitMb(pid);
+  return {
+    heapTotal: mb('nodejs_heap_size_total_bytes'),
+    heapUsed: mb('nodejs_heap_size_used_bytes'),
+    newSpace: mb('nodejs_heap_space_size_total_bytes', 'space="new"'),
+    oldSpace: mb('nodejs_heap_space_size_total_bytes', 'space="old"'),
+    codeSpace: mb('nodejs_heap_space_size_total_bytes', 'space="code"'),
+    external: mb('nodejs_external_memory_bytes'),
+    anonymous: split?.anonymous ?? Number.NaN,
+    file: split?.file ?? Number.NaN,
+  };
+}
+
+/** V8's collection pauses so far, seconds, summed over the processes: scavenges, and every other kind. */
+async function gcSeconds(opsPorts: Readonly<Record<string, number>>): Promise<{ minor: number; major: number }> {
+  let minor = 0;
+  let all = 0;
+  for (const port of Object.values(opsPorts)) {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    minor += metricSum(text, 'nodejs_gc_duration_seconds_sum', 'kind="minor"');
+    all += metricSum(text, 'nodejs_gc_duration_seconds_sum');
+  }
+  return { minor, major: all - minor };
 }
 
 /** Statements and transactions per completed order: in all, and by process (orders-1 and -2 as orders). */

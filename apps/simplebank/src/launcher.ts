@@ -1,7 +1,12 @@
 import { fileURLToPath } from 'node:url';
 import { createDatabaseIfMissing } from '@chassis/data';
 import { processGroup, type RunningProcess } from '@chassis/testing';
-import { SIMPLEBANK_MALLOC_ENV, SIMPLEBANK_NODE_ARGS } from './process-settings.ts';
+import {
+  SIMPLEBANK_COMPILE_CACHE_ENV,
+  SIMPLEBANK_MALLOC_ENV,
+  SIMPLEBANK_NODE_ARGS,
+  simplebankAllocatorEnv,
+} from './process-settings.ts';
 
 /** One process of a distributed SimpleBank: which services it hosts, and whether the gateway. */
 export interface ProcessSpec {
@@ -42,7 +47,16 @@ export interface DistributedSimplebank {
 }
 
 // What every SimpleBank process runs with; the bench gives its embedded bank the same.
-export { SIMPLEBANK_MALLOC_ENV, SIMPLEBANK_NODE_ARGS } from './process-settings.ts';
+export {
+  SIMPLEBANK_COMPILE_CACHE_ENV,
+  SIMPLEBANK_EMBEDDED_NODE_ARGS,
+  SIMPLEBANK_MALLOC_ENV,
+  SIMPLEBANK_NODE_ARGS,
+  simplebankAllocatorEnv,
+} from './process-settings.ts';
+
+/** The compile cache unless the environment names its own (NODE_DISABLE_COMPILE_CACHE=1 there turns it off). */
+const compileCacheEnv = () => (process.env.NODE_COMPILE_CACHE === undefined ? SIMPLEBANK_COMPILE_CACHE_ENV : {});
 
 const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url));
 const EXCHANGE = fileURLToPath(new URL('../exchange-simulator/main.ts', import.meta.url));
@@ -79,7 +93,7 @@ export async function launchDistributed(options: DistributedOptions): Promise<Di
   await group.start({
     name: 'exchange',
     script: EXCHANGE,
-    env: { EXCHANGE_PORT: String(exchangePort) },
+    env: { ...compileCacheEnv(), EXCHANGE_PORT: String(exchangePort) },
     ready: { url: `${exchangeUrl}/prices` },
   });
 
@@ -93,7 +107,9 @@ export async function launchDistributed(options: DistributedOptions): Promise<Di
       // Given flags last: `--max-semi-space-size=64` there overrides ours.
       nodeArgs: [...SIMPLEBANK_NODE_ARGS, ...(options.nodeArgs ?? [])],
       env: {
+        ...compileCacheEnv(),
         ...SIMPLEBANK_MALLOC_ENV,
+        ...simplebankAllocatorEnv(),
         CHASSIS_TRANSPORT: options.transport,
         DATABASE_URL: options.databaseUrl,
         SERVICES: spec.services,

@@ -1,3 +1,4 @@
+import { flushCompileCache } from 'node:module';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { withProcessSettings } from './process-settings.ts';
 
@@ -25,6 +26,8 @@ if (process.env.MIGRATE_ONLY === 'true') {
 
 const demo = process.argv.includes('--demo');
 const bank = await startSimplebank({ handleSignals: !demo });
+// What started compiled now, not only at exit (a process killed never writes it): the next start finds it.
+flushCompileCache();
 const say = (line: string) => console.log(line);
 const { node, url } = bank;
 

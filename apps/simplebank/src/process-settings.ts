@@ -1,3 +1,7 @@
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 /**
  * How every SimpleBank process runs: Node.js flags and glibc malloc settings that keep its resident
  * memory small. `npm start` passes the flags (package.json); `main.ts` starts itself again with whatever
@@ -6,10 +10,20 @@
  *
  * Node 24 lets V8's young generation grow to two 64 MB semi-spaces on a 64-bit build without pointer
  * compression, and a busy SimpleBank process fills them: 128 MB of heap that only the memory reducer
- * gives back, seconds after the load. 16 MB a semi-space is Node 22's default. Measured on a loaded
+ * gives back, seconds after the load. At 16 MB a semi-space (Node 22's default), measured on a loaded
  * 2-core machine, 15 s of 8 clients against the embedded bank: RSS after the load 414–457 → 336–375 MB,
- * 10 s later 432–473 → 272–292 MB; scavenge pauses 5.1–5.8 → 6.9 ms per order. Distributed, at
- * 8 MB: 15–30 MB less RSS a process after the load.
+ * 10 s later 432–473 → 272–292 MB; scavenge pauses 5.1–5.8 → 6.9 ms per order. At 8 MB (V8 rounds a
+ * size to a power of two: 6 is 8), with the compile cache below, distributed at 16 clients, three runs
+ * each alternating on the loaded machine: a process's young generation 32 → 16 MB, RSS after the load
+ * 152–164 → 129–149 MB a process on average (the edge, the largest, 168–180 → 155–161), CPU per order
+ * unchanged (15.6 ms at 62 orders/s against 15.9–16.7 at 61–65), scavenge pauses 1.7–3.0 → 2.7–3.0 ms an
+ * order over all processes. At 4 MB: the edge 147–155 MB, but CPU per order up in each paired run
+ * (Chassis 24.3 ms against 13.3 at the same 35 orders/s) as objects live past the smaller scavenges.
+ *
+ * Not here: `--max-old-space-size=512`. Below a 2 GB limit V8 grows the old generation by a smaller
+ * factor after each full collection (1.4 at 512 MB instead of up to 4): 124–131 MB a process on average
+ * and the edge 149–155, embedded 265–287 MB after the load — but the Chassis processes took 12.5–12.8 ms
+ * of CPU an order against 10.6–11.2 (more full collections), and a process whose live heap outgrows it dies.
  *
  * Not here: `--optimize-for-size`. It makes V8 grow its old generation by little before it collects —
  * the embedded bank's heap right after 15 s of 8 clients 60 MB instead of 121–183 (~50 live either way),
@@ -17,7 +31,18 @@
  * — but in alternating runs it took 39.6–50.2 ms of CPU per order at 17–23 completed orders/s against
  * 29.9–33.5 ms at 30–32 without it, and the idle bank 5.4–6.0% of a core against 0.6–1.2%.
  */
-export const SIMPLEBANK_NODE_ARGS: readonly string[] = ['--max-semi-space-size=16'];
+export const SIMPLEBANK_NODE_ARGS: readonly string[] = ['--max-semi-space-size=8'];
+
+/**
+ * The embedded bank's flags (`npm start`: every service in one process on the memory transport, PGlite):
+ * those above, and V8's old generation grown by 40% of what survives a full collection instead of by a
+ * factor V8 picks between 1.1 and 4 (it picks high for a fast allocator: 85–162 MB of old space after the
+ * load, ~37 live). Embedded, 10 s of 8 clients, three runs each alternating on the loaded 2-core machine:
+ * RSS right after the load 305–381 → 277–301 MB (median 326 → 297), once quiet 249–260 → 237–243; CPU per
+ * order 14.4–16.6 → 14.7–17.4 ms (median 14.6 → 14.7). Not for the distributed processes: the same
+ * growth there (`--max-old-space-size=512`, see above) cost ~2 ms of CPU an order.
+ */
+export const SIMPLEBANK_EMBEDDED_NODE_ARGS: readonly string[] = [...SIMPLEBANK_NODE_ARGS, '--heap-growing-percent=40'];
 
 /**
  * glibc's malloc settings. It gives each thread that allocates an arena of its own (up to 8 a core) —
@@ -35,6 +60,53 @@ export const SIMPLEBANK_MALLOC_ENV: Readonly<Record<string, string>> = {
 };
 
 /**
+ * Node's compile cache (`NODE_COMPILE_CACHE`, in Node's own default folder): what a module compiled to,
+ * kept on disk and used by the next start of the same source. SimpleBank runs its TypeScript as it is,
+ * and Node strips the types with a WebAssembly build of swc (amaro) that it loads for the first `.ts`
+ * module and keeps: importing one `.ts` file takes a bare Node from 45 to 64 MB RSS (9 MB of WebAssembly
+ * memory, 12 MB of malloc). The cache holds the stripped JavaScript too, so from the second start on
+ * nothing loads amaro (a module changed since is stripped again, and cached): in a distributed process
+ * after a load, external memory 11–16 → 4–8 MB and the binary's resident pages 59 → 53–55 MB. Given by
+ * the launcher and by `withProcessSettings`; a `NODE_COMPILE_CACHE` or `NODE_DISABLE_COMPILE_CACHE`
+ * already in the environment wins. `main.ts` writes the cache once started (a killed process writes none).
+ */
+export const SIMPLEBANK_COMPILE_CACHE_ENV: Readonly<Record<string, string>> = {
+  NODE_COMPILE_CACHE: join(tmpdir(), 'node-compile-cache'),
+};
+
+/**
+ * jemalloc instead of glibc's malloc, when the system has it (Debian and Ubuntu: `libjemalloc2`): glibc
+ * keeps what a burst of compiling (PGlite's WebAssembly tiering up, V8's optimizing compiler) and of
+ * buffers freed in the middle of its arenas, and only a `malloc_trim` Node cannot call gives it back;
+ * jemalloc returns freed pages a second after they are freed (`dirty_decay_ms`, on its background thread).
+ * Embedded, 10 s of 8 clients on the loaded 2-core machine, with the flags above, glibc and jemalloc
+ * runs alternating (five and four): the memory outside V8's heap, PGlite's WebAssembly memory and the
+ * binary 85–121 → 64–82 MB right after the load, 85–115 → 54–57 once quiet; RSS right after the load
+ * 265–302 → 244–259 MB (medians 297 → 254), once quiet 223–254 → 197–198; CPU per order 14.7–18.0 →
+ * 14.9–15.6 ms. Distributed, 16 clients, three runs each alternating: 145–164 → 140–148 MB a process on
+ * average, the largest 156–188 → 148–156 MB; CPU per order 16.4–18.3 → 16.6–18.1 ms. Nothing is added
+ * where the library is missing, or when the environment has an `LD_PRELOAD` of its own; a `MALLOC_CONF`
+ * given wins.
+ */
+const JEMALLOC = [
+  '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2',
+  '/usr/lib/aarch64-linux-gnu/libjemalloc.so.2',
+  '/usr/lib64/libjemalloc.so.2',
+  '/usr/lib/libjemalloc.so.2',
+];
+
+/** The environment that preloads jemalloc with our settings, or nothing (see above). */
+export function simplebankAllocatorEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  if (process.platform !== 'linux' || env.LD_PRELOAD !== undefined) return {};
+  const library = JEMALLOC.find((path) => existsSync(path));
+  if (!library) return {};
+  return {
+    LD_PRELOAD: library,
+    MALLOC_CONF: env.MALLOC_CONF ?? 'narenas:2,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0',
+  };
+}
+
+/**
  * Replaces this process (same pid, same stdio: `execve`) with one that runs the same script with the
  * settings above, the flags where they are missing, on Linux; returns if the environment has any of
  * the malloc settings already, elsewhere, or if Node cannot `execve` (before 22.15). Costs one more
@@ -46,9 +118,14 @@ export function withProcessSettings(): void {
   // means they chose their own: then nothing is added, not even flags they may have left out on purpose.
   if (Object.keys(SIMPLEBANK_MALLOC_ENV).some((name) => process.env[name] !== undefined)) return;
   const given = new Set(process.execArgv.map((arg) => arg.split('=')[0]));
-  const missingArgs = SIMPLEBANK_NODE_ARGS.filter((arg) => !given.has(arg.split('=')[0]));
+  // The transport says the topology: the memory transport (the default) is the embedded bank.
+  const embedded = (process.env.CHASSIS_TRANSPORT ?? 'memory') === 'memory';
+  const wanted = embedded ? SIMPLEBANK_EMBEDDED_NODE_ARGS : SIMPLEBANK_NODE_ARGS;
+  const missingArgs = wanted.filter((arg) => !given.has(arg.split('=')[0]));
   process.execve(process.execPath, [process.execPath, ...missingArgs, ...process.execArgv, ...process.argv.slice(1)], {
+    ...SIMPLEBANK_COMPILE_CACHE_ENV,
     ...process.env,
     ...SIMPLEBANK_MALLOC_ENV,
+    ...simplebankAllocatorEnv(),
   });
 }
