@@ -35,6 +35,44 @@ export function toNatsHeaders(headers: Record<string, string>): MsgHdrs | undefi
   return out;
 }
 
+/**
+ * A header block written once, as a string, for a message that goes to `publish` as it is (an RPC
+ * request or reply): no header map is filled only to be read back into the same text. Holds the bytes
+ * `toNatsHeaders` would send; it is not a map to add to (a JetStream publish sets `Nats-Msg-Id` on its
+ * headers, so events take `toNatsHeaders`).
+ */
+class SealedHeaders extends MsgHdrsImpl {
+  readonly #block: string;
+
+  constructor(block: string) {
+    super();
+    this.#block = block;
+  }
+
+  override encode(): Uint8Array {
+    return Buffer.from(this.#block, 'utf8');
+  }
+
+  override toString(): string {
+    return this.#block;
+  }
+}
+
+/**
+ * `toNatsHeaders` for a message nothing adds headers to before it is published: the same checks and the
+ * same bytes, written straight into the block's text. Undefined for an empty set.
+ */
+export function sealedNatsHeaders(headers: Record<string, string>): MsgHdrs | undefined {
+  let block = '';
+  for (const key in headers) {
+    const value = headers[key]!;
+    const problem = headerProblem(key, value);
+    if (problem) throw new ChassisError('BAD_MESSAGE', `Header "${key}" cannot be sent over NATS: ${problem}`);
+    block += `\r\n${key}: ${value.trim()}`;
+  }
+  return block === '' ? undefined : new SealedHeaders(`NATS/1.0${block}\r\n\r\n`);
+}
+
 /** What nats.js refuses in a header: a name outside printable ASCII or with a colon, a value with a line break. */
 function headerProblem(key: string, value: string): string | undefined {
   if (key.length === 0) return 'a header name cannot be empty';
@@ -87,9 +125,16 @@ export function parseHeaderBlock(text: string): ReadHeaders {
     const key = text.slice(start, colon);
     const value = text.slice(colon + 1, end).trim();
     if (key === CLAIM_HEADER) claim ??= value;
-    else if (!HIDDEN_HEADERS.has(key.toLowerCase()) && !Object.hasOwn(headers, key)) headers[key] = value;
+    else if (!isHidden(key) && !Object.hasOwn(headers, key)) headers[key] = value;
   }
   return { headers, claim, code };
+}
+
+/** A transport-private header, in any case; lower-cased only when its length could make it one. */
+function isHidden(key: string): boolean {
+  return (
+    (key.length === CLAIM_HEADER.length || key.length === MSG_ID_HEADER.length) && HIDDEN_HEADERS.has(key.toLowerCase())
+  );
 }
 
 function fromMsgHdrs(hdrs: MsgHdrs | undefined): ReadHeaders {
