@@ -5,7 +5,7 @@ import type { Identity } from '../identity.ts';
 import type { Span } from '../observability/tracing.ts';
 import type { ServiceDefinition } from '../service.ts';
 import { endServing, runAction, unknownAction } from './actions.ts';
-import { Due } from './call-deadlines.ts';
+import { Due } from '../transports/shared/deadlines.ts';
 import { timeLeft } from './deadline.ts';
 import type { Origin } from './origin.ts';
 import type { NodeRuntime } from './runtime.ts';
