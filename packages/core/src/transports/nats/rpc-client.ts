@@ -7,6 +7,9 @@ import { readHeaders } from './headers.ts';
 import { checkToken } from './names.ts';
 import type { NatsSession } from './session.ts';
 
+/** Subjects kept once checked: the actions a node calls, with room to spare. */
+const MAX_SUBJECTS = 4096;
+
 /**
  * Outgoing requests over core NATS: `rpc.<service>.<action>`, answered on one reply subscription per node
  * (`<inbox>.*`); the last token of the reply subject picks out the waiting request.
@@ -16,6 +19,8 @@ export class RpcClient {
   readonly #claims: ClaimCheck;
   readonly #inbox = createInbox();
   readonly #replies = new PendingReplies<WireMessage>();
+  readonly #subjects = new Map<string, Map<string, string>>();
+  #subjectCount = 0;
 
   constructor(session: NatsSession, claims: ClaimCheck) {
     this.#session = session;
@@ -34,9 +39,9 @@ export class RpcClient {
   request(service: string, action: string, message: WireMessage, options: RequestOptions): Promise<WireMessage> {
     let nc: NatsConnection;
     let out: Outgoing | undefined;
+    let subject: string;
     try {
-      checkToken('service', service);
-      checkToken('action', action);
+      subject = this.#subject(service, action);
       const session = this.#session;
       nc = session.connection();
       if (!session.connected) {
@@ -48,20 +53,42 @@ export class RpcClient {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (out) return this.#send(nc, service, action, out, options);
+    if (out) return this.#send(nc, subject, service, action, out, options);
     return this.#claims
       .claimed(message, this.#session.settings.payloadBucket)
-      .then((claimed) => this.#send(nc, service, action, claimed, options));
+      .then((claimed) => this.#send(nc, subject, service, action, claimed, options));
+  }
+
+  /**
+   * `rpc.<service>.<action>`, its tokens checked: once per action called (up to a bound), not a string
+   * and two regular expressions on every request.
+   */
+  #subject(service: string, action: string): string {
+    let byAction = this.#subjects.get(service);
+    let subject = byAction?.get(action);
+    if (subject !== undefined) return subject;
+    checkToken('service', service);
+    checkToken('action', action);
+    subject = `rpc.${service}.${action}`;
+    if (this.#subjectCount < MAX_SUBJECTS) {
+      if (!byAction) {
+        byAction = new Map();
+        this.#subjects.set(service, byAction);
+      }
+      byAction.set(action, subject);
+      this.#subjectCount++;
+    }
+    return subject;
   }
 
   #send(
     nc: NatsConnection,
+    subject: string,
     service: string,
     action: string,
     out: Outgoing,
     options: RequestOptions,
   ): Promise<WireMessage> {
-    const subject = `rpc.${service}.${action}`;
     return this.#replies.open(service, action, options.timeoutMs, (token) =>
       this.#session.outgoing.publish(
         nc,
