@@ -8,6 +8,7 @@ import {
   decodeBody,
   encodeTimeoutMs,
   Header,
+  newId,
   requestDeadlineOf,
   timeoutMsOf,
 } from '../src/envelope.ts';
@@ -85,5 +86,16 @@ describe('the envelope: bodies, content types and the time a request carries', (
     assert.equal(encodeTimeoutMs(149.2), '150');
     assert.equal(encodeTimeoutMs(0), '0');
     assert.equal(encodeTimeoutMs(-30), '0');
+  });
+
+  it('message ids are random (version 4) UUIDs, each one new', () => {
+    const ids = new Set<string>();
+    // Past the 128 ids one draw of entropy serves, so a refill is crossed too.
+    for (let i = 0; i < 1000; i++) {
+      const id = newId();
+      assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      ids.add(id);
+    }
+    assert.equal(ids.size, 1000);
   });
 });

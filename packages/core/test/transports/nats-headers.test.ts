@@ -3,7 +3,13 @@ import { describe, it } from 'node:test';
 import { servers, skipUnlessUp } from '@chassis/testing';
 import { connect, type Msg, MsgHdrsImpl, MsgImpl, headers as natsHeaders } from '@nats-io/transport-node';
 import { ChassisError } from '../../src/errors.ts';
-import { fromNatsHeaders, parseHeaderBlock, readHeaders, toNatsHeaders } from '../../src/transports/nats/headers.ts';
+import {
+  fromNatsHeaders,
+  parseHeaderBlock,
+  readHeaders,
+  sealedNatsHeaders,
+  toNatsHeaders,
+} from '../../src/transports/nats/headers.ts';
 
 const envelope = {
   id: '5f0c6c1e-8a43-4c8e-9b1f-2f0a6a1d0c11',
@@ -23,6 +29,11 @@ describe('NATS headers: written and read in one pass, as nats.js writes and read
     for (const [key, value] of Object.entries(envelope)) theirs.set(key, value);
     assert.deepEqual(encode(toNatsHeaders(envelope)), encode(theirs));
     assert.equal(toNatsHeaders({}), undefined, 'no header block at all for no headers');
+    // RPC requests and replies: the block written as text once, the same bytes.
+    assert.deepEqual(encode(sealedNatsHeaders(envelope)), encode(theirs));
+    const padded = { note: '  padded  ', 'timeout-ms': '5' };
+    assert.deepEqual(encode(sealedNatsHeaders(padded)), encode(toNatsHeaders(padded)));
+    assert.equal(sealedNatsHeaders({}), undefined);
   });
 
   it('refuses what nats.js refuses, as BAD_MESSAGE naming the header', () => {
@@ -33,15 +44,17 @@ describe('NATS headers: written and read in one pass, as nats.js writes and read
       ['', 'x', /cannot be empty/],
       ['ok', 'line\r\nInjected: yes', /cannot contain/],
     ] as const) {
-      assert.throws(
-        () => toNatsHeaders({ [key]: value }),
-        (error: unknown) =>
-          error instanceof ChassisError &&
-          error.code === 'BAD_MESSAGE' &&
-          error.message.includes(`Header "${key}" cannot be sent over NATS`) &&
-          reason.test(error.message),
-        `${JSON.stringify(key)}: ${JSON.stringify(value)}`,
-      );
+      for (const write of [toNatsHeaders, sealedNatsHeaders]) {
+        assert.throws(
+          () => write({ [key]: value }),
+          (error: unknown) =>
+            error instanceof ChassisError &&
+            error.code === 'BAD_MESSAGE' &&
+            error.message.includes(`Header "${key}" cannot be sent over NATS`) &&
+            reason.test(error.message),
+          `${JSON.stringify(key)}: ${JSON.stringify(value)}`,
+        );
+      }
     }
   });
 

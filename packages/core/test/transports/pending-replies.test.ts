@@ -33,7 +33,7 @@ describe('PendingReplies', () => {
   });
 
   it('rejects with TIMEOUT carrying {service, action, timeoutMs} when no reply comes in time', async () => {
-    mock.timers.enable({ apis: ['setTimeout'] });
+    mock.timers.enable({ apis: ['setTimeout', 'Date'] });
     const replies = new PendingReplies<string>();
     let token = '';
     const waiting = replies.open('orders', 'place', 250, (t) => {
@@ -49,7 +49,7 @@ describe('PendingReplies', () => {
   });
 
   it('a reply stops the timer: the request never times out afterwards', async () => {
-    mock.timers.enable({ apis: ['setTimeout'] });
+    mock.timers.enable({ apis: ['setTimeout', 'Date'] });
     const replies = new PendingReplies<string>();
     const waiting = replies.open('orders', 'place', 100, (token) => void replies.resolve(token, 'fast'));
     mock.timers.tick(1_000);

@@ -4,7 +4,7 @@ import { headers as createHeaders, type Msg, type MsgHdrs, nanos, nuid } from '@
 import { ChassisError } from '../../errors.ts';
 import { asTransportError } from '../shared/errors.ts';
 import type { WireMessage } from '../transport.ts';
-import { CLAIM_HEADER, type ReadHeaders, readHeaders, toNatsHeaders } from './headers.ts';
+import { CLAIM_HEADER, type ReadHeaders, readHeaders, sealedNatsHeaders, toNatsHeaders } from './headers.ts';
 import type { NatsSession } from './session.ts';
 
 /** Room left in max_payload for what JetStream and the protocol add (Nats-Msg-Id, status line). */
@@ -43,11 +43,16 @@ export class ClaimCheck {
     return body.length + headerBytes + PAYLOAD_MARGIN <= this.#session.maxPayload;
   }
 
-  /** Headers and body as they go on the wire when the body fits in one message; else undefined. */
-  direct(message: WireMessage): Outgoing | undefined {
-    return this.fits(message.headers, message.body)
-      ? { headers: toNatsHeaders(message.headers), body: message.body }
-      : undefined;
+  /**
+   * Headers and body as they go on the wire when the body fits in one message; else undefined. `sealed`:
+   * the message goes to `publish` as it is, nothing adds headers to it (RPC requests and replies).
+   */
+  direct(message: WireMessage, sealed = false): Outgoing | undefined {
+    if (!this.fits(message.headers, message.body)) return undefined;
+    return {
+      headers: sealed ? sealedNatsHeaders(message.headers) : toNatsHeaders(message.headers),
+      body: message.body,
+    };
   }
 
   /** Headers and body as they go on the wire, the body stored in `bucket` when it does not fit. */

@@ -43,7 +43,7 @@ export async function serveRpc(
     }
     if (!msg.reply) return; // a plain publish: nobody waits for the answer
     try {
-      const out = claims.direct(reply) ?? (await claims.claimed(reply, session.settings.payloadBucket));
+      const out = claims.direct(reply, true) ?? (await claims.claimed(reply, session.settings.payloadBucket));
       session.outgoing.publish(
         nc,
         msg.reply,

@@ -1,4 +1,5 @@
 import { ChassisError, timeoutError } from '../../errors.ts';
+import { CallDeadlines, Due } from './deadlines.ts';
 import { asTransportError } from './errors.ts';
 
 /** A request waiting for its reply, as handed back by `take`. */
@@ -9,8 +10,41 @@ export interface PendingReply<T> {
   readonly reject: (error: ChassisError) => void;
 }
 
-interface Entry<T> extends PendingReply<T> {
-  readonly timer: NodeJS.Timeout;
+/** A waiting request: its own link in the deadline list, so waiting allocates no timer. */
+class Entry<T> extends Due implements PendingReply<T> {
+  readonly deadline: number;
+  readonly owner: PendingReplies<T>;
+  readonly token: string;
+  readonly service: string;
+  readonly action: string;
+  readonly timeoutMs: number;
+  readonly resolve: (reply: T) => void;
+  readonly reject: (error: ChassisError) => void;
+
+  constructor(
+    owner: PendingReplies<T>,
+    token: string,
+    service: string,
+    action: string,
+    timeoutMs: number,
+    resolve: (reply: T) => void,
+    reject: (error: ChassisError) => void,
+  ) {
+    super();
+    this.owner = owner;
+    this.token = token;
+    this.service = service;
+    this.action = action;
+    this.timeoutMs = timeoutMs;
+    this.resolve = resolve;
+    this.reject = reject;
+    this.deadline = Date.now() + Math.max(0, timeoutMs);
+  }
+
+  expire(): void {
+    if (this.owner.take(this.token) === undefined) return;
+    this.reject(timeoutError({ service: this.service, action: this.action, timeoutMs: this.timeoutMs }));
+  }
 }
 
 /**
@@ -18,16 +52,14 @@ interface Entry<T> extends PendingReply<T> {
  * (the last token of a NATS reply subject, an AMQP correlation id), so one reply subscription serves every
  * request — like nats.js's `muxsubscription`. Each request is settled exactly once: by its reply, by its
  * timeout (`TIMEOUT`), by failing to be sent, or by `failAll` when the connection or transport goes away.
+ * Their timeouts share one timer (`CallDeadlines`): with one request at a time, a timer each was set and
+ * cleared on every request, and each clear emptied Node's timer list for that duration and each set made
+ * it again.
  */
 export class PendingReplies<T> {
   readonly #pending = new Map<string, Entry<T>>();
+  readonly #deadlines = new CallDeadlines();
   #sequence = 0;
-
-  /** Bound once: a timer per request calls it with the token, with no closure allocated per request. */
-  readonly #expire = (token: string, timeoutMs: number): void => {
-    const entry = this.take(token);
-    entry?.reject(timeoutError({ service: entry.service, action: entry.action, timeoutMs }));
-  };
 
   /** Requests still waiting. */
   get size(): number {
@@ -42,8 +74,9 @@ export class PendingReplies<T> {
   open(service: string, action: string, timeoutMs: number, send: (token: string) => void | Promise<void>): Promise<T> {
     const token = (++this.#sequence).toString(36);
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(this.#expire, Math.max(0, timeoutMs), token, timeoutMs);
-      this.#pending.set(token, { service, action, resolve, reject, timer });
+      const entry = new Entry(this, token, service, action, timeoutMs, resolve, reject);
+      this.#pending.set(token, entry);
+      this.#deadlines.add(entry);
       try {
         const sending = send(token);
         if (sending) sending.catch((error: unknown) => this.fail(token, error));
@@ -64,7 +97,7 @@ export class PendingReplies<T> {
     const entry = this.#pending.get(token);
     if (!entry) return undefined;
     this.#pending.delete(token);
-    clearTimeout(entry.timer);
+    this.#deadlines.delete(entry);
     return entry;
   }
 

@@ -13,8 +13,8 @@ export abstract class Due {
 }
 
 /**
- * The deadlines of the local calls whose callers wait, on one timer armed for the earliest of them,
- * rather than a timer each. A call that ends leaves the timer be: when it fires with nothing due it
+ * The deadlines of the calls whose callers wait (local calls; requests waiting for their replies), on
+ * one timer armed for the earliest of them, rather than a timer each. A call that ends leaves the timer be: when it fires with nothing due it
  * re-arms for the next deadline, or stops holding the process open once nobody waits. A timer per
  * call was set and cleared on every local call, and with one call at a time each clear emptied Node's
  * timer list for that duration and each set made it again (about 0.4 µs a call, a tenth of its CPU).
