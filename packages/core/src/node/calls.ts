@@ -231,6 +231,22 @@ async function sendOnce<C extends ActionContract>(
     { timeoutMs: remainingMs },
   );
   const decoded = decodeBody(reply);
-  if (reply.headers[Header.status] === 'error') throw ChassisError.fromJSON(decoded);
+  if (reply.headers[Header.status] === 'error') throw answeredError(contract, decoded, remainingMs);
   return decoded as OutputOf<C>;
+}
+
+/**
+ * The error a server answered with. A `TIMEOUT` of this action is this attempt's, whichever side saw the
+ * deadline first: a server whose handler ended at the deadline answers `TIMEOUT` with nothing left
+ * (`timeoutMs: 0`), and under load that answer can be read before the caller's own timer fires. Either
+ * way the caller sees the same data — the time the attempt had — as every transport gives it.
+ */
+function answeredError(contract: ActionContract, decoded: unknown, remainingMs: number): ChassisError {
+  const error = ChassisError.fromJSON(decoded);
+  // A call the handler made that timed out keeps its own data: it is not this attempt's deadline.
+  const about = error.data as { service?: unknown; action?: unknown } | undefined;
+  if (error.code !== 'TIMEOUT' || about?.service !== contract.service || about?.action !== contract.action) {
+    return error;
+  }
+  return timeoutError({ service: contract.service, action: contract.action, timeoutMs: remainingMs }, error.message);
 }

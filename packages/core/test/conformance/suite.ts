@@ -204,7 +204,7 @@ export function transportConformance(target: TransportTarget): void {
       // The time the attempt had left, which the call's own work before sending may have shortened.
       const { timeoutMs, ...rest } = error.data as { timeoutMs: number };
       assert.deepEqual(rest, { service: slice.names.ledger, action: 'slow' });
-      assert.ok(timeoutMs > 0 && timeoutMs <= 300, `data.timeoutMs is ${timeoutMs}`);
+      assert.ok(timeoutMs > 0 && timeoutMs <= 300, `data.timeoutMs is ${timeoutMs}: ${error.message}`);
       await waitUntil(() => record.aborted.length === 1, { timeoutMs: 10_000, what: 'the abort signal' });
     });
 
