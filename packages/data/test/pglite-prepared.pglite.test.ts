@@ -161,6 +161,43 @@ describe('a PGlite database prepares its repeated statements', () => {
     }
   });
 
+  it('BEGIN goes with the first statement: still one transaction, whatever that statement is or does', async () => {
+    const db = await database();
+    const txid = (on: typeof db.kysely) =>
+      sql<{ id: string }>`select txid_current()::text as id, ${1}::int as one`.execute(on);
+    // Prepared statements, and one without parameters (PGlite's exec) first: all in the same transaction.
+    for (const first of [
+      txid,
+      (on: typeof db.kysely) => sql<{ id: string }>`select txid_current()::text as id`.execute(on),
+    ]) {
+      const [a, b, c] = await db.transaction(async (trx) => [await first(trx), await txid(trx), await txid(trx)]);
+      assert.equal(a.rows[0]!.id, b.rows[0]!.id);
+      assert.equal(b.rows[0]!.id, c.rows[0]!.id);
+    }
+    // A transaction that runs nothing, one whose first statement PostgreSQL refuses to prepare, one that
+    // writes without parameters and rolls back: nothing is left open, nothing is written.
+    await db.transaction(async () => undefined);
+    await assert.rejects(
+      db.transaction((trx) => sql`selec balance from a where id = ${'x'}`.execute(trx)),
+      { code: '42601' },
+    );
+    await assert.rejects(
+      db.transaction(async (trx) => {
+        await sql`update a set balance = 0`.execute(trx);
+        throw new Error('the handler failed');
+      }),
+      /the handler failed/,
+    );
+    const outside = await txid(db.kysely);
+    assert.notEqual(
+      outside.rows[0]!.id,
+      (await txid(db.kysely)).rows[0]!.id,
+      'each statement alone is its own transaction',
+    );
+    const rows = await sql<{ balance: number }>`select balance from a order by id`.execute(db.kysely);
+    assert.deepEqual(rows.rows, [{ balance: 10 }, { balance: 20 }]);
+  });
+
   it('a table changed under a prepared statement: run alone it is prepared anew; in a transaction, UNAVAILABLE', async () => {
     const db = await database();
     const select = (on: typeof db.kysely) => sql`select * from a where id = ${'x'}`.execute(on);
