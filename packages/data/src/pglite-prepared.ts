@@ -61,9 +61,15 @@ export class PglitePreparedStatements {
    */
   private beginDeferred = false;
 
+  /** PGlite's parsers and serializers, bytea's replaced by ones that give the same values faster. */
+  private readonly parsers: PgliteConnection['parsers'];
+  private readonly serializers: PgliteConnection['serializers'];
+
   constructor(lite: PgliteConnection, limit: number) {
     this.lite = lite;
     this.limit = limit;
+    this.parsers = { ...lite.parsers, [BYTEA]: parseBytea };
+    this.serializers = { ...lite.serializers, [BYTEA]: serializeBytea };
   }
 
   /** Runs one statement as `lite.query(text, parameters)` would, prepared where the rules allow. */
@@ -122,7 +128,7 @@ export class PglitePreparedStatements {
       }
       const values = parameters.map((value, i) => {
         if (value === null || value === undefined) return null;
-        const serializer = this.lite.serializers[statement.parameterTypes[i] as number];
+        const serializer = this.serializers[statement.parameterTypes[i] as number];
         return serializer ? serializer(value) : (value as { toString(): string }).toString();
       });
       const message = concat(
@@ -138,7 +144,7 @@ export class PglitePreparedStatements {
       const error = failure(replies);
       if (!error) {
         const all = statement.rowDescription ? [statement.rowDescription, ...replies] : replies;
-        return parse.parseResults(all, this.lite.parsers)[0] as Results<R>;
+        return parse.parseResults(all, this.parsers)[0] as Results<R>;
       }
       if (!repairFor(error)) throw described(error, text, parameters);
       // The plan (and the row description learnt with it) no longer fits: close it, prepare it anew.
@@ -198,6 +204,22 @@ function transactionStatus(replies: messages.BackendMessage[]): string | undefin
 /** The error as `query` throws it: PGlite's `makePGliteError` adds the statement and its parameters. */
 function described(error: messages.DatabaseError, text: string, parameters: unknown[]): messages.DatabaseError {
   return Object.assign(error, { query: text, params: parameters, queryOptions: undefined });
+}
+
+/**
+ * bytea (an outbox row's body, an inbox's message) in PostgreSQL's hex text form, as PGlite's own parser
+ * and serializer read and write it — with Buffer's hex codec instead of a parseInt or a padStart per
+ * byte (which took ~20 µs a 300-byte body each way). A plain Uint8Array, as PGlite's parser gives.
+ */
+const BYTEA = 17;
+
+function parseBytea(text: string): Uint8Array {
+  return new Uint8Array(Buffer.from(text.slice(2), 'hex'));
+}
+
+function serializeBytea(value: unknown): string {
+  if (!(value instanceof Uint8Array)) throw new Error('Invalid input for bytea type');
+  return `\\x${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('hex')}`;
 }
 
 function concat(...parts: Uint8Array[]): Uint8Array {

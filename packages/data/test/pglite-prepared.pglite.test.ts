@@ -58,6 +58,13 @@ describe("PGlite's prepared statements answer as its own query does", () => {
     await same('select id, jb from t where jb @> $1::jsonb', [{ b: { c: null } }]);
     await same('select id from t where tstz < $1 or ts > $2', [new Date('2030-01-01'), new Date('2000-01-01')]);
     await same('select id from t where ai && $1 or at && $2', [[2, 5], ['y z']]);
+    // bytea both ways (its parser and serializer are the data kit's own): empty, and every byte value.
+    const bytes = Uint8Array.from({ length: 256 }, (_, i) => i);
+    await same('select id, by, $1::bytea as echoed from t where by = $2 or $1 = $3', [
+      bytes,
+      Buffer.from([0xde, 0xad, 0xbe, 0xef]),
+      new Uint8Array(),
+    ]);
     await same('select $1::int as a, $2::text as b, $3::bigint as c, $4::numeric as d, $5::boolean as e', [
       1,
       null,
