@@ -399,7 +399,11 @@ export class DataExtension implements NodeExtension {
    */
   private announce(relay: OutboxRelay | undefined, unit: UnitOfWork): void {
     const written = unit.unannounced;
+    const rows = unit.written;
     unit.unannounced = undefined;
+    unit.written = [];
+    // On PGlite the rows themselves: the relay publishes them without reading them back.
+    if (rows.length > 0 && relay?.handOver(rows)) return;
     if (written !== undefined || unit.db.kind === 'mysql') relay?.nudge(written);
   }
 

@@ -128,6 +128,16 @@ export class OutboxRelay {
   private readonly published = new Set<number>();
   /** Batches of this relay run one after another (the loop, `flush`, the drain at stop). */
   private tail: Promise<unknown> = Promise.resolve();
+  /** Rows this process committed and handed over (see `handOver`), for the leader's next batch. */
+  private handed: Row[] = [];
+  /** The next batch reads the outbox whatever was handed over: a poll, a notification or a nudge asked. */
+  private mustLook = true;
+  /**
+   * Every row up to this id was read by a batch of this relay (and published, parked, or failed — a
+   * failure clears this); undefined while not known. Handed-over rows that follow it without a gap are all
+   * that waits: see `handOver`.
+   */
+  private readThrough: number | undefined;
 
   private readonly db: Database;
   readonly service: string;
@@ -271,6 +281,8 @@ export class OutboxRelay {
   async flush(deadline = Number.POSITIVE_INFINITY): Promise<number> {
     let total = 0;
     for (;;) {
+      // What is ready now, whatever was handed over.
+      this.mustLook = true;
       const outcome = await this.batch();
       if (outcome === 'busy') return total;
       total += outcome.published;
@@ -294,7 +306,44 @@ export class OutboxRelay {
    */
   nudge(highestId?: number): void {
     if (highestId !== undefined && this.published.has(highestId)) return;
+    this.mustLook = true;
     this.wake(false);
+  }
+
+  /**
+   * Rows this process just committed to the outbox without NOTIFY, handed over with their ids: on PGlite,
+   * whose one connection is this process's alone, the leader publishes them without reading them back
+   * (its batch is then one statement, the update that marks them sent), as long as they follow the rows
+   * it has read with no gap between — ids a rolled-back insert took, rows another writer announced, a
+   * failed publish, anything unusual sends it reading the outbox instead, as a nudge does. False when
+   * it does not take them (not PGlite, or not leading): then nudge it.
+   */
+  handOver(rows: readonly { id: number; event: string; message: WireMessage }[]): boolean {
+    if (this.db.kind !== 'pglite' || !this.leads) return false;
+    for (const { id, event, message } of rows) {
+      this.handed.push({ id, event, headers: { ...message.headers }, body: message.body, attempts: 0 });
+    }
+    this.wake(false);
+    return true;
+  }
+
+  /**
+   * The handed-over rows the leader's batch publishes instead of reading the outbox, or undefined when it
+   * must read (see `handOver`).
+   */
+  private takeHanded(): Row[] | undefined {
+    const rows = this.handed;
+    this.handed = [];
+    const after = this.readThrough;
+    if (this.mustLook || after === undefined || rows.length === 0) {
+      this.mustLook = false;
+      return undefined;
+    }
+    // Read already by a batch that looked: those went with it.
+    const fresh = rows.filter((row) => row.id > after).sort((a, b) => a.id - b.id);
+    if (fresh.length > this.batchSize) return undefined;
+    for (const [i, row] of fresh.entries()) if (row.id !== after + 1 + i) return undefined;
+    return fresh;
   }
 
   /**
@@ -363,6 +412,7 @@ export class OutboxRelay {
 
   private wake(fromPoll: boolean): void {
     if (this.state !== 'running') return;
+    if (fromPoll) this.mustLook = true;
     // A commit: the outbox is in use again, so the safety poll goes back to its pace.
     if (!fromPoll && this.pollDelayMs > this.pollIntervalMs) this.armPoll(this.pollIntervalMs);
     if (!fromPoll && Date.now() < this.quietUntil) return;
@@ -419,13 +469,16 @@ export class OutboxRelay {
   /** The leader's batch: its statements on its own session, each committed alone. */
   private async leaderBatch(leadership: Leadership): Promise<BatchOutcome> {
     const parked: ParkedOutboxRow[] = [];
-    const outcome = await this.publishReady((query) => leadership.execute(query), parked);
+    const outcome = await this.publishReady((query) => leadership.execute(query), parked, this.takeHanded());
     for (const row of parked) this.onParked(row);
     return outcome;
   }
 
   /** A batch of a relay that does not lead: one transaction, which first takes the service's lock. */
   private async lockedBatch(): Promise<BatchOutcome> {
+    // Not leading: what was handed over is read by whoever publishes it.
+    this.handed = [];
+    this.readThrough = undefined;
     // PGlite's relays are in this process: one that leads there holds no lock in the database.
     if (ledInProcess(this.db, ['chassis:outbox', this.service])) return 'busy';
     const parked: ParkedOutboxRow[] = [];
@@ -479,15 +532,21 @@ export class OutboxRelay {
   private async publishReady(
     execute: <R>(query: RawBuilder<R>) => Promise<R[]>,
     parked: ParkedOutboxRow[],
+    handed?: Row[],
   ): Promise<BatchOutcome> {
     const table = sql.id(this.service, TABLE);
     // The committed unsent rows in the order they were written (see Order in outbox.ts): a row that commits
     // later with a smaller id is not skipped, since rows are marked, not passed by a cursor.
-    const ready = await execute(sql<Row>`
+    const ready =
+      handed ??
+      (await execute(sql<Row>`
       select id, event, headers, body, attempts from ${table}
       where sent_at is null and parked_at is null
       order by id
-      limit ${this.batchSize}`);
+      limit ${this.batchSize}`));
+    // A full batch read leaves rows unread; any batch may end before its last row (a failure, below).
+    if (!handed && ready.length === this.batchSize) this.readThrough = undefined;
+    else if (ready.length > 0) this.readThrough = Math.max(this.readThrough ?? 0, Number(ready.at(-1)!.id));
     if (ready.length === 0) return { read: 0, published: 0 };
     const mysql = this.db.kind === 'mysql';
     if (mysql) for (const row of ready) row.headers = headersOf(row.headers as Record<string, string> | string);
@@ -528,6 +587,8 @@ export class OutboxRelay {
     }
     // Set aside with nothing after them taken: a transport that is down. They wait, unparked.
     failure ??= aside[0];
+    // Rows left unsent: the next batch reads the outbox.
+    if (failure !== undefined) this.readThrough = undefined;
 
     for (const row of new Set(failed.map((f) => f.row))) {
       const mine = failed.filter((f) => f.row === row);

@@ -1,7 +1,7 @@
 import { type Context, type Span, SpanKind, SpanStatusCode } from '@chassis/core';
 import type { ControlledTransaction, Kysely, KyselyPlugin } from 'kysely';
 import type { AnyTables, Database } from './database.ts';
-import { type OutboxMessage, writeOutbox } from './outbox.ts';
+import { insertOutbox, type OutboxMessage } from './outbox.ts';
 
 /**
  * One handler's database work: a transaction opened at its first use and committed when the handler
@@ -38,6 +38,13 @@ export class UnitOfWork {
    * relay once committed.
    */
   unannounced: number | undefined;
+  /**
+   * The outbox rows written without NOTIFY, with their ids, for the caller to hand to its relay once
+   * committed (`OutboxRelay.handOver`); dropped at a rollback.
+   */
+  written: WrittenRow[] = [];
+  /** Rows written in the open transaction: they join `written` when it commits. */
+  private writingNow: WrittenRow[] = [];
   /** Whether a commit's outbox rows announce themselves (NOTIFY); asked as they are written. */
   private readonly notifies: () => boolean;
 
@@ -152,10 +159,13 @@ export class UnitOfWork {
         .rollback()
         .execute()
         .catch(() => undefined);
+      this.writingNow = [];
       this.endSpan(traced, error);
       throw error;
     }
     this.endSpan(traced);
+    this.written.push(...this.writingNow);
+    this.writingNow = [];
   }
 
   /**
@@ -186,6 +196,7 @@ export class UnitOfWork {
     this.settled = true;
     this.emitted = [];
     this.committed = [];
+    this.writingNow = [];
     if (!this.opening) return;
     const traced = this.traced;
     const trx = await this.opening.catch(() => undefined);
@@ -206,11 +217,18 @@ export class UnitOfWork {
     if (this.emitted.length === 0) return;
     const messages = this.emitted;
     this.emitted = [];
-    const written = await writeOutbox(await this.transaction(), this.service, messages, {
-      notify: this.notifies(),
-    });
-    if (written !== undefined) this.unannounced = Math.max(this.unannounced ?? 0, written);
+    const ids = await insertOutbox(await this.transaction(), this.service, messages, this.notifies());
+    if (ids === undefined) return;
+    for (const [i, id] of ids.entries()) {
+      this.unannounced = Math.max(this.unannounced ?? 0, id);
+      this.writingNow.push({ id, ...(messages[i] as OutboxMessage) });
+    }
   }
+}
+
+/** An outbox row this unit wrote: its id, and the event as it was emitted. */
+export interface WrittenRow extends OutboxMessage {
+  id: number;
 }
 
 /** Counts the statements a transaction runs: each query compiled through it is one. */

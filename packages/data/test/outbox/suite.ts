@@ -484,6 +484,56 @@ export function outboxSuite(target: DatabaseTarget): void {
       await relay.stop();
     });
 
+    it(`[${target.name}] rows handed over after their commit go out without being read back; a gap or a row not handed over sends the relay reading, in order`, {
+      skip: target.name !== 'pglite' && "handing over is PGlite's, whose one connection is this process's",
+    }, async () => {
+      const { db, service } = await fresh();
+      const broker = recorder();
+      // No poll within the test: only hand-overs and their looks publish.
+      const relay = await startRelay(db, service, broker.publish, {
+        pollIntervalMs: 60_000,
+        idlePollIntervalMs: 60_000,
+      });
+      await waitUntil(() => relay.leads, { what: 'the relay to lead' });
+      const write = async (id: string) => {
+        const message = orderCreated(id);
+        const rowId = await db.transaction((trx) => writeOutbox(trx, service, [message], { notify: false }));
+        return [{ id: rowId!, ...message }];
+      };
+      const published = async (count: number) => {
+        await waitUntil(() => broker.got.length === count, {
+          timeoutMs: 10_000,
+          intervalMs: 5,
+          what: `${count} events`,
+        });
+        await sleep(200); // the batch's marking, after its publishes
+      };
+      // The first hand-over: the relay has read nothing yet, so it looks.
+      assert.ok(relay.handOver(await write('a')));
+      await published(1);
+      const before = db.usage.statements;
+      assert.ok(relay.handOver(await write('b')));
+      await published(2);
+      assert.equal(db.usage.statements - before, 2, 'the insert, and the batch marking it sent: no select');
+      // An id a rolled-back insert took: the relay looks, and publishes the next row all the same.
+      await db
+        .transaction(async (trx) => {
+          await writeOutbox(trx, service, [orderCreated('rolled-back')], { notify: false });
+          throw new Error('rolled back');
+        })
+        .catch(() => undefined);
+      assert.ok(relay.handOver(await write('c')));
+      await published(3);
+      // A row committed and not handed over, then one that is: both go, in the order written.
+      await write('d');
+      assert.ok(relay.handOver(await write('e')));
+      await published(5);
+      assert.deepEqual(broker.ids(), ['a', 'b', 'c', 'd', 'e']);
+      await assertDrained(relay);
+      await relay.stop();
+      assert.equal(relay.handOver(await write('f')), false, 'a relay that does not lead takes nothing');
+    });
+
     it(`[${target.name}] an idle relay that listens polls less and less; a commit still goes out at once`, async () => {
       const { db, service } = await fresh();
       const broker = recorder();
