@@ -204,7 +204,11 @@ export class DataExtension implements NodeExtension {
         invocation.subscription,
         () => {
           const relay = this.relays.get(service.name);
-          return new UnitOfWork(this.database, service.name, { ctx, notifies: () => !relay?.leads });
+          return new UnitOfWork(this.database, service.name, {
+            ctx,
+            notifies: () => !relay?.leads,
+            takeMarks: () => relay?.takeMarks(),
+          });
         },
         (unit) => this.runInGroup(invocation, next, unit),
         () => this.runAlone(invocation, next),
@@ -223,6 +227,7 @@ export class DataExtension implements NodeExtension {
       onOpen: subscription ? (trx) => this.claim(trx, service, subscription, ctx) : undefined,
       ctx,
       notifies: () => !relay?.leads,
+      takeMarks: () => relay?.takeMarks(),
     });
     this.units.set(ctx, unit);
     this.invocations.set(ctx, invocation);

@@ -138,6 +138,14 @@ export class OutboxRelay {
    * that waits: see `handOver`.
    */
   private readThrough: number | undefined;
+  /**
+   * Handed-over rows published and not yet marked sent: the service's next outbox insert marks them in its
+   * own statement (`takeMarks`), or this relay does, a moment later or before its next look.
+   */
+  private unmarked: number[] = [];
+  /** Of those, the ones an open transaction is marking: back to `unmarked` if it rolls back. */
+  private readonly marking = new Set<number>();
+  private markTimer: NodeJS.Timeout | undefined;
 
   private readonly db: Database;
   readonly service: string;
@@ -258,6 +266,8 @@ export class OutboxRelay {
     this.state = 'stopping';
     clearTimeout(this.timer);
     this.timer = undefined;
+    clearTimeout(this.markTimer);
+    this.markTimer = undefined;
     this.leading?.abort();
     this.leading = undefined;
     await this.cycle;
@@ -325,6 +335,60 @@ export class OutboxRelay {
     }
     this.wake(false);
     return true;
+  }
+
+  /**
+   * The published rows a transaction of this service about to insert into its outbox may mark sent in the
+   * same statement, and what to call once it has committed (true) or rolled back (false). Undefined when
+   * there are none.
+   */
+  takeMarks(): { ids: number[]; settle: (committed: boolean) => void } | undefined {
+    if (this.unmarked.length === 0) return undefined;
+    const ids = this.unmarked;
+    this.unmarked = [];
+    for (const id of ids) this.marking.add(id);
+    return {
+      ids,
+      settle: (committed) => {
+        for (const id of ids) this.marking.delete(id);
+        if (committed) return;
+        this.unmarked.push(...ids);
+        this.markSoon();
+      },
+    };
+  }
+
+  /** Marks what no insert took within a moment: an idle service's last rows. */
+  private markSoon(): void {
+    if (this.markTimer !== undefined || this.unmarked.length === 0) return;
+    this.markTimer = setTimeout(() => {
+      this.markTimer = undefined;
+      // A relay stopped leaves them unsent: the next to lead publishes them again (at least once).
+      if (this.unmarked.length === 0 || this.state !== 'running') return;
+      const run = this.tail.then(() => this.markUnmarked(this.onItsOwn));
+      this.tail = run.catch((error: unknown) => {
+        this.onError(error);
+        this.markSoon();
+      });
+    }, MARK_AFTER_MS);
+    this.markTimer.unref();
+  }
+
+  /** A statement run alone, on the pool. */
+  private readonly onItsOwn = async <R>(query: RawBuilder<R>): Promise<R[]> =>
+    (await query.execute(this.db.kysely)).rows;
+
+  /** Marks the rows published and not marked yet, in one statement. */
+  private async markUnmarked(execute: <R>(query: RawBuilder<R>) => Promise<R[]>): Promise<void> {
+    if (this.unmarked.length === 0) return;
+    const ids = this.unmarked;
+    this.unmarked = [];
+    try {
+      await execute(sql`update ${sql.id(this.service, TABLE)} set sent_at = clock_timestamp() where id = any(${ids})`);
+    } catch (error) {
+      this.unmarked.push(...ids);
+      throw error;
+    }
   }
 
   /**
@@ -469,16 +533,21 @@ export class OutboxRelay {
   /** The leader's batch: its statements on its own session, each committed alone. */
   private async leaderBatch(leadership: Leadership): Promise<BatchOutcome> {
     const parked: ParkedOutboxRow[] = [];
-    const outcome = await this.publishReady((query) => leadership.execute(query), parked, this.takeHanded());
+    const execute = <R>(query: RawBuilder<R>) => leadership.execute(query);
+    const handed = this.takeHanded();
+    // Before a look: the rows published and not marked yet must not be read as waiting.
+    if (!handed) await this.markUnmarked(execute);
+    const outcome = await this.publishReady(execute, parked, handed);
     for (const row of parked) this.onParked(row);
     return outcome;
   }
 
   /** A batch of a relay that does not lead: one transaction, which first takes the service's lock. */
   private async lockedBatch(): Promise<BatchOutcome> {
-    // Not leading: what was handed over is read by whoever publishes it.
+    // Not leading: what was handed over is read by whoever publishes it, once what went is marked.
     this.handed = [];
     this.readThrough = undefined;
+    await this.markUnmarked(this.onItsOwn);
     // PGlite's relays are in this process: one that leads there holds no lock in the database.
     if (ledInProcess(this.db, ['chassis:outbox', this.service])) return 'busy';
     const parked: ParkedOutboxRow[] = [];
@@ -548,6 +617,12 @@ export class OutboxRelay {
     if (!handed && ready.length === this.batchSize) this.readThrough = undefined;
     else if (ready.length > 0) this.readThrough = Math.max(this.readThrough ?? 0, Number(ready.at(-1)!.id));
     if (ready.length === 0) return { read: 0, published: 0 };
+    // Being marked by a transaction still open, or one that rolled back and has not said so yet.
+    if (!handed && this.marking.size > 0) {
+      const unseen = ready.filter((row) => !this.marking.has(Number(row.id)));
+      if (unseen.length === 0) return { read: ready.length, published: 0 };
+      ready.splice(0, ready.length, ...unseen);
+    }
     const mysql = this.db.kind === 'mysql';
     if (mysql) for (const row of ready) row.headers = headersOf(row.headers as Record<string, string> | string);
     const sent: number[] = [];
@@ -616,7 +691,11 @@ export class OutboxRelay {
       const record = result[0];
       if (park && record) parked.push(toParked(record));
     }
-    if (sent.length > 0 && mysql) {
+    if (handed && failed.length === 0 && sent.length > 0) {
+      // All of them went: the service's next outbox insert marks them (see `takeMarks`).
+      this.unmarked.push(...sent);
+      this.markSoon();
+    } else if (sent.length > 0 && mysql) {
       await execute(sql`update ${table} set sent_at = current_timestamp(6) where id in (${sql.join(sent)})`);
     } else if (sent.length > 0) {
       await execute(sql`update ${table} set sent_at = clock_timestamp() where id = any(${sent})`);
@@ -625,6 +704,12 @@ export class OutboxRelay {
     return { read: ready.length, published: sent.length, failure: failure?.error };
   }
 }
+
+/**
+ * How long handed-over rows published wait for an outbox insert of their service to mark them sent before
+ * the relay marks them itself: under load an insert comes first, and the marking costs no statement.
+ */
+const MARK_AFTER_MS = 100;
 
 /** Pauses between attempts to lead while the database cannot be reached. */
 const RELEAD_MIN_DELAY_MS = 100;

@@ -170,6 +170,8 @@ export async function insertOutbox(
   service: string,
   messages: OutboxMessage[],
   notify: boolean,
+  /** Rows the relay published, to mark sent in the same statement (see `OutboxRelay.takeMarks`). */
+  markSent: readonly number[] = [],
 ): Promise<number[] | undefined> {
   if (messages.length === 0) return undefined;
   const table = sql.id(service, TABLE);
@@ -187,7 +189,11 @@ export async function insertOutbox(
       }
       // Without NOTIFY the caller learns the ids: it announces the rows itself once committed.
       if (!notify) {
-        const written = await sql<{ id: string | number }>`${insert} returning id`.execute(trx);
+        const marks =
+          start === 0 && markSent.length > 0
+            ? sql`with marked as (update ${table} set sent_at = clock_timestamp() where id = any(${markSent})) `
+            : sql``;
+        const written = await sql<{ id: string | number }>`${marks}${insert} returning id`.execute(trx);
         for (const row of written.rows) ids.push(Number(row.id));
         continue;
       }

@@ -45,6 +45,9 @@ export class UnitOfWork {
   written: WrittenRow[] = [];
   /** Rows written in the open transaction: they join `written` when it commits. */
   private writingNow: WrittenRow[] = [];
+  private readonly takeMarks: (() => { ids: number[]; settle: (committed: boolean) => void } | undefined) | undefined;
+  /** Told whether the open transaction, which marks published rows sent, committed. */
+  private markings: ((committed: boolean) => void)[] = [];
   /** Whether a commit's outbox rows announce themselves (NOTIFY); asked as they are written. */
   private readonly notifies: () => boolean;
 
@@ -56,6 +59,8 @@ export class UnitOfWork {
       ctx?: Context;
       /** False while the caller wakes the service's relay itself after the commit (see `writeOutbox`). */
       notifies?: () => boolean;
+      /** Published rows the outbox insert marks sent as it goes (`OutboxRelay.takeMarks`). */
+      takeMarks?: () => { ids: number[]; settle: (committed: boolean) => void } | undefined;
     } = {},
   ) {
     this.db = db;
@@ -63,6 +68,7 @@ export class UnitOfWork {
     this.onOpen = options.onOpen;
     this.ctx = options.ctx;
     this.notifies = options.notifies ?? (() => true);
+    this.takeMarks = options.takeMarks;
   }
 
   /** An event to publish once the unit commits (nothing, if it rolls back). */
@@ -160,9 +166,11 @@ export class UnitOfWork {
         .execute()
         .catch(() => undefined);
       this.writingNow = [];
+      this.settleMarkings(false);
       this.endSpan(traced, error);
       throw error;
     }
+    this.settleMarkings(true);
     this.endSpan(traced);
     this.written.push(...this.writingNow);
     this.writingNow = [];
@@ -197,6 +205,7 @@ export class UnitOfWork {
     this.emitted = [];
     this.committed = [];
     this.writingNow = [];
+    this.settleMarkings(false);
     if (!this.opening) return;
     const traced = this.traced;
     const trx = await this.opening.catch(() => undefined);
@@ -205,6 +214,12 @@ export class UnitOfWork {
     } finally {
       this.endSpan(traced, error);
     }
+  }
+
+  private settleMarkings(committed: boolean): void {
+    const markings = this.markings;
+    this.markings = [];
+    for (const settle of markings) settle(committed);
   }
 
   private runCommitted(): void {
@@ -217,7 +232,11 @@ export class UnitOfWork {
     if (this.emitted.length === 0) return;
     const messages = this.emitted;
     this.emitted = [];
-    const ids = await insertOutbox(await this.transaction(), this.service, messages, this.notifies());
+    const trx = await this.transaction();
+    const notify = this.notifies();
+    const marks = notify ? undefined : this.takeMarks?.();
+    if (marks) this.markings.push(marks.settle);
+    const ids = await insertOutbox(trx, this.service, messages, notify, marks?.ids);
     if (ids === undefined) return;
     for (const [i, id] of ids.entries()) {
       this.unannounced = Math.max(this.unannounced ?? 0, id);
