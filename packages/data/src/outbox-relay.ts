@@ -85,7 +85,10 @@ interface Failed {
  * the moment that connection ends); the leader LISTENs for every commit to the service's outbox on that
  * connection and publishes at once, while the others wait for the lock and cost nothing. A batch of the
  * leader is two statements and no transaction: it reads the ready rows, publishes them one by one in
- * order (each awaited, so the broker sees them in that order), and marks the published ones sent. A
+ * order (each awaited, so the broker sees them in that order), and marks the published ones sent. On
+ * PGlite, whose one connection is this process's, the node hands the leader the rows its units of work
+ * committed (`handOver`): it publishes them without reading them, and the service's next outbox insert
+ * marks them sent in its own statement (`takeMarks`) — no statement of the relay's at all under load. A
  * relay that is not leading (`flush` on a relay not started, or `listen: false`) takes the same lock for
  * one batch, in a transaction (`pg_try_advisory_xact_lock`), and leaves the batch to whoever holds it.
  *
