@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { getHeapSpaceStatistics } from 'node:v8';
+import type { DatabaseUsage } from '@chassis/data';
 import { startSimplebank } from '@chassis/simplebank/system';
 import {
   lastCompletedAt,
@@ -25,13 +26,14 @@ export type EmbeddedAsk =
   | { ask: 'counts' }
   | { ask: 'lastCompletedAt' }
   | { ask: 'terminalTimes'; orderIds: string[] }
-  | { ask: 'memory' };
+  | { ask: 'memory' }
+  | { ask: 'usage' };
 
 export type EmbeddedQuestion = EmbeddedAsk & { id: number };
 
 export type EmbeddedMessage =
   | { ready: true; url: string; customers: Awaited<ReturnType<typeof seedCustomers>> }
-  | { id: number; answer: TerminalCounts | number | Record<string, number> | MemoryBreakdown }
+  | { id: number; answer: TerminalCounts | number | Record<string, number> | MemoryBreakdown | DatabaseUsage }
   | { id: number; error: string };
 
 /** Where the process's resident memory is, MB: V8's heap, and what is outside it (PGlite's WebAssembly memory, malloc). */
@@ -120,6 +122,11 @@ const customers = await seedCustomers(bank.database, Number(count));
 process.on('message', (question: EmbeddedQuestion) => {
   if (question.ask === 'memory') {
     send({ id: question.id, answer: memoryBreakdown() });
+    return;
+  }
+  if (question.ask === 'usage') {
+    const { statements, commits, rollbacks } = bank.database.usage;
+    send({ id: question.id, answer: { statements, commits, rollbacks } });
     return;
   }
   const answer =

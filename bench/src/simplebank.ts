@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Database } from '@chassis/data';
+import { Database, type DatabaseUsage } from '@chassis/data';
 import {
   distributedTopology,
   launchDistributed,
@@ -490,6 +490,9 @@ interface EmbeddedRow {
   completionMaxMs: number;
   endedLate: number;
   notEnded: number;
+  /** PGlite statements and transactions (commits + rollbacks) per completed order, the probe's own included. */
+  statementsPerOrder: number;
+  transactionsPerOrder: number;
 }
 
 interface EmbeddedReport {
@@ -542,7 +545,8 @@ async function startEmbedded(folder: string, customers: number) {
     terminalTimes: (orderIds) => ask({ ask: 'terminalTimes', orderIds: [...orderIds] }),
   };
   const memory = () => ask<MemoryBreakdown>({ ask: 'memory' });
-  return { child, probe, memory, ...(await ready) };
+  const usage = () => ask<DatabaseUsage>({ ask: 'usage' });
+  return { child, probe, memory, usage, ...(await ready) };
 }
 
 function cpuSecondsOf(child: ChildProcess): number {
@@ -566,6 +570,7 @@ async function runEmbedded(): Promise<EmbeddedReport> {
         accepted.push({ orderId, at: Date.now() });
       };
       const before = await bank.probe.counts();
+      const usageBefore = await bank.usage();
       const cpuBefore = cpuSecondsOf(bank.child);
       const firstAcceptance = Date.now();
       const result = await measure('simplebank embedded accept', concurrency, placeOrder, {
@@ -575,6 +580,7 @@ async function runEmbedded(): Promise<EmbeddedReport> {
       const counts = await settle(bank.probe);
       const lastCompletion = await bank.probe.lastCompletedAt();
       const cpuSeconds = cpuSecondsOf(bank.child) - cpuBefore;
+      const usageAfter = await bank.usage();
       const completed = counts.completed - before.completed;
       const completion = await completionLatencies(bank.probe, accepted);
       rows.push({
@@ -593,6 +599,9 @@ async function runEmbedded(): Promise<EmbeddedReport> {
         completionMaxMs: completion.maxMs,
         endedLate: completion.over(EMBEDDED_TERMINAL_WITHIN_MS),
         notEnded: accepted.length - completion.ended,
+        statementsPerOrder: (usageAfter.statements - usageBefore.statements) / completed,
+        transactionsPerOrder:
+          (usageAfter.commits + usageAfter.rollbacks - usageBefore.commits - usageBefore.rollbacks) / completed,
       });
     }
     const rssAfterLoad = rssMb(bank.child.pid);
@@ -670,6 +679,7 @@ function printEmbedded({
         'end max ms',
         `ended > ${EMBEDDED_TERMINAL_WITHIN_MS / 1000} s`,
         'not ended',
+        'statements : transactions /order',
       ],
       ...rows.map((r) => [
         String(r.concurrency),
@@ -686,6 +696,7 @@ function printEmbedded({
         fixed(r.completionMaxMs),
         String(r.endedLate),
         String(r.notEnded),
+        `${fixed(r.statementsPerOrder, 1)} : ${fixed(r.transactionsPerOrder, 1)}`,
       ]),
     ]),
   );

@@ -552,6 +552,7 @@ class OneConnectionPool implements PostgresPool {
         count(text);
         // Several statements (a migration file) go through exec, which takes no parameters.
         if (parameters.length === 0 && !isTransactionControl(text)) {
+          await statements.sendDeferredBegin();
           const results = await lite.exec(text);
           const last = results.at(-1);
           return { command: commandOf(text), rowCount: last?.affectedRows ?? 0, rows: (last?.rows ?? []) as R[] };

@@ -204,7 +204,11 @@ export class DataExtension implements NodeExtension {
         invocation.subscription,
         () => {
           const relay = this.relays.get(service.name);
-          return new UnitOfWork(this.database, service.name, { ctx, notifies: () => !relay?.leads });
+          return new UnitOfWork(this.database, service.name, {
+            ctx,
+            notifies: () => !relay?.leads,
+            takeMarks: () => relay?.takeMarks(),
+          });
         },
         (unit) => this.runInGroup(invocation, next, unit),
         () => this.runAlone(invocation, next),
@@ -223,6 +227,7 @@ export class DataExtension implements NodeExtension {
       onOpen: subscription ? (trx) => this.claim(trx, service, subscription, ctx) : undefined,
       ctx,
       notifies: () => !relay?.leads,
+      takeMarks: () => relay?.takeMarks(),
     });
     this.units.set(ctx, unit);
     this.invocations.set(ctx, invocation);
@@ -399,7 +404,11 @@ export class DataExtension implements NodeExtension {
    */
   private announce(relay: OutboxRelay | undefined, unit: UnitOfWork): void {
     const written = unit.unannounced;
+    const rows = unit.written;
     unit.unannounced = undefined;
+    unit.written = [];
+    // On PGlite the rows themselves: the relay publishes them without reading them back.
+    if (rows.length > 0 && relay?.handOver(rows)) return;
     if (written !== undefined || unit.db.kind === 'mysql') relay?.nudge(written);
   }
 

@@ -85,7 +85,10 @@ interface Failed {
  * the moment that connection ends); the leader LISTENs for every commit to the service's outbox on that
  * connection and publishes at once, while the others wait for the lock and cost nothing. A batch of the
  * leader is two statements and no transaction: it reads the ready rows, publishes them one by one in
- * order (each awaited, so the broker sees them in that order), and marks the published ones sent. A
+ * order (each awaited, so the broker sees them in that order), and marks the published ones sent. On
+ * PGlite, whose one connection is this process's, the node hands the leader the rows its units of work
+ * committed (`handOver`): it publishes them without reading them, and the service's next outbox insert
+ * marks them sent in its own statement (`takeMarks`) — no statement of the relay's at all under load. A
  * relay that is not leading (`flush` on a relay not started, or `listen: false`) takes the same lock for
  * one batch, in a transaction (`pg_try_advisory_xact_lock`), and leaves the batch to whoever holds it.
  *
@@ -128,6 +131,24 @@ export class OutboxRelay {
   private readonly published = new Set<number>();
   /** Batches of this relay run one after another (the loop, `flush`, the drain at stop). */
   private tail: Promise<unknown> = Promise.resolve();
+  /** Rows this process committed and handed over (see `handOver`), for the leader's next batch. */
+  private handed: Row[] = [];
+  /** The next batch reads the outbox whatever was handed over: a poll, a notification or a nudge asked. */
+  private mustLook = true;
+  /**
+   * Every row up to this id was read by a batch of this relay (and published, parked, or failed — a
+   * failure clears this); undefined while not known. Handed-over rows that follow it without a gap are all
+   * that waits: see `handOver`.
+   */
+  private readThrough: number | undefined;
+  /**
+   * Handed-over rows published and not yet marked sent: the service's next outbox insert marks them in its
+   * own statement (`takeMarks`), or this relay does, a moment later or before its next look.
+   */
+  private unmarked: number[] = [];
+  /** Of those, the ones an open transaction is marking: back to `unmarked` if it rolls back. */
+  private readonly marking = new Set<number>();
+  private markTimer: NodeJS.Timeout | undefined;
 
   private readonly db: Database;
   readonly service: string;
@@ -248,6 +269,8 @@ export class OutboxRelay {
     this.state = 'stopping';
     clearTimeout(this.timer);
     this.timer = undefined;
+    clearTimeout(this.markTimer);
+    this.markTimer = undefined;
     this.leading?.abort();
     this.leading = undefined;
     await this.cycle;
@@ -271,6 +294,8 @@ export class OutboxRelay {
   async flush(deadline = Number.POSITIVE_INFINITY): Promise<number> {
     let total = 0;
     for (;;) {
+      // What is ready now, whatever was handed over.
+      this.mustLook = true;
       const outcome = await this.batch();
       if (outcome === 'busy') return total;
       total += outcome.published;
@@ -294,7 +319,98 @@ export class OutboxRelay {
    */
   nudge(highestId?: number): void {
     if (highestId !== undefined && this.published.has(highestId)) return;
+    this.mustLook = true;
     this.wake(false);
+  }
+
+  /**
+   * Rows this process just committed to the outbox without NOTIFY, handed over with their ids: on PGlite,
+   * whose one connection is this process's alone, the leader publishes them without reading them back
+   * (its batch is then one statement, the update that marks them sent), as long as they follow the rows
+   * it has read with no gap between — ids a rolled-back insert took, rows another writer announced, a
+   * failed publish, anything unusual sends it reading the outbox instead, as a nudge does. False when
+   * it does not take them (not PGlite, or not leading): then nudge it.
+   */
+  handOver(rows: readonly { id: number; event: string; message: WireMessage }[]): boolean {
+    if (this.db.kind !== 'pglite' || !this.leads) return false;
+    for (const { id, event, message } of rows) {
+      this.handed.push({ id, event, headers: { ...message.headers }, body: message.body, attempts: 0 });
+    }
+    this.wake(false);
+    return true;
+  }
+
+  /**
+   * The published rows a transaction of this service about to insert into its outbox may mark sent in the
+   * same statement, and what to call once it has committed (true) or rolled back (false). Undefined when
+   * there are none.
+   */
+  takeMarks(): { ids: number[]; settle: (committed: boolean) => void } | undefined {
+    if (this.unmarked.length === 0) return undefined;
+    const ids = this.unmarked;
+    this.unmarked = [];
+    for (const id of ids) this.marking.add(id);
+    return {
+      ids,
+      settle: (committed) => {
+        for (const id of ids) this.marking.delete(id);
+        if (committed) return;
+        this.unmarked.push(...ids);
+        this.markSoon();
+      },
+    };
+  }
+
+  /** Marks what no insert took within a moment: an idle service's last rows. */
+  private markSoon(): void {
+    if (this.markTimer !== undefined || this.unmarked.length === 0) return;
+    this.markTimer = setTimeout(() => {
+      this.markTimer = undefined;
+      // A relay stopped leaves them unsent: the next to lead publishes them again (at least once).
+      if (this.unmarked.length === 0 || this.state !== 'running') return;
+      const run = this.tail.then(() => this.markUnmarked(this.onItsOwn));
+      this.tail = run.catch((error: unknown) => {
+        this.onError(error);
+        this.markSoon();
+      });
+    }, MARK_AFTER_MS);
+    this.markTimer.unref();
+  }
+
+  /** A statement run alone, on the pool. */
+  private readonly onItsOwn = async <R>(query: RawBuilder<R>): Promise<R[]> =>
+    (await query.execute(this.db.kysely)).rows;
+
+  /** Marks the rows published and not marked yet, in one statement. */
+  private async markUnmarked(execute: <R>(query: RawBuilder<R>) => Promise<R[]>): Promise<void> {
+    if (this.unmarked.length === 0) return;
+    const ids = this.unmarked;
+    this.unmarked = [];
+    try {
+      await execute(sql`update ${sql.id(this.service, TABLE)} set sent_at = clock_timestamp() where id = any(${ids})`);
+    } catch (error) {
+      this.unmarked.push(...ids);
+      throw error;
+    }
+  }
+
+  /**
+   * The handed-over rows the leader's batch publishes instead of reading the outbox, or undefined when it
+   * must read (see `handOver`).
+   */
+  private takeHanded(): Row[] | undefined {
+    const rows = this.handed;
+    this.handed = [];
+    const after = this.readThrough;
+    if (this.mustLook || after === undefined || rows.length === 0) {
+      this.mustLook = false;
+      return undefined;
+    }
+    // Read already by a batch that looked: those went with it.
+    const fresh = rows.filter((row) => row.id > after).sort((a, b) => a.id - b.id);
+    if (fresh.length > this.batchSize) return undefined;
+    for (const [i, row] of fresh.entries()) if (row.id !== after + 1 + i) return undefined;
+    return fresh;
   }
 
   /**
@@ -363,6 +479,7 @@ export class OutboxRelay {
 
   private wake(fromPoll: boolean): void {
     if (this.state !== 'running') return;
+    if (fromPoll) this.mustLook = true;
     // A commit: the outbox is in use again, so the safety poll goes back to its pace.
     if (!fromPoll && this.pollDelayMs > this.pollIntervalMs) this.armPoll(this.pollIntervalMs);
     if (!fromPoll && Date.now() < this.quietUntil) return;
@@ -419,13 +536,21 @@ export class OutboxRelay {
   /** The leader's batch: its statements on its own session, each committed alone. */
   private async leaderBatch(leadership: Leadership): Promise<BatchOutcome> {
     const parked: ParkedOutboxRow[] = [];
-    const outcome = await this.publishReady((query) => leadership.execute(query), parked);
+    const execute = <R>(query: RawBuilder<R>) => leadership.execute(query);
+    const handed = this.takeHanded();
+    // Before a look: the rows published and not marked yet must not be read as waiting.
+    if (!handed) await this.markUnmarked(execute);
+    const outcome = await this.publishReady(execute, parked, handed);
     for (const row of parked) this.onParked(row);
     return outcome;
   }
 
   /** A batch of a relay that does not lead: one transaction, which first takes the service's lock. */
   private async lockedBatch(): Promise<BatchOutcome> {
+    // Not leading: what was handed over is read by whoever publishes it, once what went is marked.
+    this.handed = [];
+    this.readThrough = undefined;
+    await this.markUnmarked(this.onItsOwn);
     // PGlite's relays are in this process: one that leads there holds no lock in the database.
     if (ledInProcess(this.db, ['chassis:outbox', this.service])) return 'busy';
     const parked: ParkedOutboxRow[] = [];
@@ -479,16 +604,28 @@ export class OutboxRelay {
   private async publishReady(
     execute: <R>(query: RawBuilder<R>) => Promise<R[]>,
     parked: ParkedOutboxRow[],
+    handed?: Row[],
   ): Promise<BatchOutcome> {
     const table = sql.id(this.service, TABLE);
     // The committed unsent rows in the order they were written (see Order in outbox.ts): a row that commits
     // later with a smaller id is not skipped, since rows are marked, not passed by a cursor.
-    const ready = await execute(sql<Row>`
+    const ready =
+      handed ??
+      (await execute(sql<Row>`
       select id, event, headers, body, attempts from ${table}
       where sent_at is null and parked_at is null
       order by id
-      limit ${this.batchSize}`);
+      limit ${this.batchSize}`));
+    // A full batch read leaves rows unread; any batch may end before its last row (a failure, below).
+    if (!handed && ready.length === this.batchSize) this.readThrough = undefined;
+    else if (ready.length > 0) this.readThrough = Math.max(this.readThrough ?? 0, Number(ready.at(-1)!.id));
     if (ready.length === 0) return { read: 0, published: 0 };
+    // Being marked by a transaction still open, or one that rolled back and has not said so yet.
+    if (!handed && this.marking.size > 0) {
+      const unseen = ready.filter((row) => !this.marking.has(Number(row.id)));
+      if (unseen.length === 0) return { read: ready.length, published: 0 };
+      ready.splice(0, ready.length, ...unseen);
+    }
     const mysql = this.db.kind === 'mysql';
     if (mysql) for (const row of ready) row.headers = headersOf(row.headers as Record<string, string> | string);
     const sent: number[] = [];
@@ -528,6 +665,8 @@ export class OutboxRelay {
     }
     // Set aside with nothing after them taken: a transport that is down. They wait, unparked.
     failure ??= aside[0];
+    // Rows left unsent: the next batch reads the outbox.
+    if (failure !== undefined) this.readThrough = undefined;
 
     for (const row of new Set(failed.map((f) => f.row))) {
       const mine = failed.filter((f) => f.row === row);
@@ -555,7 +694,11 @@ export class OutboxRelay {
       const record = result[0];
       if (park && record) parked.push(toParked(record));
     }
-    if (sent.length > 0 && mysql) {
+    if (handed && failed.length === 0 && sent.length > 0) {
+      // All of them went: the service's next outbox insert marks them (see `takeMarks`).
+      this.unmarked.push(...sent);
+      this.markSoon();
+    } else if (sent.length > 0 && mysql) {
       await execute(sql`update ${table} set sent_at = current_timestamp(6) where id in (${sql.join(sent)})`);
     } else if (sent.length > 0) {
       await execute(sql`update ${table} set sent_at = clock_timestamp() where id = any(${sent})`);
@@ -564,6 +707,12 @@ export class OutboxRelay {
     return { read: ready.length, published: sent.length, failure: failure?.error };
   }
 }
+
+/**
+ * How long handed-over rows published wait for an outbox insert of their service to mark them sent before
+ * the relay marks them itself: under load an insert comes first, and the marking costs no statement.
+ */
+const MARK_AFTER_MS = 100;
 
 /** Pauses between attempts to lead while the database cannot be reached. */
 const RELEAD_MIN_DELAY_MS = 100;

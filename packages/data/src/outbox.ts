@@ -156,8 +156,26 @@ export async function writeOutbox(
   messages: OutboxMessage[],
   { notify = true }: { notify?: boolean } = {},
 ): Promise<number | undefined> {
+  const ids = await insertOutbox(trx, service, messages, notify);
+  return ids?.reduce((highest, id) => Math.max(highest, id));
+}
+
+/**
+ * `writeOutbox`, resolving without NOTIFY to the ids of the rows written, in the order of `messages` (one
+ * statement a chunk, as with NOTIFY): a unit of work hands them to its service's relay after the commit
+ * (`OutboxRelay.handOver`). Undefined with NOTIFY, and on MariaDB/MySQL, which has neither.
+ */
+export async function insertOutbox(
+  trx: Kysely<AnyTables>,
+  service: string,
+  messages: OutboxMessage[],
+  notify: boolean,
+  /** Rows the relay published, to mark sent in the same statement (see `OutboxRelay.takeMarks`). */
+  markSent: readonly number[] = [],
+): Promise<number[] | undefined> {
   if (messages.length === 0) return undefined;
   const table = sql.id(service, TABLE);
+  const ids: number[] = [];
   try {
     for (let start = 0; start < messages.length; start += INSERT_CHUNK) {
       const rows = messages
@@ -165,21 +183,30 @@ export async function writeOutbox(
         .map(({ event, message }) => sql`(${event}, ${JSON.stringify(message.headers)}, ${message.body})`);
       const insert = sql`insert into ${table} (event, headers, body) values ${sql.join(rows)}`;
       // MariaDB/MySQL has no NOTIFY: the node wakes its own relay after the commit, others poll.
-      if (start + INSERT_CHUNK < messages.length || isMysql(trx)) {
+      if (isMysql(trx)) {
         await insert.execute(trx);
         continue;
       }
-      // The last chunk carries the transaction's highest row id, in the notification or to the caller: it
-      // lets a relay that already published that row skip the look it would otherwise cost (OutboxRelay).
+      // Without NOTIFY the caller learns the ids: it announces the rows itself once committed.
       if (!notify) {
-        const written = await sql<{ id: string }>`with written as (${insert} returning id)
-          select max(id)::text as id from written`.execute(trx);
-        return Number(written.rows[0]!.id);
+        const marks =
+          start === 0 && markSent.length > 0
+            ? sql`with marked as (update ${table} set sent_at = clock_timestamp() where id = any(${markSent})) `
+            : sql``;
+        const written = await sql<{ id: string | number }>`${marks}${insert} returning id`.execute(trx);
+        for (const row of written.rows) ids.push(Number(row.id));
+        continue;
       }
+      if (start + INSERT_CHUNK < messages.length) {
+        await insert.execute(trx);
+        continue;
+      }
+      // The last chunk carries the transaction's highest row id in the notification: it lets a relay that
+      // already published that row skip the look it would otherwise cost (OutboxRelay).
       await sql`with written as (${insert} returning id)
         select pg_notify(${outboxChannel(service)}, (select max(id) from written)::text)`.execute(trx);
     }
-    return undefined;
+    return ids.length > 0 ? ids : undefined;
   } catch (error) {
     if (isMissingRelation(error) || isMysqlMissingTable(error)) throw notInstalled(service, error);
     throw error;

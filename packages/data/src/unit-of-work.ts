@@ -1,7 +1,7 @@
 import { type Context, type Span, SpanKind, SpanStatusCode } from '@chassis/core';
 import type { ControlledTransaction, Kysely, KyselyPlugin } from 'kysely';
 import type { AnyTables, Database } from './database.ts';
-import { type OutboxMessage, writeOutbox } from './outbox.ts';
+import { insertOutbox, type OutboxMessage } from './outbox.ts';
 
 /**
  * One handler's database work: a transaction opened at its first use and committed when the handler
@@ -38,6 +38,16 @@ export class UnitOfWork {
    * relay once committed.
    */
   unannounced: number | undefined;
+  /**
+   * The outbox rows written without NOTIFY, with their ids, for the caller to hand to its relay once
+   * committed (`OutboxRelay.handOver`); dropped at a rollback.
+   */
+  written: WrittenRow[] = [];
+  /** Rows written in the open transaction: they join `written` when it commits. */
+  private writingNow: WrittenRow[] = [];
+  private readonly takeMarks: (() => { ids: number[]; settle: (committed: boolean) => void } | undefined) | undefined;
+  /** Told whether the open transaction, which marks published rows sent, committed. */
+  private markings: ((committed: boolean) => void)[] = [];
   /** Whether a commit's outbox rows announce themselves (NOTIFY); asked as they are written. */
   private readonly notifies: () => boolean;
 
@@ -49,6 +59,8 @@ export class UnitOfWork {
       ctx?: Context;
       /** False while the caller wakes the service's relay itself after the commit (see `writeOutbox`). */
       notifies?: () => boolean;
+      /** Published rows the outbox insert marks sent as it goes (`OutboxRelay.takeMarks`). */
+      takeMarks?: () => { ids: number[]; settle: (committed: boolean) => void } | undefined;
     } = {},
   ) {
     this.db = db;
@@ -56,6 +68,7 @@ export class UnitOfWork {
     this.onOpen = options.onOpen;
     this.ctx = options.ctx;
     this.notifies = options.notifies ?? (() => true);
+    this.takeMarks = options.takeMarks;
   }
 
   /** An event to publish once the unit commits (nothing, if it rolls back). */
@@ -152,10 +165,15 @@ export class UnitOfWork {
         .rollback()
         .execute()
         .catch(() => undefined);
+      this.writingNow = [];
+      this.settleMarkings(false);
       this.endSpan(traced, error);
       throw error;
     }
+    this.settleMarkings(true);
     this.endSpan(traced);
+    this.written.push(...this.writingNow);
+    this.writingNow = [];
   }
 
   /**
@@ -186,6 +204,8 @@ export class UnitOfWork {
     this.settled = true;
     this.emitted = [];
     this.committed = [];
+    this.writingNow = [];
+    this.settleMarkings(false);
     if (!this.opening) return;
     const traced = this.traced;
     const trx = await this.opening.catch(() => undefined);
@@ -194,6 +214,12 @@ export class UnitOfWork {
     } finally {
       this.endSpan(traced, error);
     }
+  }
+
+  private settleMarkings(committed: boolean): void {
+    const markings = this.markings;
+    this.markings = [];
+    for (const settle of markings) settle(committed);
   }
 
   private runCommitted(): void {
@@ -206,11 +232,22 @@ export class UnitOfWork {
     if (this.emitted.length === 0) return;
     const messages = this.emitted;
     this.emitted = [];
-    const written = await writeOutbox(await this.transaction(), this.service, messages, {
-      notify: this.notifies(),
-    });
-    if (written !== undefined) this.unannounced = Math.max(this.unannounced ?? 0, written);
+    const trx = await this.transaction();
+    const notify = this.notifies();
+    const marks = notify ? undefined : this.takeMarks?.();
+    if (marks) this.markings.push(marks.settle);
+    const ids = await insertOutbox(trx, this.service, messages, notify, marks?.ids);
+    if (ids === undefined) return;
+    for (const [i, id] of ids.entries()) {
+      this.unannounced = Math.max(this.unannounced ?? 0, id);
+      this.writingNow.push({ id, ...(messages[i] as OutboxMessage) });
+    }
   }
+}
+
+/** An outbox row this unit wrote: its id, and the event as it was emitted. */
+export interface WrittenRow extends OutboxMessage {
+  id: number;
 }
 
 /** Counts the statements a transaction runs: each query compiled through it is one. */

@@ -58,6 +58,13 @@ describe("PGlite's prepared statements answer as its own query does", () => {
     await same('select id, jb from t where jb @> $1::jsonb', [{ b: { c: null } }]);
     await same('select id from t where tstz < $1 or ts > $2', [new Date('2030-01-01'), new Date('2000-01-01')]);
     await same('select id from t where ai && $1 or at && $2', [[2, 5], ['y z']]);
+    // bytea both ways (its parser and serializer are the data kit's own): empty, and every byte value.
+    const bytes = Uint8Array.from({ length: 256 }, (_, i) => i);
+    await same('select id, by, $1::bytea as echoed from t where by = $2 or $1 = $3', [
+      bytes,
+      Buffer.from([0xde, 0xad, 0xbe, 0xef]),
+      new Uint8Array(),
+    ]);
     await same('select $1::int as a, $2::text as b, $3::bigint as c, $4::numeric as d, $5::boolean as e', [
       1,
       null,
@@ -159,6 +166,43 @@ describe('a PGlite database prepares its repeated statements', () => {
         `${control} prepared: ${names.rows.map((r) => r.name)}`,
       );
     }
+  });
+
+  it('BEGIN goes with the first statement: still one transaction, whatever that statement is or does', async () => {
+    const db = await database();
+    const txid = (on: typeof db.kysely) =>
+      sql<{ id: string }>`select txid_current()::text as id, ${1}::int as one`.execute(on);
+    // Prepared statements, and one without parameters (PGlite's exec) first: all in the same transaction.
+    for (const first of [
+      txid,
+      (on: typeof db.kysely) => sql<{ id: string }>`select txid_current()::text as id`.execute(on),
+    ]) {
+      const [a, b, c] = await db.transaction(async (trx) => [await first(trx), await txid(trx), await txid(trx)]);
+      assert.equal(a.rows[0]!.id, b.rows[0]!.id);
+      assert.equal(b.rows[0]!.id, c.rows[0]!.id);
+    }
+    // A transaction that runs nothing, one whose first statement PostgreSQL refuses to prepare, one that
+    // writes without parameters and rolls back: nothing is left open, nothing is written.
+    await db.transaction(async () => undefined);
+    await assert.rejects(
+      db.transaction((trx) => sql`selec balance from a where id = ${'x'}`.execute(trx)),
+      { code: '42601' },
+    );
+    await assert.rejects(
+      db.transaction(async (trx) => {
+        await sql`update a set balance = 0`.execute(trx);
+        throw new Error('the handler failed');
+      }),
+      /the handler failed/,
+    );
+    const outside = await txid(db.kysely);
+    assert.notEqual(
+      outside.rows[0]!.id,
+      (await txid(db.kysely)).rows[0]!.id,
+      'each statement alone is its own transaction',
+    );
+    const rows = await sql<{ balance: number }>`select balance from a order by id`.execute(db.kysely);
+    assert.deepEqual(rows.rows, [{ balance: 10 }, { balance: 20 }]);
   });
 
   it('a table changed under a prepared statement: run alone it is prepared anew; in a transaction, UNAVAILABLE', async () => {

@@ -25,6 +25,7 @@ import {
   pruneOutbox,
   replayParkedOutbox,
   sql,
+  UnitOfWork,
   writeOutbox,
 } from '@chassis/data';
 import { type DatabaseTarget, rollbackIfOpen, typescriptArgs, waitUntil } from '@chassis/testing';
@@ -481,6 +482,99 @@ export function outboxSuite(target: DatabaseTarget): void {
       } finally {
         await rollbackIfOpen(other);
       }
+      await relay.stop();
+    });
+
+    it(`[${target.name}] rows handed over after their commit go out without being read back; a gap or a row not handed over sends the relay reading, in order`, {
+      skip: target.name !== 'pglite' && "handing over is PGlite's, whose one connection is this process's",
+    }, async () => {
+      const { db, service } = await fresh();
+      const broker = recorder();
+      // No poll within the test: only hand-overs and their looks publish.
+      const relay = await startRelay(db, service, broker.publish, {
+        pollIntervalMs: 60_000,
+        idlePollIntervalMs: 60_000,
+      });
+      await waitUntil(() => relay.leads, { what: 'the relay to lead' });
+      const write = async (id: string) => {
+        const message = orderCreated(id);
+        const rowId = await db.transaction((trx) => writeOutbox(trx, service, [message], { notify: false }));
+        return [{ id: rowId!, ...message }];
+      };
+      const published = async (count: number) => {
+        await waitUntil(() => broker.got.length === count, {
+          timeoutMs: 10_000,
+          intervalMs: 5,
+          what: `${count} events`,
+        });
+        await sleep(200); // the batch's marking, after its publishes
+      };
+      // The first hand-over: the relay has read nothing yet, so it looks.
+      assert.ok(relay.handOver(await write('a')));
+      await published(1);
+      const before = db.usage.statements;
+      assert.ok(relay.handOver(await write('b')));
+      await published(2);
+      assert.equal(db.usage.statements - before, 2, 'the insert, and the batch marking it sent: no select');
+      // An id a rolled-back insert took: the relay looks, and publishes the next row all the same.
+      await db
+        .transaction(async (trx) => {
+          await writeOutbox(trx, service, [orderCreated('rolled-back')], { notify: false });
+          throw new Error('rolled back');
+        })
+        .catch(() => undefined);
+      assert.ok(relay.handOver(await write('c')));
+      await published(3);
+      // A row committed and not handed over, then one that is: both go, in the order written.
+      await write('d');
+      assert.ok(relay.handOver(await write('e')));
+      await published(5);
+      assert.deepEqual(broker.ids(), ['a', 'b', 'c', 'd', 'e']);
+      await assertDrained(relay);
+      await relay.stop();
+      assert.equal(relay.handOver(await write('f')), false, 'a relay that does not lead takes nothing');
+    });
+
+    it(`[${target.name}] handed-over rows once published are marked sent by the service's next outbox insert, in its statement; a rollback leaves them for the relay to mark`, {
+      skip: target.name !== 'pglite' && "handing over is PGlite's, whose one connection is this process's",
+    }, async () => {
+      const { db, service } = await fresh();
+      const broker = recorder();
+      const relay = await startRelay(db, service, broker.publish, {
+        pollIntervalMs: 60_000,
+        idlePollIntervalMs: 60_000,
+      });
+      await waitUntil(() => relay.leads, { what: 'the relay to lead' });
+      const unit = () => new UnitOfWork(db, service, { notifies: () => false, takeMarks: () => relay.takeMarks() });
+      const emitAndCommit = async (id: string) => {
+        const work = unit();
+        work.emit(orderCreated(id));
+        await work.commit();
+        assert.ok(relay.handOver(work.written));
+        await waitUntil(() => broker.ids().includes(id), { timeoutMs: 10_000, intervalMs: 2, what: id });
+      };
+      await emitAndCommit('first'); // the relay looks once: it has read nothing yet
+      await sleep(300);
+      const before = db.usage.statements;
+      for (let i = 1; i <= 5; i++) await emitAndCommit(`e-${i}`);
+      await sleep(300); // the last is marked by the relay itself, a moment later
+      const statements = db.usage.statements - before;
+      // Five inserts, each marking the row before it, and one marking the last: not an update each.
+      assert.ok(statements <= 8, `five events took ${statements} statements`);
+      // A transaction that took the marks and rolled back (its COMMIT refused): the relay marks them itself.
+      const parent = sql.id(service, 'parent');
+      const child = sql.id(service, 'child');
+      await sql`create table ${parent} (id int primary key)`.execute(db.kysely);
+      await sql`create table ${child} (parent int references ${parent} deferrable initially deferred)`.execute(
+        db.kysely,
+      );
+      await emitAndCommit('before-rollback');
+      const failing = unit();
+      await sql`insert into ${child} values (1)`.execute(await failing.transaction());
+      failing.emit(orderCreated('never'));
+      await assert.rejects(failing.commit(), { code: '23503' });
+      await assertDrained(relay);
+      assert.equal(broker.ids().includes('never'), false);
       await relay.stop();
     });
 
