@@ -12,8 +12,8 @@ import { type CallPolicies, type HandlerPolicies, PolicyEngine } from '../polici
 import { Registry } from '../registry.ts';
 import type { ServiceDefinition } from '../service.ts';
 import { memoryTransport } from '../transports/memory.ts';
-import type { Consumer, Transport, TransportStatus } from '../transports/transport.ts';
 import { CallDeadlines } from '../transports/shared/deadlines.ts';
+import type { Consumer, Transport, TransportStatus } from '../transports/transport.ts';
 import { send } from './calls.ts';
 import type { HandlerContext, Outbound } from './handler-context.ts';
 import { readiness } from './health.ts';
