@@ -110,6 +110,7 @@ async function runPart(
     );
   if (budgetMs !== undefined && budgetMs <= 0) return { name, ok: false, error: late() };
 
+  const startedAt = Date.now();
   const controller = new AbortController();
   const stop = () => controller.abort();
   abandoned.addEventListener('abort', stop, { once: true });
@@ -130,7 +131,13 @@ async function runPart(
           ]);
     return { name, ok: true, value };
   } catch (error) {
-    return { name, ok: false, error: toChassisError(error) };
+    const failure = toChassisError(error);
+    // The call carries the same budget as its own deadline, and its timer may fire before this one: a
+    // TIMEOUT once the budget is spent is the part's lateness, said the same way whichever fired first.
+    if (failure.code === 'TIMEOUT' && budgetMs !== undefined && Date.now() >= startedAt + budgetMs) {
+      return { name, ok: false, error: late() };
+    }
+    return { name, ok: false, error: failure };
   } finally {
     clearTimeout(timer);
     abandoned.removeEventListener('abort', stop);

@@ -68,13 +68,17 @@ export class SpanStore implements SpanProcessor {
   /** Recent traces, newest first (by when their earliest span here started); those touching `service` only, if given. */
   traces(options: { limit: number; service?: string | undefined }): TraceSummary[] {
     const byTrace = new Map<string, SpanRecord[]>();
-    for (const held of this.held()) {
-      const id = held.traceId;
+    /** Where each trace's latest span stands in the order spans were kept: ties of start time go by it. */
+    const lastKept = new Map<string, number>();
+    const held = this.held();
+    for (let i = 0; i < held.length; i++) {
+      const id = held[i]!.traceId;
       const spans = byTrace.get(id);
-      if (spans) spans.push(held);
-      else byTrace.set(id, [held]);
+      if (spans) spans.push(held[i]!);
+      else byTrace.set(id, [held[i]!]);
+      lastKept.set(id, i);
     }
-    const summaries: (TraceSummary & { startMs: number })[] = [];
+    const summaries: (TraceSummary & { startMs: number; kept: number })[] = [];
     for (const [traceId, spans] of byTrace) {
       const services = [...new Set(spans.flatMap((held) => (held.service === undefined ? [] : [held.service])))];
       if (options.service !== undefined && !services.includes(options.service)) continue;
@@ -82,7 +86,8 @@ export class SpanStore implements SpanProcessor {
       let start = Number.POSITIVE_INFINITY;
       let end = Number.NEGATIVE_INFINITY;
       for (const held of spans) {
-        if (held.startMs < start) {
+        // Start times tie at the SDK's whole milliseconds: then a parent comes before its child.
+        if (held.startMs < start || (held.startMs === start && first.parentSpanId === held.spanId)) {
           start = held.startMs;
           first = held;
         }
@@ -93,22 +98,31 @@ export class SpanStore implements SpanProcessor {
         root: first.name,
         startedAt: new Date(start).toISOString(),
         startMs: start,
+        kept: lastKept.get(traceId)!,
         durationMs: end - start,
         spans: spans.length,
         services,
         error: spans.some((held) => held.statusCode === SpanStatusCode.ERROR),
       });
     }
-    summaries.sort((a, b) => b.startMs - a.startMs);
-    return summaries.slice(0, options.limit).map(({ startMs: _startMs, ...summary }) => summary);
+    summaries.sort((a, b) => b.startMs - a.startMs || b.kept - a.kept);
+    return summaries.slice(0, options.limit).map(({ startMs: _startMs, kept: _kept, ...summary }) => summary);
   }
 
   /** The spans of a trace this node holds, by start time; none when it holds none. */
   trace(traceId: string): StoredSpan[] {
-    return this.held()
-      .filter((held) => held.traceId === traceId)
-      .map((held) => this.describe(held))
-      .sort((a, b) => a.startMs - b.startMs);
+    const spans = this.held().filter((held) => held.traceId === traceId);
+    // Start times tie at the SDK's whole milliseconds: then a parent comes before its children.
+    const parents = new Map(spans.map((held) => [held.spanId, held.parentSpanId]));
+    const depth = (spanId: string): number => {
+      let levels = 0;
+      for (let up = parents.get(spanId); up !== undefined && levels < spans.length; up = parents.get(up)) levels++;
+      return levels;
+    };
+    return spans
+      .map((held) => ({ span: this.describe(held), depth: depth(held.spanId) }))
+      .sort((a, b) => a.span.startMs - b.span.startMs || a.depth - b.depth)
+      .map(({ span }) => span);
   }
 
   /** How many spans it holds now. */
@@ -116,8 +130,10 @@ export class SpanStore implements SpanProcessor {
     return this.held().length;
   }
 
+  /** The spans it holds, oldest kept first. */
   private held(): SpanRecord[] {
-    return this.ring.filter((held): held is SpanRecord => held !== undefined);
+    const inOrder = this.ring.slice(this.next).concat(this.ring.slice(0, this.next));
+    return inOrder.filter((held): held is SpanRecord => held !== undefined);
   }
 
   private parentService(parentContext: Context): string | undefined {
