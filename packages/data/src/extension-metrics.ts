@@ -1,4 +1,5 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
+import type { OutboxLag } from './outbox.ts';
 import type { OutboxRelay } from './outbox-relay.ts';
 import { sagaStatuses } from './sagas/definition.ts';
 import type { SagaRunner } from './sagas/runner.ts';
@@ -18,6 +19,17 @@ export interface DataMetricSources {
  */
 export function registerDataMetrics(registry: Registry, { usage, relays, runners }: DataMetricSources) {
   const registers = [registry];
+  // One look at each outbox a scrape: the three outbox gauges collect together (the registry gathers its
+  // metrics at once) and share it, where each asked the same query of its own.
+  let lagsInFlight: Promise<(readonly [string, OutboxLag])[]> | undefined;
+  const outboxLags = () => {
+    lagsInFlight ??= Promise.all(
+      [...relays].map(async ([service, relay]) => [service, await relay.lag()] as const),
+    ).finally(() => {
+      lagsInFlight = undefined;
+    });
+    return lagsInFlight;
+  };
   const parked = new Counter({
     name: 'chassis_outbox_parked_total',
     help: 'Events a service’s outbox relay parked: refused by the transport while later events went',
@@ -51,7 +63,7 @@ export function registerDataMetrics(registry: Registry, { usage, relays, runners
     registers,
     async collect() {
       this.reset();
-      for (const [service, relay] of relays) this.set({ service }, (await relay.lag()).pending);
+      for (const [service, lag] of await outboxLags()) this.set({ service }, lag.pending);
     },
   });
   new Gauge({
@@ -61,7 +73,7 @@ export function registerDataMetrics(registry: Registry, { usage, relays, runners
     registers,
     async collect() {
       this.reset();
-      for (const [service, relay] of relays) this.set({ service }, (await relay.lag()).oldestAgeMs / 1000);
+      for (const [service, lag] of await outboxLags()) this.set({ service }, lag.oldestAgeMs / 1000);
     },
   });
   new Gauge({
@@ -99,7 +111,7 @@ export function registerDataMetrics(registry: Registry, { usage, relays, runners
     registers,
     async collect() {
       this.reset();
-      for (const [service, relay] of relays) this.set({ service }, (await relay.lag()).parked);
+      for (const [service, lag] of await outboxLags()) this.set({ service }, lag.parked);
     },
   });
   return { parked };

@@ -452,6 +452,33 @@ export function extensionSuite(target: DatabaseTarget): void {
       assert.ok(sample(after, 'chassis_db_statements_total') <= data.database.usage.statements);
     });
 
+    it(`[${target.name}] a scrape looks at each outbox once, for all three of its gauges`, async () => {
+      const s = slice();
+      // A relay that does not poll within the test: whatever the scrape sends is the gauges' own.
+      const data = dataExtension({ url: await target.newDatabase(), relayPollIntervalMs: 120_000 });
+      const node = await cluster.startNode([s.orders], { extensions: [data] });
+      // The relay's first look at its outbox, as it starts to lead, over before the scrape.
+      let seen = -1;
+      await waitUntil(
+        async () => {
+          const now = data.database.usage.statements;
+          const still = now === seen;
+          seen = now;
+          if (!still) await sleep(300);
+          return still;
+        },
+        { what: 'the relay to rest' },
+      );
+      const before = data.database.usage.statements;
+      const text = await node.metrics.registry.metrics();
+      // chassis_node_ready runs the readiness checks, the database's `select 1` among them; the rest is
+      // the outbox's one look (it was three: one per gauge).
+      assert.equal(data.database.usage.statements - before, 2, 'pending, oldest age and parked from one statement');
+      for (const gauge of ['chassis_outbox_pending', 'chassis_outbox_lag_seconds', 'chassis_outbox_parked']) {
+        assert.match(text, new RegExp(`^${gauge}\\{service="${s.orders.name}"\\} 0$`, 'm'));
+      }
+    });
+
     it(`[${target.name}] a node whose relay leads its service commits events without NOTIFY and tells the relay itself; another node's commits notify it`, async () => {
       const s = slice();
       const url = await target.newDatabase();
