@@ -2,8 +2,15 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Database } from '@chassis/data';
-import { freePort, postgresTarget, restartRabbitmq, servers, skipUnlessUp, waitUntil } from '@chassis/testing';
-import { requestJson } from '../src/http-client.ts';
+import {
+  freePort,
+  postgresTarget,
+  requestJson,
+  restartRabbitmq,
+  servers,
+  skipUnlessUp,
+  waitUntil,
+} from '@chassis/testing';
 import { type DistributedShop, launchDistributed } from '../src/launcher.ts';
 import { checkPaymentsMatchOrders } from './flow.ts';
 import { temporaryVhost } from './rabbitmq-vhost.ts';

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type SagaBoundaryEvent, sql } from '@chassis/data';
-import { waitUntil } from '@chassis/testing';
-import { requestJson } from '../src/http-client.ts';
+import { requestJson, waitUntil } from '@chassis/testing';
 import { shopServiceNames } from '../src/services.ts';
 import { createShopGateway, type Shop, startShop } from '../src/system.ts';
 import { checkPaymentsMatchOrders, describeShopFlow } from './flow.ts';

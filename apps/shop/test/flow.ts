@@ -3,11 +3,10 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type Database, sql } from '@chassis/data';
-import { waitUntil } from '@chassis/testing';
+import { requestJson, waitUntil } from '@chassis/testing';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { USERS_PROTO } from '../src/grpc.ts';
-import { requestJson } from '../src/http-client.ts';
 import { shopMonitoringMetricNames } from './monitoring.ts';
 
 /** A running Shop, however it is deployed, as the flow sees it. */

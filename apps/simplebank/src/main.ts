@@ -4,11 +4,7 @@ import { withProcessSettings } from './process-settings.ts';
 
 // Before anything is loaded: this may start the process again, with its memory settings.
 withProcessSettings();
-const [{ requestJson }, { migrateSimplebank }, { startSimplebank }] = await Promise.all([
-  import('./http-client.ts'),
-  import('./migrate.ts'),
-  import('./system.ts'),
-]);
+const [{ migrateSimplebank }, { startSimplebank }] = await Promise.all([import('./migrate.ts'), import('./system.ts')]);
 
 /**
  * `npm start`: SimpleBank with every service in this one process (memory transport, PGlite in
@@ -44,8 +40,11 @@ if (node.opsPort !== undefined) {
   say(`  ops      ${ops}/health/ready, ${ops}/metrics`);
 }
 
-const request = (method: string, path: string, body?: unknown, token?: string) =>
-  requestJson(url ?? '', method, path, body, token);
+// The walk-through is a client of the gateway as the tests are, with their helper: @chassis/testing is a
+// devDependency, there in the checkout `npm start -- --demo` runs from; the production image, which never
+// runs the walk-through, has none, so it is loaded only for it.
+const request = async (method: string, path: string, body?: unknown, token?: string) =>
+  (await import('@chassis/testing')).requestJson(url ?? '', method, path, body, token);
 
 function describe(answer: { status: number; body: Record<string, unknown> }): string {
   const error = answer.body.error as { code: string; message: string } | undefined;

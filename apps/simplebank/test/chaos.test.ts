@@ -1,8 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Database, sql } from '@chassis/data';
-import { freePort, postgresTarget, restartNats, restartPostgres, servers, skipUnlessUp } from '@chassis/testing';
-import { requestJson } from '../src/http-client.ts';
+import {
+  freePort,
+  postgresTarget,
+  requestJson,
+  restartNats,
+  restartPostgres,
+  servers,
+  skipUnlessUp,
+} from '@chassis/testing';
 import { type DistributedSimplebank, launchDistributed } from '../src/launcher.ts';
 import { removeBrokerState } from './broker.ts';
 import { settleAndCheckInvariants } from './invariants.ts';

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { waitUntil } from '@chassis/testing';
-import { requestJson } from '../src/http-client.ts';
+import { requestJson, waitUntil } from '@chassis/testing';
 import { type Simplebank, startSimplebank } from '../src/system.ts';
 import { settleAndCheckInvariants } from './invariants.ts';
 

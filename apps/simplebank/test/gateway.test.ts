@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type ActionContract, signToken } from '@chassis/core';
-import { waitUntil } from '@chassis/testing';
+import { requestJson, waitUntil } from '@chassis/testing';
 import { listTransactions } from '../contracts/account-transactions.ts';
 import { listOrders } from '../contracts/customer-orders.ts';
 import { getHoldings } from '../contracts/holdings.ts';
@@ -9,7 +9,6 @@ import { listNotifications } from '../contracts/notifications.ts';
 import { buyShares, sellShares } from '../contracts/orders.ts';
 import { createPayment } from '../contracts/payments.ts';
 import { invest } from '../contracts/strategies.ts';
-import { requestJson } from '../src/http-client.ts';
 import { type Simplebank, startSimplebank } from '../src/system.ts';
 
 /** A JSON answer: a success body, or the gateway's error shape. */

@@ -4,8 +4,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { freePort, postgresTarget, servers, skipUnlessInstalled, skipUnlessUp, waitUntil } from '@chassis/testing';
-import { requestJson } from '../src/http-client.ts';
+import {
+  freePort,
+  postgresTarget,
+  requestJson,
+  servers,
+  skipUnlessInstalled,
+  skipUnlessUp,
+  waitUntil,
+} from '@chassis/testing';
 import { type DistributedSimplebank, distributedTopology, launchDistributed } from '../src/launcher.ts';
 import { removeBrokerState } from './broker.ts';
 import {

@@ -2,9 +2,8 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { sql } from '@chassis/data';
-import { waitUntil } from '@chassis/testing';
+import { requestJson, waitUntil } from '@chassis/testing';
 import { creditPayment } from '../contracts/account-transactions.ts';
-import { requestJson } from '../src/http-client.ts';
 import { type Simplebank, startSimplebank } from '../src/system.ts';
 import { settleAndCheckInvariants } from './invariants.ts';
 

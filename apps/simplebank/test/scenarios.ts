@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type Database, sql } from '@chassis/data';
-import { waitUntil } from '@chassis/testing';
-import { requestJson } from '../src/http-client.ts';
+import { requestJson, waitUntil } from '@chassis/testing';
 import { settleAndCheckInvariants } from './invariants.ts';
 
 /** A running SimpleBank, however it is deployed, as the scenarios see it. */

@@ -10,6 +10,7 @@ export {
 } from './cluster.ts';
 export { type DatabaseTarget, pgliteTarget, postgresTarget } from './databases.ts';
 export { choiceFromEnv, integerFromEnv } from './env.ts';
+export { requestJson } from './http.ts';
 export {
   freePort,
   infraRequired,

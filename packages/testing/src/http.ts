@@ -1,4 +1,8 @@
-/** A JSON request to the Shop's gateway, as its tests make them. */
+/**
+ * A JSON request to an app's gateway, as the reference apps' tests (and SimpleBank's walk-through) make
+ * them: the body, when there is one, as JSON; the token, when there is one, as a bearer. The answer's body
+ * is read as JSON — a gateway of ours always answers with some, and a test should fail where it does not.
+ */
 export async function requestJson<T = Record<string, unknown>>(
   baseUrl: string,
   method: string,
