@@ -1,11 +1,17 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { freePort, servers, skipUnlessInstalled, skipUnlessUp, waitUntil } from '@chassis/testing';
+import {
+  type LivePrometheus,
+  type PrometheusRuleGroup,
+  servers,
+  skipUnlessInstalled,
+  skipUnlessUp,
+  startPrometheus,
+  waitUntil,
+} from '@chassis/testing';
 import { newsByType } from '../contracts/news.ts';
 import { newsportalServiceNames } from '../src/services.ts';
 import { type Newsportal, startNewsportal } from '../src/system.ts';
@@ -258,44 +264,18 @@ describe('the News portal dashboard and alert rules against a real Prometheus sc
   skip: skip || skipUnlessInstalled('prometheus', 'Debian: apt-get install prometheus'),
   timeout: 60_000,
 }, () => {
-  const dir = mkdtempSync(join(tmpdir(), 'newsportal-monitoring-'));
-  let prometheus: ChildProcess | undefined;
-  let prometheusUrl = '';
+  let prometheus: LivePrometheus | undefined;
   let traffic: Promise<void> | undefined;
   let stopTraffic = false;
   const logs: string[] = [];
-  const query = async (expr: string) =>
-    (await (await fetch(`${prometheusUrl}/api/v1/query?query=${encodeURIComponent(expr)}`)).json()) as {
-      status: string;
-      error?: string;
-      data?: { result: unknown[] };
-    };
 
   before(async () => {
     const { url, node } = await started();
-    const port = await freePort();
-    prometheusUrl = `http://127.0.0.1:${port}`;
-    writeFileSync(
-      join(dir, 'prometheus.yml'),
-      [
-        'global: { scrape_interval: 1s, evaluation_interval: 1s }',
-        `rule_files: ['${join(monitoringDir, 'prometheus', 'rules')}/*.yml']`,
-        'scrape_configs:',
-        '  - job_name: chassis',
-        `    static_configs: [{ targets: ['127.0.0.1:${node.opsPort}'], labels: { instance: portal, group: edge } }]`,
-        '',
-      ].join('\n'),
-    );
-    prometheus = spawn(
-      'prometheus',
-      [
-        `--config.file=${join(dir, 'prometheus.yml')}`,
-        `--storage.tsdb.path=${join(dir, 'data')}`,
-        `--web.listen-address=127.0.0.1:${port}`,
-      ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    prometheus.stderr?.on('data', (chunk: Buffer) => logs.push(chunk.toString().trim()));
+    prometheus = await startPrometheus({
+      targets: [{ instance: 'portal', group: 'edge', port: node.opsPort! }],
+      ruleFiles: [`${join(monitoringDir, 'prometheus', 'rules')}/*.yml`],
+      log: (line) => logs.push(line),
+    });
     const created = await request(url!, 'POST', '/v1/users', {
       body: { name: 'Watched', email: `watched-${keyPrefix.slice(-9, -1)}@example.com`, password: 'password-1' },
     });
@@ -319,8 +299,7 @@ describe('the News portal dashboard and alert rules against a real Prometheus sc
   after(async () => {
     stopTraffic = true;
     await traffic?.catch(() => undefined);
-    prometheus?.kill('SIGTERM');
-    rmSync(dir, { recursive: true, force: true });
+    await prometheus?.stop();
   });
 
   it('every panel of the News portal dashboard has data', async () => {
@@ -335,32 +314,15 @@ describe('the News portal dashboard and alert rules against a real Prometheus sc
       })),
     );
     assert.ok(queries.length >= 15, `${queries.length} queries`);
-    let missing: string[] = [];
-    await waitUntil(
-      async () => {
-        const answers = await Promise.all(queries.map(({ expr }) => query(expr)));
-        missing = queries.flatMap(({ where, expr }, i) =>
-          answers[i]!.status !== 'success'
-            ? [`${where}: ${answers[i]!.error} (${expr})`]
-            : answers[i]!.data?.result.length
-              ? []
-              : [`${where}: no data (${expr})`],
-        );
-        return missing.length === 0;
-      },
-      { timeoutMs: 30_000, intervalMs: 1000, what: 'every panel to have data' },
-    ).catch(() => undefined);
+    const missing = await prometheus!.withoutData(queries);
     assert.deepEqual(missing, [], `panels without data:\n${missing.join('\n')}\n${logs.slice(-10).join('\n')}`);
   });
 
   it('Prometheus evaluates every rule, the News portal’s among them, without error', async () => {
-    type Rules = {
-      data: { groups: { name: string; rules: { name: string; health: string; lastError?: string }[] }[] };
-    };
-    let groups: Rules['data']['groups'] = [];
+    let groups: PrometheusRuleGroup[] = [];
     await waitUntil(
       async () => {
-        groups = ((await (await fetch(`${prometheusUrl}/api/v1/rules`)).json()) as Rules).data.groups;
+        groups = await prometheus!.ruleGroups();
         return groups.some((group) => group.name === 'newsportal-users');
       },
       { timeoutMs: 10_000, what: 'the rules to load' },

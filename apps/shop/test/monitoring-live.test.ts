@@ -1,27 +1,20 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
   freePort,
+  type LivePrometheus,
+  type PrometheusRule,
   postgresTarget,
   requestJson,
   servers,
   skipUnlessInstalled,
   skipUnlessUp,
+  startPrometheus,
   waitUntil,
 } from '@chassis/testing';
 import { distributedTopology } from '../src/launcher.ts';
 import { type Shop, startShop } from '../src/system.ts';
-import {
-  chassisRulesDir,
-  type DashboardQuery,
-  loadedRuleCounts,
-  shopDashboardQueries,
-  shopRulesDir,
-} from './monitoring.ts';
+import { chassisRulesDir, loadedRuleCounts, shopDashboardQueries, shopRulesDir } from './monitoring.ts';
 import { temporaryVhost } from './rabbitmq-vhost.ts';
 
 /**
@@ -31,12 +24,6 @@ import { temporaryVhost } from './rabbitmq-vhost.ts';
  * through the gateway (plain, held, declined, refused). Every panel's query must return data; every rule
  * must evaluate.
  */
-
-interface Answer {
-  status: string;
-  error?: string;
-  data?: { result: unknown[] };
-}
 
 const postgres = await postgresTarget();
 const skip =
@@ -51,19 +38,13 @@ describe('a real Prometheus scraping the distributed Shop: every dashboard panel
   skip,
   timeout: 120_000,
 }, () => {
-  const dir = mkdtempSync(join(tmpdir(), 'shop-monitoring-'));
   const logs: string[] = [];
   const nodes: Shop[] = [];
   let vhost: Awaited<ReturnType<typeof temporaryVhost>> | undefined;
-  let prometheus: ChildProcess | undefined;
-  let prometheusUrl = '';
+  let prometheus: LivePrometheus | undefined;
   let placing: Promise<void> | undefined;
   let stopPlacing = false;
-
-  async function query(expr: string): Promise<Answer> {
-    const response = await fetch(`${prometheusUrl}/api/v1/query?query=${encodeURIComponent(expr)}`);
-    return (await response.json()) as Answer;
-  }
+  const query = (expr: string) => prometheus!.query(expr);
 
   before(
     async () => {
@@ -88,36 +69,11 @@ describe('a real Prometheus scraping the distributed Shop: every dashboard panel
     const topology = distributedTopology(0).sort((a, b) => Number(a.port !== undefined) - Number(b.port !== undefined));
     const opsPorts = new Map<string, number>();
     for (const spec of topology) opsPorts.set(spec.name, await freePort());
-    const prometheusPort = await freePort();
-    prometheusUrl = `http://127.0.0.1:${prometheusPort}`;
-    const targets = [...opsPorts].map(
-      ([name, port]) =>
-        `      - targets: ['127.0.0.1:${port}']\n        labels: { instance: ${name}, group: ${name.replace(/-\d+$/, '')} }`,
-    );
-    writeFileSync(
-      join(dir, 'prometheus.yml'),
-      [
-        'global: { scrape_interval: 1s, evaluation_interval: 1s }',
-        `rule_files: ['${chassisRulesDir}/*.yml', '${shopRulesDir}/shop.yml']`,
-        'scrape_configs:',
-        '  - job_name: chassis',
-        '    static_configs:',
-        ...targets,
-        '',
-      ].join('\n'),
-    );
-    prometheus = spawn(
-      'prometheus',
-      [
-        `--config.file=${join(dir, 'prometheus.yml')}`,
-        `--storage.tsdb.path=${join(dir, 'data')}`,
-        `--web.listen-address=127.0.0.1:${prometheusPort}`,
-      ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    prometheus.stderr?.on('data', (chunk: Buffer) => logs.push(`[prometheus] ${chunk.toString().trim()}`));
-    prometheus.on('exit', (code, signal) => logs.push(`[prometheus] exited with ${signal ?? code}`));
-    prometheus.on('error', (error) => logs.push(`[prometheus] ${error.message}`));
+    prometheus = await startPrometheus({
+      targets: [...opsPorts].map(([instance, port]) => ({ instance, port })),
+      ruleFiles: [`${chassisRulesDir}/*.yml`, `${shopRulesDir}/shop.yml`],
+      log: (line) => logs.push(line),
+    });
     for (const spec of topology) {
       logs.push(`[test] starting ${spec.name}`);
       nodes.push(
@@ -165,21 +121,10 @@ describe('a real Prometheus scraping the distributed Shop: every dashboard panel
     stopPlacing = true;
     await placing?.catch(() => undefined);
     for (const node of nodes.reverse()) await node.stop().catch(() => undefined);
-    prometheus?.kill('SIGTERM');
+    await prometheus?.stop();
     await postgres.cleanup();
     await vhost?.remove().catch(() => undefined);
-    rmSync(dir, { recursive: true, force: true });
   });
-
-  /** The queries that return nothing yet (or fail), each with why. */
-  async function empty(queries: DashboardQuery[]): Promise<string[]> {
-    const answers = await Promise.all(queries.map(({ expr }) => query(expr.replaceAll('$__rate_interval', '10s'))));
-    return queries.flatMap(({ where, expr }, i) => {
-      const answer = answers[i]!;
-      if (answer.status !== 'success') return [`${where}: ${answer.error} (${expr})`];
-      return answer.data?.result.length ? [] : [`${where}: no data (${expr})`];
-    });
-  }
 
   it('every process is scraped and up', async () => {
     await waitUntil(async () => (await query('up{job="chassis"} == 1')).data?.result.length === 4, {
@@ -190,15 +135,9 @@ describe('a real Prometheus scraping the distributed Shop: every dashboard panel
   });
 
   it('every panel of the Shop’s dashboard returns data', async () => {
-    const queries = shopDashboardQueries();
-    let missing: string[] = [];
-    await waitUntil(
-      async () => {
-        missing = await empty(queries);
-        return missing.length === 0;
-      },
-      { timeoutMs: 30_000, intervalMs: 1000, what: 'every panel to have data' },
-    ).catch(() => undefined);
+    const missing = await prometheus!.withoutData(shopDashboardQueries(), {
+      rewrite: (expr) => expr.replaceAll('$__rate_interval', '10s'),
+    });
     assert.deepEqual(missing, [], `panels without data:\n${missing.join('\n')}\n${logs.slice(-20).join('\n')}`);
     // The numbers are the tables': orders confirmed and payments held by now.
     const confirmed = await query('max(shop_orders{status="confirmed"}) > 0');
@@ -208,14 +147,10 @@ describe('a real Prometheus scraping the distributed Shop: every dashboard panel
   });
 
   it('Prometheus evaluates every rule, the Shop’s with the chassis’s, without error', async () => {
-    type Rule = { name: string; health: string; lastError?: string; lastEvaluation: string };
-    let rules: Rule[] = [];
+    let rules: PrometheusRule[] = [];
     await waitUntil(
       async () => {
-        const loaded = (await (await fetch(`${prometheusUrl}/api/v1/rules`)).json()) as {
-          data: { groups: { rules: Rule[] }[] };
-        };
-        rules = loaded.data.groups.flatMap((group) => group.rules);
+        rules = (await prometheus!.ruleGroups()).flatMap((group) => group.rules);
         return rules.length > 0 && rules.every((rule) => !rule.lastEvaluation.startsWith('0001'));
       },
       { timeoutMs: 10_000, intervalMs: 500, what: 'every rule to be evaluated' },

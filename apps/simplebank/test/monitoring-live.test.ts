@@ -1,28 +1,19 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
   freePort,
+  type LivePrometheus,
   postgresTarget,
   requestJson,
   servers,
   skipUnlessInstalled,
   skipUnlessUp,
+  startPrometheus,
   waitUntil,
 } from '@chassis/testing';
 import { type DistributedSimplebank, distributedTopology, launchDistributed } from '../src/launcher.ts';
 import { removeBrokerState } from './broker.ts';
-import {
-  type PanelQuery,
-  panelQueries,
-  ruleExpressions,
-  rulesDir,
-  variableQueries,
-  withGrafanaVariables,
-} from './monitoring.ts';
+import { panelQueries, ruleExpressions, rulesDir, variableQueries, withGrafanaVariables } from './monitoring.ts';
 
 /**
  * The dashboards and rules of deploy/monitoring against the real thing: the distributed SimpleBank (its
@@ -30,15 +21,6 @@ import {
  * process's ops port each second with the rule files loaded, and orders placed through the gateway. Every
  * panel's query and every dashboard variable must return data; every rule must evaluate.
  */
-
-interface Sample {
-  metric: Record<string, string>;
-}
-interface Answer {
-  status: string;
-  error?: string;
-  data?: { result: Sample[] };
-}
 
 const postgres = await postgresTarget();
 const skip =
@@ -50,18 +32,12 @@ describe('a real Prometheus scraping the distributed SimpleBank: every dashboard
   skip,
   timeout: 120_000,
 }, () => {
-  const dir = mkdtempSync(join(tmpdir(), 'chassis-monitoring-'));
   const logs: string[] = [];
   let bank: DistributedSimplebank | undefined;
-  let prometheus: ChildProcess | undefined;
-  let prometheusUrl = '';
+  let prometheus: LivePrometheus | undefined;
   let placing: Promise<void> | undefined;
   let stopPlacing = false;
-
-  async function query(expr: string): Promise<Answer> {
-    const response = await fetch(`${prometheusUrl}/api/v1/query?query=${encodeURIComponent(expr)}`);
-    return (await response.json()) as Answer;
-  }
+  const query = (expr: string) => prometheus!.query(expr);
 
   before(async () => {
     await removeBrokerState(servers.nats.url);
@@ -69,34 +45,11 @@ describe('a real Prometheus scraping the distributed SimpleBank: every dashboard
     const opsPorts: Record<string, number> = {};
     for (const spec of distributedTopology()) opsPorts[spec.name] = await freePort();
     // Prometheus starts first, with the ports the processes will serve on: it scrapes them as they come up.
-    const prometheusPort = await freePort();
-    prometheusUrl = `http://127.0.0.1:${prometheusPort}`;
-    const targets = Object.entries(opsPorts).map(
-      ([name, port]) =>
-        `      - targets: ['127.0.0.1:${port}']\n        labels: { instance: ${name}, group: ${name.replace(/-\d+$/, '')} }`,
-    );
-    writeFileSync(
-      join(dir, 'prometheus.yml'),
-      [
-        'global: { scrape_interval: 1s, evaluation_interval: 1s }',
-        `rule_files: ['${rulesDir}/*.yml']`,
-        'scrape_configs:',
-        '  - job_name: chassis',
-        '    static_configs:',
-        ...targets,
-        '',
-      ].join('\n'),
-    );
-    prometheus = spawn(
-      'prometheus',
-      [
-        `--config.file=${join(dir, 'prometheus.yml')}`,
-        `--storage.tsdb.path=${join(dir, 'data')}`,
-        `--web.listen-address=127.0.0.1:${prometheusPort}`,
-      ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    prometheus.stderr?.on('data', (chunk: Buffer) => logs.push(`[prometheus] ${chunk.toString().trim()}`));
+    prometheus = await startPrometheus({
+      targets: Object.entries(opsPorts).map(([instance, port]) => ({ instance, port })),
+      ruleFiles: [`${rulesDir}/*.yml`],
+      log: (line) => logs.push(line),
+    });
     bank = await launchDistributed({
       transport: servers.nats.url,
       databaseUrl,
@@ -135,21 +88,10 @@ describe('a real Prometheus scraping the distributed SimpleBank: every dashboard
     stopPlacing = true;
     await placing?.catch(() => undefined);
     await bank?.stop();
-    prometheus?.kill('SIGTERM');
+    await prometheus?.stop();
     await postgres.cleanup();
     await removeBrokerState(servers.nats.url).catch(() => undefined);
-    rmSync(dir, { recursive: true, force: true });
   });
-
-  /** The queries that return nothing yet (or fail), each with why. */
-  async function empty(queries: PanelQuery[]): Promise<string[]> {
-    const answers = await Promise.all(queries.map(({ expr }) => query(withGrafanaVariables(expr))));
-    return queries.flatMap(({ where, expr }, i) => {
-      const answer = answers[i]!;
-      if (answer.status !== 'success') return [`${where}: ${answer.error} (${expr})`];
-      return answer.data?.result.length ? [] : [`${where}: no data (${expr})`];
-    });
-  }
 
   it('every process is scraped and up, on the job the rules and dashboards select', async () => {
     const up = await query('up{job="chassis"}');
@@ -165,15 +107,8 @@ describe('a real Prometheus scraping the distributed SimpleBank: every dashboard
     // The chassis's dashboards and SimpleBank's (the News portal's has its own live test).
     const queries = [...panelQueries('simplebank'), ...variableQueries('simplebank')];
     assert.ok(queries.length >= 60, `${queries.length} queries`);
-    let missing: string[] = [];
     // Some series appear only once orders have gone all the way through (completions, fees).
-    await waitUntil(
-      async () => {
-        missing = await empty(queries);
-        return missing.length === 0;
-      },
-      { timeoutMs: 30_000, intervalMs: 1000, what: 'every panel to have data' },
-    ).catch(() => undefined);
+    const missing = await prometheus!.withoutData(queries, { rewrite: (expr) => withGrafanaVariables(expr) });
     assert.deepEqual(missing, [], `panels without data:\n${missing.join('\n')}\n${logs.slice(-20).join('\n')}`);
   });
 
@@ -185,15 +120,7 @@ describe('a real Prometheus scraping the distributed SimpleBank: every dashboard
       const answer = await query(expr);
       assert.equal(answer.status, 'success', `${where}: ${answer.error}`);
     }
-    const loaded = (await (await fetch(`${prometheusUrl}/api/v1/rules`)).json()) as {
-      data: {
-        groups: {
-          name: string;
-          rules: { name: string; health: string; lastError?: string; lastEvaluation: string }[];
-        }[];
-      };
-    };
-    const evaluated = loaded.data.groups.flatMap((group) => group.rules);
+    const evaluated = (await prometheus!.ruleGroups()).flatMap((group) => group.rules);
     assert.equal(evaluated.length, rules.length);
     for (const rule of evaluated) {
       assert.equal(rule.health, 'ok', `${rule.name}: ${rule.lastError}`);

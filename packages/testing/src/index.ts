@@ -27,6 +27,16 @@ export {
 } from './infra.ts';
 export { type ProcessGroup, type ProcessSpec, processGroup, type RunningProcess, waitForHttp } from './processes.ts';
 export {
+  type LivePrometheus,
+  type NamedQuery,
+  type PrometheusAnswer,
+  type PrometheusOptions,
+  type PrometheusRule,
+  type PrometheusRuleGroup,
+  type PrometheusTarget,
+  startPrometheus,
+} from './prometheus.ts';
+export {
   makeTestPki,
   startPostgresTlsProxy,
   startTlsNats,
