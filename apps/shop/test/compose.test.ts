@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { skipUnlessInstalled } from '@chassis/testing';
+import { type ComposeFile, type ComposeService, composeProject, skipUnlessInstalled } from '@chassis/testing';
 import { parse } from 'yaml';
 import { distributedTopology } from '../src/launcher.ts';
 import { loadedRuleCounts } from './monitoring.ts';
@@ -20,49 +20,16 @@ import { loadedRuleCounts } from './monitoring.ts';
 
 const run = promisify(execFile);
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
-const composeDir = join(repo, 'deploy/compose/shop');
-const composeFile = join(composeDir, 'docker-compose.yml');
-
-interface ComposeService {
-  image?: string;
-  build?: { context: string; dockerfile: string; args?: Record<string, string> };
-  command?: string[];
-  environment?: Record<string, string>;
-  ports?: string[];
-  volumes?: string[];
-  healthcheck?: { test: string[] };
-  depends_on?: Record<string, { condition: string }>;
-}
-interface ComposeFile {
-  services: Record<string, ComposeService>;
-}
-
-async function readCompose(): Promise<ComposeFile> {
-  // `merge: true` resolves the `<<:` keys the file shares its Shop settings with, as Compose does.
-  return parse(await readFile(composeFile, 'utf8'), { merge: true }) as ComposeFile;
-}
+const project = composeProject(repo, 'deploy/compose/shop');
 
 /** The services that run a Shop node: built from deploy/Dockerfile. */
 function shopServices(compose: ComposeFile): [string, ComposeService][] {
   return Object.entries(compose.services).filter(([, service]) => service.build);
 }
 
-/** Host paths mounted by the services, relative to the repository. */
-function mountedPaths(compose: ComposeFile): Map<string, string> {
-  const mounted = new Map<string, string>();
-  for (const service of Object.values(compose.services)) {
-    for (const volume of service.volumes ?? []) {
-      const [source = '', target = ''] = volume.split(':');
-      if (!source.startsWith('.') && !source.startsWith('/')) continue; // a named volume
-      mounted.set(relative(repo, resolve(composeDir, source)), target);
-    }
-  }
-  return mounted;
-}
-
 describe('deploy/compose/shop/docker-compose.yml', () => {
   it('has one service per process of distributedTopology(), with its SERVICES, NODE_ID and ports (HTTP and gRPC on the edge)', async () => {
-    const compose = await readCompose();
+    const compose = await project.read();
     const topology = distributedTopology();
     const nodes = new Map(shopServices(compose));
     assert.deepEqual([...nodes.keys()].sort(), topology.map((spec) => spec.name).sort());
@@ -81,13 +48,13 @@ describe('deploy/compose/shop/docker-compose.yml', () => {
       }
       assert.deepEqual(service.build?.args, { APP_WORKSPACE: 'apps/shop', APP_ENTRY: 'apps/shop/src/main.ts' });
       assert.equal(service.build?.dockerfile, 'deploy/Dockerfile');
-      assert.equal(resolve(composeDir, service.build?.context ?? ''), resolve(repo));
+      assert.equal(resolve(project.dir, service.build?.context ?? ''), resolve(repo));
       assert.ok(existsSync(join(repo, service.build!.args!.APP_ENTRY!)));
     }
   });
 
   it('wires every node to RabbitMQ, PostgreSQL and the collector, and waits for them to be healthy; the edge last', async () => {
-    const compose = await readCompose();
+    const compose = await project.read();
     assert.ok(compose.services.rabbitmq?.image?.startsWith('rabbitmq:'));
     for (const [name, service] of shopServices(compose)) {
       const env = service.environment ?? {};
@@ -110,24 +77,17 @@ describe('deploy/compose/shop/docker-compose.yml', () => {
   });
 
   it('commits no secret: each is a required variable from the uncommitted .env, which .env.example lists', async () => {
-    const compose = await readCompose();
-    const example = await readFile(join(composeDir, '.env.example'), 'utf8');
-    const secrets = {
+    const compose = await project.read();
+    await project.assertSecretsUncommitted({
       SHOP_JWT_SECRET: compose.services.edge?.environment?.SHOP_JWT_SECRET,
       POSTGRES_PASSWORD: compose.services.postgres?.environment?.POSTGRES_PASSWORD,
       RABBITMQ_PASSWORD: compose.services.rabbitmq?.environment?.RABBITMQ_DEFAULT_PASS,
       GRAFANA_ADMIN_PASSWORD: compose.services.grafana?.environment?.GF_SECURITY_ADMIN_PASSWORD,
-    };
-    for (const [name, value] of Object.entries(secrets)) {
-      assert.match(value ?? '', new RegExp(`^\\$\\{${name}:\\?`), name);
-      assert.match(example, new RegExp(`^${name}=`, 'm'), `.env.example lists ${name}`);
-    }
-    const ignored = await run('git', ['check-ignore', 'deploy/compose/shop/.env'], { cwd: repo });
-    assert.equal(ignored.stdout.trim(), 'deploy/compose/shop/.env');
+    });
   });
 
   it('mounts only host paths that exist: the chassis’s and the Shop’s rules and dashboards, the Shop’s Prometheus targets', async () => {
-    const mounted = mountedPaths(await readCompose());
+    const mounted = project.mounts(await project.read());
     for (const path of mounted.keys()) assert.ok(existsSync(join(repo, path)), `${path} exists`);
     assert.equal(mounted.get('deploy/monitoring/shop/prometheus/prometheus.yml'), '/etc/prometheus/prometheus.yml');
     assert.equal(mounted.get('deploy/monitoring/prometheus/rules'), '/etc/prometheus/rules');
@@ -152,7 +112,7 @@ describe('deploy/compose/shop/docker-compose.yml', () => {
     // The layout Compose mounts: the config, rules/ (the chassis's) and shop/ (the Shop's) beside it.
     const scratch = await mkdtemp(join(tmpdir(), 'shop-prometheus-'));
     try {
-      const mounted = mountedPaths(await readCompose());
+      const mounted = project.mounts(await project.read());
       for (const [source, target] of mounted) {
         if (!target.startsWith('/etc/prometheus/')) continue;
         const path = join(scratch, target.slice('/etc/prometheus/'.length));
@@ -173,35 +133,14 @@ describe('deploy/compose/shop/docker-compose.yml', () => {
   it('is valid for Compose (docker-compose config -q), and refuses to start without the secrets', {
     skip: skipUnlessInstalled('docker-compose', 'Debian: apt-get install docker-compose'),
   }, async () => {
-    // docker-compose 1.29 validates without a Docker engine; only the env file is needed, made from
-    // .env.example in a temporary folder, never beside the Compose file.
-    const scratch = await mkdtemp(join(tmpdir(), 'shop-compose-'));
-    try {
-      const envFile = join(scratch, '.env');
-      await copyFile(join(composeDir, '.env.example'), envFile);
-      const compose = ['--project-directory', composeDir, '-f', composeFile];
-      await run('docker-compose', ['--env-file', envFile, ...compose, 'config', '-q'], { cwd: scratch });
-
-      const resolved = parse(
-        (await run('docker-compose', ['--env-file', envFile, ...compose, 'config'], { cwd: scratch })).stdout,
-      ) as ComposeFile;
-      for (const spec of distributedTopology()) {
-        assert.equal(resolved.services[spec.name]?.environment?.SERVICES, spec.services, spec.name);
-      }
-      assert.match(resolved.services.edge?.environment?.DATABASE_URL ?? '', /^postgres:\/\/shop:change-me/);
-      assert.match(resolved.services.edge?.environment?.CHASSIS_TRANSPORT ?? '', /^amqp:\/\/shop:change-me/);
-
-      const empty = join(scratch, 'empty.env');
-      await copyFile('/dev/null', empty);
-      await assert.rejects(
-        run('docker-compose', ['--env-file', empty, ...compose, 'config', '-q'], {
-          cwd: scratch,
-          env: { PATH: process.env.PATH ?? '' },
-        }),
-        (error: { stderr: string }) => /set \w+ in deploy\/compose\/shop\/\.env/.test(error.stderr),
-      );
-    } finally {
-      await rm(scratch, { recursive: true, force: true });
+    const resolved = await project.config('example');
+    for (const spec of distributedTopology()) {
+      assert.equal(resolved.services[spec.name]?.environment?.SERVICES, spec.services, spec.name);
     }
+    assert.match(resolved.services.edge?.environment?.DATABASE_URL ?? '', /^postgres:\/\/shop:change-me/);
+    assert.match(resolved.services.edge?.environment?.CHASSIS_TRANSPORT ?? '', /^amqp:\/\/shop:change-me/);
+    await assert.rejects(project.config('empty'), (error: { stderr: string }) =>
+      /set \w+ in deploy\/compose\/shop\/\.env/.test(error.stderr),
+    );
   });
 });

@@ -1,14 +1,9 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { skipUnlessInstalled } from '@chassis/testing';
-import { parse } from 'yaml';
+import { type ComposeFile, type ComposeService, composeProject, skipUnlessInstalled } from '@chassis/testing';
 import { distributedTopology } from '../src/launcher.ts';
 
 /**
@@ -16,10 +11,8 @@ import { distributedTopology } from '../src/launcher.ts';
  * machine. These tests keep the two in step and check the file the way Compose reads it.
  */
 
-const run = promisify(execFile);
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
-const composeDir = join(repo, 'deploy/compose');
-const composeFile = join(composeDir, 'docker-compose.yml');
+const project = composeProject(repo, 'deploy/compose');
 
 /**
  * Host paths the Compose file mounts that the monitoring work (deploy/monitoring/) provides and the
@@ -34,27 +27,6 @@ const expectedFromMonitoring = [
 ];
 const expectedFromImage = ['deploy/Dockerfile'];
 
-interface ComposeService {
-  image?: string;
-  build?: { context: string; dockerfile: string };
-  command?: string[];
-  environment?: Record<string, string>;
-  ports?: string[];
-  volumes?: string[];
-  healthcheck?: { test: string[] };
-  depends_on?: Record<string, { condition: string }>;
-  stop_grace_period?: string;
-  read_only?: boolean;
-}
-interface ComposeFile {
-  services: Record<string, ComposeService>;
-}
-
-async function readCompose(): Promise<ComposeFile> {
-  // `merge: true` resolves the `<<:` keys the file shares its SimpleBank settings with, as Compose does.
-  return parse(await readFile(composeFile, 'utf8'), { merge: true }) as ComposeFile;
-}
-
 /** The services that run a SimpleBank node: built from deploy/Dockerfile, running its default command. */
 function simplebankServices(compose: ComposeFile): [string, ComposeService][] {
   return Object.entries(compose.services).filter(([, service]) => service.build && !service.command);
@@ -62,7 +34,7 @@ function simplebankServices(compose: ComposeFile): [string, ComposeService][] {
 
 describe('deploy/compose/docker-compose.yml', () => {
   it('has one service per process of distributedTopology(), with its SERVICES, NODE_ID and gateway port', async () => {
-    const compose = await readCompose();
+    const compose = await project.read();
     const topology = distributedTopology();
     const nodes = new Map(simplebankServices(compose));
     assert.deepEqual([...nodes.keys()].sort(), topology.map((spec) => spec.name).sort());
@@ -79,7 +51,7 @@ describe('deploy/compose/docker-compose.yml', () => {
   });
 
   it('wires every node to NATS JetStream, PostgreSQL, the exchange and the collector, and waits for them to be healthy', async () => {
-    const compose = await readCompose();
+    const compose = await project.read();
     assert.ok(compose.services.nats?.image?.startsWith('nats:'));
     assert.ok(compose.services.nats?.healthcheck?.test.join(' ').includes('js-enabled-only=true'));
     for (const [name, service] of simplebankServices(compose)) {
@@ -89,7 +61,7 @@ describe('deploy/compose/docker-compose.yml', () => {
       assert.equal(env.EXCHANGE_URL, 'http://exchange:9090', name);
       assert.equal(env.OTEL_EXPORTER_OTLP_ENDPOINT, 'http://otel-collector:4318', name);
       assert.equal(service.build?.dockerfile, 'deploy/Dockerfile');
-      assert.equal(resolve(composeDir, service.build?.context ?? ''), resolve(repo));
+      assert.equal(resolve(project.dir, service.build?.context ?? ''), resolve(repo));
       // Healthy means ready on the ops port: what Kubernetes' readiness probe asks too.
       const probe = service.healthcheck?.test.join(' ') ?? '';
       assert.ok(probe.includes(`http://127.0.0.1:${env.OPS_PORT}/health/ready`), `${name}: ${probe}`);
@@ -110,32 +82,19 @@ describe('deploy/compose/docker-compose.yml', () => {
   });
 
   it('commits no secret: each is a required variable from the uncommitted .env, which .env.example lists', async () => {
-    const compose = await readCompose();
-    const example = await readFile(join(composeDir, '.env.example'), 'utf8');
-    const secrets = {
+    const compose = await project.read();
+    await project.assertSecretsUncommitted({
       CHASSIS_JWT_SECRET: compose.services.edge?.environment?.CHASSIS_JWT_SECRET,
       POSTGRES_PASSWORD: compose.services.postgres?.environment?.POSTGRES_PASSWORD,
       GRAFANA_ADMIN_PASSWORD: compose.services.grafana?.environment?.GF_SECURITY_ADMIN_PASSWORD,
-    };
-    for (const [name, value] of Object.entries(secrets)) {
-      assert.match(value ?? '', new RegExp(`^\\$\\{${name}:\\?`), name);
-      assert.match(example, new RegExp(`^${name}=`, 'm'), `.env.example lists ${name}`);
-    }
-    const ignored = await run('git', ['check-ignore', 'deploy/compose/.env'], { cwd: repo });
-    assert.equal(ignored.stdout.trim(), 'deploy/compose/.env');
+    });
   });
 
   it('mounts only host paths that exist, or that the monitoring files and the image provide', async () => {
-    const compose = await readCompose();
-    const mounted = new Set<string>();
-    for (const service of Object.values(compose.services)) {
-      for (const volume of service.volumes ?? []) {
-        const source = volume.split(':')[0] ?? '';
-        if (!source.startsWith('.') && !source.startsWith('/')) continue; // a named volume
-        mounted.add(relative(repo, resolve(composeDir, source)));
-      }
-      if (service.build)
-        mounted.add(relative(repo, resolve(composeDir, service.build.context, service.build.dockerfile)));
+    const compose = await project.read();
+    const mounted = new Set(project.mounts(compose).keys());
+    for (const { build } of Object.values(compose.services)) {
+      if (build) mounted.add(relative(repo, resolve(project.dir, build.context, build.dockerfile)));
     }
     const expected = [...expectedFromMonitoring, ...expectedFromImage];
     for (const path of mounted) {
@@ -149,35 +108,15 @@ describe('deploy/compose/docker-compose.yml', () => {
   it('is valid for Compose (docker-compose config -q), and refuses to start without the secrets', {
     skip: skipUnlessInstalled('docker-compose', 'Debian: apt-get install docker-compose'),
   }, async () => {
-    // docker-compose 1.29 validates without a Docker engine and without the mounted files; only the env
-    // file is needed, made from .env.example in a temporary folder, never beside the Compose file.
-    const scratch = await mkdtemp(join(tmpdir(), 'compose-'));
-    try {
-      const envFile = join(scratch, '.env');
-      await copyFile(join(composeDir, '.env.example'), envFile);
-      const compose = ['--project-directory', composeDir, '-f', composeFile];
-      await run('docker-compose', ['--env-file', envFile, ...compose, 'config', '-q'], { cwd: scratch });
-
-      // Compose's own reading of the file (anchors and merges resolved) has the topology too.
-      const resolved = parse(
-        (await run('docker-compose', ['--env-file', envFile, ...compose, 'config'], { cwd: scratch })).stdout,
-      ) as ComposeFile;
-      for (const spec of distributedTopology()) {
-        assert.equal(resolved.services[spec.name]?.environment?.SERVICES, spec.services, spec.name);
-      }
-      assert.match(resolved.services.edge?.environment?.DATABASE_URL ?? '', /^postgres:\/\/simplebank:change-me/);
-
-      const empty = join(scratch, 'empty.env');
-      await copyFile('/dev/null', empty);
-      await assert.rejects(
-        run('docker-compose', ['--env-file', empty, ...compose, 'config', '-q'], {
-          cwd: scratch,
-          env: { PATH: process.env.PATH ?? '' },
-        }),
-        (error: { stderr: string }) => /set POSTGRES_PASSWORD in deploy\/compose\/\.env/.test(error.stderr),
-      );
-    } finally {
-      await rm(scratch, { recursive: true, force: true });
+    // docker-compose 1.29 validates without a Docker engine and without the mounted files.
+    // Compose's own reading of the file (anchors and merges resolved) has the topology too.
+    const resolved = await project.config('example');
+    for (const spec of distributedTopology()) {
+      assert.equal(resolved.services[spec.name]?.environment?.SERVICES, spec.services, spec.name);
     }
+    assert.match(resolved.services.edge?.environment?.DATABASE_URL ?? '', /^postgres:\/\/simplebank:change-me/);
+    await assert.rejects(project.config('empty'), (error: { stderr: string }) =>
+      /set POSTGRES_PASSWORD in deploy\/compose\/\.env/.test(error.stderr),
+    );
   });
 });

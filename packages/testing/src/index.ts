@@ -8,6 +8,7 @@ export {
   type TransportTarget,
   useCluster,
 } from './cluster.ts';
+export { type ComposeFile, type ComposeProject, type ComposeService, composeProject } from './compose.ts';
 export { type DatabaseTarget, pgliteTarget, postgresTarget } from './databases.ts';
 export { choiceFromEnv, integerFromEnv } from './env.ts';
 export { requestJson } from './http.ts';
