@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type KubernetesObject, kubernetesObjects, validateKubernetesObjects } from '@chassis/deploy';
+import { kubernetesObjects, validateKubernetesObjects } from '@chassis/deploy';
 import { kubernetesOverlaySuite, objectsOfKind, overlayBuilder } from '@chassis/deploy/testing';
 import { skipUnlessInstalled } from '@chassis/testing';
 import {
@@ -31,10 +31,7 @@ describe('News portal on Kubernetes: the generated base and the staging, product
   it('runs every service once, one Deployment per process group; the objects fit the Kubernetes schemas', () => {
     const objects = kubernetesObjects(newsportalTopology());
     validateKubernetesObjects(objects);
-    const deployments = objects.filter((o) => o.kind === 'Deployment') as Extract<
-      KubernetesObject,
-      { kind: 'Deployment' }
-    >[];
+    const deployments = objectsOfKind(objects, 'Deployment');
     assert.deepEqual(
       deployments.map((d) => d.metadata!.name).sort(),
       ['commands', 'edge', 'query-famous', 'query-politics', 'query-sports', 'users'].map((g) => `newsportal-${g}`),
@@ -45,16 +42,16 @@ describe('News portal on Kubernetes: the generated base and the staging, product
 
   it('recommendations reach users over gRPC: their address is users’ Service, whose grpc port reaches the server', () => {
     const objects = kubernetesObjects(newsportalTopology());
-    const of = <K extends KubernetesObject['kind']>(kind: K) =>
-      objects.filter((o) => o.kind === kind) as Extract<KubernetesObject, { kind: K }>[];
-    const edge = of('ConfigMap').find((config) => config.data!.SERVICES!.split(',').includes('recommendation'))!;
+    const edge = objectsOfKind(objects, 'ConfigMap').find((config) =>
+      config.data!.SERVICES!.split(',').includes('recommendation'),
+    )!;
     const [host, port] = edge.data!.USERS_GRPC_ADDRESS!.split(':');
-    const service = of('Service').find((candidate) => candidate.metadata!.name === host);
+    const service = objectsOfKind(objects, 'Service').find((candidate) => candidate.metadata!.name === host);
     assert.ok(service, `a Service named ${host}`);
     const servicePort = service.spec!.ports!.find((candidate) => candidate.name === 'grpc')!;
     assert.equal(servicePort.port, Number(port));
     // The pods the Service selects run users, serve gRPC on that container port, on every interface.
-    const selected = of('Deployment').filter((deployment) =>
+    const selected = objectsOfKind(objects, 'Deployment').filter((deployment) =>
       Object.entries(service.spec!.selector!).every(
         ([key, value]) => deployment.spec!.template.metadata!.labels![key] === value,
       ),
@@ -62,7 +59,7 @@ describe('News portal on Kubernetes: the generated base and the staging, product
     assert.equal(selected.length, 1);
     const container = selected[0]!.spec!.template.spec!.containers[0]!;
     const containerPort = container.ports!.find((candidate) => candidate.name === servicePort.targetPort)!;
-    const users = of('ConfigMap').find(
+    const users = objectsOfKind(objects, 'ConfigMap').find(
       (config) => config.metadata!.name === container.envFrom![0]!.configMapRef!.name,
     )!;
     assert.equal(users.data!.SERVICES, 'users');
@@ -74,7 +71,7 @@ describe('News portal on Kubernetes: the generated base and the staging, product
       'ready when GetUserData’s server answers its health check',
     );
     // The users NetworkPolicy lets the namespace's pods (the edge) in on that port.
-    const policy = of('NetworkPolicy').find((candidate) => candidate.metadata!.name === host)!;
+    const policy = objectsOfKind(objects, 'NetworkPolicy').find((candidate) => candidate.metadata!.name === host)!;
     assert.ok(policy.spec!.ingress!.some((rule) => rule.ports!.some((p) => p.port === containerPort.containerPort)));
   });
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type KubernetesObject, kubernetesObjects, validateKubernetesObjects } from '@chassis/deploy';
+import { kubernetesObjects, validateKubernetesObjects } from '@chassis/deploy';
 import { kubernetesOverlaySuite, objectsOfKind, overlayBuilder } from '@chassis/deploy/testing';
 import { pgliteTarget, skipUnlessInstalled } from '@chassis/testing';
 import {
@@ -33,10 +33,7 @@ describe('The Shop on Kubernetes: the generated base and the staging, production
   it('runs every service exactly once, orders twice over; the objects pass the schemas', () => {
     const objects = kubernetesObjects(shopTopology());
     validateKubernetesObjects(objects);
-    const deployments = objects.filter((o) => o.kind === 'Deployment') as Extract<
-      KubernetesObject,
-      { kind: 'Deployment' }
-    >[];
+    const deployments = objectsOfKind(objects, 'Deployment');
     assert.deepEqual(
       deployments.map((d) => [d.metadata!.name, d.spec!.replicas]),
       [
