@@ -46,6 +46,15 @@ export interface ComposeProject {
    */
   assertSecretsUncommitted(secrets: Readonly<Record<string, string | undefined>>): Promise<void>;
   /**
+   * That Compose starts each node once what it needs is healthy, and `last` (the edge) after every other
+   * node: each of `nodes` waits for each of `dependencies` to be healthy (each has a healthcheck), and is
+   * itself healthy when ready on its ops port (`/health/ready` on `OPS_PORT`, as Kubernetes' probe asks).
+   */
+  assertStartOrder(
+    compose: ComposeFile,
+    order: { nodes: readonly string[]; dependencies: readonly string[]; last: string },
+  ): void;
+  /**
    * docker-compose's own reading of the file, anchors and merges resolved, after `config -q` has found it
    * valid — with `.env.example` as the env file, or with an empty one and no environment but PATH (a
    * checkout before its `.env` is written: it rejects, with docker-compose's message in `stderr`). The
@@ -83,6 +92,24 @@ export function composeProject(repo: string, dir: string): ComposeProject {
       const envFile = join(dir, '.env');
       const ignored = await run('git', ['check-ignore', envFile], { cwd: root });
       assert.equal(ignored.stdout.trim(), envFile);
+    },
+    assertStartOrder(compose, { nodes, dependencies, last }) {
+      for (const name of nodes) {
+        const service = compose.services[name];
+        const probe = service?.healthcheck?.test.join(' ') ?? '';
+        assert.ok(
+          probe.includes(`http://127.0.0.1:${service?.environment?.OPS_PORT}/health/ready`),
+          `${name}: ${probe}`,
+        );
+        for (const dependency of dependencies) {
+          assert.equal(service?.depends_on?.[dependency]?.condition, 'service_healthy', `${name} → ${dependency}`);
+          assert.ok(compose.services[dependency]?.healthcheck, `${dependency} has a healthcheck`);
+        }
+      }
+      for (const name of nodes.filter((node) => node !== last)) {
+        const condition = compose.services[last]?.depends_on?.[name]?.condition;
+        assert.equal(condition, 'service_healthy', `${last} starts after ${name}`);
+      }
     },
     async config(env) {
       const scratch = await mkdtemp(join(tmpdir(), 'chassis-compose-'));
