@@ -147,6 +147,23 @@ export async function signToken(
   return jwt.sign(secretKey(secret));
 }
 
+/**
+ * A service's own token (role `system`, subject the service), for work it does on nobody's request or
+ * after the caller's token is gone: a saga's steps, a sweep after a crash. Signed with the secret the
+ * app's identity service signs with; signed again only when the last one is near its expiry (600 s,
+ * renewed after 500 s), not once a call.
+ */
+export function systemToken(secret: string, service: string): () => Promise<string> {
+  let token: { value: string; until: number } | undefined;
+  return async () => {
+    if (!token || token.until < Date.now()) {
+      const value = await signToken(secret, { sub: service, roles: ['system'] }, { expiresInSeconds: 600 });
+      token = { value, until: Date.now() + 500_000 };
+    }
+    return token.value;
+  };
+}
+
 /** Throws `FORBIDDEN` unless the identity has one of the roles. */
 export function requireRole(identity: Identity | undefined, ...roles: string[]): Identity {
   const user = requireIdentity(identity);

@@ -34,6 +34,7 @@ export {
   requireIdentity,
   requireRole,
   signToken,
+  systemToken,
 } from './identity.ts';
 export { createLogger, type Logger, type LoggerOptions } from './logger.ts';
 export { redeliveryDelay } from './node/disposition.ts';

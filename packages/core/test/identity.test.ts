@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { afterEach, describe, it } from 'node:test';
+import { afterEach, describe, it, mock } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   action,
@@ -15,6 +15,7 @@ import {
   memoryTransport,
   requireRole,
   signToken,
+  systemToken,
 } from '@chassis/core';
 import { decodeJwt, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { z } from 'zod';
@@ -113,6 +114,23 @@ describe('identity: JWT verification', () => {
     const bob = await jwtVerifier({ secret: SECRET })(await signToken(SECRET, { sub: 'bob', roles: ['customer'] }));
     assert.throws(() => requireRole(bob, 'admin'), { code: 'FORBIDDEN', status: 403 });
     assert.equal(requireRole(bob, 'admin', 'customer').subject, 'bob');
+  });
+
+  it('systemToken: the service’s own token, role system, signed again only near its expiry', async (t) => {
+    t.after(() => mock.timers.reset());
+    mock.timers.enable({ apis: ['Date'], now: Date.now() });
+    const ownToken = systemToken(SECRET, 'shop-orders');
+    const first = await ownToken();
+    const caller = await jwtVerifier({ secret: SECRET })(first);
+    assert.equal(caller.subject, 'shop-orders');
+    assert.deepEqual(caller.roles, ['system']);
+    assert.equal(decodeJwt(first).exp! - decodeJwt(first).iat!, 600);
+    mock.timers.tick(499_000);
+    assert.equal(await ownToken(), first, 'the same token while it has long to live');
+    mock.timers.tick(2_000);
+    const renewed = await ownToken();
+    assert.notEqual(renewed, first, 'a new one 100 s before the first expires');
+    assert.equal((await jwtVerifier({ secret: SECRET })(renewed)).subject, 'shop-orders');
   });
 });
 

@@ -8,6 +8,7 @@ import {
   type PayloadOf,
   requireIdentity,
   requireRole,
+  systemToken,
 } from '@chassis/core';
 import { database, defineSaga, type RunSagasOptions, runSagas, type SagaRunner, startSaga } from '@chassis/data';
 import type { Kysely } from 'kysely';
@@ -29,7 +30,7 @@ import {
 } from '../../contracts/orders.ts';
 import { capturePayment, chargePayment, PaymentDeclined, voidPayment } from '../../contracts/payments.ts';
 import { getProducts, ProductNotFound } from '../../contracts/products.ts';
-import { requireSelf, requireSystem, systemToken } from '../shared/access.ts';
+import { requireSelf, requireSystem } from '../shared/access.ts';
 
 interface OrdersTables {
   orders: {

@@ -1,11 +1,10 @@
-import { type Context, defineService, on } from '@chassis/core';
+import { type Context, defineService, on, systemToken } from '@chassis/core';
 import { database, sql } from '@chassis/data';
 import type { Generated } from 'kysely';
 import { refundFee } from '../../contracts/account-transactions.ts';
 import { toCents } from '../../contracts/common.ts';
 import { feeRefunded } from '../../contracts/fees.ts';
 import { orderCanceled, orderFailed } from '../../contracts/orders.ts';
-import { systemToken } from '../shared/system-token.ts';
 
 interface FeesTables {
   fees: {

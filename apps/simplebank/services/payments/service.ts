@@ -8,6 +8,7 @@ import {
   type Identity,
   isChassisError,
   requireIdentity,
+  systemToken,
 } from '@chassis/core';
 import { commit, database, sql } from '@chassis/data';
 import type { Generated, Selectable } from 'kysely';
@@ -15,7 +16,6 @@ import { creditPayment } from '../../contracts/account-transactions.ts';
 import { money, toCents } from '../../contracts/common.ts';
 import { createPayment, getPayment, paymentCompleted, resumePendingPayments } from '../../contracts/payments.ts';
 import { requireAccount } from '../shared/access.ts';
-import { systemToken } from '../shared/system-token.ts';
 
 interface PaymentsTables {
   payments: {

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { ChassisError, type Context, defineService, handle, isChassisError, on } from '@chassis/core';
+import { ChassisError, type Context, defineService, handle, isChassisError, on, systemToken } from '@chassis/core';
 import { database, defineSaga, runSagas, startSaga } from '@chassis/data';
 import type { Kysely } from 'kysely';
 import { z } from 'zod';
@@ -8,7 +8,6 @@ import { buyShares, orderCanceled, orderCompleted, orderFailed, orderRejected } 
 import { getPayment, paymentCompleted } from '../../contracts/payments.ts';
 import { getInvestment, getStrategy, invest, investmentFunded, PaymentMismatch } from '../../contracts/strategies.ts';
 import { requireAccount } from '../shared/access.ts';
-import { systemToken } from '../shared/system-token.ts';
 
 interface InvestmentTables {
   investments: {
