@@ -48,7 +48,8 @@ export function admitFromOutside<C extends ActionContract>(
   });
   const timeLeft = Math.max(0, deadline - now);
   const admitted = rt.transport.admit(maxDelayMs, timeLeft);
-  if (admitted === undefined) return callFromOutside(rt, contract, input, options);
+  // Admitted at once: the call starts now, on this reading of the clock.
+  if (admitted === undefined) return callFromOutside(rt, contract, input, options, now);
   // The wait counts against the call's time: it goes on with what is left of its deadline.
   return admitted.then(
     (done) => {
@@ -65,27 +66,38 @@ export function admitFromOutside<C extends ActionContract>(
   );
 }
 
-/** A call from outside any handler (a script, a test, the gateway): it inherits no deadline. */
+/**
+ * A call from outside any handler (a script, a test, the gateway): it inherits no deadline. `now`: the
+ * clock as the caller has just read it, if it did.
+ */
 export function callFromOutside<C extends ActionContract>(
   rt: NodeRuntime,
   contract: C,
   input: InputOf<C>,
   options: OutsideCallOptions<C>,
+  now?: number,
 ): Promise<OutputOf<C>> {
-  return send(rt, contract, input, options, {
-    messageId: '',
-    correlationId: options.correlationId,
-    deadline: Number.POSITIVE_INFINITY,
-    auth: options.auth,
-    trace:
-      options.traceparent === undefined
-        ? noSpan
-        : rt.tracing.extract({
-            traceparent: options.traceparent,
-            ...(options.tracestate === undefined ? {} : { tracestate: options.tracestate }),
-          }),
-    inherited: false,
-  });
+  return send(
+    rt,
+    contract,
+    input,
+    options,
+    {
+      messageId: '',
+      correlationId: options.correlationId,
+      deadline: Number.POSITIVE_INFINITY,
+      auth: options.auth,
+      trace:
+        options.traceparent === undefined
+          ? noSpan
+          : rt.tracing.extract({
+              traceparent: options.traceparent,
+              ...(options.tracestate === undefined ? {} : { tracestate: options.tracestate }),
+            }),
+      inherited: false,
+    },
+    now,
+  );
 }
 
 /**
@@ -95,6 +107,10 @@ export function callFromOutside<C extends ActionContract>(
  * has one span, this one (kind INTERNAL, `chassis.local`), which its handler runs under as its
  * `ctx.span`: in one process a second span would only repeat the first one's timing, at the cost of a
  * whole span (a third of the work of a local call when recorded).
+ *
+ * The clock is read once here (`now`, unless the caller has just read it) and that reading serves the
+ * call's synchronous start: its deadline, the retry budget and breaker, and a first attempt made at once
+ * (a local one's deadline check too). Each read its own before, six reads of the clock a local call.
  */
 export function send<C extends ActionContract>(
   rt: NodeRuntime,
@@ -102,9 +118,9 @@ export function send<C extends ActionContract>(
   input: InputOf<C>,
   options: CallOptions<C>,
   origin: Origin,
+  now: number = Date.now(),
 ): Promise<OutputOf<C>> {
   const started = performance.now();
-  const now = Date.now();
   const deadline = resolveDeadline({
     now,
     callTimeoutMs: options.timeoutMs,
@@ -133,6 +149,7 @@ export function send<C extends ActionContract>(
       input,
       policies: callPolicies(rt, contract, options),
       fallback: options.fallback,
+      now,
       attempt: attempts(rt, local, contract, input, body, deadline, origin, span),
     });
   } catch (error) {
@@ -187,10 +204,10 @@ function attempts<C extends ActionContract>(
   deadline: number,
   origin: Origin,
   span: Span,
-): (attempt: number) => Promise<OutputOf<C>> | OutputOf<C> {
+): (attempt: number, now: number | undefined) => Promise<OutputOf<C>> | OutputOf<C> {
   return local
-    ? (attempt) => callLocal(rt, local, contract, input, deadline, origin, span, attempt)
-    : (attempt) => sendOnce(rt, contract, body!, deadline, origin, span, attempt);
+    ? (attempt, now) => callLocal(rt, local, contract, input, deadline, origin, span, attempt, now ?? Date.now())
+    : (attempt, now) => sendOnce(rt, contract, body!, deadline, origin, span, attempt, now ?? Date.now());
 }
 
 /** The policies of a call: the contract's over the node's, resolved once, unless the call overrides. */
@@ -216,8 +233,9 @@ async function sendOnce<C extends ActionContract>(
   origin: Origin,
   span: Span,
   attempt: number,
+  now: number,
 ): Promise<OutputOf<C>> {
-  const remainingMs = timeLeft(contract, deadline, attempt, Date.now());
+  const remainingMs = timeLeft(contract, deadline, attempt, now);
   const headers = headersFor(rt, origin, span);
   // The time left, not the deadline itself: the receiver counts it on its own clock, so clock skew
   // between the nodes does not move it.
