@@ -150,7 +150,7 @@ export function send<C extends ActionContract>(
       policies: callPolicies(rt, contract, options),
       fallback: options.fallback,
       now,
-      attempt: attempts(rt, local, contract, input, body, deadline, origin, span),
+      attempt: attempts(rt, local, contract, input, body, deadline, origin, span, started),
     });
   } catch (error) {
     ended(rt, contract, span, started, error);
@@ -194,7 +194,10 @@ function recordCall(rt: NodeRuntime, contract: ActionContract, parent: Span, loc
       });
 }
 
-/** One attempt of a call, as the policies run it: the one closure a call makes. */
+/**
+ * One attempt of a call, as the policies run it: the one closure a call makes. `started`: the call's
+ * `performance.now()`.
+ */
 function attempts<C extends ActionContract>(
   rt: NodeRuntime,
   local: ServiceDefinition | undefined,
@@ -204,9 +207,15 @@ function attempts<C extends ActionContract>(
   deadline: number,
   origin: Origin,
   span: Span,
+  started: number,
 ): (attempt: number, now: number | undefined) => Promise<OutputOf<C>> | OutputOf<C> {
+  // An attempt made in the call's synchronous start (given the call's `now`) starts when the call did,
+  // on both clocks; a later one reads them.
   return local
-    ? (attempt, now) => callLocal(rt, local, contract, input, deadline, origin, span, attempt, now ?? Date.now())
+    ? (attempt, now) =>
+        now === undefined
+          ? callLocal(rt, local, contract, input, deadline, origin, span, attempt, Date.now(), performance.now())
+          : callLocal(rt, local, contract, input, deadline, origin, span, attempt, now, started)
     : (attempt, now) => sendOnce(rt, contract, body!, deadline, origin, span, attempt, now ?? Date.now());
 }
 
