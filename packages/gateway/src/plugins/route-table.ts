@@ -3,7 +3,7 @@ import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastif
 import { headerOf } from '../headers.ts';
 import { type IdempotencyStore, type StoredAnswer, storedError, withIdempotency } from '../idempotency.ts';
 import { authenticate, type Identify } from '../identity.ts';
-import { defaultInput } from '../input.ts';
+import { defaultInput, type RouteInputSource } from '../input.ts';
 import type { ActionRoute, CustomRoute, CustomRouteContext, Route, RouteAuth, RouteRequest } from '../routes.ts';
 import type { GatewayTools } from '../tools.ts';
 import { contextOf } from './request-context.ts';
@@ -48,13 +48,15 @@ function actionHandler(
   const status = spec.status ?? 200;
   const owns = checksOwnership(spec.auth as RouteAuth<never> | undefined);
   const isPublic = spec.auth === 'public';
-  const inputOf = spec.input ?? defaultInput(spec.method, spec.action.input);
+  const defaultOf = spec.input ? undefined : defaultInput(spec.method, spec.action.input);
+  const inputOf: (request: RouteRequest) => unknown = spec.input ?? defaultOf!;
   const idempotent = spec.method === 'POST';
   /** No Location, no respond mapper, a body, no ownership check: the action's output is the answer. */
   const plain = status !== 204 && spec.location === undefined && spec.respond === undefined && !owns;
   /** The request's input, checked against the action's contract: 400 with the fields named. */
-  const inputFor = (req: RouteRequest): unknown => {
-    const parsed = spec.action.input.safeParse(inputOf(req));
+  const inputFor = (req: RouteRequest): unknown => checked(inputOf(req));
+  const checked = (raw: unknown): unknown => {
+    const parsed = spec.action.input.safeParse(raw);
     if (parsed.success) return parsed.data;
     const fields = fieldErrors(parsed.error);
     throw new ChassisError(
@@ -113,8 +115,11 @@ function actionHandler(
     ) {
       return answer(request, reply);
     }
-    // A bad input throws here, synchronously: Fastify sends it to the error handler.
-    const input = inputFor(routeRequest(request));
+    // A bad input throws here, synchronously: Fastify sends it to the error handler. The default input
+    // reads the request's params, query and body only: it is given the request itself, not a copy.
+    const input = defaultOf
+      ? checked(defaultOf(request as unknown as RouteInputSource))
+      : inputFor(routeRequest(request));
     tools.callFor(request, spec.action, input).then(
       (output) => {
         // As Fastify answers an async handler's result: an error in sending goes to the error handler.
