@@ -33,9 +33,23 @@ export function admitFromOutside<C extends ActionContract>(
   input: InputOf<C>,
   options: OutsideCallOptions<C>,
 ): Promise<OutputOf<C>> {
+  return settle(admitNow(rt, contract, input, options));
+}
+
+/**
+ * `admitFromOutside`, answering with the output itself when a local handler gave it at once — no
+ * promise, no hop through the microtask queue (`ChassisNode.callNow`) — else a promise; a failure before
+ * the call went anywhere is a rejected promise, never a throw.
+ */
+export function admitNow<C extends ActionContract>(
+  rt: NodeRuntime,
+  contract: C,
+  input: InputOf<C>,
+  options: OutsideCallOptions<C>,
+): Promise<OutputOf<C>> | OutputOf<C> {
   const maxDelayMs = rt.settings.maxEventDelayMs;
   if (!(maxDelayMs < Number.POSITIVE_INFINITY) || rt.transport.admit === undefined) {
-    return callFromOutside(rt, contract, input, options);
+    return sendNow(rt, contract, input, options, outsideOrigin(rt, options));
   }
   const now = Date.now();
   const deadline = resolveDeadline({
@@ -49,7 +63,7 @@ export function admitFromOutside<C extends ActionContract>(
   const timeLeft = Math.max(0, deadline - now);
   const admitted = rt.transport.admit(maxDelayMs, timeLeft);
   // Admitted at once: the call starts now, on this reading of the clock.
-  if (admitted === undefined) return callFromOutside(rt, contract, input, options, now);
+  if (admitted === undefined) return sendNow(rt, contract, input, options, outsideOrigin(rt, options), now);
   // The wait counts against the call's time: it goes on with what is left of its deadline.
   return admitted.then(
     (done) => {
@@ -66,38 +80,37 @@ export function admitFromOutside<C extends ActionContract>(
   );
 }
 
-/**
- * A call from outside any handler (a script, a test, the gateway): it inherits no deadline. `now`: the
- * clock as the caller has just read it, if it did.
- */
+/** A call from outside any handler (a script, a test, the gateway): it inherits no deadline. */
 export function callFromOutside<C extends ActionContract>(
   rt: NodeRuntime,
   contract: C,
   input: InputOf<C>,
   options: OutsideCallOptions<C>,
-  now?: number,
 ): Promise<OutputOf<C>> {
-  return send(
-    rt,
-    contract,
-    input,
-    options,
-    {
-      messageId: '',
-      correlationId: options.correlationId,
-      deadline: Number.POSITIVE_INFINITY,
-      auth: options.auth,
-      trace:
-        options.traceparent === undefined
-          ? noSpan
-          : rt.tracing.extract({
-              traceparent: options.traceparent,
-              ...(options.tracestate === undefined ? {} : { tracestate: options.tracestate }),
-            }),
-      inherited: false,
-    },
-    now,
-  );
+  return send(rt, contract, input, options, outsideOrigin(rt, options));
+}
+
+/** Where a call from outside any handler comes from: no deadline, the edge's ids, token and trace. */
+function outsideOrigin(rt: NodeRuntime, options: OutsideCallOptions): Origin {
+  return {
+    messageId: '',
+    correlationId: options.correlationId,
+    deadline: Number.POSITIVE_INFINITY,
+    auth: options.auth,
+    trace:
+      options.traceparent === undefined
+        ? noSpan
+        : rt.tracing.extract({
+            traceparent: options.traceparent,
+            ...(options.tracestate === undefined ? {} : { tracestate: options.tracestate }),
+          }),
+    inherited: false,
+  };
+}
+
+/** An answer as a promise: the output itself resolved, a pending or failed one as it is. */
+function settle<O>(answer: Promise<O> | O): Promise<O> {
+  return isThenable(answer) ? (answer as Promise<O>) : Promise.resolve(answer);
 }
 
 /**
@@ -118,8 +131,22 @@ export function send<C extends ActionContract>(
   input: InputOf<C>,
   options: CallOptions<C>,
   origin: Origin,
-  now: number = Date.now(),
 ): Promise<OutputOf<C>> {
+  return settle(sendNow(rt, contract, input, options, origin, Date.now()));
+}
+
+/**
+ * `send`, answering with the output itself when it is there at once (a local handler with nothing to
+ * wait for); a failure is a rejected promise, never a throw.
+ */
+function sendNow<C extends ActionContract>(
+  rt: NodeRuntime,
+  contract: C,
+  input: InputOf<C>,
+  options: CallOptions<C>,
+  origin: Origin,
+  now: number = Date.now(),
+): Promise<OutputOf<C>> | OutputOf<C> {
   const started = performance.now();
   const deadline = resolveDeadline({
     now,
@@ -156,10 +183,10 @@ export function send<C extends ActionContract>(
     ended(rt, contract, span, started, error);
     return Promise.reject(error);
   }
-  // Answered at once (a local handler with nothing to wait for): one resolved promise, no async frame.
+  // Answered at once (a local handler with nothing to wait for): no promise here, no async frame.
   if (!isThenable(answer)) {
     ended(rt, contract, span, started, undefined);
-    return Promise.resolve(answer);
+    return answer;
   }
   return answer.then(
     (output) => {

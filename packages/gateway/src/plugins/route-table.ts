@@ -5,13 +5,13 @@ import { type IdempotencyStore, type StoredAnswer, storedError, withIdempotency 
 import { authenticate, type Identify } from '../identity.ts';
 import { defaultInput, type RouteInputSource } from '../input.ts';
 import type { ActionRoute, CustomRoute, CustomRouteContext, Route, RouteAuth, RouteRequest } from '../routes.ts';
-import type { GatewayTools } from '../tools.ts';
+import type { GatewayTools, RouteTableTools } from '../tools.ts';
 import { contextOf } from './request-context.ts';
 
 export interface RouteTableOptions {
   routes: readonly Route[];
   identify: Identify;
-  tools: GatewayTools;
+  tools: RouteTableTools;
   idempotency: { store: IdempotencyStore; ttlMs: number };
 }
 
@@ -42,7 +42,7 @@ export const routeTable: FastifyPluginCallback<RouteTableOptions> = (api, option
 
 function actionHandler(
   spec: ActionRoute,
-  tools: GatewayTools,
+  tools: RouteTableTools,
   idempotency: RouteTableOptions['idempotency'],
 ): (request: FastifyRequest, reply: FastifyReply) => Promise<unknown> | undefined {
   const status = spec.status ?? 200;
@@ -106,8 +106,9 @@ function actionHandler(
   };
   return (request, reply) => {
     // The usual request — a plain route, no caller to verify first on a public one, no idempotency key —
-    // is not an async function: the call's promise answers the reply itself, without the handler's own
-    // promise, its await, and the one Fastify chains on it. Anything else goes the full way.
+    // is not an async function: the call's answer is sent as it comes, without the handler's own promise,
+    // its await, and the one Fastify chains on it; and an answer a local handler gave at once is sent
+    // here and now, without a promise at all. Anything else goes the full way.
     if (
       !plain ||
       (isPublic && request.headers.authorization !== undefined) ||
@@ -120,7 +121,13 @@ function actionHandler(
     const input = defaultOf
       ? checked(defaultOf(request as unknown as RouteInputSource))
       : inputFor(routeRequest(request));
-    tools.callFor(request, spec.action, input).then(
+    const answered = tools.callNowFor(request, spec.action, input);
+    if (!(answered instanceof Promise)) {
+      // An error in sending is thrown to Fastify, which sends it to the error handler.
+      reply.status(status).send(answered);
+      return undefined;
+    }
+    answered.then(
       (output) => {
         // As Fastify answers an async handler's result: an error in sending goes to the error handler.
         try {
