@@ -92,7 +92,9 @@ class RatioCount implements FailureCount {
 
   private rotate(now: number): void {
     const width = this.settings.windowMs / BUCKETS;
-    const steps = Math.min(BUCKETS, Math.floor((now - this.bucketStart) / width));
+    // A reading older than the window's start (a call's own, taken before a long synchronous handler
+    // that another call rotated past) counts in the current bucket: the window never slides back.
+    const steps = Math.max(0, Math.min(BUCKETS, Math.floor((now - this.bucketStart) / width)));
     for (let i = 0; i < steps; i++) {
       this.bucket = (this.bucket + 1) % BUCKETS;
       this.failures[this.bucket] = 0;
