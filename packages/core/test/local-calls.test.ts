@@ -116,6 +116,34 @@ describe('local calls: a call to a service the node runs stays in the process, w
     );
   });
 
+  it('callNow: the output itself when a local handler answered at once, else a promise; a failure is a rejected promise, never a throw', async () => {
+    const counted = countingTransport(new MemoryBroker());
+    const node = await start({ transport: counted.transport });
+    const atOnce = node.callNow(reserve, { accountId: '101', quantity: 30 });
+    assert.ok(!(atOnce instanceof Promise), 'a handler that answered at once is answered without a promise');
+    assert.deepEqual(atOnce, { free: 70 });
+
+    const pending = node.callNow(slow, { ms: 1 });
+    assert.ok(pending instanceof Promise, 'a handler still working is answered with a promise');
+    assert.deepEqual(await pending, {});
+
+    const invalid = node.callNow(reserve, { accountId: 'x', quantity: 0 });
+    assert.ok(invalid instanceof Promise, 'bad input: a rejected promise, not a throw');
+    assert.equal(((await invalid.catch((error: unknown) => error)) as ChassisError).code, 'VALIDATION');
+    const refused = node.callNow(reserve, { accountId: '101', quantity: 101 });
+    assert.ok(refused instanceof Promise);
+    assert.equal(((await refused.catch((error: unknown) => error)) as ChassisError).code, 'NOT_ENOUGH');
+
+    assert.equal(counted.requests(), 0, 'no request went through the transport');
+    // Counted as every call is: the client and the server histogram.
+    const metrics = await node.metrics.registry.metrics();
+    assert.match(metrics, /chassis_rpc_client_duration_seconds_count\{target="ledger.reserve",outcome="ok"\} 1/);
+    assert.match(
+      metrics,
+      /chassis_rpc_server_duration_seconds_count\{service="ledger",action="reserve",outcome="ok"\} 1/,
+    );
+  });
+
   it('localCalls: false sends every call through the transport, where other instances share them', async () => {
     const broker = new MemoryBroker();
     const counted = countingTransport(broker);

@@ -1,6 +1,9 @@
 import type { z } from 'zod';
 import type { HttpMethod, RouteRequest } from './routes.ts';
 
+/** What the default input reads of a request: a `RouteRequest`, or Fastify's request itself. */
+export type RouteInputSource = Pick<RouteRequest, 'params' | 'query' | 'body'>;
+
 /**
  * The default input of an action route: path parameters over the query string (GET, DELETE) or over
  * the JSON body (POST, PUT, PATCH). A query string has only strings, so a value is read as a number or
@@ -8,7 +11,7 @@ import type { HttpMethod, RouteRequest } from './routes.ts';
  *
  * Made once per route: the contract's field types are read from its schema here, not per request.
  */
-export function defaultInput(method: HttpMethod, schema: z.ZodType): (request: RouteRequest) => unknown {
+export function defaultInput(method: HttpMethod, schema: z.ZodType): (request: RouteInputSource) => unknown {
   if (method === 'GET' || method === 'DELETE') {
     const coerce = queryCoercer(schema);
     // No query string (the usual GET): nothing to coerce.

@@ -1,4 +1,4 @@
-import type { ActionContract, ChassisNode, Identity, InputOf, OutputOf } from '@chassis/core';
+import type { ActionContract, ChassisNode, Identity, InputOf, OutputOf, OutsideCallOptions } from '@chassis/core';
 import type { FastifyRequest } from 'fastify';
 import type { DeadlineOptions } from './deadline.ts';
 import { bearerToken, headerOf } from './headers.ts';
@@ -26,6 +26,19 @@ export interface GatewayTools {
   prefix: string;
 }
 
+/** The route table's own tools: `callFor` answering with the output itself when it was there at once. */
+export interface RouteTableTools extends GatewayTools {
+  /**
+   * `callFor`, without options: the action's output itself when a local handler gave it at once (no
+   * promise, no microtask hop), else a promise. A failure is a rejected promise, never a throw.
+   */
+  callNowFor<C extends ActionContract>(
+    request: FastifyRequest,
+    contract: C,
+    input: InputOf<C>,
+  ): Promise<OutputOf<C>> | OutputOf<C>;
+}
+
 export interface GatewayToolsOptions {
   node: ChassisNode;
   identify: Identify;
@@ -34,7 +47,7 @@ export interface GatewayToolsOptions {
 }
 
 /** The tools the route table and `register` plugins share. */
-export function gatewayTools({ node, identify, deadlines, prefix }: GatewayToolsOptions): GatewayTools {
+export function gatewayTools({ node, identify, deadlines, prefix }: GatewayToolsOptions): RouteTableTools {
   // Not async: a request without a token (the usual public call) goes straight to `node.call`, without
   // an async frame and the two extra ticks of resolving one promise with another.
   const callFor = <C extends ActionContract>(
@@ -63,23 +76,44 @@ export function gatewayTools({ node, identify, deadlines, prefix }: GatewayTools
     input: InputOf<C>,
     token: string | undefined,
     callOptions: { timeoutMs?: number } | undefined,
-  ): Promise<OutputOf<C>> => {
+  ): Promise<OutputOf<C>> => node.call(contract, input, optionsFor<C>(request, token, callOptions));
+  const optionsFor = <C extends ActionContract>(
+    request: FastifyRequest,
+    token: string | undefined,
+    callOptions: { timeoutMs?: number } | undefined,
+  ): OutsideCallOptions<C> => {
     const requestDeadlineAt = deadlineOf(request, deadlines);
     const timeoutMs = callOptions?.timeoutMs;
     const deadline = timeoutMs === undefined ? requestDeadlineAt : Math.min(requestDeadlineAt, Date.now() + timeoutMs);
     // One shape for every call (absent fields undefined, which `call` reads as absent), not spreads.
-    return node.call(contract, input, {
+    return {
       deadline,
       correlationId: request.id,
       auth: token,
       // An empty header is none.
       traceparent: headerOf(request, 'traceparent') || undefined,
       tracestate: headerOf(request, 'tracestate') || undefined,
-    });
+    };
+  };
+  const callNowFor = <C extends ActionContract>(
+    request: FastifyRequest,
+    contract: C,
+    input: InputOf<C>,
+  ): Promise<OutputOf<C>> | OutputOf<C> => {
+    // With a token there is a caller to verify first: that waits anyway.
+    if (request.headers.authorization !== undefined) return callFor(request, contract, input);
+    let options: OutsideCallOptions<C>;
+    try {
+      options = optionsFor<C>(request, undefined, undefined);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return node.callNow(contract, input, options);
   };
   return {
     identify,
     callFor,
+    callNowFor,
     deadlineOf: (request) => deadlineOf(request, deadlines),
     recordOutcome: (request, outcome) => {
       contextOf(request).outcome = outcome;

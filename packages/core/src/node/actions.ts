@@ -46,7 +46,8 @@ export function endServing(
 /**
  * Runs an action for a request, wherever it came from (the transport or a local call): its deadline,
  * its input against the contract, the caller's identity, the handler's policies, and its output
- * against the contract. Answers with the output, throws a `ChassisError`.
+ * against the contract. Answers with the output, throws a `ChassisError`. `now`: the clock, when the
+ * caller has just read it (a local call).
  *
  * Synchronous as far as it can be: a handler that answers at once (no identity to verify, no bulkhead
  * or rate limit, no extension around it) is answered with its output itself, not a promise, so a local
@@ -60,9 +61,10 @@ export function runAction(
   input: unknown,
   origin: Origin,
   span: Span,
+  now: number = Date.now(),
 ): unknown {
   const { contract } = handler;
-  if (isPast(origin.deadline, Date.now())) {
+  if (isPast(origin.deadline, now)) {
     // Nobody waits for this answer any more: running it would only waste work.
     rt.log.debug({ action: contract.name }, 'skipped a request whose deadline had passed');
     throw timeoutError(

@@ -33,9 +33,23 @@ export function admitFromOutside<C extends ActionContract>(
   input: InputOf<C>,
   options: OutsideCallOptions<C>,
 ): Promise<OutputOf<C>> {
+  return settle(admitNow(rt, contract, input, options));
+}
+
+/**
+ * `admitFromOutside`, answering with the output itself when a local handler gave it at once — no
+ * promise, no hop through the microtask queue (`ChassisNode.callNow`) — else a promise; a failure before
+ * the call went anywhere is a rejected promise, never a throw.
+ */
+export function admitNow<C extends ActionContract>(
+  rt: NodeRuntime,
+  contract: C,
+  input: InputOf<C>,
+  options: OutsideCallOptions<C>,
+): Promise<OutputOf<C>> | OutputOf<C> {
   const maxDelayMs = rt.settings.maxEventDelayMs;
   if (!(maxDelayMs < Number.POSITIVE_INFINITY) || rt.transport.admit === undefined) {
-    return callFromOutside(rt, contract, input, options);
+    return sendNow(rt, contract, input, options, outsideOrigin(rt, options));
   }
   const now = Date.now();
   const deadline = resolveDeadline({
@@ -48,7 +62,8 @@ export function admitFromOutside<C extends ActionContract>(
   });
   const timeLeft = Math.max(0, deadline - now);
   const admitted = rt.transport.admit(maxDelayMs, timeLeft);
-  if (admitted === undefined) return callFromOutside(rt, contract, input, options);
+  // Admitted at once: the call starts now, on this reading of the clock.
+  if (admitted === undefined) return sendNow(rt, contract, input, options, outsideOrigin(rt, options), now);
   // The wait counts against the call's time: it goes on with what is left of its deadline.
   return admitted.then(
     (done) => {
@@ -72,7 +87,12 @@ export function callFromOutside<C extends ActionContract>(
   input: InputOf<C>,
   options: OutsideCallOptions<C>,
 ): Promise<OutputOf<C>> {
-  return send(rt, contract, input, options, {
+  return send(rt, contract, input, options, outsideOrigin(rt, options));
+}
+
+/** Where a call from outside any handler comes from: no deadline, the edge's ids, token and trace. */
+function outsideOrigin(rt: NodeRuntime, options: OutsideCallOptions): Origin {
+  return {
     messageId: '',
     correlationId: options.correlationId,
     deadline: Number.POSITIVE_INFINITY,
@@ -85,7 +105,12 @@ export function callFromOutside<C extends ActionContract>(
             ...(options.tracestate === undefined ? {} : { tracestate: options.tracestate }),
           }),
     inherited: false,
-  });
+  };
+}
+
+/** An answer as a promise: the output itself resolved, a pending or failed one as it is. */
+function settle<O>(answer: Promise<O> | O): Promise<O> {
+  return isThenable(answer) ? (answer as Promise<O>) : Promise.resolve(answer);
 }
 
 /**
@@ -95,6 +120,10 @@ export function callFromOutside<C extends ActionContract>(
  * has one span, this one (kind INTERNAL, `chassis.local`), which its handler runs under as its
  * `ctx.span`: in one process a second span would only repeat the first one's timing, at the cost of a
  * whole span (a third of the work of a local call when recorded).
+ *
+ * The clock is read once here (`now`, unless the caller has just read it) and that reading serves the
+ * call's synchronous start: its deadline, the retry budget and breaker, and a first attempt made at once
+ * (a local one's deadline check too). Each read its own before, six reads of the clock a local call.
  */
 export function send<C extends ActionContract>(
   rt: NodeRuntime,
@@ -103,8 +132,22 @@ export function send<C extends ActionContract>(
   options: CallOptions<C>,
   origin: Origin,
 ): Promise<OutputOf<C>> {
+  return settle(sendNow(rt, contract, input, options, origin, Date.now()));
+}
+
+/**
+ * `send`, answering with the output itself when it is there at once (a local handler with nothing to
+ * wait for); a failure is a rejected promise, never a throw.
+ */
+function sendNow<C extends ActionContract>(
+  rt: NodeRuntime,
+  contract: C,
+  input: InputOf<C>,
+  options: CallOptions<C>,
+  origin: Origin,
+  now: number = Date.now(),
+): Promise<OutputOf<C>> | OutputOf<C> {
   const started = performance.now();
-  const now = Date.now();
   const deadline = resolveDeadline({
     now,
     callTimeoutMs: options.timeoutMs,
@@ -133,16 +176,17 @@ export function send<C extends ActionContract>(
       input,
       policies: callPolicies(rt, contract, options),
       fallback: options.fallback,
-      attempt: attempts(rt, local, contract, input, body, deadline, origin, span),
+      now,
+      attempt: attempts(rt, local, contract, input, body, deadline, origin, span, started),
     });
   } catch (error) {
     ended(rt, contract, span, started, error);
     return Promise.reject(error);
   }
-  // Answered at once (a local handler with nothing to wait for): one resolved promise, no async frame.
+  // Answered at once (a local handler with nothing to wait for): no promise here, no async frame.
   if (!isThenable(answer)) {
     ended(rt, contract, span, started, undefined);
-    return Promise.resolve(answer);
+    return answer;
   }
   return answer.then(
     (output) => {
@@ -177,7 +221,10 @@ function recordCall(rt: NodeRuntime, contract: ActionContract, parent: Span, loc
       });
 }
 
-/** One attempt of a call, as the policies run it: the one closure a call makes. */
+/**
+ * One attempt of a call, as the policies run it: the one closure a call makes. `started`: the call's
+ * `performance.now()`.
+ */
 function attempts<C extends ActionContract>(
   rt: NodeRuntime,
   local: ServiceDefinition | undefined,
@@ -187,10 +234,16 @@ function attempts<C extends ActionContract>(
   deadline: number,
   origin: Origin,
   span: Span,
-): (attempt: number) => Promise<OutputOf<C>> | OutputOf<C> {
+  started: number,
+): (attempt: number, now: number | undefined) => Promise<OutputOf<C>> | OutputOf<C> {
+  // An attempt made in the call's synchronous start (given the call's `now`) starts when the call did,
+  // on both clocks; a later one reads them.
   return local
-    ? (attempt) => callLocal(rt, local, contract, input, deadline, origin, span, attempt)
-    : (attempt) => sendOnce(rt, contract, body!, deadline, origin, span, attempt);
+    ? (attempt, now) =>
+        now === undefined
+          ? callLocal(rt, local, contract, input, deadline, origin, span, attempt, Date.now(), performance.now())
+          : callLocal(rt, local, contract, input, deadline, origin, span, attempt, now, started)
+    : (attempt, now) => sendOnce(rt, contract, body!, deadline, origin, span, attempt, now ?? Date.now());
 }
 
 /** The policies of a call: the contract's over the node's, resolved once, unless the call overrides. */
@@ -216,8 +269,9 @@ async function sendOnce<C extends ActionContract>(
   origin: Origin,
   span: Span,
   attempt: number,
+  now: number,
 ): Promise<OutputOf<C>> {
-  const remainingMs = timeLeft(contract, deadline, attempt, Date.now());
+  const remainingMs = timeLeft(contract, deadline, attempt, now);
   const headers = headersFor(rt, origin, span);
   // The time left, not the deadline itself: the receiver counts it on its own clock, so clock skew
   // between the nodes does not move it.

@@ -9,7 +9,7 @@ import type { PolicyEngine } from '../policies/index.ts';
 import type { NodeInfo, Registry } from '../registry.ts';
 import type { ServiceDefinition } from '../service.ts';
 import type { Transport } from '../transports/transport.ts';
-import { admitFromOutside, type OutsideCallOptions } from './calls.ts';
+import { admitFromOutside, admitNow, type OutsideCallOptions } from './calls.ts';
 import { liveness, readiness } from './health.ts';
 import { type NodeState, nodeInfo, startNode, stopNode } from './lifecycle.ts';
 import type { NodeOptions } from './options.ts';
@@ -114,6 +114,19 @@ export class ChassisNode {
     options: OutsideCallOptions<C> = {},
   ): Promise<OutputOf<C>> {
     return admitFromOutside(this.runtime, contract, input, options);
+  }
+
+  /**
+   * `call`, for a hot path that can take an answer either way (the gateway): the output itself when a
+   * local handler gave it at once, else a promise. It saves the promise and the microtask hop of an
+   * answer that was already there. A failure is always a rejected promise, never a throw.
+   */
+  callNow<C extends ActionContract>(
+    contract: C,
+    input: InputOf<C>,
+    options: OutsideCallOptions<C> = {},
+  ): Promise<OutputOf<C>> | OutputOf<C> {
+    return admitNow(this.runtime, contract, input, options);
   }
 
   /** Publishes an event from outside any handler. */

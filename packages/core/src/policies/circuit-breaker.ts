@@ -24,7 +24,8 @@ const BUCKETS = 10;
 
 /** What a breaker counts while closed: whether a failure should open it. */
 interface FailureCount {
-  success(): void;
+  /** `now`: the clock as the caller read it, if it did (the ratio count's buckets slide with the clock). */
+  success(now: number | undefined): void;
   failure(): boolean;
   reset(): void;
 }
@@ -69,14 +70,14 @@ class RatioCount implements FailureCount {
     this.settings = settings;
   }
 
-  success(): void {
-    this.rotate();
+  success(now: number | undefined): void {
+    this.rotate(now ?? Date.now());
     this.successes[this.bucket]!++;
   }
 
   /** Whether to open; asked only while closed (a failed probe reopens the circuit anyway). */
   failure(): boolean {
-    this.rotate();
+    this.rotate(Date.now());
     this.failures[this.bucket]!++;
     const failures = sum(this.failures);
     const total = failures + sum(this.successes);
@@ -89,10 +90,11 @@ class RatioCount implements FailureCount {
     this.successes.fill(0);
   }
 
-  private rotate(): void {
+  private rotate(now: number): void {
     const width = this.settings.windowMs / BUCKETS;
-    const now = Date.now();
-    const steps = Math.min(BUCKETS, Math.floor((now - this.bucketStart) / width));
+    // A reading older than the window's start (a call's own, taken before a long synchronous handler
+    // that another call rotated past) counts in the current bucket: the window never slides back.
+    const steps = Math.max(0, Math.min(BUCKETS, Math.floor((now - this.bucketStart) / width)));
     for (let i = 0; i < steps; i++) {
       this.bucket = (this.bucket + 1) % BUCKETS;
       this.failures[this.bucket] = 0;
@@ -159,12 +161,13 @@ export class CircuitBreaker {
     return true;
   }
 
-  succeeded(probe: boolean): void {
+  /** `now`: the clock, when the caller has just read it (a call's fast path: one read a call, not one each). */
+  succeeded(probe: boolean, now?: number): void {
     if (probe) {
       this.#count.reset();
       this.#enter('closed');
     } else if (this.#state === 'closed') {
-      this.#count.success();
+      this.#count.success(now);
     }
   }
 

@@ -88,8 +88,18 @@ export interface GuardedCall<I, O> {
   input: I;
   policies: Required<CallPolicies>;
   fallback?: Fallback<I, O> | undefined;
-  /** One attempt: its output, or a promise of it (a local handler that answered at once gives it as is). */
-  attempt: (attempt: number) => Promise<O> | O;
+  /**
+   * `Date.now()` as the caller read it just before, if it did: the first attempt, when it runs at once
+   * (`callNow`'s fast path), and the budget and breaker it reports to, go on that reading rather than
+   * read the clock once each — on a local call the reads were a tenth of the policies' cost.
+   */
+  now?: number | undefined;
+  /**
+   * One attempt: its output, or a promise of it (a local handler that answered at once gives it as is).
+   * `now` is the call's own reading, given to the first attempt when it runs in the call's synchronous
+   * start; undefined otherwise (a later attempt, or one that waited), and then the attempt reads the clock.
+   */
+  attempt: (attempt: number, now: number | undefined) => Promise<O> | O;
 }
 
 function merge<T extends object>(...levels: (Partial<T> | undefined)[]): T {
@@ -161,15 +171,16 @@ export class PolicyEngine {
     const bulkhead = policies.bulkhead ? this.bulkheadFor(target, policies.bulkhead) : undefined;
     if (bulkhead && !bulkhead.tryEnter()) return this.guarded(call, undefined);
     // The first attempt, in the bulkhead's slot, through a closed circuit (which admits without a probe).
-    if (policies.retry) this.retryStateFor(target).budget.recordCall();
+    const now = call.now;
+    if (policies.retry) this.retryStateFor(target).budget.recordCall(now);
     let first: Promise<O> | O;
     try {
-      first = call.attempt(1);
+      first = call.attempt(1, now);
     } catch (error) {
       first = Promise.reject(error);
     }
     if (isThenable(first)) return this.guarded(call, first);
-    breaker?.succeeded(false);
+    breaker?.succeeded(false, now);
     bulkhead?.leave();
     return first;
   }
@@ -202,7 +213,7 @@ export class PolicyEngine {
         try {
           const probe = made === undefined && breaker ? breaker.admit() : false;
           try {
-            output = await (made ?? call.attempt(attempt));
+            output = await (made ?? call.attempt(attempt, undefined));
             breaker?.succeeded(probe);
             break;
           } catch (error) {

@@ -35,15 +35,15 @@ export class RetryBudget {
     this.bucketStart = now();
   }
 
-  /** Counts a first attempt. */
-  recordCall(): void {
-    this.rotate();
+  /** Counts a first attempt; `now` when the caller has just read the clock (one read a call, not one each). */
+  recordCall(now: number = this.now()): void {
+    this.rotate(now);
     this.calls[this.bucket]!++;
   }
 
   /** Takes one retry from the budget if there is one left; false means: do not retry. */
   tryRetry(): boolean {
-    this.rotate();
+    this.rotate(this.now());
     const calls = sum(this.calls);
     const retries = sum(this.retries);
     if (retries >= Math.max(this.minRetries, Math.floor(calls * this.ratio))) return false;
@@ -51,10 +51,11 @@ export class RetryBudget {
     return true;
   }
 
-  private rotate(): void {
+  private rotate(now: number): void {
     const width = this.windowMs / BUCKETS;
-    const now = this.now();
-    const steps = Math.min(BUCKETS, Math.floor((now - this.bucketStart) / width));
+    // A reading older than the window's start (a call's own, taken before a long synchronous handler
+    // that another call rotated past) counts in the current bucket: the window never slides back.
+    const steps = Math.max(0, Math.min(BUCKETS, Math.floor((now - this.bucketStart) / width)));
     for (let i = 0; i < steps; i++) {
       this.bucket = (this.bucket + 1) % BUCKETS;
       this.calls[this.bucket] = 0;

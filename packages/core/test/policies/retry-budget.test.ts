@@ -137,6 +137,19 @@ describe('retry budget', () => {
     assert.equal(b.drain(), 1);
   });
 
+  it('a call counted on a reading older than the window has moved to (its own, taken before a long handler) does not slide the window back', () => {
+    const b = budgetAt({ ratio: 0.2, windowMs: 10_000, minRetries: 0 });
+    b.calls(100);
+    b.at(5_000);
+    b.calls(1);
+    // Read at 1 s, counted after the window had moved to 5 s.
+    b.budget.recordCall(50_000 + 1_000);
+    b.at(9_500);
+    b.calls(1);
+    // The 100 calls of 0 s are still in the 10 s window: 20% of 103.
+    assert.equal(b.drain(), 20);
+  });
+
   it('on the real clock, with the default clock: a small window recovers after it has passed', async () => {
     const budget = new RetryBudget({ windowMs: 100, minRetries: 1, ratio: 0 });
     assert.equal(budget.tryRetry(), true);

@@ -31,10 +31,39 @@ type WithContext = FastifyRequest & { [kContext]: RequestContext | null };
 
 const REQUEST_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 
-/** Fastify's `genReqId`: the client's `X-Request-Id` when it is a sane one, else a new UUID. */
+/** Fastify's `genReqId`: the client's `X-Request-Id` when it is a sane one, else a new id. */
 export function requestIdOf(raw: { headers: Record<string, string | string[] | undefined> }): string {
   const given = raw.headers['x-request-id'];
-  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : newRequestId();
+}
+
+/** 28 characters of a random UUID, drawn again every 2^31 ids; see `newRequestId`. */
+let idPrefix = '';
+/** How many ids have been made on `idPrefix`: a new prefix at 0. */
+let idCount = 0;
+/** A random mask per prefix; with an odd multiplier, `count × MULTIPLIER ^ mask` is one-to-one on 31 bits. */
+let idMask = 0;
+const ID_MULTIPLIER = 0x9e3779b1;
+const ID_BITS = 0x7fffffff;
+
+/**
+ * A new request id, shaped as a UUID (version 4): a random UUID's first 28 characters, then 8 hex digits
+ * counting the ids made on them, scrambled (an odd multiplier and a random mask, one-to-one on 31 bits)
+ * so that consecutive ids do not read as a sequence — they would tell a client the traffic between its
+ * requests. Unique: within a prefix by the count, across prefixes and processes by the prefix's 90
+ * random bits. A small integer throughout, which the engine turns into hex at once (a 32-bit one is a
+ * heap number, and its hex string was slower than `randomUUID()`); `randomUUID()` per request, which this
+ * replaces, was 0.15–0.2 µs of the gateway's time per request.
+ */
+export function newRequestId(): string {
+  if (idCount === 0) {
+    const uuid = randomUUID();
+    idPrefix = uuid.slice(0, 28);
+    idMask = Number.parseInt(uuid.slice(28), 16) & ID_BITS;
+  }
+  const scrambled = (Math.imul(idCount, ID_MULTIPLIER) & ID_BITS) ^ idMask;
+  idCount = (idCount + 1) & ID_BITS;
+  return idPrefix + scrambled.toString(16).padStart(8, '0');
 }
 
 /**

@@ -3,15 +3,15 @@ import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastif
 import { headerOf } from '../headers.ts';
 import { type IdempotencyStore, type StoredAnswer, storedError, withIdempotency } from '../idempotency.ts';
 import { authenticate, type Identify } from '../identity.ts';
-import { defaultInput } from '../input.ts';
+import { defaultInput, type RouteInputSource } from '../input.ts';
 import type { ActionRoute, CustomRoute, CustomRouteContext, Route, RouteAuth, RouteRequest } from '../routes.ts';
-import type { GatewayTools } from '../tools.ts';
+import type { GatewayTools, RouteTableTools } from '../tools.ts';
 import { contextOf } from './request-context.ts';
 
 export interface RouteTableOptions {
   routes: readonly Route[];
   identify: Identify;
-  tools: GatewayTools;
+  tools: RouteTableTools;
   idempotency: { store: IdempotencyStore; ttlMs: number };
 }
 
@@ -42,19 +42,21 @@ export const routeTable: FastifyPluginCallback<RouteTableOptions> = (api, option
 
 function actionHandler(
   spec: ActionRoute,
-  tools: GatewayTools,
+  tools: RouteTableTools,
   idempotency: RouteTableOptions['idempotency'],
 ): (request: FastifyRequest, reply: FastifyReply) => Promise<unknown> | undefined {
   const status = spec.status ?? 200;
   const owns = checksOwnership(spec.auth as RouteAuth<never> | undefined);
   const isPublic = spec.auth === 'public';
-  const inputOf = spec.input ?? defaultInput(spec.method, spec.action.input);
+  const defaultOf = spec.input ? undefined : defaultInput(spec.method, spec.action.input);
+  const inputOf: (request: RouteRequest) => unknown = spec.input ?? defaultOf!;
   const idempotent = spec.method === 'POST';
   /** No Location, no respond mapper, a body, no ownership check: the action's output is the answer. */
   const plain = status !== 204 && spec.location === undefined && spec.respond === undefined && !owns;
   /** The request's input, checked against the action's contract: 400 with the fields named. */
-  const inputFor = (req: RouteRequest): unknown => {
-    const parsed = spec.action.input.safeParse(inputOf(req));
+  const inputFor = (req: RouteRequest): unknown => checked(inputOf(req));
+  const checked = (raw: unknown): unknown => {
+    const parsed = spec.action.input.safeParse(raw);
     if (parsed.success) return parsed.data;
     const fields = fieldErrors(parsed.error);
     throw new ChassisError(
@@ -104,8 +106,9 @@ function actionHandler(
   };
   return (request, reply) => {
     // The usual request — a plain route, no caller to verify first on a public one, no idempotency key —
-    // is not an async function: the call's promise answers the reply itself, without the handler's own
-    // promise, its await, and the one Fastify chains on it. Anything else goes the full way.
+    // is not an async function: the call's answer is sent as it comes, without the handler's own promise,
+    // its await, and the one Fastify chains on it; and an answer a local handler gave at once is sent
+    // here and now, without a promise at all. Anything else goes the full way.
     if (
       !plain ||
       (isPublic && request.headers.authorization !== undefined) ||
@@ -113,9 +116,18 @@ function actionHandler(
     ) {
       return answer(request, reply);
     }
-    // A bad input throws here, synchronously: Fastify sends it to the error handler.
-    const input = inputFor(routeRequest(request));
-    tools.callFor(request, spec.action, input).then(
+    // A bad input throws here, synchronously: Fastify sends it to the error handler. The default input
+    // reads the request's params, query and body only: it is given the request itself, not a copy.
+    const input = defaultOf
+      ? checked(defaultOf(request as unknown as RouteInputSource))
+      : inputFor(routeRequest(request));
+    const answered = tools.callNowFor(request, spec.action, input);
+    if (!(answered instanceof Promise)) {
+      // An error in sending is thrown to Fastify, which sends it to the error handler.
+      reply.status(status).send(answered);
+      return undefined;
+    }
+    answered.then(
       (output) => {
         // As Fastify answers an async handler's result: an error in sending goes to the error handler.
         try {
