@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { RpcReply, Transport } from '@chassis/core/transport';
-import { memoryTarget, natsTarget, type TransportTarget } from '@chassis/testing';
+import { amqpTarget, memoryTarget, natsTarget, type TransportTarget } from '@chassis/testing';
 
 /**
  * A reply's `sent`: the handler's work after its reply (the runtime ends the server span and the metrics
@@ -12,9 +12,10 @@ import { memoryTarget, natsTarget, type TransportTarget } from '@chassis/testing
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-for (const target of [memoryTarget(), await natsTarget()] as TransportTarget[]) {
+for (const target of [memoryTarget(), await natsTarget(), await amqpTarget()] as TransportTarget[]) {
   describe(`[${target.name}] an RPC reply's sent`, { skip: target.skip }, () => {
-    const service = `reply-sent-${randomBytes(4).toString('hex')}`;
+    const suffix = randomBytes(4).toString('hex');
+    const service = `reply-sent-${suffix}`;
     let server: Transport;
     let client: Transport;
     const calls: string[] = [];
@@ -41,6 +42,8 @@ for (const target of [memoryTarget(), await natsTarget()] as TransportTarget[]) 
     after(async () => {
       await client.close();
       await server.close();
+      // The durable queue a broker keeps for the service.
+      await target.cleanup?.([suffix]);
     });
 
     for (const action of ['now', 'later']) {
