@@ -30,6 +30,19 @@ export async function serveRpc(
   let active = 0;
   let stopping = false;
   let idle: (() => void) | undefined;
+  /**
+   * Requests taken off the wire in this turn (one socket read's worth, handled before its microtasks run),
+   * and in the turn before. A reply goes out at once only when its request came alone, as the last one
+   * did: a handler that answers at once frees its slot before the next request of the same read is even
+   * parsed, so the count in flight no longer tells a lone request from one of a burst, and the replies of
+   * a burst must leave together, in one write.
+   */
+  let arrived = 0;
+  let arrivedBefore = 0;
+  const turnEnded = (): void => {
+    arrivedBefore = arrived;
+    arrived = 0;
+  };
 
   /**
    * Answers one request. A handler that answers at once is replied to in this same call, with no promise
@@ -109,7 +122,7 @@ export async function serveRpc(
       out.body,
       out.headers ? { headers: out.headers } : undefined,
       (error) => session.report(error, `rpc.${service}.${action}: the reply could not be sent`),
-      active === 1 && waiting.length === 0,
+      active === 1 && waiting.length === 0 && arrived <= 1 && arrivedBefore <= 1,
     );
   };
   /** Starts a request; one answered at once frees its slot at once. */
@@ -145,6 +158,7 @@ export async function serveRpc(
       }
       // Stamped now, not when a slot frees: the request's timeout-ms counts from its arrival.
       const receivedAt = Date.now();
+      if (arrived++ === 0) queueMicrotask(turnEnded);
       if (!stopping && active < concurrency) run(msg, receivedAt);
       else waiting.push({ msg, receivedAt });
     },
