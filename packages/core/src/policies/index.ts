@@ -168,7 +168,18 @@ export class PolicyEngine {
     } catch (error) {
       first = Promise.reject(error);
     }
-    if (isThenable(first)) return this.guarded(call, first);
+    if (isThenable(first)) {
+      // Its success is settled here, as `guarded` would (no async frame, no second look-up of the
+      // breaker and bulkhead); a failure goes the full way, to be retried or fallen back on.
+      return Promise.resolve(first).then(
+        (output) => {
+          breaker?.succeeded(false);
+          bulkhead?.leave();
+          return output;
+        },
+        (error: unknown) => this.guarded(call, Promise.reject(error)),
+      );
+    }
     breaker?.succeeded(false);
     bulkhead?.leave();
     return first;
