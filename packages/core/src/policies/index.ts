@@ -179,7 +179,19 @@ export class PolicyEngine {
     } catch (error) {
       first = Promise.reject(error);
     }
-    if (isThenable(first)) return this.guarded(call, first);
+    if (isThenable(first)) {
+      // Its success is settled here, as `guarded` would (no async frame, no second look-up of the
+      // breaker and bulkhead); a failure goes the full way, to be retried or fallen back on.
+      return Promise.resolve(first).then(
+        (output) => {
+          // Later than the call's start: the breaker reads the clock itself.
+          breaker?.succeeded(false);
+          bulkhead?.leave();
+          return output;
+        },
+        (error: unknown) => this.guarded(call, Promise.reject(error)),
+      );
+    }
     breaker?.succeeded(false, now);
     bulkhead?.leave();
     return first;

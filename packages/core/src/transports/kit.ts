@@ -25,6 +25,7 @@ export type {
   EventHandler,
   RequestOptions,
   RpcHandler,
+  RpcReply,
   RpcRequest,
   ServeOptions,
   SubscribeOptions,

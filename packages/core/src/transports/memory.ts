@@ -378,9 +378,13 @@ class MemoryTransport implements Transport {
     const queue = this.broker.rpcQueue(service);
     const inFlight = new Set<Promise<void>>();
     const consumer = queue.addConsumer(options.concurrency, async ({ item }) => {
-      const work = handler({ action: item.action, message: item.message }).then((reply) =>
-        item.answer(item.token, reply),
-      );
+      const work = Promise.resolve(handler({ action: item.action, message: item.message })).then((reply) => {
+        try {
+          item.answer(item.token, reply);
+        } finally {
+          reply.sent?.();
+        }
+      });
       inFlight.add(work);
       try {
         await work;

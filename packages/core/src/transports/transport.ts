@@ -30,8 +30,22 @@ export interface RpcRequest {
   receivedAt?: number;
 }
 
-/** Answers a request. It never throws: errors are encoded into the reply by the runtime. */
-export type RpcHandler = (request: RpcRequest) => Promise<WireMessage>;
+/**
+ * A request's reply. `sent`, when present, is the handler's work that waits for the reply to be on its way
+ * (the runtime ends the server span and records the metrics there): the transport calls it exactly once,
+ * right after handing the reply to its connection, or after dropping it (no reply wanted, or it could not
+ * be sent). The caller does not wait for the server's bookkeeping.
+ */
+export interface RpcReply extends WireMessage {
+  sent?(): void;
+}
+
+/**
+ * Answers a request: with its reply itself when it has it at once (a handler that needs not wait, so the
+ * transport can answer in the same turn, with no promise), or a promise of it. It never throws: errors are
+ * encoded into the reply by the runtime.
+ */
+export type RpcHandler = (request: RpcRequest) => RpcReply | Promise<RpcReply>;
 
 export interface EventDelivery {
   message: WireMessage;

@@ -25,6 +25,18 @@ describe('NATS publish batch: the requests and replies of one turn of the event 
     assert.deepEqual(sent, ['a']);
   });
 
+  it("a lone publish is written at once, not at the end of the microtask: the connection's held bytes go now", () => {
+    const events: string[] = [];
+    const nc = {
+      publish: (subject: string) => events.push(`publish ${subject}`),
+      protocol: { flushPending: () => events.push('write') },
+    } as unknown as NatsConnection;
+    const batch = new PublishBatch();
+    batch.publish(nc, 'a', body, undefined, undefined, true);
+    batch.publish(nc, 'b', body, undefined, undefined, false);
+    assert.deepEqual(events, ['publish a', 'write'], 'one among others waits for its batch, written by nats.js');
+  });
+
   it('publishes among others wait for the end of the turn, then go in the order they were made', async () => {
     const { nc, sent } = recorder();
     const batch = new PublishBatch();

@@ -1,5 +1,5 @@
 import type { Channel, ConsumeMessage } from 'amqplib';
-import type { RpcHandler, ServeOptions, WireMessage } from '../transport.ts';
+import type { RpcHandler, RpcReply, ServeOptions } from '../transport.ts';
 import { settle } from './channels.ts';
 import type { ConsumerSpec } from './consumer.ts';
 import { propertiesOf, toBuffer, toWire } from './messages.ts';
@@ -39,7 +39,7 @@ export function rpcServer(
 async function answer(channel: Channel, message: ConsumeMessage, handler: RpcHandler): Promise<void> {
   const key = message.fields.routingKey;
   const action = key.slice(key.lastIndexOf('.') + 1);
-  let reply: WireMessage | undefined;
+  let reply: RpcReply | undefined;
   try {
     reply = await handler({ action, message: toWire(message) });
   } catch {
@@ -47,16 +47,20 @@ async function answer(channel: Channel, message: ConsumeMessage, handler: RpcHan
     // dropped (the caller times out) rather than redelivered into the same failure forever.
   }
   const replyTo: unknown = message.properties.replyTo;
-  if (reply && typeof replyTo === 'string' && replyTo !== '') {
-    const correlationId: unknown = message.properties.correlationId;
-    settle(() =>
-      channel.publish(
-        '',
-        replyTo,
-        toBuffer(reply.body),
-        propertiesOf(reply, typeof correlationId === 'string' ? { correlationId } : {}),
-      ),
-    );
+  try {
+    if (reply && typeof replyTo === 'string' && replyTo !== '') {
+      const correlationId: unknown = message.properties.correlationId;
+      settle(() =>
+        channel.publish(
+          '',
+          replyTo,
+          toBuffer(reply.body),
+          propertiesOf(reply, typeof correlationId === 'string' ? { correlationId } : {}),
+        ),
+      );
+    }
+  } finally {
+    reply?.sent?.();
   }
   settle(() => channel.ack(message));
 }

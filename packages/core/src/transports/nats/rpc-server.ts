@@ -1,7 +1,7 @@
 import type { Msg } from '@nats-io/transport-node';
 import { withTimeout } from '../shared/timing.ts';
-import type { Consumer, RpcHandler, ServeOptions, WireMessage } from '../transport.ts';
-import type { ClaimCheck } from './claim-check.ts';
+import type { Consumer, RpcHandler, RpcReply, ServeOptions, WireMessage } from '../transport.ts';
+import type { ClaimCheck, Outgoing } from './claim-check.ts';
 import { handedBackHeaders } from './headers.ts';
 import { checkToken } from './names.ts';
 import type { NatsSession } from './session.ts';
@@ -30,40 +30,123 @@ export async function serveRpc(
   let active = 0;
   let stopping = false;
   let idle: (() => void) | undefined;
+  /**
+   * Requests taken off the wire in this turn (one socket read's worth, handled before its microtasks run),
+   * and in the turn before. A reply goes out at once only when its request came alone, as the last one
+   * did: a handler that answers at once frees its slot before the next request of the same read is even
+   * parsed, so the count in flight no longer tells a lone request from one of a burst, and the replies of
+   * a burst must leave together, in one write.
+   */
+  let arrived = 0;
+  let arrivedBefore = 0;
+  const turnEnded = (): void => {
+    arrivedBefore = arrived;
+    arrived = 0;
+  };
 
-  const handle = async ({ msg, receivedAt }: Received): Promise<void> => {
+  /**
+   * Answers one request. A handler that answers at once is replied to in this same call, with no promise
+   * and no turn of the microtask queue: undefined then. Otherwise the promise of the reply being sent.
+   * Never rejects: what fails is reported.
+   */
+  const handle = (msg: Msg, receivedAt: number): Promise<void> | undefined => {
     const action = msg.subject.slice(msg.subject.lastIndexOf('.') + 1);
-    let reply: WireMessage;
+    let message: WireMessage | undefined;
     try {
-      const message = claims.received(msg) ?? (await claims.incoming(msg, true));
-      reply = await handler({ action, message, receivedAt });
+      message = claims.received(msg);
     } catch (error) {
-      session.report(error, `rpc.${service}.${action}: the request could not be handled, so it gets no reply`);
-      return;
+      notHandled(action, error);
+      return undefined;
     }
-    if (!msg.reply) return; // a plain publish: nobody waits for the answer
-    try {
-      const out = claims.direct(reply, true) ?? (await claims.claimed(reply, session.settings.payloadBucket));
-      session.outgoing.publish(
-        nc,
-        msg.reply,
-        out.body,
-        out.headers ? { headers: out.headers } : undefined,
-        (error) => session.report(error, `rpc.${service}.${action}: the reply could not be sent`),
-        active === 1 && waiting.length === 0,
+    if (!message) {
+      return claims.incoming(msg, true).then(
+        (fetched) => answer(msg, action, fetched, receivedAt),
+        (error: unknown) => notHandled(action, error),
       );
+    }
+    return answer(msg, action, message, receivedAt);
+  };
+  const answer = (msg: Msg, action: string, message: WireMessage, receivedAt: number): Promise<void> | undefined => {
+    let reply: RpcReply | Promise<RpcReply>;
+    try {
+      reply = handler({ action, message, receivedAt });
+    } catch (error) {
+      notHandled(action, error);
+      return undefined;
+    }
+    if (!isPromiseLike(reply)) return respond(msg, action, reply);
+    return reply.then(
+      (settled) => respond(msg, action, settled),
+      (error: unknown) => notHandled(action, error),
+    );
+  };
+  const notHandled = (action: string, error: unknown): void => {
+    session.report(error, `rpc.${service}.${action}: the request could not be handled, so it gets no reply`);
+  };
+  /** Sends the reply (unless nobody waits for one), then lets the handler finish its work after it. */
+  const respond = (msg: Msg, action: string, reply: RpcReply): Promise<void> | undefined => {
+    let to = msg.reply;
+    let out: Outgoing | undefined;
+    try {
+      if (!to) return undefined; // a plain publish: nobody waits for the answer
+      out = claims.direct(reply, true);
+      if (out) publish(to, action, out);
     } catch (error) {
       session.report(error, `rpc.${service}.${action}: the reply could not be sent`);
+      to = undefined;
+    } finally {
+      if (!to || out) sent(action, reply);
+    }
+    if (!to || out) return undefined;
+    // Too large for one message: the body goes to the object store first.
+    return claims
+      .claimed(reply, session.settings.payloadBucket)
+      .then(
+        (claimed) => publish(to, action, claimed),
+        (error: unknown) => session.report(error, `rpc.${service}.${action}: the reply could not be sent`),
+      )
+      .finally(() => sent(action, reply));
+  };
+  /** The handler's work after its reply; a failure there is reported, it does not reach nats.js. */
+  const sent = (action: string, reply: RpcReply): void => {
+    try {
+      reply.sent?.();
+    } catch (error) {
+      session.report(error, `rpc.${service}.${action}: the work after the reply failed`);
     }
   };
-  const run = (received: Received): void => {
+  const publish = (to: string, action: string, out: Outgoing): void => {
+    session.outgoing.publish(
+      nc,
+      to,
+      out.body,
+      out.headers ? { headers: out.headers } : undefined,
+      (error) => session.report(error, `rpc.${service}.${action}: the reply could not be sent`),
+      active === 1 && waiting.length === 0 && arrived <= 1 && arrivedBefore <= 1,
+    );
+  };
+  /** Starts a request; one answered at once frees its slot at once. */
+  const run = (msg: Msg, receivedAt: number): void => {
     active++;
-    void handle(received).finally(() => {
-      active--;
-      const next = stopping ? undefined : waiting.shift();
-      if (next) run(next);
-      else if (active === 0) idle?.();
-    });
+    const work = handle(msg, receivedAt);
+    if (work) work.then(finished, finished);
+    else active--;
+  };
+  let pumping = false;
+  /** A slot is free: the waiting requests start, in arrival order, in a loop rather than a recursion. */
+  const finished = (): void => {
+    active--;
+    if (pumping) return;
+    pumping = true;
+    try {
+      while (!stopping && active < concurrency && waiting.length > 0) {
+        const next = waiting.shift()!;
+        run(next.msg, next.receivedAt);
+      }
+    } finally {
+      pumping = false;
+    }
+    if (active === 0) idle?.();
   };
   // Core NATS holds nothing back, so requests beyond `concurrency` wait here, in arrival order.
   const sub = nc.subscribe(`rpc.${service}.*`, {
@@ -74,9 +157,10 @@ export async function serveRpc(
         return;
       }
       // Stamped now, not when a slot frees: the request's timeout-ms counts from its arrival.
-      const received = { msg, receivedAt: Date.now() };
-      if (!stopping && active < concurrency) run(received);
-      else waiting.push(received);
+      const receivedAt = Date.now();
+      if (arrived++ === 0) queueMicrotask(turnEnded);
+      if (!stopping && active < concurrency) run(msg, receivedAt);
+      else waiting.push({ msg, receivedAt });
     },
   });
   // Once serve() resolves, a request must find this instance.
@@ -106,4 +190,8 @@ export async function serveRpc(
       await withTimeout(nc.flush(), 5_000).catch(() => undefined);
     },
   };
+}
+
+function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
 }
