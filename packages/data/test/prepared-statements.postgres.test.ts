@@ -214,6 +214,82 @@ describe('PostgreSQL runs repeated statements as named prepared statements', { s
     assert.equal((await labelOf(1).execute(db.kysely)).rows[0]!.label, 'one', 'a new connection prepares afresh');
   });
 
+  /** The transaction id the statement runs in (a parameter makes it a named statement, sent with BEGIN). */
+  const xactId = (tag: number) => sql<{ xact: string }>`select pg_current_xact_id()::text as xact, ${tag}::int as tag`;
+
+  it('[postgres] BEGIN goes with the first statement: both statements of a transaction share it, a rollback undoes the first', async () => {
+    const db = await oneConnection();
+    await withItems(db);
+    const ids = await db.transaction(async (trx) => [
+      (await xactId(1).execute(trx)).rows[0]!.xact,
+      (await xactId(2).execute(trx)).rows[0]!.xact,
+    ]);
+    assert.equal(ids[0], ids[1], 'one transaction, begun before the first statement');
+    for (const prepared of [false, true]) {
+      const failed = await db
+        .transaction(async (trx) => {
+          await sql`insert into items values (${10}, ${'ten'})`.execute(trx);
+          await sql`select 1 / ${0}::int`.execute(trx);
+        })
+        .catch((error: unknown) => error);
+      assert.equal((failed as { code?: unknown }).code, '22012', `division by zero (prepared before: ${prepared})`);
+      const { rows } = await sql<{ n: number }>`select count(*)::int as n from items where id = ${10}`.execute(db.kysely);
+      assert.equal(rows[0]!.n, 0, 'the insert rolled back with its transaction');
+    }
+    // Committed, it stays.
+    await db.transaction((trx) => sql`insert into items values (${10}, ${'ten'})`.execute(trx));
+    assert.equal((await labelOf(10).execute(db.kysely)).rows[0]!.label, 'ten');
+  });
+
+  it('[postgres] a transaction that runs no statement, or begins with an unnamed one, works as before', async () => {
+    const db = await oneConnection();
+    await withItems(db);
+    await db.transaction(async () => undefined);
+    await db.kysely
+      .transaction()
+      .execute(async () => {
+        throw new Error('nothing ran');
+      })
+      .catch(() => undefined);
+    const trx = await db.kysely.startTransaction().execute();
+    await trx.rollback().execute();
+    // A first statement without parameters is not named: BEGIN goes alone first, and it still holds.
+    const failed = await db
+      .transaction(async (inner) => {
+        await sql`insert into items values (20, 'twenty')`.execute(inner);
+        await sql`select 1 / ${0}::int`.execute(inner);
+      })
+      .catch((error: unknown) => error);
+    assert.equal((failed as { code?: unknown }).code, '22012');
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from items where id = ${20}`.execute(db.kysely);
+    assert.equal(rows[0]!.n, 0);
+    const ids = await db.transaction(async (inner) => {
+      await sql`select 1`.execute(inner);
+      return [(await xactId(1).execute(inner)).rows[0]!.xact, (await xactId(2).execute(inner)).rows[0]!.xact];
+    });
+    assert.equal(ids[0], ids[1]);
+  });
+
+  it('[postgres] a first statement the server refuses to parse fails as it would alone; the connection serves on', async () => {
+    const db = await oneConnection();
+    await withItems(db);
+    for (let i = 0; i < 2; i++) {
+      const misspelt = await db
+        .transaction((trx) => sql`select labl from items where id = ${1}`.execute(trx))
+        .catch((error: unknown) => error);
+      assert.equal((misspelt as { code?: unknown }).code, '42703', 'refused at Parse, each time alike');
+    }
+    const duplicate = await db
+      .transaction((trx) => sql`insert into items values (${1}, ${'again'})`.execute(trx))
+      .catch((error: unknown) => error);
+    assert.equal((duplicate as { code?: unknown }).code, '23505');
+    // Prepared by the failed transaction (Parse succeeded), it runs by name in the next one.
+    await db.transaction((trx) => sql`insert into items values (${5}, ${'five'})`.execute(trx));
+    assert.equal((await labelOf(5).execute(db.kysely)).rows[0]!.label, 'five');
+    assert.ok((await preparedOn(db)).some((row) => row.statement === 'insert into items values ($1, $2)' && row.executions === 2));
+    assert.equal((await labelOf(1).execute(db.kysely)).rows[0]!.label, 'one');
+  });
+
   it('[postgres] a session of its own prepares its repeated statements too', async () => {
     const db = await oneConnection();
     const session = await db.openSession();
