@@ -83,8 +83,8 @@ const NO_SUCH_STATEMENT = '26000';
  * portal and statement, no parameters, no result formats), Execute `E` (unnamed portal, every row).
  */
 const BEGIN_MESSAGES = Buffer.from([
-  0x50, 0, 0, 0, 13, 0, 0x62, 0x65, 0x67, 0x69, 0x6e, 0, 0, 0, 0x42, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0x45, 0, 0,
-  0, 9, 0, 0, 0, 0, 0,
+  0x50, 0, 0, 0, 13, 0, 0x62, 0x65, 0x67, 0x69, 0x6e, 0, 0, 0, 0x42, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0x45, 0, 0, 0,
+  9, 0, 0, 0, 0, 0,
 ]);
 
 /** pg's connection as a query's `prepare` sees it, which its types leave out. */
@@ -238,7 +238,8 @@ export function prepareRepeatedStatements(client: pg.ClientBase, limit: number):
   /** BEGIN on its own, then the statement once it has begun: for a first statement that is not named. */
   const sendAfterBegin = (config: unknown, values?: unknown, callback?: unknown): unknown => {
     const begun = send.call(client, 'begin') as Promise<unknown>;
-    if (typeof config === 'string' && callback === undefined) return begun.then(() => send.call(client, config, values));
+    if (typeof config === 'string' && callback === undefined)
+      return begun.then(() => send.call(client, config, values));
     // A submittable (a cursor) or a callback: pg hands it back at once, so it is queued behind BEGIN, which
     // pg sends first. BEGIN fails only with its connection, and then so does what was queued behind it.
     begun.catch(() => undefined);

@@ -233,7 +233,9 @@ describe('PostgreSQL runs repeated statements as named prepared statements', { s
         })
         .catch((error: unknown) => error);
       assert.equal((failed as { code?: unknown }).code, '22012', `division by zero (prepared before: ${prepared})`);
-      const { rows } = await sql<{ n: number }>`select count(*)::int as n from items where id = ${10}`.execute(db.kysely);
+      const { rows } = await sql<{ n: number }>`select count(*)::int as n from items where id = ${10}`.execute(
+        db.kysely,
+      );
       assert.equal(rows[0]!.n, 0, 'the insert rolled back with its transaction');
     }
     // Committed, it stays.
@@ -286,7 +288,11 @@ describe('PostgreSQL runs repeated statements as named prepared statements', { s
     // Prepared by the failed transaction (Parse succeeded), it runs by name in the next one.
     await db.transaction((trx) => sql`insert into items values (${5}, ${'five'})`.execute(trx));
     assert.equal((await labelOf(5).execute(db.kysely)).rows[0]!.label, 'five');
-    assert.ok((await preparedOn(db)).some((row) => row.statement === 'insert into items values ($1, $2)' && row.executions === 2));
+    assert.ok(
+      (await preparedOn(db)).some(
+        (row) => row.statement === 'insert into items values ($1, $2)' && row.executions === 2,
+      ),
+    );
     assert.equal((await labelOf(1).execute(db.kysely)).rows[0]!.label, 'one');
   });
 
