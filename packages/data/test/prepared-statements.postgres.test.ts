@@ -4,7 +4,7 @@ import { ChassisError } from '@chassis/core';
 import { Database, type DatabaseOptions, sql } from '@chassis/data';
 import { postgresTarget } from '@chassis/testing';
 import { unavailableIfDisconnected } from '../src/database.ts';
-import { preparedStatementName } from '../src/prepared-statements.ts';
+import { COMMIT_AFTER, preparedStatementName } from '../src/prepared-statements.ts';
 
 describe('which statements are prepared, under which name', () => {
   it('queries and DML with their text hashed into the name; the same text, the same name', () => {
@@ -294,6 +294,80 @@ describe('PostgreSQL runs repeated statements as named prepared statements', { s
       ),
     );
     assert.equal((await labelOf(1).execute(db.kysely)).rows[0]!.label, 'one');
+  });
+
+  const count = async (db: Database, id: number) =>
+    (await sql<{ n: number }>`select count(*)::int as n from items where id = ${id}`.execute(db.kysely)).rows[0]!.n;
+  /** An insert that carries its transaction's COMMIT. */
+  const insertLast = (id: number, label: string) =>
+    sql`insert into items values (${id}, ${label})${sql.raw(COMMIT_AFTER)}`;
+
+  it('[postgres] a statement ending with COMMIT_AFTER commits its transaction with it; Kysely’s COMMIT is answered', async () => {
+    const db = await oneConnection();
+    await withItems(db);
+    // Alone in its transaction: BEGIN, the insert and COMMIT in one round trip.
+    await db.transaction((trx) => insertLast(30, 'thirty').execute(trx));
+    assert.equal((await labelOf(30).execute(db.kysely)).rows[0]!.label, 'thirty');
+    // After other statements: all of them commit together.
+    await db.transaction(async (trx) => {
+      await sql`insert into items values (${31}, ${'thirty-one'})`.execute(trx);
+      await insertLast(32, 'thirty-two').execute(trx);
+    });
+    assert.deepEqual([await count(db, 31), await count(db, 32)], [1, 1]);
+    // Outside a transaction it is an ordinary statement.
+    await insertLast(33, 'thirty-three').execute(db.kysely);
+    assert.equal(await count(db, 33), 1);
+  });
+
+  it('[postgres] a carrying statement that fails, or a COMMIT the server refuses, commits nothing', async () => {
+    const db = await oneConnection();
+    await withItems(db);
+    const failed = await db
+      .transaction(async (trx) => {
+        await sql`insert into items values (${40}, ${'forty'})`.execute(trx);
+        await insertLast(1, 'taken').execute(trx);
+      })
+      .catch((error: unknown) => error);
+    assert.equal((failed as { code?: unknown }).code, '23505');
+    assert.equal(await count(db, 40), 0, 'the statement failed: no COMMIT ran, the transaction rolled back');
+
+    // A deferred constraint is checked at COMMIT: the carrier runs, the COMMIT is refused.
+    await sql`create table refs (id int primary key, item int references items (id) deferrable initially deferred)`.execute(
+      db.kysely,
+    );
+    const refused = await db
+      .transaction(async (trx) => {
+        await sql`insert into items values (${41}, ${'forty-one'})`.execute(trx);
+        await sql`insert into refs values (${1}, ${999})${sql.raw(COMMIT_AFTER)}`.execute(trx);
+      })
+      .catch((error: unknown) => error);
+    assert.equal((refused as { code?: unknown }).code, '23503', 'the COMMIT’s foreign-key violation');
+    assert.equal(await count(db, 41), 0);
+    // Kysely's own COMMIT is told the transaction rolled back when it is the one that learns it.
+    const trx = await db.kysely.startTransaction().execute();
+    await sql`insert into items values (${42}, ${'forty-two'})`.execute(trx);
+    const carried = await sql`insert into refs values (${2}, ${999})${sql.raw(COMMIT_AFTER)}`
+      .execute(trx)
+      .catch((error: unknown) => error);
+    assert.equal((carried as { code?: unknown }).code, '23503');
+    await assert.rejects(trx.commit().execute(), /rolled back|aborted/i);
+    assert.equal(await count(db, 42), 0);
+    // The connection serves on, in and out of transactions.
+    await db.transaction((inner) => insertLast(43, 'forty-three').execute(inner));
+    assert.equal(await count(db, 43), 1);
+  });
+
+  it('[postgres] nothing runs after a statement that committed its transaction: it is refused, not run alone', async () => {
+    const db = await oneConnection();
+    await withItems(db);
+    const after = await db
+      .transaction(async (trx) => {
+        await insertLast(50, 'fifty').execute(trx);
+        await sql`insert into items values (${51}, ${'fifty-one'})`.execute(trx);
+      })
+      .catch((error: unknown) => error);
+    assert.ok(after instanceof ChassisError && after.code === 'INTERNAL', String(after));
+    assert.equal(await count(db, 51), 0);
   });
 
   it('[postgres] a session of its own prepares its repeated statements too', async () => {
