@@ -52,7 +52,6 @@ export class PubAcks {
     msgID: string | undefined,
     timeoutMs: number,
   ): Promise<{ duplicate: boolean }> {
-    this.#subscribe();
     const token = (++this.#seq).toString(36);
     let hdrs = headers;
     if (msgID) {
@@ -62,6 +61,8 @@ export class PubAcks {
     return new Promise((resolve, reject) => {
       this.#waiting.set(token, { resolve, reject, deadline: Date.now() + timeoutMs });
       try {
+        // Inside the promise: a closed connection fails the publish, never throws at its caller.
+        this.#subscribe();
         this.#nc.publish(subject, body, { reply: `${this.#inbox}.${token}`, ...(hdrs ? { headers: hdrs } : {}) });
       } catch (error) {
         this.#waiting.delete(token);
@@ -77,10 +78,10 @@ export class PubAcks {
     const sub = this.#nc.subscribe(`${this.#inbox}.*`, { callback: (error, msg) => this.#answer(error, msg) });
     this.#sub = sub;
     // A connection closed (or the subscription refused): nothing waiting will be answered.
-    void sub.closed.then(
-      (error) => this.#failAll(error ?? new Error('the connection closed before the PubAck came')),
-      (error: unknown) => this.#failAll(error),
-    );
+    const closed = (error: unknown) => {
+      if (this.#sub === sub) this.#failAll(error ?? new Error('the connection closed before the PubAck came'));
+    };
+    void sub.closed.then(closed, closed);
   }
 
   #answer(error: Error | null, msg: Msg): void {
