@@ -276,6 +276,10 @@ export class OutboxRelay {
     await this.cycle;
     try {
       await this.flush(Date.now() + this.drainTimeoutMs);
+      // What the last batches published and nothing marked yet: marked now, not published again by the
+      // next leader.
+      const leadership = this.leadership;
+      await this.markUnmarked(leadership ? (query) => leadership.execute(query) : this.onItsOwn);
     } catch (error) {
       this.onError(error);
     }
@@ -538,9 +542,10 @@ export class OutboxRelay {
     const parked: ParkedOutboxRow[] = [];
     const execute = <R>(query: RawBuilder<R>) => leadership.execute(query);
     const handed = this.takeHanded();
-    // Before a look: the rows published and not marked yet must not be read as waiting.
-    if (!handed) await this.markUnmarked(execute);
-    const outcome = await this.publishReady(execute, parked, handed);
+    // Before a look: the rows published and not marked yet must not be read as waiting. On PostgreSQL the
+    // look marks them itself, in the same statement (see `publishReady`).
+    if (!handed && this.db.kind !== 'postgres') await this.markUnmarked(execute);
+    const outcome = await this.publishReady(execute, parked, handed, true);
     for (const row of parked) this.onParked(row);
     return outcome;
   }
@@ -605,17 +610,34 @@ export class OutboxRelay {
     execute: <R>(query: RawBuilder<R>) => Promise<R[]>,
     parked: ParkedOutboxRow[],
     handed?: Row[],
+    leading = false,
   ): Promise<BatchOutcome> {
     const table = sql.id(this.service, TABLE);
+    // The leader on PostgreSQL marks what it published last as it looks (the rows no insert marked).
+    const marks = leading && !handed && this.db.kind === 'postgres' ? this.unmarked : [];
+    if (marks.length > 0) this.unmarked = [];
     // The committed unsent rows in the order they were written (see Order in outbox.ts): a row that commits
     // later with a smaller id is not skipped, since rows are marked, not passed by a cursor.
-    const ready =
-      handed ??
-      (await execute(sql<Row>`
+    let ready: Row[];
+    try {
+      ready =
+        handed ??
+        (marks.length > 0
+          ? await execute(sql<Row>`
+      with marked as (update ${table} set sent_at = clock_timestamp() where id = any(${marks}))
+      select id, event, headers, body, attempts from ${table}
+      where sent_at is null and parked_at is null and id <> all(${marks})
+      order by id
+      limit ${this.batchSize}`)
+          : await execute(sql<Row>`
       select id, event, headers, body, attempts from ${table}
       where sent_at is null and parked_at is null
       order by id
       limit ${this.batchSize}`));
+    } catch (error) {
+      this.unmarked.push(...marks);
+      throw error;
+    }
     // A full batch read leaves rows unread; any batch may end before its last row (a failure, below).
     if (!handed && ready.length === this.batchSize) this.readThrough = undefined;
     else if (ready.length > 0) this.readThrough = Math.max(this.readThrough ?? 0, Number(ready.at(-1)!.id));
@@ -694,8 +716,10 @@ export class OutboxRelay {
       const record = result[0];
       if (park && record) parked.push(toParked(record));
     }
-    if (handed && failed.length === 0 && sent.length > 0) {
-      // All of them went: the service's next outbox insert marks them (see `takeMarks`).
+    if ((handed || (leading && this.db.kind === 'postgres')) && failed.length === 0 && sent.length > 0) {
+      // All of them went: the service's next outbox insert marks them (see `takeMarks`), or the leader's
+      // next look, or the relay a moment later: no statement of their own under load. Should the relay
+      // die first, the next leader publishes them again (at least once; JetStream drops the duplicates).
       this.unmarked.push(...sent);
       this.markSoon();
     } else if (sent.length > 0 && mysql) {

@@ -28,6 +28,21 @@ import pg from 'pg';
  * transaction the failure has already aborted the transaction, so it surfaces as `UNAVAILABLE`
  * (retryable): running the transaction again succeeds. A node migrates before it serves, so this meets
  * only a node whose tables another node migrated under it (a rolling upgrade).
+ *
+ * BEGIN rides with the transaction's first statement. Kysely sends `begin` and waits for its answer
+ * before the first statement: a round trip of its own, one in four of SimpleBank's. The client answers
+ * `begin` at once instead and sends BEGIN's Parse, Bind and Execute ahead of the first statement's own
+ * messages, in the same write, before their one Sync: PostgreSQL runs both and answers once. Should the
+ * BEGIN fail, the server skips the statement (an extended-protocol error skips to the Sync), so nothing
+ * runs outside a transaction. A transaction whose first statement is not a named one (no parameters,
+ * not preparable) sends BEGIN alone first, as before; one that ends with no statement sends nothing.
+ *
+ * COMMIT can ride with the last statement likewise: a statement whose text ends with `COMMIT_AFTER` (a
+ * unit of work's outbox insert, written right before it commits) is sent with COMMIT's Parse, Bind and
+ * Execute after its own, before the Sync, and Kysely's COMMIT that follows is answered at once: COMMIT
+ * if all went through, ROLLBACK (Kysely then fails the commit) if the server refused the COMMIT. A
+ * statement that fails makes the server skip the COMMIT: its transaction stays open, aborted, and
+ * Kysely's ROLLBACK goes to the server. A unit that only emits events is then one round trip in all.
  */
 
 /** Names a connection keeps prepared unless told otherwise: ample for a service's fixed statements. */
@@ -69,7 +84,114 @@ const FEATURE_NOT_SUPPORTED = '0A000';
 /** SQLSTATE `invalid_sql_statement_name`: the server has no statement of that name. */
 const NO_SUCH_STATEMENT = '26000';
 
-/** Makes `client` run its repeated statements as named prepared statements, at most `limit` names. */
+/**
+ * BEGIN as an unnamed statement, bound and executed, with no Sync: what goes ahead of a transaction's
+ * first statement (see BEGIN above). Parse `P` (no name, `begin`, no parameter types), Bind `B` (unnamed
+ * portal and statement, no parameters, no result formats), Execute `E` (unnamed portal, every row).
+ */
+const BEGIN_MESSAGES = Buffer.from([
+  0x50, 0, 0, 0, 13, 0, 0x62, 0x65, 0x67, 0x69, 0x6e, 0, 0, 0, 0x42, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0x45, 0, 0, 0,
+  9, 0, 0, 0, 0, 0,
+]);
+
+/** pg's connection as a query's `prepare` sees it, which its types leave out. */
+interface WireConnection {
+  parsedStatements: Record<string, string>;
+  stream: { writable: boolean; write(chunk: Uint8Array): boolean };
+}
+
+/**
+ * COMMIT as an unnamed statement, bound and executed, with no Sync: what goes after the statement a
+ * transaction ends with (see COMMIT above). The same three messages as BEGIN's, with `commit`.
+ */
+const COMMIT_MESSAGES = Buffer.from([
+  0x50, 0, 0, 0, 14, 0, 0x63, 0x6f, 0x6d, 0x6d, 0x69, 0x74, 0, 0, 0, 0x42, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0x45, 0,
+  0, 0, 9, 0, 0, 0, 0, 0,
+]);
+
+/**
+ * Ends a statement's text (any statement a unit of work ends its transaction with): the client sends
+ * COMMIT with it, in the same round trip, and answers the transaction's own COMMIT at once (see COMMIT
+ * above). A comment: where no client reads it (PGlite, MariaDB), the statement runs as it is.
+ */
+export const COMMIT_AFTER = ' /* chassis: commit after */';
+
+/** What pg's Query does that its types leave out: the hooks a subclass adds BEGIN and COMMIT through. */
+interface QueryInternals {
+  prepare(connection: WireConnection): void;
+  handleCommandComplete(message: unknown, connection: WireConnection): void;
+  _getRows(connection: WireConnection & { execute(c: unknown): void; sync(): void }, rows: unknown): void;
+}
+
+const queryProto = pg.Query.prototype as unknown as QueryInternals;
+
+/**
+ * A named statement with BEGIN before it, COMMIT after it, or both, in the same round trip, before one
+ * Sync. Their answers are not the statement's: their CommandCompletes are passed over, and BEGIN's
+ * ParseComplete — which pg records as the named statement's — is undone unless the statement was parsed
+ * already (the statement's own ParseComplete, which follows, records it again). An error anywhere makes
+ * the server skip the rest up to the Sync: a failed BEGIN runs nothing, a failed statement no COMMIT.
+ */
+class WrappedQuery extends pg.Query {
+  readonly #begin: boolean;
+  readonly #commit: boolean;
+  #completes = 0;
+  #parsedBefore = false;
+
+  constructor(text: string, values: unknown[], begin: boolean, commit: boolean) {
+    super(text, values);
+    this.#begin = begin;
+    this.#commit = commit;
+  }
+
+  prepare(connection: WireConnection): void {
+    const name = (this as { name?: string }).name;
+    this.#parsedBefore = name !== undefined && connection.parsedStatements[name] !== undefined;
+    // pg corks the stream around `prepare`: all of it leaves in one write.
+    if (this.#begin && connection.stream.writable) connection.stream.write(BEGIN_MESSAGES);
+    queryProto.prepare.call(this, connection);
+  }
+
+  /** pg's Execute and Sync of the statement, COMMIT between them. */
+  _getRows(connection: WireConnection & { execute(c: unknown): void; sync(): void }, rows: unknown): void {
+    if (!this.#commit || rows) {
+      queryProto._getRows.call(this, connection, rows);
+      return;
+    }
+    connection.execute({ portal: (this as { portal?: string }).portal, rows });
+    if (connection.stream.writable) connection.stream.write(COMMIT_MESSAGES);
+    connection.sync();
+  }
+
+  handleCommandComplete(message: unknown, connection: WireConnection): void {
+    const index = this.#completes++;
+    if (this.#begin && index === 0) {
+      const name = (this as { name?: string }).name;
+      if (name !== undefined && !this.#parsedBefore) delete connection.parsedStatements[name];
+      return;
+    }
+    // The statement's is the one after BEGIN's; COMMIT's comes after it.
+    if (this.#commit && index === (this.#begin ? 2 : 1)) return;
+    queryProto.handleCommandComplete.call(this, message, connection);
+  }
+}
+
+/** What Kysely reads of BEGIN's, COMMIT's or ROLLBACK's answer. */
+function commandResult(command: string): pg.QueryResult {
+  return { command, rowCount: null, oid: 0, rows: [], fields: [] };
+}
+
+/** `begin`, `commit` or `rollback` as Kysely sends them: the text alone, no parameters. */
+function transactionControl(config: unknown, values: unknown, callback: unknown): string | undefined {
+  if (typeof config !== 'string' || callback !== undefined) return undefined;
+  if (values !== undefined && !(Array.isArray(values) && values.length === 0)) return undefined;
+  return config === 'begin' || config === 'commit' || config === 'rollback' ? config : undefined;
+}
+
+/**
+ * Makes `client` run its repeated statements as named prepared statements, at most `limit` names, and
+ * send a transaction's BEGIN with its first named statement (see BEGIN above).
+ */
 export function prepareRepeatedStatements(client: pg.ClientBase, limit: number): void {
   if (limit <= 0) return;
   const send = client.query as QueryFunction;
@@ -94,9 +216,17 @@ export function prepareRepeatedStatements(client: pg.ClientBase, limit: number):
    * (its `cloneQueryConfig`, ~1% of a SimpleBank process's CPU): a query made from the text alone is not
    * copied, and its name is set before it is queued.
    */
-  const sendNamed = (name: string, text: string, values: unknown[]): Promise<unknown> =>
+  const sendNamed = (
+    name: string,
+    text: string,
+    values: unknown[],
+    begin: boolean,
+    commit: boolean,
+  ): Promise<unknown> =>
     new Promise((resolve, reject) => {
-      const query = new pg.Query(text, values) as pg.Query & {
+      const query = (
+        begin || commit ? new WrappedQuery(text, values, begin, commit) : new pg.Query(text, values)
+      ) as pg.Query & {
         name?: string;
         callback?: (error: Error | null, result: unknown) => void;
       };
@@ -105,16 +235,23 @@ export function prepareRepeatedStatements(client: pg.ClientBase, limit: number):
       send.call(client, query);
     });
 
-  const runNamed = async (name: string, text: string, values: unknown[]): Promise<unknown> => {
+  const runNamed = async (
+    name: string,
+    text: string,
+    values: unknown[],
+    begin: boolean,
+    commit: boolean,
+  ): Promise<unknown> => {
     for (let attempt = 1; ; attempt++) {
       if (stale.has(name)) {
         // In a failed transaction DEALLOCATE is refused too; unnamed, the statement fails as it should.
         if (client.getTransactionStatus() === 'E') return send.call(client, text, values);
+        // Outside the transaction still to begin: DEALLOCATE is not transactional.
         await deallocate(name);
       }
       prepared.add(name);
       try {
-        return await sendNamed(name, text, values);
+        return await sendNamed(name, text, values, begin, commit);
       } catch (error) {
         // A statement the server refused to parse is not prepared; one that failed later is.
         if (parsed[name] === undefined) prepared.delete(name);
@@ -132,9 +269,42 @@ export function prepareRepeatedStatements(client: pg.ClientBase, limit: number):
     }
   };
 
+  /** Kysely's `begin` was answered and not sent yet: the next statement carries it. */
+  let beginDeferred = false;
+  /** The transaction ended with a statement that carried its COMMIT: how, for Kysely's COMMIT after it. */
+  let carried: 'committed' | 'failed' | undefined;
+
   client.query = ((config: unknown, values?: unknown, callback?: unknown) => {
+    const control = transactionControl(config, values, callback);
+    // A new transaction: whatever the last one left unsaid is moot.
+    if (control === 'begin') carried = undefined;
+    if (carried !== undefined) {
+      const outcome = carried;
+      carried = undefined;
+      if (control === 'commit') return Promise.resolve(commandResult(outcome === 'committed' ? 'COMMIT' : 'ROLLBACK'));
+      // After a failure the transaction is aborted (the statement failed) or over (the COMMIT did): the
+      // server's ROLLBACK ends the first and is a no-op for the second.
+      if (control === 'rollback' && outcome === 'failed') return send.call(client, config, values, callback);
+      // Nothing follows a statement that commits its transaction (a unit of work commits right after).
+      return Promise.reject(
+        new ChassisError(
+          'INTERNAL',
+          `The transaction committed with its last statement; it takes no ${control ?? 'statement'} after it`,
+        ),
+      );
+    }
+    if (control === 'begin' && !beginDeferred && client.getTransactionStatus() === 'I') {
+      beginDeferred = true;
+      return Promise.resolve(commandResult('BEGIN'));
+    }
+    const begin = beginDeferred;
+    beginDeferred = false;
+    // A transaction that ran no statement: there is nothing to commit or roll back.
+    if (begin && (control === 'commit' || control === 'rollback')) {
+      return Promise.resolve(commandResult(control.toUpperCase()));
+    }
     if (typeof config !== 'string' || !Array.isArray(values) || values.length === 0 || callback !== undefined) {
-      return send.call(client, config, values, callback);
+      return begin ? sendAfterBegin(config, values, callback) : send.call(client, config, values, callback);
     }
     const name = preparedStatementName(config);
     const usable =
@@ -142,8 +312,34 @@ export function prepareRepeatedStatements(client: pg.ClientBase, limit: number):
       (prepared.has(name) || prepared.size < limit) &&
       // A name pg holds for another text (a hash collision) would be refused: run that text unnamed.
       (parsed[name] === undefined || parsed[name] === config);
-    return usable ? runNamed(name, config, values) : send.call(client, config, values);
+    if (!usable) return begin ? sendAfterBegin(config, values) : send.call(client, config, values);
+    // COMMIT rides with a statement that ends its transaction (COMMIT_AFTER), if a transaction is open.
+    const commit = config.endsWith(COMMIT_AFTER) && (begin || client.getTransactionStatus() === 'T');
+    if (!commit) return runNamed(name, config, values, begin, false);
+    return runNamed(name, config, values, begin, true).then(
+      (result) => {
+        carried = 'committed';
+        return result;
+      },
+      (error: unknown) => {
+        // Whether the statement or the COMMIT failed, nothing committed: Kysely's COMMIT is told it
+        // rolled back, its ROLLBACK goes to the server (the transaction may still be open, aborted).
+        carried = 'failed';
+        throw error;
+      },
+    );
   }) as typeof client.query;
+
+  /** BEGIN on its own, then the statement once it has begun: for a first statement that is not named. */
+  const sendAfterBegin = (config: unknown, values?: unknown, callback?: unknown): unknown => {
+    const begun = send.call(client, 'begin') as Promise<unknown>;
+    if (typeof config === 'string' && callback === undefined)
+      return begun.then(() => send.call(client, config, values));
+    // A submittable (a cursor) or a callback: pg hands it back at once, so it is queued behind BEGIN, which
+    // pg sends first. BEGIN fails only with its connection, and then so does what was queued behind it.
+    begun.catch(() => undefined);
+    return send.call(client, config, values, callback);
+  };
 }
 
 /**

@@ -236,7 +236,8 @@ export class UnitOfWork {
     const notify = this.notifies();
     const marks = notify ? undefined : this.takeMarks?.();
     if (marks) this.markings.push(marks.settle);
-    const ids = await insertOutbox(trx, this.service, messages, notify, marks?.ids);
+    // The last statement of the transaction: the unit commits right after it, so it carries the COMMIT.
+    const ids = await insertOutbox(trx, this.service, messages, notify, marks?.ids, true);
     if (ids === undefined) return;
     for (const [i, id] of ids.entries()) {
       this.unannounced = Math.max(this.unannounced ?? 0, id);

@@ -4,7 +4,7 @@ import { ChassisError } from '@chassis/core';
 import { Database, type DatabaseOptions, sql } from '@chassis/data';
 import { postgresTarget } from '@chassis/testing';
 import { unavailableIfDisconnected } from '../src/database.ts';
-import { preparedStatementName } from '../src/prepared-statements.ts';
+import { COMMIT_AFTER, preparedStatementName } from '../src/prepared-statements.ts';
 
 describe('which statements are prepared, under which name', () => {
   it('queries and DML with their text hashed into the name; the same text, the same name', () => {
@@ -212,6 +212,162 @@ describe('PostgreSQL runs repeated statements as named prepared statements', { s
     assert.ok(lost instanceof ChassisError, String(lost));
     assert.equal(lost.code, 'UNAVAILABLE');
     assert.equal((await labelOf(1).execute(db.kysely)).rows[0]!.label, 'one', 'a new connection prepares afresh');
+  });
+
+  /** The transaction id the statement runs in (a parameter makes it a named statement, sent with BEGIN). */
+  const xactId = (tag: number) => sql<{ xact: string }>`select pg_current_xact_id()::text as xact, ${tag}::int as tag`;
+
+  it('[postgres] BEGIN goes with the first statement: both statements of a transaction share it, a rollback undoes the first', async () => {
+    const db = await oneConnection();
+    await withItems(db);
+    const ids = await db.transaction(async (trx) => [
+      (await xactId(1).execute(trx)).rows[0]!.xact,
+      (await xactId(2).execute(trx)).rows[0]!.xact,
+    ]);
+    assert.equal(ids[0], ids[1], 'one transaction, begun before the first statement');
+    for (const prepared of [false, true]) {
+      const failed = await db
+        .transaction(async (trx) => {
+          await sql`insert into items values (${10}, ${'ten'})`.execute(trx);
+          await sql`select 1 / ${0}::int`.execute(trx);
+        })
+        .catch((error: unknown) => error);
+      assert.equal((failed as { code?: unknown }).code, '22012', `division by zero (prepared before: ${prepared})`);
+      const { rows } = await sql<{ n: number }>`select count(*)::int as n from items where id = ${10}`.execute(
+        db.kysely,
+      );
+      assert.equal(rows[0]!.n, 0, 'the insert rolled back with its transaction');
+    }
+    // Committed, it stays.
+    await db.transaction((trx) => sql`insert into items values (${10}, ${'ten'})`.execute(trx));
+    assert.equal((await labelOf(10).execute(db.kysely)).rows[0]!.label, 'ten');
+  });
+
+  it('[postgres] a transaction that runs no statement, or begins with an unnamed one, works as before', async () => {
+    const db = await oneConnection();
+    await withItems(db);
+    await db.transaction(async () => undefined);
+    await db.kysely
+      .transaction()
+      .execute(async () => {
+        throw new Error('nothing ran');
+      })
+      .catch(() => undefined);
+    const trx = await db.kysely.startTransaction().execute();
+    await trx.rollback().execute();
+    // A first statement without parameters is not named: BEGIN goes alone first, and it still holds.
+    const failed = await db
+      .transaction(async (inner) => {
+        await sql`insert into items values (20, 'twenty')`.execute(inner);
+        await sql`select 1 / ${0}::int`.execute(inner);
+      })
+      .catch((error: unknown) => error);
+    assert.equal((failed as { code?: unknown }).code, '22012');
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from items where id = ${20}`.execute(db.kysely);
+    assert.equal(rows[0]!.n, 0);
+    const ids = await db.transaction(async (inner) => {
+      await sql`select 1`.execute(inner);
+      return [(await xactId(1).execute(inner)).rows[0]!.xact, (await xactId(2).execute(inner)).rows[0]!.xact];
+    });
+    assert.equal(ids[0], ids[1]);
+  });
+
+  it('[postgres] a first statement the server refuses to parse fails as it would alone; the connection serves on', async () => {
+    const db = await oneConnection();
+    await withItems(db);
+    for (let i = 0; i < 2; i++) {
+      const misspelt = await db
+        .transaction((trx) => sql`select labl from items where id = ${1}`.execute(trx))
+        .catch((error: unknown) => error);
+      assert.equal((misspelt as { code?: unknown }).code, '42703', 'refused at Parse, each time alike');
+    }
+    const duplicate = await db
+      .transaction((trx) => sql`insert into items values (${1}, ${'again'})`.execute(trx))
+      .catch((error: unknown) => error);
+    assert.equal((duplicate as { code?: unknown }).code, '23505');
+    // Prepared by the failed transaction (Parse succeeded), it runs by name in the next one.
+    await db.transaction((trx) => sql`insert into items values (${5}, ${'five'})`.execute(trx));
+    assert.equal((await labelOf(5).execute(db.kysely)).rows[0]!.label, 'five');
+    assert.ok(
+      (await preparedOn(db)).some(
+        (row) => row.statement === 'insert into items values ($1, $2)' && row.executions === 2,
+      ),
+    );
+    assert.equal((await labelOf(1).execute(db.kysely)).rows[0]!.label, 'one');
+  });
+
+  const count = async (db: Database, id: number) =>
+    (await sql<{ n: number }>`select count(*)::int as n from items where id = ${id}`.execute(db.kysely)).rows[0]!.n;
+  /** An insert that carries its transaction's COMMIT. */
+  const insertLast = (id: number, label: string) =>
+    sql`insert into items values (${id}, ${label})${sql.raw(COMMIT_AFTER)}`;
+
+  it('[postgres] a statement ending with COMMIT_AFTER commits its transaction with it; Kysely’s COMMIT is answered', async () => {
+    const db = await oneConnection();
+    await withItems(db);
+    // Alone in its transaction: BEGIN, the insert and COMMIT in one round trip.
+    await db.transaction((trx) => insertLast(30, 'thirty').execute(trx));
+    assert.equal((await labelOf(30).execute(db.kysely)).rows[0]!.label, 'thirty');
+    // After other statements: all of them commit together.
+    await db.transaction(async (trx) => {
+      await sql`insert into items values (${31}, ${'thirty-one'})`.execute(trx);
+      await insertLast(32, 'thirty-two').execute(trx);
+    });
+    assert.deepEqual([await count(db, 31), await count(db, 32)], [1, 1]);
+    // Outside a transaction it is an ordinary statement.
+    await insertLast(33, 'thirty-three').execute(db.kysely);
+    assert.equal(await count(db, 33), 1);
+  });
+
+  it('[postgres] a carrying statement that fails, or a COMMIT the server refuses, commits nothing', async () => {
+    const db = await oneConnection();
+    await withItems(db);
+    const failed = await db
+      .transaction(async (trx) => {
+        await sql`insert into items values (${40}, ${'forty'})`.execute(trx);
+        await insertLast(1, 'taken').execute(trx);
+      })
+      .catch((error: unknown) => error);
+    assert.equal((failed as { code?: unknown }).code, '23505');
+    assert.equal(await count(db, 40), 0, 'the statement failed: no COMMIT ran, the transaction rolled back');
+
+    // A deferred constraint is checked at COMMIT: the carrier runs, the COMMIT is refused.
+    await sql`create table refs (id int primary key, item int references items (id) deferrable initially deferred)`.execute(
+      db.kysely,
+    );
+    const refused = await db
+      .transaction(async (trx) => {
+        await sql`insert into items values (${41}, ${'forty-one'})`.execute(trx);
+        await sql`insert into refs values (${1}, ${999})${sql.raw(COMMIT_AFTER)}`.execute(trx);
+      })
+      .catch((error: unknown) => error);
+    assert.equal((refused as { code?: unknown }).code, '23503', 'the COMMIT’s foreign-key violation');
+    assert.equal(await count(db, 41), 0);
+    // Kysely's own COMMIT is told the transaction rolled back when it is the one that learns it.
+    const trx = await db.kysely.startTransaction().execute();
+    await sql`insert into items values (${42}, ${'forty-two'})`.execute(trx);
+    const carried = await sql`insert into refs values (${2}, ${999})${sql.raw(COMMIT_AFTER)}`
+      .execute(trx)
+      .catch((error: unknown) => error);
+    assert.equal((carried as { code?: unknown }).code, '23503');
+    await assert.rejects(trx.commit().execute(), /rolled back|aborted/i);
+    assert.equal(await count(db, 42), 0);
+    // The connection serves on, in and out of transactions.
+    await db.transaction((inner) => insertLast(43, 'forty-three').execute(inner));
+    assert.equal(await count(db, 43), 1);
+  });
+
+  it('[postgres] nothing runs after a statement that committed its transaction: it is refused, not run alone', async () => {
+    const db = await oneConnection();
+    await withItems(db);
+    const after = await db
+      .transaction(async (trx) => {
+        await insertLast(50, 'fifty').execute(trx);
+        await sql`insert into items values (${51}, ${'fifty-one'})`.execute(trx);
+      })
+      .catch((error: unknown) => error);
+    assert.ok(after instanceof ChassisError && after.code === 'INTERNAL', String(after));
+    assert.equal(await count(db, 51), 0);
   });
 
   it('[postgres] a session of its own prepares its repeated statements too', async () => {

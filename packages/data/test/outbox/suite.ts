@@ -535,6 +535,38 @@ export function outboxSuite(target: DatabaseTarget): void {
       assert.equal(relay.handOver(await write('f')), false, 'a relay that does not lead takes nothing');
     });
 
+    it(`[${target.name}] the leader marks what it published with its next look or the service's next outbox insert, not with an update a batch; a stop marks the rest`, {
+      skip: target.name !== 'postgres' && 'the PostgreSQL leader reads the rows it publishes (PGlite hands them over)',
+    }, async () => {
+      const { db, service } = await fresh();
+      const broker = recorder();
+      const relay = await startRelay(db, service, broker.publish, {
+        pollIntervalMs: 60_000,
+        idlePollIntervalMs: 60_000,
+      });
+      await waitUntil(() => relay.leads, { what: 'the relay to lead' });
+      const emitAndCommit = async (id: string) => {
+        const work = new UnitOfWork(db, service, { notifies: () => false, takeMarks: () => relay.takeMarks() });
+        work.emit(orderCreated(id));
+        await work.commit();
+        relay.nudge();
+        await waitUntil(() => broker.ids().includes(id), { timeoutMs: 10_000, intervalMs: 2, what: id });
+      };
+      await emitAndCommit('first');
+      await sleep(300);
+      const before = db.usage.statements;
+      for (let i = 1; i <= 5; i++) await emitAndCommit(`e-${i}`);
+      const statements = db.usage.statements - before;
+      // Each event: its insert (marking the row before it) and the leader's look; not an update as well.
+      assert.ok(statements <= 10, `five events took ${statements} statements`);
+      await assertDrained(relay);
+      // Published and not marked when the relay stops: marked as it stops, not published again.
+      await emitAndCommit('last');
+      await relay.stop();
+      assert.deepEqual(await relay.lag(), { pending: 0, oldestAgeMs: 0, parked: 0 });
+      assert.deepEqual(broker.ids(), ['first', 'e-1', 'e-2', 'e-3', 'e-4', 'e-5', 'last']);
+    });
+
     it(`[${target.name}] handed-over rows once published are marked sent by the service's next outbox insert, in its statement; a rollback leaves them for the relay to mark`, {
       skip: target.name !== 'pglite' && "handing over is PGlite's, whose one connection is this process's",
     }, async () => {

@@ -6,6 +6,7 @@ import { asTransportError } from '../shared/errors.ts';
 import { sleep } from '../shared/timing.ts';
 import { isNoResponders } from './errors.ts';
 import { RECOVERY_BACKOFF } from './options.ts';
+import { pubAcksOf } from './pub-acks.ts';
 import type { NatsSession } from './session.ts';
 import type { Topology } from './topology.ts';
 
@@ -13,8 +14,8 @@ import type { Topology } from './topology.ts';
 const PUBLISH_CONFIRM_MS = 10_000;
 
 /**
- * Publishes to JetStream and waits for the PubAck, retrying through reconnects for up to 10 s; the msg id
- * makes retries safe (JetStream stores a duplicate once and says so).
+ * Publishes to JetStream and waits for the PubAck (through the connection's `PubAcks`), retrying through
+ * reconnects for up to 10 s; the msg id makes retries safe (JetStream stores a duplicate once and says so).
  */
 export async function confirmedPublish(
   session: NatsSession,
@@ -27,17 +28,18 @@ export async function confirmedPublish(
   const until = Date.now() + PUBLISH_CONFIRM_MS;
   for (let attempt = 1; ; attempt++) {
     await untilConnected(session, until);
-    const { js } = session.jetstream();
+    const acks = pubAcksOf(session.connection());
     let lastError: unknown;
     if (session.connected) {
       // A PubAck the old connection was waiting for never comes: resend on the new one instead of timing out.
       const lost = session.status.changed();
-      const publishing = js.publish(subject, out.body, {
-        headers: out.headers,
-        timeout: Math.max(1_000, Math.min(5_000, until - Date.now())),
-        retries: 0,
-        ...(msgID ? { msgID } : {}),
-      });
+      const publishing = acks.publish(
+        subject,
+        out.body,
+        out.headers,
+        msgID,
+        Math.max(1_000, Math.min(5_000, until - Date.now())),
+      );
       publishing.catch(() => undefined);
       try {
         const outcome = await Promise.race([publishing, lost]);

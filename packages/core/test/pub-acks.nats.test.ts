@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { servers, skipUnlessUp } from '@chassis/testing';
+import { JetStreamApiError, jetstreamManager } from '@nats-io/jetstream';
+import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
+import { isNoResponders } from '../src/transports/nats/errors.ts';
+import { pubAcksOf } from '../src/transports/nats/pub-acks.ts';
+
+describe('JetStream publishes confirmed through one reply subscription (PubAcks)', {
+  skip: await skipUnlessUp('nats'),
+}, () => {
+  const suffix = randomBytes(4).toString('hex');
+  const stream = `pubacks_${suffix}`;
+  const subject = `pubacks.${suffix}`;
+  let nc: NatsConnection;
+
+  before(async () => {
+    nc = await connect({ servers: servers.nats.url });
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.add({ name: stream, subjects: [`${subject}.>`], duplicate_window: 60_000_000_000 });
+  });
+  after(async () => {
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.delete(stream).catch(() => undefined);
+    await nc.close();
+  });
+
+  it('resolves once stored, in the order published; the same msg id again is a duplicate, stored once', async () => {
+    const acks = pubAcksOf(nc);
+    assert.equal(pubAcksOf(nc), acks, 'one per connection');
+    const body = (n: number) => new TextEncoder().encode(String(n));
+    const results = await Promise.all(
+      [1, 2, 3].map((n) => acks.publish(`${subject}.a`, body(n), undefined, `id-${n}`, 5_000)),
+    );
+    assert.deepEqual(results, [{ duplicate: false }, { duplicate: false }, { duplicate: false }]);
+    const hdrs = headers();
+    hdrs.set('x-kept', 'yes');
+    assert.deepEqual(await acks.publish(`${subject}.a`, body(2), hdrs, 'id-2', 5_000), { duplicate: true });
+    const jsm = await jetstreamManager(nc);
+    const info = await jsm.streams.info(stream);
+    assert.equal(info.state.messages, 3);
+    const stored = await Promise.all([1, 2, 3].map((seq) => jsm.streams.getMessage(stream, { seq })));
+    assert.deepEqual(
+      stored.map((m) => [new TextDecoder().decode(m?.data), m?.header.get('Nats-Msg-Id')]),
+      [
+        ['1', 'id-1'],
+        ['2', 'id-2'],
+        ['3', 'id-3'],
+      ],
+    );
+  });
+
+  it('a subject no stream takes fails as no responders; JetStream refusing a message is its API error', async () => {
+    const acks = pubAcksOf(nc);
+    const none = await acks
+      .publish(`nostream.${suffix}`, new Uint8Array(), undefined, undefined, 5_000)
+      .catch((error: unknown) => error);
+    assert.ok(isNoResponders(none), String(none));
+    const hdrs = headers();
+    hdrs.set('Nats-Expected-Stream', 'another-stream');
+    const refused = await acks
+      .publish(`${subject}.b`, new Uint8Array(), hdrs, undefined, 5_000)
+      .catch((error: unknown) => error);
+    assert.ok(refused instanceof JetStreamApiError, String(refused));
+  });
+});
