@@ -35,14 +35,18 @@ export const SIMPLEBANK_NODE_ARGS: readonly string[] = ['--max-semi-space-size=8
 
 /**
  * The embedded bank's flags (`npm start`: every service in one process on the memory transport, PGlite):
- * those above, and V8's old generation grown by 40% of what survives a full collection instead of by a
+ * those above, and V8's old generation grown by 20% of what survives a full collection instead of by a
  * factor V8 picks between 1.1 and 4 (it picks high for a fast allocator: 85–162 MB of old space after the
  * load, ~37 live). Embedded, 10 s of 8 clients, three runs each alternating on the loaded 2-core machine:
- * RSS right after the load 305–381 → 277–301 MB (median 326 → 297), once quiet 249–260 → 237–243; CPU per
- * order 14.4–16.6 → 14.7–17.4 ms (median 14.6 → 14.7). Not for the distributed processes: the same
- * growth there (`--max-old-space-size=512`, see above) cost ~2 ms of CPU an order.
+ * at 40%, RSS right after the load 305–381 → 277–301 MB (median 326 → 297), once quiet 249–260 →
+ * 237–243, CPU per order 14.4–16.6 → 14.7–17.4 ms (median 14.6 → 14.7) against V8's own factor. At 20%
+ * against 40% (with PGlite's 8 MB shared buffers, packages/data), three runs each alternating, the
+ * machine loaded (load average 6–10): old space right after the load 54–58 → 45–47 MB, V8's heap 85–91
+ * → 76–79; CPU per order as noisy as the machine (13.1–25.0 ms at 14–62 orders/s against 16.4–27.5 at
+ * 17–35: no cost seen beside the noise). 10% kept no less (old space 46). Not for the distributed
+ * processes: the same growth there (`--max-old-space-size=512`, see above) cost ~2 ms of CPU an order.
  */
-export const SIMPLEBANK_EMBEDDED_NODE_ARGS: readonly string[] = [...SIMPLEBANK_NODE_ARGS, '--heap-growing-percent=40'];
+export const SIMPLEBANK_EMBEDDED_NODE_ARGS: readonly string[] = [...SIMPLEBANK_NODE_ARGS, '--heap-growing-percent=20'];
 
 /**
  * glibc's malloc settings. It gives each thread that allocates an arena of its own (up to 8 a core) —
