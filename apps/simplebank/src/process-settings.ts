@@ -35,14 +35,23 @@ export const SIMPLEBANK_NODE_ARGS: readonly string[] = ['--max-semi-space-size=8
 
 /**
  * The embedded bank's flags (`npm start`: every service in one process on the memory transport, PGlite):
- * those above, and V8's old generation grown by 40% of what survives a full collection instead of by a
+ * those above, and V8's old generation grown by 20% of what survives a full collection instead of by a
  * factor V8 picks between 1.1 and 4 (it picks high for a fast allocator: 85–162 MB of old space after the
  * load, ~37 live). Embedded, 10 s of 8 clients, three runs each alternating on the loaded 2-core machine:
- * RSS right after the load 305–381 → 277–301 MB (median 326 → 297), once quiet 249–260 → 237–243; CPU per
- * order 14.4–16.6 → 14.7–17.4 ms (median 14.6 → 14.7). Not for the distributed processes: the same
- * growth there (`--max-old-space-size=512`, see above) cost ~2 ms of CPU an order.
+ * at 40%, RSS right after the load 305–381 → 277–301 MB (median 326 → 297), once quiet 249–260 →
+ * 237–243, CPU per order 14.4–16.6 → 14.7–17.4 ms (median 14.6 → 14.7) against V8's own factor.
+ * At 20% against 40%, with PGlite's smaller shared memory (packages/data), eight runs each alternating
+ * (either first), the machine loaded (load average 2–10): RSS right after the load 230–250 → 215–244 MB
+ * (median 240 → 221), once quiet 195–205 → 185–197 (median 198 → 188); old space right after the load
+ * 54–62 → 45–51 MB, except at 100 orders/s (58: V8 marks while the load allocates). The cost, from
+ * `--trace-gc`: twice the full collections during the load (4 → 8 in 10 s at 61–65 orders/s), CPU per
+ * order 10.8 → 11.6 ms in that pair. CPU per order over all pairs followed the machine more than the
+ * flag (10.8–25.0 ms at 14–88 orders/s against 10.2–27.5 at 17–100). 10% kept no less (old space 46).
+ * Not for the distributed processes: the same growth there (`--max-old-space-size=512`, see above)
+ * cost ~2 ms of CPU an order. Not here either: 4 MB semi-spaces embedded (the young generation 16 → 8
+ * MB right after the load, but 22–25 orders/s at 16.9–19.4 ms of CPU against 46 at 12.7 between them).
  */
-export const SIMPLEBANK_EMBEDDED_NODE_ARGS: readonly string[] = [...SIMPLEBANK_NODE_ARGS, '--heap-growing-percent=40'];
+export const SIMPLEBANK_EMBEDDED_NODE_ARGS: readonly string[] = [...SIMPLEBANK_NODE_ARGS, '--heap-growing-percent=20'];
 
 /**
  * glibc's malloc settings. It gives each thread that allocates an arena of its own (up to 8 a core) —
@@ -86,7 +95,9 @@ export const SIMPLEBANK_COMPILE_CACHE_ENV: Readonly<Record<string, string>> = {
  * 14.9–15.6 ms. Distributed, 16 clients, three runs each alternating: 145–164 → 140–148 MB a process on
  * average, the largest 156–188 → 148–156 MB; CPU per order 16.4–18.3 → 16.6–18.1 ms. Nothing is added
  * where the library is missing, or when the environment has an `LD_PRELOAD` of its own; a `MALLOC_CONF`
- * given wins.
+ * given wins. Tried and not kept (embedded, one or two runs each on the loaded machine, nothing seen
+ * beside the noise): `dirty_decay_ms:0` (217 MB after the load, twice, against 217–218 without),
+ * `narenas:1,tcache_max:4096`, and Node's `--v8-pool-size=2` (fewer V8 helper threads).
  */
 const JEMALLOC = [
   '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2',

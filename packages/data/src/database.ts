@@ -431,10 +431,22 @@ let memoryTemplate: Promise<PGlite> | undefined;
  * + selects + updates: 431–456 → 288–304 MB). The pages PostgreSQL does not keep are in the OS page cache
  * (a folder) or in PGlite's in-memory file system (memory), one copy call away, not on disk: the same
  * loop took as long (2nd pass, 3 runs each on a busy 2-core machine: 2.3–2.9 s at 128 MB, 2.1–3.6 s at
- * 16 MB, 2.4–3.5 s at 8 MB). `wal_buffers` follows (1/32 of it); `work_mem`, `temp_buffers` and
- * `maintenance_work_mem` are taken only by a query that needs them.
+ * 16 MB, 2.4–3.5 s at 8 MB). At 8 MB instead of 16, the embedded SimpleBank after 10 s of 8 clients
+ * (three runs each alternating, loaded 2-core machine): its WebAssembly memory's resident part 32 → 24 MB,
+ * statements and transactions per order the same, CPU per order within the machine's noise (issue 12's
+ * memory goal: ≤ 250 MB after a load). 4 MB took it to 16 MB (one run), but a bank's hot pages (its
+ * outboxes, open orders, their indexes) would then be read again from the file system more often, at a
+ * CPU cost a 10 s bench does not show: not taken. `wal_buffers` follows (1/32 of it); `work_mem`,
+ * `temp_buffers` and `maintenance_work_mem` are taken only by a query that needs them.
+ *
+ * `max_connections`: PGlite is one backend in single-user mode, yet PostgreSQL sizes its shared memory
+ * (the lock and predicate-lock tables, per-backend slots) for the 100 it may be given, and it is resident
+ * as the buffers are: `pg_shmem_allocations` 16 → 12 MB at 4 (the least above the 3 reserved for
+ * superusers), the embedded bank's WebAssembly memory 24 → 20 MB resident. Its lock table still holds
+ * 64 locks × 18 backend slots (autovacuum's and WAL senders' count too): one transaction creating 1,000
+ * tables with their keys passed (3,000 ran out of shared memory), ample for a migration.
  */
-const PGLITE_SETTINGS = ['shared_buffers=16MB'];
+const PGLITE_SETTINGS = ['shared_buffers=8MB', 'max_connections=4'];
 
 const pgliteStartParams = () => [
   ...PGlite.defaultStartParams,
