@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { action, createNode, defineService, handle, type SpanExporter } from '@chassis/core';
 import Moleculer from 'moleculer';
 import { benchConcurrencies, benchDurationMs, benchRounds, formatTable, type RatedMeasurement } from './harness.ts';
-import { type SellOrder, sellOrder, sellOrderSchema } from './sell-order.ts';
+import { type SellOrder, sellOrder, sellOrderParams, sellOrderSchema } from './sell-order.ts';
 import { type Contender, exitWhenDone, runSideBySide, selectContenders } from './side-by-side.ts';
 
 /**
@@ -70,11 +70,7 @@ function moleculerContender(name: string, features: boolean): Contender {
         actions: {
           echo: {
             // The same checks as the zod contract of the Chassis contender.
-            params: {
-              accountId: { type: 'string', pattern: /^\d+$/ },
-              symbol: { type: 'string', pattern: /^[A-Z]{1,5}$/ },
-              quantity: { type: 'number', integer: true, positive: true },
-            },
+            params: sellOrderParams,
             handler: (ctx: Moleculer.Context<SellOrder>) => ctx.params,
           },
         },
