@@ -123,6 +123,13 @@ export function outboxSuite(target: DatabaseTarget): void {
       return relay;
     }
 
+    /** A relay that leads and never polls within a test: only hand-overs, nudges and their looks publish. */
+    async function startLeadingRelay(db: Database, service: string, publish: Publish) {
+      const relay = await startRelay(db, service, publish, { pollIntervalMs: 60_000, idlePollIntervalMs: 60_000 });
+      await waitUntil(() => relay.leads, { what: 'the relay to lead' });
+      return relay;
+    }
+
     /** An event handler: its effect and the message id commit together; a redelivery has no effect. */
     function consume(db: Database, service: string, messageId: string): Promise<boolean> {
       return db.transaction(async (trx) => {
@@ -490,12 +497,7 @@ export function outboxSuite(target: DatabaseTarget): void {
     }, async () => {
       const { db, service } = await fresh();
       const broker = recorder();
-      // No poll within the test: only hand-overs and their looks publish.
-      const relay = await startRelay(db, service, broker.publish, {
-        pollIntervalMs: 60_000,
-        idlePollIntervalMs: 60_000,
-      });
-      await waitUntil(() => relay.leads, { what: 'the relay to lead' });
+      const relay = await startLeadingRelay(db, service, broker.publish);
       const write = async (id: string) => {
         const message = orderCreated(id);
         const rowId = await db.transaction((trx) => writeOutbox(trx, service, [message], { notify: false }));
@@ -540,11 +542,7 @@ export function outboxSuite(target: DatabaseTarget): void {
     }, async () => {
       const { db, service } = await fresh();
       const broker = recorder();
-      const relay = await startRelay(db, service, broker.publish, {
-        pollIntervalMs: 60_000,
-        idlePollIntervalMs: 60_000,
-      });
-      await waitUntil(() => relay.leads, { what: 'the relay to lead' });
+      const relay = await startLeadingRelay(db, service, broker.publish);
       const emitAndCommit = async (id: string) => {
         const work = new UnitOfWork(db, service, { notifies: () => false, takeMarks: () => relay.takeMarks() });
         work.emit(orderCreated(id));
@@ -572,11 +570,7 @@ export function outboxSuite(target: DatabaseTarget): void {
     }, async () => {
       const { db, service } = await fresh();
       const broker = recorder();
-      const relay = await startRelay(db, service, broker.publish, {
-        pollIntervalMs: 60_000,
-        idlePollIntervalMs: 60_000,
-      });
-      await waitUntil(() => relay.leads, { what: 'the relay to lead' });
+      const relay = await startLeadingRelay(db, service, broker.publish);
       const unit = () => new UnitOfWork(db, service, { notifies: () => false, takeMarks: () => relay.takeMarks() });
       const emitAndCommit = async (id: string) => {
         const work = unit();
