@@ -1,4 +1,4 @@
-import { ChassisError, type ChassisNode, drainOnSignals, jwtVerifier, runNode } from '@chassis/core';
+import { ChassisError, type ChassisNode, drainOnSignals, jwtVerifier, runNode, tokenSecret } from '@chassis/core';
 import { createGateway, type Gateway } from '@chassis/gateway';
 import type { FastifyInstance } from 'fastify';
 import { flightsHttp } from '../services/flights/http.ts';
@@ -48,7 +48,7 @@ export interface FlightsSystem {
 export async function startFlights(options: FlightsOptions = {}): Promise<FlightsSystem> {
   const env = options.env ?? process.env;
   const parts = selectParts(env.SERVICES);
-  const secret = jwtSecret(env);
+  const secret = tokenSecret(env, DEVELOPMENT_SECRET);
   const host = options.host ?? env.HOST ?? '127.0.0.1';
   const databaseUrl = env.DATABASE_URL || 'pglite://.data/flights';
   const flights = flightsService({ databaseUrl, schema: env.FLIGHTS_SCHEMA || undefined });
@@ -148,15 +148,4 @@ function port(value: string | undefined, fallback: number): number | false {
     throw new ChassisError('CONFIG', `A port is a number from 0 to 65535 or "off", not "${value}"`);
   }
   return number;
-}
-
-function jwtSecret(env: Record<string, string | undefined>): string {
-  if (env.CHASSIS_JWT_SECRET) return env.CHASSIS_JWT_SECRET;
-  if (env.NODE_ENV === 'production') {
-    throw new ChassisError(
-      'CONFIG',
-      'CHASSIS_JWT_SECRET must be set in production: tokens would be signed with a public secret',
-    );
-  }
-  return DEVELOPMENT_SECRET;
 }

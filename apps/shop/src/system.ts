@@ -1,4 +1,4 @@
-import { ChassisError, type ChassisNode, drainOnSignals, jwtVerifier, runNode } from '@chassis/core';
+import { type ChassisNode, drainOnSignals, envNumber, jwtVerifier, runNode, tokenSecret } from '@chassis/core';
 import { type Database, dataExtension } from '@chassis/data';
 import { createGateway, type Gateway } from '@chassis/gateway';
 import { registerBookMetrics, shopApi } from './gateway.ts';
@@ -61,19 +61,19 @@ export async function createShopGateway(
  */
 export async function startShop(options: ShopOptions = {}): Promise<Shop> {
   const env = options.env ?? process.env;
-  const secret = jwtSecret(env);
+  const secret = tokenSecret(env, DEVELOPMENT_SECRET, ['SHOP_JWT_SECRET', 'CHASSIS_JWT_SECRET']);
   const data = dataExtension({ url: options.databaseUrl ?? env.DATABASE_URL ?? 'pglite://.data/shop' });
   // gRPC UserService where the users service runs: 50052 by default, beside the News portal's 50051.
   const hosts = (service: string) => !env.SERVICES || env.SERVICES.split(',').some((name) => name.trim() === service);
   const hostsUsers = hosts('shop-users');
   const grpc =
     hostsUsers && env.GRPC_PORT !== 'off'
-      ? shopGrpcServer({ port: optionalNumber(env.GRPC_PORT) ?? 50052, host: env.GRPC_HOST ?? env.HOST })
+      ? shopGrpcServer({ port: envNumber(env, 'GRPC_PORT') ?? 50052, host: env.GRPC_HOST ?? env.HOST })
       : undefined;
   const node = await runNode({
     services: shopServices({
       ...options.services,
-      tokenTtlSeconds: options.services?.tokenTtlSeconds ?? optionalNumber(env.SHOP_TOKEN_TTL_SECONDS),
+      tokenTtlSeconds: options.services?.tokenTtlSeconds ?? envNumber(env, 'SHOP_TOKEN_TTL_SECONDS'),
       secret,
     }),
     env,
@@ -90,7 +90,7 @@ export async function startShop(options: ShopOptions = {}): Promise<Shop> {
     if (port !== false) {
       const limit =
         options.rateLimitPerMinute ??
-        (env.RATE_LIMIT_PER_MINUTE === 'off' ? false : (optionalNumber(env.RATE_LIMIT_PER_MINUTE) ?? 300));
+        (env.RATE_LIMIT_PER_MINUTE === 'off' ? false : (envNumber(env, 'RATE_LIMIT_PER_MINUTE') ?? 300));
       gateway = await createShopGateway(node, secret, limit);
       url = await gateway.listen({ port, host: options.host ?? env.HOST ?? '127.0.0.1' });
     }
@@ -114,21 +114,4 @@ export async function startShop(options: ShopOptions = {}): Promise<Shop> {
     grpcPort: grpc?.port,
     stop,
   };
-}
-
-/** The token secret, from configuration: `SHOP_JWT_SECRET`, else `CHASSIS_JWT_SECRET`; required in production. */
-function jwtSecret(env: Record<string, string | undefined>): string {
-  const configured = env.SHOP_JWT_SECRET ?? env.CHASSIS_JWT_SECRET;
-  if (configured) return configured;
-  if (env.NODE_ENV === 'production') {
-    throw new ChassisError(
-      'CONFIG',
-      'SHOP_JWT_SECRET (or CHASSIS_JWT_SECRET) must be set in production: tokens would be signed with a public secret',
-    );
-  }
-  return DEVELOPMENT_SECRET;
-}
-
-function optionalNumber(value: string | undefined): number | undefined {
-  return value === undefined || value === '' ? undefined : Number(value);
 }

@@ -1,10 +1,11 @@
 import {
-  ChassisError,
   type ChassisNode,
   drainOnSignals,
   EnvironmentFlagProvider,
+  envNumber,
   jwtVerifier,
   runNode,
+  tokenSecret,
 } from '@chassis/core';
 import { type Database, dataExtension } from '@chassis/data';
 import type { Gateway } from '@chassis/gateway';
@@ -48,7 +49,7 @@ export interface Simplebank {
  */
 export async function startSimplebank(options: SimplebankOptions = {}): Promise<Simplebank> {
   const env = options.env ?? process.env;
-  const secret = jwtSecret(env);
+  const secret = tokenSecret(env, DEVELOPMENT_SECRET);
   const verifier = jwtVerifier({ secret });
   // The exchange is outside the system; with none given, a simulator stands in for it in this process.
   // The simulator and the gateway are loaded only where they run: a process of the distributed topology
@@ -65,9 +66,9 @@ export async function startSimplebank(options: SimplebankOptions = {}): Promise<
       services: simplebankServices({
         ...options.services,
         // How long an order may wait for the ledger before it is failed as interrupted (tests shorten it).
-        orders: { staleAfterMs: optionalNumber(env.ORDERS_STALE_AFTER_MS), ...options.services?.orders },
+        orders: { staleAfterMs: envNumber(env, 'ORDERS_STALE_AFTER_MS'), ...options.services?.orders },
         // Likewise for a payment the ledger has not confirmed crediting.
-        payments: { staleAfterMs: optionalNumber(env.PAYMENTS_STALE_AFTER_MS), ...options.services?.payments },
+        payments: { staleAfterMs: envNumber(env, 'PAYMENTS_STALE_AFTER_MS'), ...options.services?.payments },
         secret,
         exchangeUrl,
       }),
@@ -100,7 +101,7 @@ export async function startSimplebank(options: SimplebankOptions = {}): Promise<
         auth: verifier,
         // Per customer; `RATE_LIMIT_PER_MINUTE=off` turns it off (load tests, a trusted edge in front).
         rateLimit:
-          env.RATE_LIMIT_PER_MINUTE === 'off' ? false : { max: optionalNumber(env.RATE_LIMIT_PER_MINUTE) ?? 300 },
+          env.RATE_LIMIT_PER_MINUTE === 'off' ? false : { max: envNumber(env, 'RATE_LIMIT_PER_MINUTE') ?? 300 },
         register: simplebankGraphql,
         openapi: simplebankApi.openapi,
       });
@@ -130,19 +131,4 @@ export async function startSimplebank(options: SimplebankOptions = {}): Promise<
     },
     stop,
   };
-}
-
-function jwtSecret(env: Record<string, string | undefined>): string {
-  if (env.CHASSIS_JWT_SECRET) return env.CHASSIS_JWT_SECRET;
-  if (env.NODE_ENV === 'production') {
-    throw new ChassisError(
-      'CONFIG',
-      'CHASSIS_JWT_SECRET must be set in production: tokens would be signed with a public secret',
-    );
-  }
-  return DEVELOPMENT_SECRET;
-}
-
-function optionalNumber(value: string | undefined): number | undefined {
-  return value === undefined || value === '' ? undefined : Number(value);
 }

@@ -91,6 +91,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   });
 }
 
+/**
+ * A number from the environment, for an app's own settings: undefined when unset or empty, a `CONFIG`
+ * error naming the variable when it is not a number (rather than a NaN that surfaces far away).
+ */
+export function envNumber(env: Record<string, string | undefined>, name: string): number | undefined {
+  const value = env[name];
+  if (value === undefined || value.trim() === '') return undefined;
+  const number = Number(value);
+  if (!Number.isFinite(number)) throw new ChassisError('CONFIG', `${name} must be a number, not "${value}"`);
+  return number;
+}
+
 /** TLS files that cannot work together with the transport chosen, found before anything connects. */
 function tlsProblems(config: NodeConfig): string[] {
   const problems: string[] = [];

@@ -164,6 +164,28 @@ export function systemToken(secret: string, service: string): () => Promise<stri
   };
 }
 
+/**
+ * The secret an app signs its tokens with: the first of `variables` set in `env`. Outside production,
+ * with none set, `developmentSecret`; in production that is refused, since anyone can read it in the
+ * source.
+ */
+export function tokenSecret(
+  env: Record<string, string | undefined>,
+  developmentSecret: string,
+  variables: readonly string[] = ['CHASSIS_JWT_SECRET'],
+): string {
+  for (const name of variables) {
+    const value = env[name];
+    if (value) return value;
+  }
+  if (env.NODE_ENV === 'production') {
+    const [first, ...others] = variables;
+    const names = others.length > 0 ? `${first} (or ${others.join(', ')})` : first;
+    throw new ChassisError('CONFIG', `${names} must be set in production: tokens would be signed with a public secret`);
+  }
+  return developmentSecret;
+}
+
 /** Throws `FORBIDDEN` unless the identity has one of the roles. */
 export function requireRole(identity: Identity | undefined, ...roles: string[]): Identity {
   const user = requireIdentity(identity);

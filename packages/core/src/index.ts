@@ -1,4 +1,4 @@
-export { loadConfig, type NodeConfig, nodeConfigSchema, transportTlsFiles } from './config.ts';
+export { envNumber, loadConfig, type NodeConfig, nodeConfigSchema, transportTlsFiles } from './config.ts';
 export { type CallOptions, type Context, currentContext, type EmitOptions } from './context.ts';
 export {
   type ActionContract,
@@ -35,6 +35,7 @@ export {
   requireRole,
   signToken,
   systemToken,
+  tokenSecret,
 } from './identity.ts';
 export { createLogger, type Logger, type LoggerOptions } from './logger.ts';
 export { redeliveryDelay } from './node/disposition.ts';

@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ChassisError, defineService, loadConfig, selectServices, transportTlsFiles } from '@chassis/core';
+import {
+  ChassisError,
+  defineService,
+  envNumber,
+  loadConfig,
+  selectServices,
+  tokenSecret,
+  transportTlsFiles,
+} from '@chassis/core';
 
 describe('configuration from the environment', () => {
   it('defaults to the all-in-one memory transport with every service', () => {
@@ -106,5 +114,40 @@ describe('configuration from the environment', () => {
       ['orders', 'market'],
     );
     assert.throws(() => selectServices([orders, market], ['market', 'fees']), /"fees".*it has: orders, market/);
+  });
+});
+
+describe("an app's own settings from the environment", () => {
+  it('envNumber: unset or empty is undefined, a number is read, anything else is a CONFIG error naming the variable', () => {
+    assert.equal(envNumber({}, 'PORT'), undefined);
+    assert.equal(envNumber({ PORT: ' ' }, 'PORT'), undefined);
+    assert.equal(envNumber({ PORT: '8080' }, 'PORT'), 8080);
+    assert.equal(envNumber({ RATE: '0.5' }, 'RATE'), 0.5);
+    assert.throws(
+      () => envNumber({ ORDERS_STALE_AFTER_MS: '5s' }, 'ORDERS_STALE_AFTER_MS'),
+      (error: unknown) =>
+        error instanceof ChassisError &&
+        error.code === 'CONFIG' &&
+        error.message === 'ORDERS_STALE_AFTER_MS must be a number, not "5s"',
+    );
+  });
+
+  it('tokenSecret: the first variable set wins; the development secret only outside production', () => {
+    const variables = ['SHOP_JWT_SECRET', 'CHASSIS_JWT_SECRET'];
+    assert.equal(tokenSecret({ CHASSIS_JWT_SECRET: 'b', SHOP_JWT_SECRET: 'a' }, 'dev', variables), 'a');
+    assert.equal(tokenSecret({ CHASSIS_JWT_SECRET: 'b' }, 'dev', variables), 'b');
+    assert.equal(tokenSecret({ CHASSIS_JWT_SECRET: 'b' }, 'dev'), 'b');
+    assert.equal(tokenSecret({}, 'dev'), 'dev');
+    assert.throws(
+      () => tokenSecret({ NODE_ENV: 'production' }, 'dev', variables),
+      (error: unknown) =>
+        error instanceof ChassisError &&
+        error.code === 'CONFIG' &&
+        error.message.startsWith('SHOP_JWT_SECRET (or CHASSIS_JWT_SECRET) must be set in production'),
+    );
+    assert.throws(
+      () => tokenSecret({ NODE_ENV: 'production' }, 'dev'),
+      /^ChassisError: CHASSIS_JWT_SECRET must be set/,
+    );
   });
 });
