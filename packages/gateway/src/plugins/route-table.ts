@@ -53,8 +53,12 @@ function actionHandler(
   const idempotent = spec.method === 'POST';
   /** No Location, no respond mapper, a body, no ownership check: the action's output is the answer. */
   const plain = status !== 204 && spec.location === undefined && spec.respond === undefined && !owns;
-  /** The request's input, checked against the action's contract: 400 with the fields named. */
-  const inputFor = (req: RouteRequest): unknown => checked(inputOf(req));
+  /**
+   * The request's input checked against the action's contract (400 with the fields named), giving the
+   * parsed value the route's own rules see (`owns`, `location`, `respond`). The call itself takes the
+   * input as it came: the action parses it where it runs, so a transform in its contract is applied once,
+   * not once here and again on a value it already made.
+   */
   const checked = (raw: unknown): unknown => {
     const parsed = spec.action.input.safeParse(raw);
     if (parsed.success) return parsed.data;
@@ -65,8 +69,8 @@ function actionHandler(
       { data: { fields } },
     );
   };
-  async function answerOf(request: FastifyRequest, input: unknown): Promise<StoredAnswer> {
-    const output = await tools.callFor(request, spec.action, input);
+  async function answerOf(request: FastifyRequest, raw: unknown, input: unknown): Promise<StoredAnswer> {
+    const output = await tools.callFor(request, spec.action, raw);
     const headers = spec.location ? { location: spec.location(output, input) } : NO_HEADERS;
     const body = spec.respond ? spec.respond(output, input) : output;
     return { status, body: status === 204 ? null : body, headers };
@@ -77,7 +81,8 @@ function actionHandler(
       if (caller) await caller;
     }
     const req = routeRequest(request);
-    const input = inputFor(req);
+    const raw = inputOf(req);
+    const input = checked(raw);
     if (owns) await checkOwnership(spec.auth as RouteAuth<never>, req.user, input);
 
     const key = headerOf(request, 'idempotency-key');
@@ -91,14 +96,14 @@ function actionHandler(
           body: request.body,
           ttlMs: idempotency.ttlMs,
         },
-        () => answerOf(request, input),
+        () => answerOf(request, raw, input),
       );
       const replayedError = storedError(result);
       if (replayedError) throw replayedError;
       if (result.replayed) reply.header('idempotent-replayed', 'true');
       answer = result;
     } else {
-      answer = await answerOf(request, input);
+      answer = await answerOf(request, raw, input);
     }
     for (const name in answer.headers) reply.header(name, answer.headers[name]);
     reply.status(answer.status);
@@ -118,10 +123,9 @@ function actionHandler(
     }
     // A bad input throws here, synchronously: Fastify sends it to the error handler. The default input
     // reads the request's params, query and body only: it is given the request itself, not a copy.
-    const input = defaultOf
-      ? checked(defaultOf(request as unknown as RouteInputSource))
-      : inputFor(routeRequest(request));
-    const answered = tools.callNowFor(request, spec.action, input);
+    const raw = defaultOf ? defaultOf(request as unknown as RouteInputSource) : inputOf(routeRequest(request));
+    checked(raw);
+    const answered = tools.callNowFor(request, spec.action, raw);
     if (!(answered instanceof Promise)) {
       // An error in sending is thrown to Fastify, which sends it to the error handler.
       reply.status(status).send(answered);
