@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { servers, skipUnlessUp } from '@chassis/testing';
 import { JetStreamApiError, jetstreamManager } from '@nats-io/jetstream';
-import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
+import { connect, headers, type NatsConnection, TimeoutError } from '@nats-io/transport-node';
 import { isNoResponders } from '../src/transports/nats/errors.ts';
 import { pubAcksOf } from '../src/transports/nats/pub-acks.ts';
 
@@ -63,5 +63,20 @@ describe('JetStream publishes confirmed through one reply subscription (PubAcks)
       .publish(`${subject}.b`, new Uint8Array(), hdrs, undefined, 5_000)
       .catch((error: unknown) => error);
     assert.ok(refused instanceof JetStreamApiError, String(refused));
+  });
+
+  it('no answer within the deadline fails as a TimeoutError, on the shared timer', async () => {
+    // A core subscriber that never answers: the server has someone to deliver to, so no 503 comes.
+    const silent = nc.subscribe(`silent.${suffix}`);
+    try {
+      const started = Date.now();
+      const late = await pubAcksOf(nc)
+        .publish(`silent.${suffix}`, new Uint8Array(), undefined, undefined, 100)
+        .catch((error: unknown) => error);
+      assert.ok(late instanceof TimeoutError, String(late));
+      assert.ok(Date.now() - started < 1_000, 'failed at its deadline');
+    } finally {
+      silent.unsubscribe();
+    }
   });
 });

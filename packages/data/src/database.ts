@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { ChassisError, defineError, tlsFailure } from '@chassis/core';
 import { PGlite } from '@electric-sql/pglite';
 import {
+  type DatabaseConnection,
   Kysely,
   PostgresDialect,
   type PostgresPool,
@@ -16,7 +17,11 @@ import pg from 'pg';
 import { featureUnsupported, isMysqlUrl, openMysql } from './mysql.ts';
 import { isTransactionControl, type PgliteConnection, PglitePreparedStatements } from './pglite-prepared.ts';
 import { type PostgresTls, postgresTls } from './postgres-tls.ts';
-import { DEFAULT_PREPARED_STATEMENTS_PER_CONNECTION, prepareRepeatedStatements } from './prepared-statements.ts';
+import {
+  carryCommits,
+  DEFAULT_PREPARED_STATEMENTS_PER_CONNECTION,
+  prepareRepeatedStatements,
+} from './prepared-statements.ts';
 import { schemaPlugin } from './schema-plugin.ts';
 import { type DatabaseUsage, UsageCounter } from './usage.ts';
 
@@ -210,7 +215,9 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
     await pool.end().catch(() => undefined);
     throw connectError(url, error, tls);
   }
-  const kysely = new Kysely<AnyTables>({ dialect: new PostgresDialect({ pool }) });
+  // A unit of work's last statement carries its COMMIT (`committing`): the connection passes the mark on.
+  const onCreateConnection = async (connection: DatabaseConnection) => carryCommits(connection);
+  const kysely = new Kysely<AnyTables>({ dialect: new PostgresDialect({ pool, onCreateConnection }) });
   return new Database(
     'postgres',
     kysely,

@@ -14,6 +14,8 @@ import {
   TABLE,
   toParked,
 } from './outbox.ts';
+import { HandedOverRows, type ReadyRow } from './outbox-handover.ts';
+import { DeferredMarks, type Execute } from './outbox-marking.ts';
 
 /** How much of a publish error a row keeps in `last_error`. */
 const LAST_ERROR_CHARS = 2000;
@@ -60,20 +62,12 @@ export interface OutboxRelayOptions {
   onParked?: (row: ParkedOutboxRow) => void;
 }
 
-interface Row {
-  id: number;
-  event: string;
-  headers: Record<string, string>;
-  body: Uint8Array;
-  attempts: number;
-}
-
 /** `read`: rows the batch took up (a full batch means more may wait); `failure`: one left unsent. */
 type BatchOutcome = { read: number; published: number; failure?: unknown } | 'busy';
 
 /** A row whose publish failed in this batch. */
 interface Failed {
-  row: Row;
+  row: ReadyRow;
   error: unknown;
 }
 
@@ -131,24 +125,10 @@ export class OutboxRelay {
   private readonly published = new Set<number>();
   /** Batches of this relay run one after another (the loop, `flush`, the drain at stop). */
   private tail: Promise<unknown> = Promise.resolve();
-  /** Rows this process committed and handed over (see `handOver`), for the leader's next batch. */
-  private handed: Row[] = [];
-  /** The next batch reads the outbox whatever was handed over: a poll, a notification or a nudge asked. */
-  private mustLook = true;
-  /**
-   * Every row up to this id was read by a batch of this relay (and published, parked, or failed — a
-   * failure clears this); undefined while not known. Handed-over rows that follow it without a gap are all
-   * that waits: see `handOver`.
-   */
-  private readThrough: number | undefined;
-  /**
-   * Handed-over rows published and not yet marked sent: the service's next outbox insert marks them in its
-   * own statement (`takeMarks`), or this relay does, a moment later or before its next look.
-   */
-  private unmarked: number[] = [];
-  /** Of those, the ones an open transaction is marking: back to `unmarked` if it rolls back. */
-  private readonly marking = new Set<number>();
-  private markTimer: NodeJS.Timeout | undefined;
+  /** Rows this process committed and handed over (PGlite, see `handOver`), for the leader's next batch. */
+  private readonly handed: HandedOverRows;
+  /** Rows published and not marked sent yet: see `DeferredMarks`. */
+  private readonly marks: DeferredMarks;
 
   private readonly db: Database;
   readonly service: string;
@@ -168,6 +148,8 @@ export class OutboxRelay {
     if (!Number.isInteger(this.batchSize)) {
       throw new ChassisError('CONFIG', `The outbox relay's batchSize must be a whole number, not ${this.batchSize}`);
     }
+    this.handed = new HandedOverRows(this.batchSize);
+    this.marks = new DeferredMarks(service, () => this.markOnItsOwn());
     // MariaDB/MySQL has no LISTEN: each relay polls, one batch at a time cluster-wide under `GET_LOCK`.
     this.listenForCommits = (options.listen ?? true) && db.kind !== 'mysql';
     this.drainTimeoutMs = options.drainTimeoutMs ?? 5000;
@@ -269,8 +251,7 @@ export class OutboxRelay {
     this.state = 'stopping';
     clearTimeout(this.timer);
     this.timer = undefined;
-    clearTimeout(this.markTimer);
-    this.markTimer = undefined;
+    this.marks.stopTimer();
     this.leading?.abort();
     this.leading = undefined;
     await this.cycle;
@@ -279,7 +260,7 @@ export class OutboxRelay {
       // What the last batches published and nothing marked yet: marked now, not published again by the
       // next leader.
       const leadership = this.leadership;
-      await this.markUnmarked(leadership ? (query) => leadership.execute(query) : this.onItsOwn);
+      await this.marks.markAll(leadership ? (query) => leadership.execute(query) : this.onItsOwn);
     } catch (error) {
       this.onError(error);
     }
@@ -299,7 +280,7 @@ export class OutboxRelay {
     let total = 0;
     for (;;) {
       // What is ready now, whatever was handed over.
-      this.mustLook = true;
+      this.handed.lookNext();
       const outcome = await this.batch();
       if (outcome === 'busy') return total;
       total += outcome.published;
@@ -323,7 +304,7 @@ export class OutboxRelay {
    */
   nudge(highestId?: number): void {
     if (highestId !== undefined && this.published.has(highestId)) return;
-    this.mustLook = true;
+    this.handed.lookNext();
     this.wake(false);
   }
 
@@ -337,9 +318,7 @@ export class OutboxRelay {
    */
   handOver(rows: readonly { id: number; event: string; message: WireMessage }[]): boolean {
     if (this.db.kind !== 'pglite' || !this.leads) return false;
-    for (const { id, event, message } of rows) {
-      this.handed.push({ id, event, headers: { ...message.headers }, body: message.body, attempts: 0 });
-    }
+    this.handed.add(rows);
     this.wake(false);
     return true;
   }
@@ -350,72 +329,23 @@ export class OutboxRelay {
    * there are none.
    */
   takeMarks(): { ids: number[]; settle: (committed: boolean) => void } | undefined {
-    if (this.unmarked.length === 0) return undefined;
-    const ids = this.unmarked;
-    this.unmarked = [];
-    for (const id of ids) this.marking.add(id);
-    return {
-      ids,
-      settle: (committed) => {
-        for (const id of ids) this.marking.delete(id);
-        if (committed) return;
-        this.unmarked.push(...ids);
-        this.markSoon();
-      },
-    };
+    return this.marks.takeMarks();
   }
 
-  /** Marks what no insert took within a moment: an idle service's last rows. */
-  private markSoon(): void {
-    if (this.markTimer !== undefined || this.unmarked.length === 0) return;
-    this.markTimer = setTimeout(() => {
-      this.markTimer = undefined;
-      // A relay stopped leaves them unsent: the next to lead publishes them again (at least once).
-      if (this.unmarked.length === 0 || this.state !== 'running') return;
-      const run = this.tail.then(() => this.markUnmarked(this.onItsOwn));
-      this.tail = run.catch((error: unknown) => {
-        this.onError(error);
-        this.markSoon();
-      });
-    }, MARK_AFTER_MS);
-    this.markTimer.unref();
+  /** Marks, in this relay's turn, what no insert marked within a moment: an idle service's last rows. */
+  private markOnItsOwn(): void {
+    // A relay stopped leaves them unsent: the next to lead publishes them again (at least once).
+    if (this.state !== 'running') return;
+    const run = this.tail.then(() => this.marks.markAll(this.onItsOwn));
+    this.tail = run.catch((error: unknown) => {
+      this.onError(error);
+      this.marks.soon();
+    });
   }
 
   /** A statement run alone, on the pool. */
   private readonly onItsOwn = async <R>(query: RawBuilder<R>): Promise<R[]> =>
     (await query.execute(this.db.kysely)).rows;
-
-  /** Marks the rows published and not marked yet, in one statement. */
-  private async markUnmarked(execute: <R>(query: RawBuilder<R>) => Promise<R[]>): Promise<void> {
-    if (this.unmarked.length === 0) return;
-    const ids = this.unmarked;
-    this.unmarked = [];
-    try {
-      await execute(sql`update ${sql.id(this.service, TABLE)} set sent_at = clock_timestamp() where id = any(${ids})`);
-    } catch (error) {
-      this.unmarked.push(...ids);
-      throw error;
-    }
-  }
-
-  /**
-   * The handed-over rows the leader's batch publishes instead of reading the outbox, or undefined when it
-   * must read (see `handOver`).
-   */
-  private takeHanded(): Row[] | undefined {
-    const rows = this.handed;
-    this.handed = [];
-    const after = this.readThrough;
-    if (this.mustLook || after === undefined || rows.length === 0) {
-      this.mustLook = false;
-      return undefined;
-    }
-    // Read already by a batch that looked: those went with it.
-    const fresh = rows.filter((row) => row.id > after).sort((a, b) => a.id - b.id);
-    if (fresh.length > this.batchSize) return undefined;
-    for (const [i, row] of fresh.entries()) if (row.id !== after + 1 + i) return undefined;
-    return fresh;
-  }
 
   /**
    * After the leadership was lost: this process's commits that went without NOTIFY while it led may still
@@ -483,7 +413,7 @@ export class OutboxRelay {
 
   private wake(fromPoll: boolean): void {
     if (this.state !== 'running') return;
-    if (fromPoll) this.mustLook = true;
+    if (fromPoll) this.handed.lookNext();
     // A commit: the outbox is in use again, so the safety poll goes back to its pace.
     if (!fromPoll && this.pollDelayMs > this.pollIntervalMs) this.armPoll(this.pollIntervalMs);
     if (!fromPoll && Date.now() < this.quietUntil) return;
@@ -541,10 +471,10 @@ export class OutboxRelay {
   private async leaderBatch(leadership: Leadership): Promise<BatchOutcome> {
     const parked: ParkedOutboxRow[] = [];
     const execute = <R>(query: RawBuilder<R>) => leadership.execute(query);
-    const handed = this.takeHanded();
+    const handed = this.handed.take();
     // Before a look: the rows published and not marked yet must not be read as waiting. On PostgreSQL the
     // look marks them itself, in the same statement (see `publishReady`).
-    if (!handed && this.db.kind !== 'postgres') await this.markUnmarked(execute);
+    if (!handed && this.db.kind !== 'postgres') await this.marks.markAll(execute);
     const outcome = await this.publishReady(execute, parked, handed, true);
     for (const row of parked) this.onParked(row);
     return outcome;
@@ -553,9 +483,8 @@ export class OutboxRelay {
   /** A batch of a relay that does not lead: one transaction, which first takes the service's lock. */
   private async lockedBatch(): Promise<BatchOutcome> {
     // Not leading: what was handed over is read by whoever publishes it, once what went is marked.
-    this.handed = [];
-    this.readThrough = undefined;
-    await this.markUnmarked(this.onItsOwn);
+    this.handed.forget();
+    await this.marks.markAll(this.onItsOwn);
     // PGlite's relays are in this process: one that leads there holds no lock in the database.
     if (ledInProcess(this.db, ['chassis:outbox', this.service])) return 'busy';
     const parked: ParkedOutboxRow[] = [];
@@ -607,46 +536,43 @@ export class OutboxRelay {
    * transaction id held while publishing would hold back the server's vacuum and event-log readers).
    */
   private async publishReady(
-    execute: <R>(query: RawBuilder<R>) => Promise<R[]>,
+    execute: Execute,
     parked: ParkedOutboxRow[],
-    handed?: Row[],
+    handed?: ReadyRow[],
     leading = false,
   ): Promise<BatchOutcome> {
     const table = sql.id(this.service, TABLE);
     // The leader on PostgreSQL marks what it published last as it looks (the rows no insert marked).
-    const marks = leading && !handed && this.db.kind === 'postgres' ? this.unmarked : [];
-    if (marks.length > 0) this.unmarked = [];
+    const marks = leading && !handed && this.db.kind === 'postgres' ? this.marks.takeAll() : [];
     // The committed unsent rows in the order they were written (see Order in outbox.ts): a row that commits
     // later with a smaller id is not skipped, since rows are marked, not passed by a cursor.
-    let ready: Row[];
+    let ready: ReadyRow[];
     try {
       ready =
         handed ??
         (marks.length > 0
-          ? await execute(sql<Row>`
+          ? await execute(sql<ReadyRow>`
       with marked as (update ${table} set sent_at = clock_timestamp() where id = any(${marks}))
       select id, event, headers, body, attempts from ${table}
       where sent_at is null and parked_at is null and id <> all(${marks})
       order by id
       limit ${this.batchSize}`)
-          : await execute(sql<Row>`
+          : await execute(sql<ReadyRow>`
       select id, event, headers, body, attempts from ${table}
       where sent_at is null and parked_at is null
       order by id
       limit ${this.batchSize}`));
     } catch (error) {
-      this.unmarked.push(...marks);
+      this.marks.putBack(marks);
       throw error;
     }
-    // A full batch read leaves rows unread; any batch may end before its last row (a failure, below).
-    if (!handed && ready.length === this.batchSize) this.readThrough = undefined;
-    else if (ready.length > 0) this.readThrough = Math.max(this.readThrough ?? 0, Number(ready.at(-1)!.id));
+    this.handed.taken(ready, handed !== undefined);
     if (ready.length === 0) return { read: 0, published: 0 };
     // Being marked by a transaction still open, or one that rolled back and has not said so yet.
-    if (!handed && this.marking.size > 0) {
-      const unseen = ready.filter((row) => !this.marking.has(Number(row.id)));
+    if (!handed) {
+      const unseen = this.marks.notBeingMarked(ready);
       if (unseen.length === 0) return { read: ready.length, published: 0 };
-      ready.splice(0, ready.length, ...unseen);
+      ready = unseen;
     }
     const mysql = this.db.kind === 'mysql';
     if (mysql) for (const row of ready) row.headers = headersOf(row.headers as Record<string, string> | string);
@@ -656,7 +582,7 @@ export class OutboxRelay {
     /** Rows set aside, waiting for a later row to go. */
     let aside: Failed[] = [];
     let failure: Failed | undefined;
-    const attempt = async (row: Row): Promise<unknown> => {
+    const attempt = async (row: ReadyRow): Promise<unknown> => {
       try {
         await this.publish(row.event, { headers: row.headers, body: asUint8Array(row.body) });
         sent.push(row.id);
@@ -688,7 +614,7 @@ export class OutboxRelay {
     // Set aside with nothing after them taken: a transport that is down. They wait, unparked.
     failure ??= aside[0];
     // Rows left unsent: the next batch reads the outbox.
-    if (failure !== undefined) this.readThrough = undefined;
+    if (failure !== undefined) this.handed.leftUnsent();
 
     for (const row of new Set(failed.map((f) => f.row))) {
       const mine = failed.filter((f) => f.row === row);
@@ -717,11 +643,8 @@ export class OutboxRelay {
       if (park && record) parked.push(toParked(record));
     }
     if ((handed || (leading && this.db.kind === 'postgres')) && failed.length === 0 && sent.length > 0) {
-      // All of them went: the service's next outbox insert marks them (see `takeMarks`), or the leader's
-      // next look, or the relay a moment later: no statement of their own under load. Should the relay
-      // die first, the next leader publishes them again (at least once; JetStream drops the duplicates).
-      this.unmarked.push(...sent);
-      this.markSoon();
+      // All of them went: marked later, by the service's next outbox insert or otherwise (`DeferredMarks`).
+      this.marks.defer(sent);
     } else if (sent.length > 0 && mysql) {
       await execute(sql`update ${table} set sent_at = current_timestamp(6) where id in (${sql.join(sent)})`);
     } else if (sent.length > 0) {
@@ -731,12 +654,6 @@ export class OutboxRelay {
     return { read: ready.length, published: sent.length, failure: failure?.error };
   }
 }
-
-/**
- * How long handed-over rows published wait for an outbox insert of their service to mark them sent before
- * the relay marks them itself: under load an insert comes first, and the marking costs no statement.
- */
-const MARK_AFTER_MS = 100;
 
 /** Pauses between attempts to lead while the database cannot be reached. */
 const RELEAD_MIN_DELAY_MS = 100;

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { ChassisError, defineError, type WireMessage } from '@chassis/core';
-import type { Kysely } from 'kysely';
+import type { Kysely, QueryResult, RawBuilder } from 'kysely';
 import { type AnyTables, Database, sql } from './database.ts';
 import { installInServiceDatabase, isMysql, isMysqlMissingTable } from './mysql.ts';
-import { COMMIT_AFTER } from './prepared-statements.ts';
+import { committing } from './prepared-statements.ts';
 import {
   checkRetention,
   columnIfMissing,
@@ -175,7 +175,7 @@ export async function insertOutbox(
   markSent: readonly number[] = [],
   /**
    * The transaction commits right after this insert, and nothing else runs in it: the insert carries
-   * the COMMIT (`COMMIT_AFTER`, PostgreSQL), saving the COMMIT's round trip.
+   * the COMMIT (`committing`, PostgreSQL), saving the COMMIT's round trip.
    */
   commitAfter = false,
 ): Promise<number[] | undefined> {
@@ -199,8 +199,8 @@ export async function insertOutbox(
           start === 0 && markSent.length > 0
             ? sql`with marked as (update ${table} set sent_at = clock_timestamp() where id = any(${markSent})) `
             : sql``;
-        const last = commitAfter && start + INSERT_CHUNK >= messages.length ? sql.raw(COMMIT_AFTER) : sql``;
-        const written = await sql<{ id: string | number }>`${marks}${insert} returning id${last}`.execute(trx);
+        const last = commitAfter && start + INSERT_CHUNK >= messages.length;
+        const written = await execute(trx, sql<{ id: string | number }>`${marks}${insert} returning id`, last);
         for (const row of written.rows) ids.push(Number(row.id));
         continue;
       }
@@ -210,9 +210,11 @@ export async function insertOutbox(
       }
       // The last chunk carries the transaction's highest row id in the notification: it lets a relay that
       // already published that row skip the look it would otherwise cost (OutboxRelay).
-      await sql`with written as (${insert} returning id)
-        select pg_notify(${outboxChannel(service)}, (select max(id) from written)::text)${commitAfter ? sql.raw(COMMIT_AFTER) : sql``}`.execute(
+      await execute(
         trx,
+        sql`with written as (${insert} returning id)
+        select pg_notify(${outboxChannel(service)}, (select max(id) from written)::text)`,
+        commitAfter,
       );
     }
     return ids.length > 0 ? ids : undefined;
@@ -220,6 +222,11 @@ export async function insertOutbox(
     if (isMissingRelation(error) || isMysqlMissingTable(error)) throw notInstalled(service, error);
     throw error;
   }
+}
+
+/** Runs `query` in `trx`; as the transaction's last statement (`committing`) when `last`. */
+function execute<R>(trx: Kysely<AnyTables>, query: RawBuilder<R>, last: boolean): Promise<QueryResult<R>> {
+  return last ? trx.executeQuery(committing(query.compile(trx))) : query.execute(trx);
 }
 
 /** Deletes rows published more than `olderThanMs` ago; resolves to how many. Unsent rows are kept. */

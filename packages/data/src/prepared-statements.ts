@@ -1,5 +1,6 @@
 import { hash } from 'node:crypto';
 import { ChassisError } from '@chassis/core';
+import type { CompiledQuery, DatabaseConnection, QueryResult } from 'kysely';
 import pg from 'pg';
 
 /**
@@ -37,8 +38,8 @@ import pg from 'pg';
  * runs outside a transaction. A transaction whose first statement is not a named one (no parameters,
  * not preparable) sends BEGIN alone first, as before; one that ends with no statement sends nothing.
  *
- * COMMIT can ride with the last statement likewise: a statement whose text ends with `COMMIT_AFTER` (a
- * unit of work's outbox insert, written right before it commits) is sent with COMMIT's Parse, Bind and
+ * COMMIT can ride with the last statement likewise: a compiled query marked by `committing` (a unit of
+ * work's outbox insert, written right before it commits) is sent with COMMIT's Parse, Bind and
  * Execute after its own, before the Sync, and Kysely's COMMIT that follows is answered at once: COMMIT
  * if all went through, ROLLBACK (Kysely then fails the commit) if the server refused the COMMIT. A
  * statement that fails makes the server skip the COMMIT: its transaction stays open, aborted, and
@@ -109,12 +110,47 @@ const COMMIT_MESSAGES = Buffer.from([
   0, 0, 9, 0, 0, 0, 0, 0,
 ]);
 
+/** A compiled query that is its transaction's last statement: see `committing`. */
+export type CommittingQuery<R> = CompiledQuery<R> & { readonly commitsTransaction: true };
+
 /**
- * Ends a statement's text (any statement a unit of work ends its transaction with): the client sends
- * COMMIT with it, in the same round trip, and answers the transaction's own COMMIT at once (see COMMIT
- * above). A comment: where no client reads it (PGlite, MariaDB), the statement runs as it is.
+ * Marks `query` as the statement its transaction ends with (nothing runs after it but the COMMIT): on a
+ * connection that reads the mark (`carryCommits`) the COMMIT goes with it, in the same round trip, and
+ * the transaction's own COMMIT is answered at once (see COMMIT above). Elsewhere (PGlite, MariaDB) the
+ * mark is not read and the statement runs as it is.
  */
-export const COMMIT_AFTER = ' /* chassis: commit after */';
+export function committing<R>(query: CompiledQuery<R>): CommittingQuery<R> {
+  return { ...query, commitsTransaction: true };
+}
+
+function isCommitting(query: CompiledQuery): boolean {
+  return (query as Partial<CommittingQuery<unknown>>).commitsTransaction === true;
+}
+
+/**
+ * Set while a Kysely connection hands a `committing` query to its pg client: the client's `query` reads
+ * and clears it on the call it is given. Kysely's connection calls `client.query` before it first awaits,
+ * so the mark reaches that call and no other; should it ever not, the mark is cleared unread and the
+ * statement runs without the COMMIT (Kysely's own COMMIT then goes to the server: one round trip more).
+ */
+let commitWithNextQuery = false;
+
+/**
+ * Makes a Kysely connection to PostgreSQL (one whose client `prepareRepeatedStatements` set up) pass the
+ * `committing` mark of a compiled query on to its client. For `PostgresDialect`'s `onCreateConnection`.
+ */
+export function carryCommits(connection: DatabaseConnection): void {
+  const execute = connection.executeQuery.bind(connection);
+  connection.executeQuery = <R>(query: CompiledQuery): Promise<QueryResult<R>> => {
+    if (!isCommitting(query)) return execute<R>(query);
+    commitWithNextQuery = true;
+    try {
+      return execute<R>(query);
+    } finally {
+      commitWithNextQuery = false;
+    }
+  };
+}
 
 /** What pg's Query does that its types leave out: the hooks a subclass adds BEGIN and COMMIT through. */
 interface QueryInternals {
@@ -275,6 +311,9 @@ export function prepareRepeatedStatements(client: pg.ClientBase, limit: number):
   let carried: 'committed' | 'failed' | undefined;
 
   client.query = ((config: unknown, values?: unknown, callback?: unknown) => {
+    // Read on this call only (see `carryCommits`).
+    const commitRequested = commitWithNextQuery;
+    commitWithNextQuery = false;
     const control = transactionControl(config, values, callback);
     // A new transaction: whatever the last one left unsaid is moot.
     if (control === 'begin') carried = undefined;
@@ -313,8 +352,8 @@ export function prepareRepeatedStatements(client: pg.ClientBase, limit: number):
       // A name pg holds for another text (a hash collision) would be refused: run that text unnamed.
       (parsed[name] === undefined || parsed[name] === config);
     if (!usable) return begin ? sendAfterBegin(config, values) : send.call(client, config, values);
-    // COMMIT rides with a statement that ends its transaction (COMMIT_AFTER), if a transaction is open.
-    const commit = config.endsWith(COMMIT_AFTER) && (begin || client.getTransactionStatus() === 'T');
+    // COMMIT rides with a statement that ends its transaction (`committing`), if a transaction is open.
+    const commit = commitRequested && (begin || client.getTransactionStatus() === 'T');
     if (!commit) return runNamed(name, config, values, begin, false);
     return runNamed(name, config, values, begin, true).then(
       (result) => {

@@ -3,8 +3,9 @@ import { after, describe, it } from 'node:test';
 import { ChassisError } from '@chassis/core';
 import { Database, type DatabaseOptions, sql } from '@chassis/data';
 import { postgresTarget } from '@chassis/testing';
+import type { RawBuilder } from 'kysely';
 import { unavailableIfDisconnected } from '../src/database.ts';
-import { COMMIT_AFTER, preparedStatementName } from '../src/prepared-statements.ts';
+import { committing, preparedStatementName } from '../src/prepared-statements.ts';
 
 describe('which statements are prepared, under which name', () => {
   it('queries and DML with their text hashed into the name; the same text, the same name', () => {
@@ -298,11 +299,14 @@ describe('PostgreSQL runs repeated statements as named prepared statements', { s
 
   const count = async (db: Database, id: number) =>
     (await sql<{ n: number }>`select count(*)::int as n from items where id = ${id}`.execute(db.kysely)).rows[0]!.n;
+  /** `query` as its transaction's last statement, which carries the COMMIT. */
+  const last = (query: RawBuilder<unknown>) => ({
+    execute: (on: Database['kysely']) => on.executeQuery(committing(query.compile(on))),
+  });
   /** An insert that carries its transaction's COMMIT. */
-  const insertLast = (id: number, label: string) =>
-    sql`insert into items values (${id}, ${label})${sql.raw(COMMIT_AFTER)}`;
+  const insertLast = (id: number, label: string) => last(sql`insert into items values (${id}, ${label})`);
 
-  it('[postgres] a statement ending with COMMIT_AFTER commits its transaction with it; Kysely’s COMMIT is answered', async () => {
+  it('[postgres] a statement marked `committing` commits its transaction with it; Kysely’s COMMIT is answered', async () => {
     const db = await oneConnection();
     await withItems(db);
     // Alone in its transaction: BEGIN, the insert and COMMIT in one round trip.
@@ -338,7 +342,7 @@ describe('PostgreSQL runs repeated statements as named prepared statements', { s
     const refused = await db
       .transaction(async (trx) => {
         await sql`insert into items values (${41}, ${'forty-one'})`.execute(trx);
-        await sql`insert into refs values (${1}, ${999})${sql.raw(COMMIT_AFTER)}`.execute(trx);
+        await last(sql`insert into refs values (${1}, ${999})`).execute(trx);
       })
       .catch((error: unknown) => error);
     assert.equal((refused as { code?: unknown }).code, '23503', 'the COMMIT’s foreign-key violation');
@@ -346,7 +350,7 @@ describe('PostgreSQL runs repeated statements as named prepared statements', { s
     // Kysely's own COMMIT is told the transaction rolled back when it is the one that learns it.
     const trx = await db.kysely.startTransaction().execute();
     await sql`insert into items values (${42}, ${'forty-two'})`.execute(trx);
-    const carried = await sql`insert into refs values (${2}, ${999})${sql.raw(COMMIT_AFTER)}`
+    const carried = await last(sql`insert into refs values (${2}, ${999})`)
       .execute(trx)
       .catch((error: unknown) => error);
     assert.equal((carried as { code?: unknown }).code, '23503');

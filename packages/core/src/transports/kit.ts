@@ -14,7 +14,12 @@ export {
 } from '../errors.ts';
 export { defaultNodeId } from '../node-id.ts';
 export { type Backoff, backoffDelay } from './shared/backoff.ts';
-export { PendingReplies, type PendingReply } from './shared/pending-replies.ts';
+export {
+  PendingReplies,
+  type PendingReply,
+  type ReplyFailures,
+  type RequestWaiting,
+} from './shared/pending-replies.ts';
 export { StatusListeners } from './shared/status.ts';
 export type {
   Consumer,

@@ -111,4 +111,25 @@ describe('PendingReplies', () => {
     assert.equal(lost.data, undefined);
     assert.match(lost.message, /orders\.place failed: connection lost/);
   });
+
+  it('reads timeouts and failed sends as its owner says, when told', async () => {
+    mock.timers.enable({ apis: ['setTimeout', 'Date'] });
+    class LibraryTimeout extends Error {}
+    const replies = new PendingReplies<string, Error>({
+      timedOut: ({ action, timeoutMs }) => new LibraryTimeout(`${action} after ${timeoutMs} ms`),
+      notSent: (_request, error) => (error instanceof Error ? error : new Error(String(error))),
+    });
+    const waiting = replies.open('jetstream', 'orders.placed', 250, () => undefined);
+    mock.timers.tick(250);
+    const timedOut = await waiting.catch((error: unknown) => error);
+    assert.ok(timedOut instanceof LibraryTimeout);
+    assert.equal(timedOut.message, 'orders.placed after 250 ms');
+    const closed = new Error('connection closed');
+    const notSent = await replies
+      .open('jetstream', 'orders.placed', 250, () => {
+        throw closed;
+      })
+      .catch((error: unknown) => error);
+    assert.equal(notSent, closed, 'passed on as it is, not as TRANSPORT');
+  });
 });

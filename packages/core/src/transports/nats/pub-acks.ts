@@ -9,15 +9,13 @@ import {
   type Subscription,
   TimeoutError,
 } from '@nats-io/transport-node';
+import { PendingReplies, type ReplyFailures } from '../shared/pending-replies.ts';
 
-/** How often waiting publishes are checked for their deadline. */
-const SWEEP_MS = 250;
-
-interface Waiting {
-  resolve: (ack: { duplicate: boolean }) => void;
-  reject: (error: unknown) => void;
-  deadline: number;
-}
+/** Failures read as `js.publish`'s, not as `ChassisError`s: `confirmedPublish` tells them apart by their nats.js class. */
+const asNatsErrors: ReplyFailures<Error> = {
+  timedOut: () => new TimeoutError(),
+  notSent: (_request, error) => asError(error),
+};
 
 /**
  * JetStream publishes of one connection and their PubAcks, over one reply subscription.
@@ -25,8 +23,9 @@ interface Waiting {
  * `js.publish` is a request: nats.js gives each a `RequestOne` with a timer of its own, and creates an
  * `Error` per publish only to keep its stack (its `cancel()`, ~0.4% of a SimpleBank process's CPU in
  * `RequestError` alone). Here each publish is a core publish with a reply subject under one inbox
- * (`<inbox>.<token>`); the answer settles the publish it names, and one timer checks deadlines for all.
- * Publishes of one connection reach the server in the order they were made, as with `js.publish`.
+ * (`<inbox>.<token>`), waiting in `PendingReplies` as the transports' requests do: the answer settles the
+ * publish it names, and the deadlines of all share one timer. Publishes of one connection reach the
+ * server in the order they were made, as with `js.publish`.
  *
  * The answer is read as `js.publish` reads it: a JetStream error is a `JetStreamApiError`, a 503 status
  * (no stream takes the subject) a `NoRespondersError`, an answer past the deadline a `TimeoutError`.
@@ -35,10 +34,8 @@ export class PubAcks {
   readonly #nc: NatsConnection;
   readonly #inbox = createInbox();
   readonly #prefixLength = this.#inbox.length + 1;
-  readonly #waiting = new Map<string, Waiting>();
+  readonly #waiting = new PendingReplies<{ duplicate: boolean }, Error>(asNatsErrors);
   #sub: Subscription | undefined;
-  #seq = 0;
-  #sweeper: NodeJS.Timeout | undefined;
 
   constructor(nc: NatsConnection) {
     this.#nc = nc;
@@ -52,24 +49,15 @@ export class PubAcks {
     msgID: string | undefined,
     timeoutMs: number,
   ): Promise<{ duplicate: boolean }> {
-    const token = (++this.#seq).toString(36);
     let hdrs = headers;
     if (msgID) {
       hdrs ??= natsHeaders();
       hdrs.set('Nats-Msg-Id', msgID);
     }
-    return new Promise((resolve, reject) => {
-      this.#waiting.set(token, { resolve, reject, deadline: Date.now() + timeoutMs });
-      try {
-        // Inside the promise: a closed connection fails the publish, never throws at its caller.
-        this.#subscribe();
-        this.#nc.publish(subject, body, { reply: `${this.#inbox}.${token}`, ...(hdrs ? { headers: hdrs } : {}) });
-      } catch (error) {
-        this.#waiting.delete(token);
-        reject(error);
-        return;
-      }
-      this.#sweeper ??= setInterval(this.#sweep, SWEEP_MS).unref();
+    // A closed connection throws in `send`: the publish fails with that error, never throws at its caller.
+    return this.#waiting.open('jetstream', subject, timeoutMs, (token) => {
+      this.#subscribe();
+      this.#nc.publish(subject, body, { reply: `${this.#inbox}.${token}`, ...(hdrs ? { headers: hdrs } : {}) });
     });
   }
 
@@ -79,20 +67,20 @@ export class PubAcks {
     this.#sub = sub;
     // A connection closed (or the subscription refused): nothing waiting will be answered.
     const closed = (error: unknown) => {
-      if (this.#sub === sub) this.#failAll(error ?? new Error('the connection closed before the PubAck came'));
+      if (this.#sub === sub) {
+        this.#waiting.failAll(error ? asError(error) : new Error('the connection closed before the PubAck came'));
+      }
     };
     void sub.closed.then(closed, closed);
   }
 
   #answer(error: Error | null, msg: Msg): void {
     if (error) {
-      this.#failAll(error);
+      this.#waiting.failAll(error);
       return;
     }
-    const token = msg.subject.slice(this.#prefixLength);
-    const waiting = this.#waiting.get(token);
+    const waiting = this.#waiting.take(msg.subject.slice(this.#prefixLength));
     if (!waiting) return; // answered after its deadline
-    this.#waiting.delete(token);
     if (msg.data.length === 0 && msg.headers?.code === 503) {
       waiting.reject(new NoRespondersError(msg.subject));
       return;
@@ -100,28 +88,14 @@ export class PubAcks {
     try {
       waiting.resolve(readPubAck(msg.data));
     } catch (readError) {
-      waiting.reject(readError);
+      waiting.reject(asError(readError));
     }
   }
+}
 
-  readonly #sweep = (): void => {
-    const now = Date.now();
-    for (const [token, waiting] of this.#waiting) {
-      if (waiting.deadline > now) continue;
-      this.#waiting.delete(token);
-      waiting.reject(new TimeoutError());
-    }
-    if (this.#waiting.size === 0) {
-      clearInterval(this.#sweeper);
-      this.#sweeper = undefined;
-    }
-  };
-
-  #failAll(error: unknown): void {
-    const waiting = [...this.#waiting.values()];
-    this.#waiting.clear();
-    for (const { reject } of waiting) reject(error);
-  }
+/** What was thrown, as an `Error` (nats.js and `JSON.parse` throw nothing else). */
+function asError(thrown: unknown): Error {
+  return thrown instanceof Error ? thrown : new Error(String(thrown));
 }
 
 const decoder = new TextDecoder();

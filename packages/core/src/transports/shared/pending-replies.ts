@@ -1,34 +1,55 @@
-import { ChassisError, timeoutError } from '../../errors.ts';
+import { type ChassisError, timeoutError } from '../../errors.ts';
 import { CallDeadlines, Due } from './deadlines.ts';
 import { asTransportError } from './errors.ts';
 
-/** A request waiting for its reply, as handed back by `take`. */
-export interface PendingReply<T> {
+/** Which request waits, and for how long at most. */
+export interface RequestWaiting {
   readonly service: string;
   readonly action: string;
-  readonly resolve: (reply: T) => void;
-  readonly reject: (error: ChassisError) => void;
+  readonly timeoutMs: number;
 }
 
+/** A request waiting for its reply, as handed back by `take`. */
+export interface PendingReply<T, E extends Error = ChassisError> extends RequestWaiting {
+  readonly resolve: (reply: T) => void;
+  readonly reject: (error: E) => void;
+}
+
+/**
+ * What a request's failures read as: `ChassisError`s for the transports' requests (`TIMEOUT`, `TRANSPORT`);
+ * a client library's own errors for a user that must keep reading as that library (JetStream's PubAcks).
+ */
+export interface ReplyFailures<E extends Error> {
+  /** No reply came within `timeoutMs`. */
+  timedOut(request: RequestWaiting): E;
+  /** Sending the request failed, with `error`. */
+  notSent(request: RequestWaiting, error: unknown): E;
+}
+
+const asChassisErrors: ReplyFailures<ChassisError> = {
+  timedOut: ({ service, action, timeoutMs }) => timeoutError({ service, action, timeoutMs }),
+  notSent: ({ service, action }, error) => asTransportError(error, `Cannot send the request to ${service}.${action}`),
+};
+
 /** A waiting request: its own link in the deadline list, so waiting allocates no timer. */
-class Entry<T> extends Due implements PendingReply<T> {
+class Entry<T, E extends Error> extends Due implements PendingReply<T, E> {
   readonly deadline: number;
-  readonly owner: PendingReplies<T>;
+  readonly owner: PendingReplies<T, E>;
   readonly token: string;
   readonly service: string;
   readonly action: string;
   readonly timeoutMs: number;
   readonly resolve: (reply: T) => void;
-  readonly reject: (error: ChassisError) => void;
+  readonly reject: (error: E) => void;
 
   constructor(
-    owner: PendingReplies<T>,
+    owner: PendingReplies<T, E>,
     token: string,
     service: string,
     action: string,
     timeoutMs: number,
     resolve: (reply: T) => void,
-    reject: (error: ChassisError) => void,
+    reject: (error: E) => void,
   ) {
     super();
     this.owner = owner;
@@ -43,7 +64,7 @@ class Entry<T> extends Due implements PendingReply<T> {
 
   expire(): void {
     if (this.owner.take(this.token) === undefined) return;
-    this.reject(timeoutError({ service: this.service, action: this.action, timeoutMs: this.timeoutMs }));
+    this.reject(this.owner.failures.timedOut(this));
   }
 }
 
@@ -55,11 +76,20 @@ class Entry<T> extends Due implements PendingReply<T> {
  * Their timeouts share one timer (`CallDeadlines`): with one request at a time, a timer each was set and
  * cleared on every request, and each clear emptied Node's timer list for that duration and each set made
  * it again.
+ *
+ * Failures read as `ChassisError`s unless the owner says otherwise (`failures`).
  */
-export class PendingReplies<T> {
-  readonly #pending = new Map<string, Entry<T>>();
+export class PendingReplies<T, E extends Error = ChassisError> {
+  readonly #pending = new Map<string, Entry<T, E>>();
   readonly #deadlines = new CallDeadlines();
   #sequence = 0;
+  /** What a timeout or a failed send reads as. */
+  readonly failures: ReplyFailures<E>;
+
+  constructor(...failures: ChassisError extends E ? [failures?: ReplyFailures<E>] : [failures: ReplyFailures<E>]) {
+    // Only `E = ChassisError` may leave `failures` out (the rest parameter's type says so), so the default fits E.
+    this.failures = failures[0] ?? (asChassisErrors as unknown as ReplyFailures<E>);
+  }
 
   /** Requests still waiting. */
   get size(): number {
@@ -69,7 +99,8 @@ export class PendingReplies<T> {
   /**
    * Registers a request, then calls `send` with its token to put it on the wire. The promise settles with
    * the reply given to `resolve(token, …)`, or rejects: `TIMEOUT` after `timeoutMs`, the error `send`
-   * throws or rejects with (a `ChassisError` as it is, anything else as `TRANSPORT`), or what `failAll` says.
+   * throws or rejects with (a `ChassisError` as it is, anything else as `TRANSPORT`), or what `failAll` says
+   * (timeouts and failed sends as `failures` reads them, when given).
    */
   open(service: string, action: string, timeoutMs: number, send: (token: string) => void | Promise<void>): Promise<T> {
     const token = (++this.#sequence).toString(36);
@@ -89,11 +120,11 @@ export class PendingReplies<T> {
   /** Fails a request whose sending failed: in `send` itself, or later (a batch handed over at the end of the turn). */
   fail(token: string, error: unknown): void {
     const entry = this.take(token);
-    entry?.reject(asTransportError(error, `Cannot send the request to ${entry.service}.${entry.action}`));
+    entry?.reject(this.failures.notSent(entry, error));
   }
 
   /** Takes the request out and stops its timer; undefined when it was settled already (timed out, say). */
-  take(token: string): PendingReply<T> | undefined {
+  take(token: string): PendingReply<T, E> | undefined {
     const entry = this.#pending.get(token);
     if (!entry) return undefined;
     this.#pending.delete(token);
@@ -114,10 +145,10 @@ export class PendingReplies<T> {
   }
 
   /** Rejects every waiting request: with `error`, or with what `error` makes of each request. */
-  failAll(error: ChassisError | ((pending: PendingReply<T>) => ChassisError)): void {
+  failAll(error: E | ((pending: PendingReply<T, E>) => E)): void {
     for (const token of [...this.#pending.keys()]) {
       const entry = this.take(token);
-      if (entry) entry.reject(error instanceof ChassisError ? error : error(entry));
+      if (entry) entry.reject(error instanceof Error ? error : error(entry));
     }
   }
 }
