@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { constants, PerformanceObserver } from 'node:perf_hooks';
 import { getHeapSpaceStatistics } from 'node:v8';
 import type { DatabaseUsage } from '@chassis/data';
 import { startSimplebank } from '@chassis/simplebank/system';
@@ -27,7 +28,8 @@ export type EmbeddedAsk =
   | { ask: 'lastCompletedAt' }
   | { ask: 'terminalTimes'; orderIds: string[] }
   | { ask: 'memory' }
-  | { ask: 'usage' };
+  | { ask: 'usage' }
+  | { ask: 'lastMajorGcAt' };
 
 export type EmbeddedQuestion = EmbeddedAsk & { id: number };
 
@@ -107,6 +109,20 @@ function memoryBreakdown(): MemoryBreakdown {
   };
 }
 
+/**
+ * When V8 last ended a full collection (epoch ms), for the bench to tell the load's aftermath from idle:
+ * V8's memory reducer starts its collections 8–16 s after the load's last one (each full collection, and
+ * each check that finds the process still allocating, puts it off by 8 s), later than the CPU alone says.
+ */
+let lastMajorGcAt = Date.now();
+new PerformanceObserver((entries) => {
+  for (const entry of entries.getEntries()) {
+    if ((entry as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) {
+      lastMajorGcAt = Date.now();
+    }
+  }
+}).observe({ entryTypes: ['gc'] });
+
 const [folder, count] = process.argv.slice(2);
 const send = (message: EmbeddedMessage) => process.send?.(message);
 
@@ -122,6 +138,10 @@ const customers = await seedCustomers(bank.database, Number(count));
 process.on('message', (question: EmbeddedQuestion) => {
   if (question.ask === 'memory') {
     send({ id: question.id, answer: memoryBreakdown() });
+    return;
+  }
+  if (question.ask === 'lastMajorGcAt') {
+    send({ id: question.id, answer: lastMajorGcAt });
     return;
   }
   if (question.ask === 'usage') {
