@@ -3,6 +3,7 @@ import { ChassisError, defineError, fieldErrors } from '@chassis/core';
 import type { Kysely, RawBuilder } from 'kysely';
 import type { z } from 'zod';
 import { type AnyTables, type Database, quoteIdentifier, sql } from './database.ts';
+import { FixedStatement } from './fixed-statement.ts';
 import { indexIfMissing, installInServiceSchema } from './service-schema.ts';
 
 /**
@@ -202,6 +203,32 @@ export class EventStore<S extends EventSchemas = EventSchemas> {
 
   readonly db: Database;
 
+  /** `append`'s one statement: the store's function, given the stream, the expected version, the batch and the channel. */
+  private readonly appendStatement = new FixedStatement<EventRow, [string, string, string, string | null]>(
+    4,
+    (stream, mode, batch, channel) => sql`
+      select ${EVENT_COLUMNS}
+      from ${this.table(APPEND_FUNCTION)}(${stream}, ${mode}, cast(${batch} as text)::jsonb, cast(${channel} as text))`,
+  );
+
+  /** `readStreamLocked`'s one statement, given the stream, the first version and the limit. */
+  private readonly readLockedStatement = new FixedStatement<
+    EventRow & { head: number | null },
+    [string, number, number]
+  >(
+    3,
+    (stream, fromVersion, limit) => sql`
+      with head as (select version from ${this.table(STREAMS_TABLE)} where stream = ${stream} for update)
+      select (select version from head) as head, e.*
+      from (values (1)) as one
+      left join lateral (
+        select ${EVENT_COLUMNS} from ${this.table(EVENTS_TABLE)}
+        where stream = ${stream} and version >= ${fromVersion}
+        order by version
+        limit ${limit}
+      ) as e on true`,
+  );
+
   constructor(db: Database, options: EventStoreOptions<S>) {
     db.requireFeature('The event store');
     this.db = db;
@@ -303,12 +330,7 @@ export class EventStore<S extends EventSchemas = EventSchemas> {
     const channel = this.notify ? eventsChannel(this.service) : null;
     let rows: EventRow[];
     try {
-      const result = await sql<EventRow>`
-        select ${EVENT_COLUMNS}
-        from ${this.table(APPEND_FUNCTION)}(${stream}, ${mode}, cast(${batch} as text)::jsonb, cast(${channel} as text))`.execute(
-        executor,
-      );
-      rows = result.rows;
+      rows = (await this.appendStatement.execute(executor, stream, mode, batch, channel)).rows;
     } catch (error) {
       throw this.translate(error, stream, expectedVersion, prepared);
     }
@@ -471,16 +493,7 @@ export class EventStore<S extends EventSchemas = EventSchemas> {
     limit: number,
     trx: Kysely<AnyTables>,
   ): Promise<StoredEventOf<S>[]> {
-    const result = await sql<EventRow & { head: number | null }>`
-      with head as (select version from ${this.table(STREAMS_TABLE)} where stream = ${stream} for update)
-      select (select version from head) as head, e.*
-      from (values (1)) as one
-      left join lateral (
-        select ${EVENT_COLUMNS} from ${this.table(EVENTS_TABLE)}
-        where stream = ${stream} and version >= ${fromVersion}
-        order by version
-        limit ${limit}
-      ) as e on true`.execute(trx);
+    const result = await this.readLockedStatement.execute(trx, stream, fromVersion, limit);
     const head = result.rows[0]?.head ?? null;
     const events = result.rows.filter((row) => row.id !== null).map(toStoredEvent) as StoredEventOf<S>[];
     const last = events.at(-1)?.version ?? fromVersion - 1;

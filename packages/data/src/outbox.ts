@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { ChassisError, defineError, type WireMessage } from '@chassis/core';
-import type { Kysely, QueryResult, RawBuilder } from 'kysely';
+import type { Kysely } from 'kysely';
 import { type AnyTables, Database, sql } from './database.ts';
+import { FixedStatement, type Placeholder } from './fixed-statement.ts';
 import { installInServiceDatabase, isMysql, isMysqlMissingTable } from './mysql.ts';
-import { committing } from './prepared-statements.ts';
 import {
   checkRetention,
   columnIfMissing,
@@ -161,6 +161,57 @@ export async function writeOutbox(
   return ids?.reduce((highest, id) => Math.max(highest, id));
 }
 
+/** What an outbox insert's text depends on, besides its service. */
+interface InsertShape {
+  rows: number;
+  /**
+   * What follows the insert: the rows' ids (and marking the published rows sent, in the same statement),
+   * their highest id notified, or nothing.
+   */
+  ending: 'ids' | 'ids-marking' | 'notify' | 'nothing';
+}
+
+/**
+ * Outbox inserts on PostgreSQL and PGlite by service and shape, each text made once: a service's units
+ * write one or two rows, in two or three shapes, thousands of times. Emptied when full (an odd count of
+ * rows makes a shape of its own), which costs only making them again.
+ */
+const insertStatements = new Map<string, FixedStatement<{ id: string | number }, unknown[]>>();
+const MAX_INSERT_STATEMENTS = 256;
+
+/** The insert of `shape` into `service`'s outbox: its rows' event, headers and body, then the marked ids or the channel. */
+function insertStatement(service: string, shape: InsertShape): FixedStatement<{ id: string | number }, unknown[]> {
+  const key = `${service}\n${shape.rows}\n${shape.ending}`;
+  let statement = insertStatements.get(key);
+  if (statement) return statement;
+  const extra = shape.ending === 'ids-marking' || shape.ending === 'notify' ? 1 : 0;
+  statement = new FixedStatement(shape.rows * 3 + extra, (...placeholders: Placeholder[]) => {
+    const table = sql.id(service, TABLE);
+    const rows = Array.from(
+      { length: shape.rows },
+      (_, i) => sql`(${placeholders[i * 3]}, ${placeholders[i * 3 + 1]}, ${placeholders[i * 3 + 2]})`,
+    );
+    const insert = sql`insert into ${table} (event, headers, body) values ${sql.join(rows)}`;
+    const lastPlaceholder = placeholders[shape.rows * 3];
+    switch (shape.ending) {
+      case 'ids':
+        return sql<{ id: string | number }>`${insert} returning id`;
+      case 'ids-marking':
+        return sql<{
+          id: string | number;
+        }>`with marked as (update ${table} set sent_at = clock_timestamp() where id = any(${lastPlaceholder})) ${insert} returning id`;
+      case 'notify':
+        return sql<{ id: string | number }>`with written as (${insert} returning id)
+          select pg_notify(${lastPlaceholder}, (select max(id) from written)::text)`;
+      case 'nothing':
+        return sql<{ id: string | number }>`${insert}`;
+    }
+  });
+  if (insertStatements.size >= MAX_INSERT_STATEMENTS) insertStatements.clear();
+  insertStatements.set(key, statement);
+  return statement;
+}
+
 /**
  * `writeOutbox`, resolving without NOTIFY to the ids of the rows written, in the order of `messages` (one
  * statement a chunk, as with NOTIFY): a unit of work hands them to its service's relay after the commit
@@ -184,49 +235,36 @@ export async function insertOutbox(
   const ids: number[] = [];
   try {
     for (let start = 0; start < messages.length; start += INSERT_CHUNK) {
-      const rows = messages
-        .slice(start, start + INSERT_CHUNK)
-        .map(({ event, message }) => sql`(${event}, ${JSON.stringify(message.headers)}, ${message.body})`);
-      const insert = sql`insert into ${table} (event, headers, body) values ${sql.join(rows)}`;
+      const chunk = messages.slice(start, start + INSERT_CHUNK);
       // MariaDB/MySQL has no NOTIFY: the node wakes its own relay after the commit, others poll.
       if (isMysql(trx)) {
-        await insert.execute(trx);
+        const rows = chunk.map(
+          ({ event, message }) => sql`(${event}, ${JSON.stringify(message.headers)}, ${message.body})`,
+        );
+        await sql`insert into ${table} (event, headers, body) values ${sql.join(rows)}`.execute(trx);
         continue;
       }
-      // Without NOTIFY the caller learns the ids: it announces the rows itself once committed.
-      if (!notify) {
-        const marks =
-          start === 0 && markSent.length > 0
-            ? sql`with marked as (update ${table} set sent_at = clock_timestamp() where id = any(${markSent})) `
-            : sql``;
-        const last = commitAfter && start + INSERT_CHUNK >= messages.length;
-        const written = await execute(trx, sql<{ id: string | number }>`${marks}${insert} returning id`, last);
-        for (const row of written.rows) ids.push(Number(row.id));
-        continue;
-      }
-      if (start + INSERT_CHUNK < messages.length) {
-        await insert.execute(trx);
-        continue;
-      }
-      // The last chunk carries the transaction's highest row id in the notification: it lets a relay that
-      // already published that row skip the look it would otherwise cost (OutboxRelay).
-      await execute(
-        trx,
-        sql`with written as (${insert} returning id)
-        select pg_notify(${outboxChannel(service)}, (select max(id) from written)::text)`,
-        commitAfter,
-      );
+      const last = start + INSERT_CHUNK >= messages.length;
+      const values: unknown[] = [];
+      for (const { event, message } of chunk) values.push(event, JSON.stringify(message.headers), message.body);
+      // Without NOTIFY the caller learns the ids: it announces the rows itself once committed. With it,
+      // the last chunk carries the transaction's highest row id in the notification: it lets a relay
+      // that already published that row skip the look it would otherwise cost (OutboxRelay).
+      const marks = !notify && start === 0 && markSent.length > 0;
+      const shape: InsertShape = {
+        rows: chunk.length,
+        ending: !notify ? (marks ? 'ids-marking' : 'ids') : last ? 'notify' : 'nothing',
+      };
+      if (marks) values.push(markSent);
+      else if (shape.ending === 'notify') values.push(outboxChannel(service));
+      const written = await insertStatement(service, shape).executeWith(trx, values, { commits: commitAfter && last });
+      if (!notify) for (const row of written.rows) ids.push(Number(row.id));
     }
     return ids.length > 0 ? ids : undefined;
   } catch (error) {
     if (isMissingRelation(error) || isMysqlMissingTable(error)) throw notInstalled(service, error);
     throw error;
   }
-}
-
-/** Runs `query` in `trx`; as the transaction's last statement (`committing`) when `last`. */
-function execute<R>(trx: Kysely<AnyTables>, query: RawBuilder<R>, last: boolean): Promise<QueryResult<R>> {
-  return last ? trx.executeQuery(committing(query.compile(trx))) : query.execute(trx);
 }
 
 /** Deletes rows published more than `olderThanMs` ago; resolves to how many. Unsent rows are kept. */

@@ -156,14 +156,54 @@ export function carryCommits(connection: DatabaseConnection): void {
 interface QueryInternals {
   prepare(connection: WireConnection): void;
   handleCommandComplete(message: unknown, connection: WireConnection): void;
+  handleRowDescription(message: { fields: unknown[] }): void;
   _getRows(connection: WireConnection & { execute(c: unknown): void; sync(): void }, rows: unknown): void;
+}
+
+/** pg's Result as a query fills it from a RowDescription, which its types leave out. */
+interface ResultInternals {
+  fields: unknown[];
+  _parsers: unknown[] | undefined;
+  _prebuiltEmptyResultObject: unknown;
+}
+
+/** A prepared statement's RowDescription as pg made it into a result: its fields and their parsers. */
+interface RowShape {
+  fields: unknown[];
+  parsers: unknown[] | undefined;
+  emptyRow: unknown;
+}
+
+/**
+ * The row shapes of one connection's prepared statements, by name, and the switch that has its next
+ * Describe left unsent. pg sends Describe (portal) with every Execute, and the server answers with the
+ * statement's RowDescription, which pg parses and turns into a parser per column (`addFields`) — each
+ * time, for a statement whose columns cannot change while it stays prepared (a change of its tables'
+ * columns fails it with `cached plan must not change result type`, which unprepares it, shape and all).
+ * So a prepared statement's shape is kept from its first run, and later runs send no Describe.
+ */
+class RowShapes {
+  readonly byName = new Map<string, RowShape>();
+  skipDescribe = false;
+
+  /** Makes `connection.describe` honour `skipDescribe`. */
+  install(connection: { describe(message: unknown): void }): void {
+    const describe = connection.describe.bind(connection);
+    connection.describe = (message: unknown) => {
+      if (this.skipDescribe) {
+        this.skipDescribe = false;
+        return;
+      }
+      describe(message);
+    };
+  }
 }
 
 const queryProto = pg.Query.prototype as unknown as QueryInternals;
 
 /**
- * A named statement with BEGIN before it, COMMIT after it, or both, in the same round trip, before one
- * Sync. Their answers are not the statement's: their CommandCompletes are passed over, and BEGIN's
+ * A named statement, which keeps its row shape after its first run (see RowShapes), with BEGIN before
+ * it, COMMIT after it, both or neither, in the same round trip, before one Sync. Their answers are not the statement's: their CommandCompletes are passed over, and BEGIN's
  * ParseComplete — which pg records as the named statement's — is undone unless the statement was parsed
  * already (the statement's own ParseComplete, which follows, records it again). An error anywhere makes
  * the server skip the rest up to the Sync: a failed BEGIN runs nothing, a failed statement no COMMIT.
@@ -171,21 +211,66 @@ const queryProto = pg.Query.prototype as unknown as QueryInternals;
 class WrappedQuery extends pg.Query {
   readonly #begin: boolean;
   readonly #commit: boolean;
+  readonly #shapes: RowShapes;
+  readonly #text: string;
   #completes = 0;
   #parsedBefore = false;
+  /** The statement's row shape, known from an earlier run: no Describe is sent, no RowDescription comes. */
+  #shape: RowShape | undefined;
 
-  constructor(text: string, values: unknown[], begin: boolean, commit: boolean) {
+  constructor(text: string, values: unknown[], begin: boolean, commit: boolean, shapes: RowShapes) {
     super(text, values);
     this.#begin = begin;
     this.#commit = commit;
+    this.#shapes = shapes;
+    this.#text = text;
   }
 
   prepare(connection: WireConnection): void {
     const name = (this as { name?: string }).name;
     this.#parsedBefore = name !== undefined && connection.parsedStatements[name] !== undefined;
+    // Only a statement parsed with this very text: a name being parsed anew describes itself again.
+    this.#shape =
+      name !== undefined && connection.parsedStatements[name] === this.#text
+        ? this.#shapes.byName.get(name)
+        : undefined;
     // pg corks the stream around `prepare`: all of it leaves in one write.
     if (this.#begin && connection.stream.writable) connection.stream.write(BEGIN_MESSAGES);
-    queryProto.prepare.call(this, connection);
+    if (this.#shape) this.#shapes.skipDescribe = true;
+    try {
+      queryProto.prepare.call(this, connection);
+    } finally {
+      // Bind may have failed before the Describe it was to replace.
+      this.#shapes.skipDescribe = false;
+    }
+    if (this.#shape) this.#describeFrom(this.#shape);
+  }
+
+  /** What pg's `handleRowDescription` does, from the kept shape instead of a RowDescription. */
+  #describeFrom(shape: RowShape): void {
+    const self = this as unknown as {
+      _checkForMultirow(): void;
+      _result: ResultInternals;
+      _accumulateRows: boolean;
+      callback: unknown;
+    };
+    self._checkForMultirow();
+    self._result.fields = shape.fields;
+    self._result._parsers = shape.parsers;
+    self._result._prebuiltEmptyResultObject = shape.emptyRow;
+    self._accumulateRows = Boolean(self.callback) || this.listeners('row').length === 0;
+  }
+
+  handleRowDescription(message: { fields: unknown[] }): void {
+    queryProto.handleRowDescription.call(this, message);
+    const name = (this as { name?: string }).name;
+    if (name === undefined) return;
+    const result = (this as unknown as { _result: ResultInternals })._result;
+    this.#shapes.byName.set(name, {
+      fields: result.fields,
+      parsers: result._parsers,
+      emptyRow: result._prebuiltEmptyResultObject,
+    });
   }
 
   /** pg's Execute and Sync of the statement, COMMIT between them. */
@@ -232,6 +317,8 @@ export function prepareRepeatedStatements(client: pg.ClientBase, limit: number):
   if (limit <= 0) return;
   const send = client.query as QueryFunction;
   const parsed = (client as unknown as ParsedStatements).connection.parsedStatements;
+  const shapes = new RowShapes();
+  shapes.install((client as unknown as { connection: { describe(message: unknown): void } }).connection);
   /** The names this connection has prepared (or is preparing): the count the limit bounds. */
   const prepared = new Set<string>();
   /** Names the server still holds with a plan that no longer fits: DEALLOCATE before their next use. */
@@ -260,9 +347,7 @@ export function prepareRepeatedStatements(client: pg.ClientBase, limit: number):
     commit: boolean,
   ): Promise<unknown> =>
     new Promise((resolve, reject) => {
-      const query = (
-        begin || commit ? new WrappedQuery(text, values, begin, commit) : new pg.Query(text, values)
-      ) as pg.Query & {
+      const query = new WrappedQuery(text, values, begin, commit, shapes) as pg.Query & {
         name?: string;
         callback?: (error: Error | null, result: unknown) => void;
       };
@@ -295,6 +380,7 @@ export function prepareRepeatedStatements(client: pg.ClientBase, limit: number):
         if (!repair) throw error;
         prepared.delete(name);
         delete parsed[name];
+        shapes.byName.delete(name);
         if (repair === 'deallocate') stale.add(name);
         // Before the failed statement's ReadyForQuery or after it, 'I' says it ran alone.
         if (client.getTransactionStatus() !== 'I') {

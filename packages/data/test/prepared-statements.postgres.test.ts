@@ -92,10 +92,18 @@ describe('PostgreSQL runs repeated statements as named prepared statements', { s
     await sql`insert into kinds values (1, 9007199254740991, 12.5, '2026-01-02T03:04:05Z', '{"a":[1,2]}', true,
       null, '{x,y}')`.execute(named.kysely);
     const read = (db: Database) => sql`select * from kinds where id = ${1}`.execute(db.kysely);
-    const [first, second, plain] = [await read(named), await read(named), await read(unnamed)];
+    // The first run describes its rows; later ones use the shape it kept, with no Describe sent.
+    const [first, second, third, plain] = [
+      await read(named),
+      await read(named),
+      await read(named),
+      await read(unnamed),
+    ];
     assert.deepEqual(second.rows, first.rows);
+    assert.deepEqual(third.rows, first.rows);
     assert.deepEqual(first.rows, plain.rows);
     assert.equal(first.rows.length, 1);
+    assert.ok((third.rows[0] as { at: unknown }).at instanceof Date, 'columns still parsed by their type');
     assert.equal((await preparedOn(unnamed)).length, 0, 'preparedStatements: 0 prepares nothing');
     assert.equal((await preparedOn(named)).length, 1);
   });

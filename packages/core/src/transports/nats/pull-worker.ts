@@ -48,6 +48,10 @@ export class PullWorker {
   #retryPull: NodeJS.Timeout | undefined;
   #lastHeard = Date.now();
   #inFlight = 0;
+  /** Messages being handled: what the progress sweep keeps from redelivery. */
+  readonly #handling = new Set<Msg>();
+  /** The progress sweep, running while messages are handled (and one period after the last). */
+  #progress: NodeJS.Timeout | undefined;
   #idle: (() => void) | undefined;
   #stopping = false;
   #recovering = false;
@@ -93,12 +97,42 @@ export class PullWorker {
   abandon(): void {
     this.#stopping = true;
     this.#clearTimers();
+    clearInterval(this.#progress);
+    this.#progress = undefined;
     this.#forgetRequests();
   }
 
   #clearTimers(): void {
     clearInterval(this.#watchdog);
     clearTimeout(this.#retryPull);
+  }
+
+  /** How often the messages being handled are told to the server as still in progress. */
+  #progressPeriodMs(): number {
+    return Math.max(500, this.#session.settings.ackWaitMs / 2);
+  }
+
+  /**
+   * Long handlers keep their delivery: JetStream would otherwise hand it to another instance after ack
+   * wait. One timer per worker tells every message being handled in progress (`+WPI`) once a period,
+   * instead of a timer made and cleared for each message: none goes longer than a period (half of ack
+   * wait) without word, as before; a message that started just before a sweep is told early, which costs
+   * one small publish. The sweep stops once it finds nothing to do, so an idle worker runs no timer for it.
+   */
+  #startProgress(msg: Msg): void {
+    this.#handling.add(msg);
+    // Kept while stopping: the messages in flight then still finish, however long they take.
+    if (this.#progress !== undefined) return;
+    const periodMs = this.#progressPeriodMs();
+    this.#progress = setInterval(() => {
+      if (this.#handling.size === 0) {
+        clearInterval(this.#progress);
+        this.#progress = undefined;
+        return;
+      }
+      for (const handled of this.#handling) this.#ack(handled, '+WPI');
+    }, periodMs);
+    this.#progress.unref();
   }
 
   #forgetRequests(): void {
@@ -220,8 +254,7 @@ export class PullWorker {
   }
 
   async #handle(msg: Msg): Promise<void> {
-    // Long handlers keep their delivery: JetStream would otherwise hand it to another instance after ack wait.
-    const progress = setInterval(() => this.#ack(msg, '+WPI'), Math.max(500, this.#session.settings.ackWaitMs / 2));
+    this.#startProgress(msg);
     try {
       let message: WireMessage;
       try {
@@ -250,7 +283,7 @@ export class PullWorker {
       }
       await this.#dispose(msg, message, disposition);
     } finally {
-      clearInterval(progress);
+      this.#handling.delete(msg);
     }
   }
 
