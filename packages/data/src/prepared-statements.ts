@@ -203,10 +203,11 @@ const queryProto = pg.Query.prototype as unknown as QueryInternals;
 
 /**
  * A named statement, which keeps its row shape after its first run (see RowShapes), with BEGIN before
- * it, COMMIT after it, both or neither, in the same round trip, before one Sync. Their answers are not the statement's: their CommandCompletes are passed over, and BEGIN's
- * ParseComplete — which pg records as the named statement's — is undone unless the statement was parsed
- * already (the statement's own ParseComplete, which follows, records it again). An error anywhere makes
- * the server skip the rest up to the Sync: a failed BEGIN runs nothing, a failed statement no COMMIT.
+ * it, COMMIT after it, both or neither, in the same round trip, before one Sync. Their answers are not
+ * the statement's: their CommandCompletes are passed over, and BEGIN's ParseComplete — which pg records
+ * as the named statement's — is undone unless the statement was parsed already (the statement's own
+ * ParseComplete, which follows, records it again). An error anywhere makes the server skip the rest up
+ * to the Sync: a failed BEGIN runs nothing, a failed statement no COMMIT.
  */
 class WrappedQuery extends pg.Query {
   readonly #begin: boolean;
