@@ -1,3 +1,4 @@
+import { envKnownPort } from '@chassis/core';
 import { launchDistributed } from './launcher.ts';
 
 /**
@@ -14,7 +15,7 @@ const system = await launchDistributed({
   databaseUrl,
   flightsSchema: process.env.FLIGHTS_SCHEMA,
   redisUrl,
-  port: Number(process.env.PORT ?? 8080),
+  port: envKnownPort(process.env, 'PORT', 8080),
   flightsPort: Number(process.env.FLIGHTS_PORT ?? 8081),
   reservationsPort: Number(process.env.RESERVATIONS_PORT ?? 8082),
   redisKeyPrefix: process.env.REDIS_KEY_PREFIX,

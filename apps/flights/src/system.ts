@@ -1,4 +1,13 @@
-import { ChassisError, type ChassisNode, drainOnSignals, jwtVerifier, runNode, tokenSecret } from '@chassis/core';
+import {
+  ChassisError,
+  type ChassisNode,
+  drainOnSignals,
+  envLimit,
+  envPort,
+  jwtVerifier,
+  runNode,
+  tokenSecret,
+} from '@chassis/core';
 import { createGateway, type Gateway } from '@chassis/gateway';
 import type { FastifyInstance } from 'fastify';
 import { flightsHttp } from '../services/flights/http.ts';
@@ -83,23 +92,24 @@ export async function startFlights(options: FlightsOptions = {}): Promise<Flight
   let flightsUrl: string | undefined;
   let reservationsUrl: string | undefined;
   try {
-    const flightsPort = port(env.FLIGHTS_PORT, 8081);
+    const flightsPort = envPort(env, 'FLIGHTS_PORT', 8081);
     if (parts.includes('flights') && flightsPort !== false) {
       flightsUrl = await listen(await flightsHttp(node, flights), flightsPort);
     }
-    const reservationsPort = port(env.RESERVATIONS_PORT, 8082);
+    const reservationsPort = envPort(env, 'RESERVATIONS_PORT', 8082);
     if (parts.includes('reservations') && reservationsPort !== false) {
       reservationsUrl = await listen(await reservationsHttp(node, reservations), reservationsPort);
     }
-    const bffPort = port(env.PORT, 8080);
+    const bffPort = envPort(env, 'PORT', 8080);
     if (parts.includes('bff') && bffPort !== false) {
+      const rateLimit = envLimit(env, 'RATE_LIMIT_PER_MINUTE', 300);
       const gateway = await createGateway({
         node,
         prefix: '/api',
         routes: bffRoutes(secret),
         auth: verifier,
         // Per caller (token subject, else address); `RATE_LIMIT_PER_MINUTE=off` for load tests and the races.
-        rateLimit: env.RATE_LIMIT_PER_MINUTE === 'off' ? false : { max: Number(env.RATE_LIMIT_PER_MINUTE || 300) },
+        rateLimit: rateLimit === false ? false : { max: rateLimit },
         // The document is openapi/bff.yaml, written before the routes, not one generated from them.
         openapi: false,
         register: (app) => {
@@ -137,15 +147,4 @@ function selectParts(services: string | undefined): FlightsPart[] {
     );
   }
   return names as FlightsPart[];
-}
-
-/** `off` → none; unset → the default; `0` → any free port. */
-function port(value: string | undefined, fallback: number): number | false {
-  if (value === 'off') return false;
-  if (value === undefined || value === '') return fallback;
-  const number = Number(value);
-  if (!Number.isInteger(number) || number < 0 || number > 65535) {
-    throw new ChassisError('CONFIG', `A port is a number from 0 to 65535 or "off", not "${value}"`);
-  }
-  return number;
 }

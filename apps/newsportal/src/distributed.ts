@@ -1,4 +1,5 @@
 import { fileURLToPath } from 'node:url';
+import { envKnownPort } from '@chassis/core';
 import { createDatabaseIfMissing } from '@chassis/data';
 import { processGroup } from '@chassis/testing';
 import { processGroups } from './topology.ts';
@@ -13,7 +14,7 @@ import { processGroups } from './topology.ts';
 const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url));
 const transport = process.env.CHASSIS_TRANSPORT ?? 'nats://127.0.0.1:4222';
 const databaseUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/newsportal';
-const port = Number(process.env.PORT ?? 8080);
+const port = envKnownPort(process.env, 'PORT', 8080);
 console.log(`Starting the News portal distributed over ${transport} and ${databaseUrl} …`);
 await createDatabaseIfMissing(databaseUrl);
 

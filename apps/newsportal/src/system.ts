@@ -1,4 +1,4 @@
-import { ChassisError, type ChassisNode, drainOnSignals, type NodeExtension, runNode } from '@chassis/core';
+import { type ChassisNode, drainOnSignals, envPort, type NodeExtension, runNode } from '@chassis/core';
 import { type Database, dataExtension } from '@chassis/data';
 import { createGateway, type Gateway } from '@chassis/gateway';
 import { fetchUserOverGrpc, userDataClient, userDataServer } from '../services/users/grpc.ts';
@@ -40,6 +40,8 @@ export interface Newsportal {
  */
 export async function startNewsportal(options: NewsportalOptions = {}): Promise<Newsportal> {
   const env = options.env ?? process.env;
+  // Read before anything starts: a bad PORT is a CONFIG error, not a node left running.
+  const port = options.port ?? envPort(env, 'PORT', 8080);
   const data = dataExtension({ url: options.databaseUrl ?? env.DATABASE_URL ?? 'pglite://.data/newsportal' });
   const hosted = (env.SERVICES ?? '')
     .split(',')
@@ -48,9 +50,9 @@ export async function startNewsportal(options: NewsportalOptions = {}): Promise<
   const hosts = (service: string) => hosted.length === 0 || hosted.includes(service);
   const extensions: NodeExtension[] = [data];
   // Users serves GetUserData on GRPC_PORT (default 50051; 0 picks one; `off` none).
-  const grpcPort = env.GRPC_PORT === 'off' ? undefined : integerSetting(env, 'GRPC_PORT', 50051);
+  const grpcPort = envPort(env, 'GRPC_PORT', 50051);
   const server =
-    hosts('users') && grpcPort !== undefined
+    hosts('users') && grpcPort !== false
       ? userDataServer({ port: grpcPort, host: env.GRPC_HOST || '127.0.0.1' })
       : undefined;
   if (server) extensions.push(server);
@@ -58,7 +60,7 @@ export async function startNewsportal(options: NewsportalOptions = {}): Promise<
   // 127.0.0.1:GRPC_PORT); `off` asks users over the bus instead.
   let fetchUser: NonNullable<NewsportalServicesOptions['recommendation']>['fetchUser'];
   if (hosts('recommendation') && env.USERS_GRPC_ADDRESS !== 'off') {
-    const address = env.USERS_GRPC_ADDRESS || (server ? () => server.address! : `127.0.0.1:${grpcPort ?? 50051}`);
+    const address = env.USERS_GRPC_ADDRESS || (server ? () => server.address! : `127.0.0.1:${grpcPort || 50051}`);
     const client = userDataClient(address);
     extensions.push(client);
     fetchUser = fetchUserOverGrpc(client);
@@ -84,7 +86,6 @@ export async function startNewsportal(options: NewsportalOptions = {}): Promise<
   });
   let gateway: Gateway | undefined;
   let url: string | undefined;
-  const port = options.port ?? (env.PORT === 'off' ? false : Number(env.PORT ?? 8080));
   try {
     if (port !== false) {
       gateway = await createGateway({
@@ -116,13 +117,4 @@ export async function startNewsportal(options: NewsportalOptions = {}): Promise<
     },
     stop,
   };
-}
-
-function integerSetting(env: Record<string, string | undefined>, name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  if (!/^\d{1,5}$/.test(raw) || Number(raw) > 65_535) {
-    throw new ChassisError('CONFIG', `${name} is a port (0 to 65535, 0 picks a free one) or off, not "${raw}"`);
-  }
-  return Number(raw);
 }

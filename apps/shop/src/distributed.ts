@@ -1,3 +1,4 @@
+import { envKnownPort } from '@chassis/core';
 import { launchDistributed } from './launcher.ts';
 
 /**
@@ -11,7 +12,7 @@ console.log(`Starting the Shop distributed over ${transport} and ${databaseUrl} 
 const shop = await launchDistributed({
   transport,
   databaseUrl,
-  port: Number(process.env.PORT ?? 8080),
+  port: envKnownPort(process.env, 'PORT', 8080),
   logLevel: process.env.LOG_LEVEL,
 });
 console.log(`The Shop is up: API ${shop.url}/api/v1 (docs ${shop.url}/docs)`);

@@ -1,4 +1,13 @@
-import { type ChassisNode, drainOnSignals, envNumber, jwtVerifier, runNode, tokenSecret } from '@chassis/core';
+import {
+  type ChassisNode,
+  drainOnSignals,
+  envLimit,
+  envNumber,
+  envPort,
+  jwtVerifier,
+  runNode,
+  tokenSecret,
+} from '@chassis/core';
 import { type Database, dataExtension } from '@chassis/data';
 import { createGateway, type Gateway } from '@chassis/gateway';
 import { registerBookMetrics, shopApi } from './gateway.ts';
@@ -62,14 +71,14 @@ export async function createShopGateway(
 export async function startShop(options: ShopOptions = {}): Promise<Shop> {
   const env = options.env ?? process.env;
   const secret = tokenSecret(env, DEVELOPMENT_SECRET, ['SHOP_JWT_SECRET', 'CHASSIS_JWT_SECRET']);
+  // Read before anything starts: a bad PORT is a CONFIG error, not a node left running.
+  const port = options.port ?? envPort(env, 'PORT', 8080);
   const data = dataExtension({ url: options.databaseUrl ?? env.DATABASE_URL ?? 'pglite://.data/shop' });
   // gRPC UserService where the users service runs: 50052 by default, beside the News portal's 50051.
   const hosts = (service: string) => !env.SERVICES || env.SERVICES.split(',').some((name) => name.trim() === service);
   const hostsUsers = hosts('shop-users');
-  const grpc =
-    hostsUsers && env.GRPC_PORT !== 'off'
-      ? shopGrpcServer({ port: envNumber(env, 'GRPC_PORT') ?? 50052, host: env.GRPC_HOST ?? env.HOST })
-      : undefined;
+  const grpcPort = hostsUsers ? envPort(env, 'GRPC_PORT', 50052) : false;
+  const grpc = grpcPort !== false ? shopGrpcServer({ port: grpcPort, host: env.GRPC_HOST ?? env.HOST }) : undefined;
   const node = await runNode({
     services: shopServices({
       ...options.services,
@@ -85,12 +94,9 @@ export async function startShop(options: ShopOptions = {}): Promise<Shop> {
   registerShopMetrics(node, () => data.database, hosts);
   let gateway: Gateway | undefined;
   let url: string | undefined;
-  const port = options.port ?? (env.PORT === 'off' ? false : Number(env.PORT ?? 8080));
   try {
     if (port !== false) {
-      const limit =
-        options.rateLimitPerMinute ??
-        (env.RATE_LIMIT_PER_MINUTE === 'off' ? false : (envNumber(env, 'RATE_LIMIT_PER_MINUTE') ?? 300));
+      const limit = options.rateLimitPerMinute ?? envLimit(env, 'RATE_LIMIT_PER_MINUTE', 300);
       gateway = await createShopGateway(node, secret, limit);
       url = await gateway.listen({ port, host: options.host ?? env.HOST ?? '127.0.0.1' });
     }

@@ -1,3 +1,4 @@
+import { envKnownPort } from '@chassis/core';
 import { launchDistributed } from './launcher.ts';
 
 /**
@@ -12,7 +13,7 @@ console.log(`Starting SimpleBank distributed over ${transport} and ${databaseUrl
 const bank = await launchDistributed({
   transport,
   databaseUrl,
-  port: Number(process.env.PORT ?? 8080),
+  port: envKnownPort(process.env, 'PORT', 8080),
   logLevel: process.env.LOG_LEVEL,
 });
 console.log(`SimpleBank is up: API ${bank.url} (docs ${bank.url}/docs), exchange ${bank.exchangeUrl}`);

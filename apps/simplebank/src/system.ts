@@ -2,7 +2,9 @@ import {
   type ChassisNode,
   drainOnSignals,
   EnvironmentFlagProvider,
+  envLimit,
   envNumber,
+  envPort,
   jwtVerifier,
   runNode,
   tokenSecret,
@@ -50,6 +52,9 @@ export interface Simplebank {
 export async function startSimplebank(options: SimplebankOptions = {}): Promise<Simplebank> {
   const env = options.env ?? process.env;
   const secret = tokenSecret(env, DEVELOPMENT_SECRET);
+  // Read before anything starts: a bad PORT or limit is a CONFIG error, not a node left running.
+  const port = options.port ?? envPort(env, 'PORT', 8080);
+  const rateLimit = envLimit(env, 'RATE_LIMIT_PER_MINUTE', 300);
   const verifier = jwtVerifier({ secret });
   // The exchange is outside the system; with none given, a simulator stands in for it in this process.
   // The simulator and the gateway are loaded only where they run: a process of the distributed topology
@@ -87,7 +92,6 @@ export async function startSimplebank(options: SimplebankOptions = {}): Promise<
   }
   let gateway: Gateway | undefined;
   let url: string | undefined;
-  const port = options.port ?? (env.PORT === 'off' ? false : Number(env.PORT ?? 8080));
   try {
     if (port !== false) {
       const [{ createGateway }, { simplebankApi }, { simplebankGraphql }] = await Promise.all([
@@ -100,8 +104,7 @@ export async function startSimplebank(options: SimplebankOptions = {}): Promise<
         routes: simplebankApi.routes,
         auth: verifier,
         // Per customer; `RATE_LIMIT_PER_MINUTE=off` turns it off (load tests, a trusted edge in front).
-        rateLimit:
-          env.RATE_LIMIT_PER_MINUTE === 'off' ? false : { max: envNumber(env, 'RATE_LIMIT_PER_MINUTE') ?? 300 },
+        rateLimit: rateLimit === false ? false : { max: rateLimit },
         register: simplebankGraphql,
         openapi: simplebankApi.openapi,
       });

@@ -103,6 +103,36 @@ export function envNumber(env: Record<string, string | undefined>, name: string)
   return number;
 }
 
+/**
+ * A port from the environment: the fallback when unset or empty, `false` for `off` (run no server
+ * there), `0` for any free port; anything but a whole number from 0 to 65535 is a `CONFIG` error
+ * naming the variable, where `Number()` would hand the server a NaN to fail on.
+ */
+export function envPort(env: Record<string, string | undefined>, name: string, fallback: number): number | false {
+  const value = env[name]?.trim();
+  if (value === undefined || value === '') return fallback;
+  if (value === 'off') return false;
+  if (!/^\d{1,5}$/.test(value) || Number(value) > 65_535) {
+    throw new ChassisError('CONFIG', `${name} is a port (0 to 65535, 0 picks a free one) or off, not "${value}"`);
+  }
+  return Number(value);
+}
+
+/** A port others are told before the server starts (a launcher's): `envPort`'s rule, but neither `off` nor 0. */
+export function envKnownPort(env: Record<string, string | undefined>, name: string, fallback: number): number {
+  const port = envPort(env, name, fallback);
+  if (port === false || port === 0) {
+    throw new ChassisError('CONFIG', `${name} must be a fixed port here (1 to 65535), not "${env[name]}"`);
+  }
+  return port;
+}
+
+/** A limit from the environment: the fallback when unset, `false` for `off`, else a number (`envNumber`'s rule). */
+export function envLimit(env: Record<string, string | undefined>, name: string, fallback: number): number | false {
+  if (env[name]?.trim() === 'off') return false;
+  return envNumber(env, name) ?? fallback;
+}
+
 /** TLS files that cannot work together with the transport chosen, found before anything connects. */
 function tlsProblems(config: NodeConfig): string[] {
   const problems: string[] = [];

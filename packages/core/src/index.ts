@@ -1,4 +1,13 @@
-export { envNumber, loadConfig, type NodeConfig, nodeConfigSchema, transportTlsFiles } from './config.ts';
+export {
+  envKnownPort,
+  envLimit,
+  envNumber,
+  envPort,
+  loadConfig,
+  type NodeConfig,
+  nodeConfigSchema,
+  transportTlsFiles,
+} from './config.ts';
 export { type CallOptions, type Context, currentContext, type EmitOptions } from './context.ts';
 export {
   type ActionContract,

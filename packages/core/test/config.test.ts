@@ -3,7 +3,10 @@ import { describe, it } from 'node:test';
 import {
   ChassisError,
   defineService,
+  envKnownPort,
+  envLimit,
   envNumber,
+  envPort,
   loadConfig,
   selectServices,
   tokenSecret,
@@ -129,6 +132,46 @@ describe("an app's own settings from the environment", () => {
         error instanceof ChassisError &&
         error.code === 'CONFIG' &&
         error.message === 'ORDERS_STALE_AFTER_MS must be a number, not "5s"',
+    );
+  });
+
+  it('envPort: the fallback when unset, false for off, 0 for any free port; anything else a CONFIG error', () => {
+    assert.equal(envPort({}, 'PORT', 8080), 8080);
+    assert.equal(envPort({ PORT: '' }, 'PORT', 8080), 8080);
+    assert.equal(envPort({ PORT: '9090' }, 'PORT', 8080), 9090);
+    assert.equal(envPort({ PORT: '0' }, 'PORT', 8080), 0);
+    assert.equal(envPort({ PORT: 'off' }, 'PORT', 8080), false);
+    for (const value of ['abc', '65536', '-1', '80.5']) {
+      assert.throws(
+        () => envPort({ GRPC_PORT: value }, 'GRPC_PORT', 50051),
+        (error: unknown) =>
+          error instanceof ChassisError &&
+          error.code === 'CONFIG' &&
+          error.message === `GRPC_PORT is a port (0 to 65535, 0 picks a free one) or off, not "${value}"`,
+      );
+    }
+  });
+
+  it('envKnownPort: a launcher needs a fixed port, so off and 0 are CONFIG errors too', () => {
+    assert.equal(envKnownPort({}, 'PORT', 8080), 8080);
+    assert.equal(envKnownPort({ PORT: '9090' }, 'PORT', 8080), 9090);
+    for (const value of ['off', '0']) {
+      assert.throws(
+        () => envKnownPort({ PORT: value }, 'PORT', 8080),
+        (error: unknown) =>
+          error instanceof ChassisError &&
+          error.message === `PORT must be a fixed port here (1 to 65535), not "${value}"`,
+      );
+    }
+  });
+
+  it('envLimit: the fallback when unset, false for off, else a number', () => {
+    assert.equal(envLimit({}, 'RATE_LIMIT_PER_MINUTE', 300), 300);
+    assert.equal(envLimit({ RATE_LIMIT_PER_MINUTE: 'off' }, 'RATE_LIMIT_PER_MINUTE', 300), false);
+    assert.equal(envLimit({ RATE_LIMIT_PER_MINUTE: '60' }, 'RATE_LIMIT_PER_MINUTE', 300), 60);
+    assert.throws(
+      () => envLimit({ RATE_LIMIT_PER_MINUTE: 'lots' }, 'RATE_LIMIT_PER_MINUTE', 300),
+      (error: unknown) => error instanceof ChassisError && error.code === 'CONFIG',
     );
   });
 
