@@ -66,6 +66,28 @@ export class FixedStatement<Row, Parameters extends readonly unknown[]> {
   }
 }
 
+/**
+ * Fixed statements made on first use by a key (a service, a shape of rows), each made once. Emptied when
+ * `limit` are kept — keys that keep changing (an odd count of rows each time) cost only making them again.
+ */
+export class FixedStatements<Row, Parameters extends readonly unknown[]> {
+  readonly #statements = new Map<string, FixedStatement<Row, Parameters>>();
+  readonly #limit: number;
+
+  constructor(limit = 256) {
+    this.#limit = limit;
+  }
+
+  get(key: string, make: () => FixedStatement<Row, Parameters>): FixedStatement<Row, Parameters> {
+    let statement = this.#statements.get(key);
+    if (statement) return statement;
+    statement = make();
+    if (this.#statements.size >= this.#limit) this.#statements.clear();
+    this.#statements.set(key, statement);
+    return statement;
+  }
+}
+
 /** Where a call's parameter goes in a fixed statement. */
 export class Placeholder {
   readonly index: number;

@@ -1,7 +1,7 @@
 import { ChassisError, defineError } from '@chassis/core';
 import type { Kysely } from 'kysely';
 import { type AnyTables, Database, sql } from './database.ts';
-import { FixedStatement } from './fixed-statement.ts';
+import { FixedStatement, FixedStatements } from './fixed-statement.ts';
 import { installInServiceDatabase, isMysql, isMysqlMissingTable } from './mysql.ts';
 import { checkRetention, indexIfMissing, installInServiceSchema, isMissingRelation } from './service-schema.ts';
 
@@ -80,17 +80,17 @@ export async function claimInbox(
     return Number(inserted.numAffectedRows ?? 0) === 1;
   }
   checkId(service, subscription, messageId);
-  let claim = claimStatements.get(service);
-  if (!claim) {
-    claim = new FixedStatement(
-      2,
-      (subscription, messageId) => sql<{ claimed: number }>`
+  const claim = claimStatements.get(
+    service,
+    () =>
+      new FixedStatement(
+        2,
+        (subscription, messageId) => sql<{ claimed: number }>`
         insert into ${sql.id(service, TABLE)} (subscription, message_id) values (${subscription}, ${messageId})
         on conflict do nothing
         returning 1 as claimed`,
-    );
-    claimStatements.set(service, claim);
-  }
+      ),
+  );
   const result = await claim.execute(trx, subscription, messageId).catch((error: unknown) => {
     throw isMissingRelation(error) ? notInstalled(service, error) : error;
   });
@@ -98,7 +98,7 @@ export async function claimInbox(
 }
 
 /** Each service's inbox claim (PostgreSQL and PGlite), its text made once. */
-const claimStatements = new Map<string, FixedStatement<{ claimed: number }, [string, string]>>();
+const claimStatements = new FixedStatements<{ claimed: number }, [string, string]>();
 
 /**
  * Whether `subscription` has handled `messageId` (committed). A cheap check before opening a transaction

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { ChassisError, defineError, type WireMessage } from '@chassis/core';
 import type { Kysely } from 'kysely';
 import { type AnyTables, Database, sql } from './database.ts';
-import { FixedStatement, type Placeholder } from './fixed-statement.ts';
+import { FixedStatement, FixedStatements, type Placeholder } from './fixed-statement.ts';
 import { installInServiceDatabase, isMysql, isMysqlMissingTable } from './mysql.ts';
 import {
   checkRetention,
@@ -173,43 +173,37 @@ interface InsertShape {
 
 /**
  * Outbox inserts on PostgreSQL and PGlite by service and shape, each text made once: a service's units
- * write one or two rows, in two or three shapes, thousands of times. Emptied when full (an odd count of
- * rows makes a shape of its own), which costs only making them again.
+ * write one or two rows, in two or three shapes, thousands of times.
  */
-const insertStatements = new Map<string, FixedStatement<{ id: string | number }, unknown[]>>();
-const MAX_INSERT_STATEMENTS = 256;
+const insertStatements = new FixedStatements<{ id: string | number }, unknown[]>();
 
 /** The insert of `shape` into `service`'s outbox: its rows' event, headers and body, then the marked ids or the channel. */
 function insertStatement(service: string, shape: InsertShape): FixedStatement<{ id: string | number }, unknown[]> {
-  const key = `${service}\n${shape.rows}\n${shape.ending}`;
-  let statement = insertStatements.get(key);
-  if (statement) return statement;
   const extra = shape.ending === 'ids-marking' || shape.ending === 'notify' ? 1 : 0;
-  statement = new FixedStatement(shape.rows * 3 + extra, (...placeholders: Placeholder[]) => {
-    const table = sql.id(service, TABLE);
-    const rows = Array.from(
-      { length: shape.rows },
-      (_, i) => sql`(${placeholders[i * 3]}, ${placeholders[i * 3 + 1]}, ${placeholders[i * 3 + 2]})`,
-    );
-    const insert = sql`insert into ${table} (event, headers, body) values ${sql.join(rows)}`;
-    const lastPlaceholder = placeholders[shape.rows * 3];
-    switch (shape.ending) {
-      case 'ids':
-        return sql<{ id: string | number }>`${insert} returning id`;
-      case 'ids-marking':
-        return sql<{
-          id: string | number;
-        }>`with marked as (update ${table} set sent_at = clock_timestamp() where id = any(${lastPlaceholder})) ${insert} returning id`;
-      case 'notify':
-        return sql<{ id: string | number }>`with written as (${insert} returning id)
+  const make = () =>
+    new FixedStatement(shape.rows * 3 + extra, (...placeholders: Placeholder[]) => {
+      const table = sql.id(service, TABLE);
+      const rows = Array.from(
+        { length: shape.rows },
+        (_, i) => sql`(${placeholders[i * 3]}, ${placeholders[i * 3 + 1]}, ${placeholders[i * 3 + 2]})`,
+      );
+      const insert = sql`insert into ${table} (event, headers, body) values ${sql.join(rows)}`;
+      const lastPlaceholder = placeholders[shape.rows * 3];
+      switch (shape.ending) {
+        case 'ids':
+          return sql<{ id: string | number }>`${insert} returning id`;
+        case 'ids-marking':
+          return sql<{
+            id: string | number;
+          }>`with marked as (update ${table} set sent_at = clock_timestamp() where id = any(${lastPlaceholder})) ${insert} returning id`;
+        case 'notify':
+          return sql<{ id: string | number }>`with written as (${insert} returning id)
           select pg_notify(${lastPlaceholder}, (select max(id) from written)::text)`;
-      case 'nothing':
-        return sql<{ id: string | number }>`${insert}`;
-    }
-  });
-  if (insertStatements.size >= MAX_INSERT_STATEMENTS) insertStatements.clear();
-  insertStatements.set(key, statement);
-  return statement;
+        case 'nothing':
+          return sql<{ id: string | number }>`${insert}`;
+      }
+    });
+  return insertStatements.get(`${service}\n${shape.rows}\n${shape.ending}`, make);
 }
 
 /**
