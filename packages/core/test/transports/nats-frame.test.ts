@@ -189,4 +189,55 @@ describe('NATS frame on a real connection', { skip: skipWithoutNats }, () => {
       }
     }
   });
+
+  it('a framed request handed back on drain goes on with the time it waited taken off, or not at all', async () => {
+    const service = `frame${Math.random().toString(36).slice(2, 8)}`;
+    const [first, second, caller] = [
+      natsTransport({ url: servers.nats.url }),
+      natsTransport({ url: servers.nats.url }),
+      natsTransport({ url: servers.nats.url }),
+    ];
+    await Promise.all([first.connect(), second.connect(), caller.connect()]);
+    try {
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const firstSaw: string[] = [];
+      const consumer = await first.serve(
+        service,
+        async ({ message }) => {
+          firstSaw.push(message.headers.id!);
+          await gate;
+          return { headers: {}, body };
+        },
+        { concurrency: 1 },
+      );
+      const request = (id: string, timeoutMs: number) =>
+        caller.request(service, 'work', { headers: { id, 'timeout-ms': String(timeoutMs) }, body }, { timeoutMs });
+      const blocking = request('r1', 10_000);
+      while (firstSaw.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      const handedBack = request('r2', 10_000);
+      const expired = request('r3', 300).catch((error: unknown) => error);
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      const secondSaw = new Map<string, Record<string, string>>();
+      await second.serve(
+        service,
+        ({ message }) => {
+          secondSaw.set(message.headers.id!, message.headers);
+          return { headers: {}, body: message.body };
+        },
+        { concurrency: 4 },
+      );
+      const stopping = consumer.stop();
+      assert.equal(text((await handedBack).body), text(body), 'the body goes on as it was');
+      release();
+      await Promise.all([stopping, blocking]);
+      const left = Number(secondSaw.get('r2')?.['timeout-ms']);
+      assert.ok(left > 0 && left <= 10_000 - 500, `r2 went on with timeout-ms ${left}`);
+      assert.ok((await expired) instanceof ChassisError);
+      assert.equal(secondSaw.has('r3'), false, 'a request nobody waits for any more is not handed on');
+      assert.deepEqual(firstSaw, ['r1']);
+    } finally {
+      await Promise.allSettled([first.close(), second.close(), caller.close()]);
+    }
+  });
 });
