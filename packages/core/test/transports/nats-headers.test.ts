@@ -101,7 +101,13 @@ describe('NATS headers: written and read in one pass, as nats.js writes and read
       assert.ok(withHeaders instanceof MsgImpl && typeof withHeaders._msg.hdr === 'number', 'the fast path applies');
       assert.deepEqual(readHeaders(withHeaders).headers, envelope);
       assert.deepEqual(readHeaders(withHeaders).headers, fromNatsHeaders(withHeaders.headers));
-      assert.deepEqual(readHeaders(without), { headers: {}, claim: undefined, code: 0 });
+      assert.deepEqual(readHeaders(without), {
+        headers: {},
+        claim: undefined,
+        code: 0,
+        body: without.data,
+        framed: false,
+      });
       assert.equal(new TextDecoder().decode(withHeaders.data), 'with', 'the body is untouched');
     } finally {
       await nc.close();

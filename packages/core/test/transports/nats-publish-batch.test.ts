@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { servers, skipUnlessUp } from '@chassis/testing';
+import { connect, type Msg, type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node';
 import { PublishBatch } from '../../src/transports/nats/publish-batch.ts';
 
 /** What reached the connection, in order; a subject named `refused` throws as an over-large publish does. */
@@ -86,5 +87,51 @@ describe('NATS publish batch: the requests and replies of one turn of the event 
     assert.deepEqual(failures, ['max_payload size exceeded']);
     batch.publish(nc, 'refused', body, undefined, (error) => failures.push((error as Error).message), true);
     assert.equal(failures.length, 2, 'and so is one sent at once');
+  });
+});
+
+const skipWithoutNats = await skipUnlessUp('nats');
+const payload = Buffer.from('{"quantity":10}');
+const text = (bytes: Uint8Array) => Buffer.from(bytes).toString('utf8');
+
+describe('NATS publish batch on a real connection', { skip: skipWithoutNats }, () => {
+  it('a publish handed over whole reaches a subscriber as nc.publish would: subject, reply, body', async () => {
+    const nc = await connect({ servers: servers.nats.url });
+    try {
+      const subject = `chassis.test.whole.${Math.random().toString(36).slice(2)}`;
+      const received: Msg[] = [];
+      const done = new Promise<void>((resolve) => {
+        nc.subscribe(subject, {
+          max: 4,
+          callback: (_error, msg) => {
+            received.push(msg);
+            if (received.length === 4) resolve();
+          },
+        });
+      });
+      await nc.flush();
+      const batch = new PublishBatch();
+      const before = nc.stats().outMsgs;
+      batch.publish(nc, subject, payload, { reply: 'reply.here' }, undefined, true);
+      batch.publish(nc, subject, new Uint8Array(0), undefined, undefined, false);
+      batch.publish(nc, subject, Buffer.from('ünïcödé ✓'), undefined, undefined, false);
+      const hdrs = natsHeaders();
+      hdrs.set('id', '1');
+      batch.publish(nc, subject, payload, { headers: hdrs }, undefined, false);
+      batch.flush();
+      await done;
+      assert.deepEqual(
+        received.map((msg) => [msg.subject, msg.reply ?? '', text(msg.data), msg.headers?.get('id') ?? '']),
+        [
+          [subject, 'reply.here', text(payload), ''],
+          [subject, '', '', ''],
+          [subject, '', 'ünïcödé ✓', ''],
+          [subject, '', text(payload), '1'],
+        ],
+      );
+      assert.equal(nc.stats().outMsgs - before, 4, "nats.js's own counts still see every message");
+    } finally {
+      await nc.close();
+    }
   });
 });

@@ -4,6 +4,7 @@ import { headers as createHeaders, type Msg, type MsgHdrs, nanos, nuid } from '@
 import { ChassisError } from '../../errors.ts';
 import { asTransportError } from '../shared/errors.ts';
 import type { WireMessage } from '../transport.ts';
+import { frame } from './frame.ts';
 import { CLAIM_HEADER, type ReadHeaders, readHeaders, sealedNatsHeaders, toNatsHeaders } from './headers.ts';
 import type { NatsSession } from './session.ts';
 
@@ -46,9 +47,13 @@ export class ClaimCheck {
   /**
    * Headers and body as they go on the wire when the body fits in one message; else undefined. `sealed`:
    * the message goes to `publish` as it is, nothing adds headers to it (RPC requests and replies).
+   * `framed`: its envelope goes in a frame at the front of the body (`frame.ts`), not in headers.
    */
-  direct(message: WireMessage, sealed = false): Outgoing | undefined {
+  direct(message: WireMessage, sealed = false, framed = false): Outgoing | undefined {
     if (!this.fits(message.headers, message.body)) return undefined;
+    // The frame is no longer than the header block it replaces, so what fits one way fits the other.
+    const body = framed ? frame(message.headers, message.body) : undefined;
+    if (body) return { headers: undefined, body };
     return {
       headers: sealed ? sealedNatsHeaders(message.headers) : toNatsHeaders(message.headers),
       body: message.body,
@@ -76,12 +81,12 @@ export class ClaimCheck {
 
   /** The message as the runtime sees it, when its body came with it (no claim check); else undefined. */
   received(msg: Msg, read: ReadHeaders = readHeaders(msg)): WireMessage | undefined {
-    return read.claim === undefined ? { headers: read.headers, body: msg.data } : undefined;
+    return read.claim === undefined ? { headers: read.headers, body: read.body } : undefined;
   }
 
   /** The message as the runtime sees it; `once` deletes a claimed body read by its only reader. */
   async incoming(msg: Msg, once: boolean, read: ReadHeaders = readHeaders(msg)): Promise<WireMessage> {
-    if (read.claim === undefined) return { headers: read.headers, body: msg.data };
+    if (read.claim === undefined) return { headers: read.headers, body: read.body };
     const body = await this.fetch(read.claim);
     if (once) void this.delete(read.claim);
     return { headers: read.headers, body };

@@ -1,11 +1,10 @@
 import { headers as createHeaders, type Msg, type MsgHdrs, MsgHdrsImpl, MsgImpl } from '@nats-io/transport-node';
 import { encodeTimeoutMs, Header } from '../../envelope.ts';
 import { ChassisError } from '../../errors.ts';
+import { isFramed, unframe } from './frame.ts';
+import { CLAIM_HEADER, HIDDEN_HEADERS, headerName, headerProblem, isHidden } from './header-rules.ts';
 
-/** Transport-private headers: never shown to the runtime. */
-export const CLAIM_HEADER = 'chassis-claim';
-export const MSG_ID_HEADER = 'Nats-Msg-Id';
-const HIDDEN_HEADERS = new Set([CLAIM_HEADER, MSG_ID_HEADER.toLowerCase()]);
+export { CLAIM_HEADER, MSG_ID_HEADER } from './header-rules.ts';
 
 /**
  * nats.js's header map, encoded from Node's pooled buffers: its own `encode` makes a `TextEncoder`
@@ -73,17 +72,6 @@ export function sealedNatsHeaders(headers: Record<string, string>): MsgHdrs | un
   return block === '' ? undefined : new SealedHeaders(`NATS/1.0${block}\r\n\r\n`);
 }
 
-/** What nats.js refuses in a header: a name outside printable ASCII or with a colon, a value with a line break. */
-function headerProblem(key: string, value: string): string | undefined {
-  if (key.length === 0) return 'a header name cannot be empty';
-  for (let i = 0; i < key.length; i++) {
-    const c = key.charCodeAt(i);
-    if (c === 58 || c < 33 || c > 126) return `'${key[i]}' is not a valid character in a header name`;
-  }
-  if (value.includes('\r') || value.includes('\n')) return 'values cannot contain \\r or \\n';
-  return undefined;
-}
-
 /** A received message's headers as the runtime sees them, the claim check apart, and the status code. */
 export interface ReadHeaders {
   headers: Record<string, string>;
@@ -91,50 +79,41 @@ export interface ReadHeaders {
   claim: string | undefined;
   /** The status line's code: 503 when nobody listens to a request. 0 for none. */
   code: number;
+  /** The body, its frame taken off when it had one. */
+  body: Uint8Array;
+  /** Whether the envelope came in a frame at the front of the body (`frame.ts`) rather than in headers. */
+  framed: boolean;
 }
 
 const decoder = new TextDecoder();
+const EMPTY_BODY = new Uint8Array(0);
 
 /**
- * Reads a message's headers. A message from this connection's own subscriptions (a `MsgImpl`) is read
- * straight from its header bytes in one pass; nats.js's `msg.headers` builds a header object first, key
- * by key, at twice the cost. Anything else is read through `msg.headers`, as before.
+ * Reads a message's envelope: from its headers or, for an RPC request or reply (`frames`) with none, from
+ * the frame at the front of its body. A message from this connection's own subscriptions (a `MsgImpl`) is
+ * read straight from its header bytes in one pass; nats.js's `msg.headers` builds a header object first,
+ * key by key, at twice the cost. Anything else is read through `msg.headers`, as before.
  */
-export function readHeaders(msg: Msg): ReadHeaders {
+export function readHeaders(msg: Msg, frames = false): ReadHeaders {
+  const data = msg.data;
   if (!(msg instanceof MsgImpl) || !(msg._rdata instanceof Uint8Array) || typeof msg._msg?.hdr !== 'number') {
-    return fromMsgHdrs(msg.headers);
+    return msg.headers || !frames ? fromMsgHdrs(msg.headers, data) : fromBody(data);
   }
   const length = msg._msg.hdr;
-  return length > 0
-    ? parseHeaderBlock(decoder.decode(msg._rdata.subarray(0, length)))
-    : { headers: {}, claim: undefined, code: 0 };
+  if (length > 0) return parseHeaderBlock(decoder.decode(msg._rdata.subarray(0, length)), data);
+  return frames ? fromBody(data) : { headers: {}, claim: undefined, code: 0, body: data, framed: false };
 }
 
-/**
- * The envelope's header names by length: a name read off the wire is looked up here and the constant
- * used as the property's key. A key cut out of the text would be hashed and interned as the object took
- * it, for every header of every message, and was most of the cost of reading the headers.
- */
-const KNOWN_NAMES: ReadonlyMap<number, readonly string[]> = (() => {
-  const byLength = new Map<number, string[]>();
-  for (const name of Object.values(Header)) {
-    const names = byLength.get(name.length) ?? [];
-    names.push(name);
-    byLength.set(name.length, names);
-  }
-  return byLength;
-})();
-
-function headerName(text: string, start: number, colon: number): string {
-  const known = KNOWN_NAMES.get(colon - start);
-  if (known) {
-    for (const name of known) if (text.startsWith(name, start)) return name;
-  }
-  return text.slice(start, colon);
+/** A message with no header block: its envelope is in its frame, if it has one. */
+function fromBody(data: Uint8Array): ReadHeaders {
+  const unframed = isFramed(data) ? unframe(data) : undefined;
+  return unframed
+    ? { headers: unframed.headers, claim: undefined, code: 0, body: unframed.body, framed: true }
+    : { headers: {}, claim: undefined, code: 0, body: data, framed: false };
 }
 
 /** `NATS/1.0[ <code>[ <description>]]\r\n` then `<name>: <value>\r\n` lines, then an empty line. */
-export function parseHeaderBlock(text: string): ReadHeaders {
+export function parseHeaderBlock(text: string, body: Uint8Array = EMPTY_BODY): ReadHeaders {
   const headers: Record<string, string> = {};
   let claim: string | undefined;
   let end = text.indexOf('\r\n');
@@ -155,7 +134,7 @@ export function parseHeaderBlock(text: string): ReadHeaders {
     if (key === CLAIM_HEADER) claim ??= value;
     else if (!isHidden(key) && !Object.hasOwn(headers, key)) headers[key] = value;
   }
-  return { headers, claim, code };
+  return { headers, claim, code, body, framed: false };
 }
 
 /** What `String.prototype.trim` takes off a header value that nats.js would decode. */
@@ -179,17 +158,16 @@ function isSpace(c: number): boolean {
   );
 }
 
-/** A transport-private header, in any case; lower-cased only when its length could make it one. */
-function isHidden(key: string): boolean {
-  return (
-    (key.length === CLAIM_HEADER.length || key.length === MSG_ID_HEADER.length) && HIDDEN_HEADERS.has(key.toLowerCase())
-  );
-}
-
-function fromMsgHdrs(hdrs: MsgHdrs | undefined): ReadHeaders {
-  if (!hdrs) return { headers: {}, claim: undefined, code: 0 };
+function fromMsgHdrs(hdrs: MsgHdrs | undefined, body: Uint8Array): ReadHeaders {
+  if (!hdrs) return { headers: {}, claim: undefined, code: 0, body, framed: false };
   const claim = hdrs.get(CLAIM_HEADER);
-  return { headers: fromNatsHeaders(hdrs), claim: claim === '' ? undefined : claim, code: hdrs.code };
+  return {
+    headers: fromNatsHeaders(hdrs),
+    claim: claim === '' ? undefined : claim,
+    code: hdrs.code,
+    body,
+    framed: false,
+  };
 }
 
 /** Messages from outside (`nats pub` without headers) have none: they read as `{}`. */

@@ -45,6 +45,13 @@ export interface NatsTransportOptions {
    */
   ackWaitMs?: number;
   /**
+   * Where RPC requests carry their envelope (id, `timeout-ms`, trace context, token): `frame` (the
+   * default), at the front of the body, or `headers`, in NATS headers, as nodes before frames sent it —
+   * for a rolling upgrade while older nodes still serve. Every node reads both forms, and replies in the
+   * form its request came in.
+   */
+  rpcEnvelope?: 'frame' | 'headers';
+  /**
    * Told about failures nobody awaits (a reply that could not be sent, a consumer being recreated).
    * Default: `process.emitWarning`.
    */
@@ -75,6 +82,7 @@ export function natsSettings(options: NatsTransportOptions): NatsSettings {
     payloadBucket: options.payloadBucket ?? DEFAULT_BUCKET,
     eventRetentionMs: options.eventRetentionMs ?? DEFAULT_EVENT_RETENTION_MS,
     ackWaitMs: options.ackWaitMs ?? DEFAULT_ACK_WAIT_MS,
+    rpcEnvelope: options.rpcEnvelope ?? 'frame',
     onError: options.onError ?? ((error) => process.emitWarning(error)),
   };
 }

@@ -49,7 +49,7 @@ export class RpcClient {
           `Not connected to NATS at ${session.settings.url} (${session.status.status}); the request to ${service}.${action} was not sent`,
         );
       }
-      out = this.#claims.direct(message, true);
+      out = this.#claims.direct(message, true, session.settings.rpcEnvelope === 'frame');
     } catch (error) {
       return Promise.reject(error);
     }
@@ -114,7 +114,7 @@ export class RpcClient {
     }
     const pending = this.#replies.take(msg.subject.slice(this.#inbox.length + 1));
     if (!pending) return; // timed out or failed already
-    const read = readHeaders(msg);
+    const read = readHeaders(msg, true);
     // The server answers a request nobody subscribes to with an empty 503 status message (no responders).
     if (read.code === 503 && msg.data.length === 0) {
       const { service, action } = pending;

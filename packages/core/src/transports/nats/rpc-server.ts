@@ -2,7 +2,8 @@ import type { Msg } from '@nats-io/transport-node';
 import { withTimeout } from '../shared/timing.ts';
 import type { Consumer, RpcHandler, RpcReply, ServeOptions, WireMessage } from '../transport.ts';
 import type { ClaimCheck, Outgoing } from './claim-check.ts';
-import { handedBackHeaders } from './headers.ts';
+import { handedBackFrame, isFramed } from './frame.ts';
+import { handedBackHeaders, type ReadHeaders, readHeaders } from './headers.ts';
 import { checkToken } from './names.ts';
 import type { NatsSession } from './session.ts';
 
@@ -51,22 +52,32 @@ export async function serveRpc(
    */
   const handle = (msg: Msg, receivedAt: number): Promise<void> | undefined => {
     const action = msg.subject.slice(msg.subject.lastIndexOf('.') + 1);
+    let read: ReadHeaders;
     let message: WireMessage | undefined;
     try {
-      message = claims.received(msg);
+      read = readHeaders(msg, true);
+      message = claims.received(msg, read);
     } catch (error) {
       notHandled(action, error);
       return undefined;
     }
+    // The reply goes in the form its request came in: a caller that sent headers may predate frames.
+    const framed = read.framed;
     if (!message) {
-      return claims.incoming(msg, true).then(
-        (fetched) => answer(msg, action, fetched, receivedAt),
+      return claims.incoming(msg, true, read).then(
+        (fetched) => answer(msg, action, fetched, receivedAt, framed),
         (error: unknown) => notHandled(action, error),
       );
     }
-    return answer(msg, action, message, receivedAt);
+    return answer(msg, action, message, receivedAt, framed);
   };
-  const answer = (msg: Msg, action: string, message: WireMessage, receivedAt: number): Promise<void> | undefined => {
+  const answer = (
+    msg: Msg,
+    action: string,
+    message: WireMessage,
+    receivedAt: number,
+    framed: boolean,
+  ): Promise<void> | undefined => {
     let reply: RpcReply | Promise<RpcReply>;
     try {
       reply = handler({ action, message, receivedAt });
@@ -74,9 +85,9 @@ export async function serveRpc(
       notHandled(action, error);
       return undefined;
     }
-    if (!isPromiseLike(reply)) return respond(msg, action, reply);
+    if (!isPromiseLike(reply)) return respond(msg, action, reply, framed);
     return reply.then(
-      (settled) => respond(msg, action, settled),
+      (settled) => respond(msg, action, settled, framed),
       (error: unknown) => notHandled(action, error),
     );
   };
@@ -84,12 +95,12 @@ export async function serveRpc(
     session.report(error, `rpc.${service}.${action}: the request could not be handled, so it gets no reply`);
   };
   /** Sends the reply (unless nobody waits for one), then lets the handler finish its work after it. */
-  const respond = (msg: Msg, action: string, reply: RpcReply): Promise<void> | undefined => {
+  const respond = (msg: Msg, action: string, reply: RpcReply, framed: boolean): Promise<void> | undefined => {
     let to = msg.reply;
     let out: Outgoing | undefined;
     try {
       if (!to) return undefined; // a plain publish: nobody waits for the answer
-      out = claims.direct(reply, true);
+      out = claims.direct(reply, true, framed);
       if (out) publish(to, action, out);
     } catch (error) {
       session.report(error, `rpc.${service}.${action}: the reply could not be sent`);
@@ -177,10 +188,12 @@ export async function serveRpc(
       // Each goes back with the time it waited here taken off its timeout-ms, so the next instance does
       // not work for a caller that has given up; one whose caller has given up already is dropped.
       for (const { msg, receivedAt } of waiting.splice(0)) {
-        const headers = handedBackHeaders(msg.headers, Date.now() - receivedAt);
-        if (headers === null) continue;
+        const waited = Date.now() - receivedAt;
+        const headers = handedBackHeaders(msg.headers, waited);
+        const data = !msg.headers && isFramed(msg.data) ? handedBackFrame(msg.data, waited) : msg.data;
+        if (headers === null || data === null) continue;
         try {
-          nc.publish(msg.subject, msg.data, { reply: msg.reply || undefined, headers });
+          nc.publish(msg.subject, data, { reply: msg.reply || undefined, headers });
         } catch (error) {
           session.report(error, `rpc.${service}: an unstarted request could not be handed back`);
         }
