@@ -38,6 +38,8 @@ export const nodeConfigSchema = z.object({
   CHASSIS_CALL_TIMEOUT_MS: positiveInt.default(5000),
   CHASSIS_MAX_DELIVERIES: positiveInt.default(5),
   CHASSIS_DRAIN_TIMEOUT_MS: positiveInt.default(10_000),
+  /** Where RPC requests over NATS carry their envelope: `frame` (default) or `headers`, during an upgrade from nodes before frames. */
+  CHASSIS_NATS_RPC_ENVELOPE: z.enum(['frame', 'headers']).default('frame'),
   /** How long an event may be pending (queued or handled) before calls from outside wait (memory transport), or `off`. */
   CHASSIS_MAX_EVENT_DELAY_MS: z
     .union([z.literal('off'), z.coerce.number().int().min(0)], {

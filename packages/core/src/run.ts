@@ -50,6 +50,7 @@ export async function runNode(options: RunNodeOptions): Promise<ChassisNode> {
   const transport = await createTransport(config.CHASSIS_TRANSPORT, {
     ...(config.NODE_ID ? { nodeId: config.NODE_ID } : {}),
     ...(tls ? { tls } : {}),
+    nats: { rpcEnvelope: config.CHASSIS_NATS_RPC_ENVELOPE },
   });
   const node = createNode({
     callTimeoutMs: config.CHASSIS_CALL_TIMEOUT_MS,

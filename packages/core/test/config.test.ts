@@ -20,6 +20,7 @@ describe('configuration from the environment', () => {
     assert.deepEqual(config.SERVICES, []);
     assert.equal(config.CHASSIS_CALL_TIMEOUT_MS, 5000);
     assert.equal(config.CHASSIS_SERIALIZER, 'json');
+    assert.equal(config.CHASSIS_NATS_RPC_ENVELOPE, 'frame');
   });
 
   it('reads transports, service lists and numbers', () => {
@@ -33,6 +34,8 @@ describe('configuration from the environment', () => {
     assert.deepEqual(config.SERVICES, ['orders', 'market']);
     assert.equal(config.CHASSIS_CALL_TIMEOUT_MS, 250);
     assert.equal(config.LOG_LEVEL, 'debug');
+    assert.equal(loadConfig({ CHASSIS_NATS_RPC_ENVELOPE: 'headers' }).CHASSIS_NATS_RPC_ENVELOPE, 'headers');
+    assert.throws(() => loadConfig({ CHASSIS_NATS_RPC_ENVELOPE: 'body' }), /CHASSIS_NATS_RPC_ENVELOPE="body"/);
   });
 
   it('reads the ops secret, refusing a short one', () => {
