@@ -20,6 +20,20 @@ import { join } from 'node:path';
  * order over all processes. At 4 MB: the edge 147–155 MB, but CPU per order up in each paired run
  * (Chassis 24.3 ms against 13.3 at the same 35 orders/s) as objects live past the smaller scavenges.
  *
+ * `--heap-growing-percent=50`: after each full collection V8 lets the old generation grow by half of
+ * what survived it, where it picks a factor between 1.1 and 4 itself (high for a process that allocates
+ * fast and collects fast, as these do). Distributed, 16 clients, five runs each alternating with main
+ * on the 2-core machine loaded by other benchmarks (11–37 completed orders/s): the processes other than
+ * the edge 117–139 → 118–129 MB after the load (average of the five 119–135 → 120–124; old space 28–35 →
+ * 26–28 MB), the edge 144–150 → 142–148; full-collection pauses over all processes 0–0.24 → 0.45–2.43
+ * ms an order (V8 now collects during the load; before, the 27 s of load ended before its first
+ * collection), scavenges unchanged. Chassis CPU per order followed the machine (18.9–38.7 ms old,
+ * 20.0–38.7 new; in each adjacent pair new − old: +1.1, +0.1, −7.8, −6.0, +13.3 with the machine
+ * at 15 against 26 orders/s).
+ * At a fixed 15 orders/s offered (the open loop, after the same warm-up; two runs of new against three
+ * of old, alternating): the others 118–131 against 123–138 MB, the edge 138–143 against 146–148,
+ * Chassis CPU per order 32.7–41.1 against 32.5–37.8 ms.
+ *
  * Not here: `--max-old-space-size=512`. Below a 2 GB limit V8 grows the old generation by a smaller
  * factor after each full collection (1.4 at 512 MB instead of up to 4): 124–131 MB a process on average
  * and the edge 149–155, embedded 265–287 MB after the load — but the Chassis processes took 12.5–12.8 ms
@@ -31,13 +45,13 @@ import { join } from 'node:path';
  * — but in alternating runs it took 39.6–50.2 ms of CPU per order at 17–23 completed orders/s against
  * 29.9–33.5 ms at 30–32 without it, and the idle bank 5.4–6.0% of a core against 0.6–1.2%.
  */
-export const SIMPLEBANK_NODE_ARGS: readonly string[] = ['--max-semi-space-size=8'];
+export const SIMPLEBANK_NODE_ARGS: readonly string[] = ['--max-semi-space-size=8', '--heap-growing-percent=50'];
 
 /**
  * The embedded bank's flags (`npm start`: every service in one process on the memory transport, PGlite):
- * those above, and V8's old generation grown by 20% of what survives a full collection instead of by a
- * factor V8 picks between 1.1 and 4 (it picks high for a fast allocator: 85–162 MB of old space after the
- * load, ~37 live). Embedded, 10 s of 8 clients, three runs each alternating on the loaded 2-core machine:
+ * the same semi-spaces, and V8's old generation grown by 20% of what survives a full collection instead
+ * of by a factor V8 picks between 1.1 and 4 (it picks high for a fast allocator: 85–162 MB of old space
+ * after the load, ~37 live). Embedded, 10 s of 8 clients, three runs each alternating on the loaded 2-core machine:
  * at 40%, RSS right after the load 305–381 → 277–301 MB (median 326 → 297), once quiet 249–260 →
  * 237–243, CPU per order 14.4–16.6 → 14.7–17.4 ms (median 14.6 → 14.7) against V8's own factor.
  * At 20% against 40%, with PGlite's smaller shared memory (packages/data), eight runs each alternating
@@ -47,11 +61,15 @@ export const SIMPLEBANK_NODE_ARGS: readonly string[] = ['--max-semi-space-size=8
  * `--trace-gc`: twice the full collections during the load (4 → 8 in 10 s at 61–65 orders/s), CPU per
  * order 10.8 → 11.6 ms in that pair. CPU per order over all pairs followed the machine more than the
  * flag (10.8–25.0 ms at 14–88 orders/s against 10.2–27.5 at 17–100). 10% kept no less (old space 46).
- * Not for the distributed processes: the same growth there (`--max-old-space-size=512`, see above)
- * cost ~2 ms of CPU an order. Not here either: 4 MB semi-spaces embedded (the young generation 16 → 8
- * MB right after the load, but 22–25 orders/s at 16.9–19.4 ms of CPU against 46 at 12.7 between them).
+ * The distributed processes grow by half (above), not by a fifth: a factor of 1.4 there
+ * (`--max-old-space-size=512`, see above) cost ~2 ms of CPU an order. Not here either: 4 MB semi-spaces
+ * embedded (the young generation 16 → 8 MB right after the load, but 22–25 orders/s at 16.9–19.4 ms of
+ * CPU against 46 at 12.7 between them).
  */
-export const SIMPLEBANK_EMBEDDED_NODE_ARGS: readonly string[] = [...SIMPLEBANK_NODE_ARGS, '--heap-growing-percent=20'];
+export const SIMPLEBANK_EMBEDDED_NODE_ARGS: readonly string[] = [
+  '--max-semi-space-size=8',
+  '--heap-growing-percent=20',
+];
 
 /**
  * glibc's malloc settings. It gives each thread that allocates an arena of its own (up to 8 a core) —

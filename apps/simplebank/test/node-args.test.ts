@@ -65,7 +65,7 @@ test("a process on another transport (a distributed one) gets the distributed pr
 }, () => {
   const seen = settingsSeenBy({ CHASSIS_TRANSPORT: 'nats://127.0.0.1:4222' });
   assert.deepEqual(
-    seen.execArgv.filter((arg) => SIMPLEBANK_EMBEDDED_NODE_ARGS.includes(arg)),
+    seen.execArgv.filter((arg) => [...SIMPLEBANK_NODE_ARGS, ...SIMPLEBANK_EMBEDDED_NODE_ARGS].includes(arg)),
     [...SIMPLEBANK_NODE_ARGS],
   );
 });

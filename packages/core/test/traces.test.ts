@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import {
   action,
   type ChassisNode,
@@ -18,7 +20,7 @@ import {
   type StoredSpan,
   type TraceSummary,
 } from '@chassis/core';
-import { waitUntil } from '@chassis/testing';
+import { typescriptArgs, waitUntil } from '@chassis/testing';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { AlwaysOnSampler, InMemorySpanExporter, TracerProvider } from '@opentelemetry/sdk-trace';
 import { z } from 'zod';
@@ -142,6 +144,43 @@ describe('span store', () => {
     for (const wrong of [{ keepSpans: -1, env: {} }, { env: { CHASSIS_TRACE_KEEP: 'lots' } }]) {
       await assert.rejects(Tracing.create({ ...base, ...wrong }), (error: unknown) => isChassisError(error, 'CONFIG'));
     }
+  });
+
+  it('loads the tracing SDK only for a node that exports spans (the store alone records without it)', async () => {
+    // A process of its own, so that nothing this test file imported counts: a resolve hook sees every
+    // module it imports, and reports the SDK's and its resources'.
+    const script = `
+      import { registerHooks } from 'node:module';
+      const sdk = new Set();
+      registerHooks({
+        resolve(specifier, context, next) {
+          const resolved = next(specifier, context);
+          const name = /\\/@opentelemetry\\/(sdk-trace|resources)\\//.exec(resolved.url);
+          if (name) sdk.add(name[1]);
+          return resolved;
+        },
+      });
+      const { InMemorySpanExporter, Tracing } = await import('@chassis/core');
+      const base = { nodeId: 'n1', defaultServiceName: 'desk', env: {} };
+      const storeOnly = await Tracing.create(base);
+      const before = [...sdk];
+      const exporter = new InMemorySpanExporter();
+      const exporting = await Tracing.create({ ...base, exporter });
+      const span = exporting.tracer.startSpan('kept');
+      span.end();
+      console.log(JSON.stringify({ recording: storeOnly.recording, before, after: [...sdk].sort(), kept: exporter.getFinishedSpans().map((s) => s.name) }));
+    `;
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [...typescriptArgs(), '--input-type=module', '-e', script],
+      { cwd: new URL('../../..', import.meta.url).pathname },
+    );
+    assert.deepEqual(JSON.parse(stdout.trim().split('\n').at(-1) ?? ''), {
+      recording: true,
+      before: [],
+      after: ['resources', 'sdk-trace'],
+      kept: ['kept'],
+    });
   });
 });
 

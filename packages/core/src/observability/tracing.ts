@@ -17,23 +17,16 @@ import {
   trace,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import {
-  AlwaysOnSampler,
-  BatchSpanProcessor,
-  type IdGenerator,
-  InMemorySpanExporter,
-  SimpleSpanProcessor,
-  type SpanExporter,
-  type SpanProcessor,
-  TracerProvider,
-} from '@opentelemetry/sdk-trace';
+// Types only: the SDK and its resources are loaded by `Tracing.create`, for a node that exports spans.
+import type { IdGenerator, SpanExporter, SpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import { ChassisError } from '../errors.ts';
+import { InMemorySpanExporter } from './in-memory-exporter.ts';
 import { type Sampling, samplingOf } from './sampling.ts';
 import { ownService, type SpanRecord, SpanStore } from './span-store.ts';
 
 export { type Attributes, type Span, SpanKind, SpanStatusCode } from '@opentelemetry/api';
-export { InMemorySpanExporter, type SpanExporter } from '@opentelemetry/sdk-trace';
+export type { SpanExporter } from '@opentelemetry/sdk-trace';
+export { InMemorySpanExporter } from './in-memory-exporter.ts';
 
 /**
  * OpenTelemetry spans for call, serve, publish and consume, with W3C trace context carried in every
@@ -444,19 +437,21 @@ export class Tracing {
     const serviceName = options.serviceName ?? env.OTEL_SERVICE_NAME ?? options.defaultServiceName;
     const store = keep > 0 ? new SpanStore({ keep, nodeId: options.nodeId, serviceName }) : undefined;
     if (!exporter) return new Tracing(undefined, { sampling, ...(store ? { store } : {}) });
+    const [sdk, { resourceFromAttributes }] = await Promise.all([
+      import('@opentelemetry/sdk-trace'),
+      import('@opentelemetry/resources'),
+    ]);
     const processors: SpanProcessor[] = store ? [store] : [];
-    processors.push(
-      exporter instanceof InMemorySpanExporter
-        ? new SimpleSpanProcessor({ exporter })
-        : new BatchSpanProcessor({ exporter }),
-    );
+    // Spans kept in memory (tests) are there as soon as they end: no batching.
+    const inMemory = exporter instanceof InMemorySpanExporter || exporter instanceof sdk.InMemorySpanExporter;
+    processors.push(inMemory ? new sdk.SimpleSpanProcessor({ exporter }) : new sdk.BatchSpanProcessor({ exporter }));
     const ids = new Ids();
     return new Tracing(
-      new TracerProvider({
+      new sdk.TracerProvider({
         resource: resourceFromAttributes({ 'service.name': serviceName, 'service.instance.id': options.nodeId }),
         spanProcessors: processors,
         // The decision is made before the SDK is called (`unrecorded`): what reaches it is recorded.
-        sampler: new AlwaysOnSampler(),
+        sampler: new sdk.AlwaysOnSampler(),
         idGenerator: ids,
       }),
       { sampling, ids, ...(store ? { store } : {}) },
