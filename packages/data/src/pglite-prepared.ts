@@ -1,5 +1,5 @@
-import { type messages, type PGlite, parse, protocol, type Results } from '@electric-sql/pglite';
 import { ChassisError } from '@chassis/core';
+import { type messages, type PGlite, parse, protocol, type Results } from '@electric-sql/pglite';
 import { preparedStatementName, repairFor, staleInTransaction } from './prepared-statements.ts';
 
 /**

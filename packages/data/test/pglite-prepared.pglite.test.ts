@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ChassisError } from '@chassis/core';
 import { Database, sql } from '@chassis/data';
-import type { RawBuilder } from 'kysely';
 import { PGlite } from '@electric-sql/pglite';
+import type { RawBuilder } from 'kysely';
 import { PglitePreparedStatements } from '../src/pglite-prepared.ts';
 import { committing } from '../src/prepared-statements.ts';
 
