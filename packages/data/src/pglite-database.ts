@@ -163,6 +163,15 @@ class OneConnectionPool implements PostgresPool {
     this.count = count;
   }
 
+  /**
+   * The one client, handed to each user in turn: Kysely makes a connection object (and runs
+   * `onCreateConnection`) for every client it has not seen, so a client made per `connect` cost every
+   * statement run alone and every transaction one of each.
+   */
+  private readonly client = this.makeClient();
+  /** Ends the current user's turn; undefined between turns. */
+  private releaseTurn: (() => void) | undefined;
+
   async connect(): Promise<PostgresPoolClient> {
     let release!: () => void;
     const previous = this.tail;
@@ -170,30 +179,33 @@ class OneConnectionPool implements PostgresPool {
       release = resolve;
     });
     await previous;
-    const lite = this.lite;
-    const statements = this.statements;
-    const count = this.count;
-    let released = false;
+    this.releaseTurn = release;
+    return this.client;
+  }
+
+  private makeClient(): PostgresPoolClient {
+    const pool = this;
     const client = {
       async query<R>(text: string, parameters: ReadonlyArray<unknown>): Promise<PostgresQueryResult<R>> {
         // Read before anything awaits: it is this call's (see `carryCommits`).
         const commits = takeCommitMark();
-        count(text);
+        pool.count(text);
         // Several statements (a migration file) go through exec, which takes no parameters.
         if (parameters.length === 0 && !isTransactionControl(text)) {
-          await statements.sendDeferredBegin();
-          const results = await lite.exec(text);
+          await pool.statements.sendDeferredBegin();
+          const results = await pool.lite.exec(text);
           const last = results.at(-1);
           return { command: commandOf(text), rowCount: last?.affectedRows ?? 0, rows: (last?.rows ?? []) as R[] };
         }
-        const result = await statements.query<R>(text, [...parameters], commits);
+        const result = await pool.statements.query<R>(text, [...parameters], commits);
         const command = rolledBack(result) ? 'ROLLBACK' : commandOf(text);
         return { command, rowCount: result.affectedRows ?? 0, rows: result.rows };
       },
+      // Kysely releases each turn once; a second call in the same turn does nothing.
       release() {
-        if (released) return;
-        released = true;
-        release();
+        const release = pool.releaseTurn;
+        pool.releaseTurn = undefined;
+        release?.();
       },
     };
     return client as unknown as PostgresPoolClient;
