@@ -220,7 +220,7 @@ export async function insertOutbox(
   markSent: readonly number[] = [],
   /**
    * The transaction commits right after this insert, and nothing else runs in it: the insert carries
-   * the COMMIT (`committing`, PostgreSQL), saving the COMMIT's round trip.
+   * the COMMIT (`committing`, PostgreSQL and PGlite), saving the COMMIT's round trip or call.
    */
   commitAfter = false,
 ): Promise<number[] | undefined> {

@@ -4,10 +4,22 @@ import { mkdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { ChassisError } from '@chassis/core';
 import { PGlite } from '@electric-sql/pglite';
-import { Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient, type PostgresQueryResult } from 'kysely';
+import {
+  type DatabaseConnection,
+  Kysely,
+  PostgresDialect,
+  type PostgresPool,
+  type PostgresPoolClient,
+  type PostgresQueryResult,
+} from 'kysely';
 import { type AnyTables, Database, type DatabaseOptions } from './database.ts';
-import { isTransactionControl, type PgliteConnection, PglitePreparedStatements } from './pglite-prepared.ts';
-import { DEFAULT_PREPARED_STATEMENTS_PER_CONNECTION } from './prepared-statements.ts';
+import {
+  isTransactionControl,
+  type PgliteConnection,
+  PglitePreparedStatements,
+  rolledBack,
+} from './pglite-prepared.ts';
+import { carryCommits, DEFAULT_PREPARED_STATEMENTS_PER_CONNECTION, takeCommitMark } from './prepared-statements.ts';
 import { UsageCounter } from './usage.ts';
 
 /**
@@ -103,7 +115,9 @@ export async function openPglite(url: string, options: DatabaseOptions): Promise
     new PglitePreparedStatements(lite, options.preparedStatements ?? DEFAULT_PREPARED_STATEMENTS_PER_CONNECTION),
     usage.connection(),
   );
-  const kysely = new Kysely<AnyTables>({ dialect: new PostgresDialect({ pool }) });
+  // A unit of work's last statement carries its COMMIT (`committing`): one call into PGlite fewer.
+  const onCreateConnection = async (connection: DatabaseConnection) => carryCommits(connection);
+  const kysely = new Kysely<AnyTables>({ dialect: new PostgresDialect({ pool, onCreateConnection }) });
   return new Database(
     'pglite',
     kysely,
@@ -149,6 +163,15 @@ class OneConnectionPool implements PostgresPool {
     this.count = count;
   }
 
+  /**
+   * The one client, handed to each user in turn: Kysely makes a connection object (and runs
+   * `onCreateConnection`) for every client it has not seen, so a client made per `connect` cost every
+   * statement run alone and every transaction one of each.
+   */
+  private readonly client = this.makeClient();
+  /** Ends the current user's turn; undefined between turns. */
+  private releaseTurn: (() => void) | undefined;
+
   async connect(): Promise<PostgresPoolClient> {
     let release!: () => void;
     const previous = this.tail;
@@ -156,27 +179,33 @@ class OneConnectionPool implements PostgresPool {
       release = resolve;
     });
     await previous;
-    const lite = this.lite;
-    const statements = this.statements;
-    const count = this.count;
-    let released = false;
+    this.releaseTurn = release;
+    return this.client;
+  }
+
+  private makeClient(): PostgresPoolClient {
+    const pool = this;
     const client = {
       async query<R>(text: string, parameters: ReadonlyArray<unknown>): Promise<PostgresQueryResult<R>> {
-        count(text);
+        // Read before anything awaits: it is this call's (see `carryCommits`).
+        const commits = takeCommitMark();
+        pool.count(text);
         // Several statements (a migration file) go through exec, which takes no parameters.
         if (parameters.length === 0 && !isTransactionControl(text)) {
-          await statements.sendDeferredBegin();
-          const results = await lite.exec(text);
+          await pool.statements.sendDeferredBegin();
+          const results = await pool.lite.exec(text);
           const last = results.at(-1);
           return { command: commandOf(text), rowCount: last?.affectedRows ?? 0, rows: (last?.rows ?? []) as R[] };
         }
-        const result = await statements.query<R>(text, [...parameters]);
-        return { command: commandOf(text), rowCount: result.affectedRows ?? 0, rows: result.rows };
+        const result = await pool.statements.query<R>(text, [...parameters], commits);
+        const command = rolledBack(result) ? 'ROLLBACK' : commandOf(text);
+        return { command, rowCount: result.affectedRows ?? 0, rows: result.rows };
       },
+      // Kysely releases each turn once; a second call in the same turn does nothing.
       release() {
-        if (released) return;
-        released = true;
-        release();
+        const release = pool.releaseTurn;
+        pool.releaseTurn = undefined;
+        release?.();
       },
     };
     return client as unknown as PostgresPoolClient;
@@ -189,7 +218,7 @@ class OneConnectionPool implements PostgresPool {
 }
 
 /** What Kysely reads to report affected rows; a statement starting with WITH reports none. */
-function commandOf(text: string): PostgresQueryResult<unknown>['command'] {
+function commandOf(text: string): PostgresQueryResult<unknown>['command'] | 'ROLLBACK' {
   const word = /^\s*(\w+)/.exec(text)?.[1]?.toUpperCase();
   return word === 'INSERT' || word === 'UPDATE' || word === 'DELETE' || word === 'MERGE' ? word : 'SELECT';
 }

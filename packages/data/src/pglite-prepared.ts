@@ -1,3 +1,4 @@
+import { ChassisError } from '@chassis/core';
 import { type messages, type PGlite, parse, protocol, type Results } from '@electric-sql/pglite';
 import { preparedStatementName, repairFor, staleInTransaction } from './prepared-statements.ts';
 
@@ -17,6 +18,13 @@ import { preparedStatementName, repairFor, staleInTransaction } from './prepared
  * The same rules as on PostgreSQL (see prepared-statements.ts): only statements with parameters, only
  * queries and DML (`preparedStatementName`), at most `limit` names. PGlite's connection lives as long
  * as the process, so past the limit new texts run unnamed for good.
+ *
+ * COMMIT rides with a transaction's last statement when it is marked so (`committing`, a unit of work's
+ * outbox insert): its Bind and Execute go after the statement's, before the one Sync, and the `commit` that
+ * follows is answered at once — COMMIT if both went through. A statement that fails makes PostgreSQL skip
+ * the COMMIT (the transaction stays open, aborted); a COMMIT refused (a deferred constraint) ends it: either
+ * way the statement's call fails, and the `rollback` that follows goes to PGlite. The same as on
+ * PostgreSQL (prepared-statements.ts).
  *
  * A statement whose table changed under it fails with `cached plan must not change result type`
  * (0A000); one the server forgot (`DEALLOCATE ALL`), with 26000. Either is closed and forgotten, and a
@@ -44,9 +52,18 @@ const { serialize } = protocol;
 const EXECUTE = serialize.execute({});
 const SYNC = serialize.sync();
 const BIND_BEGIN = serialize.bind({ statement: 'chassis_begin', values: [] });
+const BIND_COMMIT = serialize.bind({ statement: 'chassis_commit', values: [] });
 
 /** What a BEGIN, COMMIT or ROLLBACK that was not sent answers (Kysely reads nothing of it). */
 const NOTHING: Results<never> = { rows: [], fields: [], affectedRows: 0 };
+
+/** A `commit` whose transaction rolled back instead (its carried COMMIT did not go through). */
+const ROLLED_BACK: Results<never> = { rows: [], fields: [], affectedRows: 0 };
+
+/** Whether `query` answered a `commit` with ROLLBACK: the pool tells Kysely so (its command tag). */
+export function rolledBack(result: Results<unknown>): boolean {
+  return result === ROLLED_BACK;
+}
 
 export class PglitePreparedStatements {
   private readonly lite: PgliteConnection;
@@ -60,6 +77,10 @@ export class PglitePreparedStatements {
    * transaction that ran none ends without either being sent.
    */
   private beginDeferred = false;
+  /** Kysely's `begin` was answered (sent or held back) and no `commit` or `rollback` yet. */
+  private inTransaction = false;
+  /** The transaction's last statement carried its COMMIT: how that went, for the `commit` that follows. */
+  private carried: 'committed' | 'failed' | undefined;
 
   /** PGlite's parsers and serializers, bytea's replaced by ones that give the same values faster. */
   private readonly parsers: PgliteConnection['parsers'];
@@ -72,8 +93,37 @@ export class PglitePreparedStatements {
     this.serializers = { ...lite.serializers, [BYTEA]: serializeBytea };
   }
 
-  /** Runs one statement as `lite.query(text, parameters)` would, prepared where the rules allow. */
-  async query<R>(text: string, parameters: unknown[]): Promise<Results<R>> {
+  /**
+   * Runs one statement as `lite.query(text, parameters)` would, prepared where the rules allow; `commits`:
+   * it is its transaction's last, and carries the COMMIT (see above).
+   */
+  async query<R>(text: string, parameters: unknown[], commits = false): Promise<Results<R>> {
+    // A new transaction: whatever the last one left unsaid is moot.
+    if (text === 'begin') this.carried = undefined;
+    if (this.carried !== undefined) {
+      const outcome = this.carried;
+      this.carried = undefined;
+      if (text === 'commit' && outcome === 'committed') {
+        this.inTransaction = false;
+        return NOTHING as Results<R>;
+      }
+      if (text === 'commit' || text === 'rollback') {
+        // After a failure the transaction is aborted (the statement failed) or over (the COMMIT did):
+        // PGlite's ROLLBACK ends the first and is a no-op for the second. A `commit` is answered as
+        // PostgreSQL answers one in an aborted transaction, ROLLBACK: Kysely then fails the commit.
+        await this.query('rollback', []);
+        return (text === 'rollback' ? NOTHING : ROLLED_BACK) as Results<R>;
+      }
+      if (outcome === 'committed') {
+        // Nothing follows a statement that commits its transaction (a unit of work commits right after).
+        throw new ChassisError(
+          'INTERNAL',
+          `The transaction committed with its last statement; it takes no ${text} after it`,
+        );
+      }
+    }
+    if (text === 'begin') this.inTransaction = true;
+    else if (text === 'commit' || text === 'rollback') this.inTransaction = false;
     const name =
       this.limit === 0
         ? undefined
@@ -102,7 +152,15 @@ export class PglitePreparedStatements {
       await this.sendDeferredBegin();
       return this.lite.query<R>(text, parameters);
     }
-    return this.lite.runExclusive(() => this.runNamed<R>(name, text, parameters));
+    if (!(commits && this.inTransaction)) return this.lite.runExclusive(() => this.runNamed<R>(name, text, parameters));
+    try {
+      const result = await this.lite.runExclusive(() => this.runNamed<R>(name, text, parameters, true));
+      this.carried = 'committed';
+      return result;
+    } catch (error) {
+      this.carried = 'failed';
+      throw error;
+    }
   }
 
   /**
@@ -115,7 +173,7 @@ export class PglitePreparedStatements {
     await this.lite.runExclusive(() => this.runNamed('chassis_begin', 'begin', []));
   }
 
-  private async runNamed<R>(name: string, text: string, parameters: unknown[]): Promise<Results<R>> {
+  private async runNamed<R>(name: string, text: string, parameters: unknown[], commit = false): Promise<Results<R>> {
     for (let attempt = 1; ; attempt++) {
       const statement = this.prepared.get(name) ?? (await this.prepare(name, text, parameters));
       // BEGIN held back (see `beginDeferred`) goes first in the same call: its replies end at its
@@ -126,6 +184,7 @@ export class PglitePreparedStatements {
         if (!this.prepared.has('chassis_begin')) await this.prepare('chassis_begin', 'begin', []);
         this.beginDeferred = false;
       }
+      if (commit && !this.prepared.has('chassis_commit')) await this.prepare('chassis_commit', 'commit', []);
       const values = parameters.map((value, i) => {
         if (value === null || value === undefined) return null;
         const serializer = this.serializers[statement.parameterTypes[i] as number];
@@ -135,6 +194,7 @@ export class PglitePreparedStatements {
         ...(begin ? [BIND_BEGIN, EXECUTE] : []),
         serialize.bind({ statement: name, values }),
         EXECUTE,
+        ...(commit ? [BIND_COMMIT, EXECUTE] : []),
         SYNC,
       );
       // No sync to the file system after each call: PGlite's Node.js file systems (a folder, memory)

@@ -116,8 +116,8 @@ export type CommittingQuery<R> = CompiledQuery<R> & { readonly commitsTransactio
 /**
  * Marks `query` as the statement its transaction ends with (nothing runs after it but the COMMIT): on a
  * connection that reads the mark (`carryCommits`) the COMMIT goes with it, in the same round trip, and
- * the transaction's own COMMIT is answered at once (see COMMIT above). Elsewhere (PGlite, MariaDB) the
- * mark is not read and the statement runs as it is.
+ * the transaction's own COMMIT is answered at once (see COMMIT above; on PGlite, pglite-prepared.ts).
+ * Elsewhere (MariaDB) the mark is not read and the statement runs as it is.
  */
 export function committing<R>(query: CompiledQuery<R>): CommittingQuery<R> {
   return { ...query, commitsTransaction: true };
@@ -136,8 +136,19 @@ function isCommitting(query: CompiledQuery): boolean {
 let commitWithNextQuery = false;
 
 /**
- * Makes a Kysely connection to PostgreSQL (one whose client `prepareRepeatedStatements` set up) pass the
- * `committing` mark of a compiled query on to its client. For `PostgresDialect`'s `onCreateConnection`.
+ * Whether the statement a client's `query` was just given is `committing`: read once, on that call, before
+ * anything awaits (see `commitWithNextQuery`).
+ */
+export function takeCommitMark(): boolean {
+  const mark = commitWithNextQuery;
+  commitWithNextQuery = false;
+  return mark;
+}
+
+/**
+ * Makes a Kysely connection to PostgreSQL (one whose client `prepareRepeatedStatements` set up, or
+ * PGlite's) pass the `committing` mark of a compiled query on to its client. For `PostgresDialect`'s
+ * `onCreateConnection`.
  */
 export function carryCommits(connection: DatabaseConnection): void {
   const execute = connection.executeQuery.bind(connection);
@@ -399,8 +410,7 @@ export function prepareRepeatedStatements(client: pg.ClientBase, limit: number):
 
   client.query = ((config: unknown, values?: unknown, callback?: unknown) => {
     // Read on this call only (see `carryCommits`).
-    const commitRequested = commitWithNextQuery;
-    commitWithNextQuery = false;
+    const commitRequested = takeCommitMark();
     const control = transactionControl(config, values, callback);
     // A new transaction: whatever the last one left unsaid is moot.
     if (control === 'begin') carried = undefined;

@@ -182,7 +182,7 @@ export class UnitOfWork {
    */
   async commitSoFar(): Promise<void> {
     if (this.settled) return;
-    await this.writeEmitted();
+    await this.writeEmittedOrRollBack();
     if (!this.opening) return this.runCommitted();
     const opening = this.opening;
     this.opening = undefined;
@@ -192,7 +192,7 @@ export class UnitOfWork {
 
   async commit(): Promise<void> {
     if (this.settled) return;
-    await this.writeEmitted();
+    await this.writeEmittedOrRollBack();
     this.settled = true;
     if (this.opening) await this.commitOpen(this.opening);
     this.runCommitted();
@@ -226,6 +226,19 @@ export class UnitOfWork {
     const runs = this.committed;
     this.committed = [];
     for (const run of runs) run();
+  }
+
+  /**
+   * The outbox insert carries the COMMIT (see `writeEmitted`): when it fails, the commit has failed, and the
+   * unit rolls back at once, as after a refused COMMIT — which gives the connection back (PGlite has one).
+   */
+  private async writeEmittedOrRollBack(): Promise<void> {
+    try {
+      await this.writeEmitted();
+    } catch (error) {
+      await this.rollback(error).catch(() => undefined);
+      throw error;
+    }
   }
 
   private async writeEmitted(): Promise<void> {

@@ -3,7 +3,9 @@ import { after, before, describe, it } from 'node:test';
 import { ChassisError } from '@chassis/core';
 import { Database, sql } from '@chassis/data';
 import { PGlite } from '@electric-sql/pglite';
+import type { RawBuilder } from 'kysely';
 import { PglitePreparedStatements } from '../src/pglite-prepared.ts';
+import { committing } from '../src/prepared-statements.ts';
 
 describe("PGlite's prepared statements answer as its own query does", () => {
   let lite: PGlite;
@@ -222,5 +224,90 @@ describe('a PGlite database prepares its repeated statements', () => {
     assert.ok(failed instanceof ChassisError, String(failed));
     assert.equal(failed.code, 'UNAVAILABLE');
     assert.deepEqual((await db.transaction(select)).rows, [{ id: 'x', balance: 10, note: null, since: null }]);
+  });
+  const balanceOf = async (db: Database, id: string) =>
+    (await sql<{ balance: string }>`select balance::text from a where id = ${id}`.execute(db.kysely)).rows[0]?.balance;
+  /** `query` as its transaction's last statement, which carries the COMMIT. */
+  const last = (query: RawBuilder<unknown>) => ({
+    execute: (on: Database['kysely']) => on.executeQuery(committing(query.compile(on))),
+  });
+
+  it('a statement marked `committing` carries its COMMIT: one call; the commit that follows is answered', async () => {
+    const db = await database();
+    const commitsBefore = db.usage.commits;
+    // Alone in its transaction: BEGIN, the insert and COMMIT in one call.
+    await db.transaction((trx) => last(sql`insert into a values (${'c1'}, ${1})`).execute(trx));
+    // After other statements: all of them commit together.
+    await db.transaction(async (trx) => {
+      await sql`update a set balance = balance + ${1} where id = ${'x'}`.execute(trx);
+      await last(sql`insert into a values (${'c2'}, ${2})`).execute(trx);
+    });
+    // Outside a transaction it is an ordinary statement.
+    await last(sql`insert into a values (${'c3'}, ${3})`).execute(db.kysely);
+    assert.equal(db.usage.commits - commitsBefore, 2 + 1, 'two transactions committed, one statement alone');
+    assert.deepEqual(
+      [await balanceOf(db, 'c1'), await balanceOf(db, 'x'), await balanceOf(db, 'c2'), await balanceOf(db, 'c3')],
+      ['1', '11', '2', '3'],
+    );
+    // Nothing is left open: a transaction's writes are seen at once by the next reader, and roll back alone.
+    await assert.rejects(
+      db.transaction(async (trx) => {
+        await sql`update a set balance = 0 where id = ${'c1'}`.execute(trx);
+        throw new Error('the handler failed');
+      }),
+      /the handler failed/,
+    );
+    assert.equal(await balanceOf(db, 'c1'), '1');
+  });
+
+  it('a carrying statement that fails, or a COMMIT PGlite refuses, commits nothing; the connection serves on', async () => {
+    const db = await database();
+    const failed = await db
+      .transaction(async (trx) => {
+        await sql`insert into a values (${'f1'}, ${1})`.execute(trx);
+        await last(sql`insert into a values (${'x'}, ${1})`).execute(trx);
+      })
+      .catch((error: unknown) => error);
+    assert.equal((failed as { code?: unknown }).code, '23505');
+    assert.equal(await balanceOf(db, 'f1'), undefined, 'the statement failed: no COMMIT ran, it rolled back');
+
+    // A deferred constraint is checked at COMMIT: the carrier runs, the COMMIT is refused.
+    await sql`create table refs (id int primary key, account text references a (id) deferrable initially deferred)`.execute(
+      db.kysely,
+    );
+    const refused = await db
+      .transaction(async (trx) => {
+        await sql`insert into a values (${'f2'}, ${1})`.execute(trx);
+        await last(sql`insert into refs values (${1}, ${'nobody'})`).execute(trx);
+      })
+      .catch((error: unknown) => error);
+    assert.equal((refused as { code?: unknown }).code, '23503', 'the COMMIT’s foreign-key violation');
+    assert.equal(await balanceOf(db, 'f2'), undefined);
+    // Kysely's own COMMIT learns that the transaction rolled back when it is the one to ask.
+    const trx = await db.kysely.startTransaction().execute();
+    await sql`insert into a values (${'f3'}, ${1})`.execute(trx);
+    const carried = await last(sql`insert into refs values (${2}, ${'nobody'})`)
+      .execute(trx)
+      .catch((error: unknown) => error);
+    assert.equal((carried as { code?: unknown }).code, '23503');
+    await assert.rejects(trx.commit().execute(), /rolled back|aborted/i);
+    assert.equal(await balanceOf(db, 'f3'), undefined);
+    // The connection serves on, in and out of transactions.
+    await db.transaction((inner) => last(sql`insert into a values (${'f4'}, ${4})`).execute(inner));
+    assert.equal(await balanceOf(db, 'f4'), '4');
+  });
+
+  it('nothing runs after a statement that committed its transaction: it is refused, not run alone', async () => {
+    const db = await database();
+    const after = await db
+      .transaction(async (trx) => {
+        await last(sql`insert into a values (${'n1'}, ${1})`).execute(trx);
+        await sql`insert into a values (${'n2'}, ${2})`.execute(trx);
+      })
+      .catch((error: unknown) => error);
+    assert.ok(after instanceof ChassisError && after.code === 'INTERNAL', String(after));
+    assert.equal(await balanceOf(db, 'n2'), undefined);
+    await db.transaction((trx) => sql`insert into a values (${'n3'}, ${3})`.execute(trx));
+    assert.equal(await balanceOf(db, 'n3'), '3');
   });
 });
