@@ -1,6 +1,5 @@
-import { encodeTimeoutMs, Header } from '../../envelope.ts';
-import { ChassisError } from '../../errors.ts';
-import { headerName, headerProblem, isHidden } from './header-rules.ts';
+import { Header } from '../../envelope.ts';
+import { checkSendable, headerName, isHidden, timeoutLeft } from './header-rules.ts';
 
 /**
  * The envelope of an RPC request or reply at the front of its NATS body, instead of in NATS headers.
@@ -43,8 +42,7 @@ export function frame(headers: Record<string, string>, body: Uint8Array): Uint8A
   let text = '';
   for (const key in headers) {
     const value = headers[key]!;
-    const problem = headerProblem(key, value);
-    if (problem) throw new ChassisError('BAD_MESSAGE', `Header "${key}" cannot be sent over NATS: ${problem}`);
+    checkSendable(key, value);
     text += `${key}:${value.trim()}\n`;
   }
   if (text === '') return body;
@@ -98,12 +96,10 @@ function parseEnvelope(text: string): Record<string, string> {
  */
 export function handedBackFrame(data: Uint8Array, waitedMs: number): Uint8Array | null {
   const unframed = unframe(data);
-  const raw = unframed?.headers[Header.timeoutMs];
-  if (!unframed || !raw) return data;
-  const timeoutMs = Number(raw);
-  if (!Number.isFinite(timeoutMs)) return data;
-  const left = timeoutMs - waitedMs;
-  if (left <= 0) return null;
-  unframed.headers[Header.timeoutMs] = encodeTimeoutMs(left);
+  if (!unframed) return data;
+  const left = timeoutLeft(unframed.headers[Header.timeoutMs], waitedMs);
+  if (left === undefined) return data;
+  if (left === null) return null;
+  unframed.headers[Header.timeoutMs] = left;
   return frame(unframed.headers, unframed.body) ?? data;
 }

@@ -1,4 +1,5 @@
-import { Header } from '../../envelope.ts';
+import { encodeTimeoutMs, Header } from '../../envelope.ts';
+import { ChassisError } from '../../errors.ts';
 
 /**
  * What a header may be on NATS, and the names Chassis gives a meaning: shared by the header block
@@ -10,8 +11,14 @@ export const CLAIM_HEADER = 'chassis-claim';
 export const MSG_ID_HEADER = 'Nats-Msg-Id';
 export const HIDDEN_HEADERS = new Set([CLAIM_HEADER, MSG_ID_HEADER.toLowerCase()]);
 
+/** A `BAD_MESSAGE` naming the header, for one that cannot go over NATS in either form. */
+export function checkSendable(key: string, value: string): void {
+  const problem = headerProblem(key, value);
+  if (problem) throw new ChassisError('BAD_MESSAGE', `Header "${key}" cannot be sent over NATS: ${problem}`);
+}
+
 /** What nats.js refuses in a header: a name outside printable ASCII or with a colon, a value with a line break. */
-export function headerProblem(key: string, value: string): string | undefined {
+function headerProblem(key: string, value: string): string | undefined {
   if (key.length === 0) return 'a header name cannot be empty';
   for (let i = 0; i < key.length; i++) {
     const c = key.charCodeAt(i);
@@ -49,4 +56,16 @@ export function isHidden(key: string): boolean {
   return (
     (key.length === CLAIM_HEADER.length || key.length === MSG_ID_HEADER.length) && HIDDEN_HEADERS.has(key.toLowerCase())
   );
+}
+
+/**
+ * The `timeout-ms` of a request handed back after it waited `waitedMs` here: the time left, encoded;
+ * `null` when nothing is left of it; undefined when it has none (or none readable), so it goes back as it came.
+ */
+export function timeoutLeft(raw: string | undefined, waitedMs: number): string | null | undefined {
+  if (!raw) return undefined;
+  const timeoutMs = Number(raw);
+  if (!Number.isFinite(timeoutMs)) return undefined;
+  const left = timeoutMs - waitedMs;
+  return left <= 0 ? null : encodeTimeoutMs(left);
 }

@@ -1,8 +1,7 @@
 import { headers as createHeaders, type Msg, type MsgHdrs, MsgHdrsImpl, MsgImpl } from '@nats-io/transport-node';
-import { encodeTimeoutMs, Header } from '../../envelope.ts';
-import { ChassisError } from '../../errors.ts';
+import { Header } from '../../envelope.ts';
 import { isFramed, unframe } from './frame.ts';
-import { CLAIM_HEADER, HIDDEN_HEADERS, headerName, headerProblem, isHidden } from './header-rules.ts';
+import { CLAIM_HEADER, checkSendable, HIDDEN_HEADERS, headerName, isHidden, timeoutLeft } from './header-rules.ts';
 
 export { CLAIM_HEADER, MSG_ID_HEADER } from './header-rules.ts';
 
@@ -26,8 +25,7 @@ export function toNatsHeaders(headers: Record<string, string>): MsgHdrs | undefi
   let out: MsgHdrsImpl | undefined;
   for (const key in headers) {
     const value = headers[key]!;
-    const problem = headerProblem(key, value);
-    if (problem) throw new ChassisError('BAD_MESSAGE', `Header "${key}" cannot be sent over NATS: ${problem}`);
+    checkSendable(key, value);
     out ??= new PooledHeaders();
     out.headers.set(key, [value.trim()]);
   }
@@ -65,8 +63,7 @@ export function sealedNatsHeaders(headers: Record<string, string>): MsgHdrs | un
   let block = '';
   for (const key in headers) {
     const value = headers[key]!;
-    const problem = headerProblem(key, value);
-    if (problem) throw new ChassisError('BAD_MESSAGE', `Header "${key}" cannot be sent over NATS: ${problem}`);
+    checkSendable(key, value);
     block += `\r\n${key}: ${value.trim()}`;
   }
   return block === '' ? undefined : new SealedHeaders(`NATS/1.0${block}\r\n\r\n`);
@@ -188,17 +185,14 @@ export function fromNatsHeaders(headers: MsgHdrs | undefined): Record<string, st
  * absolute deadline, or none) goes back as it came.
  */
 export function handedBackHeaders(headers: MsgHdrs | undefined, waitedMs: number): MsgHdrs | undefined | null {
-  const raw = headers?.get(Header.timeoutMs);
-  if (!headers || !raw) return headers;
-  const timeoutMs = Number(raw);
-  if (!Number.isFinite(timeoutMs)) return headers;
-  const left = timeoutMs - waitedMs;
-  if (left <= 0) return null;
+  const left = timeoutLeft(headers?.get(Header.timeoutMs), waitedMs);
+  if (!headers || left === undefined) return headers;
+  if (left === null) return null;
   const out = createHeaders();
   for (const [key, values] of headers) {
     if (key.toLowerCase() === Header.timeoutMs) continue;
     for (const value of values) out.append(key, value);
   }
-  out.set(Header.timeoutMs, encodeTimeoutMs(left));
+  out.set(Header.timeoutMs, left);
   return out;
 }
