@@ -84,7 +84,15 @@ describe('SimpleBank under chaos: SIGKILLed processes, a broker and a database r
       }
     })();
 
-    const victims = ['orders-1', 'orders-2', 'market-1', 'market-2', 'ledger', 'edge'];
+    // CHAOS_VICTIMS=ledger,edge picks from those only, to reproduce a run that failed (its message names them).
+    const victims = process.env.CHAOS_VICTIMS?.split(',') ?? [
+      'orders-1',
+      'orders-2',
+      'market-1',
+      'market-2',
+      'ledger',
+      'edge',
+    ];
     const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
     const killed: string[] = [];
     try {
@@ -115,8 +123,13 @@ describe('SimpleBank under chaos: SIGKILLed processes, a broker and a database r
     try {
       await settleAndCheckInvariants(database, { timeoutMs: 150_000 });
     } catch (error) {
-      console.log(`killed: ${killed.join(', ')}; accepted ${accepted.length}, refused ${refused}, failed ${failed}`);
-      console.log(log.slice(-80).join('\n'));
+      // The failure's message is what a CI summary shows: it carries what the run did, every dead letter the
+      // processes logged, and their last lines.
+      const deadLetters = log.filter((line) => /dead-letter/i.test(line));
+      (error as Error).message +=
+        `\nkilled ${killed.join(', ')}; accepted ${accepted.length}, refused ${refused}, failed ${failed}` +
+        `\ndead letters logged: ${deadLetters.length}\n${deadLetters.slice(0, 20).join('\n')}` +
+        `\nthe processes' last lines:\n${log.slice(-60).join('\n')}`;
       throw error;
     }
     const { rows } = await sql<{ order_id: string; status: string }>`
