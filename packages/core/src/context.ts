@@ -75,6 +75,13 @@ export interface Context {
    * `traceparent` / `tracestate` either way, so the server called continues the trace.
    */
   fetch(url: string | URL, init?: RequestInit): Promise<Response>;
+  /**
+   * The trace context of `span` (default: this handler's), as `traceparent` and `tracestate` headers, for
+   * a request made by another client than `fetch` (e.g. `node:http`, a tenth of `fetch`'s CPU a request)
+   * under a client span from `startSpan`: the server called continues the trace. Empty when nothing is
+   * traced.
+   */
+  traceHeaders(span?: Span): Record<string, string>;
 }
 
 export const contextStorage = new AsyncLocalStorage<Context>();

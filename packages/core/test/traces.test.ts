@@ -193,6 +193,14 @@ const quote = action('pricer.quote', {
   output: z.object({ price: z.number() }),
 });
 const noted = event('desk.noted', z.object({ note: z.string() }));
+const traceContext = action('desk.traceContext', {
+  input: z.object({}),
+  output: z.object({
+    own: z.record(z.string(), z.string()),
+    client: z.record(z.string(), z.string()),
+    spanId: z.string(),
+  }),
+});
 
 describe('traces and trace ops actions', () => {
   let node: ChassisNode;
@@ -223,6 +231,13 @@ describe('traces and trace ops actions', () => {
             if (!response.ok) throw new Error(`the quote server answered ${response.status}`);
             const { price } = await ctx.call(quote, { symbol: name });
             return { text: `${name} at ${price}` };
+          }),
+          handle(traceContext, (_input, ctx) => {
+            // What a client other than ctx.fetch sends: the context of its own client span.
+            const span = ctx.startSpan('GET elsewhere', { kind: SpanKind.CLIENT });
+            const client = ctx.traceHeaders(span);
+            span.end();
+            return { own: ctx.traceHeaders(), client, spanId: span.spanContext().spanId };
           }),
         ],
       }),
@@ -387,6 +402,17 @@ describe('traces and trace ops actions', () => {
     assert.match(String(received.at(-2)!.traceparent), new RegExp(`^00-${traceId}-[0-9a-f]{16}-00$`));
     // A trace started by the node and not sampled: a context of its own, flagged not sampled.
     assert.match(String(received.at(-1)!.traceparent), /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+  });
+
+  it('ctx.traceHeaders gives the trace context of a span, for a client other than ctx.fetch', async () => {
+    const traceId = 'a3ce929d0e0e47364bf92f3577b34da6';
+    const sampled = await node.call(traceContext, {}, { traceparent: traceparentOf(traceId, '01') });
+    assert.equal(sampled.client.traceparent, `00-${traceId}-${sampled.spanId}-01`);
+    assert.match(String(sampled.own.traceparent), new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
+    assert.notEqual(sampled.own.traceparent, sampled.client.traceparent);
+    // Not sampled: the context still goes out, flagged so.
+    const skipped = await unsampled.call(traceContext, {}, { traceparent: traceparentOf(traceId, '00') });
+    assert.match(String(skipped.client.traceparent), new RegExp(`^00-${traceId}-[0-9a-f]{16}-00$`));
   });
 
   it('a trace this node does not hold is empty; bad input is a VALIDATION error; both need credentials', async () => {

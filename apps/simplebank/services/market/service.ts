@@ -3,6 +3,7 @@ import { database } from '@chassis/data';
 import { money, toCents } from '../../contracts/common.ts';
 import { exchangeRejected, orderPlaced, tradeExecuted } from '../../contracts/market.ts';
 import { beginPlacement, orderCreated } from '../../contracts/orders.ts';
+import { ExchangeClient, type ExchangeResponse } from './exchange-client.ts';
 
 interface MarketTables {
   exchange_orders: {
@@ -40,6 +41,7 @@ export function marketService(options: MarketOptions) {
   // The node's breaker for the exchange: its state is in chassis_circuit_breaker_state{target="exchange"},
   // the node's log and its readiness, like the breakers of actions.
   let exchangeBreaker: CircuitBreaker | undefined;
+  const exchange = new ExchangeClient(options.exchangeUrl);
   const breaker = () => {
     if (!exchangeBreaker) throw new ChassisError('UNAVAILABLE', 'The market service is starting');
     return exchangeBreaker;
@@ -56,29 +58,31 @@ export function marketService(options: MarketOptions) {
     },
   ): Promise<ExchangeAnswer> {
     return breaker().execute(async () => {
-      let response: Response;
+      let response: ExchangeResponse;
       try {
         // Traced: a client span, and the trace context in `traceparent` for the exchange to continue.
-        response = await ctx.fetch(new URL('/orders', options.exchangeUrl), {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({
+        response = await exchange.post(
+          ctx,
+          '/orders',
+          {
             clientOrderId: order.orderId,
             side: order.side,
             symbol: order.symbol,
             quantity: order.quantity,
             limitPrice: order.limitPrice,
-          }),
-          signal: AbortSignal.timeout(timeoutMs),
-        });
+          },
+          timeoutMs,
+        );
       } catch (error) {
         throw new ChassisError('UNAVAILABLE', `The exchange did not answer: ${(error as Error).message}`);
       }
       if (response.status >= 500) {
         throw new ChassisError('UNAVAILABLE', `The exchange answered ${response.status}`);
       }
-      const body = (await response.json()) as ExchangeAnswer & { error?: { message: string } };
-      if (!response.ok) {
+      const body = response.body as (ExchangeAnswer & { error?: { message: string } }) | undefined;
+      if (body === undefined)
+        throw new ChassisError('UNAVAILABLE', `The exchange answered ${response.status} without JSON`);
+      if (response.status < 200 || response.status >= 300) {
         return { status: 'rejected', exchangeOrderId: '', reason: body.error?.message ?? `HTTP ${response.status}` };
       }
       return body;
@@ -93,6 +97,7 @@ export function marketService(options: MarketOptions) {
     start: (service) => {
       exchangeBreaker = service.breaker('exchange', breakerSettings);
     },
+    stop: () => exchange.close(),
     events: [
       // The exchange's answer is recorded once (the order's row) and announced only with that row: a
       // redelivery asks orders and the exchange again (both answer as the first time) and finds the row

@@ -81,6 +81,17 @@ export function ordersService(options: OrdersOptions = {}) {
     return state;
   }
 
+  /** The order as committed, read in one statement outside any transaction (no lock). */
+  async function peek(orderId: string): Promise<OrderState> {
+    const { state } = await events().aggregate(streamOf(orderId), {
+      initial: initialState(orderId),
+      evolve,
+      snapshots: false,
+    });
+    if (!state.created) throw new ChassisError('NOT_FOUND', `No order ${orderId}`, { data: { orderId } });
+    return state;
+  }
+
   /**
    * Appends to the order's stream and announces the change (`order_changed`) if it changes the order as
    * the API shows it, or as `announce` says; returns the order after it.
@@ -315,20 +326,34 @@ export function ordersService(options: OrdersOptions = {}) {
         return { failed: true };
       }),
       handle(beginPlacement, async ({ orderId }, ctx) => {
-        let order = await load(ctx, orderId);
-        const limitPrice = money(order.created!.limitPriceCents);
-        if (order.placing || order.status === 'placed' || order.status === 'completed') {
-          return { proceed: true, limitPrice };
+        // Read and appended without the stream's lock, each statement its own transaction: the append
+        // succeeds only at the version read (the store checks it under the stream's row lock), so a cancel
+        // or another instance's placement that came between is seen by reading again. Locked, this was a
+        // transaction of three round trips (BEGIN with the read, the append, COMMIT); now it is two.
+        for (let attempt = 1; ; attempt++) {
+          const order = await peek(orderId);
+          const limitPrice = money(order.created!.limitPriceCents);
+          if (order.placing || order.status === 'placed' || order.status === 'completed') {
+            return { proceed: true, limitPrice };
+          }
+          if (order.status !== 'created' || !order.reserved) return { proceed: false };
+          if (Date.parse(order.created!.expiresAt) <= Date.now()) {
+            // Failed and announced in one transaction, at the version read: a writer that came between
+            // makes it WRONG_EXPECTED_VERSION, and market asks again later.
+            const reason = 'expired before it could be placed on the exchange';
+            const failed = await record(ctx, order, [{ type: 'OrderFailed', data: { reason } }]);
+            await ctx.emit(orderFailed, { ...endOf(failed), reason });
+            return { proceed: false };
+          }
+          try {
+            await events().append(streamOf(orderId), [{ type: 'PlacementStarted', data: {} }], {
+              expectedVersion: order.version,
+            });
+            return { proceed: true, limitPrice };
+          } catch (error) {
+            if (!isChassisError(error) || error.code !== 'WRONG_EXPECTED_VERSION' || attempt >= 3) throw error;
+          }
         }
-        if (order.status !== 'created' || !order.reserved) return { proceed: false };
-        if (Date.parse(order.created!.expiresAt) <= Date.now()) {
-          const reason = 'expired before it could be placed on the exchange';
-          order = await record(ctx, order, [{ type: 'OrderFailed', data: { reason } }]);
-          await ctx.emit(orderFailed, { ...endOf(order), reason });
-          return { proceed: false };
-        }
-        await record(ctx, order, [{ type: 'PlacementStarted', data: {} }]);
-        return { proceed: true, limitPrice };
       }),
     ],
     // The saga's events move the order only from the state they find under its stream's lock, and

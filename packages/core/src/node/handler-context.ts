@@ -25,6 +25,7 @@ export interface Outbound {
   ): Promise<void>;
   startSpan(parent: Span, name: string, kind: SpanKind, attributes: Attributes): Span;
   fetch(parent: Span, url: string | URL, init: RequestInit | undefined): Promise<Response>;
+  traceHeaders(span: Span): Record<string, string>;
 }
 
 /**
@@ -110,6 +111,10 @@ export class HandlerContext implements Context, Rostered<HandlerContext> {
 
   fetch(url: string | URL, init?: RequestInit): Promise<Response> {
     return this.outbound.fetch(this.span, url, init);
+  }
+
+  traceHeaders(span: Span = this.span): Record<string, string> {
+    return this.outbound.traceHeaders(span);
   }
 
   abort(reason: unknown): void {

@@ -146,6 +146,11 @@ export function createRuntime(options: NodeOptions): NodeRuntime {
         publish(rt, contract, payload, emitOptions, origin, ctx),
       startSpan: (parent, name, kind, attributes) => rt.tracing.child(parent, name, kind, attributes),
       fetch: (parent, url, init) => tracedFetch(rt.tracing, parent, url, init),
+      traceHeaders: (span) => {
+        const headers: Record<string, string> = {};
+        rt.tracing.inject(span, headers);
+        return headers;
+      },
     },
     startedAt: Date.now(),
     state: 'idle',

@@ -28,7 +28,7 @@ export async function confirmedPublish(
   const until = Date.now() + PUBLISH_CONFIRM_MS;
   for (let attempt = 1; ; attempt++) {
     await untilConnected(session, until);
-    const acks = pubAcksOf(session.connection());
+    const acks = pubAcksOf(session.connection(), session.outgoing);
     let lastError: unknown;
     if (session.connected) {
       // A PubAck the old connection was waiting for never comes: resend on the new one instead of timing out.

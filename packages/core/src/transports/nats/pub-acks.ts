@@ -10,6 +10,7 @@ import {
   TimeoutError,
 } from '@nats-io/transport-node';
 import { PendingReplies, type ReplyFailures } from '../shared/pending-replies.ts';
+import type { PublishBatch } from './publish-batch.ts';
 
 /** Failures read as `js.publish`'s, not as `ChassisError`s: `confirmedPublish` tells them apart by their nats.js class. */
 const asNatsErrors: ReplyFailures<Error> = {
@@ -32,13 +33,20 @@ const asNatsErrors: ReplyFailures<Error> = {
  */
 export class PubAcks {
   readonly #nc: NatsConnection;
+  readonly #outgoing: PublishBatch | undefined;
   readonly #inbox = createInbox();
   readonly #prefixLength = this.#inbox.length + 1;
   readonly #waiting = new PendingReplies<{ duplicate: boolean }, Error>(asNatsErrors);
   #sub: Subscription | undefined;
 
-  constructor(nc: NatsConnection) {
+  /**
+   * With `outgoing`, publishes leave with the other publishes of their turn of the event loop (one socket
+   * write for a relay's batch, the acks and the replies made in that turn); one made while nothing else
+   * waits for its PubAck goes at once.
+   */
+  constructor(nc: NatsConnection, outgoing?: PublishBatch) {
     this.#nc = nc;
+    this.#outgoing = outgoing;
   }
 
   /** Publishes `body` to `subject` and resolves once JetStream stored it (or had it already: `duplicate`). */
@@ -57,7 +65,20 @@ export class PubAcks {
     // A closed connection throws in `send`: the publish fails with that error, never throws at its caller.
     return this.#waiting.open('jetstream', subject, timeoutMs, (token) => {
       this.#subscribe();
-      this.#nc.publish(subject, body, { reply: `${this.#inbox}.${token}`, ...(hdrs ? { headers: hdrs } : {}) });
+      const options = { reply: `${this.#inbox}.${token}`, ...(hdrs ? { headers: hdrs } : {}) };
+      if (!this.#outgoing) {
+        this.#nc.publish(subject, body, options);
+        return;
+      }
+      this.#outgoing.publish(
+        this.#nc,
+        subject,
+        body,
+        options,
+        (error) => this.#waiting.fail(token, error),
+        this.#waiting.size === 1,
+        () => this.#waiting.has(token),
+      );
     });
   }
 
@@ -115,10 +136,10 @@ function readPubAck(data: Uint8Array): { duplicate: boolean } {
 const byConnection = new WeakMap<NatsConnection, PubAcks>();
 
 /** The multiplexer of `nc`, made on first use. */
-export function pubAcksOf(nc: NatsConnection): PubAcks {
+export function pubAcksOf(nc: NatsConnection, outgoing?: PublishBatch): PubAcks {
   let acks = byConnection.get(nc);
   if (!acks) {
-    acks = new PubAcks(nc);
+    acks = new PubAcks(nc, outgoing);
     byConnection.set(nc, acks);
   }
   return acks;
