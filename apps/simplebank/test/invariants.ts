@@ -34,9 +34,10 @@ export async function settleAndCheckInvariants(db: Database, { timeoutMs = 60_00
       intervalMs: 200,
       what: 'every order terminal, its reservation settled, its fee posted and the read model caught up',
     },
-  ).catch((error: Error) => {
+  ).catch(async (error: Error) => {
+    const unsettled = await describeUnsettled(db).catch((cause: Error) => `(not read: ${cause.message})`);
     throw new Error(
-      `${error.message} (order streams, read-model rows, open orders, held reservations, completed orders without a fee: ${last})`,
+      `${error.message} (order streams, read-model rows, open orders, held reservations, completed orders without a fee: ${last})\nthe orders not settled: ${unsettled}`,
     );
   });
 
@@ -92,4 +93,59 @@ export async function settleAndCheckInvariants(db: Database, { timeoutMs = 60_00
       assert.ok(row.charges <= 1, `${row.status} order ${row.order_id}: charged at most once`);
     }
   }
+}
+
+/**
+ * What each order left unsettled went through, from every service's tables: its reservation, its events in
+ * the orders store, the events about it in the orders' and market's outboxes (sent or not), and the ledger's
+ * inbox rows for those — where the trail stops says which hop lost it.
+ */
+async function describeUnsettled(db: Database): Promise<string> {
+  const { rows } = await sql<{ order_id: string }>`
+    select r.order_id from "account-transactions".reservations r
+      join "customer-orders".order_summaries s on s.order_id = r.order_id where r.status = 'held'
+    union
+    select s.order_id from "customer-orders".order_summaries s where s.status = 'completed' and not exists (
+      select 1 from "account-transactions".entries e where e.order_id = s.order_id and e.kind = 'fee' and e.account = 'fees')
+    limit 5`.execute(db.kysely);
+  const trails = [];
+  for (const { order_id: orderId } of rows) {
+    const like = `%${orderId}%`;
+    const reservation = await sql`
+      select status, side, quantity, cash_cents from "account-transactions".reservations where order_id = ${orderId}`.execute(
+      db.kysely,
+    );
+    const summary = await sql`
+      select status, version from "customer-orders".order_summaries where order_id = ${orderId}`.execute(db.kysely);
+    const events = await sql`
+      select e.type, e.version from orders.chassis_events e where e.stream = ${`order-${orderId}`} order by e.version`
+      .execute(db.kysely)
+      .catch((error: Error) => ({ rows: [`(not read: ${error.message})`] }));
+    const outboxes = [];
+    for (const service of ['orders', 'market']) {
+      const sent = await sql<{ id: string; event: string; message_id: string; sent: boolean }>`
+        select id::text, event, headers->>'id' as message_id, sent_at is not null as sent
+        from ${sql.id(service, 'chassis_outbox')} where convert_from(body, 'UTF8') like ${like} order by id`.execute(
+        db.kysely,
+      );
+      outboxes.push(...sent.rows.map((row) => ({ service, ...row })));
+    }
+    const ids = outboxes.map((row) => row.message_id);
+    const inbox =
+      ids.length === 0
+        ? { rows: [] }
+        : await sql`
+          select subscription, message_id from "account-transactions".chassis_inbox where message_id in (${sql.join(ids)})`.execute(
+            db.kysely,
+          );
+    trails.push({
+      orderId,
+      reservation: reservation.rows,
+      summary: summary.rows,
+      events: events.rows,
+      outboxes,
+      ledgerInbox: inbox.rows,
+    });
+  }
+  return JSON.stringify(trails);
 }
