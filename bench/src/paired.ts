@@ -1,6 +1,6 @@
 import { hrtime } from 'node:process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { closedLoop, Samples, settleWithin } from './harness.ts';
+import { closedLoop, formatTable, type RatedMeasurement, Samples, settleWithin } from './harness.ts';
 
 /**
  * Paired slices: contenders that are all up at once take turns in short slices, the order rotating every
@@ -155,4 +155,62 @@ export async function runSlice(
     firstError,
     settled,
   };
+}
+
+/** One contender's slices at one concurrency, in cycle order: throughput and CPU per call of each. */
+export interface CycleSeries {
+  name: string;
+  concurrency: number;
+  opsPerSec: number[];
+  cpuUsPerOp: number[];
+}
+
+/** One contender against the baseline, cycle by cycle, at one concurrency. */
+export interface PairedComparison {
+  name: string;
+  concurrency: number;
+  /** The contender's throughput over the baseline's, each cycle. */
+  throughput: Spread;
+  /** The contender's CPU per call over the baseline's, each cycle. */
+  cpuPerCall: Spread;
+}
+
+/** Each contender over the baseline at the same concurrency, cycle by cycle. */
+export function compareCycles(series: readonly CycleSeries[], baseline: string): PairedComparison[] {
+  const comparisons: PairedComparison[] = [];
+  for (const s of series) {
+    const base = series.find((b) => b.name === baseline && b.concurrency === s.concurrency);
+    if (!base || s === base) continue;
+    comparisons.push({
+      name: s.name,
+      concurrency: s.concurrency,
+      throughput: spread(cycleRatios(s.opsPerSec, base.opsPerSec)),
+      cpuPerCall: spread(cycleRatios(s.cpuUsPerOp, base.cpuUsPerOp)),
+    });
+  }
+  return comparisons;
+}
+
+/** Each contender's CPU per call, and its per-cycle ratios to the baseline: median (quartiles). */
+export function pairedTable(
+  rows: readonly RatedMeasurement[],
+  paired: readonly PairedComparison[],
+  labels: { baseline: string; ops: string; cpu: string },
+): string {
+  return formatTable([
+    ['contender', 'concurrency', labels.cpu, `${labels.ops} ÷ ${labels.baseline}'s`, `CPU ÷ ${labels.baseline}'s`],
+    ...[...rows]
+      .sort((a, b) => a.concurrency - b.concurrency)
+      .map((row) => {
+        const p = paired.find((c) => c.name === row.name && c.concurrency === row.concurrency);
+        const self = row.name === labels.baseline ? '1' : 'n/a';
+        return [
+          row.name,
+          String(row.concurrency),
+          row.cpuUsPerOp === undefined || !Number.isFinite(row.cpuUsPerOp) ? 'n/a' : row.cpuUsPerOp.toFixed(2),
+          p ? formatSpread(p.throughput) : self,
+          p ? formatSpread(p.cpuPerCall) : self,
+        ];
+      }),
+  ]);
 }

@@ -1,7 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import {
   bestRounds,
-  formatTable,
   type Measurement,
   measure,
   percentile,
@@ -11,7 +10,15 @@ import {
   withRatios,
   writeResults,
 } from './harness.ts';
-import { cycleRatios, formatSpread, rotated, runSlice, type Slice, type Spread, spread } from './paired.ts';
+import {
+  type CycleSeries,
+  compareCycles,
+  type PairedComparison,
+  pairedTable,
+  rotated,
+  runSlice,
+  type Slice,
+} from './paired.ts';
 
 /**
  * Contenders in one process, each at every concurrency, printed as one table with every row's throughput
@@ -61,16 +68,6 @@ export interface SideBySide {
    * `warmupMs` at each concurrency, then `cycles` cycles in which each has a slice of `sliceMs` in turn.
    */
   paired?: { sliceMs: number; cycles: number };
-}
-
-/** One contender against the baseline, cycle by cycle, at one concurrency. */
-export interface PairedComparison {
-  name: string;
-  concurrency: number;
-  /** The contender's throughput over the baseline's, each cycle. */
-  throughput: Spread;
-  /** The contender's CPU per call over the baseline's, each cycle. */
-  cpuPerCall: Spread;
 }
 
 export interface SideBySideResult {
@@ -267,7 +264,13 @@ async function runPaired(run: SideBySide, settings: { sliceMs: number; cycles: n
     for (const { name, running } of up) await closeContender(name, running, tally);
   }
 
-  const paired = compareCycles(series, run.baseline);
+  const cycleSeries: CycleSeries[] = series.map((s) => ({
+    name: s.name,
+    concurrency: s.concurrency,
+    opsPerSec: s.slices.map((slice) => slice.calls / slice.seconds),
+    cpuUsPerOp: s.slices.map((slice) => slice.cpuUsPerCall),
+  }));
+  const paired = compareCycles(cycleSeries, run.baseline);
   const rows: RatedMeasurement[] = series.map((s) => {
     const ratio =
       s.name === run.baseline
@@ -279,7 +282,7 @@ async function runPaired(run: SideBySide, settings: { sliceMs: number; cycles: n
   console.log(`${cycles} cycles of paired ${sliceMs} ms slices; vs ${run.baseline}: the median of the cycles' ratios`);
   console.log(ratioTable(rows, { ops: 'ops/s', baseline: run.baseline }));
   console.log('');
-  console.log(pairedTable(rows, paired, run.baseline));
+  console.log(pairedTable(rows, paired, { baseline: run.baseline, ops: 'ops/s', cpu: 'CPU µs a call' }));
 
   await writeResults(run.benchmark, startedAt, {
     ...run.settings,
@@ -293,34 +296,11 @@ async function runPaired(run: SideBySide, settings: { sliceMs: number; cycles: n
     baseline: run.baseline,
     results: rows,
     paired,
-    everySlice: series.map((s) => ({
-      name: s.name,
-      concurrency: s.concurrency,
-      opsPerSec: s.slices.map((slice) => slice.calls / slice.seconds),
-      cpuUsPerCall: s.slices.map((slice) => slice.cpuUsPerCall),
-    })),
+    everySlice: cycleSeries,
     failures: tally.failures,
   });
   if (tally.failures.length > 0) console.error(`failed: ${tally.failures.map((f) => f.name).join(', ')}`);
   return { rows, paired, failures: tally.failures };
-}
-
-/** Each contender over the baseline at the same concurrency, cycle by cycle. */
-function compareCycles(series: readonly SliceSeries[], baseline: string): PairedComparison[] {
-  const comparisons: PairedComparison[] = [];
-  for (const s of series) {
-    const base = series.find((b) => b.name === baseline && b.concurrency === s.concurrency);
-    if (!base || s === base) continue;
-    const rate = (slices: Slice[]) => slices.map((slice) => slice.calls / slice.seconds);
-    const cpu = (slices: Slice[]) => slices.map((slice) => slice.cpuUsPerCall);
-    comparisons.push({
-      name: s.name,
-      concurrency: s.concurrency,
-      throughput: spread(cycleRatios(rate(s.slices), rate(base.slices))),
-      cpuPerCall: spread(cycleRatios(cpu(s.slices), cpu(base.slices))),
-    });
-  }
-  return comparisons;
 }
 
 /** One contender over all its slices: calls and windows summed, latencies pooled, CPU over every call. */
@@ -360,23 +340,4 @@ function summarize(s: SliceSeries): Measurement {
     errors,
     firstError,
   };
-}
-
-/** Each contender's CPU per call, and its per-cycle ratios to the baseline: median (quartiles). */
-function pairedTable(rows: readonly RatedMeasurement[], paired: readonly PairedComparison[], baseline: string): string {
-  return formatTable([
-    ['contender', 'concurrency', 'CPU µs a call', `ops/s ÷ ${baseline}'s`, `CPU a call ÷ ${baseline}'s`],
-    ...[...rows]
-      .sort((a, b) => a.concurrency - b.concurrency)
-      .map((row) => {
-        const p = paired.find((c) => c.name === row.name && c.concurrency === row.concurrency);
-        return [
-          row.name,
-          String(row.concurrency),
-          row.cpuUsPerOp === undefined ? 'n/a' : row.cpuUsPerOp.toFixed(2),
-          p ? formatSpread(p.throughput) : row.name === baseline ? '1' : 'n/a',
-          p ? formatSpread(p.cpuPerCall) : row.name === baseline ? '1' : 'n/a',
-        ];
-      }),
-  ]);
 }
