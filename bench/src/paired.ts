@@ -81,7 +81,7 @@ export function pairedSettings(defaults: { sliceMs: number; cycles: number }): {
 export interface Slice {
   /** Calls that ended inside the measured window. */
   calls: number;
-  /** The measured window, in seconds. */
+  /** The measured window, in seconds, and the time `flush` took. */
   seconds: number;
   /** Calls that succeeded in the slice, counted or not (the ramp's, the ones ending after the window). */
   answered: number;
@@ -108,8 +108,8 @@ export interface SliceOptions {
   /** How long to wait for the calls in flight when the window closes. Default 10 000 ms. */
   settleMs?: number;
   /**
-   * Run once the slice's calls have ended, inside its CPU: work the contender would otherwise do on a
-   * timer during another's slice (a batch of spans), so that it pays for it itself.
+   * Run once the slice's calls have ended, inside its CPU and its window's length: work the contender
+   * would otherwise do on a timer during another's slice (a batch of spans), so that it pays for it.
    */
   flush?: () => void | Promise<void>;
 }
@@ -140,13 +140,16 @@ export async function runSlice(
   windowEnd = hrtime.bigint();
   loop.stop();
   const settled = await settleWithin(loop.done, options.settleMs ?? 10_000);
+  // The flush's time counts in the window too: run on its timer, it would have held calls up.
+  const flushStart = hrtime.bigint();
   await options.flush?.();
+  const flushNs = options.flush ? hrtime.bigint() - flushStart : 0n;
   const cpu = process.cpuUsage(cpuAtStart);
   const cpuUs = cpu.user + cpu.system;
   const { count: errors, first: firstError } = loop.errors();
   return {
     calls: latenciesNs.length,
-    seconds: Number(windowEnd - windowStart) / 1e9,
+    seconds: Number(windowEnd - windowStart + flushNs) / 1e9,
     answered,
     cpuUs,
     cpuUsPerCall: answered === 0 ? Number.NaN : cpuUs / answered,
