@@ -31,6 +31,7 @@ import {
   pairedTable,
   rotated,
   spread,
+  verdict,
 } from './paired.ts';
 import { processCpuSeconds } from './process-cpu.ts';
 
@@ -637,20 +638,14 @@ async function main(): Promise<number> {
   const { rows, paired } = outcome;
 
   const gatewayRows = rows.filter((r) => r.name === 'gateway' && r.ratio !== undefined);
-  if (gatewayRows.length > 0) {
-    const met = gatewayRows.every((r) => r.ratio! >= GOAL_RATIO);
-    const cycles = (concurrency: number) => paired?.find((p) => p.name === 'gateway' && p.concurrency === concurrency);
+  for (const row of gatewayRows) {
+    const cycles = paired?.find((p) => p.name === 'gateway' && p.concurrency === row.concurrency);
     console.log(
-      `\ngoal: gateway ≥ ${GOAL_RATIO.toFixed(1)}× bare Fastify at every concurrency — ${met ? 'met' : 'NOT met'} (` +
-        gatewayRows
-          .map((r) => {
-            const c = cycles(r.concurrency);
-            return c
-              ? `${formatSpread(c.throughput)} at ${r.concurrency}, server CPU a request ${formatSpread(c.cpuPerCall)} Fastify's`
-              : `${r.ratio!.toFixed(2)}× at ${r.concurrency}`;
-          })
-          .join('; ') +
-        (paired ? '; median (quartiles) of the cycles)' : ')'),
+      `${row === gatewayRows[0] ? '\n' : ''}goal gateway ≥ ${GOAL_RATIO.toFixed(1)}× bare Fastify at ${row.concurrency}: ` +
+        (cycles
+          ? `${formatSpread(cycles.throughput)} by throughput, median (quartiles) of ${cycles.throughput.count} cycles — ` +
+            `${verdict(cycles.throughput, GOAL_RATIO)}; server CPU a request ${formatSpread(cycles.cpuPerCall)} Fastify's`
+          : `${row.ratio!.toFixed(2)}× by throughput — ${row.ratio! >= GOAL_RATIO ? 'met' : 'NOT met'}`),
     );
   }
   // At the highest concurrency the server is saturated: 1/throughput is its time per request.

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { cycleRatios, formatSpread, quantile, rotated, runSlice, spread } from './paired.ts';
+import { cycleRatios, formatSpread, inverse, quantile, rotated, runSlice, spread, verdict } from './paired.ts';
 
 /**
  * The paired slices' arithmetic — quartiles, per-cycle ratios, the rotating order — and one slice of
@@ -16,8 +16,29 @@ describe('paired slices', () => {
   });
 
   it('gives the median and quartiles of the finite values, in any order', () => {
-    assert.deepEqual(spread([5, 1, Number.NaN, 3, 2, 4]), { median: 3, q1: 2, q3: 4, count: 5 });
+    assert.deepEqual(spread([5, 1, Number.NaN, 3, 2, 4]), { median: 3, q1: 2, q3: 4, count: 5, low: 1, high: 5 });
     assert.equal(spread([]).count, 0);
+  });
+
+  it("gives the median's 95 % interval from the order statistics", () => {
+    const forty = Array.from({ length: 40 }, (_, i) => 40 - i);
+    const { low, high } = spread(forty);
+    assert.deepEqual([low, high], [14, 27]);
+  });
+
+  it('decides a goal only when the interval of the median is on one side of it', () => {
+    const around = (median: number) => spread(Array.from({ length: 40 }, (_, i) => median + (i - 20) / 100));
+    assert.equal(verdict(around(1.5), 1), 'met');
+    assert.equal(verdict(around(0.5), 1), 'not met');
+    assert.match(verdict(around(1.01), 1), /^met by the median, undecided at 95 %/);
+    assert.match(verdict(around(0.99), 1), /^not met by the median, undecided/);
+  });
+
+  it('inverts a spread, quartiles and interval swapping ends', () => {
+    const s = inverse(spread([1, 2, 4, 5, 10]));
+    assert.equal(s.median, 1 / 4);
+    assert.equal(s.q1, 1 / 5);
+    assert.equal(s.q3, 1 / 2);
   });
 
   it('divides each cycle by the baseline of the same cycle', () => {
@@ -26,7 +47,10 @@ describe('paired slices', () => {
   });
 
   it('formats a spread as its median and quartiles', () => {
-    assert.equal(formatSpread({ median: 1.024, q1: 0.97, q3: 1.081, count: 40 }), '1.02× (0.97–1.08)');
+    assert.equal(
+      formatSpread({ median: 1.024, q1: 0.97, q3: 1.081, count: 40, low: 0.99, high: 1.05 }),
+      '1.02× (0.97–1.08)',
+    );
     assert.equal(formatSpread(spread([])), 'n/a');
   });
 

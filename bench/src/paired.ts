@@ -11,12 +11,19 @@ import { closedLoop, formatTable, type RatedMeasurement, Samples, settleWithin }
  * of the RPC benchmarks (`side-by-side.ts`), the gateway's (`gateway-http.ts`) and `rpc-nats-ab.ts`.
  */
 
-/** The median and the quartiles of some values, and how many there were. */
+/** The median and the quartiles of some values, how many there were, and how sure the median is. */
 export interface Spread {
   median: number;
   q1: number;
   q3: number;
   count: number;
+  /**
+   * A 95 % interval for the median of what was sampled, from the order statistics (no assumption about
+   * the distribution; the normal approximation of the binomial, close from 10 values on): a goal is
+   * decided only if the interval is on one side of it.
+   */
+  low: number;
+  high: number;
 }
 
 /** The `q` quantile (0–1) of values sorted ascending, interpolated linearly between neighbours. */
@@ -31,12 +38,34 @@ export function quantile(sorted: readonly number[], q: number): number {
 /** Median and quartiles of the finite values (a cycle that measured nothing gives NaN and is left out). */
 export function spread(values: readonly number[]): Spread {
   const sorted = values.filter(Number.isFinite).sort((a, b) => a - b);
+  const n = sorted.length;
+  // The ranks (1-based) between which the median lies with 95 % confidence: n/2 ± 1.96 √n / 2.
+  const half = 0.98 * Math.sqrt(n);
+  const lowRank = Math.max(1, Math.round(n / 2 - half));
+  const highRank = Math.min(n, Math.round(n / 2 + 1 + half));
   return {
     median: quantile(sorted, 0.5),
     q1: quantile(sorted, 0.25),
     q3: quantile(sorted, 0.75),
-    count: sorted.length,
+    count: n,
+    low: n === 0 ? Number.NaN : sorted[lowRank - 1]!,
+    high: n === 0 ? Number.NaN : sorted[highRank - 1]!,
   };
+}
+
+/** The spread of the inverses (the baseline's CPU over the contender's, say): inverting keeps the order. */
+export function inverse(s: Spread): Spread {
+  return { median: 1 / s.median, q1: 1 / s.q3, q3: 1 / s.q1, count: s.count, low: 1 / s.high, high: 1 / s.low };
+}
+
+/** Whether a goal of at least `goal` is met by a spread's median, and whether its 95 % interval agrees. */
+export function verdict(s: Spread, goal: number): string {
+  if (s.count === 0) return 'not measured';
+  // Below 6 values no two order statistics hold the median with 95 % confidence.
+  if (s.count < 6) return `${s.median >= goal ? 'met' : 'not met'} by the median, too few cycles to decide`;
+  if (s.low >= goal) return 'met';
+  if (s.high < goal) return 'not met';
+  return `${s.median >= goal ? 'met' : 'not met'} by the median, undecided at 95 % (${s.low.toFixed(2)}–${s.high.toFixed(2)})`;
 }
 
 /** Each cycle's value over the baseline's in the same cycle. */

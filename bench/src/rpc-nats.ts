@@ -5,7 +5,7 @@ import { reachable } from '@chassis/testing';
 import Moleculer from 'moleculer';
 import { connect } from 'nats';
 import { benchConcurrencies, benchDurationMs, benchRounds } from './harness.ts';
-import { formatSpread, pairedMode, pairedSettings } from './paired.ts';
+import { formatSpread, pairedMode, pairedSettings, verdict } from './paired.ts';
 import { sellOrder, sellOrderParams, sellOrderSchema } from './sell-order.ts';
 import {
   type Contender,
@@ -212,13 +212,12 @@ function printGoal({ rows, paired }: SideBySideResult): void {
     const row = rows.find((r) => r.name === 'chassis' && r.concurrency === concurrency);
     if (row?.ratio === undefined) continue;
     const cycles = paired?.find((p) => p.name === 'chassis' && p.concurrency === concurrency);
-    const verdict = row.ratio >= GOAL_RATIO ? 'met' : 'not met';
     console.log(
       `goal chassis ≥ ${GOAL_RATIO.toFixed(1)}× ${BASELINE} at ${concurrency}: ` +
         (cycles
-          ? `${formatSpread(cycles.throughput)} by throughput, median (quartiles) of ${cycles.throughput.count} cycles — ${verdict}; ` +
-            `CPU a call ${formatSpread(cycles.cpuPerCall)} ${BASELINE}'s`
-          : `${row.ratio.toFixed(2)}× by throughput — ${verdict}`),
+          ? `${formatSpread(cycles.throughput)} by throughput, median (quartiles) of ${cycles.throughput.count} cycles — ` +
+            `${verdict(cycles.throughput, GOAL_RATIO)}; CPU a call ${formatSpread(cycles.cpuPerCall)} ${BASELINE}'s`
+          : `${row.ratio.toFixed(2)}× by throughput — ${row.ratio >= GOAL_RATIO ? 'met' : 'not met'}`),
     );
   }
 }

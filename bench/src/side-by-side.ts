@@ -188,33 +188,6 @@ async function measureContender(run: SideBySide, contender: Contender, tally: Ta
   }
 }
 
-/** The few members of a Moleculer broker `flushMoleculerSpans` uses. */
-interface TracingBroker {
-  tracer?: { exporter?: unknown[] };
-}
-
-/**
- * Hands the spans Moleculer's Event exporter has queued to it now (it sends them every 5 s on a timer):
- * the `flush` of a Moleculer contender with tracing, so that its slices pay for their spans.
- */
-export function flushMoleculerSpans(...brokers: TracingBroker[]): void {
-  for (const broker of brokers) {
-    for (const exporter of broker.tracer?.exporter ?? []) (exporter as { flush?: () => void }).flush?.();
-  }
-}
-
-/**
- * Sets the exit code; everything was closed by then, but if some handle still keeps the process alive,
- * says which and leaves anyway.
- */
-export function exitWhenDone(exitCode: number): void {
-  process.exitCode = exitCode;
-  setTimeout(() => {
-    console.error(`still running 5 s after the end; open resources: ${process.getActiveResourcesInfo().join(', ')}`);
-    process.exit();
-  }, 5000).unref();
-}
-
 /** The slices one contender had at one concurrency, in cycle order. */
 interface SliceSeries {
   name: string;
@@ -340,4 +313,31 @@ function summarize(s: SliceSeries): Measurement {
     errors,
     firstError,
   };
+}
+
+/** The few members of a Moleculer broker `flushMoleculerSpans` uses. */
+interface TracingBroker {
+  tracer?: { exporter?: unknown[] };
+}
+
+/**
+ * Hands the spans Moleculer's Event exporter has queued to it now (it sends them every 5 s on a timer):
+ * the `flush` of a Moleculer contender with tracing, so that its slices pay for their spans.
+ */
+export function flushMoleculerSpans(...brokers: TracingBroker[]): void {
+  for (const broker of brokers) {
+    for (const exporter of broker.tracer?.exporter ?? []) (exporter as { flush?: () => void }).flush?.();
+  }
+}
+
+/**
+ * Sets the exit code; everything was closed by then, but if some handle still keeps the process alive,
+ * says which and leaves anyway.
+ */
+export function exitWhenDone(exitCode: number): void {
+  process.exitCode = exitCode;
+  setTimeout(() => {
+    console.error(`still running 5 s after the end; open resources: ${process.getActiveResourcesInfo().join(', ')}`);
+    process.exit();
+  }, 5000).unref();
 }
