@@ -643,7 +643,7 @@ async function main(): Promise<number> {
     console.log(
       `${row === gatewayRows[0] ? '\n' : ''}goal gateway ≥ ${GOAL_RATIO.toFixed(1)}× bare Fastify at ${row.concurrency}: ` +
         (cycles
-          ? `${formatSpread(cycles.throughput)} by throughput, median (quartiles) of ${cycles.throughput.count} cycles — ` +
+          ? `${formatSpread(cycles.throughput, 3)} by throughput, median (quartiles) of ${cycles.throughput.count} cycles — ` +
             `${verdict(cycles.throughput, GOAL_RATIO)}; server CPU a request ${formatSpread(cycles.cpuPerCall)} Fastify's`
           : `${row.ratio!.toFixed(2)}× by throughput — ${row.ratio! >= GOAL_RATIO ? 'met' : 'NOT met'}`),
     );

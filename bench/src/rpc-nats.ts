@@ -215,7 +215,7 @@ function printGoal({ rows, paired }: SideBySideResult): void {
     console.log(
       `goal chassis ≥ ${GOAL_RATIO.toFixed(1)}× ${BASELINE} at ${concurrency}: ` +
         (cycles
-          ? `${formatSpread(cycles.throughput)} by throughput, median (quartiles) of ${cycles.throughput.count} cycles — ` +
+          ? `${formatSpread(cycles.throughput, 3)} by throughput, median (quartiles) of ${cycles.throughput.count} cycles — ` +
             `${verdict(cycles.throughput, GOAL_RATIO)}; CPU a call ${formatSpread(cycles.cpuPerCall)} ${BASELINE}'s`
           : `${row.ratio.toFixed(2)}× by throughput — ${row.ratio >= GOAL_RATIO ? 'met' : 'not met'}`),
     );
