@@ -5,7 +5,7 @@ import { reachable } from '@chassis/testing';
 import Moleculer from 'moleculer';
 import { connect } from 'nats';
 import { benchConcurrencies, benchDurationMs, benchRounds } from './harness.ts';
-import { formatSpread, pairedMode, pairedSettings, verdict } from './paired.ts';
+import { compareCycles, formatSpread, pairedMode, pairedSettings, verdict } from './paired.ts';
 import { sellOrder, sellOrderParams, sellOrderSchema } from './sell-order.ts';
 import {
   type Contender,
@@ -206,8 +206,17 @@ async function main(): Promise<number> {
   return result.failures.length > 0 ? 1 : 0;
 }
 
-/** Whether Chassis met the goal at each concurrency: paired, the median of the per-cycle ratios. */
-function printGoal({ rows, paired }: SideBySideResult): void {
+/**
+ * Whether Chassis met the goal at each concurrency: paired, the median of the per-cycle ratios; and,
+ * paired, Chassis against Moleculer with features cycle by cycle, the peer doing work like Chassis's.
+ */
+function printGoal({ rows, paired, cycles: series }: SideBySideResult): void {
+  for (const c of compareCycles(series ?? [], 'moleculer-features').filter((c) => c.name === 'chassis')) {
+    console.log(
+      `chassis ÷ moleculer-features at ${c.concurrency}, median (quartiles) of ${c.throughput.count} cycles: ` +
+        `${formatSpread(c.throughput)} by throughput, CPU a call ${formatSpread(c.cpuPerCall)}`,
+    );
+  }
   for (const concurrency of CONCURRENCIES) {
     const row = rows.find((r) => r.name === 'chassis' && r.concurrency === concurrency);
     if (row?.ratio === undefined) continue;

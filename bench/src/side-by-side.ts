@@ -73,8 +73,9 @@ export interface SideBySide {
 export interface SideBySideResult {
   /** Paired: each contender over all its slices, `ratio` the median of the cycles' throughput ratios. */
   rows: RatedMeasurement[];
-  /** Only in paired mode. */
+  /** Only in paired mode: each contender against the baseline, and every contender's slices. */
   paired?: PairedComparison[];
+  cycles?: CycleSeries[];
   failures: { name: string; error: string }[];
 }
 
@@ -273,7 +274,7 @@ async function runPaired(run: SideBySide, settings: { sliceMs: number; cycles: n
     failures: tally.failures,
   });
   if (tally.failures.length > 0) console.error(`failed: ${tally.failures.map((f) => f.name).join(', ')}`);
-  return { rows, paired, failures: tally.failures };
+  return { rows, paired, cycles: cycleSeries, failures: tally.failures };
 }
 
 /** One contender over all its slices: calls and windows summed, latencies pooled, CPU over every call. */
