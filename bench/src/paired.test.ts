@@ -84,7 +84,9 @@ describe('paired slices', () => {
     assert.equal(slice.answered, started);
     assert.ok(slice.calls > 0 && slice.calls < slice.answered, `${slice.calls} of ${slice.answered} counted`);
     assert.equal(slice.latenciesNs.length, slice.calls);
-    assert.ok(slice.seconds >= 0.1 && slice.seconds < 0.2, `a window of ${slice.seconds} s`);
+    // Timers keep the loop's cached clock and may fire a fraction of a millisecond early; a loaded
+    // machine may fire them late.
+    assert.ok(slice.seconds > 0.095 && slice.seconds < 1, `a window of ${slice.seconds} s`);
     assert.ok(slice.settled);
     assert.equal(slice.errors, 0);
   });
