@@ -15,11 +15,24 @@ import {
   bestRounds,
   type Measurement,
   measure,
+  type RatedMeasurement,
   ratioTable,
   withRatios,
   writeResults,
 } from './harness.ts';
 import { getPrice, marketData, PRICES } from './market-data-service.ts';
+import {
+  type CycleSeries,
+  compareCycles,
+  formatSpread,
+  type PairedComparison,
+  pairedMode,
+  pairedSettings,
+  pairedTable,
+  rotated,
+  spread,
+  verdict,
+} from './paired.ts';
 import { processCpuSeconds } from './process-cpu.ts';
 
 /**
@@ -27,7 +40,8 @@ import { processCpuSeconds } from './process-cpu.ts';
  * from a handler, the Chassis gateway answering the same route through an action on the memory transport,
  * and the gateway again with a bearer token verified on the way in (and again by the service). The
  * servers run in a child process and the load comes from outside it (wrk if installed, else node:http
- * with keep-alive in this process), so the two never share an event loop. See ../README.md.
+ * with keep-alive in this process), so the two never share an event loop. By default the contenders take
+ * turns in short paired runs, cycle after cycle (`BENCH_PAIRED=0`: rounds). See ../README.md.
  */
 
 const WARMUP_MS = 1000;
@@ -39,6 +53,12 @@ const CONCURRENCIES = benchConcurrencies('1,32');
  * the spread of the gateway's ratio over the rounds is printed beside it.
  */
 const ROUNDS = benchRounds(3);
+/**
+ * Paired by default: short runs of each contender in turn, the order rotating every cycle, and the ratio
+ * read cycle by cycle — a run of each a few seconds apart sees the same machine, where rounds did not
+ * (0.53× to 1.19× at 32 connections in one run). wrk takes whole seconds: slices of 2 s.
+ */
+const PAIRED = pairedMode(true) ? pairedSettings({ sliceMs: 2000, cycles: 12 }) : undefined;
 /** Comma-separated contender names to run, in that order; all by default. */
 const ONLY = process.env.BENCH_ONLY?.split(',').map((name) => name.trim());
 const BASELINE = 'fastify';
@@ -147,11 +167,32 @@ interface Target {
   headers: Record<string, string>;
 }
 
+interface RunWindow {
+  warmupMs: number;
+  durationMs: number;
+  log: (line: string) => void;
+}
+
+const sequentialWindow: RunWindow = {
+  warmupMs: WARMUP_MS,
+  durationMs: DURATION_MS,
+  log: (line) => console.log(line),
+};
+
 interface LoadGenerator {
   name: string;
   description: string;
-  /** `serverCpuSeconds` reads the server process's CPU time so far (every thread), for CPU per request. */
-  run(name: string, concurrency: number, target: Target, serverCpuSeconds: () => number): Promise<Measurement>;
+  /**
+   * A warm-up (none if `warmupMs` is 0), then a measured run. `serverCpuSeconds` reads the server
+   * process's CPU time so far (every thread), for CPU per request; `log` takes the progress lines.
+   */
+  run(
+    name: string,
+    concurrency: number,
+    target: Target,
+    serverCpuSeconds: () => number,
+    window: RunWindow,
+  ): Promise<Measurement>;
   close(): void;
 }
 
@@ -161,7 +202,7 @@ function nodeClient(): LoadGenerator {
   return {
     name: 'node',
     description: 'node:http in the main thread, keep-alive Agent with one socket per worker; bench/src/harness.ts',
-    async run(name, concurrency, target, serverCpuSeconds) {
+    async run(name, concurrency, target, serverCpuSeconds, window) {
       const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
       agents.push(agent);
       const callOnce = () =>
@@ -180,9 +221,9 @@ function nodeClient(): LoadGenerator {
       // The window's CPU is this process's in `measure`; the server's is read around the whole run, warm-up
       // included, and counted against every request the run answered.
       const before = serverCpuSeconds();
-      const result = await measure(name, concurrency, callOnce, { warmupMs: WARMUP_MS, durationMs: DURATION_MS });
+      const result = await measure(name, concurrency, callOnce, window);
       const used = serverCpuSeconds() - before;
-      return { ...result, cpuUsPerOp: (used * 1e6) / (result.ops * (1 + WARMUP_MS / DURATION_MS)) };
+      return { ...result, cpuUsPerOp: (used * 1e6) / (result.ops * (1 + window.warmupMs / window.durationMs)) };
     },
     close() {
       for (const agent of agents) agent.destroy();
@@ -220,22 +261,24 @@ function wrkClient(): LoadGenerator {
   return {
     name: 'wrk',
     description: 'wrk -t1 (one thread, keep-alive connections = concurrency), --latency percentiles',
-    async run(name, concurrency, target, serverCpuSeconds) {
+    async run(name, concurrency, target, serverCpuSeconds, { warmupMs, durationMs, log }) {
       const headers = Object.entries(target.headers).flatMap(([key, value]) => ['-H', `${key}: ${value}`]);
       const label = `${name} ×${concurrency}`;
       const base = ['-t1', `-c${concurrency}`, ...headers];
       // wrk takes whole seconds.
-      const warmupSeconds = Math.max(1, Math.round(WARMUP_MS / 1000));
-      const seconds = Math.max(1, Math.round(DURATION_MS / 1000));
-      console.log(`  ${label}: warm-up ${warmupSeconds} s`);
-      await run([...base, `-d${warmupSeconds}s`, target.url]);
-      console.log(`  ${label}: measuring ${seconds} s`);
+      if (warmupMs > 0) {
+        const warmupSeconds = Math.max(1, Math.round(warmupMs / 1000));
+        log(`  ${label}: warm-up ${warmupSeconds} s`);
+        await run([...base, `-d${warmupSeconds}s`, target.url]);
+      }
+      const seconds = Math.max(1, Math.round(durationMs / 1000));
+      log(`  ${label}: measuring ${seconds} s`);
       const cpuBefore = serverCpuSeconds();
       const output = await run([...base, `-d${seconds}s`, '--latency', target.url]);
       const cpuUsed = serverCpuSeconds() - cpuBefore;
       const parsed = parseWrk(name, concurrency, output);
       const result = { ...parsed, cpuUsPerOp: (cpuUsed * 1e6) / parsed.ops };
-      console.log(
+      log(
         `  ${label}: ${Math.round(result.opsPerSec).toLocaleString('en-US')} req/s, server CPU ${result.cpuUsPerOp.toFixed(1)} µs a request, p50 ${result.p50Ms.toFixed(3)} ms, p99 ${result.p99Ms.toFixed(3)} ms` +
           (result.errors > 0 ? `, ${result.errors} errors (${result.firstError})` : ''),
       );
@@ -348,74 +391,58 @@ async function fetchOnce(target: Target): Promise<unknown> {
   });
 }
 
-async function main(): Promise<number> {
-  const unknown = ONLY?.filter((name) => !contenders.some((c) => c.name === name)) ?? [];
-  if (unknown.length > 0) {
-    console.error(
-      `BENCH_ONLY names ${unknown.join(', ')}; the contenders are ${contenders.map((c) => c.name).join(', ')}`,
-    );
-    return 1;
-  }
-  const chosen = ONLY ? ONLY.map((name) => contenders.find((c) => c.name === name)!) : contenders;
-  const client = chooseClient();
-  const startedAt = new Date();
-  console.log(
-    `gateway-http: ${chosen.map((c) => c.name).join(', ')} at concurrency ${CONCURRENCIES.join(', ')}; ` +
-      `warm-up ${WARMUP_MS} ms, ${DURATION_MS} ms measured each; load from ${client.name}` +
-      (PIN && client.name === 'wrk' ? '; servers pinned to core 0, wrk to core 1' : ''),
-  );
+interface Load {
+  client: LoadGenerator;
+  addresses: ServerAddresses;
+  serverCpuSeconds: () => number;
+  failures: { name: string; error: string }[];
+}
 
-  // The same file, run with --import tsx as this process was (fork passes execArgv on).
-  const servers = fork(fileURLToPath(import.meta.url), [], {
-    env: { ...process.env, [SERVERS_ROLE]: '1' },
-    // `BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof"` profiles the servers.
-    execArgv: [...process.execArgv, ...(process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [])],
-  });
-  // Every thread of the server process (-a: the main thread, libuv's pool, the GC's helpers) on core 0.
-  if (PIN && servers.pid !== undefined)
-    spawnSync('taskset', ['-a', '-cp', '0', String(servers.pid)], { stdio: 'ignore' });
-  const failed = new Promise<never>((_resolve, reject) => {
-    servers.once('error', reject);
-    servers.once('exit', (code) => reject(new Error(`the server process exited with ${code}`)));
-  });
-  failed.catch(() => {});
-  const ready = (await Promise.race([once(servers, 'message'), failed])) as [FromServers];
-  if (ready[0].type !== 'ready') throw new Error('the server process did not start');
-  const addresses = ready[0].addresses;
-  const serverCpuSeconds = () => (servers.pid === undefined ? Number.NaN : processCpuSeconds(servers.pid));
+/** What a way of measuring gives: the table's rows, the per-cycle ratios if paired, and what to record. */
+interface Outcome {
+  rows: RatedMeasurement[];
+  paired?: PairedComparison[];
+  details: Record<string, unknown>;
+}
 
-  const measurements: Measurement[] = [];
-  const failures: { name: string; error: string }[] = [];
+/** Whether the contender answers what bare Fastify does; records a failure if not. */
+async function answersRight(contender: Contender, target: Target, failures: Load['failures']): Promise<boolean> {
   try {
-    for (let round = 1; round <= ROUNDS; round++) {
-      if (ROUNDS > 1) console.log(`round ${round} of ${ROUNDS}`);
-      for (const contender of chosen) {
-        // One that failed does not get another round.
-        if (failures.some((f) => f.name === contender.name)) continue;
-        const target = contender.target(addresses);
-        console.log(`${contender.name}: ${contender.description}`);
-        try {
-          const answer = await fetchOnce(target);
-          if (!isDeepStrictEqual(answer, expected)) {
-            throw new Error(`answered ${JSON.stringify(answer)} instead of ${JSON.stringify(expected)}`);
-          }
-          for (const concurrency of CONCURRENCIES) {
-            measurements.push(await client.run(contender.name, concurrency, target, serverCpuSeconds));
-          }
-        } catch (error) {
-          const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
-          console.error(`${contender.name}: failed; skipped.\n${message}`);
-          failures.push({ name: contender.name, error: message });
+    const answer = await fetchOnce(target);
+    if (!isDeepStrictEqual(answer, expected)) {
+      throw new Error(`answered ${JSON.stringify(answer)} instead of ${JSON.stringify(expected)}`);
+    }
+    return true;
+  } catch (error) {
+    const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    console.error(`${contender.name}: failed; skipped.\n${message}`);
+    failures.push({ name: contender.name, error: message });
+    return false;
+  }
+}
+
+/** Each contender one after another at every concurrency, in rounds; the table shows each one's best. */
+async function measureRounds(load: Load, chosen: readonly Contender[]): Promise<Outcome> {
+  const { client, addresses, serverCpuSeconds, failures } = load;
+  const measurements: Measurement[] = [];
+  for (let round = 1; round <= ROUNDS; round++) {
+    if (ROUNDS > 1) console.log(`round ${round} of ${ROUNDS}`);
+    for (const contender of chosen) {
+      // One that failed does not get another round.
+      if (failures.some((f) => f.name === contender.name)) continue;
+      const target = contender.target(addresses);
+      console.log(`${contender.name}: ${contender.description}`);
+      if (!(await answersRight(contender, target, failures))) continue;
+      try {
+        for (const concurrency of CONCURRENCIES) {
+          measurements.push(await client.run(contender.name, concurrency, target, serverCpuSeconds, sequentialWindow));
         }
+      } catch (error) {
+        const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+        console.error(`${contender.name}: failed; skipped.\n${message}`);
+        failures.push({ name: contender.name, error: message });
       }
     }
-  } finally {
-    client.close();
-    servers.send({ type: 'stop' } satisfies ToServers);
-    await Promise.race([once(servers, 'message'), failed]).catch((error: unknown) => {
-      failures.push({ name: 'servers', error: `close failed: ${String(error)}` });
-    });
-    if (servers.exitCode === null) await Promise.race([once(servers, 'exit'), failed.catch(() => {})]);
   }
 
   const rows = withRatios(bestRounds(measurements), BASELINE);
@@ -445,12 +472,180 @@ async function main(): Promise<number> {
     }).filter((cell) => cell !== undefined);
     if (cells.length > 0) console.log(`  ${contender.name}: ${cells.join(', ')}`);
   }
-  const gatewayRows = rows.filter((r) => r.name === 'gateway' && r.ratio !== undefined);
-  if (gatewayRows.length > 0) {
-    const met = gatewayRows.every((r) => r.ratio! >= GOAL_RATIO);
+  return { rows, details: ROUNDS > 1 ? { everyRound: measurements } : {} };
+}
+
+/**
+ * At each concurrency: a warm-up run of each contender, then `cycles` cycles in which each has one short
+ * run in turn, the order rotated by one every cycle. The servers are all up in one process the whole time
+ * and only one is loaded at once, so the server process's CPU over a run is that contender's.
+ */
+async function measurePaired(
+  load: Load,
+  chosen: readonly Contender[],
+  settings: { sliceMs: number; cycles: number },
+): Promise<Outcome> {
+  const { client, addresses, serverCpuSeconds, failures } = load;
+  const quiet = () => {};
+  const up: { contender: Contender; target: Target }[] = [];
+  for (const contender of chosen) {
+    console.log(`${contender.name}: ${contender.description}`);
+    const target = contender.target(addresses);
+    if (await answersRight(contender, target, failures)) up.push({ contender, target });
+  }
+  const slices = new Map<string, Measurement[]>();
+  const series: CycleSeries[] = [];
+  for (const concurrency of CONCURRENCIES) {
     console.log(
-      `\ngoal: gateway ≥ ${GOAL_RATIO.toFixed(1)}× bare Fastify at every concurrency — ${met ? 'met' : 'NOT met'} ` +
-        `(${gatewayRows.map((r) => `${r.ratio!.toFixed(2)}× at ${r.concurrency}`).join(', ')})`,
+      `×${concurrency}: warm-up ${WARMUP_MS} ms each, then ${settings.cycles} cycles of one ${settings.sliceMs} ms run each`,
+    );
+    const window = { warmupMs: 0, durationMs: settings.sliceMs, log: quiet };
+    const of = (name: string) => {
+      const key = `${name} ×${concurrency}`;
+      if (!slices.has(key)) slices.set(key, []);
+      return slices.get(key)!;
+    };
+    for (const { contender, target } of up) {
+      await client.run(contender.name, concurrency, target, serverCpuSeconds, { ...window, durationMs: WARMUP_MS });
+    }
+    for (let cycle = 0; cycle < settings.cycles; cycle++) {
+      const live = up.filter(({ contender }) => !failures.some((f) => f.name === contender.name));
+      for (const { contender, target } of rotated(live, cycle)) {
+        try {
+          of(contender.name).push(await client.run(contender.name, concurrency, target, serverCpuSeconds, window));
+        } catch (error) {
+          const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+          console.error(`${contender.name}: failed; no more runs.\n${message}`);
+          failures.push({ name: contender.name, error: message });
+        }
+      }
+      const rates = live.map(({ contender }) => {
+        const m = of(contender.name)[cycle];
+        return `${contender.name} ${m ? Math.round(m.opsPerSec).toLocaleString('en-US') : 'n/a'}`;
+      });
+      console.log(`  ×${concurrency} cycle ${cycle + 1}/${settings.cycles}: ${rates.join(', ')} req/s`);
+    }
+    for (const { contender } of up) {
+      const runs = of(contender.name);
+      series.push({
+        name: contender.name,
+        concurrency,
+        opsPerSec: runs.map((m) => m.opsPerSec),
+        cpuUsPerOp: runs.map((m) => m.cpuUsPerOp ?? Number.NaN),
+      });
+    }
+  }
+
+  const paired = compareCycles(series, BASELINE);
+  const rows: RatedMeasurement[] = [...slices.values()]
+    .filter((runs) => runs.length > 0)
+    .map((runs) => {
+      const row = pooled(runs);
+      const ratio =
+        row.name === BASELINE
+          ? 1
+          : paired.find((p) => p.name === row.name && p.concurrency === row.concurrency)?.throughput.median;
+      return { ...row, ratio };
+    });
+  console.log('');
+  console.log(
+    `${settings.cycles} cycles of paired ${settings.sliceMs} ms runs; p50 and p99 the median of the runs'; ` +
+      `vs ${BASELINE}: the median of the cycles' ratios`,
+  );
+  console.log(ratioTable(rows, { ops: 'req/s', baseline: BASELINE }));
+  console.log('');
+  console.log(pairedTable(rows, paired, { baseline: BASELINE, ops: 'req/s', cpu: 'server CPU µs a request' }));
+  return { rows, paired, details: { paired, everySlice: series } };
+}
+
+/**
+ * One contender's runs as one: answers and seconds summed, server CPU over every answer, and the median
+ * of the runs' percentiles (wrk gives percentiles, not the latencies themselves).
+ */
+function pooled(runs: readonly Measurement[]): Measurement {
+  const sum = (pick: (m: Measurement) => number) => runs.reduce((total, m) => total + pick(m), 0);
+  const ops = sum((m) => m.ops);
+  const seconds = sum((m) => m.seconds);
+  return {
+    name: runs[0]!.name,
+    concurrency: runs[0]!.concurrency,
+    seconds,
+    ops,
+    opsPerSec: ops / seconds,
+    p50Ms: spread(runs.map((m) => m.p50Ms)).median,
+    p90Ms: spread(runs.map((m) => m.p90Ms)).median,
+    p99Ms: spread(runs.map((m) => m.p99Ms)).median,
+    meanMs: sum((m) => m.meanMs * m.ops) / ops,
+    maxMs: Math.max(...runs.map((m) => m.maxMs)),
+    cpuUsPerOp: sum((m) => (m.cpuUsPerOp ?? Number.NaN) * m.ops) / ops,
+    errors: sum((m) => m.errors),
+    firstError: runs.find((m) => m.firstError !== null)?.firstError ?? null,
+  };
+}
+
+async function main(): Promise<number> {
+  const unknown = ONLY?.filter((name) => !contenders.some((c) => c.name === name)) ?? [];
+  if (unknown.length > 0) {
+    console.error(
+      `BENCH_ONLY names ${unknown.join(', ')}; the contenders are ${contenders.map((c) => c.name).join(', ')}`,
+    );
+    return 1;
+  }
+  const chosen = ONLY ? ONLY.map((name) => contenders.find((c) => c.name === name)!) : contenders;
+  const client = chooseClient();
+  const startedAt = new Date();
+  console.log(
+    `gateway-http: ${chosen.map((c) => c.name).join(', ')} at concurrency ${CONCURRENCIES.join(', ')}; ` +
+      (PAIRED
+        ? `warm-up ${WARMUP_MS} ms, then ${PAIRED.cycles} cycles of paired ${PAIRED.sliceMs} ms runs`
+        : `warm-up ${WARMUP_MS} ms, ${DURATION_MS} ms measured each, ${ROUNDS} rounds`) +
+      `; load from ${client.name}` +
+      (PIN && client.name === 'wrk' ? '; servers pinned to core 0, wrk to core 1' : ''),
+  );
+
+  // The same file, run with --import tsx as this process was (fork passes execArgv on).
+  const servers = fork(fileURLToPath(import.meta.url), [], {
+    env: { ...process.env, [SERVERS_ROLE]: '1' },
+    // `BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof"` profiles the servers.
+    execArgv: [...process.execArgv, ...(process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [])],
+  });
+  // Every thread of the server process (-a: the main thread, libuv's pool, the GC's helpers) on core 0.
+  if (PIN && servers.pid !== undefined)
+    spawnSync('taskset', ['-a', '-cp', '0', String(servers.pid)], { stdio: 'ignore' });
+  const failed = new Promise<never>((_resolve, reject) => {
+    servers.once('error', reject);
+    servers.once('exit', (code) => reject(new Error(`the server process exited with ${code}`)));
+  });
+  failed.catch(() => {});
+  const ready = (await Promise.race([once(servers, 'message'), failed])) as [FromServers];
+  if (ready[0].type !== 'ready') throw new Error('the server process did not start');
+  const addresses = ready[0].addresses;
+  const serverCpuSeconds = () => (servers.pid === undefined ? Number.NaN : processCpuSeconds(servers.pid));
+
+  const failures: { name: string; error: string }[] = [];
+  let outcome: Outcome;
+  try {
+    const load: Load = { client, addresses, serverCpuSeconds, failures };
+    outcome = PAIRED ? await measurePaired(load, chosen, PAIRED) : await measureRounds(load, chosen);
+  } finally {
+    client.close();
+    servers.send({ type: 'stop' } satisfies ToServers);
+    await Promise.race([once(servers, 'message'), failed]).catch((error: unknown) => {
+      failures.push({ name: 'servers', error: `close failed: ${String(error)}` });
+    });
+    if (servers.exitCode === null) await Promise.race([once(servers, 'exit'), failed.catch(() => {})]);
+  }
+  const { rows, paired } = outcome;
+
+  const gatewayRows = rows.filter((r) => r.name === 'gateway' && r.ratio !== undefined);
+  for (const row of gatewayRows) {
+    const cycles = paired?.find((p) => p.name === 'gateway' && p.concurrency === row.concurrency);
+    console.log(
+      `${row === gatewayRows[0] ? '\n' : ''}goal gateway ≥ ${GOAL_RATIO.toFixed(1)}× bare Fastify at ${row.concurrency}: ` +
+        (cycles
+          ? `${formatSpread(cycles.throughput, 3)} by throughput, median (quartiles) of ${cycles.throughput.count} cycles — ` +
+            `${verdict(cycles.throughput, GOAL_RATIO)}; server CPU a request ${formatSpread(cycles.cpuPerCall)} Fastify's`
+          : `${row.ratio!.toFixed(2)}× by throughput — ${row.ratio! >= GOAL_RATIO ? 'met' : 'NOT met'}`),
     );
   }
   // At the highest concurrency the server is saturated: 1/throughput is its time per request.
@@ -474,8 +669,9 @@ async function main(): Promise<number> {
     client: { name: client.name, description: client.description },
     pinned: PIN ? 'servers on core 0, wrk on core 1 (taskset)' : false,
     warmupMs: WARMUP_MS,
-    durationMs: DURATION_MS,
-    rounds: ROUNDS,
+    ...(PAIRED
+      ? { mode: 'paired runs', sliceMs: PAIRED.sliceMs, cycles: PAIRED.cycles }
+      : { mode: 'rounds', durationMs: DURATION_MS, rounds: ROUNDS }),
     request: 'GET /prices/BHP',
     response: expected,
     versions: { ...addresses.versions, gateway: manifest.version },
@@ -483,7 +679,7 @@ async function main(): Promise<number> {
     contenders: Object.fromEntries(chosen.map((c) => [c.name, { description: c.description }])),
     baseline: BASELINE,
     results: rows,
-    ...(ROUNDS > 1 ? { everyRound: measurements } : {}),
+    ...outcome.details,
     failures,
   });
   if (failures.length > 0) console.error(`failed: ${failures.map((f) => f.name).join(', ')}`);

@@ -77,7 +77,7 @@ export function benchConcurrencies(defaults: string, variable = 'BENCH_CONCURREN
 }
 
 /** Growable list of float64s: avoids boxing hundreds of thousands of latencies in a plain array. */
-class Samples {
+export class Samples {
   private data = new Float64Array(1 << 16);
   length = 0;
 
@@ -88,6 +88,11 @@ class Samples {
       this.data = bigger;
     }
     this.data[this.length++] = value;
+  }
+
+  /** Appends every value of another list. */
+  append(other: Samples): void {
+    for (let i = 0; i < other.length; i++) this.push(other.data[i]!);
   }
 
   sorted(): Float64Array {
@@ -102,33 +107,33 @@ export function percentile(sorted: Float64Array, p: number): number {
   return sorted[rank]!;
 }
 
-type Phase = 'warmup' | 'measure' | 'stop';
-
 const YIELD_EVERY_NS = 1_000_000n;
 
-/** Runs `concurrency` workers looping over `callOnce`: a warm-up, then the measured window. */
-export async function measure(
-  name: string,
+/** Workers started by `closedLoop`: stop them, then await `done` for the calls still in flight. */
+export interface ClosedLoop {
+  /** No worker starts another call; the ones in flight go on. */
+  stop(): void;
+  /** Resolves when every worker has seen its last call end. */
+  done: Promise<void>;
+  errors(): { count: number; first: string | null };
+}
+
+/**
+ * `concurrency` workers, each calling, awaiting the answer and calling again until stopped; every call
+ * that succeeds is reported to `onAnswer` with when it started and ended (`process.hrtime.bigint()`).
+ * The loop under `measure` and under the paired slices of `paired.ts`.
+ */
+export function closedLoop(
   concurrency: number,
   callOnce: () => Promise<unknown>,
-  options: MeasureOptions = {},
-): Promise<Measurement> {
-  const warmupMs = options.warmupMs ?? 1000;
-  const durationMs = options.durationMs ?? benchDurationMs();
-  const settleMs = options.settleMs ?? 10_000;
-  const log = options.log ?? ((line: string) => console.log(line));
-  const label = `${name} ×${concurrency}`;
-
-  const latenciesNs = new Samples();
-  let phase: Phase = 'warmup';
-  let windowStart = 0n;
-  let windowEnd = 0n;
+  onAnswer: (startedNs: bigint, finishedNs: bigint) => void,
+): ClosedLoop {
+  let stopped = false;
   let errors = 0;
   let firstError: string | null = null;
-
   const worker = async (): Promise<void> => {
     let yieldedAt = hrtime.bigint();
-    while (phase !== 'stop') {
+    while (!stopped) {
       const started = hrtime.bigint();
       // A call that never waits on I/O (a local call) resolves in microtasks only, and a loop of them
       // would never let timers run: not the harness's phase changes, nor the deadlines, span batches
@@ -148,35 +153,70 @@ export async function measure(
         await sleep(1);
         continue;
       }
-      const finished = hrtime.bigint();
-      if (phase === 'measure' && started >= windowStart) latenciesNs.push(Number(finished - started));
+      onAnswer(started, hrtime.bigint());
     }
   };
+  const done = Promise.all(Array.from({ length: concurrency }, worker)).then(() => {});
+  return {
+    stop: () => {
+      stopped = true;
+    },
+    done,
+    errors: () => ({ count: errors, first: firstError }),
+  };
+}
+
+/** Waits for `done` at most `ms`; false if it had not resolved by then. */
+export async function settleWithin(done: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = await Promise.race([
+    done.then(() => true),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms);
+    }),
+  ]);
+  clearTimeout(timer);
+  return settled;
+}
+
+/** Runs `concurrency` workers looping over `callOnce`: a warm-up, then the measured window. */
+export async function measure(
+  name: string,
+  concurrency: number,
+  callOnce: () => Promise<unknown>,
+  options: MeasureOptions = {},
+): Promise<Measurement> {
+  const warmupMs = options.warmupMs ?? 1000;
+  const durationMs = options.durationMs ?? benchDurationMs();
+  const settleMs = options.settleMs ?? 10_000;
+  const log = options.log ?? ((line: string) => console.log(line));
+  const label = `${name} ×${concurrency}`;
+
+  const latenciesNs = new Samples();
+  let measuring = false;
+  let windowStart = 0n;
+  let windowEnd = 0n;
+  const loop = closedLoop(concurrency, callOnce, (started, finished) => {
+    if (measuring && started >= windowStart) latenciesNs.push(Number(finished - started));
+  });
 
   log(`  ${label}: warm-up ${warmupMs} ms`);
-  const workers = Array.from({ length: concurrency }, worker);
-  const allDone = Promise.all(workers);
   await sleep(warmupMs);
   log(`  ${label}: measuring ${durationMs} ms`);
   const cpuAtStart = process.cpuUsage();
   windowStart = hrtime.bigint();
-  phase = 'measure';
+  measuring = true;
   await sleep(durationMs);
   const cpu = process.cpuUsage(cpuAtStart);
-  // Calls that finish after this point are not counted (the phase is no longer 'measure'): the window
-  // has a fixed length, and only calls that started and finished inside it count.
+  // Calls that finish after this point are not counted: the window has a fixed length, and only calls
+  // that started and finished inside it count.
   windowEnd = hrtime.bigint();
-  phase = 'stop';
+  measuring = false;
+  loop.stop();
   const counted = latenciesNs.length;
 
-  let settleTimer: NodeJS.Timeout | undefined;
-  const settled = await Promise.race([
-    allDone.then(() => true),
-    new Promise<boolean>((resolve) => {
-      settleTimer = setTimeout(() => resolve(false), settleMs);
-    }),
-  ]);
-  clearTimeout(settleTimer);
+  const settled = await settleWithin(loop.done, settleMs);
+  const { count: errors, first: firstError } = loop.errors();
   if (!settled) log(`  ${label}: some calls were still in flight ${settleMs} ms after the window closed`);
 
   const ordered = latenciesNs.sorted();

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { cycleRatios, formatSpread, runSlice, spread } from './paired.ts';
 import { sellOrder, sellOrderSchema } from './sell-order.ts';
 
 /**
@@ -63,18 +64,8 @@ async function side(name: string, root: string, options: Record<string, unknown>
 
 /** Calls one after another for a slice; CPU µs per call. */
 async function slice(s: Side): Promise<number> {
-  const before = process.cpuUsage();
-  const end = performance.now() + SLICE_MS;
-  let calls = 0;
-  while (performance.now() < end) {
-    await s.call();
-    calls++;
-  }
-  const used = process.cpuUsage(before);
-  return (used.user + used.system) / calls;
+  return (await runSlice(s.call, 1, { sliceMs: SLICE_MS, rampMs: 0 })).cpuUsPerCall;
 }
-
-const quantile = (values: number[], q: number) => [...values].sort((a, b) => a - b)[Math.floor(q * values.length)]!;
 
 const oldRoot = process.env.OLD_ROOT;
 if (!oldRoot) {
@@ -95,12 +86,11 @@ for (let pair = 0; pair < WARM_SLICES + SLICES; pair++) {
 }
 for (const s of [old, next]) {
   console.log(
-    `${s.name}: median ${quantile(s.perCall, 0.5).toFixed(1)} µs CPU a call, lowest ${Math.min(...s.perCall).toFixed(1)}`,
+    `${s.name}: median ${spread(s.perCall).median.toFixed(1)} µs CPU a call, lowest ${Math.min(...s.perCall).toFixed(1)}`,
   );
 }
-const ratios = next.perCall.map((value, i) => value / old.perCall[i]!);
 console.log(
-  `new/old, slice by slice: median ${quantile(ratios, 0.5).toFixed(3)} (quartiles ${quantile(ratios, 0.25).toFixed(3)}–${quantile(ratios, 0.75).toFixed(3)})`,
+  `new/old, slice by slice: ${formatSpread(spread(cycleRatios(next.perCall, old.perCall)), 3)}, median (quartiles)`,
 );
 await next.stop();
 await old.stop();

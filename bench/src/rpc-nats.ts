@@ -5,14 +5,23 @@ import { reachable } from '@chassis/testing';
 import Moleculer from 'moleculer';
 import { connect } from 'nats';
 import { benchConcurrencies, benchDurationMs, benchRounds } from './harness.ts';
+import { compareCycles, formatSpread, pairedMode, pairedSettings, verdict } from './paired.ts';
 import { sellOrder, sellOrderParams, sellOrderSchema } from './sell-order.ts';
-import { type Contender, exitWhenDone, runSideBySide, selectContenders } from './side-by-side.ts';
+import {
+  type Contender,
+  exitWhenDone,
+  flushMoleculerSpans,
+  runSideBySide,
+  type SideBySideResult,
+  selectContenders,
+} from './side-by-side.ts';
 
 /**
  * RPC over NATS, side by side, in one run against one local nats-server: raw nats.js (the floor),
  * Moleculer 0.14 with its NATS transporter (bare, the baseline, and with its validator, metrics and
  * tracing on), and Chassis with its NATS transport. Each echoes a small sell order back, at concurrency 1
- * and 64. See ../README.md for how to read the table.
+ * and 64. By default all four are up at once and take turns in paired slices (`BENCH_PAIRED=0`: one
+ * after another, in rounds). See ../README.md for how to read the tables.
  */
 
 const NATS_URL = process.env.BENCH_NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -20,7 +29,14 @@ const WARMUP_MS = 1000;
 const DURATION_MS = benchDurationMs(5);
 const CONCURRENCIES = benchConcurrencies('1,64');
 const ROUNDS = benchRounds(1);
+/**
+ * Paired by default: measured one after another, the contenders' ratio moved from 0.82× to 1.36× between
+ * rounds of one run here, as other work on the machine came and went; paired slices see the same machine.
+ */
+const PAIRED = pairedMode(true) ? pairedSettings({ sliceMs: 300, cycles: 40 }) : undefined;
 const BASELINE = 'moleculer';
+/** The goal of issue 11: Chassis at least bare Moleculer's throughput, at every concurrency. */
+const GOAL_RATIO = 1;
 
 const payload = sellOrder;
 type Payload = typeof payload;
@@ -109,6 +125,7 @@ function moleculerContender(name: string, features: boolean): Contender {
           await client.stop();
           await server.stop();
         },
+        ...(features ? { flush: () => flushMoleculerSpans(client, server) } : {}),
         notes: {
           moleculer: Moleculer.MOLECULER_VERSION,
           requestTimeout: options.requestTimeout,
@@ -168,9 +185,12 @@ async function main(): Promise<number> {
   }
   console.log(
     `rpc-nats: ${contenders.map((c) => c.name).join(', ')} at concurrency ${CONCURRENCIES.join(', ')}; ` +
-      `warm-up ${WARMUP_MS} ms, ${DURATION_MS} ms measured each; ${NATS_URL}`,
+      (PAIRED
+        ? `all up at once; warm-up ${WARMUP_MS} ms, then ${PAIRED.cycles} cycles of paired ${PAIRED.sliceMs} ms slices`
+        : `one after another; warm-up ${WARMUP_MS} ms, ${DURATION_MS} ms measured each`) +
+      `; ${NATS_URL}`,
   );
-  const { failures } = await runSideBySide({
+  const result = await runSideBySide({
     benchmark: 'rpc-nats',
     contenders,
     concurrencies: CONCURRENCIES,
@@ -180,8 +200,35 @@ async function main(): Promise<number> {
     baseline: BASELINE,
     expected: payload,
     settings: { natsUrl: NATS_URL, payload },
+    ...(PAIRED ? { paired: PAIRED } : {}),
   });
-  return failures.length > 0 ? 1 : 0;
+  printGoal(result);
+  return result.failures.length > 0 ? 1 : 0;
+}
+
+/**
+ * Whether Chassis met the goal at each concurrency: paired, the median of the per-cycle ratios; and,
+ * paired, Chassis against Moleculer with features cycle by cycle, the peer doing work like Chassis's.
+ */
+function printGoal({ rows, paired, cycles: series }: SideBySideResult): void {
+  for (const c of compareCycles(series ?? [], 'moleculer-features').filter((c) => c.name === 'chassis')) {
+    console.log(
+      `chassis ÷ moleculer-features at ${c.concurrency}, median (quartiles) of ${c.throughput.count} cycles: ` +
+        `${formatSpread(c.throughput)} by throughput, CPU a call ${formatSpread(c.cpuPerCall)}`,
+    );
+  }
+  for (const concurrency of CONCURRENCIES) {
+    const row = rows.find((r) => r.name === 'chassis' && r.concurrency === concurrency);
+    if (row?.ratio === undefined) continue;
+    const cycles = paired?.find((p) => p.name === 'chassis' && p.concurrency === concurrency);
+    console.log(
+      `goal chassis ≥ ${GOAL_RATIO.toFixed(1)}× ${BASELINE} at ${concurrency}: ` +
+        (cycles
+          ? `${formatSpread(cycles.throughput, 3)} by throughput, median (quartiles) of ${cycles.throughput.count} cycles — ` +
+            `${verdict(cycles.throughput, GOAL_RATIO)}; CPU a call ${formatSpread(cycles.cpuPerCall)} ${BASELINE}'s`
+          : `${row.ratio.toFixed(2)}× by throughput — ${row.ratio >= GOAL_RATIO ? 'met' : 'not met'}`),
+    );
+  }
 }
 
 exitWhenDone(await main());

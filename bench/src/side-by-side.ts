@@ -3,16 +3,28 @@ import {
   bestRounds,
   type Measurement,
   measure,
+  percentile,
   type RatedMeasurement,
   ratioTable,
+  Samples,
   withRatios,
   writeResults,
 } from './harness.ts';
+import {
+  type CycleSeries,
+  compareCycles,
+  type PairedComparison,
+  pairedTable,
+  rotated,
+  runSlice,
+  type Slice,
+} from './paired.ts';
 
 /**
- * Contenders measured one after another in one process, each at every concurrency, then printed as one
- * table with every row's throughput as a ratio of the baseline's. Shared by the RPC benchmarks (local
- * calls, NATS), which differ only in their contenders.
+ * Contenders in one process, each at every concurrency, printed as one table with every row's throughput
+ * as a ratio of the baseline's. Shared by the RPC benchmarks (local calls, NATS), which differ only in
+ * their contenders. Two ways to measure: all contenders up at once, taking turns in short paired slices
+ * (`paired`), or one after another, each started, measured for a window and closed, in rounds.
  */
 
 export interface Running {
@@ -20,6 +32,11 @@ export interface Running {
   close: () => Promise<void>;
   /** Anything worth recording about this contender: versions, settings. */
   notes: Record<string, unknown>;
+  /**
+   * In paired slices, run at the end of each of this contender's slices: work it would otherwise do on
+   * a timer in another contender's slice (Moleculer's Event exporter sends its spans every 5 s).
+   */
+  flush?: () => void | Promise<void>;
 }
 
 export interface Contender {
@@ -46,10 +63,19 @@ export interface SideBySide {
   rounds?: number;
   /** Settings of the run, written with the results. */
   settings: Record<string, unknown>;
+  /**
+   * Measure in paired slices instead of rounds: every contender started at once, warmed up for
+   * `warmupMs` at each concurrency, then `cycles` cycles in which each has a slice of `sliceMs` in turn.
+   */
+  paired?: { sliceMs: number; cycles: number };
 }
 
 export interface SideBySideResult {
+  /** Paired: each contender over all its slices, `ratio` the median of the cycles' throughput ratios. */
   rows: RatedMeasurement[];
+  /** Only in paired mode: each contender against the baseline, and every contender's slices. */
+  paired?: PairedComparison[];
+  cycles?: CycleSeries[];
   failures: { name: string; error: string }[];
 }
 
@@ -73,6 +99,7 @@ export function selectContenders(benchmark: string, all: readonly Contender[]): 
 
 /** Starts, checks, measures and closes each contender in turn; prints the table; writes the results. */
 export async function runSideBySide(run: SideBySide): Promise<SideBySideResult> {
+  if (run.paired) return runPaired(run, run.paired);
   const startedAt = new Date();
   const rounds = run.rounds ?? 1;
   const tally: Tally = { measurements: [], failures: [], notes: {} };
@@ -115,8 +142,8 @@ interface Tally {
   notes: Record<string, Record<string, unknown>>;
 }
 
-/** Starts one contender, checks its answer, measures it at every concurrency and closes it. */
-async function measureContender(run: SideBySide, contender: Contender, tally: Tally): Promise<void> {
+/** Starts one contender and checks its answer; undefined (and a failure in the tally) if it cannot. */
+async function startContender(run: SideBySide, contender: Contender, tally: Tally): Promise<Running | undefined> {
   console.log(`${contender.name}: starting (${contender.description})`);
   let running: Running;
   try {
@@ -130,9 +157,24 @@ async function measureContender(run: SideBySide, contender: Contender, tally: Ta
     const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
     console.error(`${contender.name}: could not start; skipped.\n${message}`);
     tally.failures.push({ name: contender.name, error: message });
-    return;
+    return undefined;
   }
   tally.notes[contender.name] = running.notes;
+  return running;
+}
+
+async function closeContender(name: string, running: Running, tally: Tally): Promise<void> {
+  console.log(`${name}: closing`);
+  await running.close().catch((error: unknown) => {
+    console.error(`${name}: close failed: ${error instanceof Error ? error.message : String(error)}`);
+    tally.failures.push({ name, error: `close failed: ${String(error)}` });
+  });
+}
+
+/** Starts one contender, checks its answer, measures it at every concurrency and closes it. */
+async function measureContender(run: SideBySide, contender: Contender, tally: Tally): Promise<void> {
+  const running = await startContender(run, contender, tally);
+  if (!running) return;
   try {
     for (const concurrency of run.concurrencies) {
       tally.measurements.push(
@@ -143,11 +185,149 @@ async function measureContender(run: SideBySide, contender: Contender, tally: Ta
       );
     }
   } finally {
-    console.log(`${contender.name}: closing`);
-    await running.close().catch((error: unknown) => {
-      console.error(`${contender.name}: close failed: ${error instanceof Error ? error.message : String(error)}`);
-      tally.failures.push({ name: contender.name, error: `close failed: ${String(error)}` });
-    });
+    await closeContender(contender.name, running, tally);
+  }
+}
+
+/** The slices one contender had at one concurrency, in cycle order. */
+interface SliceSeries {
+  name: string;
+  concurrency: number;
+  slices: Slice[];
+}
+
+/**
+ * Starts every contender, then at each concurrency warms each up and runs the cycles: in each, every
+ * contender has one slice, in an order rotated by one each cycle. Prints the table (each contender over
+ * all its slices, its ratio the median of the per-cycle ratios) and the per-cycle spread; writes the results.
+ */
+async function runPaired(run: SideBySide, settings: { sliceMs: number; cycles: number }): Promise<SideBySideResult> {
+  const startedAt = new Date();
+  const { sliceMs, cycles } = settings;
+  const tally: Tally = { measurements: [], failures: [], notes: {} };
+  const up: { name: string; running: Running }[] = [];
+  for (const contender of run.contenders) {
+    const running = await startContender(run, contender, tally);
+    if (running) up.push({ name: contender.name, running });
+  }
+  const series: SliceSeries[] = [];
+  try {
+    for (const concurrency of run.concurrencies) {
+      console.log(
+        `×${concurrency}: warm-up ${run.warmupMs} ms each, then ${cycles} cycles of one ${sliceMs} ms slice each`,
+      );
+      for (const { running } of up) {
+        await runSlice(running.call, concurrency, { sliceMs: run.warmupMs, flush: running.flush });
+      }
+      const byName = new Map(up.map(({ name }) => [name, { name, concurrency, slices: [] as Slice[] }]));
+      for (let cycle = 0; cycle < cycles; cycle++) {
+        for (const { name, running } of rotated(up, cycle)) {
+          const slice = await runSlice(running.call, concurrency, { sliceMs, flush: running.flush });
+          if (!slice.settled) console.log(`  ${name} ×${concurrency}: calls still in flight 10 s after its slice`);
+          byName.get(name)!.slices.push(slice);
+        }
+        const rates = up.map(({ name }) => {
+          const slice = byName.get(name)!.slices[cycle]!;
+          return `${name} ${Math.round(slice.calls / slice.seconds).toLocaleString('en-US')}`;
+        });
+        console.log(`  ×${concurrency} cycle ${cycle + 1}/${cycles}: ${rates.join(', ')} ops/s`);
+      }
+      series.push(...byName.values());
+    }
+  } finally {
+    for (const { name, running } of up) await closeContender(name, running, tally);
+  }
+
+  const cycleSeries: CycleSeries[] = series.map((s) => ({
+    name: s.name,
+    concurrency: s.concurrency,
+    opsPerSec: s.slices.map((slice) => slice.calls / slice.seconds),
+    cpuUsPerOp: s.slices.map((slice) => slice.cpuUsPerCall),
+  }));
+  const paired = compareCycles(cycleSeries, run.baseline);
+  const rows: RatedMeasurement[] = series.map((s) => {
+    const ratio =
+      s.name === run.baseline
+        ? 1
+        : paired.find((p) => p.name === s.name && p.concurrency === s.concurrency)?.throughput.median;
+    return { ...summarize(s), ratio };
+  });
+  console.log('');
+  console.log(`${cycles} cycles of paired ${sliceMs} ms slices; vs ${run.baseline}: the median of the cycles' ratios`);
+  console.log(ratioTable(rows, { ops: 'ops/s', baseline: run.baseline }));
+  console.log('');
+  console.log(pairedTable(rows, paired, { baseline: run.baseline, ops: 'ops/s', cpu: 'CPU µs a call' }));
+
+  await writeResults(run.benchmark, startedAt, {
+    ...run.settings,
+    mode: 'paired slices',
+    warmupMs: run.warmupMs,
+    sliceMs,
+    cycles,
+    contenders: Object.fromEntries(
+      run.contenders.map((c) => [c.name, { description: c.description, ...(tally.notes[c.name] ?? {}) }]),
+    ),
+    baseline: run.baseline,
+    results: rows,
+    paired,
+    everySlice: cycleSeries,
+    failures: tally.failures,
+  });
+  if (tally.failures.length > 0) console.error(`failed: ${tally.failures.map((f) => f.name).join(', ')}`);
+  return { rows, paired, cycles: cycleSeries, failures: tally.failures };
+}
+
+/** One contender over all its slices: calls and windows summed, latencies pooled, CPU over every call. */
+function summarize(s: SliceSeries): Measurement {
+  const latencies = new Samples();
+  let ops = 0;
+  let seconds = 0;
+  let answered = 0;
+  let cpuUs = 0;
+  let errors = 0;
+  let firstError: string | null = null;
+  for (const slice of s.slices) {
+    latencies.append(slice.latenciesNs);
+    ops += slice.calls;
+    seconds += slice.seconds;
+    answered += slice.answered;
+    cpuUs += slice.cpuUs;
+    errors += slice.errors;
+    firstError ??= slice.firstError;
+  }
+  const ordered = latencies.sorted();
+  let total = 0;
+  for (const ns of ordered) total += ns;
+  const ms = (ns: number) => ns / 1e6;
+  return {
+    name: s.name,
+    concurrency: s.concurrency,
+    seconds,
+    ops,
+    opsPerSec: ops / seconds,
+    p50Ms: ms(percentile(ordered, 50)),
+    p90Ms: ms(percentile(ordered, 90)),
+    p99Ms: ms(percentile(ordered, 99)),
+    meanMs: ops === 0 ? Number.NaN : ms(total / ops),
+    maxMs: ops === 0 ? Number.NaN : ms(ordered[ops - 1]!),
+    cpuUsPerOp: answered === 0 ? Number.NaN : cpuUs / answered,
+    errors,
+    firstError,
+  };
+}
+
+/** The few members of a Moleculer broker `flushMoleculerSpans` uses. */
+interface TracingBroker {
+  tracer?: { exporter?: unknown[] };
+}
+
+/**
+ * Hands the spans Moleculer's Event exporter has queued to it now (it sends them every 5 s on a timer):
+ * the `flush` of a Moleculer contender with tracing, so that its slices pay for their spans.
+ */
+export function flushMoleculerSpans(...brokers: TracingBroker[]): void {
+  for (const broker of brokers) {
+    for (const exporter of broker.tracer?.exporter ?? []) (exporter as { flush?: () => void }).flush?.();
   }
 }
 
