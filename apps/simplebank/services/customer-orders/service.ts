@@ -51,12 +51,26 @@ export function customerOrdersService() {
             version: order.version,
             created_at: order.history[0]?.at ?? new Date().toISOString(),
           };
-          const { order_id: _, account_id: __, created_at: ___, ...changes } = row;
+          // A later change takes the row as this one would have inserted it (`excluded`), all but its id,
+          // account and creation: each value is sent and parsed once, not twice (the history, jsonb, the largest).
           await db
             .insertInto('order_summaries')
             .values(row)
             .onConflict((oc) =>
-              oc.column('order_id').doUpdateSet(changes).where('order_summaries.version', '<', order.version),
+              oc
+                .column('order_id')
+                .doUpdateSet((eb) => ({
+                  side: eb.ref('excluded.side'),
+                  symbol: eb.ref('excluded.symbol'),
+                  quantity: eb.ref('excluded.quantity'),
+                  status: eb.ref('excluded.status'),
+                  price_cents: eb.ref('excluded.price_cents'),
+                  fee_cents: eb.ref('excluded.fee_cents'),
+                  reason: eb.ref('excluded.reason'),
+                  history: eb.ref('excluded.history'),
+                  version: eb.ref('excluded.version'),
+                }))
+                .whereRef('order_summaries.version', '<', 'excluded.version'),
             )
             .execute();
         },
