@@ -218,11 +218,8 @@ export class EventStore<S extends EventSchemas = EventSchemas> {
 
   readonly db: Database;
 
-  /**
-   * `append`'s one statement, by how it claims the stream and whether it notifies (see `appendStatement`),
-   * each made on first use.
-   */
-  private readonly appendStatements = new Map<string, FixedStatement<AppendedRow, [string, number, string, string]>>();
+  /** `append`'s one statement by how it claims the stream (see `appendStatement`), each made on first use. */
+  private readonly appendStatements = new Map<Claim, FixedStatement<AppendedRow, [string, number, string, string]>>();
 
   /** `readStreamLocked`'s one statement, given the stream, the first version and the limit. */
   private readonly readLockedStatement = new FixedStatement<
@@ -393,8 +390,7 @@ export class EventStore<S extends EventSchemas = EventSchemas> {
    * ~30% less CPU (measured: 450–590 → 310–440 µs an append, alone in its transaction).
    */
   private appendStatement(claim: Claim): FixedStatement<AppendedRow, [string, number, string, string]> {
-    const key = claim;
-    let statement = this.appendStatements.get(key);
+    let statement = this.appendStatements.get(claim);
     if (statement) return statement;
     const streams = this.table(STREAMS_TABLE);
     const channel = this.notify ? eventsChannel(this.service) : undefined;
@@ -429,12 +425,13 @@ export class EventStore<S extends EventSchemas = EventSchemas> {
           select claimed.txid, ${stream}, claimed.version - ${count}::bigint + e.n,
             (e.value->>'id')::uuid, e.value->>'type', e.value->'data', e.value->'metadata'
           from claimed, jsonb_array_elements(cast(${batch} as text)::jsonb) with ordinality as e (value, n)
+          order by e.n
           returning position, version, txid, recorded_at
         )${notified}
         select position, version, txid::text::bigint as txid, recorded_at from appended${joined}`;
       },
     );
-    this.appendStatements.set(key, statement);
+    this.appendStatements.set(claim, statement);
     return statement;
   }
 
