@@ -192,7 +192,7 @@ class OneConnectionPool implements PostgresPool {
         pool.count(text);
         // Several statements (a migration file) go through exec, which takes no parameters.
         if (parameters.length === 0 && !isTransactionControl(text)) {
-          await pool.statements.sendDeferredBegin();
+          await pool.statements.beforeExec();
           const results = await pool.lite.exec(text);
           const last = results.at(-1);
           return { command: commandOf(text), rowCount: last?.affectedRows ?? 0, rows: (last?.rows ?? []) as R[] };

@@ -1,5 +1,6 @@
 import { ChassisError } from '@chassis/core';
 import { type messages, type PGlite, parse, protocol, type Results } from '@electric-sql/pglite';
+import { afterCarriedCommit, type CarriedOutcome, nextCommand } from './carried-commit.ts';
 import { preparedStatementName, repairFor, staleInTransaction } from './prepared-statements.ts';
 
 /**
@@ -23,8 +24,8 @@ import { preparedStatementName, repairFor, staleInTransaction } from './prepared
  * outbox insert): its Bind and Execute go after the statement's, before the one Sync, and the `commit` that
  * follows is answered at once — COMMIT if both went through. A statement that fails makes PostgreSQL skip
  * the COMMIT (the transaction stays open, aborted); a COMMIT refused (a deferred constraint) ends it: either
- * way the statement's call fails, and the `rollback` that follows goes to PGlite. The same as on
- * PostgreSQL (prepared-statements.ts).
+ * way the statement's call fails, and the `commit` or `rollback` that follows sends PGlite a ROLLBACK, a
+ * `commit` answered ROLLBACK. The same decision as on PostgreSQL (carried-commit.ts).
  *
  * A statement whose table changed under it fails with `cached plan must not change result type`
  * (0A000); one the server forgot (`DEALLOCATE ALL`), with 26000. Either is closed and forgotten, and a
@@ -80,7 +81,7 @@ export class PglitePreparedStatements {
   /** Kysely's `begin` was answered (sent or held back) and no `commit` or `rollback` yet. */
   private inTransaction = false;
   /** The transaction's last statement carried its COMMIT: how that went, for the `commit` that follows. */
-  private carried: 'committed' | 'failed' | undefined;
+  private carried: CarriedOutcome | undefined;
 
   /** PGlite's parsers and serializers, bytea's replaced by ones that give the same values faster. */
   private readonly parsers: PgliteConnection['parsers'];
@@ -98,28 +99,19 @@ export class PglitePreparedStatements {
    * it is its transaction's last, and carries the COMMIT (see above).
    */
   async query<R>(text: string, parameters: unknown[], commits = false): Promise<Results<R>> {
-    // A new transaction: whatever the last one left unsaid is moot.
-    if (text === 'begin') this.carried = undefined;
     if (this.carried !== undefined) {
-      const outcome = this.carried;
-      this.carried = undefined;
-      if (text === 'commit' && outcome === 'committed') {
-        this.inTransaction = false;
-        return NOTHING as Results<R>;
-      }
-      if (text === 'commit' || text === 'rollback') {
-        // After a failure the transaction is aborted (the statement failed) or over (the COMMIT did):
-        // PGlite's ROLLBACK ends the first and is a no-op for the second. A `commit` is answered as
-        // PostgreSQL answers one in an aborted transaction, ROLLBACK: Kysely then fails the commit.
-        await this.query('rollback', []);
-        return (text === 'rollback' ? NOTHING : ROLLED_BACK) as Results<R>;
-      }
-      if (outcome === 'committed') {
-        // Nothing follows a statement that commits its transaction (a unit of work commits right after).
-        throw new ChassisError(
-          'INTERNAL',
-          `The transaction committed with its last statement; it takes no ${text} after it`,
-        );
+      const { action, pending } = afterCarriedCommit(this.carried, nextCommand(text));
+      this.carried = pending;
+      switch (action.do) {
+        case 'answer':
+          this.inTransaction = false;
+          return NOTHING as Results<R>;
+        case 'refuse':
+          throw new ChassisError('INTERNAL', action.reason);
+        case 'roll back':
+          this.inTransaction = false;
+          await this.query('rollback', []);
+          if (action.afterwards === 'answer') return (text === 'commit' ? ROLLED_BACK : NOTHING) as Results<R>;
       }
     }
     if (text === 'begin') this.inTransaction = true;
@@ -164,10 +156,23 @@ export class PglitePreparedStatements {
   }
 
   /**
-   * Sends a BEGIN held back for the transaction's first statement, before a statement that cannot carry it
-   * (one that runs unnamed, or through `exec`): the pool calls it before anything else it sends.
+   * What goes before a statement the pool sends through `exec` (no parameters): it is refused after a
+   * statement that carried its COMMIT, as `query` refuses one, and a BEGIN held back goes first.
    */
-  async sendDeferredBegin(): Promise<void> {
+  async beforeExec(): Promise<void> {
+    if (this.carried !== undefined) {
+      const { action, pending } = afterCarriedCommit(this.carried, 'statement');
+      this.carried = pending;
+      if (action.do === 'refuse') throw new ChassisError('INTERNAL', action.reason);
+    }
+    await this.sendDeferredBegin();
+  }
+
+  /**
+   * Sends a BEGIN held back for the transaction's first statement, before a statement that cannot carry it
+   * (one that runs unnamed, or through `exec`).
+   */
+  private async sendDeferredBegin(): Promise<void> {
     if (!this.beginDeferred) return;
     this.beginDeferred = false;
     await this.lite.runExclusive(() => this.runNamed('chassis_begin', 'begin', []));

@@ -2,6 +2,7 @@ import { hash } from 'node:crypto';
 import { ChassisError } from '@chassis/core';
 import type { CompiledQuery, DatabaseConnection, QueryResult } from 'kysely';
 import pg from 'pg';
+import { afterCarriedCommit, type CarriedOutcome, nextCommand } from './carried-commit.ts';
 
 /**
  * Named prepared statements on PostgreSQL connections: PostgreSQL parses and plans each distinct
@@ -40,10 +41,12 @@ import pg from 'pg';
  *
  * COMMIT can ride with the last statement likewise: a compiled query marked by `committing` (a unit of
  * work's outbox insert, written right before it commits) is sent with COMMIT's Parse, Bind and
- * Execute after its own, before the Sync, and Kysely's COMMIT that follows is answered at once: COMMIT
- * if all went through, ROLLBACK (Kysely then fails the commit) if the server refused the COMMIT. A
- * statement that fails makes the server skip the COMMIT: its transaction stays open, aborted, and
- * Kysely's ROLLBACK goes to the server. A unit that only emits events is then one round trip in all.
+ * Execute after its own, before the Sync, and Kysely's COMMIT that follows is answered at once if all
+ * went through. A statement that fails makes the server skip the COMMIT (its transaction stays open,
+ * aborted), a COMMIT the server refused ended it: either way Kysely's COMMIT or ROLLBACK after it sends a
+ * ROLLBACK, and its COMMIT is answered ROLLBACK (Kysely then fails the commit), as PostgreSQL answers a
+ * COMMIT in an aborted transaction (carried-commit.ts decides, for PGlite too). A unit that only emits
+ * events is then one round trip in all.
  */
 
 /** Names a connection keeps prepared unless told otherwise: ample for a service's fixed statements. */
@@ -315,10 +318,15 @@ function commandResult(command: string): pg.QueryResult {
 }
 
 /** `begin`, `commit` or `rollback` as Kysely sends them: the text alone, no parameters. */
-function transactionControl(config: unknown, values: unknown, callback: unknown): string | undefined {
+function transactionControl(
+  config: unknown,
+  values: unknown,
+  callback: unknown,
+): 'begin' | 'commit' | 'rollback' | undefined {
   if (typeof config !== 'string' || callback !== undefined) return undefined;
   if (values !== undefined && !(Array.isArray(values) && values.length === 0)) return undefined;
-  return config === 'begin' || config === 'commit' || config === 'rollback' ? config : undefined;
+  const command = nextCommand(config);
+  return command === 'statement' ? undefined : command;
 }
 
 /**
@@ -405,29 +413,28 @@ export function prepareRepeatedStatements(client: pg.ClientBase, limit: number):
 
   /** Kysely's `begin` was answered and not sent yet: the next statement carries it. */
   let beginDeferred = false;
-  /** The transaction ended with a statement that carried its COMMIT: how, for Kysely's COMMIT after it. */
-  let carried: 'committed' | 'failed' | undefined;
+  /** The transaction ended with a statement that carried its COMMIT: how, for what Kysely sends after it. */
+  let carried: CarriedOutcome | undefined;
 
   client.query = ((config: unknown, values?: unknown, callback?: unknown) => {
     // Read on this call only (see `carryCommits`).
     const commitRequested = takeCommitMark();
     const control = transactionControl(config, values, callback);
-    // A new transaction: whatever the last one left unsaid is moot.
-    if (control === 'begin') carried = undefined;
     if (carried !== undefined) {
-      const outcome = carried;
-      carried = undefined;
-      if (control === 'commit') return Promise.resolve(commandResult(outcome === 'committed' ? 'COMMIT' : 'ROLLBACK'));
-      // After a failure the transaction is aborted (the statement failed) or over (the COMMIT did): the
-      // server's ROLLBACK ends the first and is a no-op for the second.
-      if (control === 'rollback' && outcome === 'failed') return send.call(client, config, values, callback);
-      // Nothing follows a statement that commits its transaction (a unit of work commits right after).
-      return Promise.reject(
-        new ChassisError(
-          'INTERNAL',
-          `The transaction committed with its last statement; it takes no ${control ?? 'statement'} after it`,
-        ),
-      );
+      const { action, pending } = afterCarriedCommit(carried, control ?? 'statement');
+      carried = pending;
+      switch (action.do) {
+        case 'answer':
+          return Promise.resolve(commandResult(action.command));
+        case 'refuse':
+          return Promise.reject(new ChassisError('INTERNAL', action.reason));
+        case 'roll back': {
+          const rolledBack = send.call(client, 'rollback') as Promise<unknown>;
+          return action.afterwards === 'answer'
+            ? rolledBack.then(() => commandResult('ROLLBACK'))
+            : rolledBack.then(() => client.query(config as string, values as unknown[]));
+        }
+      }
     }
     if (control === 'begin' && !beginDeferred && client.getTransactionStatus() === 'I') {
       beginDeferred = true;
@@ -458,8 +465,7 @@ export function prepareRepeatedStatements(client: pg.ClientBase, limit: number):
         return result;
       },
       (error: unknown) => {
-        // Whether the statement or the COMMIT failed, nothing committed: Kysely's COMMIT is told it
-        // rolled back, its ROLLBACK goes to the server (the transaction may still be open, aborted).
+        // Whether the statement or the COMMIT failed, nothing committed (see `afterCarriedCommit`).
         carried = 'failed';
         throw error;
       },

@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { ChassisError } from '@chassis/core';
 import { Database, sql } from '@chassis/data';
 import { PGlite } from '@electric-sql/pglite';
-import type { RawBuilder } from 'kysely';
+import { isAbortedTransactionError, type RawBuilder } from 'kysely';
 import { PglitePreparedStatements } from '../src/pglite-prepared.ts';
 import { committing } from '../src/prepared-statements.ts';
 
@@ -295,6 +295,48 @@ describe('a PGlite database prepares its repeated statements', () => {
     // The connection serves on, in and out of transactions.
     await db.transaction((inner) => last(sql`insert into a values (${'f4'}, ${4})`).execute(inner));
     assert.equal(await balanceOf(db, 'f4'), '4');
+  });
+
+  it('a commit after a carrying statement that failed rolls back; the connection serves on', async () => {
+    const db = await database();
+    /** A transaction whose carrier fails (a duplicate key), which the caller sees and commits all the same. */
+    const commitAfterFailedCarrier = (id: string, between: RawBuilder<unknown>[] = []) =>
+      db
+        .transaction(async (trx) => {
+          await sql`insert into a values (${id}, ${1})`.execute(trx);
+          const carried = await last(sql`insert into a values (${'x'}, ${1})`)
+            .execute(trx)
+            .catch((error: unknown) => error);
+          assert.equal((carried as { code?: unknown }).code, '23505', 'the carrier’s own error, as it is');
+          // Nothing runs after the carrier, with parameters or without: it would run outside the transaction.
+          for (const statement of between) {
+            const refused = await statement.execute(trx).catch((error: unknown) => error);
+            assert.ok(refused instanceof ChassisError && refused.code === 'INTERNAL', String(refused));
+          }
+        })
+        .catch((error: unknown) => error);
+    // PostgreSQL's answer to a COMMIT in an aborted transaction is a ROLLBACK, and so is this one's.
+    const failed = await commitAfterFailedCarrier('g1');
+    assert.ok(isAbortedTransactionError(failed), String(failed));
+    // The one connection is out of the aborted transaction: the next statement and transaction work.
+    assert.equal(await balanceOf(db, 'g1'), undefined);
+    await db.transaction(async (trx) => {
+      await sql`insert into a values (${'g2'}, ${2})`.execute(trx);
+      await last(sql`insert into a values (${'g3'}, ${3})`).execute(trx);
+    });
+    assert.deepEqual([await balanceOf(db, 'g2'), await balanceOf(db, 'g3')], ['2', '3']);
+    // Statements refused after the carrier leave the commit as it was: rolled back.
+    const refused = await commitAfterFailedCarrier('g4', [
+      sql`insert into a values (${'g5'}, ${5})`,
+      sql`insert into a values ('g6', 6)`,
+    ]);
+    assert.ok(isAbortedTransactionError(refused), String(refused));
+    assert.deepEqual(
+      [await balanceOf(db, 'g4'), await balanceOf(db, 'g5'), await balanceOf(db, 'g6')],
+      [undefined, undefined, undefined],
+    );
+    await last(sql`insert into a values (${'g7'}, ${7})`).execute(db.kysely);
+    assert.equal(await balanceOf(db, 'g7'), '7');
   });
 
   it('nothing runs after a statement that committed its transaction: it is refused, not run alone', async () => {

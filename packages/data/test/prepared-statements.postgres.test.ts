@@ -3,7 +3,7 @@ import { after, describe, it } from 'node:test';
 import { ChassisError } from '@chassis/core';
 import { Database, type DatabaseOptions, sql } from '@chassis/data';
 import { postgresTarget } from '@chassis/testing';
-import type { RawBuilder } from 'kysely';
+import { isAbortedTransactionError, type RawBuilder } from 'kysely';
 import { unavailableIfDisconnected } from '../src/database.ts';
 import { committing, preparedStatementName } from '../src/prepared-statements.ts';
 
@@ -367,6 +367,42 @@ describe('PostgreSQL runs repeated statements as named prepared statements', { s
     // The connection serves on, in and out of transactions.
     await db.transaction((inner) => insertLast(43, 'forty-three').execute(inner));
     assert.equal(await count(db, 43), 1);
+  });
+
+  it('[postgres] a commit after a carrying statement that failed rolls back at the server; the connection serves on', async () => {
+    const db = await oneConnection();
+    await withItems(db);
+    /** A transaction whose carrier fails (a duplicate key), which the caller sees and commits all the same. */
+    const commitAfterFailedCarrier = (id: number, between?: RawBuilder<unknown>) =>
+      db
+        .transaction(async (trx) => {
+          await sql`insert into items values (${id}, ${'before the carrier'})`.execute(trx);
+          const carried = await insertLast(1, 'taken')
+            .execute(trx)
+            .catch((error: unknown) => error);
+          assert.equal((carried as { code?: unknown }).code, '23505', 'the carrier’s own error, as it is');
+          if (!between) return;
+          // Nothing runs after the carrier: it would run outside the transaction.
+          const refused = await between.execute(trx).catch((error: unknown) => error);
+          assert.ok(refused instanceof ChassisError && refused.code === 'INTERNAL', String(refused));
+        })
+        .catch((error: unknown) => error);
+    // PostgreSQL's answer to a COMMIT in an aborted transaction is a ROLLBACK, and so is this one's.
+    const failed = await commitAfterFailedCarrier(44);
+    assert.ok(isAbortedTransactionError(failed), String(failed));
+    // The one connection is out of the aborted transaction: the next statement and transaction work.
+    assert.equal(await count(db, 44), 0);
+    await db.transaction(async (trx) => {
+      await sql`insert into items values (${45}, ${'forty-five'})`.execute(trx);
+      await insertLast(46, 'forty-six').execute(trx);
+    });
+    assert.deepEqual([await count(db, 45), await count(db, 46)], [1, 1]);
+    // A statement refused after the carrier leaves the commit as it was: rolled back.
+    const refused = await commitAfterFailedCarrier(47, sql`insert into items values (${48}, ${'forty-eight'})`);
+    assert.ok(isAbortedTransactionError(refused), String(refused));
+    assert.deepEqual([await count(db, 47), await count(db, 48)], [0, 0]);
+    await insertLast(49, 'forty-nine').execute(db.kysely);
+    assert.equal(await count(db, 49), 1);
   });
 
   it('[postgres] nothing runs after a statement that committed its transaction: it is refused, not run alone', async () => {

@@ -201,6 +201,8 @@ export function eventStoreSuite(target: DatabaseTarget): void {
         events.map((e) => e.position),
         [...first.positions, ...second.positions],
       );
+      // What an append gives back is what the stream reads back: the events as the store keeps them.
+      assert.deepEqual([...first.events, ...second.events], events);
       assert.deepEqual(
         (await store.readStream(stream, { fromVersion: 2, limit: 1 })).map((e) => e.version),
         [2],

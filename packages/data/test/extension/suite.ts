@@ -107,9 +107,11 @@ export function extensionSuite(target: DatabaseTarget): void {
       return { data, node };
     }
 
-    const count = async (data: DataExtension, schema: string, table: string) =>
-      (await sql<{ n: number }>`select count(*)::int as n from ${sql.id(schema, table)}`.execute(data.database.kysely))
+    const count = async (data: DataExtension | Database, schema: string, table: string) => {
+      const db = data instanceof Database ? data : data.database;
+      return (await sql<{ n: number }>`select count(*)::int as n from ${sql.id(schema, table)}`.execute(db.kysely))
         .rows[0]!.n;
+    };
 
     it(`[${target.name}] a handler's writes and the event it emits commit together; the relay publishes it`, async () => {
       const s = slice();
@@ -135,6 +137,37 @@ export function extensionSuite(target: DatabaseTarget): void {
       assert.equal(await count(data, s.orders.name, 'orders'), 0, 'the order row rolled back');
       assert.equal(s.runs.count, 0, 'no order_created was published');
       assert.equal(await count(data, s.ledger.name, 'reservations'), 0);
+    });
+
+    it(`[${target.name}] an outbox insert that fails as it carries the COMMIT rolls the unit back; the connection's next unit commits`, async () => {
+      const s = slice();
+      // One connection: the unit after the failure runs on the connection the failure left.
+      const db = await Database.open(await target.newDatabase(), { poolSize: 1 });
+      const node = await cluster.startNode([s.orders, s.ledger], {
+        extensions: [dataExtension({ database: db, relayPollIntervalMs: 200 })],
+      });
+      try {
+        // Every new outbox row now breaks a check: the unit's last statement, its outbox insert, which
+        // carries the COMMIT, fails with a constraint violation.
+        const outbox = sql.id(s.orders.name, 'chassis_outbox');
+        await sql`alter table ${outbox} add constraint refuse_rows check (false) not valid`.execute(db.kysely);
+        const failed = await node
+          .call(s.sellShares, { accountId: '101', symbol: 'BHP', quantity: 10 })
+          .catch((error: unknown) => error);
+        // The constraint's own error, as an unexpected failure reaches a caller.
+        assert.equal((failed as ChassisError).code, 'INTERNAL', String(failed));
+        assert.match((failed as ChassisError).message, /violates check constraint "refuse_rows"/);
+        assert.equal(await count(db, s.orders.name, 'orders'), 0, 'the order row rolled back with its event');
+        await sql`alter table ${outbox} drop constraint refuse_rows`.execute(db.kysely);
+        await node.call(s.sellShares, { accountId: '101', symbol: 'BHP', quantity: 11 });
+        await waitUntil(async () => (await count(db, s.ledger.name, 'reservations')) === 1, {
+          what: 'the ledger to handle the second order_created',
+        });
+        assert.equal(await count(db, s.orders.name, 'orders'), 1);
+      } finally {
+        await node.stop();
+        await db.close();
+      }
     });
 
     it(`[${target.name}] a redelivered event has one effect; a failed attempt leaves nothing behind`, async () => {
