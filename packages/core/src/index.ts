@@ -48,6 +48,7 @@ export {
 } from './identity.ts';
 export { createLogger, type Logger, type LoggerOptions } from './logger.ts';
 export { redeliveryDelay } from './node/disposition.ts';
+export { httpClientAttributes, recordHttpAnswer, recordHttpFailure } from './node/http-client.ts';
 export {
   ChassisNode,
   createNode,

@@ -1,5 +1,5 @@
 import { Agent, request } from 'node:http';
-import { type Context, SpanKind, SpanStatusCode } from '@chassis/core';
+import { type Context, httpClientAttributes, recordHttpAnswer, recordHttpFailure, SpanKind } from '@chassis/core';
 
 /** The exchange's answer to one request: its status and its body as JSON (undefined if it was not JSON). */
 export interface ExchangeResponse {
@@ -26,28 +26,14 @@ export class ExchangeClient {
     const target = new URL(path, this.#base);
     const span = ctx.startSpan(`POST ${target.host}${target.pathname}`, {
       kind: SpanKind.CLIENT,
-      attributes: {
-        'http.request.method': 'POST',
-        'url.full': target.href,
-        'server.address': target.hostname,
-        ...(target.port ? { 'server.port': Number(target.port) } : {}),
-      },
+      attributes: httpClientAttributes('POST', target),
     });
     try {
       const response = await this.#send(target, JSON.stringify(payload), ctx.traceHeaders(span), timeoutMs);
-      if (span.isRecording()) {
-        span.setAttribute('http.response.status_code', response.status);
-        if (response.status >= 500) {
-          span.setAttribute('error.type', String(response.status));
-          span.setStatus({ code: SpanStatusCode.ERROR, message: `${target.host} answered ${response.status}` });
-        }
-      }
+      recordHttpAnswer(span, target, response.status);
       return response;
     } catch (error) {
-      if (span.isRecording()) {
-        span.setAttribute('error.type', error instanceof Error ? error.name : 'Error');
-        span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
-      }
+      recordHttpFailure(span, error);
       throw error;
     } finally {
       span.end();

@@ -1,4 +1,4 @@
-import { type Span, SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { type Attributes, type Span, SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type { Tracing } from '../observability/tracing.ts';
 
 /**
@@ -16,12 +16,12 @@ export async function tracedFetch(
   const target = new URL(url);
   const method = (init?.method ?? 'GET').toUpperCase();
   const span = parent.isRecording()
-    ? tracing.record(`${method} ${target.host}${target.pathname}`, SpanKind.CLIENT, parent, {
-        'http.request.method': method,
-        'url.full': withoutCredentials(target),
-        'server.address': target.hostname,
-        ...(target.port ? { 'server.port': Number(target.port) } : {}),
-      })
+    ? tracing.record(
+        `${method} ${target.host}${target.pathname}`,
+        SpanKind.CLIENT,
+        parent,
+        httpClientAttributes(method, target),
+      )
     : parent;
   const context: Record<string, string> = {};
   tracing.inject(span, context);
@@ -30,22 +30,47 @@ export async function tracedFetch(
   if (!span.isRecording()) return fetch(target, { ...init, headers });
   try {
     const response = await fetch(target, { ...init, headers });
-    span.setAttribute('http.response.status_code', response.status);
-    if (response.status >= 500) {
-      span.setAttribute('error.type', String(response.status));
-      span.setStatus({ code: SpanStatusCode.ERROR, message: `${target.host} answered ${response.status}` });
-    }
+    recordHttpAnswer(span, target, response.status);
     return response;
   } catch (error) {
-    span.setAttribute('error.type', error instanceof Error ? error.name : 'Error');
-    span.setStatus({
-      code: SpanStatusCode.ERROR,
-      message: error instanceof Error ? (causeOf(error) ?? error.message) : String(error),
-    });
+    recordHttpFailure(span, error);
     throw error;
   } finally {
     span.end();
   }
+}
+
+/**
+ * A client span's attributes for an HTTP request (OpenTelemetry's HTTP conventions), as `ctx.fetch` records
+ * them: for a handler that makes requests with another client under a span of its own (`ctx.startSpan`).
+ */
+export function httpClientAttributes(method: string, target: URL): Attributes {
+  return {
+    'http.request.method': method,
+    'url.full': withoutCredentials(target),
+    'server.address': target.hostname,
+    ...(target.port ? { 'server.port': Number(target.port) } : {}),
+  };
+}
+
+/** The server's answer on a client span: its status, and an error status for a 5xx. */
+export function recordHttpAnswer(span: Span, target: URL, status: number): void {
+  if (!span.isRecording()) return;
+  span.setAttribute('http.response.status_code', status);
+  if (status >= 500) {
+    span.setAttribute('error.type', String(status));
+    span.setStatus({ code: SpanStatusCode.ERROR, message: `${target.host} answered ${status}` });
+  }
+}
+
+/** A request that got no answer, on its client span. */
+export function recordHttpFailure(span: Span, error: unknown): void {
+  if (!span.isRecording()) return;
+  span.setAttribute('error.type', error instanceof Error ? error.name : 'Error');
+  span.setStatus({
+    code: SpanStatusCode.ERROR,
+    message: error instanceof Error ? (causeOf(error) ?? error.message) : String(error),
+  });
 }
 
 /** The URL as a span may show it: no user name or password. */
