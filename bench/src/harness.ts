@@ -219,31 +219,56 @@ export async function measure(
   const { count: errors, first: firstError } = loop.errors();
   if (!settled) log(`  ${label}: some calls were still in flight ${settleMs} ms after the window closed`);
 
-  const ordered = latenciesNs.sorted();
-  const seconds = Number(windowEnd - windowStart) / 1e9;
-  const toMs = (ns: number) => ns / 1e6;
-  let total = 0;
-  for (const ns of ordered) total += ns;
-  const result: Measurement = {
+  const result = measurementOf({
     name,
     concurrency,
-    seconds,
+    seconds: Number(windowEnd - windowStart) / 1e9,
     ops: counted,
-    opsPerSec: counted / seconds,
-    p50Ms: toMs(percentile(ordered, 50)),
-    p90Ms: toMs(percentile(ordered, 90)),
-    p99Ms: toMs(percentile(ordered, 99)),
-    meanMs: counted === 0 ? Number.NaN : toMs(total / counted),
-    maxMs: counted === 0 ? Number.NaN : toMs(ordered[counted - 1]!),
+    latenciesNs: latenciesNs.sorted(),
     cpuUsPerOp: counted === 0 ? Number.NaN : (cpu.user + cpu.system) / counted,
     errors,
     firstError,
-  };
+  });
   log(
     `  ${label}: ${Math.round(result.opsPerSec).toLocaleString('en-US')} ops/s, p50 ${result.p50Ms.toFixed(3)} ms, p99 ${result.p99Ms.toFixed(3)} ms` +
       (errors > 0 ? `, ${errors} errors (first: ${firstError})` : ''),
   );
   return result;
+}
+
+/**
+ * A measurement from what its window counted: `ops` calls, their latencies in nanoseconds (sorted), the
+ * window's length and CPU per call. One window of `measure`, or a contender's paired slices pooled.
+ */
+export function measurementOf(counted: {
+  name: string;
+  concurrency: number;
+  seconds: number;
+  ops: number;
+  latenciesNs: Float64Array;
+  cpuUsPerOp: number;
+  errors: number;
+  firstError: string | null;
+}): Measurement {
+  const { ops, latenciesNs: ordered } = counted;
+  const toMs = (ns: number) => ns / 1e6;
+  let total = 0;
+  for (const ns of ordered) total += ns;
+  return {
+    name: counted.name,
+    concurrency: counted.concurrency,
+    seconds: counted.seconds,
+    ops,
+    opsPerSec: ops / counted.seconds,
+    p50Ms: toMs(percentile(ordered, 50)),
+    p90Ms: toMs(percentile(ordered, 90)),
+    p99Ms: toMs(percentile(ordered, 99)),
+    meanMs: ops === 0 ? Number.NaN : toMs(total / ops),
+    maxMs: ops === 0 ? Number.NaN : toMs(ordered[ops - 1]!),
+    cpuUsPerOp: counted.cpuUsPerOp,
+    errors: counted.errors,
+    firstError: counted.firstError,
+  };
 }
 
 export interface OpenLoopResult<T> {

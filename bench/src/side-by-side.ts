@@ -3,7 +3,7 @@ import {
   bestRounds,
   type Measurement,
   measure,
-  percentile,
+  measurementOf,
   type RatedMeasurement,
   ratioTable,
   Samples,
@@ -295,25 +295,16 @@ function summarize(s: SliceSeries): Measurement {
     errors += slice.errors;
     firstError ??= slice.firstError;
   }
-  const ordered = latencies.sorted();
-  let total = 0;
-  for (const ns of ordered) total += ns;
-  const ms = (ns: number) => ns / 1e6;
-  return {
+  return measurementOf({
     name: s.name,
     concurrency: s.concurrency,
     seconds,
     ops,
-    opsPerSec: ops / seconds,
-    p50Ms: ms(percentile(ordered, 50)),
-    p90Ms: ms(percentile(ordered, 90)),
-    p99Ms: ms(percentile(ordered, 99)),
-    meanMs: ops === 0 ? Number.NaN : ms(total / ops),
-    maxMs: ops === 0 ? Number.NaN : ms(ordered[ops - 1]!),
+    latenciesNs: latencies.sorted(),
     cpuUsPerOp: answered === 0 ? Number.NaN : cpuUs / answered,
     errors,
     firstError,
-  };
+  });
 }
 
 /** The few members of a Moleculer broker `flushMoleculerSpans` uses. */
