@@ -206,8 +206,9 @@ export async function serveRpc(
 }
 
 /**
- * For a step at the end of the microtasks queued now: `then` on a settled promise is `queueMicrotask`
- * without the async resource Node's makes each time (a request's worth of microseconds, once a request).
+ * For a step at the end of the microtasks queued now: `then` on a settled promise queues it as
+ * `queueMicrotask` does, in the same queue and order, without the async resource (and its scope around
+ * the step) that Node's `queueMicrotask` makes every time — once a request here.
  */
 const settledPromise = Promise.resolve();
 
