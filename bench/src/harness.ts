@@ -57,6 +57,16 @@ export function benchDurationMs(defaultSeconds = 5): number {
   return Math.round(seconds * 1000);
 }
 
+/** How long each contender is warmed up before it is measured: `BENCH_WARMUP_MS` if set, else `defaultMs`. */
+export function benchWarmupMs(defaultMs: number): number {
+  const raw = process.env.BENCH_WARMUP_MS;
+  if (raw === undefined || raw === '') return defaultMs;
+  const ms = Number(raw);
+  if (!Number.isInteger(ms) || ms < 0)
+    throw new TypeError(`BENCH_WARMUP_MS must be a whole number of ms, not "${raw}"`);
+  return ms;
+}
+
 /** How many rounds of every contender: `BENCH_ROUNDS` if set, else `defaultRounds`. */
 export function benchRounds(defaultRounds: number): number {
   const raw = process.env.BENCH_ROUNDS;

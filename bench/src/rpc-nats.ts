@@ -4,7 +4,7 @@ import { action, createNode, defineService, handle } from '@chassis/core';
 import { reachable } from '@chassis/testing';
 import Moleculer from 'moleculer';
 import { connect } from 'nats';
-import { benchConcurrencies, benchDurationMs, benchRounds } from './harness.ts';
+import { benchConcurrencies, benchDurationMs, benchRounds, benchWarmupMs } from './harness.ts';
 import { compareCycles, formatSpread, pairedMode, pairedSettings, verdict } from './paired.ts';
 import { sellOrder, sellOrderParams, sellOrderSchema } from './sell-order.ts';
 import {
@@ -25,7 +25,7 @@ import {
  */
 
 const NATS_URL = process.env.BENCH_NATS_URL ?? 'nats://127.0.0.1:4222';
-const WARMUP_MS = 1000;
+const WARMUP_MS = benchWarmupMs(1000);
 const DURATION_MS = benchDurationMs(5);
 const CONCURRENCIES = benchConcurrencies('1,64');
 const ROUNDS = benchRounds(1);

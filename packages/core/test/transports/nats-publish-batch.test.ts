@@ -134,4 +134,49 @@ describe('NATS publish batch on a real connection', { skip: skipWithoutNats }, (
       await nc.close();
     }
   });
+
+  it('a lone publish written straight to the socket never overtakes what nats.js still holds', async () => {
+    const nc = await connect({ servers: servers.nats.url });
+    try {
+      const subject = `chassis.test.order.${Math.random().toString(36).slice(2)}`;
+      const received: string[] = [];
+      const done = new Promise<void>((resolve) => {
+        nc.subscribe(subject, {
+          max: 4,
+          callback: (_error, msg) => {
+            received.push(text(msg.data));
+            if (received.length === 4) resolve();
+          },
+        });
+      });
+      await nc.flush();
+      const batch = new PublishBatch();
+      // Held by nats.js until the end of the microtask: the lone publish after it must wait its turn.
+      nc.publish(subject, Buffer.from('1'));
+      batch.publish(nc, subject, Buffer.from('2'), { reply: 'r' }, undefined, true);
+      await nc.flush();
+      // Nothing held now: this one goes straight to the socket, then nats.js's own after it.
+      batch.publish(nc, subject, Buffer.from('3'), { reply: 'r' }, undefined, true);
+      nc.publish(subject, Buffer.from('4'));
+      await done;
+      assert.deepEqual(received, ['1', '2', '3', '4']);
+    } finally {
+      await nc.close();
+    }
+  });
+
+  it('a lone publish on a closed connection fails as nc.publish does, to its sender', async () => {
+    const nc = await connect({ servers: servers.nats.url });
+    await nc.close();
+    const failures: unknown[] = [];
+    new PublishBatch().publish(
+      nc,
+      'chassis.test.closed',
+      payload,
+      { reply: 'r' },
+      (error) => failures.push(error),
+      true,
+    );
+    assert.equal(failures.length, 1);
+  });
 });

@@ -36,7 +36,7 @@ export class PublishBatch {
     wanted?: () => boolean,
   ): void {
     if (alone && !this.#scheduled) {
-      send(nc, subject, body, options, failed);
+      send(nc, subject, body, options, failed, true);
       writeNow(nc);
       return;
     }
@@ -68,9 +68,10 @@ function send(
   body: Uint8Array,
   options: PublishOptions | undefined,
   failed: ((error: unknown) => void) | undefined,
+  now = false,
 ): void {
   try {
-    if (options?.headers || !publishWhole(nc, subject, body, options?.reply)) nc.publish(subject, body, options);
+    if (options?.headers || !publishWhole(nc, subject, body, options?.reply, now)) nc.publish(subject, body, options);
   } catch (error) {
     failed?.(error);
   }
@@ -88,6 +89,15 @@ interface Outbound {
     info?: { max_payload?: number };
     outMsgs: number;
     outBytes: number;
+    /** What waits to be written; written before anything that comes after it. */
+    outbound?: { length?: () => number };
+    infoReceived?: boolean;
+    connected?: boolean;
+    transport?: {
+      isClosed?: boolean;
+      socket?: { write?: (data: Uint8Array) => boolean };
+      options?: { debug?: boolean };
+    };
   };
   _check?: (subject: string, sub: boolean, pub: boolean) => void;
 }
@@ -100,7 +110,13 @@ interface Outbound {
  * from Node's pool, and nats.js writes it as it is. False when the connection is not as expected, or the
  * body is over max_payload: then `nc.publish` does it (and says what is wrong).
  */
-function publishWhole(nc: NatsConnection, subject: string, body: Uint8Array, reply: string | undefined): boolean {
+function publishWhole(
+  nc: NatsConnection,
+  subject: string,
+  body: Uint8Array,
+  reply: string | undefined,
+  now: boolean,
+): boolean {
   const { protocol, _check } = nc as Outbound;
   if (!protocol?.sendCommand || !_check) return false;
   const maxPayload = protocol.info?.max_payload;
@@ -116,7 +132,35 @@ function publishWhole(nc: NatsConnection, subject: string, body: Uint8Array, rep
   out[out.length - 1] = 10; // \n
   protocol.outMsgs++;
   protocol.outBytes += body.length;
-  protocol.sendCommand(out);
+  if (!(now && writeDirect(protocol, out))) protocol.sendCommand(out);
+  return true;
+}
+
+/**
+ * Writes a message that is to go at once straight to the connection's socket, when nothing waits before
+ * it: what `sendCommand` and the write it schedules would do, less their cost. nats.js keeps the buffer,
+ * queues a microtask to write it (`queueMicrotask` makes an async resource each time), then packs its
+ * buffers and writes them with a promise, a callback and a second promise to ignore what the write says
+ * (it learns of a broken socket by reading). Two of those a call, one each side, were a few microseconds
+ * of a call's CPU. False — and nats.js does it its own way — while anything waits in its buffer (order is
+ * kept), before its handshake is done, while it is not connected (it buffers then, to send on reconnect),
+ * when its debug output is on, or when the connection is not as expected.
+ */
+function writeDirect(protocol: NonNullable<Outbound['protocol']>, out: Uint8Array): boolean {
+  const { transport, outbound } = protocol;
+  const socket = transport?.socket;
+  if (
+    !transport ||
+    !socket?.write ||
+    transport.isClosed !== false ||
+    transport.options?.debug ||
+    protocol.infoReceived !== true ||
+    protocol.connected !== true ||
+    outbound?.length?.() !== 0
+  ) {
+    return false;
+  }
+  socket.write(out);
   return true;
 }
 

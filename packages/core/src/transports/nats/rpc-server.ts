@@ -169,7 +169,7 @@ export async function serveRpc(
       }
       // Stamped now, not when a slot frees: the request's timeout-ms counts from its arrival.
       const receivedAt = Date.now();
-      if (arrived++ === 0) queueMicrotask(turnEnded);
+      if (arrived++ === 0) settledPromise.then(turnEnded);
       if (!stopping && active < concurrency) run(msg, receivedAt);
       else waiting.push({ msg, receivedAt });
     },
@@ -204,6 +204,13 @@ export async function serveRpc(
     },
   };
 }
+
+/**
+ * For a step at the end of the microtasks queued now: `then` on a settled promise queues it as
+ * `queueMicrotask` does, in the same queue and order, without the async resource (and its scope around
+ * the step) that Node's `queueMicrotask` makes every time — once a request here.
+ */
+const settledPromise = Promise.resolve();
 
 function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
   return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
