@@ -10,7 +10,7 @@ import {
   type ServiceDefinition,
   type ServiceHandle,
 } from '@chassis/core';
-import type { Kysely } from 'kysely';
+import type { Compilable, CompiledQuery, Kysely, QueryResult, RawBuilder } from 'kysely';
 import { type AnyTables, Database, unavailableIfDisconnected } from './database.ts';
 import { type EventSchemas, EventStore, type EventStoreOptions } from './event-store.ts';
 import { registerDataMetrics } from './extension-metrics.ts';
@@ -210,7 +210,7 @@ export class DataExtension implements NodeExtension {
             takeMarks: () => relay?.takeMarks(),
           });
         },
-        (unit) => this.runInGroup(invocation, next, unit),
+        (unit, closeIfLast) => this.runInGroup(invocation, next, unit, closeIfLast),
         () => this.runAlone(invocation, next),
       );
     }
@@ -262,10 +262,19 @@ export class DataExtension implements NodeExtension {
    * A delivery's turn in a group's shared unit of work (`groupCommit`): its inbox claim, if it has one,
    * made in the group's transaction at its first use; the group commits once every member has run.
    */
-  private async runInGroup(invocation: Invocation, next: () => Promise<unknown>, unit: UnitOfWork): Promise<unknown> {
+  private async runInGroup(
+    invocation: Invocation,
+    next: () => Promise<unknown>,
+    unit: UnitOfWork,
+    closeIfLast: () => boolean,
+  ): Promise<unknown> {
     const { service, ctx } = invocation;
     const subscription = inboxSubscription(invocation);
-    const share = new GroupShare(unit, subscription ? (trx) => this.claim(trx, service, subscription, ctx) : undefined);
+    const share = new GroupShare(
+      unit,
+      subscription ? (trx) => this.claim(trx, service, subscription, ctx) : undefined,
+      closeIfLast,
+    );
     this.units.set(ctx, share);
     this.invocations.set(ctx, invocation);
     try {
@@ -381,6 +390,11 @@ export class DataExtension implements NodeExtension {
     return this.unitOf(ctx).transaction();
   }
 
+  /** Runs the handler's last statement, compiled on its transaction (see `executeLast`). */
+  async executeLast<R>(ctx: Context, db: Kysely<AnyTables>, query: CompiledQuery<R>): Promise<QueryResult<R>> {
+    return this.unitOf(ctx).executeLast(db, query);
+  }
+
   /** Commits what the action running with `ctx` wrote so far; its next database use opens a new transaction. */
   async commitSoFar(ctx: Context): Promise<void> {
     if (this.invocations.get(ctx)?.kind === 'event') {
@@ -459,6 +473,23 @@ export async function database<Tables = AnyTables>(ctx: Context = requireContext
     scopedTransactions.set(trx, scoped);
   }
   return scoped as unknown as Kysely<Tables>;
+}
+
+/**
+ * Runs `query` as the last statement of the running handler's unit of work, in its transaction:
+ * `await executeLast(sql\`update … \`, ctx)`. The COMMIT goes with it to the server (one round trip
+ * fewer; a handler of one statement is one round trip in all), unless the handler emitted events — then
+ * their outbox insert, written after it, carries the COMMIT as always. The handler must not write or emit
+ * after it: a statement is refused, an emit throws (it would not commit with the statement). On
+ * MariaDB/MySQL it runs as any statement, the COMMIT after it.
+ */
+export async function executeLast<R>(
+  query: RawBuilder<R> | Compilable<R>,
+  ctx: Context = requireContext(),
+): Promise<QueryResult<R>> {
+  const db = (await database(ctx)) as Kysely<AnyTables>;
+  const compiled = 'isRawBuilder' in query ? query.compile(db) : query.compile();
+  return extensionOf(ctx.nodeId).executeLast(ctx, db, compiled);
 }
 
 /** Each unit of work's transaction on its service's schema (a transaction belongs to one service). */
