@@ -210,7 +210,7 @@ export class DataExtension implements NodeExtension {
             takeMarks: () => relay?.takeMarks(),
           });
         },
-        (unit, closeIfLast) => this.runInGroup(invocation, next, unit, closeIfLast),
+        (unit) => this.runInGroup(invocation, next, unit),
         () => this.runAlone(invocation, next),
       );
     }
@@ -262,19 +262,10 @@ export class DataExtension implements NodeExtension {
    * A delivery's turn in a group's shared unit of work (`groupCommit`): its inbox claim, if it has one,
    * made in the group's transaction at its first use; the group commits once every member has run.
    */
-  private async runInGroup(
-    invocation: Invocation,
-    next: () => Promise<unknown>,
-    unit: UnitOfWork,
-    closeIfLast: () => boolean,
-  ): Promise<unknown> {
+  private async runInGroup(invocation: Invocation, next: () => Promise<unknown>, unit: UnitOfWork): Promise<unknown> {
     const { service, ctx } = invocation;
     const subscription = inboxSubscription(invocation);
-    const share = new GroupShare(
-      unit,
-      subscription ? (trx) => this.claim(trx, service, subscription, ctx) : undefined,
-      closeIfLast,
-    );
+    const share = new GroupShare(unit, subscription ? (trx) => this.claim(trx, service, subscription, ctx) : undefined);
     this.units.set(ctx, share);
     this.invocations.set(ctx, invocation);
     try {
@@ -392,7 +383,10 @@ export class DataExtension implements NodeExtension {
 
   /** Runs the handler's last statement, compiled on its transaction (see `executeLast`). */
   async executeLast<R>(ctx: Context, db: Kysely<AnyTables>, query: CompiledQuery<R>): Promise<QueryResult<R>> {
-    return this.unitOf(ctx).executeLast(db, query);
+    const unit = this.unitOf(ctx);
+    // A commit group's member: the group commits after its last member, which no member knows it is.
+    if (!(unit instanceof UnitOfWork)) return db.executeQuery(query);
+    return unit.executeLast(db, query);
   }
 
   /** Commits what the action running with `ctx` wrote so far; its next database use opens a new transaction. */
@@ -480,8 +474,8 @@ export async function database<Tables = AnyTables>(ctx: Context = requireContext
  * `await executeLast(sql\`update … \`, ctx)`. The COMMIT goes with it to the server (one round trip
  * fewer; a handler of one statement is one round trip in all), unless the handler emitted events — then
  * their outbox insert, written after it, carries the COMMIT as always. The handler must not write or emit
- * after it: a statement is refused, an emit throws (it would not commit with the statement). On
- * MariaDB/MySQL it runs as any statement, the COMMIT after it.
+ * after it: a statement is refused, an emit throws (it would not commit with the statement). In a commit
+ * group (`groupCommit`), and on MariaDB/MySQL, it runs as any statement, the COMMIT after it.
  */
 export async function executeLast<R>(
   query: RawBuilder<R> | Compilable<R>,

@@ -1,4 +1,4 @@
-import type { CompiledQuery, Kysely, QueryResult } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { AnyTables } from './database.ts';
 import type { OutboxMessage } from './outbox.ts';
 import type { UnitOfWork } from './unit-of-work.ts';
@@ -29,8 +29,7 @@ export class CommitGroups {
   async run<T>(
     key: string,
     newUnit: () => UnitOfWork,
-    /** `closeIfLast`: closes the group to later deliveries if this one is its last so far (see `GroupShare`). */
-    inGroup: (unit: UnitOfWork, closeIfLast: () => boolean) => Promise<T>,
+    inGroup: (unit: UnitOfWork) => Promise<T>,
     alone: () => Promise<T>,
   ): Promise<T> {
     let group = this.open.get(key);
@@ -43,12 +42,7 @@ export class CommitGroups {
     let result: T | undefined;
     if (group.state === 'open') {
       try {
-        const closeIfLast = () => {
-          if (group.size !== index + 1) return false;
-          this.close(key, group);
-          return true;
-        };
-        result = await inGroup(group.unit, closeIfLast);
+        result = await inGroup(group.unit);
       } catch (error) {
         this.close(key, group);
         done();
@@ -144,35 +138,14 @@ class Group {
 export class GroupShare {
   private readonly unit: UnitOfWork;
   private readonly onFirstUse: ((trx: Kysely<AnyTables>) => Promise<void>) | undefined;
-  private readonly closeIfLast: () => boolean;
   private using: Promise<Kysely<AnyTables>> | undefined;
   private emitted: OutboxMessage[] = [];
   private committed: (() => void)[] = [];
   private ended = false;
-  /** This member's last statement carried the group's COMMIT: it may emit nothing after it. */
-  private committedWithLast = false;
 
-  constructor(
-    unit: UnitOfWork,
-    onFirstUse?: (trx: Kysely<AnyTables>) => Promise<void>,
-    /** Closes the group to later deliveries if this member is its last so far; whether it did. */
-    closeIfLast: () => boolean = () => false,
-  ) {
+  constructor(unit: UnitOfWork, onFirstUse?: (trx: Kysely<AnyTables>) => Promise<void>) {
     this.unit = unit;
     this.onFirstUse = onFirstUse;
-    this.closeIfLast = closeIfLast;
-  }
-
-  /**
-   * The member's last statement: it carries the group's COMMIT (`UnitOfWork.executeLast`) when nothing was
-   * emitted in the group and this member is its last so far — the group then takes no later delivery,
-   * which opens the next one. Otherwise it runs as it is, and the group commits after its last member.
-   */
-  async executeLast<R>(db: Kysely<AnyTables>, query: CompiledQuery<R>): Promise<QueryResult<R>> {
-    if (this.emitted.length > 0 || this.unit.hasEmitted || !this.closeIfLast()) return db.executeQuery(query);
-    const result = await this.unit.executeLast(db, query);
-    this.committedWithLast = true;
-    return result;
   }
 
   get db() {
@@ -197,11 +170,6 @@ export class GroupShare {
   emit(message: OutboxMessage): void {
     if (this.ended)
       throw new Error(`The unit of work of ${this.unit.service} has ended; ${message.event} was not emitted`);
-    if (this.committedWithLast) {
-      throw new Error(
-        `${this.unit.service} emitted ${message.event} after its last statement (executeLast), which committed without it: emit before it`,
-      );
-    }
     this.emitted.push(message);
   }
 

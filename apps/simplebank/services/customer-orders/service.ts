@@ -1,5 +1,5 @@
 import { defineService, handle, on, requireRole } from '@chassis/core';
-import { database, executeLast, sql } from '@chassis/data';
+import { database, sql } from '@chassis/data';
 import { money, toCents } from '../../contracts/common.ts';
 import { feeReport, listOrders } from '../../contracts/customer-orders.ts';
 import { orderChanged } from '../../contracts/orders.ts';
@@ -38,10 +38,8 @@ export function customerOrdersService() {
         async (order, ctx) => {
           // A later change takes the row as this one would have inserted it (`excluded`), all but its id,
           // account and creation. Written as text, not built: Kysely's builder, its plugins' walks and its
-          // compiler cost more than the statement itself, twice an order. The handler's only statement:
-          // its COMMIT goes with it when no other change joined the transaction (`executeLast`).
-          await executeLast(
-            sql`
+          // compiler cost more than the statement itself, twice an order.
+          await sql`
             insert into ${sql.id('customer-orders', 'order_summaries')} as s
               (order_id, account_id, side, symbol, quantity, status, price_cents, fee_cents, reason, history, version,
                 created_at)
@@ -53,9 +51,7 @@ export function customerOrdersService() {
               set side = excluded.side, symbol = excluded.symbol, quantity = excluded.quantity, status = excluded.status,
                 price_cents = excluded.price_cents, fee_cents = excluded.fee_cents, reason = excluded.reason,
                 history = excluded.history, version = excluded.version
-              where s.version < excluded.version`,
-            ctx,
-          );
+              where s.version < excluded.version`.execute(await database(ctx));
         },
         // A versioned upsert: the same change delivered again matches no row to update. One statement
         // that locks only its order's row: the changes in flight together commit as one transaction.

@@ -1,5 +1,5 @@
 import { type Context, defineService, handle, on } from '@chassis/core';
-import { database, executeLast, sql } from '@chassis/data';
+import { database, sql } from '@chassis/data';
 import type { Generated } from 'kysely';
 import { listNotifications } from '../../contracts/notifications.ts';
 import { orderCanceled, orderCompleted, orderFailed, orderRejected } from '../../contracts/orders.ts';
@@ -140,19 +140,16 @@ export function notificationsService() {
  * the preference is read by the insert itself (address is null exactly when the account has none).
  */
 async function send(ctx: Context, message: Message): Promise<void> {
+  const db = await database<NotificationsTables>(ctx);
   const table = (name: string) => sql.id('notifications', name);
-  // The handler's only statement: BEGIN, the insert and COMMIT go to the server together.
-  const { rows } = await executeLast(
-    sql<{ channel: string; address: string | null }>`
+  const { rows } = await sql<{ channel: string; address: string | null }>`
     insert into ${table('notifications')} (account_id, channel, address, subject, body, event_id)
     select ${message.accountId}, coalesce(c.channel, 'email'), c.address, ${message.subject}, ${message.body},
       ${message.eventId}
     from (values (1)) as one
     left join ${table('contact_preferences')} as c on c.account_id = ${message.accountId}
     on conflict (event_id) do nothing
-    returning channel, address`,
-    ctx,
-  );
+    returning channel, address`.execute(db);
   const sent = rows[0];
   if (!sent) return;
   const { channel, address } = sent;
