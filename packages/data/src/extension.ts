@@ -10,7 +10,7 @@ import {
   type ServiceDefinition,
   type ServiceHandle,
 } from '@chassis/core';
-import type { Kysely } from 'kysely';
+import type { Compilable, CompiledQuery, Kysely, QueryResult, RawBuilder } from 'kysely';
 import { type AnyTables, Database, unavailableIfDisconnected } from './database.ts';
 import { type EventSchemas, EventStore, type EventStoreOptions } from './event-store.ts';
 import { registerDataMetrics } from './extension-metrics.ts';
@@ -381,6 +381,14 @@ export class DataExtension implements NodeExtension {
     return this.unitOf(ctx).transaction();
   }
 
+  /** Runs the handler's last statement, compiled on its transaction (see `executeLast`). */
+  async executeLast<R>(ctx: Context, db: Kysely<AnyTables>, query: CompiledQuery<R>): Promise<QueryResult<R>> {
+    const unit = this.unitOf(ctx);
+    // A commit group's member: the group commits after its last member, which no member knows it is.
+    if (!(unit instanceof UnitOfWork)) return db.executeQuery(query);
+    return unit.executeLast(db, query);
+  }
+
   /** Commits what the action running with `ctx` wrote so far; its next database use opens a new transaction. */
   async commitSoFar(ctx: Context): Promise<void> {
     if (this.invocations.get(ctx)?.kind === 'event') {
@@ -459,6 +467,23 @@ export async function database<Tables = AnyTables>(ctx: Context = requireContext
     scopedTransactions.set(trx, scoped);
   }
   return scoped as unknown as Kysely<Tables>;
+}
+
+/**
+ * Runs `query` as the last statement of the running handler's unit of work, in its transaction:
+ * `await executeLast(sql\`update … \`, ctx)`. The COMMIT goes with it to the server (one round trip
+ * fewer; a handler of one statement is one round trip in all), unless the handler emitted events — then
+ * their outbox insert, written after it, carries the COMMIT as always. The handler must not write or emit
+ * after it: a statement is refused, an emit throws (it would not commit with the statement). In a commit
+ * group (`groupCommit`), and on MariaDB/MySQL, it runs as any statement, the COMMIT after it.
+ */
+export async function executeLast<R>(
+  query: RawBuilder<R> | Compilable<R>,
+  ctx: Context = requireContext(),
+): Promise<QueryResult<R>> {
+  const db = (await database(ctx)) as Kysely<AnyTables>;
+  const compiled = 'isRawBuilder' in query ? query.compile(db) : query.compile();
+  return extensionOf(ctx.nodeId).executeLast(ctx, db, compiled);
 }
 
 /** Each unit of work's transaction on its service's schema (a transaction belongs to one service). */

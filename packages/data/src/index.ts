@@ -33,6 +33,7 @@ export {
   type DataExtensionOptions,
   database,
   dataExtension,
+  executeLast,
   openEventStore,
   type RunSagasOptions,
   runSagas,

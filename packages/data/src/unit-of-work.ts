@@ -1,7 +1,8 @@
 import { type Context, type Span, SpanKind, SpanStatusCode } from '@chassis/core';
-import type { ControlledTransaction, Kysely, KyselyPlugin } from 'kysely';
+import type { CompiledQuery, ControlledTransaction, Kysely, KyselyPlugin, QueryResult } from 'kysely';
 import type { AnyTables, Database } from './database.ts';
 import { insertOutbox, type OutboxMessage } from './outbox.ts';
+import { committing } from './prepared-statements.ts';
 
 /**
  * One handler's database work: a transaction opened at its first use and committed when the handler
@@ -22,6 +23,8 @@ import { insertOutbox, type OutboxMessage } from './outbox.ts';
 export class UnitOfWork {
   private opening: Promise<ControlledTransaction<AnyTables>> | undefined;
   private settled = false;
+  /** The open transaction's last statement ran with its COMMIT (`executeLast`): nothing may follow it. */
+  private committedWithLast = false;
   private emitted: OutboxMessage[] = [];
   private committed: (() => void)[] = [];
   /** The open transaction's span and statement count, when the handler's trace is recorded. */
@@ -75,7 +78,25 @@ export class UnitOfWork {
   emit(message: OutboxMessage): void {
     if (this.settled)
       throw new Error(`The unit of work of ${this.service} has ended; ${message.event} was not emitted`);
+    if (this.committedWithLast) {
+      throw new Error(
+        `${this.service} emitted ${message.event} after its last statement (executeLast), which committed without it: emit before it`,
+      );
+    }
     this.emitted.push(message);
+  }
+
+  /**
+   * Runs `query` (compiled on `db`, this unit's transaction) as the transaction's last statement: with
+   * nothing emitted, its COMMIT goes with it (`committing`: one round trip fewer; a unit of one statement
+   * is then one round trip, BEGIN, statement and COMMIT together). With events emitted it runs as it is:
+   * their outbox insert, which follows it, carries the COMMIT. Nothing may run or be emitted after it.
+   */
+  async executeLast<R>(db: Kysely<AnyTables>, query: CompiledQuery<R>): Promise<QueryResult<R>> {
+    if (this.emitted.length > 0) return db.executeQuery(query);
+    const result = (await db.executeQuery(committing(query))) as QueryResult<R>;
+    this.committedWithLast = true;
+    return result;
   }
 
   /** Runs once what was written so far commits (not if it rolls back): to act on it at once. */
@@ -186,6 +207,7 @@ export class UnitOfWork {
     if (!this.opening) return this.runCommitted();
     const opening = this.opening;
     this.opening = undefined;
+    this.committedWithLast = false;
     await this.commitOpen(opening);
     this.runCommitted();
   }

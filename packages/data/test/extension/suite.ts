@@ -9,6 +9,7 @@ import {
   type DataExtension,
   database,
   dataExtension,
+  executeLast,
   openEventStore,
   outboxChannel,
   sql,
@@ -352,6 +353,98 @@ export function extensionSuite(target: DatabaseTarget): void {
       );
       assert.equal(await count(data, ledger.name, 'reservations'), 2);
       assert.equal(await count(data, ledger.name, 'chassis_inbox'), 0, 'no inbox rows');
+    });
+
+    it(`[${target.name}] executeLast: a handler's last statement commits its unit, emitted events with it; nothing may be written or emitted after it`, async () => {
+      const s = slice();
+      const place = action(`${s.orders.name}.placeLast`, {
+        input: z.object({ orderId: z.string(), emit: z.boolean(), after: z.enum(['nothing', 'statement', 'emit']) }),
+        output: z.object({ ok: z.boolean() }),
+      });
+      const orders = defineService({
+        name: s.orders.name,
+        migrations: new URL('orders/', fixtures),
+        uses: [s.orderCreated],
+        actions: [
+          handle(place, async ({ orderId, emit, after }, ctx) => {
+            const db = await database<OrdersTables>(ctx);
+            await db
+              .insertInto('orders')
+              .values({ id: orderId, account_id: '101', symbol: 'BHP', quantity: 1 })
+              .execute();
+            if (emit) await ctx.emit(s.orderCreated, { orderId, quantity: 1 });
+            await executeLast(
+              sql`update ${sql.id(s.orders.name, 'orders')} set status = 'placed' where id = ${orderId}`,
+              ctx,
+            );
+            if (after === 'statement') await sql`select 1`.execute(await database(ctx));
+            if (after === 'emit') await ctx.emit(s.orderCreated, { orderId: `${orderId}-after`, quantity: 2 });
+            return { ok: true };
+          }),
+        ],
+      });
+      const { data, node } = await start([orders, s.ledger]);
+      const status = async (orderId: string) =>
+        (
+          await sql<{
+            status: string;
+          }>`select status from ${sql.id(orders.name, 'orders')} where id = ${orderId}`.execute(data.database.kysely)
+        ).rows[0]?.status;
+      const quiet = randomUUID();
+      await node.call(place, { orderId: quiet, emit: false, after: 'nothing' });
+      assert.equal(await status(quiet), 'placed', 'both statements committed');
+      const announced = randomUUID();
+      await node.call(place, { orderId: announced, emit: true, after: 'nothing' });
+      assert.equal(await status(announced), 'placed');
+      await waitUntil(
+        async () =>
+          (
+            await sql<{ n: number }>`select count(*)::int as n from ${sql.id(s.ledger.name, 'reservations')}
+              where order_id = ${announced}`.execute(data.database.kysely)
+          ).rows[0]!.n === 1,
+        { what: 'the event emitted before the last statement' },
+      );
+      // After it: a statement is refused, an emit throws. The unit committed with its last statement.
+      await assert.rejects(
+        node.call(place, { orderId: randomUUID(), emit: false, after: 'statement' }),
+        /takes no statement after it/,
+      );
+      await assert.rejects(
+        node.call(place, { orderId: randomUUID(), emit: false, after: 'emit' }),
+        /after its last statement/,
+      );
+      // The connection a carried COMMIT left goes on serving.
+      const later = randomUUID();
+      await node.call(place, { orderId: later, emit: false, after: 'nothing' });
+      assert.equal(await status(later), 'placed');
+    });
+
+    it(`[${target.name}] executeLast in an event handler commits with its inbox claim: a redelivery has one effect`, async () => {
+      const s = slice();
+      let runs = 0;
+      const ledger = ledgerHandling(
+        s,
+        async ({ orderId, quantity }, ctx) => {
+          runs++;
+          await executeLast(
+            sql`insert into ${sql.id(s.ledger.name, 'handled')} (order_id) values (${`${orderId}-${quantity}`})`,
+            ctx,
+          );
+        },
+        { maxDeliveries: 1 },
+      );
+      const { data } = await start([ledger]);
+      const raw = await cluster.transport();
+      const message = {
+        headers: { id: 'evt-last', type: s.orderCreated.name },
+        body: Buffer.from(JSON.stringify({ orderId: 'o-last', quantity: 3 })),
+      };
+      await raw.publish(s.orderCreated.name, message);
+      await raw.publish(s.orderCreated.name, message);
+      await waitUntil(async () => (await count(data, ledger.name, 'chassis_inbox')) === 1, { what: 'the claim' });
+      await sleep(400);
+      assert.equal(await count(data, ledger.name, 'handled'), 1, 'one effect');
+      assert.ok(runs >= 1);
     });
 
     it(`[${target.name}] commit(ctx) is refused in an event handler, whose work commits with its inbox claim`, async () => {

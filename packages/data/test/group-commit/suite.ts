@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ChassisNode, defineService, type EventHandlerOptions, event, on } from '@chassis/core';
-import { type DataExtension, database, dataExtension, sql } from '@chassis/data';
+import { type DataExtension, database, dataExtension, executeLast, sql } from '@chassis/data';
 import { type DatabaseTarget, type TransportTarget, useCluster, waitUntil } from '@chassis/testing';
 import { z } from 'zod';
 
@@ -30,7 +30,8 @@ export function groupCommitSuite(transport: TransportTarget, db: DatabaseTarget)
     const cluster = useCluster(transport, { redelivery: { initialDelayMs: 20, maxDelayMs: 50 } });
     after(() => db.cleanup());
 
-    function slice(options: EventHandlerOptions, emits = false) {
+    /** `last`: the insert is the member's last statement (`executeLast`). */
+    function slice(options: EventHandlerOptions, emits = false, last = false) {
       const suffix = cluster.suffix;
       const changed = event(
         `grouped-${suffix}.changed`,
@@ -38,6 +39,7 @@ export function groupCommitSuite(transport: TransportTarget, db: DatabaseTarget)
       );
       const done = event(`grouped-${suffix}.done`, z.object({ n: z.number().int() }));
       const runs: { n: number; attempt: number }[] = [];
+      const carried: { n: number; refusal: string }[] = [];
       const held: { node?: ChassisNode } = {};
       const projection = defineService({
         name: `grouped-${suffix}`,
@@ -55,6 +57,15 @@ export function groupCommitSuite(transport: TransportTarget, db: DatabaseTarget)
                   timeoutMs: GATHER_MS,
                   intervalMs: 5,
                 }).catch(() => undefined);
+              }
+              if (last) {
+                const table = sql.id(`grouped-${suffix}`, 'applied');
+                await executeLast(sql`insert into ${table} (message_id, n) values (${ctx.messageId}, ${n})`, ctx);
+                // Refused only if the insert carried the COMMIT (the transaction would be over).
+                await sql`select 1`
+                  .execute(await database(ctx))
+                  .catch((error: Error) => void carried.push({ n, refusal: error.message }));
+                return;
               }
               const trx = await database<GroupedTables>(ctx);
               // A null breaks `not null`: the statement fails and aborts the transaction it is in.
@@ -75,7 +86,7 @@ export function groupCommitSuite(transport: TransportTarget, db: DatabaseTarget)
         name: `grouped-listener-${suffix}`,
         events: [on(done, ({ n }) => void received.push(n))],
       });
-      return { changed, projection, listener, runs, received, held };
+      return { changed, projection, listener, runs, received, held, carried };
     }
 
     async function start(s: ReturnType<typeof slice>): Promise<{ data: DataExtension; node: ChassisNode }> {
@@ -138,6 +149,21 @@ export function groupCommitSuite(transport: TransportTarget, db: DatabaseTarget)
       // The last member's turn has begun; the group's commit comes after it.
       await sleep(400);
       assert.equal(data.database.usage.commits - before, 1, 'one COMMIT, and no statement outside it');
+      assert.deepEqual([...(await appliedCounts(data, s)).values()], Array(N).fill(1));
+    });
+
+    it(`[${transport.name}, ${db.name}] executeLast in a group runs as any statement: the group still commits once, after its last member`, async () => {
+      const s = slice({ idempotent: true, groupCommit: true }, false, true);
+      const { data } = await start(s);
+      const before = data.database.usage.commits;
+      await publishAll(
+        s,
+        ns.map((n) => ({ n })),
+      );
+      await waitUntil(() => s.runs.length === N, { what: `${N} deliveries handled` });
+      await sleep(400);
+      assert.equal(data.database.usage.commits - before, 1, 'one COMMIT for the group');
+      assert.deepEqual(s.carried, [], 'no member carried it: each ran a statement after its last');
       assert.deepEqual([...(await appliedCounts(data, s)).values()], Array(N).fill(1));
     });
 
