@@ -1,4 +1,4 @@
-import { ChassisError, fieldErrors, type Identity, toChassisError } from '@chassis/core';
+import { ChassisError, fieldErrors, type Identity, type ParsedInput, parseInput, toChassisError } from '@chassis/core';
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import { headerOf } from '../headers.ts';
 import { type IdempotencyStore, type StoredAnswer, storedError, withIdempotency } from '../idempotency.ts';
@@ -55,13 +55,14 @@ function actionHandler(
   const plain = status !== 204 && spec.location === undefined && spec.respond === undefined && !owns;
   /**
    * The request's input checked against the action's contract (400 with the fields named), giving the
-   * parsed value the route's own rules see (`owns`, `location`, `respond`). The call itself takes the
-   * input as it came: the action parses it where it runs, so a transform in its contract is applied once,
-   * not once here and again on a value it already made.
+   * parsed value the route's own rules see (`owns`, `location`, `respond`). The call takes the input as
+   * it came, with this parse beside it (`parsedInput`): a handler of the same contract on this node takes
+   * the parsed value rather than parsing again, and one elsewhere parses the input where it runs — so a
+   * transform in the contract is applied once either way, never to a value it already made.
    */
-  const checked = (raw: unknown): unknown => {
-    const parsed = spec.action.input.safeParse(raw);
-    if (parsed.success) return parsed.data;
+  const checked = (raw: unknown): ParsedInput => {
+    const parsed = parseInput(spec.action, raw);
+    if (parsed.success) return parsed;
     const fields = fieldErrors(parsed.error);
     throw new ChassisError(
       'VALIDATION',
@@ -69,8 +70,9 @@ function actionHandler(
       { data: { fields } },
     );
   };
-  async function answerOf(request: FastifyRequest, raw: unknown, input: unknown): Promise<StoredAnswer> {
-    const output = await tools.callFor(request, spec.action, raw);
+  async function answerOf(request: FastifyRequest, raw: unknown, parsed: ParsedInput): Promise<StoredAnswer> {
+    const output = await tools.callFor(request, spec.action, raw, { parsedInput: parsed });
+    const input = parsed.data;
     const headers = spec.location ? { location: spec.location(output, input) } : NO_HEADERS;
     const body = spec.respond ? spec.respond(output, input) : output;
     return { status, body: status === 204 ? null : body, headers };
@@ -82,8 +84,8 @@ function actionHandler(
     }
     const req = routeRequest(request);
     const raw = inputOf(req);
-    const input = checked(raw);
-    if (owns) await checkOwnership(spec.auth as RouteAuth<never>, req.user, input);
+    const parsed = checked(raw);
+    if (owns) await checkOwnership(spec.auth as RouteAuth<never>, req.user, parsed.data);
 
     const key = headerOf(request, 'idempotency-key');
     let answer: StoredAnswer;
@@ -96,14 +98,14 @@ function actionHandler(
           body: request.body,
           ttlMs: idempotency.ttlMs,
         },
-        () => answerOf(request, raw, input),
+        () => answerOf(request, raw, parsed),
       );
       const replayedError = storedError(result);
       if (replayedError) throw replayedError;
       if (result.replayed) reply.header('idempotent-replayed', 'true');
       answer = result;
     } else {
-      answer = await answerOf(request, raw, input);
+      answer = await answerOf(request, raw, parsed);
     }
     for (const name in answer.headers) reply.header(name, answer.headers[name]);
     reply.status(answer.status);
@@ -124,8 +126,7 @@ function actionHandler(
     // A bad input throws here, synchronously: Fastify sends it to the error handler. The default input
     // reads the request's params, query and body only: it is given the request itself, not a copy.
     const raw = defaultOf ? defaultOf(request as unknown as RouteInputSource) : inputOf(routeRequest(request));
-    checked(raw);
-    const answered = tools.callNowFor(request, spec.action, raw);
+    const answered = tools.callNowFor(request, spec.action, raw, checked(raw));
     if (!(answered instanceof Promise)) {
       // An error in sending is thrown to Fastify, which sends it to the error handler.
       reply.status(status).send(answered);
