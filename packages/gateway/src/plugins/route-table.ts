@@ -111,7 +111,11 @@ function actionHandler(
     reply.status(answer.status);
     return answer.status === 204 ? reply.send() : reply.send(answer.body);
   };
+  /** The route's URL pattern as Fastify matched it (with the prefix), read once: see `RequestContext.route`. */
+  let routeUrl: string | undefined;
   return (request, reply) => {
+    routeUrl ??= request.routeOptions.url;
+    contextOf(request).route = routeUrl;
     // The usual request — a plain route, no caller to verify first on a public one, no idempotency key —
     // is not an async function: the call's answer is sent as it comes, without the handler's own promise,
     // its await, and the one Fastify chains on it; and an answer a local handler gave at once is sent
