@@ -56,9 +56,11 @@ function actionHandler(
   /**
    * The request's input checked against the action's contract (400 with the fields named), giving the
    * parsed value the route's own rules see (`owns`, `location`, `respond`). The call takes the input as
-   * it came, with this parse beside it (`parsedInput`): a handler of the same contract on this node takes
-   * the parsed value rather than parsing again, and one elsewhere parses the input where it runs — so a
-   * transform in the contract is applied once either way, never to a value it already made.
+   * it came: the action parses it where it runs, so a transform in its contract is applied to what the
+   * client sent, never to a value it already made. On the plain path, where no rule of the route reads
+   * the parse, it goes with the call (`parsedInput`) and a handler of the same contract on this node
+   * takes it rather than parsing again; on the full way the rules keep a value of their own, which a
+   * handler changing its input cannot reach.
    */
   const checked = (raw: unknown): ParsedInput => {
     const parsed = parseInput(spec.action, raw);
@@ -70,9 +72,8 @@ function actionHandler(
       { data: { fields } },
     );
   };
-  async function answerOf(request: FastifyRequest, raw: unknown, parsed: ParsedInput): Promise<StoredAnswer> {
-    const output = await tools.callFor(request, spec.action, raw, { parsedInput: parsed });
-    const input = parsed.data;
+  async function answerOf(request: FastifyRequest, raw: unknown, input: unknown): Promise<StoredAnswer> {
+    const output = await tools.callFor(request, spec.action, raw);
     const headers = spec.location ? { location: spec.location(output, input) } : NO_HEADERS;
     const body = spec.respond ? spec.respond(output, input) : output;
     return { status, body: status === 204 ? null : body, headers };
@@ -98,14 +99,14 @@ function actionHandler(
           body: request.body,
           ttlMs: idempotency.ttlMs,
         },
-        () => answerOf(request, raw, parsed),
+        () => answerOf(request, raw, parsed.data),
       );
       const replayedError = storedError(result);
       if (replayedError) throw replayedError;
       if (result.replayed) reply.header('idempotent-replayed', 'true');
       answer = result;
     } else {
-      answer = await answerOf(request, raw, parsed);
+      answer = await answerOf(request, raw, parsed.data);
     }
     for (const name in answer.headers) reply.header(name, answer.headers[name]);
     reply.status(answer.status);
