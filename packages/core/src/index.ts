@@ -89,6 +89,7 @@ export {
   opsAction,
   opsServiceName,
 } from './ops.ts';
+export { type ParsedInput, parseInput } from './parsed-input.ts';
 export {
   type BreakerPolicy,
   type BreakerState,

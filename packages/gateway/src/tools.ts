@@ -1,4 +1,12 @@
-import type { ActionContract, ChassisNode, Identity, InputOf, OutputOf, OutsideCallOptions } from '@chassis/core';
+import type {
+  ActionContract,
+  ChassisNode,
+  Identity,
+  InputOf,
+  OutputOf,
+  OutsideCallOptions,
+  ParsedInput,
+} from '@chassis/core';
 import type { FastifyRequest } from 'fastify';
 import type { DeadlineOptions } from './deadline.ts';
 import { bearerToken, headerOf } from './headers.ts';
@@ -29,14 +37,28 @@ export interface GatewayTools {
 /** The route table's own tools: `callFor` answering with the output itself when it was there at once. */
 export interface RouteTableTools extends GatewayTools {
   /**
-   * `callFor`, without options: the action's output itself when a local handler gave it at once (no
+   * `callFor`, without a timeout: the action's output itself when a local handler gave it at once (no
    * promise, no microtask hop), else a promise. A failure is a rejected promise, never a throw.
    */
   callNowFor<C extends ActionContract>(
     request: FastifyRequest,
     contract: C,
     input: InputOf<C>,
+    parsedInput?: ParsedInput<C>,
   ): Promise<OutputOf<C>> | OutputOf<C>;
+  /** `callFor`, with the input as the route parsed it (`parsedInput`, see `OutsideCallOptions`). */
+  callFor<C extends ActionContract>(
+    request: FastifyRequest,
+    contract: C,
+    input: InputOf<C>,
+    options?: RouteCallOptions<C>,
+  ): Promise<OutputOf<C>>;
+}
+
+/** What the route table's calls may add to a plugin's: the input as the route already parsed it. */
+interface RouteCallOptions<C extends ActionContract> {
+  timeoutMs?: number;
+  parsedInput?: ParsedInput<C>;
 }
 
 export interface GatewayToolsOptions {
@@ -54,7 +76,7 @@ export function gatewayTools({ node, identify, deadlines, prefix }: GatewayTools
     request: FastifyRequest,
     contract: C,
     input: InputOf<C>,
-    callOptions?: { timeoutMs?: number },
+    callOptions?: RouteCallOptions<C>,
   ): Promise<OutputOf<C>> => {
     // Only a token the gateway verified travels on: on a public route a bad one is ignored, not passed
     // to a service that would refuse the whole call. Without a header there is nothing to wait for.
@@ -75,15 +97,16 @@ export function gatewayTools({ node, identify, deadlines, prefix }: GatewayTools
     contract: C,
     input: InputOf<C>,
     token: string | undefined,
-    callOptions: { timeoutMs?: number } | undefined,
-  ): Promise<OutputOf<C>> => node.call(contract, input, optionsFor<C>(request, token, callOptions));
+    callOptions: RouteCallOptions<C> | undefined,
+  ): Promise<OutputOf<C>> =>
+    node.call(contract, input, optionsFor<C>(request, token, callOptions?.timeoutMs, callOptions?.parsedInput));
   const optionsFor = <C extends ActionContract>(
     request: FastifyRequest,
     token: string | undefined,
-    callOptions: { timeoutMs?: number } | undefined,
+    timeoutMs: number | undefined,
+    parsedInput: ParsedInput<C> | undefined,
   ): OutsideCallOptions<C> => {
     const requestDeadlineAt = deadlineOf(request, deadlines);
-    const timeoutMs = callOptions?.timeoutMs;
     const deadline = timeoutMs === undefined ? requestDeadlineAt : Math.min(requestDeadlineAt, Date.now() + timeoutMs);
     // One shape for every call (absent fields undefined, which `call` reads as absent), not spreads.
     return {
@@ -93,18 +116,20 @@ export function gatewayTools({ node, identify, deadlines, prefix }: GatewayTools
       // An empty header is none.
       traceparent: headerOf(request, 'traceparent') || undefined,
       tracestate: headerOf(request, 'tracestate') || undefined,
+      parsedInput,
     };
   };
   const callNowFor = <C extends ActionContract>(
     request: FastifyRequest,
     contract: C,
     input: InputOf<C>,
+    parsedInput?: ParsedInput<C>,
   ): Promise<OutputOf<C>> | OutputOf<C> => {
     // With a token there is a caller to verify first: that waits anyway.
-    if (request.headers.authorization !== undefined) return callFor(request, contract, input);
+    if (request.headers.authorization !== undefined) return callFor(request, contract, input, { parsedInput });
     let options: OutsideCallOptions<C>;
     try {
-      options = optionsFor<C>(request, undefined, undefined);
+      options = optionsFor<C>(request, undefined, undefined, parsedInput);
     } catch (error) {
       return Promise.reject(error);
     }

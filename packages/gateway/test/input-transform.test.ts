@@ -10,8 +10,19 @@ import { z } from 'zod';
  * input where it runs. Were the gateway to forward its own parsed value, the action would parse a number
  * where its contract reads text, and refuse a request the gateway had accepted.
  */
+/** Runs of the contract's transform: the gateway's check and a local handler share one parse. */
+let transforms = 0;
 const quote = action('prices.quote', {
-  input: z.object({ symbol: z.string().min(1), cents: z.string().regex(/^\d+$/).transform(Number) }),
+  input: z.object({
+    symbol: z.string().min(1),
+    cents: z
+      .string()
+      .regex(/^\d+$/)
+      .transform((text) => {
+        transforms++;
+        return Number(text);
+      }),
+  }),
   output: z.object({ symbol: z.string(), dollars: z.number() }),
   idempotent: true,
 });
@@ -69,6 +80,21 @@ describe('gateway: an input contract with a transform', () => {
     assert.deepEqual(seen, [
       { symbol: 'BHP', cents: 1250 },
       { symbol: 'RIO', cents: 99 },
+    ]);
+  });
+
+  it('runs once a plain request when the action is served on the gateway’s own node: its parse is passed on', async () => {
+    transforms = 0;
+    const plain = await gateway.app.inject({ method: 'GET', url: '/quotes/BHP?cents=700' });
+    assert.equal(plain.statusCode, 200, plain.body);
+    assert.equal(transforms, 1);
+    // The full way (a Location rule) keeps its own parse for the rule: the action parses again.
+    const full = await gateway.app.inject({ method: 'POST', url: '/quotes', payload: { symbol: 'RIO', cents: '5' } });
+    assert.equal(full.statusCode, 200, full.body);
+    assert.equal(transforms, 3);
+    assert.deepEqual(seen.slice(-2), [
+      { symbol: 'BHP', cents: 700 },
+      { symbol: 'RIO', cents: 5 },
     ]);
   });
 

@@ -4,6 +4,7 @@ import { fieldErrors } from '../contracts.ts';
 import { ChassisError, timeoutError, toChassisError } from '../errors.ts';
 import { outcomeOf } from '../observability/metrics.ts';
 import { type Span, SpanKind, Tracing } from '../observability/tracing.ts';
+import { alreadyParsed } from '../parsed-input.ts';
 import type { HandlerPolicies } from '../policies/index.ts';
 import type { ActionHandler, ServiceDefinition } from '../service.ts';
 import { isPast } from './deadline.ts';
@@ -47,7 +48,9 @@ export function endServing(
  * Runs an action for a request, wherever it came from (the transport or a local call): its deadline,
  * its input against the contract, the caller's identity, the handler's policies, and its output
  * against the contract. Answers with the output, throws a `ChassisError`. `now`: the clock, when the
- * caller has just read it (a local call).
+ * caller has just read it (a local call). `parsedInput`: the input as `parseInput` parsed it (a local
+ * call from the gateway, which checked it for its 400); taken as the parsed input only when the very
+ * same schema as the handler's contract made it, else the input is parsed here as always.
  *
  * Synchronous as far as it can be: a handler that answers at once (no identity to verify, no bulkhead
  * or rate limit, no extension around it) is answered with its output itself, not a promise, so a local
@@ -62,6 +65,7 @@ export function runAction(
   origin: Origin,
   span: Span,
   now: number = Date.now(),
+  parsedInput?: unknown,
 ): unknown {
   const { contract } = handler;
   if (isPast(origin.deadline, now)) {
@@ -72,7 +76,7 @@ export function runAction(
       `The deadline of ${contract.name} passed before it was handled`,
     );
   }
-  const parsed = contract.input.safeParse(input);
+  const parsed = alreadyParsed(parsedInput, contract.input) ?? contract.input.safeParse(input);
   if (!parsed.success) {
     const fields = fieldErrors(parsed.error);
     throw new ChassisError('VALIDATION', `Invalid input for ${contract.name}: ${describeFields(fields)}`, {

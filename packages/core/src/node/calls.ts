@@ -4,6 +4,7 @@ import { decodeBody, encodeTimeoutMs, Header } from '../envelope.ts';
 import { ChassisError, timeoutError } from '../errors.ts';
 import { outcomeOf } from '../observability/metrics.ts';
 import { noSpan, type Span, SpanKind, Tracing } from '../observability/tracing.ts';
+import type { ParsedInput } from '../parsed-input.ts';
 import type { CallPolicies } from '../policies/index.ts';
 import { resolveDeadline } from '../policies/timeout.ts';
 import type { ServiceDefinition } from '../service.ts';
@@ -20,6 +21,12 @@ export interface OutsideCallOptions<C extends ActionContract = ActionContract> e
   /** The W3C trace context the call continues (the gateway passes the HTTP request's). */
   traceparent?: string;
   tracestate?: string;
+  /**
+   * `input` as `parseInput` parsed it against this contract, by a caller that had to check it anyway
+   * (the gateway, for its 400): a handler on this node with the same schema takes it as parsed instead
+   * of parsing `input` again, on the call's first attempt. The wire carries `input` as it is.
+   */
+  parsedInput?: ParsedInput<C>;
 }
 
 /**
@@ -49,7 +56,7 @@ export function admitNow<C extends ActionContract>(
 ): Promise<OutputOf<C>> | OutputOf<C> {
   const maxDelayMs = rt.settings.maxEventDelayMs;
   if (!(maxDelayMs < Number.POSITIVE_INFINITY) || rt.transport.admit === undefined) {
-    return sendNow(rt, contract, input, options, outsideOrigin(rt, options));
+    return sendNow(rt, contract, input, options, outsideOrigin(rt, options), Date.now(), options.parsedInput);
   }
   const now = Date.now();
   const deadline = resolveDeadline({
@@ -63,7 +70,9 @@ export function admitNow<C extends ActionContract>(
   const timeLeft = Math.max(0, deadline - now);
   const admitted = rt.transport.admit(maxDelayMs, timeLeft);
   // Admitted at once: the call starts now, on this reading of the clock.
-  if (admitted === undefined) return sendNow(rt, contract, input, options, outsideOrigin(rt, options), now);
+  if (admitted === undefined) {
+    return sendNow(rt, contract, input, options, outsideOrigin(rt, options), now, options.parsedInput);
+  }
   // The wait counts against the call's time: it goes on with what is left of its deadline.
   return admitted.then(
     (done) => {
@@ -146,6 +155,7 @@ function sendNow<C extends ActionContract>(
   options: CallOptions<C>,
   origin: Origin,
   now: number = Date.now(),
+  parsedInput?: ParsedInput<C>,
 ): Promise<OutputOf<C>> | OutputOf<C> {
   const started = performance.now();
   const deadline = resolveDeadline({
@@ -177,7 +187,7 @@ function sendNow<C extends ActionContract>(
       policies: callPolicies(rt, contract, options),
       fallback: options.fallback,
       now,
-      attempt: attempts(rt, local, contract, input, body, deadline, origin, span, started),
+      attempt: attempts(rt, local, contract, input, parsedInput, body, deadline, origin, span, started),
     });
   } catch (error) {
     ended(rt, contract, span, started, error);
@@ -230,6 +240,7 @@ function attempts<C extends ActionContract>(
   local: ServiceDefinition | undefined,
   contract: C,
   input: InputOf<C>,
+  parsedInput: ParsedInput<C> | undefined,
   body: Uint8Array | undefined,
   deadline: number,
   origin: Origin,
@@ -237,12 +248,38 @@ function attempts<C extends ActionContract>(
   started: number,
 ): (attempt: number, now: number | undefined) => Promise<OutputOf<C>> | OutputOf<C> {
   // An attempt made in the call's synchronous start (given the call's `now`) starts when the call did,
-  // on both clocks; a later one reads them.
+  // on both clocks; a later one reads them. Only the first attempt takes the input as already parsed:
+  // a retry gets a value of its own, as it would over the wire, not one an earlier attempt may have
+  // changed.
   return local
     ? (attempt, now) =>
         now === undefined
-          ? callLocal(rt, local, contract, input, deadline, origin, span, attempt, Date.now(), performance.now())
-          : callLocal(rt, local, contract, input, deadline, origin, span, attempt, now, started)
+          ? callLocal(
+              rt,
+              local,
+              contract,
+              input,
+              undefined,
+              deadline,
+              origin,
+              span,
+              attempt,
+              Date.now(),
+              performance.now(),
+            )
+          : callLocal(
+              rt,
+              local,
+              contract,
+              input,
+              attempt === 1 ? parsedInput : undefined,
+              deadline,
+              origin,
+              span,
+              attempt,
+              now,
+              started,
+            )
     : (attempt, now) => sendOnce(rt, contract, body!, deadline, origin, span, attempt, now ?? Date.now());
 }
 

@@ -58,6 +58,7 @@ class LocalOrigin implements Origin {
  * (`Date.now()` and `performance.now()`: the call's own readings when this attempt is made in its
  * synchronous start, so its server histogram counts the call's few µs of policies too). The handler runs under the
  * call's span (`span`): a local call has one span, not a client and a server one (see `send`).
+ * `parsedInput`: the input as `parseInput` parsed it, when the caller had (see `runAction`).
  * A handler that answers at once is answered with its output itself, not a promise: the policies
  * `await` the attempt either way, and a promise here was one more allocation and hop per call.
  */
@@ -66,6 +67,7 @@ export function callLocal<C extends ActionContract>(
   service: ServiceDefinition,
   contract: C,
   input: unknown,
+  parsedInput: unknown,
   deadline: number,
   caller: Origin,
   span: Span,
@@ -85,7 +87,7 @@ export function callLocal<C extends ActionContract>(
   const origin = new LocalOrigin(caller, deadline, span);
   let work: unknown;
   try {
-    work = runAction(rt, service, handler, input, origin, span, now);
+    work = runAction(rt, service, handler, input, origin, span, now, parsedInput);
   } catch (error) {
     return Promise.reject(failedLocally(rt, service, contract.action, started, error));
   }

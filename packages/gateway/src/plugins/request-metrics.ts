@@ -49,7 +49,7 @@ const plugin: FastifyPluginCallback<RequestMetricsOptions> = (app, { registry },
   app.addHook('onSend', (request, reply, payload, done) => {
     const context = contextOf(request);
     // Only matched routes become label values: a scan of random paths must not grow the metric.
-    const route = request.routeOptions.url ?? '(unmatched)';
+    const route = context.route ?? request.routeOptions.url ?? '(unmatched)';
     childOf(request.method, route, reply.statusCode, context.outcome ?? 'ok').observe(
       (performance.now() - context.startedAt) / 1000,
     );

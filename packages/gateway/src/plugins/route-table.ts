@@ -1,4 +1,4 @@
-import { ChassisError, fieldErrors, type Identity, toChassisError } from '@chassis/core';
+import { ChassisError, fieldErrors, type Identity, type ParsedInput, parseInput, toChassisError } from '@chassis/core';
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import { headerOf } from '../headers.ts';
 import { type IdempotencyStore, type StoredAnswer, storedError, withIdempotency } from '../idempotency.ts';
@@ -55,13 +55,16 @@ function actionHandler(
   const plain = status !== 204 && spec.location === undefined && spec.respond === undefined && !owns;
   /**
    * The request's input checked against the action's contract (400 with the fields named), giving the
-   * parsed value the route's own rules see (`owns`, `location`, `respond`). The call itself takes the
-   * input as it came: the action parses it where it runs, so a transform in its contract is applied once,
-   * not once here and again on a value it already made.
+   * parsed value the route's own rules see (`owns`, `location`, `respond`). The call takes the input as
+   * it came: the action parses it where it runs, so a transform in its contract is applied to what the
+   * client sent, never to a value it already made. On the plain path, where no rule of the route reads
+   * the parse, it goes with the call (`parsedInput`) and a handler of the same contract on this node
+   * takes it rather than parsing again; on the full way the rules keep a value of their own, which a
+   * handler changing its input cannot reach.
    */
-  const checked = (raw: unknown): unknown => {
-    const parsed = spec.action.input.safeParse(raw);
-    if (parsed.success) return parsed.data;
+  const checked = (raw: unknown): ParsedInput => {
+    const parsed = parseInput(spec.action, raw);
+    if (parsed.success) return parsed;
     const fields = fieldErrors(parsed.error);
     throw new ChassisError(
       'VALIDATION',
@@ -82,8 +85,8 @@ function actionHandler(
     }
     const req = routeRequest(request);
     const raw = inputOf(req);
-    const input = checked(raw);
-    if (owns) await checkOwnership(spec.auth as RouteAuth<never>, req.user, input);
+    const parsed = checked(raw);
+    if (owns) await checkOwnership(spec.auth as RouteAuth<never>, req.user, parsed.data);
 
     const key = headerOf(request, 'idempotency-key');
     let answer: StoredAnswer;
@@ -96,20 +99,24 @@ function actionHandler(
           body: request.body,
           ttlMs: idempotency.ttlMs,
         },
-        () => answerOf(request, raw, input),
+        () => answerOf(request, raw, parsed.data),
       );
       const replayedError = storedError(result);
       if (replayedError) throw replayedError;
       if (result.replayed) reply.header('idempotent-replayed', 'true');
       answer = result;
     } else {
-      answer = await answerOf(request, raw, input);
+      answer = await answerOf(request, raw, parsed.data);
     }
     for (const name in answer.headers) reply.header(name, answer.headers[name]);
     reply.status(answer.status);
     return answer.status === 204 ? reply.send() : reply.send(answer.body);
   };
+  /** The route's URL pattern as Fastify matched it (with the prefix), read once: see `RequestContext.route`. */
+  let routeUrl: string | undefined;
   return (request, reply) => {
+    routeUrl ??= request.routeOptions.url;
+    contextOf(request).route = routeUrl;
     // The usual request — a plain route, no caller to verify first on a public one, no idempotency key —
     // is not an async function: the call's answer is sent as it comes, without the handler's own promise,
     // its await, and the one Fastify chains on it; and an answer a local handler gave at once is sent
@@ -124,8 +131,7 @@ function actionHandler(
     // A bad input throws here, synchronously: Fastify sends it to the error handler. The default input
     // reads the request's params, query and body only: it is given the request itself, not a copy.
     const raw = defaultOf ? defaultOf(request as unknown as RouteInputSource) : inputOf(routeRequest(request));
-    checked(raw);
-    const answered = tools.callNowFor(request, spec.action, raw);
+    const answered = tools.callNowFor(request, spec.action, raw, checked(raw));
     if (!(answered instanceof Promise)) {
       // An error in sending is thrown to Fastify, which sends it to the error handler.
       reply.status(status).send(answered);
