@@ -3,7 +3,7 @@ import { ChassisError, defineError, fieldErrors } from '@chassis/core';
 import type { Kysely, RawBuilder } from 'kysely';
 import type { z } from 'zod';
 import { type AnyTables, type Database, quoteIdentifier, sql } from './database.ts';
-import { FixedStatement } from './fixed-statement.ts';
+import { FixedStatement, FixedStatements } from './fixed-statement.ts';
 import { indexIfMissing, installInServiceSchema } from './service-schema.ts';
 
 /**
@@ -219,7 +219,7 @@ export class EventStore<S extends EventSchemas = EventSchemas> {
   readonly db: Database;
 
   /** `append`'s one statement by how it claims the stream (see `appendStatement`), each made on first use. */
-  private readonly appendStatements = new Map<Claim, FixedStatement<AppendedRow, [string, number, string, string]>>();
+  private readonly appendStatements = new FixedStatements<AppendedRow, [string, number, string, string]>();
 
   /** `readStreamLocked`'s one statement, given the stream, the first version and the limit. */
   private readonly readLockedStatement = new FixedStatement<
@@ -390,35 +390,35 @@ export class EventStore<S extends EventSchemas = EventSchemas> {
    * ~30% less CPU (measured: 450–590 → 310–440 µs an append, alone in its transaction).
    */
   private appendStatement(claim: Claim): FixedStatement<AppendedRow, [string, number, string, string]> {
-    let statement = this.appendStatements.get(claim);
-    if (statement) return statement;
+    return this.appendStatements.get(claim, () => this.makeAppendStatement(claim));
+  }
+
+  private makeAppendStatement(claim: Claim): FixedStatement<AppendedRow, [string, number, string, string]> {
     const streams = this.table(STREAMS_TABLE);
     const channel = this.notify ? eventsChannel(this.service) : undefined;
-    statement = new FixedStatement<AppendedRow, [string, number, string, string]>(
-      4,
-      (stream, count, batch, version) => {
-        const claimed = {
-          any: sql`insert into ${streams} as s (stream, version, txid) values (${stream}, ${count}::bigint, pg_current_xact_id())
+    return new FixedStatement<AppendedRow, [string, number, string, string]>(4, (stream, count, batch, version) => {
+      const claimed = {
+        any: sql`insert into ${streams} as s (stream, version, txid) values (${stream}, ${count}::bigint, pg_current_xact_id())
           on conflict (stream) do update
             set version = s.version + excluded.version, txid = greatest(s.txid, excluded.txid), updated_at = now()
           returning s.version, s.txid`,
-          no_stream: sql`insert into ${streams} as s (stream, version, txid) values (${stream}, ${count}::bigint, pg_current_xact_id())
+        no_stream: sql`insert into ${streams} as s (stream, version, txid) values (${stream}, ${count}::bigint, pg_current_xact_id())
           on conflict (stream) do nothing
           returning s.version, s.txid`,
-          stream_exists: sql`update ${streams} as s
+        stream_exists: sql`update ${streams} as s
           set version = s.version + ${count}::bigint, txid = greatest(s.txid, pg_current_xact_id()), updated_at = now()
           where s.stream = ${stream}
           returning s.version, s.txid`,
-          version: sql`update ${streams} as s
+        version: sql`update ${streams} as s
           set version = s.version + ${count}::bigint, txid = greatest(s.txid, pg_current_xact_id()), updated_at = now()
           where s.stream = ${stream} and s.version = cast(${version} as text)::bigint
           returning s.version, s.txid`,
-        }[claim];
-        // A select that nothing reads is not run: the notification is joined in (one row, whatever it says).
-        const notified =
-          channel === undefined ? sql`` : sql`, notified as (select pg_notify(${sql.lit(channel)}, '') from claimed)`;
-        const joined = channel === undefined ? sql`` : sql`, (select count(*) from notified) as notifications`;
-        return sql`
+      }[claim];
+      // A select that nothing reads is not run: the notification is joined in (one row, whatever it says).
+      const notified =
+        channel === undefined ? sql`` : sql`, notified as (select pg_notify(${sql.lit(channel)}, '') from claimed)`;
+      const joined = channel === undefined ? sql`` : sql`, (select count(*) from notified) as notifications`;
+      return sql`
         with claimed as (${claimed}),
         appended as (
           insert into ${this.table(EVENTS_TABLE)} (txid, stream, version, id, type, data, metadata)
@@ -429,10 +429,7 @@ export class EventStore<S extends EventSchemas = EventSchemas> {
           returning position, version, txid, recorded_at
         )${notified}
         select position, version, txid::text::bigint as txid, recorded_at from appended${joined}`;
-      },
-    );
-    this.appendStatements.set(claim, statement);
-    return statement;
+    });
   }
 
   /** The stream's current version: 0 when it has no events. */
