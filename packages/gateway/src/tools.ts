@@ -46,16 +46,9 @@ export interface RouteTableTools extends GatewayTools {
     input: InputOf<C>,
     parsedInput?: ParsedInput<C>,
   ): Promise<OutputOf<C>> | OutputOf<C>;
-  /** `callFor`, with the input as the route parsed it (`parsedInput`, see `OutsideCallOptions`). */
-  callFor<C extends ActionContract>(
-    request: FastifyRequest,
-    contract: C,
-    input: InputOf<C>,
-    options?: RouteCallOptions<C>,
-  ): Promise<OutputOf<C>>;
 }
 
-/** What the route table's calls may add to a plugin's: the input as the route already parsed it. */
+/** What `callNowFor` adds to a plugin's call options: the input as the route already parsed it. */
 interface RouteCallOptions<C extends ActionContract> {
   timeoutMs?: number;
   parsedInput?: ParsedInput<C>;

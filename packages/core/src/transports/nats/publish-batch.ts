@@ -68,10 +68,11 @@ function send(
   body: Uint8Array,
   options: PublishOptions | undefined,
   failed: ((error: unknown) => void) | undefined,
-  now = false,
+  atOnce = false,
 ): void {
   try {
-    if (options?.headers || !publishWhole(nc, subject, body, options?.reply, now)) nc.publish(subject, body, options);
+    if (options?.headers || !publishWhole(nc, subject, body, options?.reply, atOnce))
+      nc.publish(subject, body, options);
   } catch (error) {
     failed?.(error);
   }
@@ -115,7 +116,7 @@ function publishWhole(
   subject: string,
   body: Uint8Array,
   reply: string | undefined,
-  now: boolean,
+  atOnce: boolean,
 ): boolean {
   const { protocol, _check } = nc as Outbound;
   if (!protocol?.sendCommand || !_check) return false;
@@ -132,7 +133,7 @@ function publishWhole(
   out[out.length - 1] = 10; // \n
   protocol.outMsgs++;
   protocol.outBytes += body.length;
-  if (!(now && writeDirect(protocol, out))) protocol.sendCommand(out);
+  if (!(atOnce && writeDirect(protocol, out))) protocol.sendCommand(out);
   return true;
 }
 
