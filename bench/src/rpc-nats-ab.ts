@@ -11,8 +11,8 @@ import { sellOrder, sellOrderSchema } from './sell-order.ts';
  *
  *   OLD_ROOT=/path/to/old/checkout node src/rpc-nats-ab.ts
  *
- * `NEW_ROOT` defaults to this checkout. `SLICE_MS` (300), `SLICES` (60 pairs measured) and `WARM_SLICES`
- * (4 pairs first, not counted) set the run; `OLD_OPTIONS` / `NEW_OPTIONS` (JSON) are added to both
+ * `NEW_ROOT` defaults to this checkout. `SLICE_MS` (300), `SLICES` (60 pairs measured), `WARM_SLICES`
+ * (4 pairs first, not counted) and `CONCURRENCY` (1: calls one after another) set the run; `OLD_OPTIONS` / `NEW_OPTIONS` (JSON) are added to both
  * nodes of a side, to price a feature against the same code without it.
  */
 
@@ -20,6 +20,7 @@ const NATS_URL = process.env.BENCH_NATS_URL ?? 'nats://127.0.0.1:4222';
 const SLICE_MS = Number(process.env.SLICE_MS ?? 300);
 const SLICES = Number(process.env.SLICES ?? 60);
 const WARM_SLICES = Number(process.env.WARM_SLICES ?? 4);
+const CONCURRENCY = Number(process.env.CONCURRENCY ?? 1);
 const suffix = Math.random().toString(36).slice(2, 8);
 
 type Core = typeof import('@chassis/core');
@@ -30,6 +31,7 @@ interface Side {
   call: () => Promise<unknown>;
   stop: () => Promise<void>;
   perCall: number[];
+  rates: number[];
 }
 
 async function side(name: string, root: string, options: Record<string, unknown>): Promise<Side> {
@@ -59,12 +61,14 @@ async function side(name: string, root: string, options: Record<string, unknown>
       await server.stop();
     },
     perCall: [],
+    rates: [],
   };
 }
 
-/** Calls one after another for a slice; CPU µs per call. */
-async function slice(s: Side): Promise<number> {
-  return (await runSlice(s.call, 1, { sliceMs: SLICE_MS, rampMs: 0 })).cpuUsPerCall;
+/** `CONCURRENCY` calls in flight for a slice: CPU µs per call, and calls a second. */
+async function slice(s: Side): Promise<[number, number]> {
+  const { cpuUsPerCall, calls, seconds } = await runSlice(s.call, CONCURRENCY, { sliceMs: SLICE_MS, rampMs: 0 });
+  return [cpuUsPerCall, calls / seconds];
 }
 
 const oldRoot = process.env.OLD_ROOT;
@@ -75,22 +79,29 @@ if (!oldRoot) {
 const newRoot = process.env.NEW_ROOT ?? resolve(import.meta.dirname, '../..');
 const old = await side('old', oldRoot, JSON.parse(process.env.OLD_OPTIONS ?? '{}'));
 const next = await side('new', newRoot, JSON.parse(process.env.NEW_OPTIONS ?? '{}'));
-console.log(`rpc-nats-ab: ${oldRoot} (old) against ${newRoot} (new), ${SLICES} pairs of ${SLICE_MS} ms slices`);
+console.log(
+  `rpc-nats-ab: ${oldRoot} (old) against ${newRoot} (new), ${SLICES} pairs of ${SLICE_MS} ms slices at concurrency ${CONCURRENCY}`,
+);
 for (let pair = 0; pair < WARM_SLICES + SLICES; pair++) {
   // Each goes first in turn: whatever the first of a pair pays (a timer, a collection) falls on both.
   const order = pair % 2 === 0 ? [old, next] : [next, old];
-  const measured: [Side, number][] = [];
+  const measured: [Side, [number, number]][] = [];
   for (const s of order) measured.push([s, await slice(s)]);
   if (pair < WARM_SLICES) continue;
-  for (const [s, perCall] of measured) s.perCall.push(perCall);
+  for (const [s, [perCall, rate]] of measured) {
+    s.perCall.push(perCall);
+    s.rates.push(rate);
+  }
 }
 for (const s of [old, next]) {
   console.log(
-    `${s.name}: median ${spread(s.perCall).median.toFixed(1)} µs CPU a call, lowest ${Math.min(...s.perCall).toFixed(1)}`,
+    `${s.name}: median ${spread(s.perCall).median.toFixed(1)} µs CPU a call, lowest ${Math.min(...s.perCall).toFixed(1)}; ` +
+      `median ${Math.round(spread(s.rates).median)} calls/s`,
   );
 }
 console.log(
-  `new/old, slice by slice: ${formatSpread(spread(cycleRatios(next.perCall, old.perCall)), 3)}, median (quartiles)`,
+  `new/old, slice by slice: CPU a call ${formatSpread(spread(cycleRatios(next.perCall, old.perCall)), 3)}, ` +
+    `calls/s ${formatSpread(spread(cycleRatios(next.rates, old.rates)), 3)}, median (quartiles)`,
 );
 await next.stop();
 await old.stop();
