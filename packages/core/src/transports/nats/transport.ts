@@ -31,6 +31,7 @@ import { checkSubject, checkToken, durableName } from './names.ts';
 import { type NatsSettings, type NatsTransportOptions, natsSettings, RECOVERY_BACKOFF } from './options.ts';
 import { PublishBatch } from './publish-batch.ts';
 import { PullWorker } from './pull-worker.ts';
+import { readDirectly } from './read-direct.ts';
 import { RpcClient } from './rpc-client.ts';
 import { serveRpc } from './rpc-server.ts';
 import type { NatsSession } from './session.ts';
@@ -101,6 +102,7 @@ class NatsTransport implements Transport, NatsSession {
       throw asTransportError(error, `Cannot set up the JetStream streams on ${this.settings.url}`);
     }
     this.#rpc.listen(nc);
+    this.#readDirectly(nc);
     await nc.flush();
     void this.#watchStatus(nc);
     void nc.closed().then(() => this.#onClosed());
@@ -122,6 +124,7 @@ class NatsTransport implements Transport, NatsSession {
           this.status.set('reconnecting');
           break;
         case 'reconnect':
+          this.#readDirectly(nc);
           this.#reconnectDelay.reset();
           this.status.set('connected');
           // A server started from empty storage lost the streams; recreate them before consumers notice.
@@ -132,6 +135,11 @@ class NatsTransport implements Transport, NatsSession {
           break;
       }
     }
+  }
+
+  /** The new connection's socket read straight into nats.js's parser (`read-direct.ts`). */
+  #readDirectly(nc: NatsConnection): void {
+    readDirectly(nc, (error) => this.report(error, 'A NATS subscription callback threw; reconnecting'));
   }
 
   /** JetStream may still be loading right after a restart: try for ~10 s before telling anyone. */

@@ -1,0 +1,149 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { servers, skipUnlessUp } from '@chassis/testing';
+import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { readDirectly } from '../../src/transports/nats/read-direct.ts';
+
+const skipWithoutNats = await skipUnlessUp('nats');
+
+/** The connection's current socket. */
+function socketOf(nc: NatsConnection): NodeJS.EventEmitter {
+  return (nc as unknown as { protocol: { transport: { socket: NodeJS.EventEmitter } } }).protocol.transport.socket;
+}
+
+/**
+ * Whether the socket is handing a read to its listeners right now: a message seen while it is was
+ * parsed in the socket's callback, not later through nats.js's iterator.
+ */
+function watchReads(nc: NatsConnection): () => boolean {
+  let reading = false;
+  const socket = socketOf(nc);
+  socket.prependListener('data', () => {
+    reading = true;
+  });
+  socket.on('data', () => {
+    reading = false;
+  });
+  return () => reading;
+}
+
+function until(check: () => boolean, what: string, ms = 5_000): Promise<void> {
+  const end = Date.now() + ms;
+  return new Promise((resolve, reject) => {
+    const poll = () => {
+      if (check()) resolve();
+      else if (Date.now() > end) reject(new Error(`timed out waiting for ${what}`));
+      else setTimeout(poll, 5);
+    };
+    poll();
+  });
+}
+
+describe('NATS socket read straight into the parser', { skip: skipWithoutNats }, () => {
+  it('every message arrives, in order, whatever the reads it came in: one at a time and in bursts', async () => {
+    const reader = await connect({ servers: servers.nats.url });
+    const writer = await connect({ servers: servers.nats.url });
+    try {
+      assert.equal(readDirectly(reader, assert.fail), true);
+      assert.equal(readDirectly(reader, assert.fail), true, 'twice is once');
+      assert.equal(socketOf(reader).listenerCount('data'), 1);
+      const reading = watchReads(reader);
+      const subject = `read-direct.${randomBytes(4).toString('hex')}`;
+      const seen: number[] = [];
+      let inRead = 0;
+      reader.subscribe(subject, {
+        callback: (_error, msg: Msg) => {
+          if (reading()) inRead++;
+          seen.push(new DataView(msg.data.buffer, msg.data.byteOffset).getUint32(0));
+        },
+      });
+      await reader.flush();
+      let sent = 0;
+      const send = (size: number) => {
+        const body = Buffer.alloc(size);
+        body.writeUInt32BE(sent++, 0);
+        writer.publish(subject, body);
+      };
+      // One at a time, each read its own...
+      for (let i = 0; i < 20; i++) {
+        send(8);
+        await writer.flush();
+      }
+      await until(() => seen.length === 20, 'the messages sent one at a time');
+      assert.ok(inRead >= 19, `parsed in the socket's callback: ${inRead} of 20`);
+      // ...then bursts larger than a read, split across reads at any byte, with reads coming while
+      // earlier ones are still being handed to the parser.
+      for (let burst = 0; burst < 20; burst++) {
+        for (let i = 0; i < 200; i++) send(4 + ((i * 7919) % 3000));
+        if (burst % 3 === 0) await writer.flush();
+      }
+      await writer.flush();
+      await until(() => seen.length === sent, `${sent} messages`);
+      assert.deepEqual(
+        seen,
+        Array.from({ length: sent }, (_, i) => i),
+      );
+    } finally {
+      await writer.close();
+      await reader.close();
+    }
+  });
+
+  it('a subscription callback that throws is reported, and the connection reconnects and reads again', async () => {
+    const reader = await connect({ servers: servers.nats.url, reconnectTimeWait: 50 });
+    const writer = await connect({ servers: servers.nats.url });
+    try {
+      const failures: unknown[] = [];
+      assert.equal(
+        readDirectly(reader, (error) => failures.push(error)),
+        true,
+      );
+      const subject = `read-direct.${randomBytes(4).toString('hex')}`;
+      const seen: string[] = [];
+      reader.subscribe(subject, {
+        callback: (_error, msg: Msg) => {
+          const text = msg.string();
+          if (text === 'throw') throw new Error('a callback that throws');
+          seen.push(text);
+        },
+      });
+      await reader.flush();
+      let reconnected = false;
+      void (async () => {
+        for await (const status of reader.status()) if (status.type === 'reconnect') reconnected = true;
+      })();
+      // The first read after setting up goes nats.js's way; this one straight to the parser.
+      writer.publish(subject, 'before');
+      await writer.flush();
+      await until(() => seen.includes('before'), 'the message before');
+      writer.publish(subject, 'throw');
+      await writer.flush();
+      await until(() => reconnected, 'the reconnect');
+      assert.equal(failures.length, 1);
+      assert.match(String(failures[0]), /a callback that throws/);
+      // A new socket: read nats.js's way until set up again, as the transport does on each reconnect.
+      assert.equal(readDirectly(reader, assert.fail), true);
+      for (let i = 0; i < 3; i++) {
+        writer.publish(subject, `after ${i}`);
+        await writer.flush();
+      }
+      await until(() => seen.length === 4, 'the messages after');
+      assert.deepEqual(seen, ['before', 'after 0', 'after 1', 'after 2']);
+    } finally {
+      await writer.close();
+      await reader.close();
+    }
+  });
+
+  it('a connection not shaped as nats.js 3 shapes it is left to read its own way', () => {
+    assert.equal(readDirectly({} as NatsConnection, assert.fail), false);
+    const debug = {
+      protocol: {
+        parser: { parse: () => undefined },
+        transport: { done: false, yields: [], signal: {}, socket: {}, options: { debug: true } },
+      },
+    } as unknown as NatsConnection;
+    assert.equal(readDirectly(debug, assert.fail), false, 'with debug output on');
+  });
+});
