@@ -7,6 +7,9 @@ import { readDirectly } from '../../src/transports/nats/read-direct.ts';
 
 const skipWithoutNats = await skipUnlessUp('nats');
 
+/** For a test where no callback may throw. */
+const unexpected = (error: unknown): never => assert.fail(`unexpected failure: ${String(error)}`);
+
 /** The connection's current socket. */
 function socketOf(nc: NatsConnection): NodeJS.EventEmitter {
   return (nc as unknown as { protocol: { transport: { socket: NodeJS.EventEmitter } } }).protocol.transport.socket;
@@ -45,8 +48,8 @@ describe('NATS socket read straight into the parser', { skip: skipWithoutNats },
     const reader = await connect({ servers: servers.nats.url });
     const writer = await connect({ servers: servers.nats.url });
     try {
-      assert.equal(readDirectly(reader, assert.fail), true);
-      assert.equal(readDirectly(reader, assert.fail), true, 'twice is once');
+      assert.equal(readDirectly(reader, unexpected), true);
+      assert.equal(readDirectly(reader, unexpected), true, 'twice is once');
       assert.equal(socketOf(reader).listenerCount('data'), 1);
       const reading = watchReads(reader);
       const subject = `read-direct.${randomBytes(4).toString('hex')}`;
@@ -123,7 +126,7 @@ describe('NATS socket read straight into the parser', { skip: skipWithoutNats },
       assert.equal(failures.length, 1);
       assert.match(String(failures[0]), /a callback that throws/);
       // A new socket: read nats.js's way until set up again, as the transport does on each reconnect.
-      assert.equal(readDirectly(reader, assert.fail), true);
+      assert.equal(readDirectly(reader, unexpected), true);
       for (let i = 0; i < 3; i++) {
         writer.publish(subject, `after ${i}`);
         await writer.flush();
@@ -137,13 +140,13 @@ describe('NATS socket read straight into the parser', { skip: skipWithoutNats },
   });
 
   it('a connection not shaped as nats.js 3 shapes it is left to read its own way', () => {
-    assert.equal(readDirectly({} as NatsConnection, assert.fail), false);
+    assert.equal(readDirectly({} as NatsConnection, unexpected), false);
     const debug = {
       protocol: {
         parser: { parse: () => undefined },
         transport: { done: false, yields: [], signal: {}, socket: {}, options: { debug: true } },
       },
     } as unknown as NatsConnection;
-    assert.equal(readDirectly(debug, assert.fail), false, 'with debug output on');
+    assert.equal(readDirectly(debug, unexpected), false, 'with debug output on');
   });
 });
