@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import type { Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { servers, skipUnlessUp } from '@chassis/testing';
 import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { readDirectly } from '../../src/transports/nats/read-direct.ts';
+import { natsTransport } from '../../src/transports/nats/transport.ts';
 
 const skipWithoutNats = await skipUnlessUp('nats');
 
@@ -11,8 +13,8 @@ const skipWithoutNats = await skipUnlessUp('nats');
 const unexpected = (error: unknown): never => assert.fail(`unexpected failure: ${String(error)}`);
 
 /** The connection's current socket. */
-function socketOf(nc: NatsConnection): NodeJS.EventEmitter {
-  return (nc as unknown as { protocol: { transport: { socket: NodeJS.EventEmitter } } }).protocol.transport.socket;
+function socketOf(nc: NatsConnection): Socket {
+  return (nc as unknown as { protocol: { transport: { socket: Socket } } }).protocol.transport.socket;
 }
 
 /**
@@ -148,5 +150,53 @@ describe('NATS socket read straight into the parser', { skip: skipWithoutNats },
       },
     } as unknown as NatsConnection;
     assert.equal(readDirectly(debug, unexpected), false, 'with debug output on');
+  });
+
+  it("a transport's connection reads this way, and again on the new socket after a reconnect", async () => {
+    const transport = natsTransport({ url: servers.nats.url });
+    const writer = await connect({ servers: servers.nats.url });
+    await transport.connect();
+    try {
+      const nc = (transport as unknown as { connection(): NatsConnection }).connection();
+      const subject = `read-direct.${randomBytes(4).toString('hex')}`;
+      let reading = watchReads(nc);
+      let inRead = 0;
+      let seen = 0;
+      let lost = false;
+      nc.subscribe(subject, {
+        callback: () => {
+          seen++;
+          if (reading()) inRead++;
+        },
+      });
+      await nc.flush();
+      const sendOne = async () => {
+        const before = seen;
+        writer.publish(subject, 'x');
+        await writer.flush();
+        await until(() => seen > before, 'a message');
+      };
+      for (let i = 0; i < 5; i++) await sendOne();
+      assert.ok(inRead >= 4, `before the reconnect, ${inRead} of 5 parsed in the socket's callback`);
+      const reconnected = new Promise<void>((resolve) => {
+        const stop = transport.onStatus((status) => {
+          if (status !== 'connected') lost = true;
+          else if (lost) {
+            stop();
+            resolve();
+          }
+        });
+      });
+      socketOf(nc).destroy();
+      await reconnected;
+      await nc.flush();
+      reading = watchReads(nc);
+      inRead = 0;
+      for (let i = 0; i < 5; i++) await sendOne();
+      assert.ok(inRead >= 4, `after the reconnect, ${inRead} of 5 parsed in the socket's callback`);
+    } finally {
+      await writer.close();
+      await transport.close();
+    }
   });
 });
