@@ -1,6 +1,6 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -73,6 +73,8 @@ const EMBEDDED_CONCURRENCY = benchConcurrencies('8', 'BENCH_EMBEDDED_CONCURRENCY
 const RATE = Number(process.env.BENCH_RATE ?? 50);
 const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 20);
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 15);
+/** How often the warm-up reads every process's /metrics (`scrapeEvery`). */
+const SCRAPE_MS = 1000;
 const MODES = new Set(
   (process.env.BENCH_MODES ?? 'distributed,open-loop,embedded,floor').split(',').map((m) => m.trim()),
 );
@@ -218,6 +220,12 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
   const errors: string[] = [];
   console.log('SimpleBank: starting the distributed topology (7 processes) over NATS and PostgreSQL …');
   // Every process serves its /metrics, where its database statements and transactions are counted.
+  // `BENCH_PROCESS_OUTPUT=<file>` keeps every line the processes print, each behind the time it arrived
+  // (ms since the epoch): with `--trace-opt --trace-deopt` in `BENCH_DISTRIBUTED_NODE_ARGS`, when V8
+  // compiles and deoptimizes what, load phase by load phase.
+  const processOutput = process.env.BENCH_PROCESS_OUTPUT
+    ? createWriteStream(process.env.BENCH_PROCESS_OUTPUT)
+    : undefined;
   const opsPorts: Record<string, number> = {};
   for (const spec of distributedTopology()) opsPorts[spec.name] = await freePort();
   const bank = await launchDistributed({
@@ -229,6 +237,7 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
     port: await freePort(),
     exchangePort: await freePort(),
     output: (line) => {
+      processOutput?.write(`${Date.now()} ${line}\n`);
       if (/"level":(50|60)|Error/.test(line)) errors.push(line);
     },
   });
@@ -281,10 +290,12 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
     };
     if (MODES.has('distributed') || MODES.has('open-loop')) {
       const cpuBefore = readProcessCpu();
+      const stopScraping = scrapeEvery(opsPorts, SCRAPE_MS);
       await warmUp('simplebank', Math.max(...CONCURRENCY), placeOrder, probe, (completed) => {
         const cpu = cpuMsPerOrder(cpuBefore, completed);
         return `${fixed(cpu.chassis + cpu.postgres + cpu.nats, 1)} (${fixed(cpu.chassis, 1)} Chassis)`;
       });
+      await stopScraping();
     }
     const gcBefore = await gcSeconds(opsPorts);
     const completedBefore = (await probe.counts()).completed;
@@ -847,6 +858,30 @@ async function processMemory(opsPort: number, pid: number | undefined): Promise<
     external: mb('nodejs_external_memory_bytes'),
     anonymous: split?.anonymous ?? Number.NaN,
     file: split?.file ?? Number.NaN,
+  };
+}
+
+/**
+ * Every process's /metrics read every `everyMs` until the returned function is called: what a Prometheus
+ * does to a deployed node from its start, done during the warm-up. A scrape is an HTTP request to the ops
+ * server and a few queries of the outbox and the sagas: objects of other shapes through the HTTP and
+ * database code the load runs. Read only after the warm-up (the figures' first reading), they
+ * deoptimized that code in every process — 170–250 deoptimizations over the six at the start of the
+ * measured round in three traced runs (`--trace-deopt`), against 0–10 in each 10 s after — and it was
+ * compiled again inside the round. One read before the warm-up did not do: V8 keeps no type feedback
+ * for a function until it has run a while, so the shapes were seen afresh after it.
+ */
+function scrapeEvery(opsPorts: Readonly<Record<string, number>>, everyMs: number): () => Promise<void> {
+  let scraping = true;
+  const done = (async () => {
+    while (scraping) {
+      await gcSeconds(opsPorts).catch(() => undefined);
+      await sleep(everyMs);
+    }
+  })();
+  return async () => {
+    scraping = false;
+    await done;
   };
 }
 
