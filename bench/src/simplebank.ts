@@ -74,7 +74,7 @@ const RATE = Number(process.env.BENCH_RATE ?? 50);
 const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 20);
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 15);
 /** How often the warm-up reads every process's /metrics (`scrapeEvery`). */
-const SCRAPE_MS = 1000;
+const SCRAPE_MS = 3000;
 const MODES = new Set(
   (process.env.BENCH_MODES ?? 'distributed,open-loop,embedded,floor').split(',').map((m) => m.trim()),
 );
