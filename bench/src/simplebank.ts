@@ -132,6 +132,19 @@ async function settle(probe: BankProbe): Promise<TerminalCounts> {
  * V8 compiled ~2,100 functions for the first time, 13–17% of their CPU, and three rounds in a row in the
  * same processes took 50.6, 17.8 and 15.6 ms of Chassis CPU an order. A service that runs for days pays
  * that once; the goals are about what it costs an order after. Its figures are printed, not tabled.
+ *
+ * 15 s is not the end of it. V8 hands a function to its optimizing compiler (TurboFan) once it has run
+ * ~3,000 times (`--invocation-count-for-turbofan`; 500 more after each new shape it sees), so code that
+ * runs about once an order gets there after ~3,000 orders in its process — minutes at these rates. In
+ * two traced runs of 3–4 min at 16 clients (25–73 completed orders/s, the machine loaded), TurboFan
+ * compiled 150–300 functions every 10 s over the six processes until ~150 s into the load and fewer
+ * after (20–90 every 10 s from ~200 s), each a function compiled for the first time, while
+ * deoptimizations were 0–10 every 10 s after the first 30 s: a warm-up with a long tail, not code
+ * optimized and dropped over and over. V8's worker threads (its compilers and the collector's helpers)
+ * took 18–20% of the processes' CPU in the first 30 s of load, 10–12% until ~90 s, 6–9% after (its
+ * compilers 6.6–7.0% of all at ~50 s, 2.5% at ~220 s, `perf`), and the processes' CPU an order went
+ * 15–20 ms in the first 30 s, 13–16 ms from 30 to 60 s, ~10.5–11.5 ms from 90 s on. After a 15 s warm-up
+ * the measured round runs ~20–35 s into the load; a warm-up of 90–120 s would measure the steady state.
  */
 async function warmUp(
   label: string,
@@ -865,11 +878,14 @@ async function processMemory(opsPort: number, pid: number | undefined): Promise<
  * Every process's /metrics read every `everyMs` until the returned function is called: what a Prometheus
  * does to a deployed node from its start, done during the warm-up. A scrape is an HTTP request to the ops
  * server and a few queries of the outbox and the sagas: objects of other shapes through the HTTP and
- * database code the load runs. Read only after the warm-up (the figures' first reading), they
- * deoptimized that code in every process — 170–250 deoptimizations over the six at the start of the
- * measured round in three traced runs (`--trace-deopt`), against 0–10 in each 10 s after — and it was
- * compiled again inside the round. One read before the warm-up did not do: V8 keeps no type feedback
- * for a function until it has run a while, so the shapes were seen afresh after it.
+ * database code the load runs. Read first after the warm-up (the figures' first reading), they
+ * deoptimized that code in every process at the start of the measured round: 192 and 210
+ * deoptimizations within 8 s of the warm-up's end in two traced runs (`--trace-deopt`, six processes),
+ * against 0–10 in each later 10 s, and the code compiled again inside the round. One read before the
+ * warm-up left 90 (V8 keeps no type feedback for a function until it has run a few times); reads every
+ * 3 s during it 74 — what is left is in Node's socket writes and HTTP parser as the load resumes after
+ * the pause — and every second 17, but a scrape of the edge asks its nine relays' outbox lag at once,
+ * up to nine pooled connections a second, too many on a PostgreSQL other load shares.
  */
 function scrapeEvery(opsPorts: Readonly<Record<string, number>>, everyMs: number): () => Promise<void> {
   let scraping = true;
