@@ -1,6 +1,6 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -73,6 +73,8 @@ const EMBEDDED_CONCURRENCY = benchConcurrencies('8', 'BENCH_EMBEDDED_CONCURRENCY
 const RATE = Number(process.env.BENCH_RATE ?? 50);
 const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 20);
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 15);
+/** How often the warm-up reads every process's /metrics (`scrapeEvery`). */
+const SCRAPE_MS = 3000;
 const MODES = new Set(
   (process.env.BENCH_MODES ?? 'distributed,open-loop,embedded,floor').split(',').map((m) => m.trim()),
 );
@@ -130,6 +132,19 @@ async function settle(probe: BankProbe): Promise<TerminalCounts> {
  * V8 compiled ~2,100 functions for the first time, 13–17% of their CPU, and three rounds in a row in the
  * same processes took 50.6, 17.8 and 15.6 ms of Chassis CPU an order. A service that runs for days pays
  * that once; the goals are about what it costs an order after. Its figures are printed, not tabled.
+ *
+ * 15 s is not the end of it. V8 hands a function to its optimizing compiler (TurboFan) once it has run
+ * ~3,000 times (`--invocation-count-for-turbofan`; 500 more after each new shape it sees), so code that
+ * runs about once an order gets there after ~3,000 orders in its process — minutes at these rates. In
+ * two traced runs of 3–4 min at 16 clients (25–73 completed orders/s, the machine loaded), TurboFan
+ * compiled 150–300 functions every 10 s over the six processes until ~150 s into the load and fewer
+ * after (20–90 every 10 s from ~200 s), each a function compiled for the first time, while
+ * deoptimizations were 0–10 every 10 s after the first 30 s: a warm-up with a long tail, not code
+ * optimized and dropped over and over. V8's worker threads (its compilers and the collector's helpers)
+ * took 18–20% of the processes' CPU in the first 30 s of load, 10–12% until ~90 s, 6–9% after (its
+ * compilers 6.6–7.0% of all at ~50 s, 2.5% at ~220 s, `perf`), and the processes' CPU an order went
+ * 15–20 ms in the first 30 s, 13–16 ms from 30 to 60 s, ~10.5–11.5 ms from 90 s on. After a 15 s warm-up
+ * the measured round runs ~20–35 s into the load; a warm-up of 90–120 s would measure the steady state.
  */
 async function warmUp(
   label: string,
@@ -218,6 +233,12 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
   const errors: string[] = [];
   console.log('SimpleBank: starting the distributed topology (7 processes) over NATS and PostgreSQL …');
   // Every process serves its /metrics, where its database statements and transactions are counted.
+  // `BENCH_PROCESS_OUTPUT=<file>` keeps every line the processes print, each behind the time it arrived
+  // (ms since the epoch): with `--trace-opt --trace-deopt` in `BENCH_DISTRIBUTED_NODE_ARGS`, when V8
+  // compiles and deoptimizes what, load phase by load phase.
+  const processOutput = process.env.BENCH_PROCESS_OUTPUT
+    ? createWriteStream(process.env.BENCH_PROCESS_OUTPUT)
+    : undefined;
   const opsPorts: Record<string, number> = {};
   for (const spec of distributedTopology()) opsPorts[spec.name] = await freePort();
   const bank = await launchDistributed({
@@ -229,6 +250,7 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
     port: await freePort(),
     exchangePort: await freePort(),
     output: (line) => {
+      processOutput?.write(`${Date.now()} ${line}\n`);
       if (/"level":(50|60)|Error/.test(line)) errors.push(line);
     },
   });
@@ -281,10 +303,12 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
     };
     if (MODES.has('distributed') || MODES.has('open-loop')) {
       const cpuBefore = readProcessCpu();
+      const stopScraping = scrapeEvery(opsPorts, SCRAPE_MS);
       await warmUp('simplebank', Math.max(...CONCURRENCY), placeOrder, probe, (completed) => {
         const cpu = cpuMsPerOrder(cpuBefore, completed);
         return `${fixed(cpu.chassis + cpu.postgres + cpu.nats, 1)} (${fixed(cpu.chassis, 1)} Chassis)`;
       });
+      await stopScraping();
     }
     const gcBefore = await gcSeconds(opsPorts);
     const completedBefore = (await probe.counts()).completed;
@@ -847,6 +871,33 @@ async function processMemory(opsPort: number, pid: number | undefined): Promise<
     external: mb('nodejs_external_memory_bytes'),
     anonymous: split?.anonymous ?? Number.NaN,
     file: split?.file ?? Number.NaN,
+  };
+}
+
+/**
+ * Every process's /metrics read every `everyMs` until the returned function is called: what a Prometheus
+ * does to a deployed node from its start, done during the warm-up. A scrape is an HTTP request to the ops
+ * server and a few queries of the outbox and the sagas: objects of other shapes through the HTTP and
+ * database code the load runs. Read first after the warm-up (the figures' first reading), they
+ * deoptimized that code in every process at the start of the measured round: 192 and 210
+ * deoptimizations within 8 s of the warm-up's end in two traced runs (`--trace-deopt`, six processes),
+ * against 0–10 in each later 10 s, and the code compiled again inside the round. One read before the
+ * warm-up left 90 (V8 keeps no type feedback for a function until it has run a few times); reads every
+ * 3 s during it 74 — what is left is in Node's socket writes and HTTP parser as the load resumes after
+ * the pause — and every second 17, but a scrape of the edge asks its nine relays' outbox lag at once,
+ * up to nine pooled connections a second, too many on a PostgreSQL other load shares.
+ */
+function scrapeEvery(opsPorts: Readonly<Record<string, number>>, everyMs: number): () => Promise<void> {
+  let scraping = true;
+  const done = (async () => {
+    while (scraping) {
+      await gcSeconds(opsPorts).catch(() => undefined);
+      await sleep(everyMs);
+    }
+  })();
+  return async () => {
+    scraping = false;
+    await done;
   };
 }
 
