@@ -82,6 +82,25 @@ export function distributedTopology(port = 8080): ProcessSpec[] {
   ];
 }
 
+/**
+ * Compiles every module the bank's processes load into Node's compile cache, in one short-lived process
+ * started as they are (the same flags, the same `--import`), before they start. A `.ts` module the cache
+ * does not hold makes Node load its type stripper (amaro) into the process that imports it, and it stays:
+ * 15–20 MB more RSS in each of the seven processes on the first start after any change to the code (the
+ * edge 154–165 MB against 138–148 with the cache warm). Costs one start of Node that imports the modules
+ * (1–3 s on a loaded 2-core machine). Nothing is done when the environment turns the cache off.
+ */
+async function warmCompileCache(nodeArgs: readonly string[], output: DistributedOptions['output']): Promise<void> {
+  if (process.env.NODE_DISABLE_COMPILE_CACHE !== undefined) return;
+  const running = await processGroup(output ? { output } : {}).start({
+    name: 'compile-cache',
+    script: MAIN,
+    nodeArgs: [...SIMPLEBANK_NODE_ARGS, ...nodeArgs.filter((arg) => !arg.startsWith('--cpu-prof'))],
+    env: { ...compileCacheEnv(), ...SIMPLEBANK_MALLOC_ENV, SIMPLEBANK_COMPILE_ONLY: 'true' },
+  });
+  await running.exited;
+}
+
 export async function launchDistributed(options: DistributedOptions): Promise<DistributedSimplebank> {
   const exchangePort = options.exchangePort ?? 9090;
   const exchangeUrl = `http://127.0.0.1:${exchangePort}`;
@@ -89,6 +108,7 @@ export async function launchDistributed(options: DistributedOptions): Promise<Di
   const edge = specs.find((spec) => spec.port !== undefined)!;
   const url = `http://127.0.0.1:${edge.port}`;
   await createDatabaseIfMissing(options.databaseUrl);
+  await warmCompileCache(options.nodeArgs ?? [], options.output);
   const group = processGroup(options.output ? { output: options.output } : {});
   await group.start({
     name: 'exchange',

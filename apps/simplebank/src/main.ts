@@ -4,6 +4,21 @@ import { withProcessSettings } from './process-settings.ts';
 
 // Before anything is loaded: this may start the process again, with its memory settings.
 withProcessSettings();
+if (process.env.SIMPLEBANK_COMPILE_ONLY === 'true') {
+  // The launcher's warm-up (see `warmCompileCache`): every module a process of the bank loads, compiled
+  // into Node's compile cache, and nothing started.
+  await Promise.all([
+    import('./migrate.ts'),
+    import('./system.ts'),
+    import('@chassis/gateway'),
+    import('./gateway.ts'),
+    import('./graphql.ts'),
+    import('@chassis/core/nats'),
+    import('../exchange-simulator/simulator.ts'),
+  ]);
+  flushCompileCache();
+  process.exit(0);
+}
 const [{ migrateSimplebank }, { startSimplebank }] = await Promise.all([import('./migrate.ts'), import('./system.ts')]);
 
 /**

@@ -95,7 +95,8 @@ export const SIMPLEBANK_MALLOC_ENV: Readonly<Record<string, string>> = {
  * nothing loads amaro (a module changed since is stripped again, and cached): in a distributed process
  * after a load, external memory 11–16 → 4–8 MB and the binary's resident pages 59 → 53–55 MB. Given by
  * the launcher and by `withProcessSettings`; a `NODE_COMPILE_CACHE` or `NODE_DISABLE_COMPILE_CACHE`
- * already in the environment wins. `main.ts` writes the cache once started (a killed process writes none).
+ * already in the environment wins. `main.ts` writes the cache once started (a killed process writes none),
+ * and the distributed launcher fills it before it starts the processes (`warmCompileCache` in launcher.ts).
  */
 export const SIMPLEBANK_COMPILE_CACHE_ENV: Readonly<Record<string, string>> = {
   NODE_COMPILE_CACHE: join(tmpdir(), 'node-compile-cache'),

@@ -240,6 +240,47 @@ describe('GraphQL endpoint', () => {
   });
 });
 
+describe('GraphQL endpoint: depth and methods', () => {
+  it('refuses a query deeper than maxDepth, and a mutation by GET; GET takes variables as JSON', async () => {
+    const broker = new MemoryBroker();
+    const mutable = `${schema} type Mutation { noop: String }`;
+    const api = await startBankApi({ register: graphqlEndpoint({ schema: mutable, resolvers, maxDepth: 2 }) }, broker);
+    const portfolio = await startPortfolioNode(api.state, broker);
+    try {
+      const authorization = `Bearer ${await token.alice()}`;
+      const post = (query: string) =>
+        api.gateway.app.inject({ method: 'POST', url: '/graphql', headers: { authorization }, payload: { query } });
+      const shallow = await post('{ accounts { id name } }');
+      assert.equal(shallow.statusCode, 200, shallow.body);
+      const deep = await post('query Deep { accounts { orders { id } } }');
+      assert.equal(deep.statusCode, 400, deep.body);
+      const deepBody: GraphqlAnswer = deep.json();
+      assert.equal(deepBody.errors?.[0]?.extensions?.code, 'VALIDATION');
+      assert.match(deepBody.errors?.[0]?.message ?? '', /Deep query is 3 fields deep.*limit of 2/);
+      const viaFragment = await post('{ accounts { ...A } } fragment A on Account { orders { id } }');
+      assert.equal(viaFragment.statusCode, 400, 'a fragment counts as the fields it stands for');
+
+      const mutation = await api.gateway.app.inject({
+        method: 'GET',
+        url: `/graphql?query=${encodeURIComponent('mutation { noop }')}`,
+      });
+      assert.equal(mutation.statusCode, 405, mutation.body);
+
+      const variables = encodeURIComponent(JSON.stringify({ symbol: 'BHP' }));
+      const query = encodeURIComponent('query ($symbol: String!) { price(symbol: $symbol) { price } }');
+      const viaGet = await api.gateway.app.inject({
+        method: 'GET',
+        url: `/graphql?query=${query}&variables=${variables}`,
+      });
+      assert.equal(viaGet.statusCode, 200, viaGet.body);
+      assert.deepEqual(viaGet.json(), { data: { price: { price: '91.72' } } });
+    } finally {
+      await portfolio.stop();
+      await api.close();
+    }
+  });
+});
+
 describe('GraphQL endpoint: rate limits', () => {
   it('counts GraphQL requests per caller and answers 429 in the gateway’s shape with Retry-After', async () => {
     const { api, portfolio } = await startGraphqlBank({ rateLimit: { max: 2, timeWindowMs: 60_000 } });

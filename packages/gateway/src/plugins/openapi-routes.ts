@@ -9,14 +9,20 @@ export interface OpenApiRoutesOptions {
   routePrefix: string;
 }
 
-/** `/openapi.json`, generated once from the route table, and `/docs`, a page that renders it. */
+/**
+ * `/openapi.json`, generated from the route table on its first request (not at start: a gateway nobody
+ * asks for it holds no document), and `/docs`, a page that renders it.
+ */
 export const openApiRoutes: FastifyPluginCallback<OpenApiRoutesOptions> = (
   app,
   { routes, info, routePrefix },
   done,
 ) => {
-  const document = openApiDocument(routes, { ...info, prefix: routePrefix });
-  app.get('/openapi.json', { config: { rateLimit: false } }, async () => document);
+  let document: ReturnType<typeof openApiDocument> | undefined;
+  app.get('/openapi.json', { config: { rateLimit: false } }, async () => {
+    document ??= openApiDocument(routes, { ...info, prefix: routePrefix });
+    return document;
+  });
   app.get('/docs', { config: { rateLimit: false } }, async (_request, reply) =>
     reply.type('text/html; charset=utf-8').send(docsPage(info.title, '/openapi.json')),
   );
