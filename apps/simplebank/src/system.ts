@@ -58,7 +58,7 @@ export async function startSimplebank(options: SimplebankOptions = {}): Promise<
   const verifier = jwtVerifier({ secret });
   // The exchange is outside the system; with none given, a simulator stands in for it in this process.
   // The simulator and the gateway are loaded only where they run: a process of the distributed topology
-  // without them (orders, market, the ledger) is spared Fastify, Mercurius and GraphQL — 523 of 1,369 modules;
+  // without them (orders, market, the ledger) is spared Fastify and GraphQL — 523 of 1,369 modules;
   // an orders process idled at 135 MB RSS instead of 168.
   const exchange = env.EXCHANGE_URL
     ? undefined
