@@ -9,10 +9,7 @@ if (process.env.SIMPLEBANK_COMPILE_ONLY === 'true') {
   // into Node's compile cache, and nothing started.
   await Promise.all([
     import('./migrate.ts'),
-    import('./system.ts'),
-    import('@chassis/gateway'),
-    import('./gateway.ts'),
-    import('./graphql.ts'),
+    import('./system.ts').then(({ loadGateway }) => loadGateway()),
     import('@chassis/core/nats'),
     import('../exchange-simulator/simulator.ts'),
   ]);

@@ -94,11 +94,7 @@ export async function startSimplebank(options: SimplebankOptions = {}): Promise<
   let url: string | undefined;
   try {
     if (port !== false) {
-      const [{ createGateway }, { simplebankApi }, { simplebankGraphql }] = await Promise.all([
-        import('@chassis/gateway'),
-        import('./gateway.ts'),
-        import('./graphql.ts'),
-      ]);
+      const [{ createGateway }, { simplebankApi }, { simplebankGraphql }] = await loadGateway();
       gateway = await createGateway({
         node,
         routes: simplebankApi.routes,
@@ -134,4 +130,12 @@ export async function startSimplebank(options: SimplebankOptions = {}): Promise<
     },
     stop,
   };
+}
+
+/**
+ * What only a process that serves the gateway loads: Fastify and the API's routes and GraphQL schema.
+ * Also what the launcher's compile-cache warm-up loads (main.ts), so the two cannot drift apart.
+ */
+export function loadGateway() {
+  return Promise.all([import('@chassis/gateway'), import('./gateway.ts'), import('./graphql.ts')]);
 }

@@ -5,7 +5,6 @@ import {
   type ExecutionResult,
   execute,
   type FormattedExecutionResult,
-  GraphQLEnumType,
   GraphQLError,
   type GraphQLFormattedError,
   GraphQLInterfaceType,
@@ -150,7 +149,7 @@ function schemaWith(sdl: string, resolvers: GraphqlResolvers): GraphQLSchema {
       if (typeof resolveType === 'function') type.resolveType = resolveType as GraphQLInterfaceType['resolveType'];
       continue;
     }
-    if (!(type instanceof GraphQLObjectType) || type instanceof GraphQLEnumType) {
+    if (!(type instanceof GraphQLObjectType)) {
       throw new ChassisError('CONFIG', `GraphQL resolvers are given for ${typeName}, which has no fields`);
     }
     const fields = type.getFields();
@@ -173,27 +172,19 @@ function checkedDocument(
   try {
     document = parse(query);
   } catch (error) {
-    const { message, locations } = error as { message: string; locations?: GraphQLFormattedError['locations'] };
-    return [{ message, ...(locations ? { locations } : {}), extensions: { code: 'VALIDATION' } }];
+    return [validationError(error as { message: string; locations?: GraphQLFormattedError['locations'] })];
   }
   const problems = validate(schema, document);
-  if (problems.length > 0) {
-    return problems.map((problem) => ({
-      message: problem.message,
-      ...(problem.locations ? { locations: problem.locations } : {}),
-      extensions: { code: 'VALIDATION' },
-    }));
-  }
+  if (problems.length > 0) return problems.map(validationError);
   const tooDeep: GraphQLFormattedError[] = [];
   for (const definition of document.definitions) {
     if (definition.kind !== Kind.OPERATION_DEFINITION) continue;
     const depth = depthOf(definition.selectionSet, document);
     if (depth > maxDepth) {
       const name = definition.name?.value ?? 'the';
-      tooDeep.push({
-        message: `${name} query is ${depth} fields deep, deeper than the limit of ${maxDepth}`,
-        extensions: { code: 'VALIDATION' },
-      });
+      tooDeep.push(
+        validationError({ message: `${name} query is ${depth} fields deep, deeper than the limit of ${maxDepth}` }),
+      );
     }
   }
   return tooDeep.length > 0 ? tooDeep : document;
@@ -222,7 +213,18 @@ function depthOf(selectionSet: SelectionSetNode | undefined, document: DocumentN
 
 /** A request refused before execution: 400 and the problem. */
 function refusal(message: string): GraphqlAnswer {
-  return refused([{ message, extensions: { code: 'VALIDATION' } }]);
+  return refused([validationError({ message })]);
+}
+
+/** A problem with the request itself, where in the query it is when GraphQL says. */
+function validationError({
+  message,
+  locations,
+}: {
+  message: string;
+  locations?: GraphQLFormattedError['locations'] | undefined;
+}): GraphQLFormattedError {
+  return { message, ...(locations ? { locations } : {}), extensions: { code: 'VALIDATION' } };
 }
 
 function refused(errors: GraphQLFormattedError[]): GraphqlAnswer {

@@ -68,13 +68,13 @@ export function graphqlEndpoint(
   options: GraphqlEndpointOptions,
 ): (app: FastifyInstance, tools: GatewayTools) => Promise<void> {
   return async (app, tools) => {
-    let executor: Promise<GraphqlExecutor> | undefined;
+    let loading: Promise<GraphqlExecutor> | undefined;
     // A schema that does not build fails its first request (CONFIG, 500) and the next one tries again.
     const executorOf = () =>
-      (executor ??= import('./graphql-execution.ts')
+      (loading ??= import('./graphql-execution.ts')
         .then(({ graphqlExecutor }) => graphqlExecutor(options.schema, options.resolvers, options.maxDepth ?? 10))
         .catch((error: unknown) => {
-          executor = undefined;
+          loading = undefined;
           throw error;
         }));
     const answer = async (request: FastifyRequest, reply: FastifyReply) => {
