@@ -24,6 +24,7 @@ import {
   percentile,
   writeResults,
 } from './harness.ts';
+import { natsCensus, readNats } from './nats-census.ts';
 import { pgbench } from './pgbench.ts';
 import { cpuUsedBetween, readProcessCpu } from './process-cpu.ts';
 import type { EmbeddedAsk, EmbeddedMessage, MemoryBreakdown } from './simplebank-embedded.ts';
@@ -315,6 +316,7 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
     for (const concurrency of MODES.has('distributed') ? CONCURRENCY : []) {
       const before = await probe.counts();
       const usageBefore = await databaseUsage(opsPorts);
+      const natsBefore = await readNats();
       const cpuBefore = readProcessCpu();
       const accepted = await measure('simplebank accept', concurrency, placeOrder, {
         durationMs: DURATION_MS,
@@ -325,6 +327,7 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
       const lastCompletion = await probe.lastCompletedAt();
       const completed = counts.completed - before.completed;
       const chassisByProcess = chassisMsPerOrderByProcess(cpuBefore, readProcessCpu(), completed);
+      for (const line of natsCensus(natsBefore, await readNats(), completed)) console.log(line);
       const cpuMs = cpuMsPerOrder(cpuBefore, completed);
       const usageAfter = await databaseUsage(opsPorts);
       rows.push({

@@ -148,4 +148,10 @@ export {
   memoryTransport,
 } from './transports/memory.ts';
 // What only transport authors need is in `@chassis/core/transport` (transports/kit.ts).
-export type { Transport, TransportStatus, WireMessage } from './transports/transport.ts';
+export type {
+  OrderedEvent,
+  PublishedInOrder,
+  Transport,
+  TransportStatus,
+  WireMessage,
+} from './transports/transport.ts';

@@ -19,7 +19,7 @@ import { claimInbox, isInInbox } from './inbox.ts';
 import { installServiceSchema } from './install-service.ts';
 import { takeLease } from './leases.ts';
 import { dataOpsActions } from './ops.ts';
-import { OutboxRelay } from './outbox-relay.ts';
+import { OutboxRelay, type PublishInOrder } from './outbox-relay.ts';
 import type { SagaDefinition } from './sagas/definition.ts';
 import { SagaRunner, type SagaRunnerOptions } from './sagas/runner.ts';
 import { schemaPlugin } from './schema-plugin.ts';
@@ -141,6 +141,7 @@ export class DataExtension implements NodeExtension {
           node.metrics.published.inc({ event });
         },
         {
+          ...publishInOrderOf(node),
           pollIntervalMs: this.options.relayPollIntervalMs ?? 1000,
           ...(this.options.relayParkAfterAttempts === undefined
             ? {}
@@ -561,4 +562,18 @@ function extensionOf(nodeId: string): DataExtension {
     );
   }
   return extension;
+}
+
+/** The relay's pipelined publish, where the node's transport has one; each stored event counted as `publish` counts it. */
+function publishInOrderOf(node: ChassisNode): { publishInOrder?: PublishInOrder } {
+  const { transport } = node;
+  if (!transport.publishInOrder) return {};
+  const publish = transport.publishInOrder.bind(transport);
+  return {
+    publishInOrder: async (events) => {
+      const outcome = await publish(events);
+      for (let i = 0; i < outcome.stored; i++) node.metrics.published.inc({ event: events[i]!.event });
+      return outcome;
+    },
+  };
 }

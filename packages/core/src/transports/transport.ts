@@ -119,6 +119,18 @@ export interface Consumer {
 
 export type TransportStatus = 'connected' | 'disconnected' | 'reconnecting' | 'closed';
 
+/** An event of `Transport.publishInOrder`. */
+export interface OrderedEvent {
+  event: string;
+  message: WireMessage;
+}
+
+/** What `Transport.publishInOrder` did: the first `stored` events are stored; `error` is the next one's. */
+export interface PublishedInOrder {
+  stored: number;
+  error?: unknown;
+}
+
 export interface Transport {
   /** `memory`, `nats` or `amqp`. */
   readonly kind: string;
@@ -137,6 +149,15 @@ export interface Transport {
 
   /** Publishes an event; resolves once the broker has it stored (confirmed). */
   publish(event: string, message: WireMessage): Promise<void>;
+  /**
+   * Publishes events in the order given, pipelined: sent together, their confirmations awaited together,
+   * where `publish` one after another waits a round trip for each (an outbox relay's batch). Resolves to how
+   * many of them, from the first, are stored, and the error of the one after them if one failed (the events
+   * after that one were not confirmed: they may be stored, and are published again — deduplicated by their
+   * id). A transport offers it only when the broker stores events in the order they were sent, so that an
+   * event stored means every event before it in the list was stored first, as with `publish` in turn.
+   */
+  publishInOrder?(events: readonly OrderedEvent[]): Promise<PublishedInOrder>;
   /**
    * Consumes an event through the durable subscription `<service>.<handler>`, shared by all instances
    * of that service. The subscription outlives the process: events published while no instance runs

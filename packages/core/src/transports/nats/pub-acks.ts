@@ -49,13 +49,17 @@ export class PubAcks {
     this.#outgoing = outgoing;
   }
 
-  /** Publishes `body` to `subject` and resolves once JetStream stored it (or had it already: `duplicate`). */
+  /**
+   * Publishes `body` to `subject` and resolves once JetStream stored it (or had it already: `duplicate`).
+   * `together`: one of several published in this turn, to leave in one write with the others (never at once).
+   */
   publish(
     subject: string,
     body: Uint8Array,
     headers: MsgHdrs | undefined,
     msgID: string | undefined,
     timeoutMs: number,
+    together = false,
   ): Promise<{ duplicate: boolean }> {
     let hdrs = headers;
     if (msgID) {
@@ -76,7 +80,7 @@ export class PubAcks {
         body,
         options,
         (error) => this.#waiting.fail(token, error),
-        this.#waiting.size === 1,
+        !together && this.#waiting.size === 1,
         () => this.#waiting.has(token),
       );
     });

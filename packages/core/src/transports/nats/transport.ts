@@ -11,6 +11,8 @@ import {
   type DeadLetter,
   type EventBinding,
   type EventHandler,
+  type OrderedEvent,
+  type PublishedInOrder,
   type RequestOptions,
   type RpcHandler,
   type ServeOptions,
@@ -21,7 +23,7 @@ import {
   type WireMessage,
 } from '../transport.ts';
 import { broadcast, listen } from './broadcast.ts';
-import { ClaimCheck } from './claim-check.ts';
+import { ClaimCheck, type Outgoing } from './claim-check.ts';
 import { confirmedPublish } from './confirmed-publish.ts';
 import { openConnection, ReconnectDelay } from './connection.ts';
 import { DeadLetters } from './dead-letters.ts';
@@ -29,6 +31,7 @@ import { closedError } from './errors.ts';
 import { LostDeliveries } from './lost-deliveries.ts';
 import { checkSubject, checkToken, durableName } from './names.ts';
 import { type NatsSettings, type NatsTransportOptions, natsSettings, RECOVERY_BACKOFF } from './options.ts';
+import { pubAcksOf } from './pub-acks.ts';
 import { PublishBatch } from './publish-batch.ts';
 import { PullWorker } from './pull-worker.ts';
 import { readDirectly } from './read-direct.ts';
@@ -239,6 +242,61 @@ class NatsTransport implements Transport, NatsSession {
     const ack = await confirmedPublish(this, this.#topology, `evt.${event}`, out, msgID, `Event ${event}`);
     // A duplicate (same event id within the dedupe window) points at the first copy's body, not ours.
     if (ack.duplicate && out.claim) void this.#claims.delete(out.claim);
+  }
+
+  /**
+   * The events go out in one write, each with its reply subject, and their PubAcks come back together: one
+   * round trip for a relay's batch where `publish` in turn took one an event. The server stores what one
+   * connection sends in the order it reads it, and a write reaches it as a prefix of its bytes or not at all,
+   * so an event is stored only after every event before it in the list. What is not confirmed together (a
+   * PubAck late, the connection lost meanwhile, a refusal) goes on one at a time from the first of them, as
+   * `publish` sends it (retried through reconnects; the id makes a copy already stored a duplicate), and the
+   * first that still fails ends the list. A body that needs the object store, or a connection that is not up,
+   * sends them all that way.
+   */
+  async publishInOrder(events: readonly OrderedEvent[]): Promise<PublishedInOrder> {
+    const outs: Outgoing[] = [];
+    for (const { event, message } of events) {
+      checkSubject('event', event);
+      const out = this.#claims.direct(message);
+      if (!out) break;
+      outs.push(out);
+    }
+    let confirmed = 0;
+    if (outs.length === events.length && events.length > 1 && this.connected) {
+      const acks = pubAcksOf(this.connection(), this.outgoing);
+      const lost = this.status.changed();
+      const timeoutMs = 5_000;
+      const publishing = events.map(({ event, message }, i) =>
+        acks.publish(`evt.${event}`, outs[i]!.body, outs[i]!.headers, message.headers[Header.id], timeoutMs, true),
+      );
+      // Handed to the connection now, in this order: nats.js writes them at the end of this microtask.
+      this.outgoing.flush();
+      for (const publish of publishing) publish.catch(() => undefined);
+      const all = Promise.allSettled(publishing);
+      const settled = await Promise.race([all, lost]);
+      if (settled !== 'status') {
+        while (confirmed < settled.length && settled[confirmed]!.status === 'fulfilled') confirmed++;
+      }
+    }
+    for (let i = confirmed; i < events.length; i++) {
+      try {
+        const { event, message } = events[i]!;
+        const out = outs[i] ?? (await this.#claims.outgoing(message, this.settings.payloadBucket));
+        const ack = await confirmedPublish(
+          this,
+          this.#topology,
+          `evt.${event}`,
+          out,
+          message.headers[Header.id],
+          `Event ${event}`,
+        );
+        if (ack.duplicate && out.claim) void this.#claims.delete(out.claim);
+      } catch (error) {
+        return { stored: i, error };
+      }
+    }
+    return { stored: events.length };
   }
 
   async subscribe(binding: EventBinding, handler: EventHandler, options: SubscribeOptions): Promise<Consumer> {
