@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { processCpuSeconds } from './process-cpu.ts';
 
 /**
@@ -14,6 +15,9 @@ export interface NatsReading {
   streamMessages: number;
   consumers: Map<string, { delivered: number; acked: number; redelivered: number }>;
   cpuSeconds: number;
+  /** The server's read and write system calls (/proc/<pid>/io): what batching on the clients' side saves it. */
+  reads: number;
+  writes: number;
 }
 
 const MONITOR = process.env.BENCH_NATS_MONITOR;
@@ -60,7 +64,18 @@ export async function readNats(): Promise<NatsReading | undefined> {
     streamMessages: jsz.messages,
     consumers,
     cpuSeconds: Number.isFinite(PID) ? processCpuSeconds(PID) : Number.NaN,
+    ...syscalls(),
   };
+}
+
+function syscalls(): { reads: number; writes: number } {
+  try {
+    const io = readFileSync(`/proc/${PID}/io`, 'utf8');
+    const field = (name: string) => Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(io)?.[1] ?? Number.NaN);
+    return { reads: field('syscr'), writes: field('syscw') };
+  } catch {
+    return { reads: Number.NaN, writes: Number.NaN };
+  }
 }
 
 /** The lines to print: each figure per completed order. */

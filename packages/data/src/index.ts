@@ -55,7 +55,7 @@ export {
   replayParkedOutbox,
   writeOutbox,
 } from './outbox.ts';
-export { OutboxRelay, type OutboxRelayOptions, type Publish } from './outbox-relay.ts';
+export { OutboxRelay, type OutboxRelayOptions, type Publish, type PublishInOrder } from './outbox-relay.ts';
 export { type PostgresSslMode, type PostgresTls, postgresTls } from './postgres-tls.ts';
 export {
   defineProjection,

@@ -611,8 +611,14 @@ export class OutboxRelay {
     };
     // Pipelined first where the transport can: the rows it stored count as published one by one would, and
     // its first failure as that row's attempt; from there the rows go one at a time, as they always did.
+    // The rows after a failure may be stored already (sent with it): published again, they are duplicates
+    // the broker drops by id, and at worst consumers' inboxes do. Under an outage the order holds (what a
+    // connection carried reaches the broker as a prefix); a row the broker refuses for itself goes behind the
+    // rows sent with it at its first refusal rather than after `parkAfterAttempts` (see Parking).
     let pipelined: PublishedInOrder = { stored: 0 };
-    if (this.publishInOrder && ready.length > 1) {
+    // Not with `parkAfterAttempts: Infinity`: a row the broker refuses for itself would have the rows sent
+    // with it stored ahead of it, where that setting promises they wait behind it.
+    if (this.publishInOrder && ready.length > 1 && this.parkAfterAttempts !== Infinity) {
       const events = ready.map((row) => ({
         event: row.event,
         message: { headers: row.headers, body: asUint8Array(row.body) },

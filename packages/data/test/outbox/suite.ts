@@ -21,6 +21,7 @@ import {
   outboxChannel,
   type ParkedOutboxRow,
   type Publish,
+  type PublishInOrder,
   pruneInbox,
   pruneOutbox,
   replayParkedOutbox,
@@ -278,6 +279,65 @@ export function outboxSuite(target: DatabaseTarget): void {
       assert.match(String(errors.splice(0)[0]), /confirmation lost/);
       for (const id of deliveries) await consume(db, service, id);
       assert.deepEqual(await effects(db, service), ['p-1', 'p-2', 'p-3', 'p-4', 'p-5']);
+      await relay.stop();
+    });
+
+    it(`[${target.name}] a pipelining transport gets a batch in one call, in order; from a failure on, the rows go one at a time`, async () => {
+      const { db, service } = await fresh();
+      const pipelined: string[][] = [];
+      const single: string[] = [];
+      let failOnce = true;
+      // Stores the rows up to q-3, refuses q-3 once (q-4 and q-5 may have reached the broker: not confirmed).
+      const publishInOrder: PublishInOrder = async (events) => {
+        const ids = events.map((e) => e.message.headers.id ?? '?');
+        pipelined.push(ids);
+        const at = ids.indexOf('q-3');
+        if (at >= 0 && failOnce) {
+          failOnce = false;
+          return { stored: at, error: new Error('refused once') };
+        }
+        return { stored: ids.length };
+      };
+      const publish: Publish = async (_event, message) => {
+        single.push(message.headers.id ?? '?');
+      };
+      const relay = await startRelay(db, service, publish, { pollIntervalMs: 100, publishInOrder });
+      await db.transaction((trx) =>
+        writeOutbox(
+          trx,
+          service,
+          ['q-1', 'q-2', 'q-3', 'q-4', 'q-5'].map((id) => orderCreated(id)),
+        ),
+      );
+      await waitUntil(async () => (await relay.lag()).pending === 0, { what: 'the rows marked sent' });
+      assert.deepEqual(pipelined[0], ['q-1', 'q-2', 'q-3', 'q-4', 'q-5'], 'the batch in one call, in order');
+      // q-3's failure ended the batch; the next one starts at q-3, pipelined again.
+      assert.deepEqual(pipelined[1], ['q-3', 'q-4', 'q-5']);
+      assert.deepEqual(single, [], 'nothing needed a publish of its own');
+      assert.equal(errors.length, 1, 'the failure was reported');
+      assert.match(String(errors.splice(0)[0]), /refused once/);
+      await sleep(300);
+      assert.equal(pipelined.length, 2, 'each row marked once stored: nothing published again');
+      await relay.stop();
+    });
+
+    it(`[${target.name}] parkAfterAttempts: Infinity publishes one row at a time, even where the transport pipelines`, async () => {
+      const { db, service } = await fresh();
+      const broker = recorder();
+      let calls = 0;
+      const publishInOrder: PublishInOrder = async () => {
+        calls++;
+        return { stored: 0, error: new Error('not to be used') };
+      };
+      const relay = await startRelay(db, service, broker.publish, {
+        pollIntervalMs: 100,
+        parkAfterAttempts: Infinity,
+        publishInOrder,
+      });
+      await db.transaction((trx) => writeOutbox(trx, service, [orderCreated('s-1'), orderCreated('s-2')]));
+      await waitUntil(async () => (await relay.lag()).pending === 0, { what: 'the rows marked sent' });
+      assert.deepEqual(broker.ids(), ['s-1', 's-2']);
+      assert.equal(calls, 0);
       await relay.stop();
     });
 
