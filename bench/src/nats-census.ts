@@ -4,7 +4,7 @@ import { processCpuSeconds } from './process-cpu.ts';
 /**
  * What the NATS server did for the measured orders, read from its monitoring port (`BENCH_NATS_MONITOR`,
  * e.g. http://127.0.0.1:8222, the server's `-m`) before and after a round: messages in and out, JetStream
- * API requests (pull requests are among them), and per consumer the messages delivered, redelivered and
+ * API requests (pull requests are not among them), and per consumer the messages delivered, redelivered and
  * acked. With `BENCH_NATS_PID` the server's own CPU too: the bench's NATS column counts every
  * `nats-server` on the machine, which is wrong when other servers run beside it.
  */
@@ -84,9 +84,12 @@ export function natsCensus(before: NatsReading | undefined, after: NatsReading |
   const per = (n: number) => (n / orders).toFixed(2);
   const lines = [
     `  NATS per completed order (${orders} orders): ${per(after.inMsgs - before.inMsgs)} messages in, ${per(after.outMsgs - before.outMsgs)} out, ` +
-      `${per(after.apiTotal - before.apiTotal)} JetStream API requests (pulls among them), ${per(after.streamMessages - before.streamMessages)} stream messages kept` +
+      `${per(after.apiTotal - before.apiTotal)} JetStream API requests (pulls not counted), ${per(after.streamMessages - before.streamMessages)} stream messages kept` +
       (Number.isFinite(after.cpuSeconds)
         ? `; nats-server ${(((after.cpuSeconds - before.cpuSeconds) * 1000) / orders).toFixed(2)} ms of CPU`
+        : '') +
+      (Number.isFinite(after.reads)
+        ? `, ${per(after.reads - before.reads)} reads and ${per(after.writes - before.writes)} writes (system calls)`
         : ''),
   ];
   for (const [name, c] of after.consumers) {
