@@ -5,6 +5,7 @@ import { servers, skipUnlessUp } from '@chassis/testing';
 import { JetStreamApiError, jetstreamManager } from '@nats-io/jetstream';
 import { connect, headers, type NatsConnection, TimeoutError } from '@nats-io/transport-node';
 import { isNoResponders } from '../src/transports/nats/errors.ts';
+import { natsTransport } from '../src/transports/nats/index.ts';
 import { pubAcksOf } from '../src/transports/nats/pub-acks.ts';
 
 describe('JetStream publishes confirmed through one reply subscription (PubAcks)', {
@@ -49,6 +50,39 @@ describe('JetStream publishes confirmed through one reply subscription (PubAcks)
         ['3', 'id-3'],
       ],
     );
+  });
+
+  it("a transport's publishInOrder stores a list in its order, in one round trip; sent again, each is a duplicate, stored once", async () => {
+    const transport = natsTransport({ url: servers.nats.url });
+    await transport.connect();
+    try {
+      const names = ['first', 'second', 'third'].map((n) => `inorder-${suffix}.${n}`);
+      const events = names.map((event, i) => ({
+        event,
+        message: {
+          headers: { id: `inorder-${suffix}-${i}`, type: event, 'content-type': 'application/json' },
+          body: new TextEncoder().encode(`{"n":${i}}`),
+        },
+      }));
+      assert.ok(transport.publishInOrder);
+      assert.deepEqual(await transport.publishInOrder(events), { stored: 3 });
+      assert.deepEqual(await transport.publishInOrder(events), { stored: 3 }, 'duplicates count as stored');
+      const jsm = await jetstreamManager(nc);
+      const seqs: number[] = [];
+      for (const event of names) {
+        const info = await jsm.streams.info('CHASSIS_EVENTS', { subjects_filter: `evt.${event}` });
+        assert.equal(info.state.subjects?.[`evt.${event}`], 1, `${event} stored once`);
+        const stored = await jsm.streams.getMessage('CHASSIS_EVENTS', { last_by_subj: `evt.${event}` });
+        seqs.push(stored?.seq ?? 0);
+      }
+      assert.deepEqual(
+        [...seqs].sort((a, b) => a - b),
+        seqs,
+        'stored in the order given',
+      );
+    } finally {
+      await transport.close();
+    }
   });
 
   it('a subject no stream takes fails as no responders; JetStream refusing a message is its API error', async () => {
