@@ -129,7 +129,7 @@ export async function launchDistributed(options: DistributedOptions): Promise<Di
       env: {
         ...compileCacheEnv(),
         ...SIMPLEBANK_MALLOC_ENV,
-        ...simplebankAllocatorEnv(),
+        ...simplebankAllocatorEnv(process.env, 'distributed'),
         CHASSIS_TRANSPORT: options.transport,
         DATABASE_URL: options.databaseUrl,
         SERVICES: spec.services,

@@ -29,12 +29,13 @@ function settingsSeenBy(env: Record<string, string | undefined>): {
   env: Record<string, string>;
   compileCache: string | undefined;
   preload: string | undefined;
+  mallocConf: string | undefined;
   execArgv: string[];
 } {
   const script = `import { withProcessSettings } from ${JSON.stringify(SETTINGS)};
 withProcessSettings();
 const env = Object.fromEntries(Object.keys(${JSON.stringify(SIMPLEBANK_MALLOC_ENV)}).map((name) => [name, process.env[name]]));
-console.log(JSON.stringify({ env, compileCache: process.env.NODE_COMPILE_CACHE, preload: process.env.LD_PRELOAD, execArgv: process.execArgv }));`;
+console.log(JSON.stringify({ env, compileCache: process.env.NODE_COMPILE_CACHE, preload: process.env.LD_PRELOAD, mallocConf: process.env.MALLOC_CONF, execArgv: process.execArgv }));`;
   const withoutMalloc = Object.fromEntries(
     Object.entries(process.env).filter(
       ([name]) =>
@@ -68,6 +69,9 @@ test("a process on another transport (a distributed one) gets the distributed pr
     seen.execArgv.filter((arg) => [...SIMPLEBANK_NODE_ARGS, ...SIMPLEBANK_EMBEDDED_NODE_ARGS].includes(arg)),
     [...SIMPLEBANK_NODE_ARGS],
   );
+  // jemalloc keeps freed pages longer there (see simplebankAllocatorEnv), where the system has it.
+  if (seen.preload) assert.match(seen.mallocConf ?? '', /dirty_decay_ms:10000/);
+  if (seen.preload) assert.match(settingsSeenBy({}).mallocConf ?? '', /dirty_decay_ms:1000,/);
 });
 
 test('a compile cache folder and an LD_PRELOAD given in the environment are kept when main.ts starts itself again', {

@@ -113,44 +113,61 @@ class SchemaPlugin implements KyselyPlugin {
     }
   }
 
+  // Written without closures, iterators or arrays it does not need: it runs for every statement (and
+  // every subquery), and its first form was the largest single allocation of a SimpleBank process.
   #walkRoot(node: Node): Node {
-    const ctes: string[] = [];
-    for (const expr of (node.with as { expressions?: readonly { name: { table: TableNode } }[] } | undefined)
-      ?.expressions ?? []) {
-      const name = expr.name.table.table.identifier.name;
-      if (!this.#ctes.has(name)) ctes.push(name);
+    let ctes: string[] | undefined;
+    const withs = (node.with as { expressions?: readonly { name: { table: TableNode } }[] } | undefined)?.expressions;
+    if (withs) {
+      for (let i = 0; i < withs.length; i++) {
+        const name = withs[i]!.name.table.table.identifier.name;
+        if (this.#ctes.has(name)) continue;
+        ctes ??= [];
+        ctes.push(name);
+      }
+      if (ctes) for (let i = 0; i < ctes.length; i++) this.#ctes.add(ctes[i]!);
     }
-    for (const name of ctes) this.#ctes.add(name);
-    const tables: string[] = [];
-    const add = (table: TableNode) => {
-      const name = table.table.identifier.name;
-      if (!this.#tables.has(name) && !this.#ctes.has(name) && !tables.includes(name)) tables.push(name);
-    };
-    const fromExpression = (expr: unknown) => {
-      if (!isNode(expr)) return;
-      if (TableNode.is(expr)) add(expr);
-      else if (AliasNode.is(expr) && TableNode.is(expr.node)) add(expr.node);
-      else if (ListNode.is(expr)) for (const item of expr.items) fromExpression(item);
-      else if (UsingNode.is(expr)) for (const item of expr.tables) fromExpression(item);
-    };
+    let tables: string[] | undefined;
     const name = node.name as Node | undefined;
-    if (name?.kind === 'SchemableIdentifierNode') {
-      const id = (name.identifier as IdentifierNode).name;
-      if (!this.#tables.has(id) && !this.#ctes.has(id) && !tables.includes(id)) tables.push(id);
+    if (name?.kind === 'SchemableIdentifierNode')
+      tables = this.#addTable(tables, (name.identifier as IdentifierNode).name);
+    const froms = (node.from as { froms?: unknown[] } | undefined)?.froms;
+    if (froms) for (let i = 0; i < froms.length; i++) tables = this.#fromExpression(tables, froms[i]);
+    tables = this.#fromExpression(tables, node.into);
+    tables = this.#fromExpression(tables, node.table);
+    const joins = node.joins as JoinNode[] | undefined;
+    if (joins) for (let i = 0; i < joins.length; i++) tables = this.#fromExpression(tables, joins[i]!.table);
+    if (isNode(node.using)) {
+      tables = this.#fromExpression(tables, JoinNode.is(node.using) ? node.using.table : node.using);
     }
-    for (const from of (node.from as { froms?: unknown[] } | undefined)?.froms ?? []) fromExpression(from);
-    fromExpression(node.into);
-    fromExpression(node.table);
-    for (const join of (node.joins as JoinNode[] | undefined) ?? []) fromExpression(join.table);
-    if (isNode(node.using)) fromExpression(JoinNode.is(node.using) ? node.using.table : node.using);
 
-    for (const table of tables) this.#tables.add(table);
+    if (tables) for (let i = 0; i < tables.length; i++) this.#tables.add(tables[i]!);
     try {
       return this.#children(node);
     } finally {
-      for (const table of tables) this.#tables.delete(table);
-      for (const cte of ctes) this.#ctes.delete(cte);
+      if (tables) for (let i = 0; i < tables.length; i++) this.#tables.delete(tables[i]!);
+      if (ctes) for (let i = 0; i < ctes.length; i++) this.#ctes.delete(ctes[i]!);
     }
+  }
+
+  /** `tables` with `name` added, unless the walk already qualifies it, it is a CTE, or it is there. */
+  #addTable(tables: string[] | undefined, name: string): string[] | undefined {
+    if (this.#tables.has(name) || this.#ctes.has(name) || tables?.includes(name)) return tables;
+    const added = tables ?? [];
+    added.push(name);
+    return added;
+  }
+
+  /** `tables` with the tables a `from`, `into`, `table`, join or `using` expression names. */
+  #fromExpression(tables: string[] | undefined, expr: unknown): string[] | undefined {
+    if (!isNode(expr)) return tables;
+    if (TableNode.is(expr)) return this.#addTable(tables, expr.table.identifier.name);
+    if (AliasNode.is(expr) && TableNode.is(expr.node)) return this.#addTable(tables, expr.node.table.identifier.name);
+    if (ListNode.is(expr))
+      for (let i = 0; i < expr.items.length; i++) tables = this.#fromExpression(tables, expr.items[i]);
+    else if (UsingNode.is(expr))
+      for (let i = 0; i < expr.tables.length; i++) tables = this.#fromExpression(tables, expr.tables[i]);
+    return tables;
   }
 
   /**
