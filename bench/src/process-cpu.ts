@@ -1,7 +1,7 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 /** CPU seconds (user + system) each process had used when read, by pid, with its command name. */
-export type CpuReading = Map<number, { comm: string; seconds: number }>;
+export type CpuReading = Map<number, { comm: string; parent: number; seconds: number }>;
 
 /** Linux's clock ticks per second for /proc/<pid>/stat; 100 on every mainstream kernel. */
 const TICKS_PER_SECOND = 100;
@@ -25,7 +25,9 @@ export function readProcessCpu(): CpuReading | undefined {
       const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
       // Fields after the command: state is the 1st, utime the 12th and stime the 13th.
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      reading.set(Number(pid), { comm, seconds: (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND });
+      // The parent's pid is the 2nd: what tells one PostgreSQL cluster's backends from another's.
+      const parent = Number(fields[1]);
+      reading.set(Number(pid), { comm, parent, seconds: (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND });
     } catch {
       // Gone between the listing and the read.
     }
@@ -40,11 +42,11 @@ export function readProcessCpu(): CpuReading | undefined {
 export function cpuUsedBetween(
   before: CpuReading,
   after: CpuReading,
-  groupOf: (pid: number, comm: string) => string | undefined,
+  groupOf: (pid: number, comm: string, parent: number) => string | undefined,
 ): Record<string, number> {
   const used: Record<string, number> = {};
-  for (const [pid, { comm, seconds }] of after) {
-    const group = groupOf(pid, comm);
+  for (const [pid, { comm, parent, seconds }] of after) {
+    const group = groupOf(pid, comm, parent);
     if (!group) continue;
     used[group] = (used[group] ?? 0) + seconds - (before.get(pid)?.seconds ?? 0);
   }
@@ -60,4 +62,47 @@ export function processCpuSeconds(pid: number): number {
   } catch {
     return Number.NaN;
   }
+}
+
+/**
+ * The pid of the local process listening on TCP `port` (IPv4 or IPv6, any address), from /proc/net and
+ * the processes' open sockets; undefined if none is found (not Linux, another host, another user's
+ * process). Several servers of one kind (PostgreSQL clusters, nats-servers) run side by side on a shared
+ * machine: this is how a benchmark counts only the one it talks to.
+ */
+export function listeningPid(port: number): number | undefined {
+  const inodes = new Set<string>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode; 0A is LISTEN.
+      const fields = line.trim().split(/\s+/);
+      const local = fields[1];
+      if (!local || fields[3] !== '0A') continue;
+      if (Number.parseInt(local.slice(local.lastIndexOf(':') + 1), 16) === port && fields[9]) inodes.add(fields[9]);
+    }
+  }
+  if (inodes.size === 0) return undefined;
+  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+        if (target.startsWith('socket:[') && inodes.has(target.slice(8, -1))) return Number(pid);
+      } catch {
+        // Closed meanwhile.
+      }
+    }
+  }
+  return undefined;
 }

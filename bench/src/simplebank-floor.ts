@@ -53,7 +53,7 @@ export function scriptShape(text: string): { statements: number; transactions: n
  */
 export async function runFloor(
   adminUrl: string,
-  { clients, seconds }: { clients: number; seconds: number },
+  { clients, seconds, rate }: { clients: number; seconds: number; rate?: number },
 ): Promise<FloorResult> {
   const name = `chassis_bench_floor_${randomBytes(4).toString('hex')}`;
   const admin = new pg.Client({ connectionString: adminUrl });
@@ -74,15 +74,25 @@ export async function runFloor(
     } finally {
       await db.close();
     }
-    return { clients, seconds, ...(await pgbenchFloor(admin, url, name, clients, seconds)) };
+    return { clients, seconds, ...(await pgbenchFloor(admin, url, name, clients, seconds, rate)) };
   } finally {
     await admin.query(`drop database if exists ${name} with (force)`);
     await admin.end();
   }
 }
 
-async function pgbenchFloor(admin: pg.Client, url: URL, database: string, clients: number, seconds: number) {
+async function pgbenchFloor(
+  admin: pg.Client,
+  url: URL,
+  database: string,
+  clients: number,
+  seconds: number,
+  rate: number | undefined,
+) {
   const args = ['-n', '-M', 'prepared', '-f', FLOOR_SCRIPT, '-c', String(clients), '-j', '2', '-T', String(seconds)];
+  // At a fixed rate (orders/s), as the bank runs: a server's CPU per transaction depends on how many commit
+  // together (one WAL flush for all of them), so the floor at full speed flatters it beside a slower bank.
+  if (rate !== undefined) args.push('-R', String(rate));
   console.log(`floor: pgbench ${args.join(' ')}`);
   const connection = pgbenchConnection(url.toString());
   const child = spawn(pgbenchPath(), [...args, ...connection.args, database], { env: connection.env });

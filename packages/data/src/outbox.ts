@@ -11,6 +11,7 @@ import {
   indexIfMissing,
   installInServiceSchema,
   isMissingRelation,
+  tableOptionsUnlessSet,
 } from './service-schema.ts';
 
 /**
@@ -140,8 +141,25 @@ export async function installOutbox(db: Database, service: string): Promise<void
         add column if not exists last_error text,
         add column if not exists parked_at timestamptz`,
     ),
+    // Vacuumed by a count of dead rows, not a fraction of the table. Every row sent is an update that
+    // leaves a dead entry in chassis_outbox_unsent until a vacuum removes it, and the relay's look and the
+    // lag gauge read that index, as planned here, by a bitmap scan: it visits the heap row of every entry,
+    // dead or not, and never marks one dead (a plain index scan would). Autovacuum's default waits for 20%
+    // of the table to be dead, so an outbox that is never pruned makes every look dearer as it grows:
+    // 20,000 dead entries cost a look 1,010 buffers and ~20 ms, against 8 buffers vacuumed. A vacuum here
+    // reads the pages written since the last (the rest are all-visible) and the indexes; autovacuum visits
+    // a database once a minute (autovacuum_naptime), which bounds how often it comes.
+    tableOptionsUnlessSet(
+      service,
+      TABLE,
+      [`autovacuum_vacuum_scale_factor=0`, `autovacuum_vacuum_threshold=${VACUUM_AFTER_DEAD_ROWS}`],
+      sql`alter table ${table} set (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = ${sql.lit(VACUUM_AFTER_DEAD_ROWS)})`,
+    ),
   ]);
 }
+
+/** The dead rows (sent since the last vacuum) after which autovacuum takes an outbox table. */
+const VACUUM_AFTER_DEAD_ROWS = 1000;
 
 /**
  * Adds messages to the service's outbox in the caller's transaction, and wakes the service's leading

@@ -78,6 +78,29 @@ export function columnIfMissing(
   };
 }
 
+/**
+ * Sets a table's storage parameters (`alter table … set (…)`) unless it already has every one of them
+ * (`options` as PostgreSQL lists them in `pg_class.reloptions`, e.g. `autovacuum_vacuum_threshold=1000`):
+ * looked up first, so that a node's start writes no catalog row and invalidates no plan when nothing
+ * changes.
+ */
+export function tableOptionsUnlessSet(
+  service: string,
+  table: string,
+  options: readonly string[],
+  alter: RawBuilder<unknown>,
+): InstallStep {
+  return {
+    async execute(trx) {
+      const name = `${quoteIdentifier(service)}.${quoteIdentifier(table)}`;
+      const found = await sql<{ present: boolean }>`select coalesce((
+        select reloptions @> ${options as string[]}::text[] from pg_class where oid = to_regclass(${name})
+      ), false) as present`.execute(trx);
+      if (!found.rows[0]?.present) await alter.execute(trx);
+    },
+  };
+}
+
 /** SQLSTATEs meaning a table or its schema is not there: the install step was skipped. */
 export function isMissingRelation(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;

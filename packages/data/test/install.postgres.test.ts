@@ -83,4 +83,27 @@ describe('installing the chassis tables beside a busy instance: postgres', { ski
       await db.close();
     }
   });
+
+  it('[postgres] the outbox is vacuumed by a count of dead rows, set once: an install again changes no catalog row', async () => {
+    const db = await Database.open(await target.newDatabase());
+    try {
+      const options = async () =>
+        (
+          await sql<{ reloptions: string[] | null; xmin: string }>`
+            select reloptions, xmin::text from pg_class where oid = to_regclass('vacuumed.chassis_outbox')`.execute(
+            db.kysely,
+          )
+        ).rows[0];
+      await installOutbox(db, 'vacuumed');
+      const first = await options();
+      assert.deepEqual([...(first?.reloptions ?? [])].sort(), [
+        'autovacuum_vacuum_scale_factor=0',
+        'autovacuum_vacuum_threshold=1000',
+      ]);
+      await installOutbox(db, 'vacuumed');
+      assert.equal((await options())?.xmin, first?.xmin, "the second install rewrote the table's catalog row");
+    } finally {
+      await db.close();
+    }
+  });
 });
