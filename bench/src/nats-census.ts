@@ -5,8 +5,7 @@ import { processCpuSeconds } from './process-cpu.ts';
  * What the NATS server did for the measured orders, read from its monitoring port (`BENCH_NATS_MONITOR`,
  * e.g. http://127.0.0.1:8222, the server's `-m`) before and after a round: messages in and out, JetStream
  * API requests (pull requests are not among them), and per consumer the messages delivered, redelivered and
- * acked. With `BENCH_NATS_PID` the server's own CPU too: the bench's NATS column counts every
- * `nats-server` on the machine, which is wrong when other servers run beside it.
+ * acked; and, where the server runs on this machine (`pid`), its read and write system calls.
  */
 export interface NatsReading {
   inMsgs: number;
@@ -21,7 +20,6 @@ export interface NatsReading {
 }
 
 const MONITOR = process.env.BENCH_NATS_MONITOR;
-const PID = Number(process.env.BENCH_NATS_PID ?? Number.NaN);
 
 interface Jsz {
   messages: number;
@@ -40,7 +38,8 @@ interface Jsz {
   }[];
 }
 
-export async function readNats(): Promise<NatsReading | undefined> {
+/** The server's figures now; `pid` is the server's process where it is local (see `listeningPid`). */
+export async function readNats(pid: number | undefined): Promise<NatsReading | undefined> {
   if (!MONITOR) return undefined;
   const varz = (await (await fetch(`${MONITOR}/varz`)).json()) as { in_msgs: number; out_msgs: number };
   const jsz = (await (await fetch(`${MONITOR}/jsz?consumers=true`)).json()) as Jsz;
@@ -63,14 +62,15 @@ export async function readNats(): Promise<NatsReading | undefined> {
     apiTotal: jsz.api.total,
     streamMessages: jsz.messages,
     consumers,
-    cpuSeconds: Number.isFinite(PID) ? processCpuSeconds(PID) : Number.NaN,
-    ...syscalls(),
+    cpuSeconds: pid === undefined ? Number.NaN : processCpuSeconds(pid),
+    ...syscalls(pid),
   };
 }
 
-function syscalls(): { reads: number; writes: number } {
+function syscalls(pid: number | undefined): { reads: number; writes: number } {
+  if (pid === undefined) return { reads: Number.NaN, writes: Number.NaN };
   try {
-    const io = readFileSync(`/proc/${PID}/io`, 'utf8');
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
     const field = (name: string) => Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(io)?.[1] ?? Number.NaN);
     return { reads: field('syscr'), writes: field('syscw') };
   } catch {

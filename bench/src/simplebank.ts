@@ -330,7 +330,7 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
     for (const concurrency of MODES.has('distributed') ? CONCURRENCY : []) {
       const before = await probe.counts();
       const usageBefore = await databaseUsage(opsPorts);
-      const natsBefore = await readNats();
+      const natsBefore = await readNats(natsServer);
       const cpuBefore = readProcessCpu();
       const accepted = await measure('simplebank accept', concurrency, placeOrder, {
         durationMs: DURATION_MS,
@@ -341,7 +341,7 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
       const lastCompletion = await probe.lastCompletedAt();
       const completed = counts.completed - before.completed;
       const chassisByProcess = chassisMsPerOrderByProcess(cpuBefore, readProcessCpu(), completed);
-      for (const line of natsCensus(natsBefore, await readNats(), completed)) console.log(line);
+      for (const line of natsCensus(natsBefore, await readNats(natsServer), completed)) console.log(line);
       const cpuMs = cpuMsPerOrder(cpuBefore, completed);
       const usageAfter = await databaseUsage(opsPorts);
       rows.push({
