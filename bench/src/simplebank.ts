@@ -84,9 +84,10 @@ const MODES = new Set(
 const FLOOR_CLIENTS = 16;
 /**
  * The floor's rate, orders/s (`BENCH_FLOOR_RATE`; unset: as fast as it goes). PostgreSQL's CPU per order
- * depends on the rate: commits that arrive together share one WAL flush. Measured on one server, the floor
- * took 4.7 ms of PostgreSQL CPU an order at full speed (206 orders/s), 6.7 at 28/s and 7.0 at 59/s: set
- * it near the bank's completed orders/s to compare like with like.
+ * depends on the rate (commits that arrive together share one WAL flush) and on the machine's load: the
+ * floor took 4.7 ms of PostgreSQL CPU an order at full speed and 6.7–7.0 at 28–59/s on a loaded machine,
+ * 5.3 at full speed and 4.0 at 78/s on a quiet one. Set it near the bank's completed orders/s to compare
+ * like with like.
  */
 const FLOOR_RATE = process.env.BENCH_FLOOR_RATE ? Number(process.env.BENCH_FLOOR_RATE) : undefined;
 /** The embedded goal (issue 12): every order terminal within this long of its acceptance. */
