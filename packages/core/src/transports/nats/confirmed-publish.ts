@@ -12,6 +12,8 @@ import type { Topology } from './topology.ts';
 
 /** How long `publish` keeps trying before it reports the event as not confirmed (covers a server restart). */
 const PUBLISH_CONFIRM_MS = 10_000;
+/** The longest one attempt waits for its PubAck before the publish is sent again. */
+export const PUBACK_WAIT_MS = 5_000;
 
 /**
  * Publishes to JetStream and waits for the PubAck (through the connection's `PubAcks`), retrying through
@@ -38,7 +40,7 @@ export async function confirmedPublish(
         out.body,
         out.headers,
         msgID,
-        Math.max(1_000, Math.min(5_000, until - Date.now())),
+        Math.max(1_000, Math.min(PUBACK_WAIT_MS, until - Date.now())),
       );
       publishing.catch(() => undefined);
       try {

@@ -24,7 +24,7 @@ import {
 } from '../transport.ts';
 import { broadcast, listen } from './broadcast.ts';
 import { ClaimCheck, type Outgoing } from './claim-check.ts';
-import { confirmedPublish } from './confirmed-publish.ts';
+import { confirmedPublish, PUBACK_WAIT_MS } from './confirmed-publish.ts';
 import { openConnection, ReconnectDelay } from './connection.ts';
 import { DeadLetters } from './dead-letters.ts';
 import { closedError } from './errors.ts';
@@ -237,11 +237,16 @@ class NatsTransport implements Transport, NatsSession {
 
   async publish(event: string, message: WireMessage): Promise<void> {
     checkSubject('event', event);
+    await this.#publishConfirmed(event, message, undefined);
+  }
+
+  /** One event, retried through reconnects until confirmed (`out`: its body as it goes, if made already). */
+  async #publishConfirmed(event: string, message: WireMessage, out: Outgoing | undefined): Promise<void> {
+    const sent = out ?? (await this.#claims.outgoing(message, this.settings.payloadBucket));
     const msgID = message.headers[Header.id];
-    const out = await this.#claims.outgoing(message, this.settings.payloadBucket);
-    const ack = await confirmedPublish(this, this.#topology, `evt.${event}`, out, msgID, `Event ${event}`);
+    const ack = await confirmedPublish(this, this.#topology, `evt.${event}`, sent, msgID, `Event ${event}`);
     // A duplicate (same event id within the dedupe window) points at the first copy's body, not ours.
-    if (ack.duplicate && out.claim) void this.#claims.delete(out.claim);
+    if (ack.duplicate && sent.claim) void this.#claims.delete(sent.claim);
   }
 
   /**
@@ -266,9 +271,8 @@ class NatsTransport implements Transport, NatsSession {
     if (outs.length === events.length && events.length > 1 && this.connected) {
       const acks = pubAcksOf(this.connection(), this.outgoing);
       const lost = this.status.changed();
-      const timeoutMs = 5_000;
       const publishing = events.map(({ event, message }, i) =>
-        acks.publish(`evt.${event}`, outs[i]!.body, outs[i]!.headers, message.headers[Header.id], timeoutMs, true),
+        acks.publish(`evt.${event}`, outs[i]!.body, outs[i]!.headers, message.headers[Header.id], PUBACK_WAIT_MS, true),
       );
       // Handed to the connection now, in this order: nats.js writes them at the end of this microtask.
       this.outgoing.flush();
@@ -281,17 +285,7 @@ class NatsTransport implements Transport, NatsSession {
     }
     for (let i = confirmed; i < events.length; i++) {
       try {
-        const { event, message } = events[i]!;
-        const out = outs[i] ?? (await this.#claims.outgoing(message, this.settings.payloadBucket));
-        const ack = await confirmedPublish(
-          this,
-          this.#topology,
-          `evt.${event}`,
-          out,
-          message.headers[Header.id],
-          `Event ${event}`,
-        );
-        if (ack.duplicate && out.claim) void this.#claims.delete(out.claim);
+        await this.#publishConfirmed(events[i]!.event, events[i]!.message, outs[i]);
       } catch (error) {
         return { stored: i, error };
       }
