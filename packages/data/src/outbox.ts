@@ -149,12 +149,10 @@ export async function installOutbox(db: Database, service: string): Promise<void
     // 20,000 dead entries cost a look 1,010 buffers and ~20 ms, against 8 buffers vacuumed. A vacuum here
     // reads the pages written since the last (the rest are all-visible) and the indexes; autovacuum visits
     // a database once a minute (autovacuum_naptime), which bounds how often it comes.
-    tableOptionsUnlessSet(
-      service,
-      TABLE,
-      [`autovacuum_vacuum_scale_factor=0`, `autovacuum_vacuum_threshold=${VACUUM_AFTER_DEAD_ROWS}`],
-      sql`alter table ${table} set (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = ${sql.lit(VACUUM_AFTER_DEAD_ROWS)})`,
-    ),
+    tableOptionsUnlessSet(service, TABLE, [
+      'autovacuum_vacuum_scale_factor=0',
+      `autovacuum_vacuum_threshold=${VACUUM_AFTER_DEAD_ROWS}`,
+    ]),
   ]);
 }
 

@@ -80,23 +80,20 @@ export function columnIfMissing(
 
 /**
  * Sets a table's storage parameters (`alter table … set (…)`) unless it already has every one of them
- * (`options` as PostgreSQL lists them in `pg_class.reloptions`, e.g. `autovacuum_vacuum_threshold=1000`):
- * looked up first, so that a node's start writes no catalog row and invalidates no plan when nothing
- * changes.
+ * (`options` as PostgreSQL lists them in `pg_class.reloptions`, e.g. `autovacuum_vacuum_threshold=1000`,
+ * which is also how `alter table … set` takes them): looked up first, so that a node's start writes no
+ * catalog row and invalidates no plan when nothing changes. The options are the caller's literals, not
+ * input.
  */
-export function tableOptionsUnlessSet(
-  service: string,
-  table: string,
-  options: readonly string[],
-  alter: RawBuilder<unknown>,
-): InstallStep {
+export function tableOptionsUnlessSet(service: string, table: string, options: readonly string[]): InstallStep {
   return {
     async execute(trx) {
       const name = `${quoteIdentifier(service)}.${quoteIdentifier(table)}`;
       const found = await sql<{ present: boolean }>`select coalesce((
         select reloptions @> ${options as string[]}::text[] from pg_class where oid = to_regclass(${name})
       ), false) as present`.execute(trx);
-      if (!found.rows[0]?.present) await alter.execute(trx);
+      if (!found.rows[0]?.present)
+        await sql`alter table ${sql.raw(name)} set (${sql.raw(options.join(', '))})`.execute(trx);
     },
   };
 }
