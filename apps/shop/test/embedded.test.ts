@@ -17,6 +17,8 @@ const env = (services: string) => ({
   CHASSIS_TRANSPORT: 'memory',
   SERVICES: services,
   OPS_PORT: 'off',
+  // A fixed port lies in Linux's ephemeral range (32768–60999): any outgoing connection may hold it.
+  GRPC_PORT: '0',
   LOG_LEVEL: 'silent',
 });
 
