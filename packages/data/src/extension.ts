@@ -62,6 +62,8 @@ export interface DataExtensionOptions {
    * login) fails at once.
    */
   startTimeoutMs?: number;
+  /** Plan each prepared statement once per connection (`DatabaseOptions.genericPlans`). Default false. */
+  genericPlans?: boolean;
 }
 
 export class DataExtension implements NodeExtension {
@@ -96,7 +98,9 @@ export class DataExtension implements NodeExtension {
     const deadline = Date.now() + (this.options.startTimeoutMs ?? 60_000);
     for (let attempt = 1; ; attempt++) {
       try {
-        this.db ??= await Database.open(this.options.url ?? process.env.DATABASE_URL ?? 'pglite://memory');
+        this.db ??= await Database.open(this.options.url ?? process.env.DATABASE_URL ?? 'pglite://memory', {
+          genericPlans: this.options.genericPlans ?? false,
+        });
         for (const service of withData) {
           const report = (await installServiceSchema(this.db, service))!;
           if (report.applied.length > 0) {

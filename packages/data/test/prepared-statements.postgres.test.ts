@@ -83,6 +83,23 @@ describe('PostgreSQL runs repeated statements as named prepared statements', { s
     assert.deepEqual(await preparedOn(db), [{ statement: 'select label from items where id = $1', executions: 5 }]);
   });
 
+  it('[postgres] genericPlans: each statement is planned once per connection, not for each of its first runs', async () => {
+    const url = await target.newDatabase();
+    const generic = await oneConnection(url, { genericPlans: true });
+    const auto = await oneConnection(url);
+    await withItems(generic);
+    const plans = async (db: Database) => {
+      for (const id of [1, 2, 1, 2, 1, 2, 1]) await labelOf(id).execute(db.kysely);
+      const { rows } = await sql<{ mode: string; generic: number; custom: number }>`
+        select current_setting('plan_cache_mode') as mode, generic_plans::int as generic, custom_plans::int as custom
+        from pg_prepared_statements`.execute(db.kysely);
+      return rows;
+    };
+    // PostgreSQL's own choice: the first five runs planned for their parameters, then the generic plan.
+    assert.deepEqual(await plans(auto), [{ mode: 'auto', generic: 2, custom: 5 }]);
+    assert.deepEqual(await plans(generic), [{ mode: 'force_generic_plan', generic: 7, custom: 0 }]);
+  });
+
   it('[postgres] rows read through a prepared statement are the rows read without one', async () => {
     const url = await target.newDatabase();
     const named = await oneConnection(url);

@@ -146,7 +146,9 @@ export function accountTransactionsService() {
           .select('amount')
           .where('order_id', '=', input.orderId)
           .where('account', '=', Books.fees)
-          .where('kind', '=', 'fee')
+          // The kind as a literal, not a parameter: only so does a generic plan know it may use the partial
+          // index entries_fee_once (kinds fee and fee_refund); entries has no other index by order.
+          .where('kind', '=', sql.lit('fee'))
           .executeTakeFirst();
         if (!charge) {
           // Nothing charged yet: a charge arriving later is refused.
@@ -284,7 +286,9 @@ async function hasEntry(db: Ledger, orderId: string, kind: Entry['kind']): Promi
     .selectFrom('entries')
     .select('id')
     .where('order_id', '=', orderId)
-    .where('kind', '=', kind)
+    // A literal (see refundFee): a parameter would keep a generic plan off entries_fee_once, so every call
+    // was planned anew, and a payment's (no partial index) reads entries whole either way.
+    .where('kind', '=', sql.lit(kind))
     .executeTakeFirst();
   return row !== undefined;
 }
