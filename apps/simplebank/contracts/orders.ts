@@ -72,14 +72,27 @@ export const cancelOrder = action('orders.cancelOrder', {
  * order is not placed, and once this says `proceed`, the order can no longer be canceled.
  */
 export const beginPlacement = action('orders.beginPlacement', {
-  input: z.object({ orderId: OrderId }),
+  input: z.object({
+    orderId: OrderId,
+    /**
+     * The order as its `order_created` announced it: orders then starts the placement at that version
+     * without reading the order first, and reads it only if something came between (absent: read first).
+     */
+    announced: z.object({ version: z.number().int().positive(), expiresAt: z.string(), limitPrice: Money }).optional(),
+  }),
   output: z.object({ proceed: z.boolean(), limitPrice: Money.optional() }),
   idempotent: true,
 });
 
 export const orderCreated = event(
   'orders.order_created',
-  OrderRef.extend({ limitPrice: Money, createdAt: z.string() }),
+  OrderRef.extend({
+    limitPrice: Money,
+    createdAt: z.string(),
+    /** The order's version as announced, and its expiry: for `beginPlacement` (absent from older orders). */
+    version: z.number().int().positive().optional(),
+    expiresAt: z.string().optional(),
+  }),
 );
 /**
  * What an order's end says of it: its reference and who placed it — the service that placed it for a

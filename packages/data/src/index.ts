@@ -28,6 +28,7 @@ export {
   WrongExpectedVersion,
 } from './event-store.ts';
 export {
+  afterCommit,
   commit,
   DataExtension,
   type DataExtensionOptions,

@@ -107,7 +107,12 @@ export function marketService(options: MarketOptions) {
         async (order, ctx) => {
           // Fail fast while the exchange is known to be down: the message comes back after the pause.
           breaker().failFastIfOpen();
-          const { proceed, limitPrice } = await ctx.call(beginPlacement, { orderId: order.orderId });
+          // The order as announced: orders starts its placement at that version without reading it first.
+          const announced =
+            order.version !== undefined && order.expiresAt !== undefined
+              ? { version: order.version, expiresAt: order.expiresAt, limitPrice: order.limitPrice }
+              : undefined;
+          const { proceed, limitPrice } = await ctx.call(beginPlacement, { orderId: order.orderId, announced });
           if (!proceed || !limitPrice) {
             ctx.log.info({ orderId: order.orderId }, 'order not placed: it was canceled or expired');
             return;

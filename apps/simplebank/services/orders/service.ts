@@ -1,6 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { ChassisError, type Context, defineService, every, handle, isChassisError, on } from '@chassis/core';
-import { commit, database, type EventStore, type NewEventOf, openEventStore, sql } from '@chassis/data';
+import {
+  afterCommit,
+  commit,
+  database,
+  type EventStore,
+  type NewEventOf,
+  openEventStore,
+  sql,
+  WrongExpectedVersion,
+} from '@chassis/data';
 import { requestReservation } from '../../contracts/account-transactions.ts';
 import { feeFor, money, toCents } from '../../contracts/common.ts';
 import { chargeFailed, feeCharged, feeRefunded } from '../../contracts/fees.ts';
@@ -22,6 +31,7 @@ import {
   sellShares,
 } from '../../contracts/orders.ts';
 import { requireAccount } from '../shared/access.ts';
+import { KnownOrders } from './known-orders.ts';
 import {
   evolve,
   feeChanges,
@@ -60,6 +70,8 @@ export function ordersService(options: OrdersOptions = {}) {
   const slippage = options.limitSlippage ?? 0.05;
   const staleAfterMs = options.staleAfterMs ?? 60_000;
   let store: EventStore<OrderEvents> | undefined;
+  /** Each order as this instance's last committed write left it: the saga's next step appends after it. */
+  const known = new KnownOrders();
 
   const events = () => {
     if (!store) throw new ChassisError('UNAVAILABLE', 'The orders service is starting');
@@ -108,6 +120,7 @@ export function ordersService(options: OrdersOptions = {}) {
       trx,
     });
     const next = stored.reduce(evolve, order);
+    afterCommit(() => known.remember(next), ctx);
     // Read models see the order as the API shows it: steps that change nothing there are not announced.
     const shown = view(next);
     const changed = () => order.version === 0 || JSON.stringify(shown) !== JSON.stringify(view(order));
@@ -188,6 +201,7 @@ export function ordersService(options: OrdersOptions = {}) {
       { expectedVersion: 'no_stream' },
     );
     let order = created.reduce(evolve, initialState(orderId));
+    known.remember(order);
     try {
       await ctx.call(requestReservation, {
         orderId,
@@ -220,6 +234,8 @@ export function ordersService(options: OrdersOptions = {}) {
       ...refOf(order),
       limitPrice: money(limit),
       createdAt: order.history[0]!.at,
+      version: order.version,
+      expiresAt: order.created!.expiresAt,
     });
     ctx.log.info({ orderId, side: input.side, symbol: input.symbol, quantity }, `${input.side} order created`);
     return { orderId, status: order.status };
@@ -248,13 +264,34 @@ export function ordersService(options: OrdersOptions = {}) {
     orderId: string,
     decide: (order: OrderState) => NewEventOf<OrderEvents>[],
     announce?: (order: OrderState) => Promise<void>,
+    /** Whether a remembered order may be current for this event (a fill comes only once placing began). */
+    current: (order: OrderState) => boolean = () => true,
   ): Promise<void> {
+    // The order as this instance last wrote it, appended after without reading it (see `KnownOrders`): an
+    // append at that version is what a locked read would have decided, or is refused when another writer
+    // came between — then, in the same transaction (the refusal does not abort it), read under the lock.
+    // A guess that decides nothing is read again too: "nothing" must come from the order as it is now.
+    const remembered = known.get(orderId);
+    const guess = remembered && current(remembered) ? remembered : undefined;
+    const guessed = guess && decide(guess);
+    if (guess && guessed && guessed.length > 0) {
+      try {
+        await announce?.(await record(ctx, guess, guessed));
+        return;
+      } catch (error) {
+        if (!WrongExpectedVersion.is(error)) throw error;
+        known.forget(orderId);
+      }
+    }
     const order = await load(ctx, orderId);
     const changes = decide(order);
     if (changes.length === 0) return;
     const next = await record(ctx, order, changes);
     await announce?.(next);
   }
+
+  /** Whether the order's placement on the exchange began: before it, no exchange answer can come. */
+  const placingBegan = (order: OrderState) => order.placing || order.status !== 'created';
 
   return defineService({
     name: 'orders',
@@ -325,11 +362,31 @@ export function ordersService(options: OrdersOptions = {}) {
         ctx.log.warn({ orderId }, 'stale order failed');
         return { failed: true };
       }),
-      handle(beginPlacement, async ({ orderId }, ctx) => {
+      handle(beginPlacement, async ({ orderId, announced }, ctx) => {
         // Read and appended without the stream's lock, each statement its own transaction: the append
         // succeeds only at the version read (the store checks it under the stream's row lock), so a cancel
         // or another instance's placement that came between is seen by reading again. Locked, this was a
         // transaction of three round trips (BEGIN with the read, the append, COMMIT); now it is two.
+        //
+        // First at the version `order_created` announced, without reading: that event is written only with
+        // the order's reservation, in the same transaction, so at that version the order is reserved and not
+        // yet placing, and the append — accepted only if nothing came between — is the one a read would have
+        // decided: one statement in all. Refused (a cancel, or a redelivery after the placement started), or
+        // expired, or not announced so (an older market), the order is read.
+        if (announced && Date.parse(announced.expiresAt) > Date.now()) {
+          try {
+            const { events: started } = await events().append(
+              streamOf(orderId),
+              [{ type: 'PlacementStarted', data: {} }],
+              { expectedVersion: announced.version },
+            );
+            const placed = known.get(orderId);
+            if (placed?.version === announced.version) known.remember(started.reduce(evolve, placed));
+            return { proceed: true, limitPrice: announced.limitPrice };
+          } catch (error) {
+            if (!WrongExpectedVersion.is(error)) throw error;
+          }
+        }
         for (let attempt = 1; ; attempt++) {
           const order = await peek(orderId);
           const limitPrice = money(order.created!.limitPriceCents);
@@ -346,9 +403,12 @@ export function ordersService(options: OrdersOptions = {}) {
             return { proceed: false };
           }
           try {
-            await events().append(streamOf(orderId), [{ type: 'PlacementStarted', data: {} }], {
-              expectedVersion: order.version,
-            });
+            const { events: started } = await events().append(
+              streamOf(orderId),
+              [{ type: 'PlacementStarted', data: {} }],
+              { expectedVersion: order.version },
+            );
+            known.remember(started.reduce(evolve, order));
             return { proceed: true, limitPrice };
           } catch (error) {
             if (!isChassisError(error) || error.code !== 'WRONG_EXPECTED_VERSION' || attempt >= 3) throw error;
@@ -392,6 +452,8 @@ export function ordersService(options: OrdersOptions = {}) {
               return [completed, ...fee];
             },
             (order) => ctx.emit(orderCompleted, { ...endOf(order), price: trade.price }),
+            // Market answers for an order only once its placement began: an order remembered before that is stale.
+            placingBegan,
           ),
         BY_STATE,
       ),
@@ -416,6 +478,8 @@ export function ordersService(options: OrdersOptions = {}) {
               return [failed];
             },
             (order) => ctx.emit(orderFailed, { ...endOf(order), reason: failure.reason }),
+            // Market answers for an order only once its placement began: an order remembered before that is stale.
+            placingBegan,
           ),
         BY_STATE,
       ),
