@@ -230,8 +230,11 @@ interface DistributedReport {
   rssMbQuiet: Record<string, number | undefined>;
   /** Where each process's memory is right after the load (its /metrics and /proc/<pid>/smaps_rollup). */
   memoryAfterLoad: Record<string, ProcessMemory>;
-  /** V8's collection pauses per completed order over every load, all processes, ms: scavenges and the rest. */
-  gcMsPerOrder: { minor: number; major: number };
+  /**
+   * V8's collection pauses per completed order over every load, all processes, ms: scavenges and the
+   * rest; and how many collections of each an order (`…Count`).
+   */
+  gcMsPerOrder: GcCounts;
   quietAfterSeconds: number;
   errors: string[];
 }
@@ -275,7 +278,7 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
   const rss: Record<string, number | undefined> = {};
   const rssQuiet: Record<string, number | undefined> = {};
   const memoryAfterLoad: Record<string, ProcessMemory> = {};
-  let gcMsPerOrder = { minor: Number.NaN, major: Number.NaN };
+  let gcMsPerOrder: GcCounts = { minor: Number.NaN, major: Number.NaN, minorCount: Number.NaN, majorCount: Number.NaN };
   let quietAfterSeconds = Number.NaN;
   try {
     const customers = await seedCustomers(db, Math.max(...CONCURRENCY, 16));
@@ -395,6 +398,8 @@ async function runDistributed(suffix: string): Promise<DistributedReport> {
     gcMsPerOrder = {
       minor: ((gcAfter.minor - gcBefore.minor) * 1000) / completedInAll,
       major: ((gcAfter.major - gcBefore.major) * 1000) / completedInAll,
+      minorCount: (gcAfter.minorCount - gcBefore.minorCount) / completedInAll,
+      majorCount: (gcAfter.majorCount - gcBefore.majorCount) / completedInAll,
     };
     quietAfterSeconds = await quiet([...bank.processes.values()].map((running) => running.child.pid!));
     for (const [name, running] of bank.processes) rssQuiet[name] = rssMb(running.child.pid);
@@ -540,8 +545,12 @@ function printDistributed(
         `other anonymous ${fixed(m.anonymous - m.heapTotal)}, file-backed ${fixed(m.file)}`,
     );
   }
+  const each = (ms: number, count: number) => fixed(ms / count, 1);
   console.log(
-    `V8 collection pauses per completed order, every process, every load: ${fixed(gcMsPerOrder.minor, 2)} ms scavenging + ${fixed(gcMsPerOrder.major, 2)} ms the rest.`,
+    `V8 collection pauses per completed order, every process, every load: ${fixed(gcMsPerOrder.minor, 2)} ms scavenging + ${fixed(gcMsPerOrder.major, 2)} ms the rest ` +
+      `(${fixed(gcMsPerOrder.minorCount * 100, 1)} scavenges and ${fixed(gcMsPerOrder.majorCount * 100, 1)} other collections per 100 orders, ` +
+      `${each(gcMsPerOrder.minor, gcMsPerOrder.minorCount)} and ${each(gcMsPerOrder.major, gcMsPerOrder.majorCount)} ms a pause). ` +
+      'A pause is wall time: on a busy machine it counts the helper threads waiting for a core, not only work.',
   );
   if (errors.length > 0) console.log(`\nprocess errors (first 5):\n${errors.slice(0, 5).join('\n')}`);
 }
@@ -919,16 +928,28 @@ function scrapeEvery(opsPorts: Readonly<Record<string, number>>, everyMs: number
   };
 }
 
-/** V8's collection pauses so far, seconds, summed over the processes: scavenges, and every other kind. */
-async function gcSeconds(opsPorts: Readonly<Record<string, number>>): Promise<{ minor: number; major: number }> {
+/** V8's collections: pauses (seconds, or ms per order) and how many, scavenges (`minor`) and every other kind. */
+interface GcCounts {
+  minor: number;
+  major: number;
+  minorCount: number;
+  majorCount: number;
+}
+
+/** V8's collection pauses so far, seconds, and collections, summed over the processes. */
+async function gcSeconds(opsPorts: Readonly<Record<string, number>>): Promise<GcCounts> {
   let minor = 0;
   let all = 0;
+  let minorCount = 0;
+  let allCount = 0;
   for (const port of Object.values(opsPorts)) {
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     minor += metricSum(text, 'nodejs_gc_duration_seconds_sum', 'kind="minor"');
     all += metricSum(text, 'nodejs_gc_duration_seconds_sum');
+    minorCount += metricSum(text, 'nodejs_gc_duration_seconds_count', 'kind="minor"');
+    allCount += metricSum(text, 'nodejs_gc_duration_seconds_count');
   }
-  return { minor, major: all - minor };
+  return { minor, major: all - minor, minorCount, majorCount: allCount - minorCount };
 }
 
 /** Statements and transactions per completed order: in all, and by process (orders-1 and -2 as orders). */
