@@ -10,7 +10,7 @@ import { answerFrameworkError, errorAnswers } from './plugins/error-answers.ts';
 import { health } from './plugins/health.ts';
 import { openApiRoutes } from './plugins/openapi-routes.ts';
 import { rateLimits } from './plugins/rate-limits.ts';
-import { requestContext, requestIdOf } from './plugins/request-context.ts';
+import { requestContext, requestIdentifier } from './plugins/request-context.ts';
 import { requestMetrics } from './plugins/request-metrics.ts';
 import { routeTable } from './plugins/route-table.ts';
 import { gatewayRedis } from './redis.ts';
@@ -98,7 +98,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const app = Fastify({
     logger: false,
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
-    genReqId: requestIdOf,
+    // The request's id, and its context made on arrival (its deadline read from this moment).
+    genReqId: requestIdentifier(deadlines),
     // Off by default: trusting X-Forwarded-For from anyone would let a client pick the address its
     // rate limit is counted under.
     trustProxy: options.trustProxy ?? false,
