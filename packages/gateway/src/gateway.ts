@@ -74,8 +74,9 @@ export interface Gateway {
  * shape with the catalog's status.
  *
  * The gateway is Fastify plugins registered in order (plugins/): the order is the hooks' order within
- * each stage of a request (onRequest: context, then CORS; preValidation: the rate limit; preHandler:
- * the route's auth).
+ * each stage of a request (onRequest: CORS; preValidation: the rate limit; preHandler: the route's auth;
+ * onSend: the request id header and the histogram). The request's context is made before any of them,
+ * by `genReqId`.
  */
 export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const { node } = options;
