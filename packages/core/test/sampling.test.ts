@@ -96,6 +96,24 @@ describe('trace sampling: spans recorded only for sampled traces, trace context 
     assert.ok(recorded > 140 && recorded < 260, `${recorded} of 400 recorded at ratio 0.5`);
   });
 
+  it('the id of a trace it starts reads as its sampling decision to TraceIdRatioBased, sampled or not', async () => {
+    const half = await start({ tracing: { sampleRatio: 0.5 } });
+    for (let i = 0; i < 200; i++) await half.node.call(quote, { symbol: 'BHP' });
+    // OpenTelemetry's TraceIdRatioBased: the id's four 32-bit words xor-ed, below the ratio's bound.
+    const bound = Math.floor(0.5 * 0xffffffff);
+    const flagsSeen = new Set<string>();
+    for (const headers of half.sent) {
+      const [, traceId, , flags] = traceparentPattern.exec(headers.traceparent ?? '') ?? [];
+      assert.ok(traceId && flags, `a traceparent was sent: ${JSON.stringify(headers)}`);
+      assert.notEqual(traceId, '0'.repeat(32));
+      let xor = 0;
+      for (let i = 0; i < 32; i += 8) xor = (xor ^ Number.parseInt(traceId.slice(i, i + 8), 16)) >>> 0;
+      assert.equal(xor < bound, flags === '01', `trace ${traceId} flagged ${flags}`);
+      flagsSeen.add(flags);
+    }
+    assert.deepEqual([...flagsSeen].sort(), ['00', '01']);
+  });
+
   it('a trace that arrives with a context follows the caller’s decision, whatever the ratio', async () => {
     const never = await start({ tracing: { sampleRatio: 0 } });
     await never.node.call(quote, { symbol: 'BHP' }, { traceparent: sampledParent });

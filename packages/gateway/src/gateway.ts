@@ -10,7 +10,7 @@ import { answerFrameworkError, errorAnswers } from './plugins/error-answers.ts';
 import { health } from './plugins/health.ts';
 import { openApiRoutes } from './plugins/openapi-routes.ts';
 import { rateLimits } from './plugins/rate-limits.ts';
-import { requestContext, requestIdOf } from './plugins/request-context.ts';
+import { requestContext, requestIdentifier } from './plugins/request-context.ts';
 import { requestMetrics } from './plugins/request-metrics.ts';
 import { routeTable } from './plugins/route-table.ts';
 import { gatewayRedis } from './redis.ts';
@@ -74,8 +74,9 @@ export interface Gateway {
  * shape with the catalog's status.
  *
  * The gateway is Fastify plugins registered in order (plugins/): the order is the hooks' order within
- * each stage of a request (onRequest: context, then CORS; preValidation: the rate limit; preHandler:
- * the route's auth).
+ * each stage of a request (onRequest: CORS; preValidation: the rate limit; preHandler: the route's auth;
+ * onSend: the request id header and the histogram). The request's context is made before any of them,
+ * by `genReqId`.
  */
 export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const { node } = options;
@@ -98,7 +99,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const app = Fastify({
     logger: false,
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
-    genReqId: requestIdOf,
+    // The request's id, and its context made on arrival (its deadline read from this moment).
+    genReqId: requestIdentifier(deadlines),
     // Off by default: trusting X-Forwarded-For from anyone would let a client pick the address its
     // rate limit is counted under.
     trustProxy: options.trustProxy ?? false,

@@ -5,7 +5,8 @@ import { ChassisError, timeoutError } from '../errors.ts';
 import { outcomeOf } from '../observability/metrics.ts';
 import { noSpan, type Span, SpanKind, Tracing } from '../observability/tracing.ts';
 import type { ParsedInput } from '../parsed-input.ts';
-import type { CallPolicies } from '../policies/index.ts';
+import type { Fallback } from '../policies/fallback.ts';
+import type { CallPolicies, GuardedCall } from '../policies/index.ts';
 import { resolveDeadline } from '../policies/timeout.ts';
 import type { ServiceDefinition } from '../service.ts';
 import { isThenable } from './actions.ts';
@@ -179,16 +180,9 @@ function sendNow<C extends ActionContract>(
       );
     }
     const body = local ? undefined : encode(input, contract.name, rt.codec);
-    answer = rt.policies.callNow<InputOf<C>, OutputOf<C>>({
-      target: contract.name,
-      idempotent: contract.idempotent,
-      deadline,
-      input,
-      policies: callPolicies(rt, contract, options),
-      fallback: options.fallback,
-      now,
-      attempt: attempts(rt, local, contract, input, parsedInput, body, deadline, origin, span, started),
-    });
+    answer = rt.policies.callNow<InputOf<C>, OutputOf<C>>(
+      new Attempts(rt, local, contract, input, parsedInput, body, deadline, origin, span, started, now, options),
+    );
   } catch (error) {
     ended(rt, contract, span, started, error);
     return Promise.reject(error);
@@ -232,55 +226,97 @@ function recordCall(rt: NodeRuntime, contract: ActionContract, parent: Span, loc
 }
 
 /**
- * One attempt of a call, as the policies run it: the one closure a call makes. `started`: the call's
- * `performance.now()`.
+ * A call as the policies run it: what they read of it, and its attempts (`attempt`). One object a call,
+ * where a closure over the call's state (with its context) inside an object literal were three.
+ * `started`: the call's `performance.now()`.
  */
-function attempts<C extends ActionContract>(
-  rt: NodeRuntime,
-  local: ServiceDefinition | undefined,
-  contract: C,
-  input: InputOf<C>,
-  parsedInput: ParsedInput<C> | undefined,
-  body: Uint8Array | undefined,
-  deadline: number,
-  origin: Origin,
-  span: Span,
-  started: number,
-): (attempt: number, now: number | undefined) => Promise<OutputOf<C>> | OutputOf<C> {
-  // An attempt made in the call's synchronous start (given the call's `now`) starts when the call did,
-  // on both clocks; a later one reads them. Only the first attempt takes the input as already parsed:
-  // a retry gets a value of its own, as it would over the wire, not one an earlier attempt may have
-  // changed.
-  return local
-    ? (attempt, now) =>
-        now === undefined
-          ? callLocal(
-              rt,
-              local,
-              contract,
-              input,
-              undefined,
-              deadline,
-              origin,
-              span,
-              attempt,
-              Date.now(),
-              performance.now(),
-            )
-          : callLocal(
-              rt,
-              local,
-              contract,
-              input,
-              attempt === 1 ? parsedInput : undefined,
-              deadline,
-              origin,
-              span,
-              attempt,
-              now,
-              started,
-            )
-    : (attempt, now) => sendOnce(rt, contract, body!, deadline, origin, span, attempt, now ?? Date.now());
+class Attempts<C extends ActionContract> implements GuardedCall<InputOf<C>, OutputOf<C>> {
+  readonly target: string;
+  readonly idempotent: boolean;
+  readonly deadline: number;
+  readonly input: InputOf<C>;
+  readonly policies: Required<CallPolicies>;
+  readonly fallback: Fallback<InputOf<C>, OutputOf<C>> | undefined;
+  readonly now: number;
+
+  private readonly rt: NodeRuntime;
+  private readonly local: ServiceDefinition | undefined;
+  private readonly contract: C;
+  private readonly parsedInput: ParsedInput<C> | undefined;
+  private readonly body: Uint8Array | undefined;
+  private readonly origin: Origin;
+  private readonly span: Span;
+  private readonly started: number;
+
+  constructor(
+    rt: NodeRuntime,
+    local: ServiceDefinition | undefined,
+    contract: C,
+    input: InputOf<C>,
+    parsedInput: ParsedInput<C> | undefined,
+    body: Uint8Array | undefined,
+    deadline: number,
+    origin: Origin,
+    span: Span,
+    started: number,
+    now: number,
+    options: CallOptions<C>,
+  ) {
+    this.target = contract.name;
+    this.idempotent = contract.idempotent;
+    this.deadline = deadline;
+    this.input = input;
+    this.policies = callPolicies(rt, contract, options);
+    this.fallback = options.fallback;
+    this.now = now;
+    this.rt = rt;
+    this.local = local;
+    this.contract = contract;
+    this.parsedInput = parsedInput;
+    this.body = body;
+    this.origin = origin;
+    this.span = span;
+    this.started = started;
+  }
+
+  /**
+   * One attempt. One made in the call's synchronous start (given the call's `now`) starts when the call
+   * did, on both clocks; a later one reads them. Only the first attempt takes the input as already
+   * parsed: a retry gets a value of its own, as it would over the wire, not one an earlier attempt may
+   * have changed.
+   */
+  attempt(attempt: number, now: number | undefined): Promise<OutputOf<C>> | OutputOf<C> {
+    const { rt, local, contract, deadline, origin, span } = this;
+    if (local === undefined)
+      return sendOnce(rt, contract, this.body!, deadline, origin, span, attempt, now ?? Date.now());
+    return now === undefined
+      ? callLocal(
+          rt,
+          local,
+          contract,
+          this.input,
+          undefined,
+          deadline,
+          origin,
+          span,
+          attempt,
+          Date.now(),
+          performance.now(),
+        )
+      : callLocal(
+          rt,
+          local,
+          contract,
+          this.input,
+          attempt === 1 ? this.parsedInput : undefined,
+          deadline,
+          origin,
+          span,
+          attempt,
+          now,
+          this.started,
+        );
+  }
 }
 
 /** The policies of a call: the contract's over the node's, resolved once, unless the call overrides. */

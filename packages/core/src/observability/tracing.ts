@@ -331,20 +331,28 @@ class RecordedSpan implements Span, SpanContext, SpanRecord {
 /**
  * The context of a trace started here: random words, formatted as ids only when something reads them
  * (a log line, an outgoing `traceparent`): most local calls never do, and formatting cost as much as
- * the rest of starting an unrecorded trace.
+ * the rest of starting an unrecorded trace. Only the words' xor, which the sampling decision reads, is
+ * drawn at once; the trace id's words are drawn when it is first read, the last one made so that their
+ * xor is the one decided on (see `traceId`): a trace not sampled draws one random word, not four.
  */
 class RootContext extends NotRecorded {
   readonly traceFlags = TraceFlags.NONE;
-  private readonly w0 = randomWord();
-  private readonly w1 = randomWord();
-  private readonly w2 = randomWord();
-  // Never all four zero: that is the invalid id.
-  private readonly w3 = randomWord() || 1;
+  /** The xor of the trace id's four words, as OpenTelemetry's `TraceIdRatioBased` sampler reads the id. */
+  private readonly mixed = randomWord();
   private trace: string | undefined;
   private span: string | undefined;
 
   get traceId(): string {
-    this.trace ??= hexWords(this.w0, this.w1, this.w2, this.w3);
+    if (this.trace === undefined) {
+      // Never all four zero, the invalid id: the first is never zero.
+      const w0 = randomWord() || 1;
+      const w1 = randomWord();
+      const w2 = randomWord();
+      // Uniform like the others, and the four xor to `mixed`: the id reads as sampled or not exactly as
+      // it was decided.
+      const w3 = (this.mixed ^ w0 ^ w1 ^ w2) >>> 0;
+      this.trace = hexWords(w0, w1, w2, w3);
+    }
     return this.trace;
   }
 
@@ -355,7 +363,7 @@ class RootContext extends NotRecorded {
 
   /** The words xor-ed, as OpenTelemetry's `TraceIdRatioBased` sampler reads the id. */
   accumulated(): number {
-    return (this.w0 ^ this.w1 ^ this.w2 ^ this.w3) >>> 0;
+    return this.mixed;
   }
 }
 

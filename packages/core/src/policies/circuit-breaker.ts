@@ -92,6 +92,8 @@ class RatioCount implements FailureCount {
 
   private rotate(now: number): void {
     const width = this.settings.windowMs / BUCKETS;
+    // Within the current bucket (every call but one a bucket): nothing moves.
+    if (now - this.bucketStart < width) return;
     // A reading older than the window's start (a call's own, taken before a long synchronous handler
     // that another call rotated past) counts in the current bucket: the window never slides back.
     const steps = Math.max(0, Math.min(BUCKETS, Math.floor((now - this.bucketStart) / width)));

@@ -6,15 +6,17 @@ import { type DeadlineOptions, requestDeadline } from '../deadline.ts';
 
 /** What the gateway knows of a request beyond Fastify: its deadline, its caller, how it ended. */
 export interface RequestContext {
-  /** Absolute epoch ms, read on arrival; undefined for a request refused before or by that read. */
+  /** Absolute epoch ms, read on arrival; undefined for a request refused by that read (see `refusal`). */
   deadline: number | undefined;
+  /** Why the request's deadline headers were refused on arrival (a 400, or a 504 for a passed one). */
+  refusal: Error | undefined;
   /** The caller's verification, started by whoever asks first (see identity.ts). */
   identity: Promise<Identity | undefined> | undefined;
   /** The verified caller, once `identity` has settled on one. */
   user: Identity | undefined;
   /** The error code the request ended with, for the metrics; undefined is `ok`. */
   outcome: string | undefined;
-  /** `performance.now()` at the request's arrival (its onRequest hook), for the request histogram. */
+  /** `performance.now()` at the request's arrival, for the request histogram. */
   startedAt: number;
   /**
    * The matched route's URL pattern as Fastify gives it (`request.routeOptions.url`), when the route's
@@ -29,18 +31,38 @@ export interface RequestContextOptions {
 }
 
 /**
- * A symbol, not a name: the decoration stays out of FastifyRequest's public type and cannot collide
- * with a plugin a user registers.
+ * A symbol, not a name: the context rides on Node's request (`request.raw`), where Fastify's `genReqId`
+ * puts it on arrival (see `requestIdentifier`), and cannot collide with anything else there.
  */
 const kContext = Symbol('chassis.requestContext');
-type WithContext = FastifyRequest & { [kContext]: RequestContext | null };
+type RawWithContext = { [kContext]?: RequestContext };
+type RawRequest = { headers: Record<string, string | string[] | undefined> };
 
 const REQUEST_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 
-/** Fastify's `genReqId`: the client's `X-Request-Id` when it is a sane one, else a new id. */
-export function requestIdOf(raw: { headers: Record<string, string | string[] | undefined> }): string {
-  const given = raw.headers['x-request-id'];
-  return typeof given === 'string' && REQUEST_ID.test(given) ? given : newRequestId();
+/**
+ * Fastify's `genReqId`, which it calls once for every request as it arrives, before any hook: the
+ * client's `X-Request-Id` when it is a sane one, else a new id — and the request's context, made here,
+ * with the deadline its headers ask for read from this moment (the client's `Request-Timeout` counts
+ * the upload and the token check too). An `onRequest` hook did this before; a hook stage costs every
+ * request Fastify's hook runner and its three closures, and the request id header is now set with the
+ * histogram in the one `onSend` hook (request-metrics.ts). A header that is refused is kept as
+ * `refusal`, thrown by the routes (route-table.ts) and by `deadlineOf`: `genReqId` must not throw.
+ */
+export function requestIdentifier(deadlines: DeadlineOptions): (raw: RawRequest) => string {
+  return (raw) => {
+    const given = raw.headers['x-request-id'];
+    const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : newRequestId();
+    let deadline: number | undefined;
+    let refusal: Error | undefined;
+    try {
+      deadline = requestDeadline(raw.headers, deadlines);
+    } catch (error) {
+      refusal = error as Error;
+    }
+    (raw as RawWithContext)[kContext] = newContext(deadline, refusal);
+    return id;
+  };
 }
 
 /** 28 characters of a random UUID, drawn again every 2^31 ids; see `newRequestId`. */
@@ -73,30 +95,35 @@ export function newRequestId(): string {
 }
 
 /**
- * The request's context. Every request that reached the hooks has one; a request Fastify refused before
- * them (a URL that does not decode) gets an empty one here.
+ * The request's context. Every request Fastify gave an id has one; one without (nothing the gateway's
+ * Fastify does today) gets an empty one here.
  */
 export function contextOf(request: FastifyRequest): RequestContext {
-  const holder = request as WithContext;
+  const holder = request.raw as RawWithContext;
   let context = holder[kContext];
   if (!context) {
-    context = newContext(undefined);
+    context = newContext(undefined, undefined);
     holder[kContext] = context;
   }
   return context;
 }
 
-/** The request's absolute deadline: from `Request-Timeout` or `X-Deadline`, capped, else the default. */
+/**
+ * The request's absolute deadline: from `Request-Timeout` or `X-Deadline`, capped, else the default.
+ * Throws what its headers were refused for.
+ */
 export function deadlineOf(request: FastifyRequest, deadlines: DeadlineOptions): number {
   const context = contextOf(request);
+  if (context.refusal) throw context.refusal;
   context.deadline ??= requestDeadline(request.headers, deadlines);
   return context.deadline;
 }
 
 /** One shape for every context, so the engine keeps its accesses monomorphic. */
-function newContext(deadline: number | undefined): RequestContext {
+function newContext(deadline: number | undefined, refusal: Error | undefined): RequestContext {
   return {
     deadline,
+    refusal,
     identity: undefined,
     user: undefined,
     outcome: undefined,
@@ -105,24 +132,8 @@ function newContext(deadline: number | undefined): RequestContext {
   };
 }
 
-const plugin: FastifyPluginCallback<RequestContextOptions> = (app, { deadlines }, done) => {
-  // Fastify 5 refuses an object as a request decoration (it would be shared by every request): null
-  // here declares the property in the request's shape, and each request's own object is set on arrival.
-  app.decorateRequest(kContext, null);
-  // The callback form: an async hook costs a promise per request.
-  app.addHook('onRequest', (request, reply, done) => {
-    reply.header('x-request-id', request.id);
-    // From the request's arrival: the client's Request-Timeout counts the upload and the token check too.
-    let deadline: number;
-    try {
-      deadline = requestDeadline(request.headers, deadlines);
-    } catch (error) {
-      done(error as Error);
-      return;
-    }
-    (request as WithContext)[kContext] = newContext(deadline);
-    done();
-  });
+const plugin: FastifyPluginCallback<RequestContextOptions> = (_app, _options, done) => {
+  // Nothing per request here any more: see `requestIdentifier`.
   done();
 };
 

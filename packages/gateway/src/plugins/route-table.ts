@@ -116,7 +116,10 @@ function actionHandler(
   let routeUrl: string | undefined;
   return (request, reply) => {
     routeUrl ??= request.routeOptions.url;
-    contextOf(request).route = routeUrl;
+    const context = contextOf(request);
+    context.route = routeUrl;
+    // Deadline headers refused on arrival: thrown here, synchronously, to Fastify's error handler.
+    if (context.refusal) throw context.refusal;
     // The usual request — a plain route, no caller to verify first on a public one, no idempotency key —
     // is not an async function: the call's answer is sent as it comes, without the handler's own promise,
     // its await, and the one Fastify chains on it; and an answer a local handler gave at once is sent
@@ -159,6 +162,8 @@ function customHandler(spec: CustomRoute, tools: GatewayTools) {
   const owns = checksOwnership(spec.auth as RouteAuth<never> | undefined);
   const isPublic = spec.auth === 'public';
   return async (request: FastifyRequest, reply: FastifyReply) => {
+    const refusal = contextOf(request).refusal;
+    if (refusal) throw refusal;
     if (isPublic) {
       const caller = publicCaller(request, tools);
       if (caller) await caller;
