@@ -10,7 +10,7 @@ import { answerFrameworkError, errorAnswers } from './plugins/error-answers.ts';
 import { health } from './plugins/health.ts';
 import { openApiRoutes } from './plugins/openapi-routes.ts';
 import { rateLimits } from './plugins/rate-limits.ts';
-import { requestContext, requestIdentifier } from './plugins/request-context.ts';
+import { requestIdentifier } from './plugins/request-context.ts';
 import { requestMetrics } from './plugins/request-metrics.ts';
 import { routeTable } from './plugins/route-table.ts';
 import { gatewayRedis } from './redis.ts';
@@ -109,7 +109,6 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   // JSON only: a text/plain body is a 415, not a string handed to a contract.
   app.removeContentTypeParser('text/plain');
 
-  await app.register(requestContext, { deadlines });
   await app.register(requestMetrics, { registry: node.metrics.registry });
   await app.register(errorAnswers, { log: node.log });
   if (options.cors) await app.register(cors, options.cors === true ? { origin: true } : options.cors);

@@ -41,7 +41,6 @@ const plugin: FastifyPluginCallback<ErrorAnswersOptions> = (app, { log }, done) 
 export const errorAnswers = fp(plugin, {
   name: 'chassis-error-answers',
   fastify: '5.x',
-  dependencies: ['chassis-request-context'],
 });
 
 /**

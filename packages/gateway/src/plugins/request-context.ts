@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Identity } from '@chassis/core';
-import type { FastifyPluginCallback, FastifyRequest } from 'fastify';
-import fp from 'fastify-plugin';
+import type { FastifyRequest } from 'fastify';
 import { type DeadlineOptions, requestDeadline } from '../deadline.ts';
 
 /** What the gateway knows of a request beyond Fastify: its deadline, its caller, how it ended. */
@@ -24,10 +23,6 @@ export interface RequestContext {
    * the route's twelve options on every read.
    */
   route: string | undefined;
-}
-
-export interface RequestContextOptions {
-  deadlines: DeadlineOptions;
 }
 
 /**
@@ -131,11 +126,3 @@ function newContext(deadline: number | undefined, refusal: Error | undefined): R
     route: undefined,
   };
 }
-
-const plugin: FastifyPluginCallback<RequestContextOptions> = (_app, _options, done) => {
-  // Nothing per request here any more: see `requestIdentifier`.
-  done();
-};
-
-/** Request ids, deadlines and the per-request context; on the root, so every route has them. */
-export const requestContext = fp(plugin, { name: 'chassis-request-context', fastify: '5.x' });

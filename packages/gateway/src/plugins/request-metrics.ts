@@ -65,7 +65,6 @@ const plugin: FastifyPluginCallback<RequestMetricsOptions> = (app, { registry },
 export const requestMetrics = fp(plugin, {
   name: 'chassis-request-metrics',
   fastify: '5.x',
-  dependencies: ['chassis-request-context'],
 });
 
 /** The gateway's request histogram on the node's registry (one, however many gateways share the node). */
