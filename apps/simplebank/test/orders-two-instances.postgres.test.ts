@@ -6,40 +6,20 @@ import { postgresTarget, waitUntil } from '@chassis/testing';
 import { feeRefunded } from '../contracts/fees.ts';
 import { beginPlacement, getOrder, orderCreated, sellShares } from '../contracts/orders.ts';
 import { startExchangeSimulator } from '../exchange-simulator/simulator.ts';
-import { KnownOrders } from '../services/orders/known-orders.ts';
-import { initialState, type OrderState, orderEvents } from '../services/orders/order.ts';
+import { orderEvents } from '../services/orders/order.ts';
 import { simplebankServices } from '../src/services.ts';
 import { tokenFor } from './one-node.ts';
 
 const target = await postgresTarget();
 const secret = 'a-test-secret-of-at-least-32-characters';
 
-const at = (id: string, version: number, placing = false): OrderState => ({ ...initialState(id), version, placing });
-
-describe('KnownOrders: each order as this instance last wrote it', () => {
-  it('keeps the newest version it was told, forgets on request, and drops the oldest past its capacity', () => {
-    const known = new KnownOrders(2);
-    known.remember(at('a', 2));
-    known.remember(at('a', 1));
-    assert.equal(known.get('a')?.version, 2, 'an older version does not replace a newer one');
-    known.remember(at('a', 3, true));
-    assert.equal(known.get('a')?.placing, true);
-    known.remember(at('b', 1));
-    known.remember(at('c', 1));
-    assert.equal(known.get('a'), undefined, 'the oldest remembered is dropped first');
-    assert.equal(known.size, 2);
-    known.forget('b');
-    assert.equal(known.get('b'), undefined);
-  });
-});
-
 /**
- * Orders appends after the version it last wrote, or that `order_created` announced, without reading the
- * order first (see `KnownOrders`). With two instances of orders and market, each instance's remembered
- * orders go stale behind the other's writes: every such guess must be refused by the event store and the
- * order read again, so each order still ends once, with one placement, its events in order.
+ * Orders starts an order's placement at the version `order_created` announced, without reading the order
+ * first. With two instances of orders and market, an announced version may no longer hold: every such
+ * append must be refused by the event store and the order read again, so each order still ends once,
+ * with one placement, its events in order.
  */
-describe('SimpleBank orders on two instances: appends after a remembered version', { skip: target.skip }, () => {
+describe('SimpleBank orders on two instances: placements at an announced version', { skip: target.skip }, () => {
   let nodes: ChassisNode[] = [];
   let db: Database;
   let exchange: Awaited<ReturnType<typeof startExchangeSimulator>>;
@@ -148,14 +128,14 @@ describe('SimpleBank orders on two instances: appends after a remembered version
     assert.deepEqual((await eventsOf([orderId])).get(orderId)?.types, before);
   });
 
-  it('a fee refund after another writer appended: the remembered order is refused, the order read, the fee refunded once', async () => {
+  it('a fee refund after another writer appended it: the delivery finds the refund made, refunded once', async () => {
     const alice = await tokenFor('alice', ['customer'], ['101']);
     for (const node of nodes) {
       const { orderId } = await node.call(sellShares, { accountId: '101', symbol: 'GOOG', quantity: 1 }, alice);
       await waitUntil(async () => (await node.call(getOrder, { orderId }, alice)).fee === '1.00', {
         what: 'the order completed with its fee',
       });
-      // Refunded behind the instances' backs: whichever remembers the order remembers it a version short.
+      // Refunded behind the instances' backs, as a delivery that committed and was not acknowledged.
       const store = new EventStore(db, { service: 'orders', schemas: orderEvents, notify: false });
       await store.append(`order-${orderId}`, [{ type: 'FeeRefunded', data: { feeCents: 100 } }], {
         expectedVersion: 6,

@@ -381,11 +381,6 @@ export class DataExtension implements NodeExtension {
     return id;
   }
 
-  /** Runs `run` once what the handler running with `ctx` wrote so far commits (see `afterCommit`). */
-  afterCommit(ctx: Context, run: () => void): void {
-    this.unitOf(ctx).afterCommit(run);
-  }
-
   /** The transaction of the handler running with `ctx`, opened on first use. */
   transactionOf(ctx: Context): Promise<Kysely<AnyTables>> {
     return this.unitOf(ctx).transaction();
@@ -503,17 +498,6 @@ function requireContext(): Context {
   const ctx = currentContext();
   if (!ctx) throw new ChassisError('INTERNAL', 'database() was called outside a handler: pass the handler’s ctx');
   return ctx;
-}
-
-/**
- * Runs `run` once what the running handler wrote so far has committed (at its end, or at its next
- * `commit(ctx)`), never if it rolls back: to remember what is now true in the database — a cache of what
- * this process wrote, which a rolled-back write must never reach — or to act on it at once. In a commit
- * group it runs once the group commits, if this member stayed in it. `run` must not throw: it runs as the
- * commit returns, and its error would fail a handler whose writes are committed.
- */
-export function afterCommit(run: () => void, ctx: Context = requireContext()): void {
-  extensionOf(ctx.nodeId).afterCommit(ctx, run);
 }
 
 /**

@@ -28,7 +28,6 @@ export {
   WrongExpectedVersion,
 } from './event-store.ts';
 export {
-  afterCommit,
   commit,
   DataExtension,
   type DataExtensionOptions,

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { ChassisError, type Context, defineService, every, handle, isChassisError, on } from '@chassis/core';
 import {
-  afterCommit,
   commit,
   database,
   type EventStore,
@@ -31,7 +30,6 @@ import {
   sellShares,
 } from '../../contracts/orders.ts';
 import { requireAccount } from '../shared/access.ts';
-import { KnownOrders } from './known-orders.ts';
 import {
   evolve,
   feeChanges,
@@ -70,8 +68,6 @@ export function ordersService(options: OrdersOptions = {}) {
   const slippage = options.limitSlippage ?? 0.05;
   const staleAfterMs = options.staleAfterMs ?? 60_000;
   let store: EventStore<OrderEvents> | undefined;
-  /** Each order as this instance's last committed write left it: the saga's next step appends after it. */
-  const known = new KnownOrders();
 
   const events = () => {
     if (!store) throw new ChassisError('UNAVAILABLE', 'The orders service is starting');
@@ -120,7 +116,6 @@ export function ordersService(options: OrdersOptions = {}) {
       trx,
     });
     const next = stored.reduce(evolve, order);
-    afterCommit(() => known.remember(next), ctx);
     // Read models see the order as the API shows it: steps that change nothing there are not announced.
     const shown = view(next);
     const changed = () => order.version === 0 || JSON.stringify(shown) !== JSON.stringify(view(order));
@@ -201,7 +196,6 @@ export function ordersService(options: OrdersOptions = {}) {
       { expectedVersion: 'no_stream' },
     );
     let order = created.reduce(evolve, initialState(orderId));
-    known.remember(order);
     try {
       await ctx.call(requestReservation, {
         orderId,
@@ -264,34 +258,13 @@ export function ordersService(options: OrdersOptions = {}) {
     orderId: string,
     decide: (order: OrderState) => NewEventOf<OrderEvents>[],
     announce?: (order: OrderState) => Promise<void>,
-    /** Whether a remembered order may be current for this event (a fill comes only once placing began). */
-    current: (order: OrderState) => boolean = () => true,
   ): Promise<void> {
-    // The order as this instance last wrote it, appended after without reading it (see `KnownOrders`): an
-    // append at that version is what a locked read would have decided, or is refused when another writer
-    // came between — then, in the same transaction (the refusal does not abort it), read under the lock.
-    // A guess that decides nothing is read again too: "nothing" must come from the order as it is now.
-    const remembered = known.get(orderId);
-    const guess = remembered && current(remembered) ? remembered : undefined;
-    const guessed = guess && decide(guess);
-    if (guess && guessed && guessed.length > 0) {
-      try {
-        await announce?.(await record(ctx, guess, guessed));
-        return;
-      } catch (error) {
-        if (!WrongExpectedVersion.is(error)) throw error;
-        known.forget(orderId);
-      }
-    }
     const order = await load(ctx, orderId);
     const changes = decide(order);
     if (changes.length === 0) return;
     const next = await record(ctx, order, changes);
     await announce?.(next);
   }
-
-  /** Whether the order's placement on the exchange began: before it, no exchange answer can come. */
-  const placingBegan = (order: OrderState) => order.placing || order.status !== 'created';
 
   return defineService({
     name: 'orders',
@@ -375,13 +348,9 @@ export function ordersService(options: OrdersOptions = {}) {
         // expired, or not announced so (an older market), the order is read.
         if (announced && Date.parse(announced.expiresAt) > Date.now()) {
           try {
-            const { events: started } = await events().append(
-              streamOf(orderId),
-              [{ type: 'PlacementStarted', data: {} }],
-              { expectedVersion: announced.version },
-            );
-            const placed = known.get(orderId);
-            if (placed?.version === announced.version) known.remember(started.reduce(evolve, placed));
+            await events().append(streamOf(orderId), [{ type: 'PlacementStarted', data: {} }], {
+              expectedVersion: announced.version,
+            });
             return { proceed: true, limitPrice: announced.limitPrice };
           } catch (error) {
             if (!WrongExpectedVersion.is(error)) throw error;
@@ -403,12 +372,9 @@ export function ordersService(options: OrdersOptions = {}) {
             return { proceed: false };
           }
           try {
-            const { events: started } = await events().append(
-              streamOf(orderId),
-              [{ type: 'PlacementStarted', data: {} }],
-              { expectedVersion: order.version },
-            );
-            known.remember(started.reduce(evolve, order));
+            await events().append(streamOf(orderId), [{ type: 'PlacementStarted', data: {} }], {
+              expectedVersion: order.version,
+            });
             return { proceed: true, limitPrice };
           } catch (error) {
             if (!isChassisError(error) || error.code !== 'WRONG_EXPECTED_VERSION' || attempt >= 3) throw error;
@@ -452,8 +418,6 @@ export function ordersService(options: OrdersOptions = {}) {
               return [completed, ...fee];
             },
             (order) => ctx.emit(orderCompleted, { ...endOf(order), price: trade.price }),
-            // Market answers for an order only once its placement began: an order remembered before that is stale.
-            placingBegan,
           ),
         BY_STATE,
       ),
@@ -478,8 +442,6 @@ export function ordersService(options: OrdersOptions = {}) {
               return [failed];
             },
             (order) => ctx.emit(orderFailed, { ...endOf(order), reason: failure.reason }),
-            // Market answers for an order only once its placement began: an order remembered before that is stale.
-            placingBegan,
           ),
         BY_STATE,
       ),

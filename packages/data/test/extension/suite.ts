@@ -4,7 +4,6 @@ import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { action, type ChassisError, defineService, event, handle, on, type ServiceDefinition } from '@chassis/core';
 import {
-  afterCommit,
   commit,
   Database,
   type DataExtension,
@@ -231,48 +230,6 @@ export function extensionSuite(target: DatabaseTarget): void {
         select status from ${sql.id(orders.name, 'orders')} where id = ${orderId}`.execute(data.database.kysely);
       assert.equal(row.rows[0]?.status, 'created', 'the committed insert stays; the update after it is gone');
       assert.deepEqual(events, [], 'the event store was installed in the service schema at start');
-    });
-
-    it(`[${target.name}] afterCommit runs once what was written commits, and never for what a failure rolls back`, async () => {
-      const s = slice();
-      const place = action(`${s.orders.name}.placeRemembered`, {
-        input: z.object({ orderId: z.string(), fail: z.boolean() }),
-        output: z.object({ ok: z.boolean() }),
-      });
-      const ran: string[] = [];
-      const orders = defineService({
-        name: s.orders.name,
-        migrations: new URL('orders/', fixtures),
-        actions: [
-          handle(place, async ({ orderId, fail }, ctx) => {
-            await (await database<OrdersTables>(ctx))
-              .insertInto('orders')
-              .values({ id: orderId, account_id: '101', symbol: 'BHP', quantity: 1 })
-              .execute();
-            afterCommit(() => ran.push(`${orderId} created`), ctx);
-            assert.ok(!ran.includes(`${orderId} created`), 'not before the commit');
-            await commit(ctx);
-            await (await database<OrdersTables>(ctx))
-              .updateTable('orders')
-              .set({ status: 'reserved' })
-              .where('id', '=', orderId)
-              .execute();
-            afterCommit(() => ran.push(`${orderId} reserved`));
-            if (fail) throw new Error('the ledger said no');
-            return { ok: true };
-          }),
-        ],
-      });
-      const { node } = await start([orders]);
-      const [failing, passing] = [randomUUID(), randomUUID()];
-      await assert.rejects(node.call(place, { orderId: failing, fail: true }), /the ledger said no/);
-      assert.deepEqual(ran, [`${failing} created`], 'the step commit(ctx) made durable, not the one rolled back');
-      await node.call(place, { orderId: passing, fail: false });
-      assert.deepEqual(
-        ran,
-        [`${failing} created`, `${passing} created`, `${passing} reserved`],
-        'both, by the time the call answered',
-      );
     });
 
     it(`[${target.name}] a handler's events are written together when it commits, in the order emitted; commit(ctx) takes those before it`, async () => {
