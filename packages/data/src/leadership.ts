@@ -34,11 +34,18 @@ const LOCK_NOT_AVAILABLE = '55P03';
 /**
  * Waits until this process leads `name` (the lock `[scope, name]`, e.g. `['chassis:outbox', service]`),
  * and resolves to the leadership; rejects if `signal` aborts first or the database cannot be reached.
+ * `settings` are set on the leader's own session (PostgreSQL: `set_config` names and values, for the
+ * leader's statements only); PGlite's one connection is everyone's, so they are not set there.
  */
-export async function lead(db: Database, [scope, name]: [string, string], signal: AbortSignal): Promise<Leadership> {
+export async function lead(
+  db: Database,
+  [scope, name]: [string, string],
+  signal: AbortSignal,
+  settings: Readonly<Record<string, string>> = {},
+): Promise<Leadership> {
   const session = db.openSession();
   if (!session) return leadInProcess(db, `${scope}\u0000${name}`, signal);
-  return leadOnSession(db, await session, scope, name, signal);
+  return leadOnSession(db, await session, scope, name, signal, settings);
 }
 
 async function leadOnSession(
@@ -47,14 +54,20 @@ async function leadOnSession(
   scope: string,
   name: string,
   signal: AbortSignal,
+  settings: Readonly<Record<string, string>>,
 ): Promise<Leadership> {
   const abandon = () => void session.close();
   signal.addEventListener('abort', abandon, { once: true });
   try {
     // Statements alone, read committed whatever the server's default: each sees what committed before it.
+    const all: [string, string][] = [
+      ['default_transaction_isolation', 'read committed'],
+      ['lock_timeout', `${LOCK_WAIT_MS}ms`],
+      ...Object.entries(settings),
+    ];
     await session.query(
-      `select set_config('default_transaction_isolation', 'read committed', false),
-        set_config('lock_timeout', '${LOCK_WAIT_MS}ms', false)`,
+      `select ${all.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, false)`).join(', ')}`,
+      all.flat(),
     );
     for (;;) {
       signal.throwIfAborted();
