@@ -202,6 +202,13 @@ async function main(): Promise<void> {
     : undefined;
   const base = await pgbench(ADMIN_URL, pgbenchDb, { concurrency: 4, seconds: PGBENCH_SECONDS });
   await withAdmin((c) => c.query(`drop database if exists ${pgbenchDb} with (force)`));
+  // What shapes the bank's plans on its new tables (no ANALYZE without autovacuum), printed beside pgbench.
+  const server = await withAdmin(async (c) => {
+    const { rows } = await c.query<{ version: string; autovacuum: string }>(
+      `select current_setting('server_version') as version, current_setting('autovacuum') as autovacuum`,
+    );
+    return rows[0];
+  });
 
   if (distributed) {
     printDistributed(distributed, base.tps);
@@ -215,8 +222,11 @@ async function main(): Promise<void> {
     printFloor(floor, distributed?.rows ?? []);
     report.floor = floor;
   }
-  console.log(`\npgbench -N, 4 clients, same server: ${base.tps.toFixed(0)} TPS`);
+  console.log(
+    `\npgbench -N, 4 clients, same server: ${base.tps.toFixed(0)} TPS (PostgreSQL ${server?.version}, autovacuum ${server?.autovacuum})`,
+  );
   report.pgbenchTps = base.tps;
+  report.postgres = server;
   await writeResults('simplebank', startedAt, report);
 }
 

@@ -44,17 +44,15 @@ export { installServiceSchema, migrateOnly } from './install-service.ts';
 export { MigrationFailed, type MigrationReport, type MigrationsSpec, migrate } from './migrations.ts';
 export {
   installOutbox,
-  listParkedOutbox,
   type OutboxLag,
   type OutboxMessage,
   OutboxNotInstalled,
   outboxChannel,
   outboxLag,
-  type ParkedOutboxRow,
   pruneOutbox,
-  replayParkedOutbox,
   writeOutbox,
 } from './outbox.ts';
+export { listParkedOutbox, type ParkedOutboxRow, replayParkedOutbox } from './outbox-parking.ts';
 export { OutboxRelay, type OutboxRelayOptions, type Publish, type PublishInOrder } from './outbox-relay.ts';
 export { type PostgresSslMode, type PostgresTls, postgresTls } from './postgres-tls.ts';
 export {

@@ -1,7 +1,7 @@
 import { ChassisError, type OpsAction, opsAction } from '@chassis/core';
 import { z } from 'zod';
 import type { Database } from './database.ts';
-import { listParkedOutbox } from './outbox.ts';
+import { listParkedOutbox } from './outbox-parking.ts';
 import type { OutboxRelay } from './outbox-relay.ts';
 import { type SagaInstance, type SagaStatus, sagaStatuses } from './sagas/definition.ts';
 import type { SagaRunner } from './sagas/runner.ts';

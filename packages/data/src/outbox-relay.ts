@@ -9,22 +9,10 @@ import type { RawBuilder } from 'kysely';
 import { type Database, quoteIdentifier, sql } from './database.ts';
 import { type Leadership, lead, ledInProcess } from './leadership.ts';
 import { lockName } from './mysql.ts';
-import {
-  headersOf,
-  notInstalled,
-  type OutboxLag,
-  outboxChannel,
-  outboxLag,
-  type ParkedOutboxRow,
-  type ParkedRecord,
-  TABLE,
-  toParked,
-} from './outbox.ts';
+import { headersOf, notInstalled, type OutboxLag, outboxChannel, outboxLag, TABLE } from './outbox.ts';
 import { HandedOverRows, type ReadyRow } from './outbox-handover.ts';
 import { DeferredMarks, type Execute } from './outbox-marking.ts';
-
-/** How much of a publish error a row keeps in `last_error`. */
-const LAST_ERROR_CHARS = 2000;
+import { attemptsOf, type Failed, type ParkedOutboxRow, recordFailures } from './outbox-parking.ts';
 
 export type Publish = (event: string, message: WireMessage) => Promise<void>;
 /** A transport's `publishInOrder`: see `Transport.publishInOrder`. */
@@ -78,12 +66,6 @@ export interface OutboxRelayOptions {
 
 /** `read`: rows the batch took up (a full batch means more may wait); `failure`: one left unsent. */
 type BatchOutcome = { read: number; published: number; failure?: unknown } | 'busy';
-
-/** A row whose publish failed in this batch. */
-interface Failed {
-  row: ReadyRow;
-  error: unknown;
-}
 
 /**
  * Publishes a service's committed outbox rows, in order, and marks them sent.
@@ -662,32 +644,7 @@ export class OutboxRelay {
     // Rows left unsent: the next batch reads the outbox.
     if (failure !== undefined) this.handed.leftUnsent();
 
-    for (const row of new Set(failed.map((f) => f.row))) {
-      const mine = failed.filter((f) => f.row === row);
-      const lastError = errorText(mine[mine.length - 1]?.error);
-      const park = toPark.some((p) => p.row === row);
-      if (mysql) {
-        await execute(sql`
-          update ${table}
-          set attempts = attempts + ${mine.length}, last_error = ${lastError},
-              parked_at = case when ${park} then current_timestamp(6) else parked_at end
-          where id = ${row.id} and sent_at is null`);
-        if (!park) continue;
-        const [record] = await execute(sql<ParkedRecord>`
-          select id, event, headers, attempts, last_error, parked_at, created_at from ${table}
-          where id = ${row.id} and parked_at is not null`);
-        if (record) parked.push(toParked(record));
-        continue;
-      }
-      const result = await execute(sql<ParkedRecord>`
-        update ${table}
-        set attempts = attempts + ${mine.length}, last_error = ${lastError},
-            parked_at = case when ${park} then clock_timestamp() else parked_at end
-        where id = ${row.id} and sent_at is null
-        returning id, event, headers, attempts, last_error, parked_at, created_at`);
-      const record = result[0];
-      if (park && record) parked.push(toParked(record));
-    }
+    parked.push(...(await recordFailures(execute, table, failed, toPark, mysql)));
     if ((handed || (leading && this.db.kind === 'postgres')) && failed.length === 0 && sent.length > 0) {
       // All of them went: marked later, by the service's next outbox insert or otherwise (`DeferredMarks`).
       this.marks.defer(sent);
@@ -720,17 +677,6 @@ const RELEAD_MAX_DELAY_MS = 5000;
 
 function pause(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
-}
-
-/** How many times `id` failed so far in this batch. */
-function attemptsOf(failed: readonly Failed[], id: number): number {
-  return failed.filter((f) => f.row.id === id).length;
-}
-
-/** A publish error as a row keeps it. */
-function errorText(error: unknown): string {
-  const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-  return text.slice(0, LAST_ERROR_CHARS);
 }
 
 /** pg hands bytea back as a Buffer: give `publish` the plain Uint8Array it was written as (no copy). */

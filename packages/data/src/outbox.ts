@@ -41,14 +41,7 @@ import {
  * order of first writes between overlapping transactions at the price of any long transaction, in any
  * database, stalling every relay; the `xid` column stays, unused, so older nodes in a rolling upgrade work.)
  *
- * Parking. A row the transport refuses every time (too large for the stream, a subject it will never
- * take) would otherwise block its service's relay forever, since the oldest row goes first. After
- * `parkAfterAttempts` failed attempts the relay sets the row aside for one batch and goes on with the
- * next; if the broker takes a later row and then refuses this one once more, the refusal is this row's
- * and the row is parked: kept, marked `parked_at` with its last error, counted by `outboxLag().parked`,
- * listed by `listParkedOutbox` and put back in line by `replayParkedOutbox`. A broker that is down
- * refuses the later rows too, so an outage parks nothing. Events after a parked one are published
- * before it: a consumer that needs their order must tolerate, or wait for, the replay.
+ * Parking, for a row the transport refuses every time: `outbox-parking.ts`.
  *
  * Written by hand: this is the product (DESIGN.md, Data); no library does an outbox over both pg and PGlite.
  */
@@ -342,100 +335,9 @@ export async function outboxLag(db: Database | Kysely<AnyTables>, service: strin
   };
 }
 
-/** A row the relay parked, as `listParkedOutbox` shows it and the relay's `onParked` is told. */
-export interface ParkedOutboxRow {
-  /** The row's id in the service's outbox: what `replayParkedOutbox` takes. */
-  id: number;
-  /** The event's full name, e.g. `orders.order_created`. */
-  event: string;
-  /** The message id (`id` header) consumers' inboxes know it by. */
-  messageId: string | undefined;
-  /** Failed publishes so far. */
-  attempts: number;
-  /** The transport's last refusal. */
-  lastError: string | null;
-  parkedAt: Date;
-  createdAt: Date;
-}
-
 /** Headers as the database returns them: JSON on PostgreSQL, its text on MariaDB/MySQL. */
 export function headersOf(headers: Record<string, string> | string): Record<string, string> {
   return typeof headers === 'string' ? (JSON.parse(headers) as Record<string, string>) : headers;
-}
-
-/** A parked row as the database returns it. */
-export interface ParkedRecord {
-  id: number | string;
-  event: string;
-  headers: Record<string, string> | string;
-  attempts: number;
-  last_error: string | null;
-  parked_at: Date | string;
-  created_at: Date | string;
-}
-
-export function toParked(row: ParkedRecord): ParkedOutboxRow {
-  return {
-    id: Number(row.id),
-    event: row.event,
-    messageId: headersOf(row.headers).id,
-    attempts: row.attempts,
-    lastError: row.last_error,
-    parkedAt: new Date(row.parked_at),
-    createdAt: new Date(row.created_at),
-  };
-}
-
-/** The service's parked rows, oldest first. */
-export async function listParkedOutbox(db: Database | Kysely<AnyTables>, service: string): Promise<ParkedOutboxRow[]> {
-  const kysely = db instanceof Database ? db.kysely : db;
-  const result = await sql<ParkedRecord>`
-    select id, event, headers, attempts, last_error, parked_at, created_at from ${sql.id(service, TABLE)}
-    where sent_at is null and parked_at is not null
-    order by id`
-    .execute(kysely)
-    .catch((error: unknown) => {
-      throw isMissingRelation(error) || isMysqlMissingTable(error) ? notInstalled(service, error) : error;
-    });
-  return result.rows.map(toParked);
-}
-
-/**
- * Puts parked rows back in line — `'all'`, or the ids `listParkedOutbox` gave — once whatever refused
- * them is fixed; resolves to how many. They keep their place: the relays publish them next, before
- * anything written after them that is still waiting, and park them again if they are refused as before.
- */
-export async function replayParkedOutbox(
-  db: Database | Kysely<AnyTables>,
-  service: string,
-  ids: readonly number[] | 'all',
-): Promise<number> {
-  const kysely = db instanceof Database ? db.kysely : db;
-  if (ids !== 'all' && ids.length === 0) return 0;
-  if (isMysql(kysely)) {
-    const chosen = ids === 'all' ? sql`true` : sql`id in (${sql.join(ids.map(Number))})`;
-    const replayed = await sql`
-      update ${sql.id(service, TABLE)} set parked_at = null, attempts = 0
-      where sent_at is null and parked_at is not null and ${chosen}`
-      .execute(kysely)
-      .catch((error: unknown) => {
-        throw isMysqlMissingTable(error) ? notInstalled(service, error) : error;
-      });
-    return Number(replayed.numAffectedRows ?? 0);
-  }
-  const which = ids === 'all' ? sql`true` : sql`id = any(${ids.map(Number)})`;
-  const result = await sql<{ n: number }>`
-    with replayed as (
-      update ${sql.id(service, TABLE)} set parked_at = null, attempts = 0
-      where sent_at is null and parked_at is not null and ${which}
-      returning id
-    )
-    select count(*)::int as n, pg_notify(${outboxChannel(service)}, '') from replayed`
-    .execute(kysely)
-    .catch((error: unknown) => {
-      throw isMissingRelation(error) ? notInstalled(service, error) : error;
-    });
-  return result.rows[0]?.n ?? 0;
 }
 
 export function notInstalled(service: string, cause?: unknown): ChassisError {
