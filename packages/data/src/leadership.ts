@@ -7,8 +7,8 @@ import type { Database, DatabaseSession } from './database.ts';
  * the holder lives: the leader. On PostgreSQL it is a session-level advisory lock held by a connection of
  * the leader's own; the server releases it the moment that connection ends — a drain, a crash, a killed
  * process, a terminated backend — and one of the holders waiting takes it within a quarter of a second
- * (they ask every `TRY_EVERY_MS`). On PGlite, one process's
- * database, the holders are in this process, and take turns through a queue.
+ * (they ask every `TRY_EVERY_MS`). On PGlite, one process's database, the holders are in this process,
+ * and take turns through a queue.
  *
  * The leader runs its statements on its own session (`execute`), each committed alone: it needs no
  * transaction to exclude the others, so its work costs only the statements themselves.

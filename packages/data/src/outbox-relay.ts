@@ -36,8 +36,8 @@ export interface OutboxRelayOptions {
   batchSize?: number;
   /**
    * Lead and LISTEN (default true): the service's relays elect one leader, which holds the service's
-   * lock on a connection of its own, hears every commit and publishes it at once; the others wait for the
-   * lock, costing nothing. Turn it off where neither LISTEN nor a session's lock can work, e.g. behind
+   * lock on a connection of its own, hears every commit and publishes it at once; the others ask for the
+   * lock every 250 ms, one cheap statement each. Turn it off where neither LISTEN nor a session's lock can work, e.g. behind
    * PgBouncer in transaction mode: each relay then polls, taking the lock for each batch.
    */
   listen?: boolean;
@@ -73,7 +73,7 @@ type BatchOutcome = { read: number; published: number; failure?: unknown } | 'bu
  * One relay per service publishes at a time, cluster-wide. A started relay waits to lead the service
  * (see `Leadership`: a session-level advisory lock on a connection of its own, released by the server
  * the moment that connection ends); the leader LISTENs for every commit to the service's outbox on that
- * connection and publishes at once, while the others wait for the lock and cost nothing. A batch of the
+ * connection and publishes at once, while the others ask for the lock every 250 ms. A batch of the
  * leader is two statements and no transaction: it reads the ready rows, publishes them one by one in
  * order (each awaited, so the broker sees them in that order), and marks the published ones sent. On
  * PGlite, whose one connection is this process's, the node hands the leader the rows its units of work
