@@ -257,8 +257,7 @@ export class OutboxRelay {
       await this.flush(Date.now() + this.drainTimeoutMs);
       // What the last batches published and nothing marked yet: marked now, not published again by the
       // next leader.
-      const leadership = this.leadership;
-      await this.marks.markAll(leadership ? (query) => leadership.execute(query) : this.onItsOwn);
+      await this.marks.markAll(this.asLeaderOrAlone);
     } catch (error) {
       this.onError(error);
     }
@@ -334,11 +333,7 @@ export class OutboxRelay {
   private markOnItsOwn(): void {
     // A relay stopped leaves them unsent: the next to lead publishes them again (at least once).
     if (this.state !== 'running') return;
-    const run = this.tail.then(() => {
-      // On the leader's session where there is one: it marks by index (`LEADER_SETTINGS`).
-      const leadership = this.leadership;
-      return this.marks.markAll(leadership ? (query) => leadership.execute(query) : this.onItsOwn);
-    });
+    const run = this.tail.then(() => this.marks.markAll(this.asLeaderOrAlone));
     this.tail = run.catch((error: unknown) => {
       this.onError(error);
       this.marks.soon();
@@ -348,6 +343,10 @@ export class OutboxRelay {
   /** A statement run alone, on the pool. */
   private readonly onItsOwn = async <R>(query: RawBuilder<R>): Promise<R[]> =>
     (await query.execute(this.db.kysely)).rows;
+
+  /** A statement on the leader's session while this relay leads (it reads by index: `LEADER_SETTINGS`), else on the pool. */
+  private readonly asLeaderOrAlone = <R>(query: RawBuilder<R>): Promise<R[]> =>
+    this.leadership ? this.leadership.execute(query) : this.onItsOwn(query);
 
   /**
    * After the leadership was lost: this process's commits that went without NOTIFY while it led may still
