@@ -64,6 +64,34 @@ export function processCpuSeconds(pid: number): number {
   }
 }
 
+/** The whole machine's CPU time from /proc/stat, in ticks: all of it, and what the hypervisor took (steal). */
+export interface MachineTicks {
+  total: number;
+  steal: number;
+}
+
+export function readMachineTicks(): MachineTicks | undefined {
+  try {
+    // cpu  user nice system idle iowait irq softirq steal guest guest_nice (guest time is inside user).
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+    if (fields.length < 8 || fields.some((n) => !Number.isFinite(n))) return undefined;
+    return { total: fields.reduce((sum, n) => sum + n, 0), steal: fields[7]! };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The share of the machine's CPU time between two readings that its hypervisor gave to other guests
+ * (steal), NaN where it cannot be read. On a shared VM a round measured while the host is busy takes
+ * more CPU per operation (caches and the cores' time shared with strangers), whatever the code: a
+ * figure is comparable with another only at a like steal.
+ */
+export function stealShareBetween(before: MachineTicks | undefined, after: MachineTicks | undefined): number {
+  if (!before || !after || after.total <= before.total) return Number.NaN;
+  return (after.steal - before.steal) / (after.total - before.total);
+}
+
 /**
  * The pid of the local process listening on TCP `port` (IPv4 or IPv6, any address), from /proc/net and
  * the processes' open sockets; undefined if none is found (not Linux, another host, another user's

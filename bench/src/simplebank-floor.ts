@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { Database, EventStore, installInbox, installOutbox, migrate } from '@chassis/data';
 import pg from 'pg';
 import { pgbenchConnection, pgbenchPath } from './pgbench.ts';
-import { cpuUsedBetween, readProcessCpu } from './process-cpu.ts';
+import { cpuUsedBetween, readMachineTicks, readProcessCpu, stealShareBetween } from './process-cpu.ts';
 import { seedCustomers } from './simplebank-load.ts';
 
 /**
@@ -29,6 +29,8 @@ export interface FloorResult {
   /** Per order, counted from the script: statements (BEGIN and COMMIT aside) and transactions. */
   statements: number;
   transactions: number;
+  /** The machine's CPU time its hypervisor gave to others over the same window (see `stealShareBetween`). */
+  steal: number;
 }
 
 /** The script's statements (BEGIN and COMMIT aside, as the bank's own counters count) and transactions. */
@@ -113,9 +115,11 @@ async function pgbenchFloor(
   const ours = new Set(rows.map((row) => row.pid));
   const groupOf = (pid: number) => (pid === child.pid ? 'pgbench' : ours.has(pid) ? 'postgres' : undefined);
   const before = readProcessCpu();
+  const ticksBefore = readMachineTicks();
   const from = performance.now();
   await sleep((seconds - lead - Math.min(0.5, seconds * 0.1)) * 1000);
   const after = readProcessCpu();
+  const steal = stealShareBetween(ticksBefore, readMachineTicks());
   const windowSeconds = (performance.now() - from) / 1000;
   const cpu = before && after ? cpuUsedBetween(before, after, groupOf) : {};
 
@@ -129,6 +133,7 @@ async function pgbenchFloor(
   return {
     ordersPerSec,
     cpuMsPerOrder: { postgres, pgbench, total: postgres + pgbench },
+    steal,
     ...scriptShape(readFileSync(FLOOR_SCRIPT, 'utf8')),
   };
 }
