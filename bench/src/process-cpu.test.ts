@@ -13,7 +13,7 @@ describe('the machine’s steal', () => {
     assert.ok(Number.isNaN(stealShareBetween({ total: 10, steal: 1 }, { total: 10, steal: 1 })));
   });
 
-  it('reads this machine’s ticks from /proc/stat, where there is one, steal within the total and both growing', async () => {
+  it('reads this machine’s ticks from /proc/stat, where there is one, steal within the total and both growing', () => {
     const first = readMachineTicks();
     if (process.platform !== 'linux') return assert.equal(first, undefined);
     assert.ok(first && first.total > 0 && first.steal >= 0 && first.steal <= first.total);

@@ -64,12 +64,13 @@ export function processCpuSeconds(pid: number): number {
   }
 }
 
-/** The whole machine's CPU time from /proc/stat, in ticks: all of it, and what the hypervisor took (steal). */
+/** The whole machine's CPU time so far, in ticks: all of it, and what the hypervisor took (steal). */
 export interface MachineTicks {
   total: number;
   steal: number;
 }
 
+/** The machine's CPU time from /proc/stat's first line; undefined where there is none (not Linux). */
 export function readMachineTicks(): MachineTicks | undefined {
   try {
     // cpu  user nice system idle iowait irq softirq steal guest guest_nice (guest time is inside user).
