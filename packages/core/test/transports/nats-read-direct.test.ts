@@ -129,6 +129,9 @@ describe('NATS socket read straight into the parser', { skip: skipWithoutNats },
       assert.match(String(failures[0]), /a callback that throws/);
       // A new socket: read nats.js's way until set up again, as the transport does on each reconnect.
       assert.equal(readDirectly(reader, unexpected), true);
+      // The reconnect is reported once the socket is up, not once the server has the subscription again:
+      // a round trip on the reader's connection orders its SUB before the writer's messages.
+      await reader.flush();
       for (let i = 0; i < 3; i++) {
         writer.publish(subject, `after ${i}`);
         await writer.flush();
