@@ -7,8 +7,9 @@ import type { Execute } from './outbox-marking.ts';
 import { isMissingRelation } from './service-schema.ts';
 
 /**
- * Parking (see Order in `outbox.ts` for the rest). A row the transport refuses every time (too large for the stream, a subject it will never
- * take) would otherwise block its service's relay forever, since the oldest row goes first. After
+ * Parking (the outbox's order and the rest of its life: `outbox.ts`). A row the transport refuses every
+ * time (too large for the stream, a subject it will never take) would otherwise block its service's
+ * relay forever, since the oldest row goes first. After
  * `parkAfterAttempts` failed attempts the relay sets the row aside for one batch and goes on with the
  * next; if the broker takes a later row and then refuses this one once more, the refusal is this row's
  * and the row is parked: kept, marked `parked_at` with its last error, counted by `outboxLag().parked`,
